@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// command is any stdin line; each command reads the fields it needs and
+// unknown fields are ignored.
+type command struct {
+	Cmd   string `json:"cmd"`
+	Addr  string `json:"addr"`
+	Mode  string `json:"mode"`
+	Topic string `json:"topic"`
+	ID    string `json:"id"`
+	Size  *int   `json:"size"`
+	Peer  string `json:"peer"`
+}
+
+// maxCommandLine bounds one stdin line; commands are small.
+const maxCommandLine = 1 << 20
+
+// readCommands handles stdin in order until `stop` or end of input.
+func (p *Peer) readCommands(r io.Reader) {
+	scanner := bufio.NewScanner(r)
+	scanner.Buffer(make([]byte, 64*1024), maxCommandLine)
+	for scanner.Scan() {
+		line := strings.TrimSpace(scanner.Text())
+		if line == "" {
+			continue
+		}
+		var cmd command
+		if err := json.Unmarshal([]byte(line), &cmd); err != nil {
+			p.out.Error("", fmt.Errorf("bad command line: %w", err))
+			continue
+		}
+		if cmd.Cmd == "stop" {
+			return
+		}
+		if err := p.handle(cmd); err != nil {
+			p.out.Error(cmd.Cmd, err)
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		p.out.Error("", fmt.Errorf("reading stdin: %w", err))
+	}
+}
+
+func (p *Peer) handle(cmd command) error {
+	switch cmd.Cmd {
+	case "dial":
+		return p.dial(cmd.Addr, cmd.Mode)
+	case "subscribe":
+		if cmd.Topic == "" {
+			return errors.New("subscribe needs a topic")
+		}
+		return p.gossip.subscribe(cmd.Topic)
+	case "unsubscribe":
+		if cmd.Topic == "" {
+			return errors.New("unsubscribe needs a topic")
+		}
+		return p.gossip.unsubscribe(cmd.Topic)
+	case "publish":
+		return p.publish(cmd)
+	case "disconnect":
+		return p.disconnect(cmd.Peer)
+	case "":
+		return errors.New("command has no cmd field")
+	default:
+		return fmt.Errorf("unknown command %q", cmd.Cmd)
+	}
+}
+
+// dial starts a connection and returns at once: like a rust-libp2p dial, the
+// outcome is a connection_opened event or an error event, and later commands
+// do not wait for it.
+func (p *Peer) dial(addr, mode string) error {
+	switch mode {
+	case "dedup":
+	case "new":
+		// The swarm hands back any existing connection (bestAcceptableConnToPeer
+		// in swarm_dial.go, even with WithForceDirectDial once it is direct), and
+		// adopting a transport-dialed connection (Swarm.addConn) is not public.
+		p.out.Emit("unsupported", unsupportedEvent{
+			Feature: "dial-mode-new",
+			Reason:  "go-libp2p's swarm reuses an existing connection to the peer and offers no public way to force another",
+		})
+		return nil
+	default:
+		return fmt.Errorf("unknown dial mode %q", mode)
+	}
+	info, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		// host.Connect does nothing when connected and joins a dial in progress.
+		if err := p.host.Connect(p.ctx, *info); err != nil && p.ctx.Err() == nil {
+			p.out.Error("dial", err)
+		}
+	}()
+	return nil
+}
+
+func (p *Peer) publish(cmd command) error {
+	if cmd.Topic == "" || cmd.ID == "" || cmd.Size == nil {
+		return errors.New("publish needs topic, id and size")
+	}
+	if *cmd.Size < 0 {
+		return fmt.Errorf("publish size must not be negative, got %d", *cmd.Size)
+	}
+	size, err := p.gossip.publish(cmd.Topic, cmd.ID, *cmd.Size)
+	if err != nil {
+		return err
+	}
+	p.out.Emit("published", publishedEvent{Topic: cmd.Topic, ID: cmd.ID, Size: size})
+	return nil
+}
+
+// disconnect closes every connection to one peer, or every connection.
+func (p *Peer) disconnect(remote string) error {
+	if remote != "" {
+		id, err := peer.Decode(remote)
+		if err != nil {
+			return err
+		}
+		return p.host.Network().ClosePeer(id)
+	}
+	var errs []error
+	for _, c := range p.host.Network().Conns() {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// configEnv names the environment variable that carries the whole configuration.
+const configEnv = "MESHGATE_PEER_CONFIG"
+
+// Config is the peer configuration of docs/peer-contract.md §1. Pointers mark
+// fields whose absence means "the library's default" or must be detected.
+type Config struct {
+	Seed              *uint64          `json:"seed"`
+	ListenPort        *int             `json:"listen_port"`
+	Transport         string           `json:"transport"`
+	Security          string           `json:"security"`
+	Muxer             string           `json:"muxer"`
+	Gossipsub         *GossipsubConfig `json:"gossipsub"`
+	StreamsIntervalMs *int             `json:"streams_interval_ms"`
+}
+
+// GossipsubConfig holds the gossipsub knobs the runner may set.
+type GossipsubConfig struct {
+	Topics          []string `json:"topics"`
+	D               *int     `json:"d"`
+	DLo             *int     `json:"d_lo"`
+	DHi             *int     `json:"d_hi"`
+	HeartbeatMs     *int     `json:"heartbeat_ms"`
+	MaxTransmitSize *int     `json:"max_transmit_size"`
+}
+
+// UnsupportedError is a valid configuration value this implementation cannot
+// honour: the contract wants an `unsupported` event and exit status 3 for it,
+// not a configuration error.
+type UnsupportedError struct {
+	Feature string
+	Reason  string
+}
+
+func (e *UnsupportedError) Error() string { return e.Feature + ": " + e.Reason }
+
+// parseConfig decodes and validates the configuration. Unknown fields are
+// ignored, like unknown command fields; unknown values are errors.
+func parseConfig(raw string) (*Config, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%s is not set", configEnv)
+	}
+	var cfg Config
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", configEnv, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (c *Config) validate() error {
+	if c.Seed == nil {
+		return errors.New("seed is required")
+	}
+	if c.ListenPort == nil {
+		return errors.New("listen_port is required")
+	}
+	if *c.ListenPort < 0 || *c.ListenPort > 65535 {
+		return fmt.Errorf("listen_port %d out of range", *c.ListenPort)
+	}
+	switch c.Transport {
+	case "tcp", "quic-v1":
+	case "":
+		return errors.New("transport is required")
+	default:
+		return fmt.Errorf("unknown transport %q", c.Transport)
+	}
+	// security and muxer only matter for tcp, but a present value must still be known.
+	switch c.Security {
+	case "noise", "tls":
+	case "":
+		if c.Transport == "tcp" {
+			return errors.New("security is required for tcp")
+		}
+	default:
+		return fmt.Errorf("unknown security %q", c.Security)
+	}
+	switch c.Muxer {
+	case "yamux", "mplex":
+	case "":
+		if c.Transport == "tcp" {
+			return errors.New("muxer is required for tcp")
+		}
+	default:
+		return fmt.Errorf("unknown muxer %q", c.Muxer)
+	}
+	if c.StreamsIntervalMs != nil && *c.StreamsIntervalMs <= 0 {
+		return fmt.Errorf("streams_interval_ms must be positive, got %d", *c.StreamsIntervalMs)
+	}
+	if g := c.Gossipsub; g != nil {
+		for name, v := range map[string]*int{"d": g.D, "d_lo": g.DLo, "d_hi": g.DHi} {
+			if v != nil && *v < 0 {
+				return fmt.Errorf("gossipsub.%s must not be negative, got %d", name, *v)
+			}
+		}
+		if g.HeartbeatMs != nil && *g.HeartbeatMs <= 0 {
+			return fmt.Errorf("gossipsub.heartbeat_ms must be positive, got %d", *g.HeartbeatMs)
+		}
+		if g.MaxTransmitSize != nil && *g.MaxTransmitSize <= 0 {
+			return fmt.Errorf("gossipsub.max_transmit_size must be positive, got %d", *g.MaxTransmitSize)
+		}
+		for _, t := range g.Topics {
+			if t == "" {
+				return errors.New("gossipsub.topics contains an empty topic")
+			}
+		}
+	}
+	return nil
+}
+
+// checkSupported reports the configured values that go-libp2p cannot honour.
+func (c *Config) checkSupported() error {
+	// go-libp2p no longer has mplex; QUIC ignores the muxer setting.
+	if c.Transport == "tcp" && c.Muxer == "mplex" {
+		return &UnsupportedError{Feature: "muxer-mplex", Reason: "go-libp2p no longer ships the mplex stream muxer"}
+	}
+	return nil
+}
+
+// streamsInterval is the sampling period of `streams` events.
+func (c *Config) streamsInterval() time.Duration {
+	if c.StreamsIntervalMs == nil {
+		return time.Second
+	}
+	return time.Duration(*c.StreamsIntervalMs) * time.Millisecond
+}
+
+// topics lists the gossipsub topics named in the configuration.
+func (c *Config) topics() []string {
+	if c.Gossipsub == nil {
+		return nil
+	}
+	return c.Gossipsub.Topics
+}

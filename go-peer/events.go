@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Emitter serializes events onto stdout, one JSON line each. Every goroutine
+// writes through it, so lines never interleave.
+type Emitter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	peer   string
+	closed bool
+}
+
+func newEmitter(w io.Writer, peer string) *Emitter {
+	return &Emitter{w: w, peer: peer}
+}
+
+type eventHeader struct {
+	TS    int64  `json:"ts"`
+	Peer  string `json:"peer"`
+	Event string `json:"event"`
+}
+
+// Emit writes the header fields followed by the fields of body, a struct (or
+// nil). Events after Close are dropped: `stopped` must be the last line.
+func (e *Emitter) Emit(name string, body any) {
+	line, err := json.Marshal(eventHeader{TS: time.Now().UnixMicro(), Peer: e.peer, Event: name})
+	if err != nil {
+		panic(err) // three plain fields cannot fail to marshal
+	}
+	if body != nil {
+		fields, err := json.Marshal(body)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cannot encode %s event: %v\n", name, err)
+			return
+		}
+		// Splice `{"a":1}` into the header object, unless it has no fields.
+		if len(fields) > 2 {
+			line = append(line[:len(line)-1], ',')
+			line = append(line, fields[1:]...)
+		}
+	}
+	line = append(line, '\n')
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	if _, err := e.w.Write(line); err != nil {
+		fmt.Fprintf(os.Stderr, "cannot write %s event: %v\n", name, err)
+	}
+}
+
+// Close emits nothing further.
+func (e *Emitter) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+}
+
+// Error reports a failed command (cmd non-empty) or an event that could not be handled.
+func (e *Emitter) Error(cmd string, err error) {
+	ev := errorEvent{Message: err.Error()}
+	if cmd != "" {
+		ev.Cmd = &cmd
+	}
+	e.Emit("error", ev)
+}
+
+// The event bodies of docs/peer-contract.md §3; the header is added by Emit.
+
+type startedEvent struct {
+	Implementation string            `json:"implementation"`
+	Versions       map[string]string `json:"versions"`
+}
+
+type listeningEvent struct {
+	Addrs []string `json:"addrs"`
+}
+
+type connectionOpenedEvent struct {
+	Remote     string `json:"remote"`
+	ConnID     string `json:"conn_id"`
+	Direction  string `json:"direction"`
+	RemoteAddr string `json:"remote_addr"`
+}
+
+type connectionClosedEvent struct {
+	connectionOpenedEvent
+	// go-libp2p does not tell why a connection closed, so this stays null.
+	Reason *string `json:"reason"`
+}
+
+type identifyEvent struct {
+	Remote          string   `json:"remote"`
+	ConnID          *string  `json:"conn_id"`
+	AgentVersion    string   `json:"agent_version"`
+	ProtocolVersion string   `json:"protocol_version"`
+	Protocols       []string `json:"protocols"`
+	ListenAddrs     []string `json:"listen_addrs"`
+}
+
+type subscriptionEvent struct {
+	Remote string `json:"remote"`
+	Topic  string `json:"topic"`
+}
+
+type meshEvent struct {
+	Topic string   `json:"topic"`
+	Peers []string `json:"peers"`
+}
+
+type messageEvent struct {
+	Topic  string `json:"topic"`
+	ID     string `json:"id"`
+	Source string `json:"source"`
+	From   string `json:"from"`
+	Size   int    `json:"size"`
+	SentUs int64  `json:"sent_us"`
+}
+
+type publishedEvent struct {
+	Topic string `json:"topic"`
+	ID    string `json:"id"`
+	Size  int    `json:"size"`
+}
+
+type streamsEvent struct {
+	Remote   string `json:"remote"`
+	ConnID   string `json:"conn_id"`
+	Inbound  int    `json:"inbound"`
+	Outbound int    `json:"outbound"`
+}
+
+type errorEvent struct {
+	Cmd     *string `json:"cmd"`
+	Message string  `json:"message"`
+}
+
+type unsupportedEvent struct {
+	Feature string `json:"feature"`
+	Reason  string `json:"reason"`
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+// listenAddr is the one address the configured transport listens on.
+func listenAddr(cfg *Config) string {
+	if cfg.Transport == "quic-v1" {
+		return fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", *cfg.ListenPort)
+	}
+	return fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", *cfg.ListenPort)
+}
+
+// hostOptions enables exactly what the configuration names, and switches off
+// everything that would trim connections, limit resources or dial on its own:
+// the runner must see the library's protocol behaviour, not its policies.
+func hostOptions(cfg *Config, priv crypto.PrivKey) ([]libp2p.Option, error) {
+	limiter := rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits)
+	rm, err := rcmgr.NewResourceManager(limiter)
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+
+	opts := []libp2p.Option{
+		libp2p.Identity(priv),
+		libp2p.ListenAddrStrings(listenAddr(cfg)),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
+		libp2p.DisableRelay(),
+		// A static reachability stops the AutoNAT client from probing peers.
+		libp2p.ForceReachabilityPrivate(),
+		// Black-hole detection could refuse dials the runner asked for.
+		libp2p.UDPBlackHoleSuccessCounter(nil),
+		libp2p.IPv6BlackHoleSuccessCounter(nil),
+		libp2p.DisableMetrics(),
+		libp2p.Ping(true),
+	}
+
+	switch cfg.Transport {
+	case "tcp":
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
+		switch cfg.Security {
+		case "noise":
+			opts = append(opts, libp2p.Security(noise.ID, noise.New))
+		case "tls":
+			opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+		}
+	case "quic-v1":
+		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
+		// QUIC secures itself with TLS 1.3 and never uses the upgrader; naming
+		// TLS here only keeps go-libp2p from adding its default security list.
+		opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+	}
+	// yamux is the only muxer left in go-libp2p (checkSupported rejects mplex).
+	opts = append(opts, libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
+	return opts, nil
+}
+
+func buildHost(cfg *Config, priv crypto.PrivKey) (host.Host, error) {
+	opts, err := hostOptions(cfg, priv)
+	if err != nil {
+		return nil, err
+	}
+	return libp2p.New(opts...)
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Exit statuses of docs/peer-contract.md §4.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitConfig      = 2
+	exitUnsupported = 3
+)
+
+// Peer is one running go-libp2p host driven by the contract.
+type Peer struct {
+	ctx    context.Context
+	host   host.Host
+	gossip *gossip
+	out    *Emitter
+}
+
+// run is the whole peer: it reads the configuration, builds the host, serves
+// commands from stdin until `stop` or end of input, and returns the exit status.
+func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
+	cfg, err := parseConfig(rawConfig)
+	if err != nil {
+		fmt.Fprintln(stderr, "configuration error:", err)
+		return exitConfig
+	}
+	priv, err := identityFromSeed(*cfg.Seed)
+	if err != nil {
+		fmt.Fprintln(stderr, "identity:", err)
+		return exitFailure
+	}
+	self, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		fmt.Fprintln(stderr, "identity:", err)
+		return exitFailure
+	}
+	out := newEmitter(stdout, self.String())
+
+	params, err := gossipParams(cfg.Gossipsub)
+	if err == nil {
+		err = cfg.checkSupported()
+	}
+	var unsupported *UnsupportedError
+	switch {
+	case errors.As(err, &unsupported):
+		fmt.Fprintln(stderr, "unsupported:", unsupported)
+		out.Emit("unsupported", unsupportedEvent{Feature: unsupported.Feature, Reason: unsupported.Reason})
+		return exitUnsupported
+	case err != nil:
+		fmt.Fprintln(stderr, "configuration error:", err)
+		return exitConfig
+	}
+
+	h, err := buildHost(cfg, priv)
+	if err != nil {
+		fmt.Fprintln(stderr, "building host:", err)
+		return exitFailure
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Subscribe before `started` so no identify result is lost; the events
+	// are read only once `started` is out.
+	busSub, err := h.EventBus().Subscribe(busEvents)
+	if err != nil {
+		fmt.Fprintln(stderr, "event bus:", err)
+		h.Close()
+		return exitFailure
+	}
+	defer busSub.Close()
+
+	out.Emit("started", startedEvent{Implementation: "go-libp2p", Versions: libraryVersions()})
+
+	conns := newConnTracker(out)
+	h.Network().Notify(conns.notifiee())
+	// A connection accepted before Notify is announced here; the tracker
+	// ignores one it has already announced.
+	for _, c := range h.Network().Conns() {
+		conns.opened(c)
+	}
+
+	mesh := newMeshTracker(ctx)
+	go mesh.run(out)
+	g, err := newGossip(ctx, h, params, cfg.Gossipsub, mesh, out)
+	if err != nil {
+		fmt.Fprintln(stderr, "gossipsub:", err)
+		h.Close()
+		return exitFailure
+	}
+	// Joining the configured topics (not subscribing) lets remote
+	// subscriptions be reported from the start.
+	for _, t := range cfg.topics() {
+		if _, err := g.join(t); err != nil {
+			out.Error("", fmt.Errorf("joining topic %s: %w", t, err))
+		}
+	}
+
+	go watchBus(ctx, h, busSub, out)
+	go sampleStreams(ctx, conns, out, cfg.streamsInterval())
+
+	p := &Peer{ctx: ctx, host: h, gossip: g, out: out}
+	p.readCommands(stdin)
+
+	// Stop: end pubsub and the watchers, then close every connection (each
+	// reported as connection_closed), and only then write `stopped`.
+	cancel()
+	if err := h.Close(); err != nil {
+		fmt.Fprintln(stderr, "closing host:", err)
+	}
+	out.Emit("stopped", nil)
+	out.Close()
+	return exitOK
+}

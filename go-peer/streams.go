@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// changePoll bounds how late a change in stream counts is reported. go-libp2p
+// has no stream open/close notification, so counts are polled.
+const changePoll = 50 * time.Millisecond
+
+type streamCount struct{ inbound, outbound int }
+
+// sampleStreams emits `streams` for every connection each interval, and for a
+// connection whose counts changed since its last report at the next poll.
+func sampleStreams(ctx context.Context, conns *connTracker, out *Emitter, interval time.Duration) {
+	poll := min(changePoll, interval)
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	last := make(map[string]streamCount)
+	nextFull := time.Now()
+	for {
+		now := time.Now()
+		full := !now.Before(nextFull)
+		if full {
+			nextFull = now.Add(interval)
+		}
+		seen := make(map[string]bool)
+		conns.each(func(c network.Conn) {
+			id := c.ID()
+			seen[id] = true
+			n := countStreams(c)
+			if prev, ok := last[id]; full || !ok || prev != n {
+				last[id] = n
+				out.Emit("streams", streamsEvent{
+					Remote:   c.RemotePeer().String(),
+					ConnID:   id,
+					Inbound:  n.inbound,
+					Outbound: n.outbound,
+				})
+			}
+		})
+		for id := range last {
+			if !seen[id] {
+				delete(last, id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// countStreams counts what the muxer holds open on c, by who opened it.
+func countStreams(c network.Conn) streamCount {
+	var n streamCount
+	for _, s := range c.GetStreams() {
+		switch s.Stat().Direction {
+		case network.DirInbound:
+			n.inbound++
+		case network.DirOutbound:
+			n.outbound++
+		}
+	}
+	return n
+}

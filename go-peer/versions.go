@@ -1,0 +1,34 @@
+package main
+
+import "runtime/debug"
+
+// reportedModules are the libraries whose compiled-in versions `started` lists.
+var reportedModules = []string{
+	"github.com/libp2p/go-libp2p",
+	"github.com/libp2p/go-libp2p-pubsub",
+	"github.com/libp2p/go-yamux/v5",
+	"github.com/quic-go/quic-go",
+}
+
+// libraryVersions reads the versions linked into this binary, so the report
+// cannot drift from go.mod.
+func libraryVersions() map[string]string {
+	versions := make(map[string]string)
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return versions
+	}
+	for _, dep := range info.Deps {
+		for _, name := range reportedModules {
+			if dep.Path != name {
+				continue
+			}
+			if dep.Replace != nil && dep.Replace.Version != "" {
+				versions[name] = dep.Replace.Version
+			} else {
+				versions[name] = dep.Version
+			}
+		}
+	}
+	return versions
+}
