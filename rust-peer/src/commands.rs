@@ -1,0 +1,134 @@
+//! Commands read from stdin, one JSON object per line.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    Dial {
+        addr: String,
+        #[serde(default)]
+        mode: DialMode,
+    },
+    Subscribe {
+        topic: String,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    Publish {
+        topic: String,
+        id: String,
+        size: usize,
+    },
+    Disconnect {
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DialMode {
+    /// Connect unless already connected to or dialing the peer.
+    #[default]
+    Dedup,
+    /// Open another connection even when one exists.
+    New,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Dial { .. } => "dial",
+            Command::Subscribe { .. } => "subscribe",
+            Command::Unsubscribe { .. } => "unsubscribe",
+            Command::Publish { .. } => "publish",
+            Command::Disconnect { .. } => "disconnect",
+            Command::Stop => "stop",
+        }
+    }
+}
+
+/// Why a line is not a command; `cmd` is the command's name when the line got that far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub cmd: Option<String>,
+    pub message: String,
+}
+
+/// Parses one line. Unknown fields are ignored; unknown commands are errors naming them.
+pub fn parse(line: &str) -> Result<Command, CommandError> {
+    let value: Value = serde_json::from_str(line).map_err(|e| CommandError {
+        cmd: None,
+        message: format!("not a JSON command: {e}"),
+    })?;
+    let Some(name) = value.get("cmd").and_then(Value::as_str).map(str::to_owned) else {
+        return Err(CommandError {
+            cmd: None,
+            message: "command without a string `cmd` field".into(),
+        });
+    };
+    serde_json::from_value(value).map_err(|e| CommandError {
+        message: if e.to_string().starts_with("unknown variant") {
+            format!("unknown command `{name}`")
+        } else {
+            e.to_string()
+        },
+        cmd: Some(name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_examples() {
+        assert_eq!(
+            parse(r#"{"cmd":"dial","addr":"/ip4/10.88.0.3/tcp/4001/p2p/12D3KooWX","mode":"new"}"#),
+            Ok(Command::Dial {
+                addr: "/ip4/10.88.0.3/tcp/4001/p2p/12D3KooWX".into(),
+                mode: DialMode::New,
+            })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"subscribe","topic":"meshgate","extra":[1,2]}"#),
+            Ok(Command::Subscribe {
+                topic: "meshgate".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"publish","topic":"meshgate","id":"go-1/3","size":256}"#),
+            Ok(Command::Publish {
+                topic: "meshgate".into(),
+                id: "go-1/3".into(),
+                size: 256,
+            })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"disconnect"}"#),
+            Ok(Command::Disconnect { peer: None })
+        );
+        assert_eq!(parse(r#"{"cmd":"stop"}"#), Ok(Command::Stop));
+    }
+
+    #[test]
+    fn errors_name_the_command() {
+        let unknown = parse(r#"{"cmd":"reboot"}"#).expect_err("unknown command");
+        assert_eq!(unknown.cmd.as_deref(), Some("reboot"));
+        assert!(unknown.message.contains("unknown command"));
+
+        let bad_mode = parse(r#"{"cmd":"dial","addr":"/ip4/1.2.3.4/tcp/1","mode":"twice"}"#)
+            .expect_err("bad mode");
+        assert_eq!(bad_mode.cmd.as_deref(), Some("dial"));
+
+        let missing = parse(r#"{"cmd":"publish","topic":"t","id":"x"}"#).expect_err("no size");
+        assert_eq!(missing.cmd.as_deref(), Some("publish"));
+
+        assert_eq!(parse("garbage").expect_err("not JSON").cmd, None);
+        assert_eq!(parse(r#"{"topic":"t"}"#).expect_err("no cmd").cmd, None);
+    }
+}

@@ -1,0 +1,336 @@
+//! The peer's configuration (the JSON in `MESHGATE_PEER_CONFIG`) and the identity it derives.
+
+use std::{fmt, time::Duration};
+
+use libp2p::{gossipsub, identity};
+use serde::Deserialize;
+
+/// Name of the environment variable holding the whole configuration.
+pub const CONFIG_VAR: &str = "MESHGATE_PEER_CONFIG";
+
+const DEFAULT_STREAMS_INTERVAL_MS: u64 = 1000;
+
+/// Unknown fields are ignored so that a newer runner can add fields without breaking this peer;
+/// unknown *values* of known fields are errors.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub seed: u64,
+    pub listen_port: u16,
+    pub transport: Transport,
+    /// Required for `tcp`, ignored for `quic-v1`.
+    #[serde(default)]
+    pub security: Option<Security>,
+    /// Required for `tcp`, ignored for `quic-v1`.
+    #[serde(default)]
+    pub muxer: Option<Muxer>,
+    #[serde(default)]
+    pub gossipsub: GossipsubParams,
+    #[serde(default = "default_streams_interval_ms")]
+    pub streams_interval_ms: u64,
+}
+
+fn default_streams_interval_ms() -> u64 {
+    DEFAULT_STREAMS_INTERVAL_MS
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Transport {
+    #[serde(rename = "tcp")]
+    Tcp,
+    #[serde(rename = "quic-v1")]
+    QuicV1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    Noise,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Muxer {
+    Yamux,
+    Mplex,
+}
+
+/// Absent fields mean the library's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GossipsubParams {
+    #[serde(default)]
+    pub topics: Vec<String>,
+    pub d: Option<usize>,
+    pub d_lo: Option<usize>,
+    pub d_hi: Option<usize>,
+    pub heartbeat_ms: Option<u64>,
+    pub max_transmit_size: Option<usize>,
+}
+
+/// What the transport is actually built from, once the configuration is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    Tcp(Security),
+    Quic,
+}
+
+/// The configuration cannot be used at all: exit status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The configuration is valid but asks for something this implementation lacks: exit status 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    pub feature: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Parses and validates; everything that would later fail on a bad value fails here.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_json::from_str(json).map_err(|e| ConfigError(format!("{CONFIG_VAR}: {e}")))?;
+        if config.transport == Transport::Tcp {
+            if config.security.is_none() {
+                return Err(ConfigError(
+                    "`security` is required for transport tcp".into(),
+                ));
+            }
+            if config.muxer.is_none() {
+                return Err(ConfigError("`muxer` is required for transport tcp".into()));
+            }
+        }
+        if config.streams_interval_ms == 0 {
+            return Err(ConfigError("`streams_interval_ms` must be positive".into()));
+        }
+        config.gossipsub_config()?;
+        Ok(config)
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let json =
+            std::env::var(CONFIG_VAR).map_err(|e| ConfigError(format!("{CONFIG_VAR}: {e}")))?;
+        Self::from_json(&json)
+    }
+
+    /// Resolves the transport stack, or says what this implementation cannot do.
+    pub fn stack(&self) -> Result<Stack, Unsupported> {
+        match (self.transport, self.security, self.muxer) {
+            (Transport::QuicV1, _, _) => Ok(Stack::Quic),
+            (Transport::Tcp, _, Some(Muxer::Mplex)) => Err(Unsupported {
+                feature: "mplex".into(),
+                reason: "rust-libp2p 0.57 no longer ships an mplex stream muxer (libp2p-mplex was \
+                         deprecated and removed); only yamux is available over tcp"
+                    .into(),
+            }),
+            (Transport::Tcp, Some(security), _) => Ok(Stack::Tcp(security)),
+            // `from_json` guarantees security is present for tcp.
+            (Transport::Tcp, None, _) => Ok(Stack::Tcp(Security::Noise)),
+        }
+    }
+
+    pub fn streams_interval(&self) -> Duration {
+        Duration::from_millis(self.streams_interval_ms)
+    }
+
+    /// The gossipsub configuration: library defaults overridden by whatever was given, strict
+    /// validation (signed messages required), default message-id function.
+    pub fn gossipsub_config(&self) -> Result<gossipsub::Config, ConfigError> {
+        let params = &self.gossipsub;
+        let defaults = gossipsub::Config::default();
+        let d = params.d.unwrap_or(defaults.mesh_n());
+        let d_lo = params.d_lo.unwrap_or(defaults.mesh_n_low());
+        let d_hi = params.d_hi.unwrap_or(defaults.mesh_n_high());
+        if !(d_lo <= d && d <= d_hi) {
+            return Err(ConfigError(format!(
+                "gossipsub: need d_lo <= d <= d_hi, got d={d} d_lo={d_lo} d_hi={d_hi}"
+            )));
+        }
+        if d == 0 {
+            return Err(ConfigError("gossipsub: d must be positive".into()));
+        }
+
+        let mut builder = gossipsub::ConfigBuilder::default();
+        builder
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .mesh_n(d)
+            .mesh_n_low(d_lo)
+            .mesh_n_high(d_hi)
+            // D_out must stay <= D/2 and < D_lo (gossipsub spec); the default of 2 breaks small
+            // meshes, which experiments do ask for, so shrink it only when it has to.
+            .mesh_outbound_min(
+                defaults
+                    .mesh_outbound_min()
+                    .min(d / 2)
+                    .min(d_lo.saturating_sub(1)),
+            );
+        if let Some(ms) = params.heartbeat_ms {
+            if ms == 0 {
+                return Err(ConfigError(
+                    "gossipsub: heartbeat_ms must be positive".into(),
+                ));
+            }
+            builder.heartbeat_interval(Duration::from_millis(ms));
+        }
+        if let Some(size) = params.max_transmit_size {
+            builder.max_transmit_size(size);
+        }
+        builder
+            .build()
+            .map_err(|e| ConfigError(format!("gossipsub: {e}")))
+    }
+}
+
+/// The Ed25519 identity of a seed: the secret is the seed's 8 little-endian bytes followed by
+/// 24 zero bytes, so every implementation derives the same peer id from the same seed.
+pub fn keypair(seed: u64) -> identity::Keypair {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&seed.to_le_bytes());
+    identity::Keypair::ed25519_from_bytes(secret)
+        .expect("every 32-byte string is a valid ed25519 secret key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"{
+        "seed": 3, "listen_port": 4001, "transport": "tcp", "security": "noise", "muxer": "yamux",
+        "gossipsub": {"topics": ["meshgate"], "d": 6, "d_lo": 5, "d_hi": 12,
+                      "heartbeat_ms": 700, "max_transmit_size": 1048576},
+        "streams_interval_ms": 250,
+        "some_future_field": true
+    }"#;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let config = Config::from_json(FULL).expect("valid config");
+        assert_eq!(config.seed, 3);
+        assert_eq!(config.listen_port, 4001);
+        assert_eq!(config.stack(), Ok(Stack::Tcp(Security::Noise)));
+        assert_eq!(config.gossipsub.topics, vec!["meshgate".to_string()]);
+        assert_eq!(config.streams_interval(), Duration::from_millis(250));
+        let gs = config.gossipsub_config().expect("valid gossipsub config");
+        assert_eq!((gs.mesh_n(), gs.mesh_n_low(), gs.mesh_n_high()), (6, 5, 12));
+        assert_eq!(gs.heartbeat_interval(), Duration::from_millis(700));
+        assert_eq!(gs.max_transmit_size(), 1048576);
+        assert!(matches!(
+            gs.validation_mode(),
+            gossipsub::ValidationMode::Strict
+        ));
+    }
+
+    #[test]
+    fn quic_needs_neither_security_nor_muxer_and_defaults_apply() {
+        let config = Config::from_json(r#"{"seed":1,"listen_port":0,"transport":"quic-v1"}"#)
+            .expect("valid config");
+        assert_eq!(config.stack(), Ok(Stack::Quic));
+        assert_eq!(config.streams_interval_ms, DEFAULT_STREAMS_INTERVAL_MS);
+        let gs = config.gossipsub_config().expect("valid gossipsub config");
+        let defaults = gossipsub::Config::default();
+        assert_eq!(gs.mesh_n(), defaults.mesh_n());
+        assert_eq!(gs.heartbeat_interval(), defaults.heartbeat_interval());
+    }
+
+    #[test]
+    fn small_meshes_are_accepted() {
+        let config = Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"quic-v1",
+                "gossipsub":{"d":2,"d_lo":1,"d_hi":3}}"#,
+        )
+        .expect("valid config");
+        let gs = config.gossipsub_config().expect("valid gossipsub config");
+        assert_eq!((gs.mesh_n(), gs.mesh_n_low(), gs.mesh_n_high()), (2, 1, 3));
+        assert_eq!(gs.mesh_outbound_min(), 0);
+    }
+
+    #[test]
+    fn mplex_is_unsupported_not_invalid() {
+        let json =
+            r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"tls","muxer":"mplex"}"#;
+        let config = Config::from_json(json).expect("valid config");
+        let unsupported = config.stack().expect_err("mplex is not available");
+        assert_eq!(unsupported.feature, "mplex");
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let bad = [
+            ("not json", "{"),
+            ("missing seed", r#"{"listen_port":0,"transport":"quic-v1"}"#),
+            (
+                "negative seed",
+                r#"{"seed":-1,"listen_port":0,"transport":"quic-v1"}"#,
+            ),
+            (
+                "port too large",
+                r#"{"seed":1,"listen_port":70000,"transport":"quic-v1"}"#,
+            ),
+            (
+                "unknown transport",
+                r#"{"seed":1,"listen_port":0,"transport":"webrtc"}"#,
+            ),
+            (
+                "unknown security",
+                r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"plaintext","muxer":"yamux"}"#,
+            ),
+            (
+                "unknown muxer",
+                r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"spdy"}"#,
+            ),
+            (
+                "tcp without security",
+                r#"{"seed":1,"listen_port":0,"transport":"tcp","muxer":"yamux"}"#,
+            ),
+            (
+                "zero streams interval",
+                r#"{"seed":1,"listen_port":0,"transport":"quic-v1","streams_interval_ms":0}"#,
+            ),
+            (
+                "d outside d_lo..d_hi",
+                r#"{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{"d":3,"d_lo":4,"d_hi":12}}"#,
+            ),
+            (
+                "zero heartbeat",
+                r#"{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{"heartbeat_ms":0}}"#,
+            ),
+            (
+                "non-numeric max_transmit_size",
+                r#"{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{"max_transmit_size":"big"}}"#,
+            ),
+        ];
+        for (what, json) in bad {
+            assert!(Config::from_json(json).is_err(), "{what} was accepted");
+        }
+    }
+
+    #[test]
+    fn seeds_give_the_agreed_peer_ids() {
+        // Values computed independently (Ed25519 public key of the seed, protobuf-encoded into an
+        // identity multihash, base58) so the go peer can be checked against the same ids.
+        let id = |seed| keypair(seed).public().to_peer_id().to_string();
+        assert_eq!(
+            id(0),
+            "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+        );
+        assert_eq!(
+            id(1),
+            "12D3KooWPjceQrSwdWXPyLLeABRXmuqt69Rg3sBYbU1Nft9HyQ6X"
+        );
+        assert_ne!(id(2), id(1));
+    }
+}

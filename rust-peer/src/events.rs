@@ -1,0 +1,191 @@
+//! Events written to stdout, one JSON object per line. Stdout carries nothing else.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        implementation: &'static str,
+        versions: BTreeMap<String, String>,
+    },
+    Listening {
+        addrs: Vec<String>,
+    },
+    ConnectionOpened {
+        remote: String,
+        conn_id: String,
+        direction: Direction,
+        remote_addr: String,
+    },
+    ConnectionClosed {
+        remote: String,
+        conn_id: String,
+        direction: Direction,
+        remote_addr: String,
+        reason: Option<String>,
+    },
+    Identify {
+        remote: String,
+        conn_id: Option<String>,
+        agent_version: String,
+        protocol_version: String,
+        protocols: Vec<String>,
+        listen_addrs: Vec<String>,
+    },
+    Subscribed {
+        remote: String,
+        topic: String,
+    },
+    Unsubscribed {
+        remote: String,
+        topic: String,
+    },
+    Mesh {
+        topic: String,
+        peers: Vec<String>,
+    },
+    Message {
+        topic: String,
+        id: String,
+        source: Option<String>,
+        from: Option<String>,
+        size: usize,
+        sent_us: u64,
+    },
+    Published {
+        topic: String,
+        id: String,
+        size: usize,
+    },
+    Streams {
+        remote: String,
+        conn_id: String,
+        inbound: usize,
+        outbound: usize,
+    },
+    Error {
+        cmd: Option<String>,
+        message: String,
+    },
+    Unsupported {
+        feature: String,
+        reason: String,
+    },
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Event {
+    pub fn error(cmd: Option<&str>, message: impl ToString) -> Self {
+        Event::Error {
+            cmd: cmd.map(str::to_owned),
+            message: message.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: u64,
+    peer: &'a str,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+/// The one writer of stdout. Each event is written as one line and flushed at once, so the
+/// runner sees it when it happens and lines never interleave.
+pub struct Emitter {
+    peer: String,
+    out: io::Stdout,
+}
+
+impl Emitter {
+    pub fn new(peer: String) -> Self {
+        Self {
+            peer,
+            out: io::stdout(),
+        }
+    }
+
+    pub fn emit(&self, event: Event) {
+        let line = render(&self.peer, now_us(), &event);
+        let mut out = self.out.lock();
+        if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            tracing::error!(error = %e, "cannot write event to stdout");
+        }
+    }
+}
+
+fn render(peer: &str, ts: u64, event: &Event) -> String {
+    let mut line = serde_json::to_string(&Line { ts, peer, event })
+        .expect("events contain only strings, integers, lists and maps");
+    line.push('\n');
+    line
+}
+
+/// Unix time in microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn parsed(event: Event) -> Value {
+        let line = render("12D3KooWA", 42, &event);
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        serde_json::from_str(&line).expect("valid JSON")
+    }
+
+    #[test]
+    fn events_have_the_contract_shape() {
+        assert_eq!(
+            parsed(Event::Streams {
+                remote: "12D3KooWB".into(),
+                conn_id: "3".into(),
+                inbound: 2,
+                outbound: 1,
+            }),
+            json!({"ts":42,"peer":"12D3KooWA","event":"streams","remote":"12D3KooWB",
+                   "conn_id":"3","inbound":2,"outbound":1})
+        );
+        assert_eq!(
+            parsed(Event::ConnectionClosed {
+                remote: "B".into(),
+                conn_id: "1".into(),
+                direction: Direction::Inbound,
+                remote_addr: "/ip4/127.0.0.1/tcp/1".into(),
+                reason: None,
+            }),
+            json!({"ts":42,"peer":"12D3KooWA","event":"connection_closed","remote":"B",
+                   "conn_id":"1","direction":"inbound","remote_addr":"/ip4/127.0.0.1/tcp/1",
+                   "reason":null})
+        );
+        assert_eq!(
+            parsed(Event::error(None, "bad")),
+            json!({"ts":42,"peer":"12D3KooWA","event":"error","cmd":null,"message":"bad"})
+        );
+        assert_eq!(
+            parsed(Event::Stopped),
+            json!({"ts":42,"peer":"12D3KooWA","event":"stopped"})
+        );
+    }
+}

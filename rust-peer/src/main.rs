@@ -1,0 +1,67 @@
+//! meshgate's rust-libp2p test peer: one libp2p host driven by JSON commands on stdin,
+//! reporting JSON events on stdout, as described in docs/peer-contract.md.
+
+mod behaviour;
+mod commands;
+mod config;
+mod events;
+mod payload;
+mod peer;
+mod streams;
+mod transport;
+
+use std::{collections::BTreeMap, process};
+
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    config::Config,
+    events::{Emitter, Event},
+};
+
+const EXIT_CONFIG: i32 = 2;
+const EXIT_UNSUPPORTED: i32 = 3;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("rust-peer: invalid configuration: {e}");
+            process::exit(EXIT_CONFIG);
+        }
+    };
+    let keypair = config::keypair(config.seed);
+    let emitter = Emitter::new(keypair.public().to_peer_id().to_string());
+    let stack = match config.stack() {
+        Ok(stack) => stack,
+        Err(unsupported) => {
+            tracing::error!(feature = %unsupported.feature, "{}", unsupported.reason);
+            emitter.emit(Event::Unsupported {
+                feature: unsupported.feature,
+                reason: unsupported.reason,
+            });
+            process::exit(EXIT_UNSUPPORTED);
+        }
+    };
+
+    let status = peer::run(config, stack, keypair, emitter).await;
+    // Exit at once: tokio's stdin reader may still be blocked in a read that would otherwise
+    // hold up runtime shutdown. Events are already flushed.
+    process::exit(status);
+}
+
+/// Library versions compiled in, as found in Cargo.lock by build.rs (empty if it was not).
+pub fn versions() -> BTreeMap<String, String> {
+    env!("MESHGATE_LIBP2P_VERSIONS")
+        .split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(name, version)| (name.to_owned(), version.to_owned()))
+        .collect()
+}

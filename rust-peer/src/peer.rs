@@ -1,0 +1,531 @@
+//! The event loop: one `tokio::select!` over swarm events, stdin command lines and the timers
+//! that sample stream counts and meshes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    core::ConnectedPoint,
+    gossipsub::{self, IdentTopic, TopicHash},
+    identify,
+    identity::Keypair,
+    multiaddr::Protocol,
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        ConnectionId, DialError, SwarmEvent,
+    },
+    Multiaddr, PeerId, Swarm,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    time::MissedTickBehavior,
+};
+
+use crate::{
+    behaviour::{Behaviour, BehaviourEvent},
+    commands::{self, Command, DialMode},
+    config::{Config, Stack},
+    events::{now_us, Direction, Emitter, Event},
+    payload,
+    streams::{without_p2p, StreamCounts, StreamRegistry},
+    transport,
+};
+
+/// How often meshes are compared with what was last reported. Mesh changes happen in the
+/// heartbeat without an event, so they have to be polled; this is well below any heartbeat.
+const MESH_POLL: Duration = Duration::from_millis(100);
+
+/// Connections are kept until told otherwise: the experiments observe connections, and an
+/// idle timeout would close them behind the runner's back.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long `stop` waits for connections to close before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Process exit status once the peer is done.
+pub type ExitStatus = i32;
+
+/// Exit status for a peer that stopped because it could not run (not a contract status).
+const EXIT_FAILURE: ExitStatus = 1;
+
+struct Connection {
+    remote: PeerId,
+    counts: Option<Arc<StreamCounts>>,
+    /// Last (inbound, outbound) reported, to report changes only once.
+    reported: Option<(usize, usize)>,
+}
+
+struct Peer {
+    swarm: Swarm<Behaviour>,
+    emitter: Emitter,
+    registry: StreamRegistry,
+    listen_addrs: BTreeSet<Multiaddr>,
+    connections: BTreeMap<ConnectionId, Connection>,
+    meshes: BTreeMap<TopicHash, Vec<String>>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Builds the host, reports `started`, and runs until `stop` or end of stdin.
+pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitter) -> ExitStatus {
+    let registry = StreamRegistry::new();
+    let swarm = match build_swarm(&config, stack, &keypair, &registry) {
+        Ok(swarm) => swarm,
+        Err(e) => {
+            tracing::error!("cannot build the host: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    emitter.emit(Event::Started {
+        implementation: "rust-libp2p",
+        versions: crate::versions(),
+    });
+
+    let mut peer = Peer {
+        swarm,
+        emitter,
+        registry,
+        listen_addrs: BTreeSet::new(),
+        connections: BTreeMap::new(),
+        meshes: BTreeMap::new(),
+    };
+    // Topics are joined only on `subscribe`; gossipsub needs no preparation for them.
+    tracing::info!(topics = ?config.gossipsub.topics, "topics of this run");
+    let listen = listen_addr(stack, config.listen_port);
+    if let Err(e) = peer.swarm.listen_on(listen.clone()) {
+        peer.emitter.emit(Event::error(
+            None,
+            format!("cannot listen on {listen}: {e}"),
+        ));
+        return EXIT_FAILURE;
+    }
+    peer.run(config.streams_interval()).await;
+    0
+}
+
+fn build_swarm(
+    config: &Config,
+    stack: Stack,
+    keypair: &Keypair,
+    registry: &StreamRegistry,
+) -> Result<Swarm<Behaviour>, Box<dyn std::error::Error>> {
+    let transport = transport::build(stack, keypair, registry)?;
+    let behaviour = Behaviour::new(keypair, config)?;
+    Ok(Swarm::new(
+        transport,
+        behaviour,
+        keypair.public().to_peer_id(),
+        libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT),
+    ))
+}
+
+fn listen_addr(stack: Stack, port: u16) -> Multiaddr {
+    let addr = Multiaddr::empty().with(Protocol::Ip4([0, 0, 0, 0].into()));
+    match stack {
+        Stack::Tcp(_) => addr.with(Protocol::Tcp(port)),
+        Stack::Quic => addr.with(Protocol::Udp(port)).with(Protocol::QuicV1),
+    }
+}
+
+impl Peer {
+    async fn run(&mut self, streams_interval: Duration) {
+        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+        let mut streams_tick = tokio::time::interval(streams_interval);
+        streams_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut mesh_tick = tokio::time::interval(MESH_POLL);
+        mesh_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let streams_changed = self.registry.changed();
+
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                line = stdin.next_line() => match line {
+                    Ok(Some(line)) => {
+                        if let Flow::Stop = self.on_line(&line) {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::info!("end of stdin, stopping");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot read stdin, stopping: {e}");
+                        break;
+                    }
+                },
+                _ = streams_tick.tick() => self.report_streams(true),
+                () = streams_changed.notified() => self.report_streams(false),
+                _ = mesh_tick.tick() => self.report_meshes(),
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Closes every connection (reporting the closes), then reports `stopped`.
+    async fn shutdown(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while !self.connections.is_empty() {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                () = &mut grace => {
+                    tracing::warn!(open = self.connections.len(), "connections still open at exit");
+                    break;
+                }
+            }
+        }
+        self.emitter.emit(Event::Stopped);
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if self.listen_addrs.insert(address) {
+                    self.report_listening();
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if self.listen_addrs.remove(&address) {
+                    self.report_listening();
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
+                if let Err(e) = reason {
+                    tracing::warn!("listener closed: {e}");
+                }
+                let before = self.listen_addrs.len();
+                for address in &addresses {
+                    self.listen_addrs.remove(address);
+                }
+                if self.listen_addrs.len() != before {
+                    self.report_listening();
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => tracing::warn!("listener error: {error}"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => self.on_connection_opened(peer_id, connection_id, &endpoint),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                endpoint,
+                cause,
+                ..
+            } => {
+                self.connections.remove(&connection_id);
+                let (direction, remote_addr) = describe(&endpoint);
+                self.emitter.emit(Event::ConnectionClosed {
+                    remote: peer_id.to_string(),
+                    conn_id: connection_id.to_string(),
+                    direction,
+                    remote_addr,
+                    reason: cause.map(|c| c.to_string()),
+                });
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::warn!(peer = ?peer_id, "dial failed: {error}");
+                self.emitter.emit(Event::error(Some("dial"), error));
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => tracing::warn!(%send_back_addr, "incoming connection failed: {error}"),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => {
+                self.on_gossipsub(event);
+                self.report_meshes();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => {
+                tracing::trace!(?event, "ping");
+            }
+            other => tracing::debug!(event = ?other, "swarm event"),
+        }
+    }
+
+    fn on_connection_opened(
+        &mut self,
+        peer: PeerId,
+        connection_id: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) {
+        let counts = self.registry.claim(peer, endpoint);
+        if counts.is_none() {
+            tracing::warn!(%peer, %connection_id, ?endpoint, "no stream counters for connection");
+        }
+        self.connections.insert(
+            connection_id,
+            Connection {
+                remote: peer,
+                counts,
+                reported: None,
+            },
+        );
+        let (direction, remote_addr) = describe(endpoint);
+        self.emitter.emit(Event::ConnectionOpened {
+            remote: peer.to_string(),
+            conn_id: connection_id.to_string(),
+            direction,
+            remote_addr,
+        });
+        self.report_streams(false);
+    }
+
+    fn on_identify(&mut self, event: identify::Event) {
+        match event {
+            identify::Event::Received {
+                connection_id,
+                peer_id,
+                info,
+            } => {
+                let mut protocols: Vec<String> =
+                    info.protocols.iter().map(ToString::to_string).collect();
+                protocols.sort();
+                protocols.dedup();
+                self.emitter.emit(Event::Identify {
+                    remote: peer_id.to_string(),
+                    conn_id: Some(connection_id.to_string()),
+                    agent_version: info.agent_version,
+                    protocol_version: info.protocol_version,
+                    protocols,
+                    listen_addrs: info.listen_addrs.iter().map(ToString::to_string).collect(),
+                });
+            }
+            identify::Event::Error { peer_id, error, .. } => {
+                tracing::warn!(%peer_id, "identify failed: {error}");
+            }
+            other => tracing::debug!(event = ?other, "identify"),
+        }
+    }
+
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            } => match payload::decode(&message.data) {
+                Ok(header) => self.emitter.emit(Event::Message {
+                    topic: message.topic.into_string(),
+                    id: header.id,
+                    source: message.source.map(|p| p.to_string()),
+                    from: Some(propagation_source.to_string()),
+                    size: message.data.len(),
+                    sent_us: header.sent_us,
+                }),
+                Err(e) => self.emitter.emit(Event::error(
+                    None,
+                    format!(
+                        "message on {} from {}: {e}",
+                        message.topic, propagation_source
+                    ),
+                )),
+            },
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.emitter.emit(Event::Subscribed {
+                    remote: peer_id.to_string(),
+                    topic: topic.into_string(),
+                });
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.emitter.emit(Event::Unsubscribed {
+                    remote: peer_id.to_string(),
+                    topic: topic.into_string(),
+                });
+            }
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                tracing::warn!(%peer_id, "peer does not support gossipsub");
+            }
+            other => tracing::debug!(event = ?other, "gossipsub"),
+        }
+    }
+
+    fn on_line(&mut self, line: &str) -> Flow {
+        if line.trim().is_empty() {
+            return Flow::Continue;
+        }
+        let command = match commands::parse(line) {
+            Ok(command) => command,
+            Err(e) => {
+                self.emitter.emit(Event::error(e.cmd.as_deref(), e.message));
+                return Flow::Continue;
+            }
+        };
+        let name = command.name();
+        tracing::debug!(?command, "command");
+        match self.execute(command) {
+            Ok(flow) => flow,
+            Err(message) => {
+                self.emitter.emit(Event::error(Some(name), message));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command) -> Result<Flow, String> {
+        match command {
+            Command::Dial { addr, mode } => self.dial(&addr, mode)?,
+            Command::Subscribe { topic } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&IdentTopic::new(topic))
+                    .map_err(|e| e.to_string())?;
+                self.report_meshes();
+            }
+            Command::Unsubscribe { topic } => {
+                if !self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&IdentTopic::new(topic.as_str()))
+                {
+                    return Err(format!("not subscribed to topic {topic}"));
+                }
+                self.report_meshes();
+            }
+            Command::Publish { topic, id, size } => {
+                let data = payload::encode(
+                    &payload::Header {
+                        id: id.clone(),
+                        sent_us: now_us(),
+                    },
+                    size,
+                );
+                let size = data.len();
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic.as_str()), data)
+                    .map_err(|e| e.to_string())?;
+                self.emitter.emit(Event::Published { topic, id, size });
+            }
+            Command::Disconnect { peer: Some(peer) } => {
+                let peer: PeerId = peer
+                    .parse()
+                    .map_err(|e| format!("invalid peer id {peer}: {e}"))?;
+                self.swarm
+                    .disconnect_peer_id(peer)
+                    .map_err(|()| format!("not connected to {peer}"))?;
+            }
+            Command::Disconnect { peer: None } => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
+            Command::Stop => return Ok(Flow::Stop),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn dial(&mut self, addr: &str, mode: DialMode) -> Result<(), String> {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| format!("invalid multiaddr {addr}: {e}"))?;
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(format!("{addr} does not end in /p2p/<peer id>"));
+        };
+        let opts = DialOpts::peer_id(peer).addresses(vec![addr]);
+        let opts = match mode {
+            DialMode::Dedup => opts.condition(PeerCondition::DisconnectedAndNotDialing),
+            // A second TCP connection cannot share the first one's local port with the same
+            // remote address, so a forced new connection also gets a fresh local port.
+            DialMode::New => opts.condition(PeerCondition::Always).allocate_new_port(),
+        };
+        match self.swarm.dial(opts.build()) {
+            Ok(()) => Ok(()),
+            // `dedup` asked for nothing when a connection exists or is under way.
+            Err(DialError::DialPeerConditionFalse(condition)) => {
+                tracing::info!(%peer, ?condition, "already connected or dialing, not dialing");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn report_listening(&self) {
+        self.emitter.emit(Event::Listening {
+            addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+        });
+    }
+
+    /// Reports every connection's counts (`all`) or only those that changed since reported.
+    fn report_streams(&mut self, all: bool) {
+        for (id, connection) in &mut self.connections {
+            let Some(counts) = &connection.counts else {
+                continue;
+            };
+            let now = counts.get();
+            if all || connection.reported != Some(now) {
+                connection.reported = Some(now);
+                self.emitter.emit(Event::Streams {
+                    remote: connection.remote.to_string(),
+                    conn_id: id.to_string(),
+                    inbound: now.0,
+                    outbound: now.1,
+                });
+            }
+        }
+    }
+
+    /// Reports each topic whose mesh differs from the last report; a left topic has an empty
+    /// mesh.
+    fn report_meshes(&mut self) {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let current: BTreeMap<TopicHash, Vec<String>> = gossipsub
+            .topics()
+            .map(|topic| {
+                let mut peers: Vec<String> = gossipsub
+                    .mesh_peers(topic)
+                    .map(ToString::to_string)
+                    .collect();
+                peers.sort();
+                (topic.clone(), peers)
+            })
+            .collect();
+        let topics: BTreeSet<&TopicHash> = current.keys().chain(self.meshes.keys()).collect();
+        for topic in topics {
+            let now = current.get(topic).map_or(&[][..], Vec::as_slice);
+            let before = self.meshes.get(topic).map_or(&[][..], Vec::as_slice);
+            if now != before {
+                self.emitter.emit(Event::Mesh {
+                    topic: topic.to_string(),
+                    peers: now.to_vec(),
+                });
+            }
+        }
+        self.meshes = current;
+    }
+}
+
+/// Direction and remote address (without `/p2p/…`) of a connection.
+fn describe(endpoint: &ConnectedPoint) -> (Direction, String) {
+    let direction = if endpoint.is_dialer() {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    (
+        direction,
+        without_p2p(endpoint.get_remote_address()).to_string(),
+    )
+}
