@@ -46,6 +46,9 @@ func hostOptions(cfg *Config, priv crypto.PrivKey) ([]libp2p.Option, error) {
 		libp2p.IPv6BlackHoleSuccessCounter(nil),
 		libp2p.DisableMetrics(),
 		libp2p.Ping(true),
+		// The default agent is this module's path and version, which a
+		// -trimpath build leaves empty; name the library instead.
+		libp2p.UserAgent(userAgent()),
 	}
 
 	switch cfg.Transport {

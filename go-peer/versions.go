@@ -32,3 +32,11 @@ func libraryVersions() map[string]string {
 	}
 	return versions
 }
+
+// userAgent is what identify announces, like rust-libp2p's "rust-libp2p/<version>".
+func userAgent() string {
+	if v, ok := libraryVersions()["github.com/libp2p/go-libp2p"]; ok {
+		return "go-libp2p/" + v
+	}
+	return "go-libp2p"
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigGood(t *testing.T) {
+	cfg, err := parseConfig(`{"seed":3,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux",
+		"gossipsub":{"topics":["meshgate"],"d":6,"d_lo":5,"d_hi":12,"heartbeat_ms":700,"max_transmit_size":1048576},
+		"streams_interval_ms":250,"future_field":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.Seed != 3 || *cfg.ListenPort != 4001 || cfg.Transport != "tcp" || cfg.Security != "noise" || cfg.Muxer != "yamux" {
+		t.Fatalf("unexpected config %+v", cfg)
+	}
+	if got := cfg.streamsInterval(); got != 250*time.Millisecond {
+		t.Fatalf("streams interval %v", got)
+	}
+	if got := cfg.topics(); len(got) != 1 || got[0] != "meshgate" {
+		t.Fatalf("topics %v", got)
+	}
+	if got := listenAddr(cfg); got != "/ip4/0.0.0.0/tcp/4001" {
+		t.Fatalf("listen addr %s", got)
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	cfg, err := parseConfig(`{"seed":18446744073709551615,"listen_port":4001,"transport":"quic-v1"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.Seed != 1<<64-1 {
+		t.Fatalf("seed %d", *cfg.Seed)
+	}
+	if cfg.streamsInterval() != time.Second || cfg.topics() != nil {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	if got := listenAddr(cfg); got != "/ip4/0.0.0.0/udp/4001/quic-v1" {
+		t.Fatalf("listen addr %s", got)
+	}
+}
+
+func TestParseConfigBad(t *testing.T) {
+	for _, tc := range []struct{ name, raw, want string }{
+		{"empty", ``, "not set"},
+		{"not json", `{"seed":`, "parsing"},
+		{"negative seed", `{"seed":-1,"listen_port":1,"transport":"tcp","security":"noise","muxer":"yamux"}`, "parsing"},
+		{"no seed", `{"listen_port":1,"transport":"tcp","security":"noise","muxer":"yamux"}`, "seed"},
+		{"no port", `{"seed":1,"transport":"tcp","security":"noise","muxer":"yamux"}`, "listen_port"},
+		{"port range", `{"seed":1,"listen_port":70000,"transport":"tcp","security":"noise","muxer":"yamux"}`, "out of range"},
+		{"transport", `{"seed":1,"listen_port":1,"transport":"ws","security":"noise","muxer":"yamux"}`, "unknown transport"},
+		{"security", `{"seed":1,"listen_port":1,"transport":"tcp","security":"plaintext","muxer":"yamux"}`, "unknown security"},
+		{"muxer", `{"seed":1,"listen_port":1,"transport":"tcp","security":"noise","muxer":"spdy"}`, "unknown muxer"},
+		{"tcp needs security", `{"seed":1,"listen_port":1,"transport":"tcp","muxer":"yamux"}`, "security is required"},
+		{"interval", `{"seed":1,"listen_port":1,"transport":"quic-v1","streams_interval_ms":0}`, "streams_interval_ms"},
+		{"heartbeat", `{"seed":1,"listen_port":1,"transport":"quic-v1","gossipsub":{"heartbeat_ms":0}}`, "heartbeat_ms"},
+		{"negative d", `{"seed":1,"listen_port":1,"transport":"quic-v1","gossipsub":{"d":-1}}`, "gossipsub.d"},
+		{"type", `{"seed":"1","listen_port":1,"transport":"quic-v1"}`, "parsing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(tc.raw)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestMplexUnsupportedOnlyOnTCP(t *testing.T) {
+	cfg, err := parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","security":"tls","muxer":"mplex"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unsupported *UnsupportedError
+	if err := cfg.checkSupported(); !errors.As(err, &unsupported) || unsupported.Feature != "muxer-mplex" {
+		t.Fatalf("want muxer-mplex unsupported, got %v", err)
+	}
+	cfg.Transport = "quic-v1"
+	if err := cfg.checkSupported(); err != nil {
+		t.Fatalf("quic ignores the muxer, got %v", err)
+	}
+}
+
+func intp(v int) *int { return &v }
+
+func TestGossipParams(t *testing.T) {
+	p, err := gossipParams(&GossipsubConfig{D: intp(3), DLo: intp(2), DHi: intp(4), HeartbeatMs: intp(150)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.D != 3 || p.Dlo != 2 || p.Dhi != 4 || p.HeartbeatInterval != 150*time.Millisecond {
+		t.Fatalf("params not applied: %+v", p)
+	}
+	if p.Dout != 0 || p.Dscore != 4 || p.Connectors != 0 {
+		t.Fatalf("derived params wrong: Dout=%d Dscore=%d Connectors=%d", p.Dout, p.Dscore, p.Connectors)
+	}
+
+	p, err = gossipParams(nil)
+	if err != nil || p.D != 6 || p.Dlo != 5 || p.Dhi != 12 || p.Dout != 2 {
+		t.Fatalf("library defaults changed: %+v %v", p, err)
+	}
+
+	if _, err := gossipParams(&GossipsubConfig{D: intp(3)}); err == nil || !strings.Contains(err.Error(), "d_lo <= d <= d_hi") {
+		t.Fatalf("want degree order error, got %v", err)
+	}
+
+	var unsupported *UnsupportedError
+	if _, err := gossipParams(&GossipsubConfig{D: intp(1), DLo: intp(1), DHi: intp(1)}); !errors.As(err, &unsupported) {
+		t.Fatalf("want unsupported for d=1, got %v", err)
+	}
+}

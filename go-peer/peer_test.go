@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// testPeer runs the whole peer (run) in-process behind pipes.
+type testPeer struct {
+	t      *testing.T
+	id     string
+	stdin  io.WriteCloser
+	events chan map[string]any
+	seen   []map[string]any
+	used   []bool
+	exit   chan int
+}
+
+func startTestPeer(t *testing.T, seed int, transport string) *testPeer {
+	t.Helper()
+	cfg := fmt.Sprintf(`{"seed":%d,"listen_port":0,"transport":%q,"security":"noise","muxer":"yamux",
+		"gossipsub":{"topics":["meshgate"],"d":2,"d_lo":1,"d_hi":3,"heartbeat_ms":100},"streams_interval_ms":200}`, seed, transport)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	p := &testPeer{t: t, stdin: inW, events: make(chan map[string]any, 1024), exit: make(chan int, 1)}
+	go func() {
+		p.exit <- run(cfg, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	go func() {
+		defer close(p.events)
+		scanner := bufio.NewScanner(outR)
+		for scanner.Scan() {
+			var ev map[string]any
+			if err := json.Unmarshal(scanner.Bytes(), &ev); err != nil {
+				t.Errorf("stdout line is not an event: %q", scanner.Text())
+				continue
+			}
+			p.events <- ev
+		}
+	}()
+	first := p.waitFor("started", nil)
+	p.id = first["peer"].(string)
+	if len(p.seen) != 1 {
+		t.Fatalf("started is not the first event: %v", p.seen)
+	}
+	t.Cleanup(func() { inW.Close() })
+	return p
+}
+
+func (p *testPeer) send(cmd string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// waitFor returns the first not yet matched event named name that match
+// accepts, whether already read or still to come: independent goroutines
+// may emit in either order.
+func (p *testPeer) waitFor(name string, match func(map[string]any) bool) map[string]any {
+	p.t.Helper()
+	accept := func(i int) bool {
+		ev := p.seen[i]
+		if p.used[i] || ev["event"] != name || (match != nil && !match(ev)) {
+			return false
+		}
+		p.used[i] = true
+		return true
+	}
+	for i := range p.seen {
+		if accept(i) {
+			return p.seen[i]
+		}
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-p.events:
+			if !ok {
+				p.t.Fatalf("%s: stdout closed while waiting for %s", p.id, name)
+			}
+			p.seen = append(p.seen, ev)
+			p.used = append(p.used, false)
+			if accept(len(p.seen) - 1) {
+				return ev
+			}
+		case <-timeout:
+			var names []string
+			for _, ev := range p.seen {
+				names = append(names, ev["event"].(string))
+			}
+			p.t.Fatalf("%s: no %s event; saw %v", p.id, name, names)
+		}
+	}
+}
+
+func field(key, want string) func(map[string]any) bool {
+	return func(ev map[string]any) bool { return ev[key] == want }
+}
+
+func strings_(v any) []string {
+	var s []string
+	for _, x := range v.([]any) {
+		s = append(s, x.(string))
+	}
+	return s
+}
+
+// TestTwoPeersGossip drives two full peers over loopback: dial, identify,
+// subscriptions, mesh, one message each way, streams, and stop.
+func TestTwoPeersGossip(t *testing.T) {
+	for _, transport := range []string{"tcp", "quic-v1"} {
+		t.Run(transport, func(t *testing.T) { testTwoPeers(t, transport) })
+	}
+}
+
+func testTwoPeers(t *testing.T, transport string) {
+	a := startTestPeer(t, 10, transport)
+	b := startTestPeer(t, 11, transport)
+
+	listening := a.waitFor("listening", nil)
+	var addr string
+	for _, s := range strings_(listening["addrs"]) {
+		if strings.HasPrefix(s, "/ip4/127.0.0.1/") {
+			addr = s
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no loopback listen address in %v", listening)
+	}
+
+	a.send(`{"cmd":"subscribe","topic":"meshgate"}`)
+	b.send(`{"cmd":"subscribe","topic":"meshgate"}`)
+	b.send(fmt.Sprintf(`{"cmd":"dial","addr":"%s/p2p/%s","mode":"dedup"}`, addr, a.id))
+
+	opened := b.waitFor("connection_opened", field("remote", a.id))
+	if opened["direction"] != "outbound" {
+		t.Fatalf("b's connection should be outbound: %v", opened)
+	}
+	inbound := a.waitFor("connection_opened", field("remote", b.id))
+	if inbound["direction"] != "inbound" {
+		t.Fatalf("a's connection should be inbound: %v", inbound)
+	}
+
+	id := b.waitFor("identify", field("remote", a.id))
+	if id["conn_id"] != opened["conn_id"] {
+		t.Fatalf("identify conn_id %v, connection %v", id["conn_id"], opened["conn_id"])
+	}
+	protocols := strings_(id["protocols"])
+	if !slices.IsSorted(protocols) || !slices.Contains(protocols, "/meshsub/1.1.0") || !slices.Contains(protocols, "/ipfs/id/1.0.0") {
+		t.Fatalf("identify protocols %v", protocols)
+	}
+
+	b.waitFor("subscribed", func(ev map[string]any) bool { return ev["remote"] == a.id && ev["topic"] == "meshgate" })
+	a.waitFor("mesh", func(ev map[string]any) bool { return slices.Equal(strings_(ev["peers"]), []string{b.id}) })
+	b.waitFor("mesh", func(ev map[string]any) bool { return slices.Equal(strings_(ev["peers"]), []string{a.id}) })
+
+	a.send(`{"cmd":"publish","topic":"meshgate","id":"a/0","size":300}`)
+	if ev := a.waitFor("published", nil); ev["id"] != "a/0" || ev["size"] != 300.0 {
+		t.Fatalf("published %v", ev)
+	}
+	msg := b.waitFor("message", nil)
+	if msg["id"] != "a/0" || msg["source"] != a.id || msg["from"] != a.id || msg["size"] != 300.0 || msg["topic"] != "meshgate" {
+		t.Fatalf("message %v", msg)
+	}
+
+	b.send(`{"cmd":"publish","topic":"meshgate","id":"b/0","size":64}`)
+	if msg := a.waitFor("message", nil); msg["id"] != "b/0" || msg["source"] != b.id {
+		t.Fatalf("message %v", msg)
+	}
+
+	// Both directions carry the gossipsub stream of each side.
+	a.waitFor("streams", func(ev map[string]any) bool {
+		return ev["conn_id"] == inbound["conn_id"] && ev["inbound"].(float64) >= 1 && ev["outbound"].(float64) >= 1
+	})
+
+	b.send(`{"cmd":"dial","addr":"/ip4/127.0.0.1/tcp/1/p2p/` + a.id + `","mode":"new"}`)
+	if ev := b.waitFor("unsupported", nil); ev["feature"] != "dial-mode-new" {
+		t.Fatalf("unsupported %v", ev)
+	}
+	b.send(`{"cmd":"frobnicate"}`)
+	if ev := b.waitFor("error", nil); ev["cmd"] != "frobnicate" {
+		t.Fatalf("error %v", ev)
+	}
+
+	b.send(`{"cmd":"unsubscribe","topic":"meshgate"}`)
+	a.waitFor("unsubscribed", field("remote", b.id))
+	a.waitFor("mesh", func(ev map[string]any) bool { return len(ev["peers"].([]any)) == 0 })
+
+	b.send(`{"cmd":"stop"}`)
+	b.waitFor("connection_closed", field("remote", a.id))
+	b.waitFor("stopped", nil)
+	if code := <-b.exit; code != exitOK {
+		t.Fatalf("b exit %d", code)
+	}
+	if ev, ok := <-b.events; ok {
+		t.Fatalf("event after stopped: %v", ev)
+	}
+	a.waitFor("connection_closed", field("remote", b.id))
+
+	// End of stdin stops a peer too.
+	a.stdin.Close()
+	a.waitFor("stopped", nil)
+	if code := <-a.exit; code != exitOK {
+		t.Fatalf("a exit %d", code)
+	}
+
+	// Neither peer reports its own publication as a message.
+	for _, p := range []*testPeer{a, b} {
+		for _, ev := range p.seen {
+			if ev["event"] == "message" && ev["source"] == p.id {
+				t.Fatalf("%s reported its own message: %v", p.id, ev)
+			}
+		}
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	if code := run(`{"seed":1}`, strings.NewReader(""), io.Discard, io.Discard); code != exitConfig {
+		t.Fatalf("bad config: exit %d", code)
+	}
+	var out strings.Builder
+	code := run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"mplex"}`, strings.NewReader(""), &out, io.Discard)
+	if code != exitUnsupported || !strings.Contains(out.String(), `"event":"unsupported","feature":"muxer-mplex"`) {
+		t.Fatalf("mplex: exit %d, stdout %q", code, out.String())
+	}
+}
+
+// TestIdentifyPush checks that a protocol added after the first identify is
+// reported as a new identify event with the complete list and the connection.
+func TestIdentifyPush(t *testing.T) {
+	cfg, err := parseConfig(`{"seed":20,"listen_port":0,"transport":"tcp","security":"tls","muxer":"yamux"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := make([]interface{ Close() error }, 0, 2)
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			h.Close()
+		}
+	})
+	privA, _ := identityFromSeed(20)
+	privB, _ := identityFromSeed(21)
+	a, err := buildHost(cfg, privA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, a)
+	b, err := buildHost(cfg, privB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, b)
+
+	sub, err := b.EventBus().Subscribe(busEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pr, pw := io.Pipe()
+	out := newEmitter(pw, b.ID().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go watchBus(ctx, b, sub, out)
+	lines := bufio.NewScanner(pr)
+	next := func(name string, match func(identifyEvent) bool) identifyEvent {
+		t.Helper()
+		for lines.Scan() {
+			var ev struct {
+				Event string `json:"event"`
+				identifyEvent
+			}
+			if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Event == name && match(ev.identifyEvent) {
+				return ev.identifyEvent
+			}
+		}
+		t.Fatalf("no %s event", name)
+		return identifyEvent{}
+	}
+
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	first := next("identify", func(ev identifyEvent) bool { return ev.Remote == a.ID().String() })
+	if first.ConnID == nil || slices.Contains(first.Protocols, "/meshgate/test/1.0.0") {
+		t.Fatalf("first identify %+v", first)
+	}
+
+	a.SetStreamHandler("/meshgate/test/1.0.0", nil)
+	pushed := next("identify", func(ev identifyEvent) bool { return slices.Contains(ev.Protocols, "/meshgate/test/1.0.0") })
+	if pushed.ConnID == nil || *pushed.ConnID != *first.ConnID || !slices.IsSorted(pushed.Protocols) ||
+		len(pushed.Protocols) != len(first.Protocols)+1 {
+		t.Fatalf("pushed identify %+v after %+v", pushed, first)
+	}
+}
