@@ -1,0 +1,315 @@
+//! The Docker backend: every peer in its own container, every case on its own internal bridge network.
+//!
+//! Every object carries labels naming the run and its owner process, so that a run removes exactly its own, and
+//! the next run can tell leftovers of a dead run from objects of a live one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::container::LogOutput;
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{Backend, Output, PeerLaunch, PeerProcess};
+use crate::images::Recipe;
+
+pub const LABEL_RUN: &str = "io.meshgate.run";
+/// `host:pid:start-time` of the process that owns the run, to recognise a dead owner even after pid reuse.
+pub const LABEL_OWNER: &str = "io.meshgate.owner";
+pub const LABEL_CASE: &str = "io.meshgate.case";
+pub const LABEL_HASH: &str = "io.meshgate.recipe-hash";
+
+pub struct DockerBackend {
+    api: Docker,
+    run_id: String,
+    owner: String,
+}
+
+impl DockerBackend {
+    /// Connects to the local engine and agrees on an API version, or says plainly that there is none.
+    pub async fn connect(run_id: &str) -> anyhow::Result<Self> {
+        let hint = "start one (Debian: `apt-get install -y docker.io && dockerd &`), or let `bin/meshgate` do it";
+        let api = Docker::connect_with_local_defaults().map_err(|e| anyhow!("no Docker engine configured ({e}); {hint}"))?;
+        let api = api.negotiate_version().await.map_err(|e| anyhow!("no Docker engine reachable ({e}); {hint}"))?;
+        api.ping().await.map_err(|e| anyhow!("the Docker engine does not answer ({e}); {hint}"))?;
+        Ok(Self { api, run_id: run_id.to_owned(), owner: owner_of(std::process::id()).unwrap_or_default() })
+    }
+
+    fn labels(&self, case: Option<usize>) -> HashMap<String, String> {
+        let mut l = HashMap::from([(LABEL_RUN.to_string(), self.run_id.clone()), (LABEL_OWNER.to_string(), self.owner.clone())]);
+        if let Some(c) = case {
+            l.insert(LABEL_CASE.into(), c.to_string());
+        }
+        l
+    }
+
+    fn network_name(&self, case: usize) -> String {
+        format!("meshgate-{}-c{case}", self.run_id)
+    }
+
+    /// Removes containers and networks whose label matches `filter` (`key=value` or `key`), and for which `keep`
+    /// says no. Containers first: a network with endpoints cannot go.
+    async fn remove_labelled(&self, filter: String, keep: impl Fn(&HashMap<String, String>) -> bool) -> anyhow::Result<usize> {
+        let filters = HashMap::from([("label".to_string(), vec![filter])]);
+        let containers = self
+            .api
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await?;
+        let doomed: Vec<String> = containers
+            .into_iter()
+            .filter(|c| !keep(&c.labels.clone().unwrap_or_default()))
+            .filter_map(|c| c.id)
+            .collect();
+        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let results = futures_util::future::join_all(doomed.iter().map(|id| self.api.remove_container(id, Some(opts.clone())))).await;
+        let mut removed = 0;
+        for (id, r) in doomed.iter().zip(results) {
+            match r {
+                Ok(()) => removed += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove container {id}")),
+            }
+        }
+        let networks = self.api.list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build())).await?;
+        for n in networks.into_iter().filter(|n| !keep(&n.labels.clone().unwrap_or_default())) {
+            let Some(id) = n.id else { continue };
+            match self.api.remove_network(&id).await {
+                Ok(()) => removed += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove network {}", n.name.unwrap_or(id))),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes what runs whose owner process is gone left behind. Objects of live runs stay.
+    pub async fn remove_stale(&self) -> anyhow::Result<usize> {
+        self.remove_labelled(LABEL_RUN.into(), |labels| labels.get(LABEL_OWNER).is_some_and(|o| owner_alive(o))).await
+    }
+
+    /// Removes every object meshgate made on this engine, live runs or not (`meshgate clean`).
+    pub async fn remove_all(&self) -> anyhow::Result<usize> {
+        self.remove_labelled(LABEL_RUN.into(), |_| false).await
+    }
+
+    async fn image_exists(&self, tag: &str) -> bool {
+        self.api.inspect_image(tag).await.is_ok()
+    }
+}
+
+impl Backend for DockerBackend {
+    async fn prepared(&self, recipe: &Recipe) -> bool {
+        self.image_exists(&recipe.image_tag()).await
+    }
+
+    /// Builds `FROM scratch` + the binary with the classic builder: no BuildKit, nothing pulled.
+    async fn prepare(&self, recipe: &Recipe, binary: &Path) -> anyhow::Result<()> {
+        let tag = recipe.image_tag();
+        if self.image_exists(&tag).await {
+            return Ok(());
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append_path_with_name(recipe.dockerfile(), "Dockerfile")?;
+        tar.append_path_with_name(binary, "peer")?;
+        let context = tar.into_inner()?;
+        let labels = HashMap::from([(LABEL_HASH.to_string(), recipe.hash.clone())]);
+        let opts = BuildImageOptionsBuilder::default().t(&tag).rm(true).forcerm(true).labels(&labels).build();
+        let mut stream = self.api.build_image(opts, None, Some(bollard::body_full(context.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.with_context(|| format!("building image {tag}"))?;
+            if let Some(detail) = info.error_detail {
+                bail!("building image {tag}: {}", detail.message.unwrap_or_default());
+            }
+        }
+        if !self.image_exists(&tag).await {
+            bail!("building image {tag} ended without an image");
+        }
+        Ok(())
+    }
+
+    async fn create_network(&self, case: usize, case_name: &str) -> anyhow::Result<()> {
+        let mut labels = self.labels(Some(case));
+        labels.insert("io.meshgate.case-name".into(), case_name.into());
+        let req = NetworkCreateRequest {
+            name: self.network_name(case),
+            driver: Some("bridge".into()),
+            // Internal: the peers reach each other and nothing else.
+            internal: Some(true),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.api.create_network(req).await.with_context(|| format!("cannot create network {}", self.network_name(case)))?;
+        Ok(())
+    }
+
+    async fn start_peer(&self, case: usize, launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
+        let name = format!("meshgate-{}-c{case}-{}", self.run_id, launch.name);
+        let network = self.network_name(case);
+        let body = ContainerCreateBody {
+            image: Some(launch.recipe.image_tag()),
+            env: Some(vec![format!("MESHGATE_PEER_CONFIG={}", launch.config_json)]),
+            labels: Some(self.labels(Some(case))),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            host_config: Some(HostConfig { network_mode: Some(network.clone()), ..Default::default() }),
+            ..Default::default()
+        };
+        let created = self
+            .api
+            .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body)
+            .await
+            .with_context(|| format!("cannot create container {name}"))?;
+        let id = created.id;
+        // Attach before start, so that not a byte of output is lost.
+        let attach = AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).logs(true).build();
+        let io = self.api.attach_container(&id, Some(attach)).await.with_context(|| format!("cannot attach to {name}"))?;
+        self.api.start_container(&id, None).await.with_context(|| format!("cannot start container {name}"))?;
+        let inspect = self.api.inspect_container(&id, None).await?;
+        let address = inspect
+            .network_settings
+            .and_then(|s| s.networks)
+            .and_then(|n| n.get(&network).cloned())
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .ok_or_else(|| anyhow!("container {name} has no address on {network}"))?;
+
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(pump_output(self.api.clone(), id.clone(), io.output, tx));
+        Ok(PeerProcess { id, address, stdin: io.input, output: rx })
+    }
+
+    async fn kill(&self, id: &str) {
+        let opts = KillContainerOptionsBuilder::default().signal("KILL").build();
+        // It may be gone already; either way it is not running afterwards.
+        let _ = self.api.kill_container(id, Some(opts)).await;
+    }
+
+    async fn remove_case(&self, case: usize) -> anyhow::Result<()> {
+        let run = self.run_id.clone();
+        self.remove_labelled(format!("{LABEL_CASE}={case}"), |l| l.get(LABEL_RUN) != Some(&run)).await?;
+        Ok(())
+    }
+
+    async fn remove_run(&self) -> anyhow::Result<()> {
+        self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false).await?;
+        Ok(())
+    }
+}
+
+type OutputStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// Splits the attached stream into lines per channel, then reports the exit status.
+async fn pump_output(api: Docker, id: String, mut output: OutputStream, tx: mpsc::Sender<Output>) {
+    let mut out = LineBuffer::default();
+    let mut err = LineBuffer::default();
+    while let Some(Ok(chunk)) = output.next().await {
+        let (buf, stdout) = match &chunk {
+            LogOutput::StdOut { .. } | LogOutput::Console { .. } => (&mut out, true),
+            LogOutput::StdErr { .. } => (&mut err, false),
+            LogOutput::StdIn { .. } => continue,
+        };
+        for line in buf.push(chunk.as_ref()) {
+            let o = if stdout { Output::Stdout(line) } else { Output::Stderr(line) };
+            if tx.send(o).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Some(line) = out.finish() {
+        let _ = tx.send(Output::Stdout(line)).await;
+    }
+    if let Some(line) = err.finish() {
+        let _ = tx.send(Output::Stderr(line)).await;
+    }
+    let code = match api.wait_container(&id, None).next().await {
+        Some(Ok(r)) => Some(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+        _ => None,
+    };
+    let _ = tx.send(Output::Exited(code)).await;
+}
+
+/// Reassembles lines from chunks that may split them anywhere.
+#[derive(Default)]
+pub struct LineBuffer(Vec<u8>);
+
+impl LineBuffer {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.0.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(pos) = self.0.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.0.drain(..=pos).collect();
+            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_owned());
+        }
+        lines
+    }
+
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.0.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut self.0)).into_owned())
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+/// `host:pid:start-time` of a process, from /proc.
+fn owner_of(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 is the start time; fields after the parenthesised command name are space-separated.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let start = after.split(' ').nth(19)?;
+    Some(format!("{}:{pid}:{start}", hostname()))
+}
+
+/// Whether the owner of a run still lives. Owners on other hosts are assumed alive: not ours to judge.
+fn owner_alive(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (Some(_start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    if host != hostname() {
+        return true;
+    }
+    pid.parse().ok().and_then(owner_of).as_deref() == Some(owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_survive_any_chunking() {
+        let mut b = LineBuffer::default();
+        assert!(b.push(b"{\"a\":").is_empty());
+        assert_eq!(b.push(b"1}\n{\"b\"").as_slice(), ["{\"a\":1}"]);
+        assert_eq!(b.push(b":2}\r\nx\ny").as_slice(), ["{\"b\":2}", "x"]);
+        assert_eq!(b.finish().as_deref(), Some("y"));
+        assert_eq!(b.finish(), None);
+    }
+
+    #[test]
+    fn owners() {
+        let me = owner_of(std::process::id()).unwrap();
+        assert!(owner_alive(&me));
+        // Same pid, other start time: the pid was reused, the owner is dead.
+        let reused = format!("{}:{}:1", hostname(), std::process::id());
+        assert!(!owner_alive(&reused));
+        assert!(owner_alive("some-other-host:1:1"));
+        assert!(!owner_alive("garbage"));
+    }
+}

@@ -1,0 +1,56 @@
+//! Backends run peers somewhere and hand the runner their stdin, stdout, stderr and exit. The runner knows nothing
+//! else of where a peer lives: a backend for Kubernetes or plain processes implements [`Backend`] and nothing more.
+
+pub mod docker;
+
+use std::net::IpAddr;
+
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+
+use crate::images::Recipe;
+
+/// What the backend needs to start one peer.
+pub struct PeerLaunch {
+    /// Name in the case (`rust-1`).
+    pub name: String,
+    pub recipe: Recipe,
+    /// The peer configuration, `MESHGATE_PEER_CONFIG` of the peer contract.
+    pub config_json: String,
+}
+
+/// What a peer produces, in order, as the backend sees it.
+#[derive(Debug)]
+pub enum Output {
+    Stdout(String),
+    Stderr(String),
+    /// The process ended; `None` when its status could not be learned.
+    Exited(Option<i64>),
+}
+
+/// A started peer.
+pub struct PeerProcess {
+    /// Backend-specific handle (container id).
+    pub id: String,
+    /// Where other peers reach it.
+    pub address: IpAddr,
+    pub stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    pub output: mpsc::Receiver<Output>,
+}
+
+/// Where a case's peers run. One value per run; `case` arguments are the case's index in the run.
+pub trait Backend: Send + Sync {
+    /// Makes what every image of the run needs (built once per content hash).
+    fn prepare(&self, recipe: &Recipe, binary: &std::path::Path) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Whether `prepare` has nothing to do for this recipe (so the binary need not be built at all).
+    fn prepared(&self, recipe: &Recipe) -> impl std::future::Future<Output = bool> + Send;
+    /// Creates the isolated network of a case.
+    fn create_network(&self, case: usize, case_name: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn start_peer(&self, case: usize, launch: PeerLaunch) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
+    /// Ends a peer at once (after it failed to stop).
+    fn kill(&self, id: &str) -> impl std::future::Future<Output = ()> + Send;
+    /// Removes everything of one case.
+    fn remove_case(&self, case: usize) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Removes everything of this run; safe to call more than once.
+    fn remove_run(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}

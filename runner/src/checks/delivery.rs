@@ -1,0 +1,264 @@
+//! `delivery`: every message published reaches every other subscriber of its topic, within a deadline.
+//! Expectations come from the runner's publish commands and the matrix, never from what peers claim.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{clock, Check, Context};
+use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::results::CheckResult;
+
+pub const NAME: &str = "delivery";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// A message delivered later than this after its publication counts as missed.
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { deadline: default_deadline() }
+    }
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Deserialize)]
+struct PublishCommand {
+    cmd: String,
+    #[serde(default)]
+    topic: String,
+    #[serde(default)]
+    id: String,
+}
+
+struct Publication {
+    publisher: String,
+    topic: String,
+    /// When the peer said it published; `None` when it never did.
+    at: Option<Micros>,
+    commanded_at: Micros,
+}
+
+pub struct Delivery {
+    deadline_us: Micros,
+    /// By message id, in publication order.
+    publications: Vec<(String, Publication)>,
+    publish_errors: BTreeMap<String, Vec<String>>,
+    /// (receiver, message id) -> delivery time.
+    received: BTreeMap<(String, String), Micros>,
+    last_delivery: BTreeMap<String, Micros>,
+}
+
+impl Delivery {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            deadline_us: settings.deadline.as_micros() as Micros,
+            publications: Vec::new(),
+            publish_errors: BTreeMap::new(),
+            received: BTreeMap::new(),
+            last_delivery: BTreeMap::new(),
+        }
+    }
+}
+
+/// A subscriber that missed messages, for the report.
+struct Miss<'a> {
+    subscriber: &'a str,
+    missed: Vec<(&'a str, &'a str, Micros)>,
+    expected: usize,
+}
+
+impl Check for Delivery {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, rec: &Recorded) {
+        match &rec.what {
+            Observation::Command { json } => {
+                if let Ok(cmd) = serde_json::from_str::<PublishCommand>(json) {
+                    if cmd.cmd == "publish" {
+                        let p = Publication { publisher: rec.peer.clone(), topic: cmd.topic, at: None, commanded_at: rec.at };
+                        self.publications.push((cmd.id, p));
+                    }
+                }
+            }
+            Observation::Event { line } => match &line.event {
+                PeerEvent::Published { id, .. } => {
+                    if let Some((_, p)) = self.publications.iter_mut().find(|(i, p)| i == id && p.publisher == rec.peer) {
+                        p.at = Some(line.ts);
+                    }
+                }
+                PeerEvent::Error { cmd: Some(cmd), message } if cmd == "publish" => {
+                    self.publish_errors.entry(rec.peer.clone()).or_default().push(message.clone());
+                }
+                PeerEvent::Message { id, .. } => {
+                    self.received.entry((rec.peer.clone(), id.clone())).or_insert(line.ts);
+                    self.last_delivery.insert(rec.peer.clone(), line.ts);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn verdict(&self, ctx: &Context) -> CheckResult {
+        let mut evidence = Vec::new();
+        let mut latencies = Vec::new();
+        let mut misses: BTreeMap<&str, Miss> = BTreeMap::new();
+        let mut unpublished = Vec::new();
+        for (id, p) in &self.publications {
+            let Some(published) = p.at else {
+                unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
+                continue;
+            };
+            for sub in ctx.case.subscribers(&p.topic).filter(|s| s.name != p.publisher) {
+                let miss = misses.entry(&sub.name).or_insert_with(|| Miss { subscriber: &sub.name, missed: vec![], expected: 0 });
+                miss.expected += 1;
+                match self.received.get(&(sub.name.clone(), id.clone())) {
+                    Some(&at) if at - published <= self.deadline_us => latencies.push(at - published),
+                    _ => miss.missed.push((p.publisher.as_str(), id.as_str(), published)),
+                }
+            }
+        }
+        misses.retain(|_, m| !m.missed.is_empty());
+        let expected: usize = latencies.len() + misses.values().map(|m| m.missed.len()).sum::<usize>();
+        latencies.sort_unstable();
+        evidence.push(format!(
+            "{} message(s) published, {} of {expected} deliveries within {} ms; latency {}",
+            self.publications.len() - unpublished.len(),
+            latencies.len(),
+            self.deadline_us / 1000,
+            latency_summary(&latencies)
+        ));
+
+        if misses.is_empty() && unpublished.is_empty() {
+            return CheckResult::passed(NAME, evidence);
+        }
+
+        let mut headline = Vec::new();
+        for (publisher, id, at) in &unpublished {
+            let errors = self.publish_errors.get(*publisher).map(|e| e.join("; ")).unwrap_or_else(|| "no `published` event".into());
+            evidence.push(format!("{} could not publish {id} (asked at {}): {errors}", ctx.describe(publisher), clock(*at)));
+        }
+        if !unpublished.is_empty() {
+            headline.push(format!("{} message(s) could not be published", unpublished.len()));
+        }
+        for m in misses.values() {
+            let publishers: BTreeSet<&str> = m.missed.iter().map(|(p, _, _)| *p).collect();
+            let (_, first_id, first_at) = m.missed[0];
+            let stopped = match self.last_delivery.get(m.subscriber) {
+                Some(t) => format!("last delivery at {}", clock(*t)),
+                None => "received nothing".into(),
+            };
+            headline.push(format!(
+                "{} missed {} of {} messages from {}; {stopped}",
+                ctx.describe(m.subscriber),
+                m.missed.len(),
+                m.expected,
+                publishers.iter().map(|p| ctx.describe(p)).collect::<Vec<_>>().join(", ")
+            ));
+            evidence.push(format!(
+                "{} {stopped}, first missed {first_id} published at {}; missed: {}",
+                m.subscriber,
+                clock(first_at),
+                m.missed.iter().map(|(_, id, _)| *id).collect::<Vec<_>>().join(" ")
+            ));
+            for publisher in publishers {
+                let n = m.missed.iter().filter(|(p, _, _)| *p == publisher).count();
+                evidence.push(format!("  {publisher} -> {}: {n} missed", m.subscriber));
+            }
+        }
+        CheckResult::failed(NAME, headline.join("; "), evidence)
+    }
+}
+
+fn latency_summary(sorted: &[Micros]) -> String {
+    if sorted.is_empty() {
+        return "n/a".into();
+    }
+    let pick = |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let ms = |us: Micros| format!("{:.1} ms", us as f64 / 1000.0);
+    format!("p50 {}, p99 {}, max {}", ms(pick(0.50)), ms(pick(0.99)), ms(sorted[sorted.len() - 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testkit::Kit;
+    use crate::results::Status;
+
+    fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
+        let mut c = Delivery::new(Settings::default());
+        events.iter().for_each(|e| c.observe(e));
+        c.verdict(&kit.context())
+    }
+
+    #[test]
+    fn passes_when_everyone_gets_everything() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut ev = Vec::new();
+        ev.extend(kit.publish(1_000, "rust-1", "rust-1/0"));
+        ev.push(kit.message(3_000, "go-1", "rust-1", "rust-1/0", 1_100));
+        ev.push(kit.message(4_000, "go-2", "rust-1", "rust-1/0", 1_100));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        assert!(r.evidence[0].contains("2 of 2 deliveries"), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn names_the_subscriber_that_stopped_receiving() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut ev = Vec::new();
+        for i in 0..4 {
+            let t = 1_000_000 * (i + 1);
+            let id = format!("rust-1/{i}");
+            ev.extend(kit.publish(t, "rust-1", &id));
+            ev.push(kit.message(t + 5_000, "go-1", "rust-1", &id, t));
+            if i < 2 {
+                ev.push(kit.message(t + 5_000, "go-2", "rust-1", &id, t));
+            }
+        }
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.unwrap();
+        assert!(msg.starts_with("go-2 (go-libp2p v0.51.0) missed 2 of 4 messages from rust-1 (rust-libp2p 0.57.1)"), "{msg}");
+        assert!(msg.contains("last delivery at 00:00:02.005"), "{msg}");
+        assert!(!msg.contains("go-1 "), "{msg}");
+    }
+
+    #[test]
+    fn late_delivery_is_a_miss() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = Vec::new();
+        ev.extend(kit.publish(1_000, "rust-1", "rust-1/0"));
+        ev.push(kit.message(11_000_000, "go-1", "rust-1", "rust-1/0", 1_100));
+        assert_eq!(run(&ev, &kit).status, Status::Failed);
+    }
+
+    #[test]
+    fn a_failed_publish_fails_with_the_library_error() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.command(1_000, "rust-1", r#"{"cmd":"publish","topic":"meshgate","id":"rust-1/0","size":64}"#),
+            kit.event(1_100, "rust-1", PeerEvent::Error { cmd: Some("publish".into()), message: "NoPeersSubscribedToTopic".into() }),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.evidence.iter().any(|l| l.contains("NoPeersSubscribedToTopic")), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn percentiles() {
+        assert_eq!(latency_summary(&[1000, 2000, 3000, 4000]), "p50 2.0 ms, p99 4.0 ms, max 4.0 ms");
+        assert_eq!(latency_summary(&[]), "n/a");
+    }
+}

@@ -1,0 +1,129 @@
+//! `liveness`: no peer exits before it is told to stop, crashes, panics, or breaks the event contract.
+
+use serde::{Deserialize, Serialize};
+
+use super::{clock, Check, Context};
+use crate::events::{Micros, Observation, Recorded};
+use crate::results::CheckResult;
+
+pub const NAME: &str = "liveness";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Stderr lines containing any of these mean the peer panicked.
+    #[serde(default = "default_panic_markers")]
+    pub panic_markers: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { panic_markers: default_panic_markers() }
+    }
+}
+
+/// Rust's panic message, Go's panic and runtime fatal error.
+fn default_panic_markers() -> Vec<String> {
+    vec!["panicked at".into(), "panic:".into(), "fatal error:".into()]
+}
+
+pub struct Liveness {
+    settings: Settings,
+    problems: Vec<(Micros, String, String)>,
+    /// Peers the runner killed: their exit status says nothing more.
+    killed: Vec<String>,
+}
+
+impl Liveness {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings, problems: Vec::new(), killed: Vec::new() }
+    }
+}
+
+impl Check for Liveness {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, rec: &Recorded) {
+        let problem = match &rec.what {
+            Observation::Stderr { line } if self.settings.panic_markers.iter().any(|m| line.contains(m.as_str())) => {
+                Some(format!("panicked: {line}"))
+            }
+            Observation::Exited { code, expected: false } => Some(match code {
+                Some(c) => format!("exited with status {c} before it was told to stop"),
+                None => "disappeared before it was told to stop".into(),
+            }),
+            Observation::Exited { code: Some(c), expected: true } if *c != 0 && !self.killed.contains(&rec.peer) => {
+                Some(format!("exited with status {c} after stop"))
+            }
+            Observation::Killed { reason } => Some(format!("{reason}: killed")),
+            Observation::Malformed { line_no, line, error } => Some(format!("broke the event contract on stdout line {line_no} ({error}): {line}")),
+            _ => None,
+        };
+        if matches!(rec.what, Observation::Killed { .. }) {
+            self.killed.push(rec.peer.clone());
+        }
+        if let Some(p) = problem {
+            self.problems.push((rec.at, rec.peer.clone(), p));
+        }
+    }
+
+    fn verdict(&self, ctx: &Context) -> CheckResult {
+        let Some((at, peer, what)) = self.problems.first() else {
+            return CheckResult::passed(NAME, vec![format!("{} peer(s) ran until told to stop and exited cleanly", ctx.peers.len())]);
+        };
+        let evidence = self.problems.iter().map(|(t, p, w)| format!("{} {} {w}", clock(*t), ctx.describe(p))).collect();
+        let more = match self.problems.len() {
+            1 => String::new(),
+            n => format!(" ({} problems in all)", n),
+        };
+        CheckResult::failed(NAME, format!("{} {what} at {}{more}", ctx.describe(peer), clock(*at)), evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testkit::Kit;
+    use crate::results::Status;
+
+    fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
+        let mut c = Liveness::new(Settings::default());
+        events.iter().for_each(|e| c.observe(e));
+        c.verdict(&kit.context())
+    }
+
+    #[test]
+    fn clean_stop_passes() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [kit.stderr(1, "go-1", "INFO all good"), kit.exited(2, "rust-1", Some(0), true), kit.exited(2, "go-1", Some(0), true)];
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn rust_panic_fails() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [kit.stderr(1, "rust-1", "thread 'tokio-runtime-worker' panicked at src/main.rs:3:5:"), kit.exited(2, "rust-1", Some(101), false)];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.message.unwrap().starts_with("rust-1 (rust-libp2p 0.57.1) panicked: thread"));
+        assert_eq!(r.evidence.len(), 2);
+    }
+
+    #[test]
+    fn go_fatal_error_and_early_exit_fail() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        assert_eq!(run(&[kit.stderr(1, "go-1", "fatal error: concurrent map writes")], &kit).status, Status::Failed);
+        let r = run(&[kit.exited(5, "go-1", Some(0), false)], &kit);
+        assert!(r.message.unwrap().contains("before it was told to stop"));
+    }
+
+    #[test]
+    fn garbage_on_stdout_fails() {
+        let kit = Kit::new(&["rust-1"]);
+        let ev = [Recorded { at: 1, peer: "rust-1".into(), what: Observation::Malformed { line_no: 7, line: "hello".into(), error: "expected".into() } }];
+        let r = run(&ev, &kit);
+        assert!(r.message.unwrap().contains("stdout line 7"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Recorded event sequences for check tests, written the way peers and the runner would record them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Context;
+use crate::cases::{Case, PeerSpec};
+use crate::events::{EventLine, Micros, Observation, PeerEvent, Recorded};
+use crate::matrix::{DialMode, Gossipsub, Language, Muxer, Publish, Security, Topology, Transport};
+use crate::results::PeerReport;
+
+pub const TOPIC: &str = "meshgate";
+
+pub struct Kit {
+    pub case: Case,
+    pub peers: Vec<PeerReport>,
+}
+
+pub fn id(name: &str) -> String {
+    format!("12D3KooW{name}")
+}
+
+impl Kit {
+    /// Peers named `rust-N` are rust-libp2p 0.57.1, the others go-libp2p v0.51.0; all subscribe and publish.
+    pub fn new(names: &[&str]) -> Self {
+        let specs: Vec<PeerSpec> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let rust = n.starts_with("rust");
+                PeerSpec {
+                    name: n.to_string(),
+                    implementation: if rust { "rust" } else { "go" }.into(),
+                    language: if rust { Language::Rust } else { Language::Go },
+                    seed: i as u64 + 1,
+                }
+            })
+            .collect();
+        let peers = specs
+            .iter()
+            .map(|s| {
+                let (library, key, version) = match s.language {
+                    Language::Rust => ("rust-libp2p", "libp2p", "0.57.1"),
+                    Language::Go => ("go-libp2p", "github.com/libp2p/go-libp2p", "v0.51.0"),
+                };
+                PeerReport {
+                    name: s.name.clone(),
+                    implementation: s.implementation.clone(),
+                    library: Some(library.into()),
+                    versions: BTreeMap::from([(key.to_string(), version.to_string())]),
+                    peer_id: Some(id(&s.name)),
+                    image: "test".into(),
+                    exit_code: Some(0),
+                }
+            })
+            .collect();
+        let case = Case {
+            name: "rust x go / tcp+noise+yamux / test".into(),
+            network: "test".into(),
+            edges: vec![],
+            peers: specs,
+            topology: Topology::FullMesh,
+            transport: Transport::Tcp,
+            security: Security::Noise,
+            muxer: Muxer::Yamux,
+            dial: DialMode::Dedup,
+            gossipsub: Gossipsub::default(),
+            publish: Publish::default(),
+            warmup: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            incidents: vec![],
+            checks: Default::default(),
+        };
+        Kit { case, peers }
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        Context { case: &self.case, peers: &self.peers }
+    }
+
+    pub fn event(&self, ts: Micros, peer: &str, event: PeerEvent) -> Recorded {
+        Recorded { at: ts, peer: peer.into(), what: Observation::Event { line: EventLine { ts, peer: id(peer), event } } }
+    }
+
+    pub fn identify(&self, ts: Micros, observer: &str, remote: &str, protocols: &[&str]) -> Recorded {
+        self.event(
+            ts,
+            observer,
+            PeerEvent::Identify {
+                remote: id(remote),
+                conn_id: Some("1".into()),
+                agent_version: "test/1".into(),
+                protocol_version: "ipfs/0.1.0".into(),
+                protocols: protocols.iter().map(|p| p.to_string()).collect(),
+                listen_addrs: vec![],
+            },
+        )
+    }
+
+    /// The runner's publish command followed by the peer's `published`.
+    pub fn publish(&self, ts: Micros, publisher: &str, msg: &str) -> [Recorded; 2] {
+        [
+            self.command(ts, publisher, &format!(r#"{{"cmd":"publish","topic":"{TOPIC}","id":"{msg}","size":64}}"#)),
+            self.event(ts + 100, publisher, PeerEvent::Published { topic: TOPIC.into(), id: msg.into(), size: 64 }),
+        ]
+    }
+
+    pub fn message(&self, ts: Micros, receiver: &str, publisher: &str, msg: &str, sent: Micros) -> Recorded {
+        self.event(
+            ts,
+            receiver,
+            PeerEvent::Message {
+                topic: TOPIC.into(),
+                id: msg.into(),
+                source: id(publisher),
+                from: Some(id(publisher)),
+                size: 64,
+                sent_us: sent,
+            },
+        )
+    }
+
+    pub fn command(&self, ts: Micros, peer: &str, json: &str) -> Recorded {
+        Recorded { at: ts, peer: peer.into(), what: Observation::Command { json: json.into() } }
+    }
+
+    pub fn stderr(&self, ts: Micros, peer: &str, line: &str) -> Recorded {
+        Recorded { at: ts, peer: peer.into(), what: Observation::Stderr { line: line.into() } }
+    }
+
+    pub fn exited(&self, ts: Micros, peer: &str, code: Option<i64>, expected: bool) -> Recorded {
+        Recorded { at: ts, peer: peer.into(), what: Observation::Exited { code, expected } }
+    }
+}

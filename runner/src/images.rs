@@ -1,0 +1,186 @@
+//! How an implementation becomes a runnable peer binary, and the content hash that names it.
+//!
+//! Each language has a recipe under `images/<language>/`: `build` (builds a static binary; `--fingerprint`
+//! prints the toolchain), `inputs` (source paths that decide the binary) and `Dockerfile`. The hash covers all of
+//! them, so an unchanged peer is never rebuilt: not the binary, not the image.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context as _};
+use sha2::{Digest, Sha256};
+
+use crate::matrix::Language;
+
+/// Where the project lives: `MESHGATE_ROOT`, else the checkout meshgate was built from.
+pub fn project_root() -> PathBuf {
+    match std::env::var_os("MESHGATE_ROOT") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runner/ has a parent").to_owned(),
+    }
+}
+
+/// Build caches outside the checkout, shared by every run on this machine: `MESHGATE_CACHE`, else
+/// `$XDG_CACHE_HOME/meshgate`, else `~/.cache/meshgate`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("MESHGATE_CACHE") {
+        return PathBuf::from(p);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("meshgate")
+}
+
+/// A peer implementation's recipe, identified by the hash of everything that goes into it.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub language: Language,
+    pub dir: PathBuf,
+    /// Hex SHA-256 of the recipe, its inputs and the toolchain fingerprint.
+    pub hash: String,
+}
+
+impl Recipe {
+    pub fn name(&self) -> &'static str {
+        match self.language {
+            Language::Rust => "rust",
+            Language::Go => "go",
+        }
+    }
+
+    /// Image tag: `meshgate-peer-rust:<first 16 hex digits of the hash>`.
+    pub fn image_tag(&self) -> String {
+        format!("meshgate-peer-{}:{}", self.name(), &self.hash[..16])
+    }
+
+    pub fn dockerfile(&self) -> PathBuf {
+        self.dir.join("Dockerfile")
+    }
+
+    /// Finds and hashes the recipe for a language. Cheap: reads sources and asks the toolchain its version.
+    pub fn load(root: &Path, language: Language) -> anyhow::Result<Self> {
+        let name = match language {
+            Language::Rust => "rust",
+            Language::Go => "go",
+        };
+        let dir = root.join("images").join(name);
+        let fingerprint = std::process::Command::new(dir.join("build"))
+            .arg("--fingerprint")
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", dir.join("build").display()))?;
+        if !fingerprint.status.success() {
+            bail!("{} --fingerprint failed: is the {name} toolchain installed?", dir.join("build").display());
+        }
+        let inputs = std::fs::read_to_string(dir.join("inputs")).with_context(|| format!("cannot read {}", dir.join("inputs").display()))?;
+        let mut hasher = Sha256::new();
+        hasher.update(&fingerprint.stdout);
+        for file in ["build", "inputs", "Dockerfile"] {
+            hash_path(&mut hasher, &dir, &dir.join(file))?;
+        }
+        for input in inputs.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            hash_path(&mut hasher, root, &root.join(input))?;
+        }
+        let hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Recipe { language, dir, hash })
+    }
+
+    /// The static binary, built once per hash and kept in the cache. Build output goes to `log`.
+    pub async fn binary(&self, cache: &Path, log: &Path) -> anyhow::Result<PathBuf> {
+        let bin_dir = cache.join("bin");
+        std::fs::create_dir_all(&bin_dir)?;
+        let out = bin_dir.join(format!("{}-peer-{}", self.name(), &self.hash[..16]));
+        if out.exists() {
+            return Ok(out);
+        }
+        let partial = out.with_extension("partial");
+        let log_file = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+        let status = tokio::process::Command::new(self.dir.join("build"))
+            .arg(&partial)
+            .env("MESHGATE_CACHE", cache)
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .with_context(|| format!("cannot run {}", self.dir.join("build").display()))?;
+        if !status.success() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(20).collect();
+            bail!(
+                "building the {} peer failed ({status}); last lines of {}:\n{}",
+                self.name(),
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::fs::rename(&partial, &out)?;
+        Ok(out)
+    }
+}
+
+/// Hashes a file, or a directory's files in sorted order, with their paths relative to `base`.
+fn hash_path(hasher: &mut Sha256, base: &Path, path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("recipe input {} is missing", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name();
+            // Editor and VCS litter does not change a build.
+            if name.to_string_lossy().starts_with('.') || name == "target" {
+                continue;
+            }
+            hash_path(hasher, base, &e.path())?;
+        }
+    } else {
+        let rel = path.strip_prefix(base).unwrap_or(path);
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(std::fs::read(path)?);
+        hasher.update([0]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(dir: &Path) -> String {
+        let mut h = Sha256::new();
+        hash_path(&mut h, dir, dir).unwrap();
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn hash_follows_content_and_names_but_not_litter() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        std::fs::write(d.path().join("src/main.rs"), "fn main() {}").unwrap();
+        let a = digest(d.path());
+        assert_eq!(a, digest(d.path()), "stable");
+        std::fs::write(d.path().join(".main.rs.swp"), "junk").unwrap();
+        std::fs::create_dir(d.path().join("target")).unwrap();
+        std::fs::write(d.path().join("target/x"), "junk").unwrap();
+        assert_eq!(a, digest(d.path()), "hidden files and target/ do not count");
+        std::fs::write(d.path().join("src/main.rs"), "fn main() { }").unwrap();
+        let b = digest(d.path());
+        assert_ne!(a, b, "content counts");
+        std::fs::rename(d.path().join("src/main.rs"), d.path().join("src/lib.rs")).unwrap();
+        assert_ne!(b, digest(d.path()), "names count");
+    }
+
+    #[test]
+    fn recipes_of_this_project_hash_and_differ() {
+        let root = project_root();
+        let rust = Recipe::load(&root, Language::Rust).unwrap();
+        let go = Recipe::load(&root, Language::Go).unwrap();
+        assert_eq!(rust.hash.len(), 64);
+        assert_ne!(rust.hash, go.hash);
+        assert_eq!(rust.hash, Recipe::load(&root, Language::Rust).unwrap().hash);
+        assert!(rust.image_tag().starts_with("meshgate-peer-rust:"));
+    }
+}

@@ -1,0 +1,16 @@
+//! meshgate: mixed rust-libp2p / go-libp2p networks in containers, judged by what the peers tell each other.
+//!
+//! The modules follow the pipeline: [`matrix`] -> [`cases`] -> [`backend`] (with [`images`]) -> [`peers`] ->
+//! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together.
+
+pub mod backend;
+pub mod cases;
+pub mod checks;
+pub mod events;
+pub mod images;
+pub mod matrix;
+pub mod peers;
+pub mod progress;
+pub mod reports;
+pub mod results;
+pub mod run;

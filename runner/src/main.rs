@@ -1,0 +1,161 @@
+//! The `meshgate` command. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not be carried out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use meshgate::run::{self, CouldNotRun, RunOptions};
+use meshgate::{cases, matrix::Matrix, results::RunResults};
+
+#[derive(Parser)]
+#[command(name = "meshgate", version, about = "Cross-language libp2p interoperability suite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every case of a matrix and write results.json and junit.xml.
+    Run {
+        /// The matrix file (YAML).
+        matrix: PathBuf,
+        /// Folder for results, reports and peer logs.
+        #[arg(long, default_value = "reports/latest")]
+        out: PathBuf,
+        /// Only run cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Longest a case may take (e.g. 90s, 5m).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        case_timeout: Duration,
+    },
+    /// Print the cases of a matrix without running anything.
+    List {
+        matrix: PathBuf,
+    },
+    /// Render the reports again from a results.json.
+    Report {
+        results: PathBuf,
+        /// Where to write them; by default beside the results file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Remove every container and network meshgate left on the engine.
+    Clean,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshgate: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ExitCode::from(rt.block_on(dispatch(cli.command)))
+}
+
+async fn dispatch(command: Command) -> u8 {
+    match command {
+        Command::Run { matrix, out, filter, case_timeout } => run_matrix(RunOptions { matrix, out, filter, case_timeout }).await,
+        Command::List { matrix } => match Matrix::load(&matrix) {
+            Ok(m) => {
+                for case in cases::expand(&m) {
+                    println!("{}", case.name);
+                }
+                0
+            }
+            Err(e) => fail(e),
+        },
+        Command::Report { results, out } => {
+            let dir = out.unwrap_or_else(|| results.parent().map(PathBuf::from).unwrap_or_default());
+            match RunResults::read(&results).and_then(|r| meshgate::reports::write_all(&r, &dir).map(|_| r)) {
+                Ok(r) => {
+                    eprintln!("meshgate: reports written to {}; {}", dir.display(), r.headline());
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Clean => {
+            let result = async {
+                let backend = meshgate::backend::docker::DockerBackend::connect("clean").await?;
+                backend.remove_all().await
+            };
+            match result.await {
+                Ok(n) => {
+                    eprintln!("meshgate: removed {n} container(s) and network(s)");
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> u8 {
+    eprintln!("meshgate: {e:#}");
+    2
+}
+
+/// Runs a matrix in its own task, so that Ctrl-C, SIGTERM and panics all end in the same clean-up.
+async fn run_matrix(opts: RunOptions) -> u8 {
+    let run_id = run::new_run_id();
+    let cancel = CancellationToken::new();
+    let out = opts.out.clone();
+    let mut task = tokio::spawn({
+        let (run_id, cancel) = (run_id.clone(), cancel.clone());
+        async move { run::run(&opts, &run_id, cancel).await }
+    });
+    let outcome = tokio::select! {
+        r = &mut task => r,
+        signal = interrupted() => {
+            eprintln!("meshgate: {signal}: stopping peers and cleaning up (again to force)");
+            cancel.cancel();
+            tokio::select! {
+                r = &mut task => r,
+                signal = interrupted() => {
+                    eprintln!("meshgate: {signal} again: removing containers without waiting for the peers");
+                    task.abort();
+                    Ok(Err(CouldNotRun(anyhow::anyhow!("interrupted"))))
+                }
+            }
+        }
+    };
+    // Every path comes here: remove whatever the run made on the engine.
+    if let Err(e) = run::clean_up(&run_id).await {
+        if !matches!(outcome, Ok(Err(_))) {
+            eprintln!("meshgate: warning: clean-up failed: {e:#}");
+        }
+    }
+    match outcome {
+        Ok(Ok(results)) => {
+            eprintln!("meshgate: {} (reports in {})", results.headline(), out.display());
+            results.outcome().exit_code() as u8
+        }
+        Ok(Err(e)) => fail(e),
+        Err(e) if e.is_panic() => fail(format!("internal error (a bug in meshgate): {e}")),
+        Err(e) => fail(e),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming which.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
+}

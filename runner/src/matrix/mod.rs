@@ -1,0 +1,317 @@
+//! The matrix file: what the user asks for, as written in YAML (docs/matrix.md).
+//!
+//! Parsing is strict (unknown keys are errors) and every error names the file, line and column. Semantic checks
+//! that serde cannot do (unknown implementation names, impossible counts) happen in [`Matrix::load`], using the
+//! spans that serde-saphyr records.
+
+mod axis;
+
+pub use axis::Axis;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::checks;
+
+/// A matrix as loaded from a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matrix {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub implementations: Vec<Spanned<Implementation>>,
+    /// Checks for every network, unless a network overrides one. Absent: every check with its defaults.
+    #[serde(default)]
+    pub checks: Option<checks::Settings>,
+    pub networks: Vec<Spanned<Network>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Implementation {
+    /// How cases and peers refer to it (`rust`, `go`, `rust-rc`, …).
+    pub name: String,
+    pub language: Language,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Language {
+    Rust,
+    Go,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    /// How many peers of each implementation, by implementation name.
+    pub peers: Spanned<BTreeMap<String, u32>>,
+    #[serde(default)]
+    pub topology: Topology,
+    #[serde(default = "Axis::tcp")]
+    pub transport: Axis<Transport>,
+    #[serde(default = "Axis::noise")]
+    pub security: Axis<Security>,
+    #[serde(default = "Axis::yamux")]
+    pub muxer: Axis<Muxer>,
+    #[serde(default = "Axis::dedup")]
+    pub dial: Axis<DialMode>,
+    #[serde(default)]
+    pub gossipsub: Gossipsub,
+    #[serde(default)]
+    pub publish: Publish,
+    /// Longest wait for connections, subscriptions and meshes to form before publishing starts.
+    #[serde(default = "defaults::warmup", with = "humantime_serde")]
+    pub warmup: Duration,
+    /// How long to keep listening after the last publish, for late deliveries.
+    #[serde(default = "defaults::drain", with = "humantime_serde")]
+    pub drain: Duration,
+    /// Things made to go wrong on purpose, at times relative to the start of publishing.
+    #[serde(default)]
+    pub incidents: Vec<Spanned<Incident>>,
+    /// Overrides of the matrix-level check settings, check by check.
+    #[serde(default)]
+    pub checks: Option<checks::Settings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// Every peer dials every later peer.
+    #[default]
+    FullMesh,
+    /// Peer i dials peer i+1, the last dials the first.
+    Ring,
+    /// The first peer is dialed by every other.
+    Star,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Transport {
+    #[serde(rename = "tcp")]
+    Tcp,
+    #[serde(rename = "quic-v1")]
+    QuicV1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Security {
+    Noise,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Muxer {
+    Yamux,
+    Mplex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DialMode {
+    /// Connect unless already connected or dialing.
+    Dedup,
+    /// Always open a new connection.
+    New,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gossipsub {
+    #[serde(default = "defaults::topics")]
+    pub topics: Vec<String>,
+    pub d: Option<u32>,
+    pub d_lo: Option<u32>,
+    pub d_hi: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
+    pub max_transmit_size: Option<u64>,
+}
+
+impl Default for Gossipsub {
+    fn default() -> Self {
+        Self { topics: defaults::topics(), d: None, d_lo: None, d_hi: None, heartbeat: None, max_transmit_size: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// Messages each publishing peer publishes on each topic.
+    #[serde(default = "defaults::messages")]
+    pub messages: u32,
+    #[serde(default = "defaults::interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Payload bytes.
+    #[serde(default = "defaults::size")]
+    pub size: u32,
+    /// Peer names that publish (`rust-1`, `go-2`, …); absent: every peer.
+    #[serde(default)]
+    pub publishers: Option<Vec<String>>,
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Self { messages: defaults::messages(), interval: defaults::interval(), size: defaults::size(), publishers: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incident {
+    /// When, counted from the start of publishing.
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// The peer it happens to, by name (`go-2`).
+    pub peer: String,
+    pub action: Action,
+}
+
+/// What an incident makes a peer do. The checks are not told: they must notice.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Leave a topic while still expected to receive on it.
+    Unsubscribe(String),
+    /// Close connections to one peer (by name) or to all (`all`).
+    Disconnect(String),
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn topics() -> Vec<String> {
+        vec!["meshgate".into()]
+    }
+    pub fn messages() -> u32 {
+        5
+    }
+    pub fn interval() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn size() -> u32 {
+        256
+    }
+    pub fn warmup() -> Duration {
+        Duration::from_secs(20)
+    }
+    pub fn drain() -> Duration {
+        Duration::from_secs(3)
+    }
+}
+
+/// A matrix file could not be used. Displays as `file:line:column: what was expected`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct MatrixError {
+    pub file: PathBuf,
+    pub location: Option<(u64, u64)>,
+    pub message: String,
+}
+
+impl Matrix {
+    /// Reads, parses and validates a matrix file.
+    pub fn load(path: &Path) -> Result<Self, MatrixError> {
+        let text = std::fs::read_to_string(path).map_err(|e| MatrixError {
+            file: path.to_owned(),
+            location: None,
+            message: format!("cannot read the matrix file: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, MatrixError> {
+        let matrix: Matrix = serde_saphyr::from_str(text).map_err(|e| {
+            let location = e.location().map(|l| (l.line(), l.column()));
+            // serde-saphyr renders `error: line L column C: message` and a snippet; the location is ours to print.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let message = match (location, first.split_once(": ")) {
+                (Some((l, c)), Some((prefix, rest))) if prefix == format!("line {l} column {c}") => rest.to_owned(),
+                _ => first.to_owned(),
+            };
+            MatrixError { file: path.to_owned(), location, message }
+        })?;
+        matrix.validate(path)?;
+        Ok(matrix)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), MatrixError> {
+        let err = |loc: &serde_saphyr::Location, message: String| MatrixError {
+            file: path.to_owned(),
+            location: Some((loc.line(), loc.column())),
+            message,
+        };
+        if self.implementations.is_empty() {
+            return Err(MatrixError { file: path.into(), location: None, message: "`implementations` is empty: expected at least one".into() });
+        }
+        let mut names = Vec::new();
+        for imp in &self.implementations {
+            if names.contains(&imp.value.name.as_str()) {
+                return Err(err(&imp.referenced, format!("implementation `{}` is defined twice", imp.value.name)));
+            }
+            names.push(imp.value.name.as_str());
+        }
+        if self.networks.is_empty() {
+            return Err(MatrixError { file: path.into(), location: None, message: "`networks` is empty: expected at least one network".into() });
+        }
+        for net in &self.networks {
+            let n = &net.value;
+            let mut total = 0;
+            for (imp, count) in &n.peers.value {
+                if !names.contains(&imp.as_str()) {
+                    return Err(err(
+                        &n.peers.referenced,
+                        format!("network `{}` uses implementation `{imp}`, expected one of: {}", n.name, names.join(", ")),
+                    ));
+                }
+                total += count;
+            }
+            if total < 2 {
+                return Err(err(&n.peers.referenced, format!("network `{}` has {total} peer(s), expected at least 2", n.name)));
+            }
+            if n.gossipsub.topics.is_empty() {
+                return Err(err(&net.referenced, format!("network `{}`: `gossipsub.topics` is empty, expected at least one topic", n.name)));
+            }
+            let peer_names = peer_names(n);
+            for p in n.publish.publishers.iter().flatten() {
+                if !peer_names.contains(p) {
+                    return Err(err(&net.referenced, format!("network `{}`: publisher `{p}` is not a peer, expected one of: {}", n.name, peer_names.join(", "))));
+                }
+            }
+            for inc in &n.incidents {
+                if !peer_names.contains(&inc.value.peer) {
+                    return Err(err(&inc.referenced, format!("incident names peer `{}`, expected one of: {}", inc.value.peer, peer_names.join(", "))));
+                }
+                if let Action::Disconnect(target) = &inc.value.action {
+                    if target != "all" && !peer_names.contains(target) {
+                        return Err(err(&inc.referenced, format!("incident disconnects `{target}`, expected `all` or one of: {}", peer_names.join(", "))));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn implementation(&self, name: &str) -> Option<&Implementation> {
+        self.implementations.iter().map(|s| &s.value).find(|i| i.name == name)
+    }
+}
+
+/// The peer names of a network, in order: `<implementation>-<n>` counting from 1, implementations in the order the
+/// matrix lists them in `peers`.
+pub fn peer_names(net: &Network) -> Vec<String> {
+    net.peers.value.iter().flat_map(|(imp, count)| (1..=*count).map(move |i| format!("{imp}-{i}"))).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,84 @@
+use super::*;
+
+fn parse(yaml: &str) -> Result<Matrix, MatrixError> {
+    Matrix::parse(Path::new("m.yaml"), yaml)
+}
+
+const GOOD: &str = r#"name: t
+implementations:
+  - {name: rust, language: rust}
+  - {name: go, language: go}
+networks:
+  - name: pair
+    peers: {rust: 1, go: 1}
+"#;
+
+#[test]
+fn minimal_matrix_gets_defaults() {
+    let m = parse(GOOD).unwrap();
+    let n = &m.networks[0].value;
+    assert_eq!(n.transport, Axis(vec![Transport::Tcp]));
+    assert_eq!(n.gossipsub.topics, vec!["meshgate"]);
+    assert_eq!(n.publish.messages, 5);
+    assert!(m.checks.is_none());
+}
+
+#[test]
+fn unknown_key_is_an_error_with_its_line() {
+    let e = parse(&GOOD.replace("    peers:", "    peeers: 3\n    peers:")).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(7), "{e}");
+    let text = e.to_string();
+    assert!(text.starts_with("m.yaml:7:"), "{text}");
+    assert!(text.contains("unknown field `peeers`"), "{text}");
+}
+
+#[test]
+fn wrong_type_and_unknown_value_name_the_line() {
+    let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: many, go: 1}")).unwrap_err();
+    assert_eq!(e.to_string(), "m.yaml:7:19: invalid u32");
+    let e = parse(&format!("{GOOD}    transport: [tcp, carrier-pigeon]\n")).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(8), "{e}");
+    assert!(e.to_string().contains("carrier-pigeon"), "{e}");
+}
+
+#[test]
+fn empty_axis_is_an_error() {
+    let e = parse(&format!("{GOOD}    transport: []\n")).unwrap_err();
+    assert!(e.to_string().contains("non-empty"), "{e}");
+}
+
+#[test]
+fn unknown_implementation_names_the_peers_line() {
+    let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: 1, java: 1}")).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(7), "{e}");
+    assert!(e.to_string().contains("`java`, expected one of: rust, go"), "{e}");
+}
+
+#[test]
+fn too_few_peers_and_bad_incident_targets() {
+    let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: 1}")).unwrap_err();
+    assert!(e.to_string().contains("expected at least 2"), "{e}");
+    let e = parse(&format!("{GOOD}    incidents:\n      - {{at: 1s, peer: go-7, action: {{unsubscribe: meshgate}}}}\n")).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(9), "{e}");
+    assert!(e.to_string().contains("go-7"), "{e}");
+}
+
+#[test]
+fn checks_parse_and_reject_unknown_ones() {
+    let m = parse(&format!("{GOOD}checks:\n  delivery: {{deadline: 2s}}\n")).unwrap();
+    let c = m.checks.unwrap();
+    assert!(c.delivery.is_some() && c.liveness.is_none());
+    let e = parse(&format!("{GOOD}checks:\n  telepathy: {{}}\n")).unwrap_err();
+    assert!(e.to_string().contains("telepathy"), "{e}");
+}
+
+#[test]
+fn shipped_matrices_load() {
+    let dir = crate::images::project_root().join("matrices");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            Matrix::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The configuration a peer gets at start (`MESHGATE_PEER_CONFIG`, section 1 of docs/peer-contract.md).
+
+use serde::Serialize;
+
+use crate::cases::{Case, PeerSpec, LISTEN_PORT};
+use crate::matrix::{Muxer, Security, Transport};
+
+#[derive(Debug, Serialize)]
+pub struct PeerConfig {
+    pub seed: u64,
+    pub listen_port: u16,
+    pub transport: Transport,
+    pub security: Security,
+    pub muxer: Muxer,
+    pub gossipsub: GossipsubConfig,
+    pub streams_interval_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GossipsubConfig {
+    pub topics: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_lo: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_hi: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_transmit_size: Option<u64>,
+}
+
+impl PeerConfig {
+    pub fn for_peer(case: &Case, peer: &PeerSpec) -> Self {
+        let g = &case.gossipsub;
+        PeerConfig {
+            seed: peer.seed,
+            listen_port: LISTEN_PORT,
+            transport: case.transport,
+            security: case.security,
+            muxer: case.muxer,
+            gossipsub: GossipsubConfig {
+                topics: g.topics.clone(),
+                d: g.d,
+                d_lo: g.d_lo,
+                d_hi: g.d_hi,
+                heartbeat_ms: g.heartbeat.map(|h| h.as_millis() as u64),
+                max_transmit_size: g.max_transmit_size,
+            },
+            streams_interval_ms: 1000,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("peer config serialises")
+    }
+}
+
+/// The multiaddr other peers dial to reach a peer.
+pub fn dial_addr(case: &Case, ip: std::net::IpAddr, peer_id: &str) -> String {
+    let ip = match ip {
+        std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
+        std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
+    };
+    match case.transport {
+        Transport::Tcp => format!("{ip}/tcp/{LISTEN_PORT}/p2p/{peer_id}"),
+        Transport::QuicV1 => format!("{ip}/udp/{LISTEN_PORT}/quic-v1/p2p/{peer_id}"),
+    }
+}
+
+/// A contract command line.
+pub fn command(cmd: &str, fields: serde_json::Value) -> String {
+    let mut obj = serde_json::json!({ "cmd": cmd });
+    if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    obj.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::label;
+
+    #[test]
+    fn config_matches_the_contract() {
+        let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
+        let json = PeerConfig::for_peer(&kit.case, &kit.case.peers[1]).to_json();
+        assert_eq!(
+            json,
+            r#"{"seed":2,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux","gossipsub":{"topics":["meshgate"]},"streams_interval_ms":1000}"#
+        );
+        assert_eq!(label(&Transport::QuicV1), "quic-v1");
+    }
+
+    #[test]
+    fn commands_and_addresses() {
+        assert_eq!(command("subscribe", serde_json::json!({"topic": "t"})), r#"{"cmd":"subscribe","topic":"t"}"#);
+        assert_eq!(command("stop", serde_json::json!({})), r#"{"cmd":"stop"}"#);
+        let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
+        assert_eq!(dial_addr(&kit.case, "10.1.0.2".parse().unwrap(), "12D3"), "/ip4/10.1.0.2/tcp/4001/p2p/12D3");
+    }
+}

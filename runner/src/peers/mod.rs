@@ -1,0 +1,394 @@
+//! Drives the peers of one case through the script every case follows: start, connect, subscribe, warm up,
+//! publish (with the case's incidents), drain, stop. Everything the peers say is recorded, in arrival order,
+//! for the checks; nothing here judges.
+
+pub mod config;
+mod world;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
+use crate::cases::Case;
+use crate::events::{now_micros, EventLine, Observation, Recorded};
+use crate::images::Recipe;
+use crate::matrix::{Action, DialMode, Language};
+use crate::results::PeerReport;
+use config::{command, dial_addr, PeerConfig};
+use world::World;
+
+/// How long peers get to start, and to exit after `stop`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What running a case produced.
+pub struct CaseRecord {
+    pub record: Vec<Recorded>,
+    pub peers: Vec<PeerReport>,
+    /// The case could not be carried out (peers did not start, the engine failed, ...).
+    pub error: Option<String>,
+    /// A peer said it cannot do what the case needs.
+    pub unsupported: Option<String>,
+}
+
+struct Peer {
+    name: String,
+    process: Option<PeerProcess>,
+    image: String,
+    stdout_lines: u64,
+    events_log: std::fs::File,
+    stderr_log: std::fs::File,
+}
+
+pub struct Driver<'a, B: Backend> {
+    backend: &'a B,
+    case_index: usize,
+    case: &'a Case,
+    peers: Vec<Peer>,
+    world: World,
+    record: Vec<Recorded>,
+    inbox: mpsc::Receiver<(usize, Output)>,
+    inbox_tx: mpsc::Sender<(usize, Output)>,
+    cancel: CancellationToken,
+    dir: PathBuf,
+}
+
+impl<'a, B: Backend> Driver<'a, B> {
+    pub fn new(backend: &'a B, case_index: usize, case: &'a Case, dir: &Path, cancel: CancellationToken) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (inbox_tx, inbox) = mpsc::channel(4096);
+        let mut peers = Vec::new();
+        for spec in &case.peers {
+            peers.push(Peer {
+                name: spec.name.clone(),
+                process: None,
+                image: String::new(),
+                stdout_lines: 0,
+                events_log: std::fs::File::create(dir.join(format!("{}.events.jsonl", spec.name)))?,
+                stderr_log: std::fs::File::create(dir.join(format!("{}.stderr", spec.name)))?,
+            });
+        }
+        Ok(Self {
+            backend,
+            case_index,
+            case,
+            world: World::new(case.peers.len()),
+            peers,
+            record: Vec::new(),
+            inbox,
+            inbox_tx,
+            cancel,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Replaces the token that interrupts the script.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Runs the whole script. Always returns the record, with the reason when the script could not finish.
+    pub async fn run(mut self, recipes: &BTreeMap<Language, Recipe>) -> CaseRecord {
+        let result = self.script(recipes).await;
+        // Whatever happened, peers still running are stopped, then killed, so their exit is on record.
+        self.stop_all().await;
+        let mut error = result.err().map(|e| format!("{e:#}"));
+        let unsupported = self.world.unsupported.clone();
+        if unsupported.is_some() {
+            error = None;
+        }
+        if let Err(e) = self.write_record() {
+            error.get_or_insert(format!("cannot write the record: {e}"));
+        }
+        CaseRecord { peers: self.peer_reports(), record: self.record, error, unsupported }
+    }
+
+    async fn script(&mut self, recipes: &BTreeMap<Language, Recipe>) -> anyhow::Result<()> {
+        let case = self.case;
+        self.backend.create_network(self.case_index, &case.name).await?;
+
+        // Start every peer, then wait until each has said who it is and where it listens.
+        for (i, spec) in case.peers.iter().enumerate() {
+            let recipe = recipes.get(&spec.language).ok_or_else(|| anyhow!("no image for {:?}", spec.language))?.clone();
+            self.peers[i].image = recipe.image_tag();
+            let launch = PeerLaunch { name: spec.name.clone(), recipe, config_json: PeerConfig::for_peer(case, spec).to_json() };
+            let mut process = self.backend.start_peer(self.case_index, launch).await?;
+            let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
+            let tx = self.inbox_tx.clone();
+            tokio::spawn(async move {
+                while let Some(o) = output.recv().await {
+                    if tx.send((i, o)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            self.peers[i].process = Some(process);
+        }
+        let n = case.peers.len();
+        self.wait_until(START_TIMEOUT, "every peer to start and listen", |w| w.ready_count() == n || w.gave_up()).await?;
+        self.bail_if_gave_up()?;
+
+        // Connect along the topology's edges.
+        let warmup_deadline = Instant::now() + case.warmup;
+        for &(a, b) in &case.edges {
+            let addr = {
+                let proc = self.peers[b].process.as_ref().expect("started");
+                dial_addr(case, proc.address, self.world.peer_id(b).expect("ready"))
+            };
+            let mode = match case.dial {
+                DialMode::Dedup => "dedup",
+                DialMode::New => "new",
+            };
+            self.send(a, command("dial", json!({ "addr": addr, "mode": mode }))).await;
+        }
+        let edges = case.edges.clone();
+        self.wait_until_instant(warmup_deadline, "every edge of the topology to connect", |w| {
+            edges.iter().all(|&(a, b)| w.connected(a, b) && w.connected(b, a)) || w.gave_up()
+        })
+        .await?;
+        self.bail_if_gave_up()?;
+
+        // Subscribe everyone, then give meshes until the end of the warm-up to form. A mesh that does not form is
+        // not an error of the runner: the checks will say what it led to.
+        for i in 0..n {
+            for topic in &case.gossipsub.topics {
+                self.send(i, command("subscribe", json!({ "topic": topic }))).await;
+            }
+        }
+        let topics = case.gossipsub.topics.clone();
+        let _ = self
+            .wait_until_instant(warmup_deadline, "subscriptions and meshes to form", |w| {
+                w.gave_up() || edges.iter().all(|&(a, b)| topics.iter().all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t)))
+                    && (0..n).all(|i| topics.iter().all(|t| w.mesh_size(i, t) > 0))
+            })
+            .await;
+        self.bail_if_gave_up()?;
+
+        self.publish_phase().await?;
+        self.pump_for(case.drain).await?;
+        Ok(())
+    }
+
+    /// Publishes on every topic from every publisher at the case's rate, and fires incidents on time.
+    async fn publish_phase(&mut self) -> anyhow::Result<()> {
+        let case = self.case;
+        enum Step<'c> {
+            Publish { peer: usize, topic: &'c str, seq: u32 },
+            Incident(&'c crate::matrix::Incident),
+        }
+        let publishers: Vec<usize> =
+            case.publishers().iter().filter_map(|name| case.peers.iter().position(|p| &p.name == name)).collect();
+        let mut steps: Vec<(Duration, Step)> = Vec::new();
+        // Publishers are spread over each interval, so that they do not all publish in the same instant.
+        let slot = case.publish.interval / (publishers.len().max(1) as u32);
+        for seq in 0..case.publish.messages {
+            for (k, &peer) in publishers.iter().enumerate() {
+                for topic in &case.gossipsub.topics {
+                    steps.push((case.publish.interval * seq + slot * k as u32, Step::Publish { peer, topic, seq }));
+                }
+            }
+        }
+        for inc in &case.incidents {
+            steps.push((inc.at, Step::Incident(inc)));
+        }
+        steps.sort_by_key(|(at, _)| *at);
+
+        let start = Instant::now();
+        for (at, step) in steps {
+            self.pump_until(start + at).await?;
+            match step {
+                Step::Publish { peer, topic, seq } => {
+                    let id = format!("{}/{}/{seq}", case.peers[peer].name, topic);
+                    let size = case.publish.size;
+                    self.send(peer, command("publish", json!({ "topic": topic, "id": id, "size": size }))).await;
+                }
+                Step::Incident(inc) => {
+                    let peer = case.peers.iter().position(|p| p.name == inc.peer).expect("validated");
+                    let cmd = match &inc.action {
+                        Action::Unsubscribe(topic) => command("unsubscribe", json!({ "topic": topic })),
+                        Action::Disconnect(target) if target == "all" => command("disconnect", json!({})),
+                        Action::Disconnect(target) => {
+                            let idx = case.peers.iter().position(|p| &p.name == target).expect("validated");
+                            command("disconnect", json!({ "peer": self.world.peer_id(idx) }))
+                        }
+                    };
+                    self.send(peer, cmd).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `stop` to every running peer, waits for them to exit, and kills those that do not.
+    async fn stop_all(&mut self) {
+        for i in 0..self.peers.len() {
+            if self.peers[i].process.is_some() && !self.world.exited(i) {
+                self.world.stop_sent[i] = true;
+                self.send(i, command("stop", json!({}))).await;
+            }
+        }
+        let started: Vec<usize> = (0..self.peers.len()).filter(|&i| self.peers[i].process.is_some()).collect();
+        let all_exited = |w: &World| started.iter().all(|&i| w.exited(i));
+        // A cancelled run still waits for the exits: they belong in the record.
+        let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
+        if self.wait_until(STOP_TIMEOUT, "peers to exit", all_exited).await.is_err() {
+            for &i in &started {
+                if !self.world.exited(i) {
+                    self.world.stop_sent[i] = true;
+                    self.observe(i, Observation::Killed { reason: format!("did not exit within {} s of stop", STOP_TIMEOUT.as_secs()) });
+                    if let Some(id) = self.peers[i].process.as_ref().map(|p| p.id.clone()) {
+                        self.backend.kill(&id).await;
+                    }
+                }
+            }
+            let _ = self.wait_until(Duration::from_secs(5), "killed peers to exit", all_exited).await;
+        }
+        self.cancel = cancel;
+    }
+
+    /// Writes one command line to a peer and records it.
+    async fn send(&mut self, i: usize, line: String) {
+        self.observe(i, Observation::Command { json: line.clone() });
+        let Some(p) = self.peers[i].process.as_mut() else { return };
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        // A peer that is gone cannot read: its exit is on record already or will be.
+        if p.stdin.write_all(&bytes).await.is_ok() {
+            let _ = p.stdin.flush().await;
+        }
+    }
+
+    fn observe(&mut self, i: usize, what: Observation) {
+        let rec = Recorded { at: now_micros(), peer: self.peers[i].name.clone(), what };
+        self.world.apply(i, &rec);
+        self.record.push(rec);
+    }
+
+    fn handle(&mut self, i: usize, output: Output) {
+        let what = match output {
+            Output::Stdout(line) => {
+                let peer = &mut self.peers[i];
+                peer.stdout_lines += 1;
+                let _ = writeln!(peer.events_log, "{line}");
+                match EventLine::parse(&line) {
+                    Ok(line) => Observation::Event { line },
+                    Err(error) => Observation::Malformed { line_no: peer.stdout_lines, line, error },
+                }
+            }
+            Output::Stderr(line) => {
+                let _ = writeln!(self.peers[i].stderr_log, "{line}");
+                Observation::Stderr { line }
+            }
+            Output::Exited(code) => Observation::Exited { code, expected: self.world.stop_sent[i] },
+        };
+        self.observe(i, what);
+    }
+
+    async fn pump_until(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => bail!("interrupted"),
+                msg = self.inbox.recv() => match msg {
+                    Some((i, o)) => self.handle(i, o),
+                    None => bail!("lost every peer's output"),
+                },
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+            }
+        }
+    }
+
+    async fn pump_for(&mut self, d: Duration) -> anyhow::Result<()> {
+        self.pump_until(Instant::now() + d).await
+    }
+
+    async fn wait_until(&mut self, within: Duration, what: &str, done: impl Fn(&World) -> bool) -> anyhow::Result<()> {
+        self.wait_until_instant(Instant::now() + within, what, done).await
+    }
+
+    /// Records output until `done` holds, or fails at the deadline naming what did not happen.
+    async fn wait_until_instant(&mut self, deadline: Instant, what: &str, done: impl Fn(&World) -> bool) -> anyhow::Result<()> {
+        while !done(&self.world) {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => bail!("interrupted"),
+                msg = self.inbox.recv() => match msg {
+                    Some((i, o)) => self.handle(i, o),
+                    None => bail!("lost every peer's output"),
+                },
+                _ = tokio::time::sleep_until(deadline) => bail!("timed out waiting for {what}: {}", self.world.describe_wait(&self.peer_names())),
+            }
+        }
+        Ok(())
+    }
+
+    fn bail_if_gave_up(&self) -> anyhow::Result<()> {
+        if let Some(u) = &self.world.unsupported {
+            bail!("unsupported: {u}");
+        }
+        if let Some(i) = self.world.first_exited() {
+            let tail = self.stderr_tail(i);
+            bail!("{} exited before it was told to stop{}", self.peers[i].name, tail);
+        }
+        Ok(())
+    }
+
+    fn stderr_tail(&self, i: usize) -> String {
+        let lines: Vec<&str> = self
+            .record
+            .iter()
+            .filter(|r| r.peer == self.peers[i].name)
+            .filter_map(|r| match &r.what {
+                Observation::Stderr { line } => Some(line.as_str()),
+                _ => None,
+            })
+            .collect();
+        match lines.len() {
+            0 => String::new(),
+            n => format!("; last stderr: {}", lines[n.saturating_sub(3)..].join(" | ")),
+        }
+    }
+
+    fn peer_names(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn peer_reports(&self) -> Vec<PeerReport> {
+        self.case
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let started = self.world.started[i].clone();
+                PeerReport {
+                    name: spec.name.clone(),
+                    implementation: spec.implementation.clone(),
+                    library: started.as_ref().map(|s| s.0.clone()),
+                    versions: started.map(|s| s.1).unwrap_or_default(),
+                    peer_id: self.world.peer_id(i).map(str::to_owned),
+                    image: self.peers[i].image.clone(),
+                    exit_code: self.world.exit_code[i],
+                }
+            })
+            .collect()
+    }
+
+    fn write_record(&self) -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(self.dir.join("record.jsonl"))?);
+        for r in &self.record {
+            serde_json::to_writer(&mut f, r)?;
+            f.write_all(b"\n")?;
+        }
+        f.flush()
+    }
+}

@@ -1,0 +1,135 @@
+//! What the runner knows of a case's network while it runs, built from the record, for deciding when a phase of
+//! the script is done. Checks do not use it: they judge from the record itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::events::{Observation, PeerEvent, Recorded};
+
+pub struct World {
+    /// Library and versions, from `started`.
+    pub started: Vec<Option<(String, BTreeMap<String, String>)>>,
+    peer_ids: Vec<Option<String>>,
+    listening: Vec<bool>,
+    /// Per peer: open connection id -> remote peer id.
+    conns: Vec<BTreeMap<String, String>>,
+    /// (observer, remote peer id, topic) for every subscription seen.
+    subscriptions: BTreeSet<(usize, String, String)>,
+    /// (peer, topic) -> mesh size.
+    meshes: BTreeMap<(usize, String), usize>,
+    pub stop_sent: Vec<bool>,
+    exited: Vec<bool>,
+    pub exit_code: Vec<Option<i64>>,
+    pub unsupported: Option<String>,
+}
+
+impl World {
+    pub fn new(n: usize) -> Self {
+        Self {
+            started: vec![None; n],
+            peer_ids: vec![None; n],
+            listening: vec![false; n],
+            conns: vec![BTreeMap::new(); n],
+            subscriptions: BTreeSet::new(),
+            meshes: BTreeMap::new(),
+            stop_sent: vec![false; n],
+            exited: vec![false; n],
+            exit_code: vec![None; n],
+            unsupported: None,
+        }
+    }
+
+    pub fn apply(&mut self, i: usize, rec: &Recorded) {
+        match &rec.what {
+            Observation::Event { line } => {
+                if self.peer_ids[i].is_none() {
+                    self.peer_ids[i] = Some(line.peer.clone());
+                }
+                match &line.event {
+                    PeerEvent::Started { implementation, versions } => self.started[i] = Some((implementation.clone(), versions.clone())),
+                    PeerEvent::Listening { addrs } => self.listening[i] = !addrs.is_empty(),
+                    PeerEvent::ConnectionOpened { remote, conn_id, .. } => {
+                        self.conns[i].insert(conn_id.clone(), remote.clone());
+                    }
+                    PeerEvent::ConnectionClosed { conn_id, .. } => {
+                        self.conns[i].remove(conn_id);
+                    }
+                    PeerEvent::Subscribed { remote, topic } => {
+                        self.subscriptions.insert((i, remote.clone(), topic.clone()));
+                    }
+                    PeerEvent::Unsubscribed { remote, topic } => {
+                        self.subscriptions.remove(&(i, remote.clone(), topic.clone()));
+                    }
+                    PeerEvent::Mesh { topic, peers } => {
+                        self.meshes.insert((i, topic.clone()), peers.len());
+                    }
+                    PeerEvent::Unsupported { feature, reason } => {
+                        self.unsupported.get_or_insert_with(|| format!("{} cannot do {feature}: {reason}", rec.peer));
+                    }
+                    _ => {}
+                }
+            }
+            Observation::Exited { code, .. } => {
+                self.exited[i] = true;
+                self.exit_code[i] = *code;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn peer_id(&self, i: usize) -> Option<&str> {
+        self.peer_ids[i].as_deref()
+    }
+
+    pub fn ready_count(&self) -> usize {
+        (0..self.started.len()).filter(|&i| self.started[i].is_some() && self.listening[i]).count()
+    }
+
+    /// Whether peer `a` has a connection to peer `b`.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        self.peer_ids[b].as_ref().is_some_and(|id| self.conns[a].values().any(|r| r == id))
+    }
+
+    /// Whether peer `a` has seen peer `b` subscribe to `topic`.
+    pub fn sees_subscribed(&self, a: usize, b: usize, topic: &str) -> bool {
+        self.peer_ids[b].as_ref().is_some_and(|id| self.subscriptions.contains(&(a, id.clone(), topic.to_owned())))
+    }
+
+    pub fn mesh_size(&self, i: usize, topic: &str) -> usize {
+        self.meshes.get(&(i, topic.to_owned())).copied().unwrap_or(0)
+    }
+
+    pub fn exited(&self, i: usize) -> bool {
+        self.exited[i]
+    }
+
+    /// The first peer that exited without being told to stop.
+    pub fn first_exited(&self) -> Option<usize> {
+        (0..self.exited.len()).find(|&i| self.exited[i] && !self.stop_sent[i])
+    }
+
+    /// Whether waiting makes no more sense: a peer left or cannot do what is asked.
+    pub fn gave_up(&self) -> bool {
+        self.unsupported.is_some() || self.first_exited().is_some()
+    }
+
+    /// Where each peer stands, for a timeout message.
+    pub fn describe_wait(&self, names: &[String]) -> String {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let state = if self.started[i].is_none() {
+                    "not started".to_owned()
+                } else if !self.listening[i] {
+                    "not listening".to_owned()
+                } else {
+                    let subs = self.subscriptions.iter().filter(|(o, _, _)| *o == i).count();
+                    let meshes: usize = self.meshes.iter().filter(|((p, _), _)| *p == i).map(|(_, n)| n).sum();
+                    format!("{} connection(s), {subs} subscription(s) seen, mesh {meshes}", self.conns[i].len())
+                };
+                format!("{name} {state}")
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}

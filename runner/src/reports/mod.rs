@@ -1,0 +1,16 @@
+//! Reports: renderings of `results.json`. Each takes a [`RunResults`] and nothing else, so any report can be
+//! rendered again later from the file alone.
+
+pub mod junit;
+
+use std::path::Path;
+
+use crate::results::RunResults;
+
+/// Writes `results.json` and every rendering of it into `dir`.
+pub fn write_all(results: &RunResults, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    results.write(dir)?;
+    junit::write(results, &dir.join(junit::FILE))?;
+    Ok(())
+}

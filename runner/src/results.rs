@@ -1,0 +1,155 @@
+//! The results model: `results.json`, the one source of truth of a run. Every report is rendered from it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::Micros;
+
+pub const RESULTS_FILE: &str = "results.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Version of meshgate that produced the file.
+    pub meshgate: String,
+    pub matrix: MatrixRef,
+    pub started_us: Micros,
+    pub duration_ms: u64,
+    pub cases: Vec<CaseResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixRef {
+    pub name: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// Readable and unique in the run: `rust x go / tcp+noise+yamux / mixed-4`.
+    pub name: String,
+    pub network: String,
+    /// What the case is made of: implementations, transport, security, muxer, topology, seed, ...
+    pub properties: BTreeMap<String, String>,
+    pub peers: Vec<PeerReport>,
+    pub checks: Vec<CheckResult>,
+    /// Why the case could not be carried out; its checks are then absent.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// Folder with the case's event logs and stderr files, relative to the results file.
+    pub logs: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Name in the case: `rust-1`.
+    pub name: String,
+    /// The matrix's implementation name.
+    pub implementation: String,
+    /// What the peer said it is (`rust-libp2p`), from its `started` event.
+    pub library: Option<String>,
+    /// Library versions as compiled into the peer, from its `started` event.
+    pub versions: BTreeMap<String, String>,
+    pub peer_id: Option<String>,
+    pub image: String,
+    pub exit_code: Option<i64>,
+}
+
+impl PeerReport {
+    /// `rust-libp2p 0.57.1`, or the implementation name when the peer never said.
+    pub fn implementation_label(&self) -> String {
+        let lib = self.library.clone().unwrap_or_else(|| self.implementation.clone());
+        let version = ["libp2p", "github.com/libp2p/go-libp2p"].iter().find_map(|k| self.versions.get(*k));
+        match version {
+            Some(v) => format!("{lib} {v}"),
+            None => lib,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: Status,
+    /// One line: what broke, between whom.
+    pub message: Option<String>,
+    /// What a maintainer needs to see why, one line each.
+    pub evidence: Vec<String>,
+}
+
+impl CheckResult {
+    pub fn passed(name: &str, evidence: Vec<String>) -> Self {
+        Self { name: name.into(), status: Status::Passed, message: None, evidence }
+    }
+    pub fn failed(name: &str, message: String, evidence: Vec<String>) -> Self {
+        Self { name: name.into(), status: Status::Failed, message: Some(message), evidence }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// What a run amounts to, and the process exit code that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    ChecksFailed,
+    CouldNotRun,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::ChecksFailed => 1,
+            Outcome::CouldNotRun => 2,
+        }
+    }
+}
+
+impl RunResults {
+    /// A failed check outranks a case that could not run: it is a verdict about the implementations.
+    pub fn outcome(&self) -> Outcome {
+        let failed = self.cases.iter().flat_map(|c| &c.checks).any(|c| c.status == Status::Failed);
+        if failed {
+            Outcome::ChecksFailed
+        } else if self.cases.iter().any(|c| c.error.is_some()) || self.cases.is_empty() {
+            Outcome::CouldNotRun
+        } else {
+            Outcome::Passed
+        }
+    }
+
+    /// One line for stderr and report headers: the first failure or error, or the count of passes.
+    pub fn headline(&self) -> String {
+        for case in &self.cases {
+            if let Some(c) = case.checks.iter().find(|c| c.status == Status::Failed) {
+                return format!("FAILED {} [{}]: {}", case.name, c.name, c.message.as_deref().unwrap_or("failed"));
+            }
+        }
+        if let Some(case) = self.cases.iter().find(|c| c.error.is_some()) {
+            return format!("ERROR {}: {}", case.name, case.error.as_deref().unwrap_or_default());
+        }
+        let checks: usize = self.cases.iter().map(|c| c.checks.len()).sum();
+        format!("PASSED {} case(s), {checks} check(s)", self.cases.len())
+    }
+
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(RESULTS_FILE), json + "\n")
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read results: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{}:{}:{}: expected a meshgate results file: {e}", path.display(), e.line(), e.column())
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! A whole run: matrix -> cases -> images -> each case on the backend -> checks -> results -> reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::docker::DockerBackend;
+use crate::backend::Backend;
+use crate::cases::{self, Case};
+use crate::checks;
+use crate::events::now_micros;
+use crate::images::{cache_dir, project_root, Recipe};
+use crate::matrix::{Language, Matrix};
+use crate::peers::Driver;
+use crate::progress::Progress;
+use crate::reports;
+use crate::results::{CaseResult, CheckResult, MatrixRef, RunResults, Status};
+
+pub struct RunOptions {
+    pub matrix: PathBuf,
+    pub out: PathBuf,
+    /// Only cases whose name contains this.
+    pub filter: Option<String>,
+    /// Longest a case may take, all phases included.
+    pub case_timeout: Duration,
+}
+
+/// Why a run could not be carried out at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct CouldNotRun(pub anyhow::Error);
+
+/// A unique, short run id; it names every object the run makes on the engine.
+pub fn new_run_id() -> String {
+    format!("{:x}{:x}", now_micros() % 0x1_0000_0000, std::process::id() % 0x1000)
+}
+
+pub async fn run(opts: &RunOptions, run_id: &str, cancel: CancellationToken) -> Result<RunResults, CouldNotRun> {
+    let started_us = now_micros();
+    let started = Instant::now();
+    let matrix = Matrix::load(&opts.matrix).map_err(|e| CouldNotRun(e.into()))?;
+    let mut cases = cases::expand(&matrix);
+    if let Some(f) = &opts.filter {
+        cases.retain(|c| c.name.contains(f.as_str()));
+        if cases.is_empty() {
+            return Err(CouldNotRun(anyhow::anyhow!("no case of {} matches --filter {f:?}", opts.matrix.display())));
+        }
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))
+        .map_err(CouldNotRun)?;
+
+    let backend = DockerBackend::connect(run_id).await.map_err(CouldNotRun)?;
+    let progress = Progress::new(cases.len());
+    match backend.remove_stale().await {
+        Ok(0) => {}
+        Ok(n) => progress.line(format!("removed {n} object(s) left on the engine by earlier runs that died")),
+        Err(e) => progress.line(format!("warning: could not remove leftovers of earlier runs: {e:#}")),
+    }
+
+    let recipes = prepare_images(&backend, &cases, &opts.out, &progress, &cancel).await.map_err(CouldNotRun)?;
+
+    let mut results = RunResults {
+        meshgate: env!("CARGO_PKG_VERSION").into(),
+        matrix: MatrixRef { name: matrix.name.clone(), file: opts.matrix.display().to_string() },
+        started_us,
+        duration_ms: 0,
+        cases: Vec::new(),
+    };
+    for (i, case) in cases.iter().enumerate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        progress.line(format!("[{}/{}] {}", i + 1, cases.len(), case.name));
+        let result = run_case(&backend, i, case, &recipes, &opts.out, opts.case_timeout, &progress, cancel.clone()).await;
+        progress.line(format!("        {}", case_verdict_line(&result)));
+        progress.case_done();
+        results.cases.push(result);
+    }
+    progress.finish();
+    results.duration_ms = started.elapsed().as_millis() as u64;
+    reports::write_all(&results, &opts.out).map_err(CouldNotRun)?;
+    if cancel.is_cancelled() {
+        return Err(CouldNotRun(anyhow::anyhow!("interrupted; partial results in {}", opts.out.display())));
+    }
+    Ok(results)
+}
+
+/// Builds (or finds) the image of every language the cases use. A build failure stops the run.
+async fn prepare_images<B: Backend>(
+    backend: &B,
+    cases: &[Case],
+    out: &Path,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> anyhow::Result<BTreeMap<Language, Recipe>> {
+    let root = project_root();
+    let cache = cache_dir();
+    let languages: std::collections::BTreeSet<Language> = cases.iter().flat_map(|c| c.peers.iter().map(|p| p.language)).collect();
+    let mut recipes = BTreeMap::new();
+    for language in languages {
+        let recipe = Recipe::load(&root, language)?;
+        if !backend.prepared(&recipe).await {
+            progress.line(format!("building the {} peer ({}); its build log is {}/build-{}.log", recipe.name(), recipe.image_tag(), out.display(), recipe.name()));
+            progress.status(format!("building the {} peer", recipe.name()));
+            let log = out.join(format!("build-{}.log", recipe.name()));
+            let binary = tokio::select! {
+                b = recipe.binary(&cache, &log) => b?,
+                _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.name()),
+            };
+            backend.prepare(&recipe, &binary).await?;
+        }
+        recipes.insert(language, recipe);
+    }
+    Ok(recipes)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_case<B: Backend>(
+    backend: &B,
+    index: usize,
+    case: &Case,
+    recipes: &BTreeMap<Language, Recipe>,
+    out: &Path,
+    timeout: Duration,
+    progress: &Progress,
+    cancel: CancellationToken,
+) -> CaseResult {
+    let started = Instant::now();
+    let logs = format!("cases/{index:03}-{}", slug(&case.name));
+    let dir = out.join(&logs);
+    progress.status(format!("running {}", case.name));
+    let mut result = CaseResult {
+        name: case.name.clone(),
+        network: case.network.clone(),
+        properties: case.properties(),
+        peers: Vec::new(),
+        checks: Vec::new(),
+        error: None,
+        duration_ms: 0,
+        logs,
+    };
+    let driver = match Driver::new(backend, index, case, &dir, cancel.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            result.error = Some(format!("cannot prepare {}: {e:#}", dir.display()));
+            return result;
+        }
+    };
+    // The case timeout cancels the driver's script, which then still stops its peers and keeps the record.
+    let case_cancel = cancel.child_token();
+    let timer = {
+        let c = case_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            c.cancel();
+        })
+    };
+    let driver = driver.with_cancel(case_cancel);
+    let record = driver.run(recipes).await;
+    let timed_out = timer.is_finished() && !cancel.is_cancelled();
+    timer.abort();
+    if let Err(e) = backend.remove_case(index).await {
+        progress.line(format!("warning: could not remove the containers of {}: {e:#}", case.name));
+    }
+
+    result.peers = record.peers;
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(reason) = record.unsupported {
+        result.checks = skipped_checks(case, &reason);
+    } else if let Some(error) = record.error {
+        result.error = Some(if timed_out { format!("timed out after {} s: {error}", timeout.as_secs()) } else { error });
+    } else {
+        let ctx = checks::Context { case, peers: &result.peers };
+        result.checks = checks::evaluate(&case.checks, &record.record, &ctx);
+    }
+    result
+}
+
+fn skipped_checks(case: &Case, reason: &str) -> Vec<CheckResult> {
+    case.checks
+        .instantiate()
+        .iter()
+        .map(|c| CheckResult { name: c.name().into(), status: Status::Skipped, message: Some(reason.to_owned()), evidence: vec![] })
+        .collect()
+}
+
+fn case_verdict_line(case: &CaseResult) -> String {
+    if let Some(e) = &case.error {
+        return format!("ERROR {e}");
+    }
+    let failed: Vec<&CheckResult> = case.checks.iter().filter(|c| c.status == Status::Failed).collect();
+    match failed.first() {
+        Some(c) => format!("FAIL [{}] {}", c.name, c.message.as_deref().unwrap_or_default()),
+        None if case.checks.iter().all(|c| c.status == Status::Skipped) => {
+            format!("SKIP {}", case.checks.first().and_then(|c| c.message.as_deref()).unwrap_or_default())
+        }
+        None => format!("pass ({} checks)", case.checks.len()),
+    }
+}
+
+/// A file-name-safe form of a case name.
+fn slug(name: &str) -> String {
+    let mut s = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            s.push(c);
+        } else if !s.ends_with('_') {
+            s.push('_');
+        }
+    }
+    s.trim_matches('_').to_owned()
+}
+
+/// Removes everything the run made, whatever state the run ended in (`main` calls it on every path).
+pub async fn clean_up(run_id: &str) -> anyhow::Result<()> {
+    let backend = DockerBackend::connect(run_id).await?;
+    backend.remove_run().await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(super::slug("rust x go / tcp+noise+yamux / mixed-4"), "rust_x_go_tcp_noise_yamux_mixed-4");
+    }
+}
