@@ -79,6 +79,17 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	}
 	defer busSub.Close()
 
+	// Gossipsub registers its protocols before `started`, so the first
+	// identify a remote gets already lists them. The tracker queues mesh
+	// changes until its writer starts below.
+	mesh := newMeshTracker(ctx)
+	g, err := newGossip(ctx, h, params, cfg.Gossipsub, mesh, out)
+	if err != nil {
+		fmt.Fprintln(stderr, "gossipsub:", err)
+		h.Close()
+		return exitFailure
+	}
+
 	out.Emit("started", startedEvent{Implementation: "go-libp2p", Versions: libraryVersions()})
 
 	conns := newConnTracker(out)
@@ -89,14 +100,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 		conns.opened(c)
 	}
 
-	mesh := newMeshTracker(ctx)
 	go mesh.run(out)
-	g, err := newGossip(ctx, h, params, cfg.Gossipsub, mesh, out)
-	if err != nil {
-		fmt.Fprintln(stderr, "gossipsub:", err)
-		h.Close()
-		return exitFailure
-	}
 	// Joining the configured topics (not subscribing) lets remote
 	// subscriptions be reported from the start.
 	for _, t := range cfg.topics() {

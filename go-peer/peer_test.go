@@ -197,8 +197,13 @@ func testTwoPeers(t *testing.T, transport string) {
 	a.waitFor("unsubscribed", field("remote", b.id))
 	a.waitFor("mesh", func(ev map[string]any) bool { return len(ev["peers"].([]any)) == 0 })
 
+	b.send(`{"cmd":"disconnect","peer":"` + a.id + `"}`)
+	if ev := b.waitFor("connection_closed", field("remote", a.id)); ev["conn_id"] != opened["conn_id"] {
+		t.Fatalf("closed %v, opened %v", ev, opened)
+	}
+	a.waitFor("connection_closed", field("remote", b.id))
+
 	b.send(`{"cmd":"stop"}`)
-	b.waitFor("connection_closed", field("remote", a.id))
 	b.waitFor("stopped", nil)
 	if code := <-b.exit; code != exitOK {
 		t.Fatalf("b exit %d", code)
@@ -206,7 +211,6 @@ func testTwoPeers(t *testing.T, transport string) {
 	if ev, ok := <-b.events; ok {
 		t.Fatalf("event after stopped: %v", ev)
 	}
-	a.waitFor("connection_closed", field("remote", b.id))
 
 	// End of stdin stops a peer too.
 	a.stdin.Close()
