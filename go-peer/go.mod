@@ -1,6 +1,6 @@
 module github.com/meshgate/meshgate/go-peer
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/libp2p/go-libp2p v0.51.0
