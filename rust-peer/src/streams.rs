@@ -131,9 +131,10 @@ impl StreamRegistry {
     pub fn wrap<M>(&self, peer: PeerId, endpoint: &ConnectedPoint, muxer: M) -> CountingMuxer<M> {
         let counts = Arc::new(StreamCounts::new(Arc::clone(&self.changed)));
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = pending.entry(key(peer, endpoint)).or_default();
-        queue.retain(|weak| weak.strong_count() > 0);
-        queue.push_back(Arc::downgrade(&counts));
+        pending
+            .entry(key(peer, endpoint))
+            .or_default()
+            .push_back(Arc::downgrade(&counts));
         CountingMuxer {
             inner: muxer,
             counts,
@@ -143,12 +144,14 @@ impl StreamRegistry {
     /// Takes the counters of the oldest live connection filed under this peer and endpoint.
     pub fn claim(&self, peer: PeerId, endpoint: &ConnectedPoint) -> Option<Arc<StreamCounts>> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let key = key(peer, endpoint);
-        let queue = pending.get_mut(&key)?;
-        let claimed = std::iter::from_fn(|| queue.pop_front()).find_map(|weak| weak.upgrade());
-        if queue.is_empty() {
-            pending.remove(&key);
-        }
+        let claimed = pending.get_mut(&key(peer, endpoint)).and_then(|queue| {
+            std::iter::from_fn(|| queue.pop_front()).find_map(|weak| weak.upgrade())
+        });
+        // Also forget connections that died unclaimed, under any key.
+        pending.retain(|_, queue| {
+            queue.retain(|weak| weak.strong_count() > 0);
+            !queue.is_empty()
+        });
         claimed
     }
 }
@@ -399,5 +402,7 @@ mod tests {
         assert!(registry.claim(peer, &plain).is_none());
         drop(second);
         assert!(registry.claim(PeerId::random(), &plain).is_none());
+        let pending = registry.pending.lock().expect("not poisoned");
+        assert!(pending.is_empty(), "dead and claimed entries are forgotten");
     }
 }

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Runs two rust-peer instances on loopback and checks what they report, per the peer contract.
+
+Usage: loopback-check.py BINARY STACK [--b OTHER_BINARY] [--samples]
+STACK is tcp-noise, tcp-tls or quic. Peer a runs BINARY, peer b runs OTHER_BINARY (default:
+BINARY too; any contract peer, e.g. the go peer). Exits non-zero on the first failed check.
+With --samples, prints one line of each event type seen.
+"""
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+TOPIC = "meshgate"
+STACKS = {
+    "tcp-noise": {"transport": "tcp", "security": "noise", "muxer": "yamux"},
+    "tcp-tls": {"transport": "tcp", "security": "tls", "muxer": "yamux"},
+    "quic": {"transport": "quic-v1"},
+}
+
+
+def free_port(kind):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Peer:
+    def __init__(self, binary, name, seed, stack):
+        self.name = name
+        udp = STACKS[stack]["transport"] == "quic-v1"
+        self.port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        config = dict(STACKS[stack], seed=seed, listen_port=self.port,
+                      gossipsub={"topics": [TOPIC], "heartbeat_ms": 200},
+                      streams_interval_ms=500)
+        env = dict(os.environ, MESHGATE_PEER_CONFIG=json.dumps(config), RUST_LOG="info")
+        self.stderr = open(f"/tmp/loopback-{name}.stderr", "w")
+        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, text=True)
+        self.events = []
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        started = self.wait(lambda e: e["event"] == "started", "started")
+        self.id = started["peer"]
+        self.implementation = started["implementation"]
+        proto = "udp" if udp else "tcp"
+        suffix = "/quic-v1" if udp else ""
+        self.addr = f"/ip4/127.0.0.1/{proto}/{self.port}{suffix}/p2p/{self.id}"
+
+    def _read(self):
+        for number, line in enumerate(self.proc.stdout, 1):
+            try:
+                event = json.loads(line)
+                assert isinstance(event["ts"], int) and event["ts"] > 1_600_000_000_000_000
+                assert isinstance(event["peer"], str) and isinstance(event["event"], str)
+            except Exception as e:  # a non-event line is a contract violation
+                self.lines.put(("bad", f"{self.name} stdout line {number} {line!r}: {e}"))
+                continue
+            self.lines.put(("ok", event))
+        self.lines.put(("eof", None))
+
+    def send(self, **command):
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, predicate, what, timeout=10.0):
+        """Returns the first event (seen before or arriving later) matching predicate."""
+        for event in self.events:
+            if predicate(event):
+                return event
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                kind, event = self.lines.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                fail(f"{self.name}: timed out waiting for {what}")
+            if kind == "bad":
+                fail(event)
+            if kind == "eof":
+                fail(f"{self.name}: stdout closed while waiting for {what}")
+            self.events.append(event)
+            if predicate(event):
+                return event
+
+    def drain(self, seconds):
+        """Collects events for a while."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                kind, event = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if kind != "ok":
+                fail(f"{self.name}: {event or 'stdout closed'}")
+            self.events.append(event)
+
+    def count(self, predicate):
+        return sum(1 for e in self.events if predicate(e))
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+    print(f"ok: {message}")
+
+
+def main():
+    binary, stack = sys.argv[1], sys.argv[2]
+    samples = "--samples" in sys.argv
+    other = sys.argv[sys.argv.index("--b") + 1] if "--b" in sys.argv else binary
+    a = Peer(binary, f"{stack}-a", 1, stack)
+    b = Peer(other, f"{stack}-b", 2, stack)
+    try:
+        run(a, b)
+        if samples:
+            seen = {}
+            for e in a.events + b.events:
+                seen.setdefault(e["event"], e)
+            for e in seen.values():
+                print(json.dumps(e, separators=(",", ":")))
+    finally:
+        for p in (a, b):
+            if p.proc.poll() is None:
+                p.proc.kill()
+
+
+def run(a, b):
+    for p in (a, b):
+        p.wait(lambda e: e["event"] == "listening" and any(str(p.port) in x for x in e["addrs"]),
+               "listening")
+
+    b.send(cmd="dial", addr=a.addr, mode="dedup")
+    opened_b = b.wait(lambda e: e["event"] == "connection_opened" and e["remote"] == a.id,
+                      "connection_opened")
+    check(opened_b["direction"] == "outbound", "dialer sees an outbound connection")
+    opened_a = a.wait(lambda e: e["event"] == "connection_opened" and e["remote"] == b.id,
+                      "connection_opened")
+    check(opened_a["direction"] == "inbound", "listener sees an inbound connection")
+
+    for p, other in ((a, b), (b, a)):
+        ident = p.wait(lambda e: e["event"] == "identify" and e["remote"] == other.id, "identify")
+        protos = ident["protocols"]
+        check(protos == sorted(protos) and any(x.startswith("/meshsub/1.") for x in protos),
+              f"{p.name} identify lists meshsub: {protos}")
+        if other.implementation == "rust-libp2p":
+            check(ident["protocol_version"] == "ipfs/0.1.0",
+                  f"{p.name} identify protocol_version {ident['protocol_version']!r}")
+        if p.implementation == "rust-libp2p":
+            check(ident["conn_id"] is not None, f"{p.name} identify has conn_id")
+
+    for p in (a, b):
+        p.send(cmd="subscribe", topic=TOPIC)
+    for p, other in ((a, b), (b, a)):
+        p.wait(lambda e: e["event"] == "subscribed" and e["remote"] == other.id
+               and e["topic"] == TOPIC, "subscribed")
+        p.wait(lambda e: e["event"] == "mesh" and e["topic"] == TOPIC and other.id in e["peers"],
+               "mesh with the other peer")
+        print(f"ok: {p.name} saw subscribed and mesh")
+
+    a.send(cmd="publish", topic=TOPIC, id="a-1", size=256)
+    a.wait(lambda e: e["event"] == "published" and e["id"] == "a-1" and e["size"] == 256,
+           "published")
+    msg = b.wait(lambda e: e["event"] == "message" and e["id"] == "a-1", "message a-1")
+    check(msg["source"] == a.id and msg["from"] == a.id and msg["size"] == 256
+          and msg["topic"] == TOPIC and 0 < msg["ts"] - msg["sent_us"] < 5_000_000,
+          f"message delivered with source/from/size/latency {msg['ts'] - msg['sent_us']}us")
+    b.send(cmd="publish", topic=TOPIC, id="b-1", size=10)
+    msg = a.wait(lambda e: e["event"] == "message" and e["id"] == "b-1", "message b-1")
+    check(msg["size"] > 10, "a size below the header gives header + newline only")
+
+    for p, other in ((a, b), (b, a)):
+        s = p.wait(lambda e: e["event"] == "streams" and e["remote"] == other.id
+                   and e["inbound"] >= 1 and e["outbound"] >= 1, "streams with gossipsub")
+        check(s["inbound"] < 10 and s["outbound"] < 10, f"{p.name} streams sane: {s}")
+    # Periodic sampling: several streams events for the same connection over 1.2 s at 500 ms.
+    before = a.count(lambda e: e["event"] == "streams")
+    a.drain(1.2)
+    check(a.count(lambda e: e["event"] == "streams") - before >= 2, "streams sampled periodically")
+
+    # dedup while connected does nothing; new opens another connection each time.
+    b.send(cmd="dial", addr=a.addr, mode="dedup")
+    b.send(cmd="dial", addr=a.addr, mode="new")
+    b.send(cmd="dial", addr=a.addr, mode="new")
+    b.drain(1.5)
+    opened = b.count(lambda e: e["event"] == "connection_opened" and e["remote"] == a.id)
+    no_new = b.count(lambda e: e["event"] == "unsupported" and e["feature"] == "dial-mode-new")
+    expected = 1 if no_new else 3
+    check(opened == expected, f"dedup + 2x new gives {expected} connection(s), got {opened}")
+    conns = {e["conn_id"] for e in b.events if e["event"] == "connection_opened"}
+    for conn in conns:
+        b.wait(lambda e: e["event"] == "streams" and e["conn_id"] == conn, f"streams for {conn}")
+    check(True, f"streams reported for each of {sorted(conns)}")
+
+    if b.implementation == "rust-libp2p":  # go-libp2p publishes to nobody without complaint
+        b.send(cmd="publish", topic="nobody-here", id="b-2", size=10)
+        err = b.wait(lambda e: e["event"] == "error" and e["cmd"] == "publish", "publish error")
+        check("NoPeersSubscribedToTopic" in err["message"],
+              f"publish without subscribers fails: {err['message']}")
+    b.send(cmd="frobnicate")
+    err = b.wait(lambda e: e["event"] == "error" and e["cmd"] == "frobnicate", "unknown cmd")
+    check(True, f"unknown command answered: {err['message']}")
+
+    b.send(cmd="unsubscribe", topic=TOPIC)
+    a.wait(lambda e: e["event"] == "unsubscribed" and e["remote"] == b.id, "unsubscribed")
+    b.wait(lambda e: e["event"] == "mesh" and e["peers"] == [], "empty mesh after unsubscribe")
+    check(True, "unsubscribe seen by the other side and own mesh emptied")
+
+    b.send(cmd="disconnect", peer=a.id)
+    for p, other in ((a, b), (b, a)):
+        p.wait(lambda e: p.count(lambda x: x["event"] == "connection_closed"
+                                 and x["remote"] == other.id) >= expected, "all closed")
+    closed = next(e for e in b.events if e["event"] == "connection_closed")
+    check(True, f"disconnect closed all {expected} connection(s) (reason {closed['reason']!r})")
+
+    a.send(cmd="stop")
+    a.wait(lambda e: e["event"] == "stopped", "stopped")
+    check(a.proc.wait(timeout=5) == 0, "stop exits 0")
+    b.proc.stdin.close()
+    b.wait(lambda e: e["event"] == "stopped", "stopped on end of stdin")
+    check(b.proc.wait(timeout=5) == 0, "end of stdin exits 0")
+    for p in (a, b):
+        p.stderr.flush()
+        with open(p.stderr.name) as f:
+            check("panicked at" not in f.read(), f"{p.name} did not panic")
+
+
+if __name__ == "__main__":
+    main()
