@@ -95,7 +95,8 @@ impl Recipe {
         if out.exists() {
             return Ok(out);
         }
-        let partial = out.with_extension("partial");
+        // Another run may be building the same binary: each writes its own partial file, the rename is atomic.
+        let partial = out.with_extension(format!("partial-{}", std::process::id()));
         let log_file = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
         let status = tokio::process::Command::new(self.dir.join("build"))
             .arg(&partial)

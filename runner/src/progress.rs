@@ -1,6 +1,6 @@
 //! What the user sees while a run goes on: a live bar on a terminal, plain lines otherwise (CI logs).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,7 +26,8 @@ impl Progress {
     pub fn line(&self, text: impl AsRef<str>) {
         match &self.bar {
             Some(bar) => bar.println(text.as_ref()),
-            None => eprintln!("{}", text.as_ref()),
+            // A closed stderr must not end the run (and leave its peers up): the results still get written.
+            None => _ = writeln!(std::io::stderr(), "{}", text.as_ref()),
         }
     }
 
@@ -35,7 +36,7 @@ impl Progress {
         let text = text.into();
         match &self.bar {
             Some(bar) => bar.set_message(text),
-            None => eprintln!("  {text}"),
+            None => _ = writeln!(std::io::stderr(), "  {text}"),
         }
     }
 

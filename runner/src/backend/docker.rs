@@ -117,6 +117,8 @@ impl Backend for DockerBackend {
             return Ok(());
         }
         let mut tar = tar::Builder::new(Vec::new());
+        // The classic builder cannot read GNU sparse entries.
+        tar.sparse(false);
         tar.append_path_with_name(recipe.dockerfile(), "Dockerfile")?;
         tar.append_path_with_name(binary, "peer")?;
         let context = tar.into_inner()?;
