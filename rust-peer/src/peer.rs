@@ -102,7 +102,7 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
     if let Err(e) = peer.swarm.listen_on(listen.clone()) {
         peer.emitter.emit(Event::error(
             None,
-            format!("cannot listen on {listen}: {e}"),
+            format!("cannot listen on {listen}: {}", chain(&e)),
         ));
         return EXIT_FAILURE;
     }
@@ -241,8 +241,9 @@ impl Peer {
                 });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::warn!(peer = ?peer_id, "dial failed: {error}");
-                self.emitter.emit(Event::error(Some("dial"), error));
+                let message = chain(&error);
+                tracing::warn!(peer = ?peer_id, "dial failed: {message}");
+                self.emitter.emit(Event::error(Some("dial"), message));
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -458,7 +459,7 @@ impl Peer {
                 tracing::info!(%peer, ?condition, "already connected or dialing, not dialing");
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(chain(&e)),
         }
     }
 
@@ -528,4 +529,44 @@ fn describe(endpoint: &ConnectedPoint) -> (Direction, String) {
         direction,
         without_p2p(endpoint.get_remote_address()).to_string(),
     )
+}
+
+/// An error with its sources, since some libp2p errors (e.g. `TransportError::Other`) print
+/// nothing themselves and leave the cause to `source()`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use libp2p::TransportError;
+
+    use super::chain;
+
+    #[test]
+    fn error_text_includes_silent_sources() {
+        let silent = TransportError::Other(io::Error::other("Address already in use"));
+        assert_eq!(
+            silent.to_string(),
+            "",
+            "libp2p still leaves this to source()"
+        );
+        assert_eq!(chain(&silent), "Address already in use");
+        let plain = io::Error::other("boom");
+        assert_eq!(chain(&plain), "boom");
+    }
 }
