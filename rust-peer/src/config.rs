@@ -132,7 +132,7 @@ impl Config {
         match (self.transport, self.security, self.muxer) {
             (Transport::QuicV1, _, _) => Ok(Stack::Quic),
             (Transport::Tcp, _, Some(Muxer::Mplex)) => Err(Unsupported {
-                feature: "mplex".into(),
+                feature: "muxer-mplex".into(),
                 reason: "rust-libp2p 0.57 no longer ships an mplex stream muxer (libp2p-mplex was \
                          deprecated and removed); only yamux is available over tcp"
                     .into(),
@@ -264,7 +264,7 @@ mod tests {
             r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"tls","muxer":"mplex"}"#;
         let config = Config::from_json(json).expect("valid config");
         let unsupported = config.stack().expect_err("mplex is not available");
-        assert_eq!(unsupported.feature, "mplex");
+        assert_eq!(unsupported.feature, "muxer-mplex");
     }
 
     #[test]
