@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::checks;
-use crate::matrix::{self, DialMode, Gossipsub, Incident, Language, Matrix, Muxer, Publish, Security, Topology, Transport};
+use crate::matrix::{
+    self, DialMode, Gossipsub, Incident, Language, Matrix, Muxer, Publish, Security, Topology,
+    Transport,
+};
 
 /// The port every peer listens on; each peer has its own address, so one port serves all.
 pub const LISTEN_PORT: u16 = 4001;
@@ -35,10 +38,20 @@ pub struct Case {
 pub struct PeerSpec {
     /// `rust-1`, `go-2`: implementation name and ordinal.
     pub name: String,
+    /// The implementation's name in the case: `rust`, or `rust-0.56` when the matrix names versions.
     pub implementation: String,
     pub language: Language,
+    pub build: BuildSpec,
     /// Identity seed; the same peer of the same case has the same peer id on every run.
     pub seed: u64,
+}
+
+/// What to build for a peer: one image per distinct value in a run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct BuildSpec {
+    pub language: Language,
+    /// `None`: the version in the tree.
+    pub version: Option<String>,
 }
 
 impl Case {
@@ -50,7 +63,12 @@ impl Case {
     /// Names of the peers that publish.
     pub fn publishers(&self) -> Vec<&str> {
         match &self.publish.publishers {
-            Some(names) => self.peers.iter().filter(|p| names.contains(&p.name)).map(|p| p.name.as_str()).collect(),
+            Some(names) => self
+                .peers
+                .iter()
+                .filter(|p| names.contains(&p.name))
+                .map(|p| p.name.as_str())
+                .collect(),
             None => self.peers.iter().map(|p| p.name.as_str()).collect(),
         }
     }
@@ -65,7 +83,11 @@ impl Case {
     /// What the case is made of, for reports (JUnit properties, summary columns).
     pub fn properties(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
-        let mut imps: Vec<&str> = self.peers.iter().map(|p| p.implementation.as_str()).collect();
+        let mut imps: Vec<&str> = self
+            .peers
+            .iter()
+            .map(|p| p.implementation.as_str())
+            .collect();
         imps.dedup();
         p.insert("implementations".into(), imps.join(","));
         p.insert("network".into(), self.network.clone());
@@ -75,14 +97,24 @@ impl Case {
         p.insert("muxer".into(), label(&self.muxer));
         p.insert("dial".into(), label(&self.dial));
         p.insert("topology".into(), label(&self.topology));
-        p.insert("seeds".into(), self.peers.iter().map(|p| p.seed.to_string()).collect::<Vec<_>>().join(","));
+        p.insert(
+            "seeds".into(),
+            self.peers
+                .iter()
+                .map(|p| p.seed.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         p
     }
 }
 
 /// The YAML spelling of a settings enum value.
 pub fn label<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Every case of a matrix, in file order, axes varying last-listed fastest.
@@ -90,39 +122,40 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
     let top_checks = m.checks.clone().unwrap_or_else(checks::Settings::all);
     let mut cases = Vec::new();
     for net in m.networks.iter().map(|n| &n.value) {
-        let peers = peers_of(m, net);
-        let checks = match &net.checks {
-            Some(over) => top_checks.overridden_by(over),
-            None => top_checks.clone(),
-        };
-        for &transport in &net.transport.0 {
-            // QUIC brings its own security and muxer: those axes do not multiply it.
-            let (securities, muxers) = match transport {
-                Transport::QuicV1 => (vec![net.security.0[0]], vec![net.muxer.0[0]]),
-                Transport::Tcp => (net.security.0.clone(), net.muxer.0.clone()),
+        for peers in version_combinations(m, net) {
+            let checks = match &net.checks {
+                Some(over) => top_checks.overridden_by(over),
+                None => top_checks.clone(),
             };
-            for &security in &securities {
-                for &muxer in &muxers {
-                    for &dial in &net.dial.0 {
-                        let mut case = Case {
-                            name: String::new(),
-                            network: net.name.clone(),
-                            edges: edges(net.topology, peers.len()),
-                            peers: peers.clone(),
-                            topology: net.topology,
-                            transport,
-                            security,
-                            muxer,
-                            dial,
-                            gossipsub: net.gossipsub.clone(),
-                            publish: net.publish.clone(),
-                            warmup: net.warmup,
-                            drain: net.drain,
-                            incidents: net.incidents.iter().map(|i| i.value.clone()).collect(),
-                            checks: checks.clone(),
-                        };
-                        case.name = case_name(&case, net.dial.0.len() > 1);
-                        cases.push(case);
+            for &transport in &net.transport.0 {
+                // QUIC brings its own security and muxer: those axes do not multiply it.
+                let (securities, muxers) = match transport {
+                    Transport::QuicV1 => (vec![net.security.0[0]], vec![net.muxer.0[0]]),
+                    Transport::Tcp => (net.security.0.clone(), net.muxer.0.clone()),
+                };
+                for &security in &securities {
+                    for &muxer in &muxers {
+                        for &dial in &net.dial.0 {
+                            let mut case = Case {
+                                name: String::new(),
+                                network: net.name.clone(),
+                                edges: edges(net.topology, peers.len()),
+                                peers: peers.clone(),
+                                topology: net.topology,
+                                transport,
+                                security,
+                                muxer,
+                                dial,
+                                gossipsub: net.gossipsub.clone(),
+                                publish: net.publish.clone(),
+                                warmup: net.warmup,
+                                drain: net.drain,
+                                incidents: net.incidents.iter().map(|i| i.value.clone()).collect(),
+                                checks: checks.clone(),
+                            };
+                            case.name = case_name(&case, net.dial.0.len() > 1);
+                            cases.push(case);
+                        }
                     }
                 }
             }
@@ -132,7 +165,11 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
 }
 
 fn case_name(case: &Case, with_dial: bool) -> String {
-    let mut imps: Vec<&str> = case.peers.iter().map(|p| p.implementation.as_str()).collect();
+    let mut imps: Vec<&str> = case
+        .peers
+        .iter()
+        .map(|p| p.implementation.as_str())
+        .collect();
     imps.dedup();
     let mut name = format!("{} / {} / {}", imps.join(" x "), case.stack(), case.network);
     if with_dial {
@@ -141,26 +178,49 @@ fn case_name(case: &Case, with_dial: bool) -> String {
     name
 }
 
-/// Peers in the order the matrix lists implementations, numbered from 1 per implementation.
-fn peers_of(m: &Matrix, net: &matrix::Network) -> Vec<PeerSpec> {
-    let mut peers = Vec::new();
+/// The peers of a network, once per combination of the versions of the implementations it uses (the first
+/// implementation's version varying slowest). Peers are in the order the matrix lists implementations, numbered
+/// from 1 per implementation.
+fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>> {
+    let mut combos: Vec<Vec<PeerSpec>> = vec![Vec::new()];
     for imp in m.implementations.iter().map(|i| &i.value) {
         let count = net.peers.value.get(&imp.name).copied().unwrap_or(0);
-        for i in 1..=count {
-            peers.push(PeerSpec {
-                name: format!("{}-{i}", imp.name),
-                implementation: imp.name.clone(),
-                language: imp.language,
-                seed: peers.len() as u64 + 1,
-            });
+        if count == 0 {
+            continue;
         }
+        let mut next = Vec::new();
+        for peers in &combos {
+            for version in imp.versions() {
+                let implementation = match (&version, &imp.version) {
+                    (Some(v), Some(_)) => format!("{}-{}", imp.name, v.trim_start_matches('=')),
+                    _ => imp.name.clone(),
+                };
+                let mut peers = peers.clone();
+                for i in 1..=count {
+                    peers.push(PeerSpec {
+                        name: format!("{}-{i}", imp.name),
+                        implementation: implementation.clone(),
+                        language: imp.language,
+                        build: BuildSpec {
+                            language: imp.language,
+                            version: version.clone(),
+                        },
+                        seed: peers.len() as u64 + 1,
+                    });
+                }
+                next.push(peers);
+            }
+        }
+        combos = next;
     }
-    peers
+    combos
 }
 
 fn edges(topology: Topology, n: usize) -> Vec<(usize, usize)> {
     match topology {
-        Topology::FullMesh => (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect(),
+        Topology::FullMesh => (0..n)
+            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+            .collect(),
         Topology::Ring if n == 2 => vec![(0, 1)],
         Topology::Ring => (0..n).map(|a| (a, (a + 1) % n)).collect(),
         Topology::Star => (1..n).map(|a| (a, 0)).collect(),
@@ -206,5 +266,37 @@ networks:
         let peers: Vec<_> = cases[0].peers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(peers, vec!["rust-1", "rust-2", "go-1", "go-2"]);
         assert_eq!(cases[0].edges.len(), 6);
+    }
+
+    #[test]
+    fn versions_are_axes_and_name_the_case() {
+        let yaml = r#"
+name: t
+implementations:
+  - {name: rust, language: rust, version: [0.56, "=0.57.1"]}
+  - {name: go, language: go, version: v0.41.1}
+  - {name: other, language: go}
+networks:
+  - name: pair
+    peers: {go: 1, rust: 1}
+"#;
+        let m = Matrix::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+        let cases = expand(&m);
+        let names: Vec<_> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "rust-0.56 x go-v0.41.1 / tcp+noise+yamux / pair",
+                "rust-0.57.1 x go-v0.41.1 / tcp+noise+yamux / pair"
+            ]
+        );
+        assert_eq!(
+            cases[1].peers[0].build,
+            BuildSpec {
+                language: Language::Rust,
+                version: Some("=0.57.1".into())
+            }
+        );
+        assert_eq!(cases[1].peers[1].build.version.as_deref(), Some("v0.41.1"));
     }
 }

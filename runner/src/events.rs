@@ -104,7 +104,8 @@ impl EventLine {
     /// Parses one stdout line of a peer. The error says what was expected, for the runner to report with the
     /// peer's name and line number.
     pub fn parse(line: &str) -> Result<Self, String> {
-        serde_json::from_str(line).map_err(|e| format!("expected a peer-contract event object: {e}"))
+        serde_json::from_str(line)
+            .map_err(|e| format!("expected a peer-contract event object: {e}"))
     }
 }
 
@@ -117,7 +118,11 @@ pub enum Observation {
     /// A line the peer wrote to stderr.
     Stderr { line: String },
     /// A stdout line that is not a contract event.
-    Malformed { line_no: u64, line: String, error: String },
+    Malformed {
+        line_no: u64,
+        line: String,
+        error: String,
+    },
     /// The runner sent this command.
     Command { json: String },
     /// The peer's process ended; `expected` when the runner had told it to stop.
@@ -173,7 +178,9 @@ mod tests {
         .unwrap();
         assert_eq!(l.ts, 1763701200510000);
         match l.event {
-            PeerEvent::Identify { protocols, conn_id, .. } => {
+            PeerEvent::Identify {
+                protocols, conn_id, ..
+            } => {
                 assert_eq!(protocols.len(), 2);
                 assert_eq!(conn_id.as_deref(), Some("3"));
             }
@@ -188,7 +195,8 @@ mod tests {
         assert!(EventLine::parse("hello").is_err());
         assert!(EventLine::parse(r#"{"ts":1,"peer":"A","event":"teleported"}"#).is_err());
         // A known event missing a required field.
-        let e = EventLine::parse(r#"{"ts":1,"peer":"A","event":"message","topic":"t"}"#).unwrap_err();
+        let e =
+            EventLine::parse(r#"{"ts":1,"peer":"A","event":"message","topic":"t"}"#).unwrap_err();
         assert!(e.contains("missing field"), "{e}");
     }
 }

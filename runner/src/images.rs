@@ -10,13 +10,20 @@ use std::process::Stdio;
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 
+use crate::cases::BuildSpec;
 use crate::matrix::Language;
+
+/// The build script reads the version to build from here (unset: the version in the tree).
+const VERSION_ENV: &str = "MESHGATE_VERSION";
 
 /// Where the project lives: `MESHGATE_ROOT`, else the checkout meshgate was built from.
 pub fn project_root() -> PathBuf {
     match std::env::var_os("MESHGATE_ROOT") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runner/ has a parent").to_owned(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("runner/ has a parent")
+            .to_owned(),
     }
 }
 
@@ -37,6 +44,7 @@ pub fn cache_dir() -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct Recipe {
     pub language: Language,
+    pub version: Option<String>,
     pub dir: PathBuf,
     /// Hex SHA-256 of the recipe, its inputs and the toolchain fingerprint.
     pub hash: String,
@@ -50,6 +58,23 @@ impl Recipe {
         }
     }
 
+    /// `rust`, or `rust 0.56` for a version other than the tree's.
+    pub fn label(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{} {v}", self.name()),
+            None => self.name().to_owned(),
+        }
+    }
+
+    fn build_command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(self.dir.join("build"));
+        match &self.version {
+            Some(v) => c.env(VERSION_ENV, v),
+            None => c.env_remove(VERSION_ENV),
+        };
+        c
+    }
+
     /// Image tag: `meshgate-peer-rust:<first 16 hex digits of the hash>`.
     pub fn image_tag(&self) -> String {
         format!("meshgate-peer-{}:{}", self.name(), &self.hash[..16])
@@ -59,32 +84,53 @@ impl Recipe {
         self.dir.join("Dockerfile")
     }
 
-    /// Finds and hashes the recipe for a language. Cheap: reads sources and asks the toolchain its version.
-    pub fn load(root: &Path, language: Language) -> anyhow::Result<Self> {
+    /// Finds and hashes the recipe for a build. Cheap: reads sources and asks the toolchain its version.
+    pub fn load(root: &Path, spec: &BuildSpec) -> anyhow::Result<Self> {
+        let language = spec.language;
         let name = match language {
             Language::Rust => "rust",
             Language::Go => "go",
         };
         let dir = root.join("images").join(name);
-        let fingerprint = std::process::Command::new(dir.join("build"))
+        let recipe = Recipe {
+            language,
+            version: spec.version.clone(),
+            dir: dir.clone(),
+            hash: String::new(),
+        };
+        let fingerprint = recipe
+            .build_command()
             .arg("--fingerprint")
             .stderr(Stdio::inherit())
             .output()
             .with_context(|| format!("cannot run {}", dir.join("build").display()))?;
         if !fingerprint.status.success() {
-            bail!("{} --fingerprint failed: is the {name} toolchain installed?", dir.join("build").display());
+            bail!(
+                "{} --fingerprint failed: is the {name} toolchain installed?",
+                dir.join("build").display()
+            );
         }
-        let inputs = std::fs::read_to_string(dir.join("inputs")).with_context(|| format!("cannot read {}", dir.join("inputs").display()))?;
+        let inputs = std::fs::read_to_string(dir.join("inputs"))
+            .with_context(|| format!("cannot read {}", dir.join("inputs").display()))?;
         let mut hasher = Sha256::new();
         hasher.update(&fingerprint.stdout);
+        hasher.update(spec.version.as_deref().unwrap_or("tree").as_bytes());
         for file in ["build", "inputs", "Dockerfile"] {
             hash_path(&mut hasher, &dir, &dir.join(file))?;
         }
-        for input in inputs.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for input in inputs
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             hash_path(&mut hasher, root, &root.join(input))?;
         }
-        let hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Recipe { language, dir, hash })
+        let hash = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Recipe { hash, ..recipe })
     }
 
     /// The static binary, built once per hash and kept in the cache. Build output goes to `log`.
@@ -97,8 +143,9 @@ impl Recipe {
         }
         // Another run may be building the same binary: each writes its own partial file, the rename is atomic.
         let partial = out.with_extension(format!("partial-{}", std::process::id()));
-        let log_file = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
-        let status = tokio::process::Command::new(self.dir.join("build"))
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("cannot write {}", log.display()))?;
+        let status = tokio::process::Command::from(self.build_command())
             .arg(&partial)
             .env("MESHGATE_CACHE", cache)
             .stdout(log_file.try_clone()?)
@@ -112,7 +159,7 @@ impl Recipe {
             let tail: Vec<&str> = tail.lines().rev().take(20).collect();
             bail!(
                 "building the {} peer failed ({status}); last lines of {}:\n{}",
-                self.name(),
+                self.label(),
                 log.display(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
@@ -124,7 +171,8 @@ impl Recipe {
 
 /// Hashes a file, or a directory's files in sorted order, with their paths relative to `base`.
 fn hash_path(hasher: &mut Sha256, base: &Path, path: &Path) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("recipe input {} is missing", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("recipe input {} is missing", path.display()))?;
     if meta.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
@@ -177,11 +225,23 @@ mod tests {
     #[test]
     fn recipes_of_this_project_hash_and_differ() {
         let root = project_root();
-        let rust = Recipe::load(&root, Language::Rust).unwrap();
-        let go = Recipe::load(&root, Language::Go).unwrap();
+        let spec = |language, version: Option<&str>| BuildSpec {
+            language,
+            version: version.map(str::to_owned),
+        };
+        let rust = Recipe::load(&root, &spec(Language::Rust, None)).unwrap();
+        let go = Recipe::load(&root, &spec(Language::Go, None)).unwrap();
         assert_eq!(rust.hash.len(), 64);
         assert_ne!(rust.hash, go.hash);
-        assert_eq!(rust.hash, Recipe::load(&root, Language::Rust).unwrap().hash);
+        assert_eq!(
+            rust.hash,
+            Recipe::load(&root, &spec(Language::Rust, None))
+                .unwrap()
+                .hash
+        );
+        let older = Recipe::load(&root, &spec(Language::Rust, Some("0.56"))).unwrap();
+        assert_ne!(rust.hash, older.hash, "each version is its own image");
+        assert_eq!(older.label(), "rust 0.56");
         assert!(rust.image_tag().starts_with("meshgate-peer-rust:"));
     }
 }

@@ -11,7 +11,11 @@ use meshgate::run::{self, CouldNotRun, RunOptions};
 use meshgate::{cases, matrix::Matrix, results::RunResults};
 
 #[derive(Parser)]
-#[command(name = "meshgate", version, about = "Cross-language libp2p interoperability suite")]
+#[command(
+    name = "meshgate",
+    version,
+    about = "Cross-language libp2p interoperability suite"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,10 +37,15 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         case_timeout: Duration,
     },
-    /// Print the cases of a matrix without running anything.
-    List {
+    /// Build (or find) the peer images a matrix needs, without running anything.
+    Build {
         matrix: PathBuf,
+        /// Folder for the build logs.
+        #[arg(long, default_value = "reports/build")]
+        out: PathBuf,
     },
+    /// Print the cases of a matrix without running anything.
+    List { matrix: PathBuf },
     /// Render the reports again from a results.json.
     Report {
         results: PathBuf,
@@ -50,11 +59,17 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshgate: cannot start the async runtime: {e}");
@@ -66,21 +81,63 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Run { matrix, out, filter, case_timeout } => run_matrix(RunOptions { matrix, out, filter, case_timeout }).await,
+        Command::Run {
+            matrix,
+            out,
+            filter,
+            case_timeout,
+        } => {
+            run_matrix(RunOptions {
+                matrix,
+                out,
+                filter,
+                case_timeout,
+            })
+            .await
+        }
+        Command::Build { matrix, out } => {
+            let cancel = CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                interrupted().await;
+                stop.cancel();
+            });
+            match run::build(&matrix, &out, &cancel).await {
+                Ok(images) => {
+                    for image in images {
+                        println!("{image}");
+                    }
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::List { matrix } => match Matrix::load(&matrix) {
             Ok(m) => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
                 for case in cases::expand(&m) {
-                    println!("{}", case.name);
+                    // A closed pipe (`| head`) ends the listing, not in a panic.
+                    if writeln!(stdout, "{}", case.name).is_err() {
+                        break;
+                    }
                 }
                 0
             }
             Err(e) => fail(e),
         },
         Command::Report { results, out } => {
-            let dir = out.unwrap_or_else(|| results.parent().map(PathBuf::from).unwrap_or_default());
-            match RunResults::read(&results).and_then(|r| meshgate::reports::write_all(&r, &dir).map(|_| r)) {
+            let dir =
+                out.unwrap_or_else(|| results.parent().map(PathBuf::from).unwrap_or_default());
+            match RunResults::read(&results)
+                .and_then(|r| meshgate::reports::write_all(&r, &dir).map(|_| r))
+            {
                 Ok(r) => {
-                    eprintln!("meshgate: reports written to {}; {}", dir.display(), r.headline());
+                    eprintln!(
+                        "meshgate: reports written to {}; {}",
+                        dir.display(),
+                        r.headline()
+                    );
                     0
                 }
                 Err(e) => fail(e),
@@ -139,7 +196,11 @@ async fn run_matrix(opts: RunOptions) -> u8 {
     }
     match outcome {
         Ok(Ok(results)) => {
-            eprintln!("meshgate: {} (reports in {})", results.headline(), out.display());
+            eprintln!(
+                "meshgate: {} (reports in {})",
+                results.headline(),
+                out.display()
+            );
             results.outcome().exit_code() as u8
         }
         Ok(Err(e)) => fail(e),

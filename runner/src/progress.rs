@@ -13,8 +13,10 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(cases as u64);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos}/{len} cases  {wide_msg}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {pos}/{len} cases  {wide_msg}",
+                )
+                .expect("valid template"),
             );
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar

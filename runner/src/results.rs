@@ -59,8 +59,13 @@ pub struct PeerReport {
 impl PeerReport {
     /// `rust-libp2p 0.57.1`, or the implementation name when the peer never said.
     pub fn implementation_label(&self) -> String {
-        let lib = self.library.clone().unwrap_or_else(|| self.implementation.clone());
-        let version = ["libp2p", "github.com/libp2p/go-libp2p"].iter().find_map(|k| self.versions.get(*k));
+        let lib = self
+            .library
+            .clone()
+            .unwrap_or_else(|| self.implementation.clone());
+        let version = ["libp2p", "github.com/libp2p/go-libp2p"]
+            .iter()
+            .find_map(|k| self.versions.get(*k));
         match version {
             Some(v) => format!("{lib} {v}"),
             None => lib,
@@ -80,10 +85,20 @@ pub struct CheckResult {
 
 impl CheckResult {
     pub fn passed(name: &str, evidence: Vec<String>) -> Self {
-        Self { name: name.into(), status: Status::Passed, message: None, evidence }
+        Self {
+            name: name.into(),
+            status: Status::Passed,
+            message: None,
+            evidence,
+        }
     }
     pub fn failed(name: &str, message: String, evidence: Vec<String>) -> Self {
-        Self { name: name.into(), status: Status::Failed, message: Some(message), evidence }
+        Self {
+            name: name.into(),
+            status: Status::Failed,
+            message: Some(message),
+            evidence,
+        }
     }
 }
 
@@ -116,7 +131,11 @@ impl Outcome {
 impl RunResults {
     /// A failed check outranks a case that could not run: it is a verdict about the implementations.
     pub fn outcome(&self) -> Outcome {
-        let failed = self.cases.iter().flat_map(|c| &c.checks).any(|c| c.status == Status::Failed);
+        let failed = self
+            .cases
+            .iter()
+            .flat_map(|c| &c.checks)
+            .any(|c| c.status == Status::Failed);
         if failed {
             Outcome::ChecksFailed
         } else if self.cases.iter().any(|c| c.error.is_some()) || self.cases.is_empty() {
@@ -130,11 +149,20 @@ impl RunResults {
     pub fn headline(&self) -> String {
         for case in &self.cases {
             if let Some(c) = case.checks.iter().find(|c| c.status == Status::Failed) {
-                return format!("FAILED {} [{}]: {}", case.name, c.name, c.message.as_deref().unwrap_or("failed"));
+                return format!(
+                    "FAILED {} [{}]: {}",
+                    case.name,
+                    c.name,
+                    c.message.as_deref().unwrap_or("failed")
+                );
             }
         }
         if let Some(case) = self.cases.iter().find(|c| c.error.is_some()) {
-            return format!("ERROR {}: {}", case.name, case.error.as_deref().unwrap_or_default());
+            return format!(
+                "ERROR {}: {}",
+                case.name,
+                case.error.as_deref().unwrap_or_default()
+            );
         }
         let checks: usize = self.cases.iter().map(|c| c.checks.len()).sum();
         format!("PASSED {} case(s), {checks} check(s)", self.cases.len())
@@ -149,7 +177,12 @@ impl RunResults {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read results: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}:{}:{}: expected a meshgate results file: {e}", path.display(), e.line(), e.column())
+            anyhow::anyhow!(
+                "{}:{}:{}: expected a meshgate results file: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
         })
     }
 }

@@ -9,12 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::docker::DockerBackend;
 use crate::backend::Backend;
+use crate::cases::BuildSpec;
 use crate::cases::{self, Case};
 use crate::checks;
 use crate::events::now_micros;
 use crate::images::{cache_dir, project_root, Recipe};
-use crate::matrix::{Language, Matrix};
+use crate::matrix::Matrix;
 use crate::peers::Driver;
+use crate::peers::Recipes;
 use crate::progress::Progress;
 use crate::reports;
 use crate::results::{CaseResult, CheckResult, MatrixRef, RunResults, Status};
@@ -35,10 +37,18 @@ pub struct CouldNotRun(pub anyhow::Error);
 
 /// A unique, short run id; it names every object the run makes on the engine.
 pub fn new_run_id() -> String {
-    format!("{:x}{:x}", now_micros() % 0x1_0000_0000, std::process::id() % 0x1000)
+    format!(
+        "{:x}{:x}",
+        now_micros() % 0x1_0000_0000,
+        std::process::id() % 0x1000
+    )
 }
 
-pub async fn run(opts: &RunOptions, run_id: &str, cancel: CancellationToken) -> Result<RunResults, CouldNotRun> {
+pub async fn run(
+    opts: &RunOptions,
+    run_id: &str,
+    cancel: CancellationToken,
+) -> Result<RunResults, CouldNotRun> {
     let started_us = now_micros();
     let started = Instant::now();
     let matrix = Matrix::load(&opts.matrix).map_err(|e| CouldNotRun(e.into()))?;
@@ -46,7 +56,10 @@ pub async fn run(opts: &RunOptions, run_id: &str, cancel: CancellationToken) -> 
     if let Some(f) = &opts.filter {
         cases.retain(|c| c.name.contains(f.as_str()));
         if cases.is_empty() {
-            return Err(CouldNotRun(anyhow::anyhow!("no case of {} matches --filter {f:?}", opts.matrix.display())));
+            return Err(CouldNotRun(anyhow::anyhow!(
+                "no case of {} matches --filter {f:?}",
+                opts.matrix.display()
+            )));
         }
     }
     std::fs::create_dir_all(&opts.out)
@@ -57,15 +70,24 @@ pub async fn run(opts: &RunOptions, run_id: &str, cancel: CancellationToken) -> 
     let progress = Progress::new(cases.len());
     match backend.remove_stale().await {
         Ok(0) => {}
-        Ok(n) => progress.line(format!("removed {n} object(s) left on the engine by earlier runs that died")),
-        Err(e) => progress.line(format!("warning: could not remove leftovers of earlier runs: {e:#}")),
+        Ok(n) => progress.line(format!(
+            "removed {n} object(s) left on the engine by earlier runs that died"
+        )),
+        Err(e) => progress.line(format!(
+            "warning: could not remove leftovers of earlier runs: {e:#}"
+        )),
     }
 
-    let recipes = prepare_images(&backend, &cases, &opts.out, &progress, &cancel).await.map_err(CouldNotRun)?;
+    let recipes = prepare_images(&backend, &cases, &opts.out, &progress, &cancel)
+        .await
+        .map_err(CouldNotRun)?;
 
     let mut results = RunResults {
         meshgate: env!("CARGO_PKG_VERSION").into(),
-        matrix: MatrixRef { name: matrix.name.clone(), file: opts.matrix.display().to_string() },
+        matrix: MatrixRef {
+            name: matrix.name.clone(),
+            file: opts.matrix.display().to_string(),
+        },
         started_us,
         duration_ms: 0,
         cases: Vec::new(),
@@ -75,7 +97,17 @@ pub async fn run(opts: &RunOptions, run_id: &str, cancel: CancellationToken) -> 
             break;
         }
         progress.line(format!("[{}/{}] {}", i + 1, cases.len(), case.name));
-        let result = run_case(&backend, i, case, &recipes, &opts.out, opts.case_timeout, &progress, cancel.clone()).await;
+        let result = run_case(
+            &backend,
+            i,
+            case,
+            &recipes,
+            &opts.out,
+            opts.case_timeout,
+            &progress,
+            cancel.clone(),
+        )
+        .await;
         progress.line(format!("        {}", case_verdict_line(&result)));
         progress.case_done();
         results.cases.push(result);
@@ -84,36 +116,59 @@ pub async fn run(opts: &RunOptions, run_id: &str, cancel: CancellationToken) -> 
     results.duration_ms = started.elapsed().as_millis() as u64;
     reports::write_all(&results, &opts.out).map_err(CouldNotRun)?;
     if cancel.is_cancelled() {
-        return Err(CouldNotRun(anyhow::anyhow!("interrupted; partial results in {}", opts.out.display())));
+        return Err(CouldNotRun(anyhow::anyhow!(
+            "interrupted; partial results in {}",
+            opts.out.display()
+        )));
     }
     Ok(results)
 }
 
-/// Builds (or finds) the image of every language the cases use. A build failure stops the run.
+/// `meshgate build`: the images a matrix needs, built or found; returns `label tag` lines.
+pub async fn build(matrix: &Path, out: &Path, cancel: &CancellationToken) -> Result<Vec<String>, CouldNotRun> {
+    let matrix = Matrix::load(matrix).map_err(|e| CouldNotRun(e.into()))?;
+    let cases = cases::expand(&matrix);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display())).map_err(CouldNotRun)?;
+    let backend = DockerBackend::connect("build").await.map_err(CouldNotRun)?;
+    let progress = Progress::new(0);
+    let recipes = prepare_images(&backend, &cases, out, &progress, cancel).await.map_err(CouldNotRun)?;
+    progress.finish();
+    Ok(recipes.values().map(|r| format!("{}\t{}", r.label(), r.image_tag())).collect())
+}
+
+/// Builds (or finds) the image of every build the cases use. A build failure stops the run.
 async fn prepare_images<B: Backend>(
     backend: &B,
     cases: &[Case],
     out: &Path,
     progress: &Progress,
     cancel: &CancellationToken,
-) -> anyhow::Result<BTreeMap<Language, Recipe>> {
+) -> anyhow::Result<Recipes> {
     let root = project_root();
     let cache = cache_dir();
-    let languages: std::collections::BTreeSet<Language> = cases.iter().flat_map(|c| c.peers.iter().map(|p| p.language)).collect();
+    let specs: std::collections::BTreeSet<BuildSpec> = cases
+        .iter()
+        .flat_map(|c| c.peers.iter().map(|p| p.build.clone()))
+        .collect();
     let mut recipes = BTreeMap::new();
-    for language in languages {
-        let recipe = Recipe::load(&root, language)?;
+    for spec in specs {
+        let recipe = Recipe::load(&root, &spec)?;
         if !backend.prepared(&recipe).await {
-            progress.line(format!("building the {} peer ({}); its build log is {}/build-{}.log", recipe.name(), recipe.image_tag(), out.display(), recipe.name()));
-            progress.status(format!("building the {} peer", recipe.name()));
-            let log = out.join(format!("build-{}.log", recipe.name()));
+            let log = out.join(format!("build-{}.log", recipe.label().replace(' ', "-")));
+            progress.line(format!(
+                "building the {} peer ({}); its build log is {}",
+                recipe.label(),
+                recipe.image_tag(),
+                log.display()
+            ));
+            progress.status(format!("building the {} peer", recipe.label()));
             let binary = tokio::select! {
                 b = recipe.binary(&cache, &log) => b?,
-                _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.name()),
+                _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.label()),
             };
             backend.prepare(&recipe, &binary).await?;
         }
-        recipes.insert(language, recipe);
+        recipes.insert(spec, recipe);
     }
     Ok(recipes)
 }
@@ -123,7 +178,7 @@ async fn run_case<B: Backend>(
     backend: &B,
     index: usize,
     case: &Case,
-    recipes: &BTreeMap<Language, Recipe>,
+    recipes: &Recipes,
     out: &Path,
     timeout: Duration,
     progress: &Progress,
@@ -164,7 +219,10 @@ async fn run_case<B: Backend>(
     let timed_out = timer.is_finished() && !cancel.is_cancelled();
     timer.abort();
     if let Err(e) = backend.remove_case(index).await {
-        progress.line(format!("warning: could not remove the containers of {}: {e:#}", case.name));
+        progress.line(format!(
+            "warning: could not remove the containers of {}: {e:#}",
+            case.name
+        ));
     }
 
     result.peers = record.peers;
@@ -172,9 +230,16 @@ async fn run_case<B: Backend>(
     if let Some(reason) = record.unsupported {
         result.checks = skipped_checks(case, &reason);
     } else if let Some(error) = record.error {
-        result.error = Some(if timed_out { format!("timed out after {} s: {error}", timeout.as_secs()) } else { error });
+        result.error = Some(if timed_out {
+            format!("timed out after {} s: {error}", timeout.as_secs())
+        } else {
+            error
+        });
     } else {
-        let ctx = checks::Context { case, peers: &result.peers };
+        let ctx = checks::Context {
+            case,
+            peers: &result.peers,
+        };
         result.checks = checks::evaluate(&case.checks, &record.record, &ctx);
     }
     result
@@ -184,7 +249,12 @@ fn skipped_checks(case: &Case, reason: &str) -> Vec<CheckResult> {
     case.checks
         .instantiate()
         .iter()
-        .map(|c| CheckResult { name: c.name().into(), status: Status::Skipped, message: Some(reason.to_owned()), evidence: vec![] })
+        .map(|c| CheckResult {
+            name: c.name().into(),
+            status: Status::Skipped,
+            message: Some(reason.to_owned()),
+            evidence: vec![],
+        })
         .collect()
 }
 
@@ -192,11 +262,25 @@ fn case_verdict_line(case: &CaseResult) -> String {
     if let Some(e) = &case.error {
         return format!("ERROR {e}");
     }
-    let failed: Vec<&CheckResult> = case.checks.iter().filter(|c| c.status == Status::Failed).collect();
+    let failed: Vec<&CheckResult> = case
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .collect();
     match failed.first() {
-        Some(c) => format!("FAIL [{}] {}", c.name, c.message.as_deref().unwrap_or_default()),
+        Some(c) => format!(
+            "FAIL [{}] {}",
+            c.name,
+            c.message.as_deref().unwrap_or_default()
+        ),
         None if case.checks.iter().all(|c| c.status == Status::Skipped) => {
-            format!("SKIP {}", case.checks.first().and_then(|c| c.message.as_deref()).unwrap_or_default())
+            format!(
+                "SKIP {}",
+                case.checks
+                    .first()
+                    .and_then(|c| c.message.as_deref())
+                    .unwrap_or_default()
+            )
         }
         None => format!("pass ({} checks)", case.checks.len()),
     }
@@ -225,6 +309,9 @@ pub async fn clean_up(run_id: &str) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn slugs() {
-        assert_eq!(super::slug("rust x go / tcp+noise+yamux / mixed-4"), "rust_x_go_tcp_noise_yamux_mixed-4");
+        assert_eq!(
+            super::slug("rust x go / tcp+noise+yamux / mixed-4"),
+            "rust_x_go_tcp_noise_yamux_mixed-4"
+        );
     }
 }

@@ -6,7 +6,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn meshgate() -> Command {
@@ -16,7 +19,11 @@ fn meshgate() -> Command {
 }
 
 fn run(matrix: &str, out: &Path) -> Output {
-    meshgate().args(["run", matrix, "--out"]).arg(out).output().expect("meshgate runs")
+    meshgate()
+        .args(["run", matrix, "--out"])
+        .arg(out)
+        .output()
+        .expect("meshgate runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -27,11 +34,28 @@ fn stderr(o: &Output) -> String {
 fn objects_owned_by(pid: u32) -> Vec<String> {
     let mut found = Vec::new();
     for args in [
-        &["ps", "-a", "--format", "{{.Names}} {{.Label \"io.meshgate.owner\"}}"][..],
-        &["network", "ls", "--format", "{{.Name}} {{.Label \"io.meshgate.owner\"}}"][..],
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Label \"io.meshgate.owner\"}}",
+        ][..],
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Label \"io.meshgate.owner\"}}",
+        ][..],
     ] {
-        let out = Command::new("docker").args(args).output().expect("docker client");
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker client");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some((name, owner)) = line.split_once(' ') {
                 if owner.split(':').nth(1) == Some(&pid.to_string()) {
@@ -75,7 +99,11 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let out = tempfile::tempdir().unwrap();
     let o = run("matrices/smoke.yaml", out.path());
     assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(&o));
-    assert!(stderr(&o).contains("meshgate: PASSED 2 case(s), 6 check(s)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("meshgate: PASSED 2 case(s), 6 check(s)"),
+        "{}",
+        stderr(&o)
+    );
 
     // Read the JUnit file with a parser of its own, not the library that wrote it.
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
@@ -84,33 +112,71 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     assert_eq!(top.attribute("tests"), Some("6"));
     assert_eq!(top.attribute("failures"), Some("0"));
     assert_eq!(top.attribute("errors"), Some("0"));
-    let suites: Vec<_> = top.children().filter(|n| n.has_tag_name("testsuite")).collect();
-    let names: Vec<_> = suites.iter().map(|s| s.attribute("name").unwrap()).collect();
-    assert_eq!(names, ["rust x go / tcp+noise+yamux / mixed-4", "rust x go / quic-v1 / mixed-4"]);
+    let suites: Vec<_> = top
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    let names: Vec<_> = suites
+        .iter()
+        .map(|s| s.attribute("name").unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rust x go / tcp+noise+yamux / mixed-4",
+            "rust x go / quic-v1 / mixed-4"
+        ]
+    );
     for suite in &suites {
-        let cases: Vec<_> = suite.descendants().filter(|n| n.has_tag_name("testcase")).map(|n| n.attribute("name").unwrap()).collect();
+        let cases: Vec<_> = suite
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .map(|n| n.attribute("name").unwrap())
+            .collect();
         assert_eq!(cases, ["no-protocol-downgrade", "delivery", "liveness"]);
         let prop = |name: &str| {
-            suite.descendants().find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name)).and_then(|n| n.attribute("value"))
+            suite
+                .descendants()
+                .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+                .and_then(|n| n.attribute("value"))
         };
-        assert!(prop("peer.rust-1").unwrap().starts_with("rust-libp2p 0.57."), "{:?}", prop("peer.rust-1"));
-        assert!(prop("peer.go-2").unwrap().starts_with("go-libp2p v0."), "{:?}", prop("peer.go-2"));
+        assert!(
+            prop("peer.rust-1")
+                .unwrap()
+                .starts_with("rust-libp2p 0.57."),
+            "{:?}",
+            prop("peer.rust-1")
+        );
+        assert!(
+            prop("peer.go-2").unwrap().starts_with("go-libp2p v0."),
+            "{:?}",
+            prop("peer.go-2")
+        );
         assert_eq!(prop("implementations"), Some("rust,go"));
     }
 
     // The results file is the source of truth; every peer's events and stderr are kept beside it.
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
     for case in results["cases"].as_array().unwrap() {
         let logs = out.path().join(case["logs"].as_str().unwrap());
         for peer in ["rust-1", "rust-2", "go-1", "go-2"] {
-            let events = std::fs::read_to_string(logs.join(format!("{peer}.events.jsonl"))).unwrap();
+            let events =
+                std::fs::read_to_string(logs.join(format!("{peer}.events.jsonl"))).unwrap();
             assert!(events.lines().count() > 10, "{peer} said little: {events}");
             assert!(logs.join(format!("{peer}.stderr")).exists());
         }
         let delivery = &case["checks"][1];
         assert_eq!(delivery["name"], "delivery");
         // 4 peers x 10 messages, each to 3 others.
-        assert!(delivery["evidence"][0].as_str().unwrap().contains("120 of 120 deliveries"), "{delivery}");
+        assert!(
+            delivery["evidence"][0]
+                .as_str()
+                .unwrap()
+                .contains("120 of 120 deliveries"),
+            "{delivery}"
+        );
     }
 }
 
@@ -120,17 +186,34 @@ fn a_peer_that_unsubscribes_mid_run_fails_delivery_with_its_name() {
     let o = run("runner/tests/matrices/unsubscribe.yaml", out.path());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "stderr:\n{err}");
-    assert!(err.contains("FAILED rust x go / tcp+noise+yamux / mixed-3 [delivery]: go-2 (go-libp2p v0."), "{err}");
+    assert!(
+        err.contains(
+            "FAILED rust x go / tcp+noise+yamux / mixed-3 [delivery]: go-2 (go-libp2p v0."
+        ),
+        "{err}"
+    );
 
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     assert_eq!(doc.root_element().attribute("failures"), Some("1"));
-    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).expect("a failure element");
-    assert_eq!(failure.parent().unwrap().attribute("name"), Some("delivery"));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("a failure element");
+    assert_eq!(
+        failure.parent().unwrap().attribute("name"),
+        Some("delivery")
+    );
     let message = failure.attribute("message").unwrap();
     assert!(message.starts_with("go-2 (go-libp2p v0."), "{message}");
-    assert!(message.contains("rust-1 (rust-libp2p 0.57.") && message.contains("go-1 (go-libp2p"), "{message}");
-    assert!(!message.contains("rust-1 (rust-libp2p 0.57.1) missed"), "only go-2 missed messages: {message}");
+    assert!(
+        message.contains("rust-1 (rust-libp2p 0.57.") && message.contains("go-1 (go-libp2p"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("rust-1 (rust-libp2p 0.57.1) missed"),
+        "only go-2 missed messages: {message}"
+    );
     // The other checks still pass: only delivery broke.
     let passed: Vec<_> = doc
         .descendants()
@@ -153,8 +236,14 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
     let pid = child.id();
     wait_for_stderr(&mut child, "[1/2]", Duration::from_secs(900));
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!objects_owned_by(pid).is_empty(), "the run had containers up when interrupted");
-    let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(
+        !objects_owned_by(pid).is_empty(),
+        "the run had containers up when interrupted"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(2), "an interrupted run could not be carried out");
@@ -177,11 +266,22 @@ fn leftovers_of_a_killed_run_are_removed_by_the_next_run() {
     // SIGKILL: no clean-up is possible, the containers stay.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!objects_owned_by(pid).is_empty(), "a killed run leaves its containers");
+    assert!(
+        !objects_owned_by(pid).is_empty(),
+        "a killed run leaves its containers"
+    );
 
     let next = tempfile::tempdir().unwrap();
-    let o = meshgate().args(["run", "runner/tests/matrices/unsubscribe.yaml", "--out"]).arg(next.path()).output().unwrap();
-    assert!(stderr(&o).contains("left on the engine by earlier runs that died"), "{}", stderr(&o));
+    let o = meshgate()
+        .args(["run", "runner/tests/matrices/unsubscribe.yaml", "--out"])
+        .arg(next.path())
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("left on the engine by earlier runs that died"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(objects_owned_by(pid), Vec::<String>::new());
 }
 
@@ -189,11 +289,18 @@ fn leftovers_of_a_killed_run_are_removed_by_the_next_run() {
 fn bad_matrix_exits_2_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "name: bad\nimplementations:\n  - {name: rust, language: cobol}\nnetworks: []\n").unwrap();
+    std::fs::write(
+        &path,
+        "name: bad\nimplementations:\n  - {name: rust, language: cobol}\nnetworks: []\n",
+    )
+    .unwrap();
     let o = meshgate().arg("run").arg(&path).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.starts_with(&format!("meshgate: {}:3:", path.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("meshgate: {}:3:", path.display())),
+        "{err}"
+    );
     assert!(err.contains("cobol"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }

@@ -8,12 +8,13 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
-use bollard::container::LogOutput;
 use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -37,14 +38,27 @@ impl DockerBackend {
     /// Connects to the local engine and agrees on an API version, or says plainly that there is none.
     pub async fn connect(run_id: &str) -> anyhow::Result<Self> {
         let hint = "start one (Debian: `apt-get install -y docker.io && dockerd &`), or let `bin/meshgate` do it";
-        let api = Docker::connect_with_local_defaults().map_err(|e| anyhow!("no Docker engine configured ({e}); {hint}"))?;
-        let api = api.negotiate_version().await.map_err(|e| anyhow!("no Docker engine reachable ({e}); {hint}"))?;
-        api.ping().await.map_err(|e| anyhow!("the Docker engine does not answer ({e}); {hint}"))?;
-        Ok(Self { api, run_id: run_id.to_owned(), owner: owner_of(std::process::id()).unwrap_or_default() })
+        let api = Docker::connect_with_local_defaults()
+            .map_err(|e| anyhow!("no Docker engine configured ({e}); {hint}"))?;
+        let api = api
+            .negotiate_version()
+            .await
+            .map_err(|e| anyhow!("no Docker engine reachable ({e}); {hint}"))?;
+        api.ping()
+            .await
+            .map_err(|e| anyhow!("the Docker engine does not answer ({e}); {hint}"))?;
+        Ok(Self {
+            api,
+            run_id: run_id.to_owned(),
+            owner: owner_of(std::process::id()).unwrap_or_default(),
+        })
     }
 
     fn labels(&self, case: Option<usize>) -> HashMap<String, String> {
-        let mut l = HashMap::from([(LABEL_RUN.to_string(), self.run_id.clone()), (LABEL_OWNER.to_string(), self.owner.clone())]);
+        let mut l = HashMap::from([
+            (LABEL_RUN.to_string(), self.run_id.clone()),
+            (LABEL_OWNER.to_string(), self.owner.clone()),
+        ]);
         if let Some(c) = case {
             l.insert(LABEL_CASE.into(), c.to_string());
         }
@@ -57,19 +71,36 @@ impl DockerBackend {
 
     /// Removes containers and networks whose label matches `filter` (`key=value` or `key`), and for which `keep`
     /// says no. Containers first: a network with endpoints cannot go.
-    async fn remove_labelled(&self, filter: String, keep: impl Fn(&HashMap<String, String>) -> bool) -> anyhow::Result<usize> {
+    async fn remove_labelled(
+        &self,
+        filter: String,
+        keep: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> anyhow::Result<usize> {
         let filters = HashMap::from([("label".to_string(), vec![filter])]);
         let containers = self
             .api
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
             .await?;
         let doomed: Vec<String> = containers
             .into_iter()
             .filter(|c| !keep(&c.labels.clone().unwrap_or_default()))
             .filter_map(|c| c.id)
             .collect();
-        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        let results = futures_util::future::join_all(doomed.iter().map(|id| self.api.remove_container(id, Some(opts.clone())))).await;
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let results = futures_util::future::join_all(
+            doomed
+                .iter()
+                .map(|id| self.api.remove_container(id, Some(opts.clone()))),
+        )
+        .await;
         let mut removed = 0;
         for (id, r) in doomed.iter().zip(results) {
             match r {
@@ -78,13 +109,26 @@ impl DockerBackend {
                 Err(e) => return Err(e).with_context(|| format!("cannot remove container {id}")),
             }
         }
-        let networks = self.api.list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build())).await?;
-        for n in networks.into_iter().filter(|n| !keep(&n.labels.clone().unwrap_or_default())) {
+        let networks = self
+            .api
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await?;
+        for n in networks
+            .into_iter()
+            .filter(|n| !keep(&n.labels.clone().unwrap_or_default()))
+        {
             let Some(id) = n.id else { continue };
             match self.api.remove_network(&id).await {
                 Ok(()) => removed += 1,
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot remove network {}", n.name.unwrap_or(id))),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot remove network {}", n.name.unwrap_or(id)))
+                }
             }
         }
         Ok(removed)
@@ -92,7 +136,10 @@ impl DockerBackend {
 
     /// Removes what runs whose owner process is gone left behind. Objects of live runs stay.
     pub async fn remove_stale(&self) -> anyhow::Result<usize> {
-        self.remove_labelled(LABEL_RUN.into(), |labels| labels.get(LABEL_OWNER).is_some_and(|o| owner_alive(o))).await
+        self.remove_labelled(LABEL_RUN.into(), |labels| {
+            labels.get(LABEL_OWNER).is_some_and(|o| owner_alive(o))
+        })
+        .await
     }
 
     /// Removes every object meshgate made on this engine, live runs or not (`meshgate clean`).
@@ -123,12 +170,22 @@ impl Backend for DockerBackend {
         tar.append_path_with_name(binary, "peer")?;
         let context = tar.into_inner()?;
         let labels = HashMap::from([(LABEL_HASH.to_string(), recipe.hash.clone())]);
-        let opts = BuildImageOptionsBuilder::default().t(&tag).rm(true).forcerm(true).labels(&labels).build();
-        let mut stream = self.api.build_image(opts, None, Some(bollard::body_full(context.into())));
+        let opts = BuildImageOptionsBuilder::default()
+            .t(&tag)
+            .rm(true)
+            .forcerm(true)
+            .labels(&labels)
+            .build();
+        let mut stream = self
+            .api
+            .build_image(opts, None, Some(bollard::body_full(context.into())));
         while let Some(item) = stream.next().await {
             let info = item.with_context(|| format!("building image {tag}"))?;
             if let Some(detail) = info.error_detail {
-                bail!("building image {tag}: {}", detail.message.unwrap_or_default());
+                bail!(
+                    "building image {tag}: {}",
+                    detail.message.unwrap_or_default()
+                );
             }
         }
         if !self.image_exists(&tag).await {
@@ -148,7 +205,10 @@ impl Backend for DockerBackend {
             labels: Some(labels),
             ..Default::default()
         };
-        self.api.create_network(req).await.with_context(|| format!("cannot create network {}", self.network_name(case)))?;
+        self.api
+            .create_network(req)
+            .await
+            .with_context(|| format!("cannot create network {}", self.network_name(case)))?;
         Ok(())
     }
 
@@ -165,19 +225,38 @@ impl Backend for DockerBackend {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
-            host_config: Some(HostConfig { network_mode: Some(network.clone()), ..Default::default() }),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.clone()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let created = self
             .api
-            .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body)
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
             .await
             .with_context(|| format!("cannot create container {name}"))?;
         let id = created.id;
         // Attach before start, so that not a byte of output is lost.
-        let attach = AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).logs(true).build();
-        let io = self.api.attach_container(&id, Some(attach)).await.with_context(|| format!("cannot attach to {name}"))?;
-        self.api.start_container(&id, None).await.with_context(|| format!("cannot start container {name}"))?;
+        let attach = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(true)
+            .build();
+        let io = self
+            .api
+            .attach_container(&id, Some(attach))
+            .await
+            .with_context(|| format!("cannot attach to {name}"))?;
+        self.api
+            .start_container(&id, None)
+            .await
+            .with_context(|| format!("cannot start container {name}"))?;
         let inspect = self.api.inspect_container(&id, None).await?;
         let address = inspect
             .network_settings
@@ -189,28 +268,41 @@ impl Backend for DockerBackend {
 
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(pump_output(self.api.clone(), id.clone(), io.output, tx));
-        Ok(PeerProcess { id, address, stdin: io.input, output: rx })
+        Ok(PeerProcess {
+            id,
+            address,
+            stdin: io.input,
+            output: rx,
+        })
     }
 
     async fn kill(&self, id: &str) {
-        let opts = KillContainerOptionsBuilder::default().signal("KILL").build();
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("KILL")
+            .build();
         // It may be gone already; either way it is not running afterwards.
         let _ = self.api.kill_container(id, Some(opts)).await;
     }
 
     async fn remove_case(&self, case: usize) -> anyhow::Result<()> {
         let run = self.run_id.clone();
-        self.remove_labelled(format!("{LABEL_CASE}={case}"), |l| l.get(LABEL_RUN) != Some(&run)).await?;
+        self.remove_labelled(format!("{LABEL_CASE}={case}"), |l| {
+            l.get(LABEL_RUN) != Some(&run)
+        })
+        .await?;
         Ok(())
     }
 
     async fn remove_run(&self) -> anyhow::Result<()> {
-        self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false).await?;
+        self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false)
+            .await?;
         Ok(())
     }
 }
 
-type OutputStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+type OutputStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
 
 /// Splits the attached stream into lines per channel, then reports the exit status.
 async fn pump_output(api: Docker, id: String, mut output: OutputStream, tx: mpsc::Sender<Output>) {
@@ -223,7 +315,11 @@ async fn pump_output(api: Docker, id: String, mut output: OutputStream, tx: mpsc
             LogOutput::StdIn { .. } => continue,
         };
         for line in buf.push(chunk.as_ref()) {
-            let o = if stdout { Output::Stdout(line) } else { Output::Stderr(line) };
+            let o = if stdout {
+                Output::Stdout(line)
+            } else {
+                Output::Stderr(line)
+            };
             if tx.send(o).await.is_err() {
                 return;
             }
@@ -253,22 +349,35 @@ impl LineBuffer {
         let mut lines = Vec::new();
         while let Some(pos) = self.0.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.0.drain(..=pos).collect();
-            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_owned());
+            lines.push(
+                String::from_utf8_lossy(&line[..line.len() - 1])
+                    .trim_end_matches('\r')
+                    .to_owned(),
+            );
         }
         lines
     }
 
     pub fn finish(&mut self) -> Option<String> {
-        (!self.0.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut self.0)).into_owned())
+        (!self.0.is_empty())
+            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.0)).into_owned())
     }
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// `host:pid:start-time` of a process, from /proc.
@@ -283,7 +392,9 @@ fn owner_of(pid: u32) -> Option<String> {
 /// Whether the owner of a run still lives. Owners on other hosts are assumed alive: not ours to judge.
 fn owner_alive(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
-    let (Some(_start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let (Some(_start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
     if host != hostname() {
         return true;
     }

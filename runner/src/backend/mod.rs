@@ -41,16 +41,31 @@ pub struct PeerProcess {
 /// Where a case's peers run. One value per run; `case` arguments are the case's index in the run.
 pub trait Backend: Send + Sync {
     /// Makes what every image of the run needs (built once per content hash).
-    fn prepare(&self, recipe: &Recipe, binary: &std::path::Path) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn prepare(
+        &self,
+        recipe: &Recipe,
+        binary: &std::path::Path,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
     /// Whether `prepare` has nothing to do for this recipe (so the binary need not be built at all).
     fn prepared(&self, recipe: &Recipe) -> impl std::future::Future<Output = bool> + Send;
     /// Creates the isolated network of a case.
-    fn create_network(&self, case: usize, case_name: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
-    fn start_peer(&self, case: usize, launch: PeerLaunch) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
+    fn create_network(
+        &self,
+        case: usize,
+        case_name: &str,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn start_peer(
+        &self,
+        case: usize,
+        launch: PeerLaunch,
+    ) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
     /// Ends a peer at once (after it failed to stop).
     fn kill(&self, id: &str) -> impl std::future::Future<Output = ()> + Send;
     /// Removes everything of one case.
-    fn remove_case(&self, case: usize) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn remove_case(
+        &self,
+        case: usize,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
     /// Removes everything of this run; safe to call more than once.
     fn remove_run(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }

@@ -22,7 +22,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { deadline: default_deadline() }
+        Self {
+            deadline: default_deadline(),
+        }
     }
 }
 
@@ -86,22 +88,39 @@ impl Check for Delivery {
             Observation::Command { json } => {
                 if let Ok(cmd) = serde_json::from_str::<PublishCommand>(json) {
                     if cmd.cmd == "publish" {
-                        let p = Publication { publisher: rec.peer.clone(), topic: cmd.topic, at: None, commanded_at: rec.at };
+                        let p = Publication {
+                            publisher: rec.peer.clone(),
+                            topic: cmd.topic,
+                            at: None,
+                            commanded_at: rec.at,
+                        };
                         self.publications.push((cmd.id, p));
                     }
                 }
             }
             Observation::Event { line } => match &line.event {
                 PeerEvent::Published { id, .. } => {
-                    if let Some((_, p)) = self.publications.iter_mut().find(|(i, p)| i == id && p.publisher == rec.peer) {
+                    if let Some((_, p)) = self
+                        .publications
+                        .iter_mut()
+                        .find(|(i, p)| i == id && p.publisher == rec.peer)
+                    {
                         p.at = Some(line.ts);
                     }
                 }
-                PeerEvent::Error { cmd: Some(cmd), message } if cmd == "publish" => {
-                    self.publish_errors.entry(rec.peer.clone()).or_default().push(message.clone());
+                PeerEvent::Error {
+                    cmd: Some(cmd),
+                    message,
+                } if cmd == "publish" => {
+                    self.publish_errors
+                        .entry(rec.peer.clone())
+                        .or_default()
+                        .push(message.clone());
                 }
                 PeerEvent::Message { id, .. } => {
-                    self.received.entry((rec.peer.clone(), id.clone())).or_insert(line.ts);
+                    self.received
+                        .entry((rec.peer.clone(), id.clone()))
+                        .or_insert(line.ts);
                     self.last_delivery.insert(rec.peer.clone(), line.ts);
                 }
                 _ => {}
@@ -120,17 +139,30 @@ impl Check for Delivery {
                 unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
                 continue;
             };
-            for sub in ctx.case.subscribers(&p.topic).filter(|s| s.name != p.publisher) {
-                let miss = misses.entry(&sub.name).or_insert_with(|| Miss { subscriber: &sub.name, missed: vec![], expected: 0 });
+            for sub in ctx
+                .case
+                .subscribers(&p.topic)
+                .filter(|s| s.name != p.publisher)
+            {
+                let miss = misses.entry(&sub.name).or_insert_with(|| Miss {
+                    subscriber: &sub.name,
+                    missed: vec![],
+                    expected: 0,
+                });
                 miss.expected += 1;
                 match self.received.get(&(sub.name.clone(), id.clone())) {
-                    Some(&at) if at - published <= self.deadline_us => latencies.push(at - published),
-                    _ => miss.missed.push((p.publisher.as_str(), id.as_str(), published)),
+                    Some(&at) if at - published <= self.deadline_us => {
+                        latencies.push(at - published)
+                    }
+                    _ => miss
+                        .missed
+                        .push((p.publisher.as_str(), id.as_str(), published)),
                 }
             }
         }
         misses.retain(|_, m| !m.missed.is_empty());
-        let expected: usize = latencies.len() + misses.values().map(|m| m.missed.len()).sum::<usize>();
+        let expected: usize =
+            latencies.len() + misses.values().map(|m| m.missed.len()).sum::<usize>();
         latencies.sort_unstable();
         evidence.push(format!(
             "{} message(s) published, {} of {expected} deliveries within {} ms; latency {}",
@@ -146,11 +178,22 @@ impl Check for Delivery {
 
         let mut headline = Vec::new();
         for (publisher, id, at) in &unpublished {
-            let errors = self.publish_errors.get(*publisher).map(|e| e.join("; ")).unwrap_or_else(|| "no `published` event".into());
-            evidence.push(format!("{} could not publish {id} (asked at {}): {errors}", ctx.describe(publisher), clock(*at)));
+            let errors = self
+                .publish_errors
+                .get(*publisher)
+                .map(|e| e.join("; "))
+                .unwrap_or_else(|| "no `published` event".into());
+            evidence.push(format!(
+                "{} could not publish {id} (asked at {}): {errors}",
+                ctx.describe(publisher),
+                clock(*at)
+            ));
         }
         if !unpublished.is_empty() {
-            headline.push(format!("{} message(s) could not be published", unpublished.len()));
+            headline.push(format!(
+                "{} message(s) could not be published",
+                unpublished.len()
+            ));
         }
         for m in misses.values() {
             let publishers: BTreeSet<&str> = m.missed.iter().map(|(p, _, _)| *p).collect();
@@ -164,13 +207,21 @@ impl Check for Delivery {
                 ctx.describe(m.subscriber),
                 m.missed.len(),
                 m.expected,
-                publishers.iter().map(|p| ctx.describe(p)).collect::<Vec<_>>().join(", ")
+                publishers
+                    .iter()
+                    .map(|p| ctx.describe(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             evidence.push(format!(
                 "{} {stopped}, first missed {first_id} published at {}; missed: {}",
                 m.subscriber,
                 clock(first_at),
-                m.missed.iter().map(|(_, id, _)| *id).collect::<Vec<_>>().join(" ")
+                m.missed
+                    .iter()
+                    .map(|(_, id, _)| *id)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ));
             for publisher in publishers {
                 let n = m.missed.iter().filter(|(p, _, _)| *p == publisher).count();
@@ -185,9 +236,15 @@ fn latency_summary(sorted: &[Micros]) -> String {
     if sorted.is_empty() {
         return "n/a".into();
     }
-    let pick = |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let pick =
+        |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
     let ms = |us: Micros| format!("{:.1} ms", us as f64 / 1000.0);
-    format!("p50 {}, p99 {}, max {}", ms(pick(0.50)), ms(pick(0.99)), ms(sorted[sorted.len() - 1]))
+    format!(
+        "p50 {}, p99 {}, max {}",
+        ms(pick(0.50)),
+        ms(pick(0.99)),
+        ms(sorted[sorted.len() - 1])
+    )
 }
 
 #[cfg(test)]
@@ -211,7 +268,11 @@ mod tests {
         ev.push(kit.message(4_000, "go-2", "rust-1", "rust-1/0", 1_100));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Passed, "{r:?}");
-        assert!(r.evidence[0].contains("2 of 2 deliveries"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("2 of 2 deliveries"),
+            "{:?}",
+            r.evidence
+        );
     }
 
     #[test]
@@ -230,7 +291,12 @@ mod tests {
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
         let msg = r.message.unwrap();
-        assert!(msg.starts_with("go-2 (go-libp2p v0.51.0) missed 2 of 4 messages from rust-1 (rust-libp2p 0.57.1)"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "go-2 (go-libp2p v0.51.0) missed 2 of 4 messages from rust-1 (rust-libp2p 0.57.1)"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("last delivery at 00:00:02.005"), "{msg}");
         assert!(!msg.contains("go-1 "), "{msg}");
     }
@@ -248,17 +314,37 @@ mod tests {
     fn a_failed_publish_fails_with_the_library_error() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
-            kit.command(1_000, "rust-1", r#"{"cmd":"publish","topic":"meshgate","id":"rust-1/0","size":64}"#),
-            kit.event(1_100, "rust-1", PeerEvent::Error { cmd: Some("publish".into()), message: "NoPeersSubscribedToTopic".into() }),
+            kit.command(
+                1_000,
+                "rust-1",
+                r#"{"cmd":"publish","topic":"meshgate","id":"rust-1/0","size":64}"#,
+            ),
+            kit.event(
+                1_100,
+                "rust-1",
+                PeerEvent::Error {
+                    cmd: Some("publish".into()),
+                    message: "NoPeersSubscribedToTopic".into(),
+                },
+            ),
         ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
-        assert!(r.evidence.iter().any(|l| l.contains("NoPeersSubscribedToTopic")), "{:?}", r.evidence);
+        assert!(
+            r.evidence
+                .iter()
+                .any(|l| l.contains("NoPeersSubscribedToTopic")),
+            "{:?}",
+            r.evidence
+        );
     }
 
     #[test]
     fn percentiles() {
-        assert_eq!(latency_summary(&[1000, 2000, 3000, 4000]), "p50 2.0 ms, p99 4.0 ms, max 4.0 ms");
+        assert_eq!(
+            latency_summary(&[1000, 2000, 3000, 4000]),
+            "p50 2.0 ms, p99 4.0 ms, max 4.0 ms"
+        );
         assert_eq!(latency_summary(&[]), "n/a");
     }
 }

@@ -21,7 +21,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { protocols: default_protocols() }
+        Self {
+            protocols: default_protocols(),
+        }
     }
 }
 
@@ -58,8 +60,17 @@ pub struct NoProtocolDowngrade {
 impl NoProtocolDowngrade {
     pub fn new(settings: Settings) -> Self {
         // Patterns are validated when the matrix is loaded; an invalid one here matches nothing.
-        let patterns = settings.protocols.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
-        Self { patterns, advertised: BTreeMap::new(), downgrades: Vec::new(), identifies: 0 }
+        let patterns = settings
+            .protocols
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
+        Self {
+            patterns,
+            advertised: BTreeMap::new(),
+            downgrades: Vec::new(),
+            identifies: 0,
+        }
     }
 
     fn watched(&self, protocol: &str) -> bool {
@@ -73,11 +84,31 @@ impl Check for NoProtocolDowngrade {
     }
 
     fn observe(&mut self, rec: &Recorded) {
-        let Observation::Event { line } = &rec.what else { return };
-        let PeerEvent::Identify { remote, conn_id, agent_version, protocols, .. } = &line.event else { return };
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
+        let PeerEvent::Identify {
+            remote,
+            conn_id,
+            agent_version,
+            protocols,
+            ..
+        } = &line.event
+        else {
+            return;
+        };
         self.identifies += 1;
-        let now: BTreeSet<String> = protocols.iter().filter(|p| self.watched(p)).cloned().collect();
-        let seen = Seen { at: line.ts, conn_id: conn_id.clone(), agent: agent_version.clone(), protocols: protocols.clone() };
+        let now: BTreeSet<String> = protocols
+            .iter()
+            .filter(|p| self.watched(p))
+            .cloned()
+            .collect();
+        let seen = Seen {
+            at: line.ts,
+            conn_id: conn_id.clone(),
+            agent: agent_version.clone(),
+            protocols: protocols.clone(),
+        };
         let key = (rec.peer.clone(), remote.clone());
         match self.advertised.get_mut(&key) {
             None => {
@@ -104,7 +135,11 @@ impl Check for NoProtocolDowngrade {
         let Some(first) = self.downgrades.first() else {
             return CheckResult::passed(
                 NAME,
-                vec![format!("{} identify message(s) over {} peer pair(s), no watched protocol lost", self.identifies, self.advertised.len())],
+                vec![format!(
+                    "{} identify message(s) over {} peer pair(s), no watched protocol lost",
+                    self.identifies,
+                    self.advertised.len()
+                )],
             );
         };
         let mut evidence = Vec::new();
@@ -154,8 +189,18 @@ mod tests {
     fn passes_when_protocols_stay() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
-            kit.identify(10, "rust-1", "go-1", &["/ipfs/id/1.0.0", "/meshsub/1.1.0", "/meshsub/1.2.0"]),
-            kit.identify(20, "rust-1", "go-1", &["/ipfs/id/1.0.0", "/meshsub/1.1.0", "/meshsub/1.2.0", "/x/1"]),
+            kit.identify(
+                10,
+                "rust-1",
+                "go-1",
+                &["/ipfs/id/1.0.0", "/meshsub/1.1.0", "/meshsub/1.2.0"],
+            ),
+            kit.identify(
+                20,
+                "rust-1",
+                "go-1",
+                &["/ipfs/id/1.0.0", "/meshsub/1.1.0", "/meshsub/1.2.0", "/x/1"],
+            ),
         ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Passed, "{r:?}");
@@ -172,14 +217,22 @@ mod tests {
         assert_eq!(r.status, Status::Failed);
         let msg = r.message.unwrap();
         assert!(msg.contains("go-1 (go-libp2p v0.51.0) stopped advertising /meshsub/1.1.0 to rust-1 (rust-libp2p 0.57.1)"), "{msg}");
-        assert!(r.evidence.iter().any(|l| l.contains("identify before") && l.contains("/meshsub/1.1.0")));
+        assert!(r
+            .evidence
+            .iter()
+            .any(|l| l.contains("identify before") && l.contains("/meshsub/1.1.0")));
     }
 
     #[test]
     fn unwatched_protocols_may_come_and_go() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
-            kit.identify(10, "go-1", "rust-1", &["/meshsub/1.1.0", "/ipfs/ping/1.0.0"]),
+            kit.identify(
+                10,
+                "go-1",
+                "rust-1",
+                &["/meshsub/1.1.0", "/ipfs/ping/1.0.0"],
+            ),
             kit.identify(20, "go-1", "rust-1", &["/meshsub/1.1.0"]),
         ];
         assert_eq!(run(&ev, &kit).status, Status::Passed);

@@ -18,7 +18,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { panic_markers: default_panic_markers() }
+        Self {
+            panic_markers: default_panic_markers(),
+        }
     }
 }
 
@@ -36,7 +38,11 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new(settings: Settings) -> Self {
-        Self { settings, problems: Vec::new(), killed: Vec::new() }
+        Self {
+            settings,
+            problems: Vec::new(),
+            killed: Vec::new(),
+        }
     }
 }
 
@@ -47,18 +53,36 @@ impl Check for Liveness {
 
     fn observe(&mut self, rec: &Recorded) {
         let problem = match &rec.what {
-            Observation::Stderr { line } if self.settings.panic_markers.iter().any(|m| line.contains(m.as_str())) => {
+            Observation::Stderr { line }
+                if self
+                    .settings
+                    .panic_markers
+                    .iter()
+                    .any(|m| line.contains(m.as_str())) =>
+            {
                 Some(format!("panicked: {line}"))
             }
-            Observation::Exited { code, expected: false } => Some(match code {
+            Observation::Exited {
+                code,
+                expected: false,
+            } => Some(match code {
                 Some(c) => format!("exited with status {c} before it was told to stop"),
                 None => "disappeared before it was told to stop".into(),
             }),
-            Observation::Exited { code: Some(c), expected: true } if *c != 0 && !self.killed.contains(&rec.peer) => {
+            Observation::Exited {
+                code: Some(c),
+                expected: true,
+            } if *c != 0 && !self.killed.contains(&rec.peer) => {
                 Some(format!("exited with status {c} after stop"))
             }
             Observation::Killed { reason } => Some(format!("{reason}: killed")),
-            Observation::Malformed { line_no, line, error } => Some(format!("broke the event contract on stdout line {line_no} ({error}): {line}")),
+            Observation::Malformed {
+                line_no,
+                line,
+                error,
+            } => Some(format!(
+                "broke the event contract on stdout line {line_no} ({error}): {line}"
+            )),
             _ => None,
         };
         if matches!(rec.what, Observation::Killed { .. }) {
@@ -71,14 +95,28 @@ impl Check for Liveness {
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let Some((at, peer, what)) = self.problems.first() else {
-            return CheckResult::passed(NAME, vec![format!("{} peer(s) ran until told to stop and exited cleanly", ctx.peers.len())]);
+            return CheckResult::passed(
+                NAME,
+                vec![format!(
+                    "{} peer(s) ran until told to stop and exited cleanly",
+                    ctx.peers.len()
+                )],
+            );
         };
-        let evidence = self.problems.iter().map(|(t, p, w)| format!("{} {} {w}", clock(*t), ctx.describe(p))).collect();
+        let evidence = self
+            .problems
+            .iter()
+            .map(|(t, p, w)| format!("{} {} {w}", clock(*t), ctx.describe(p)))
+            .collect();
         let more = match self.problems.len() {
             1 => String::new(),
             n => format!(" ({} problems in all)", n),
         };
-        CheckResult::failed(NAME, format!("{} {what} at {}{more}", ctx.describe(peer), clock(*at)), evidence)
+        CheckResult::failed(
+            NAME,
+            format!("{} {what} at {}{more}", ctx.describe(peer), clock(*at)),
+            evidence,
+        )
     }
 }
 
@@ -97,24 +135,45 @@ mod tests {
     #[test]
     fn clean_stop_passes() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [kit.stderr(1, "go-1", "INFO all good"), kit.exited(2, "rust-1", Some(0), true), kit.exited(2, "go-1", Some(0), true)];
+        let ev = [
+            kit.stderr(1, "go-1", "INFO all good"),
+            kit.exited(2, "rust-1", Some(0), true),
+            kit.exited(2, "go-1", Some(0), true),
+        ];
         assert_eq!(run(&ev, &kit).status, Status::Passed);
     }
 
     #[test]
     fn rust_panic_fails() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [kit.stderr(1, "rust-1", "thread 'tokio-runtime-worker' panicked at src/main.rs:3:5:"), kit.exited(2, "rust-1", Some(101), false)];
+        let ev = [
+            kit.stderr(
+                1,
+                "rust-1",
+                "thread 'tokio-runtime-worker' panicked at src/main.rs:3:5:",
+            ),
+            kit.exited(2, "rust-1", Some(101), false),
+        ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
-        assert!(r.message.unwrap().starts_with("rust-1 (rust-libp2p 0.57.1) panicked: thread"));
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("rust-1 (rust-libp2p 0.57.1) panicked: thread"));
         assert_eq!(r.evidence.len(), 2);
     }
 
     #[test]
     fn go_fatal_error_and_early_exit_fail() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        assert_eq!(run(&[kit.stderr(1, "go-1", "fatal error: concurrent map writes")], &kit).status, Status::Failed);
+        assert_eq!(
+            run(
+                &[kit.stderr(1, "go-1", "fatal error: concurrent map writes")],
+                &kit
+            )
+            .status,
+            Status::Failed
+        );
         let r = run(&[kit.exited(5, "go-1", Some(0), false)], &kit);
         assert!(r.message.unwrap().contains("before it was told to stop"));
     }
@@ -122,7 +181,15 @@ mod tests {
     #[test]
     fn garbage_on_stdout_fails() {
         let kit = Kit::new(&["rust-1"]);
-        let ev = [Recorded { at: 1, peer: "rust-1".into(), what: Observation::Malformed { line_no: 7, line: "hello".into(), error: "expected".into() } }];
+        let ev = [Recorded {
+            at: 1,
+            peer: "rust-1".into(),
+            what: Observation::Malformed {
+                line_no: 7,
+                line: "hello".into(),
+                error: "expected".into(),
+            },
+        }];
         let r = run(&ev, &kit);
         assert!(r.message.unwrap().contains("stdout line 7"));
     }

@@ -39,7 +39,10 @@ impl Settings {
     /// `over`'s entries replace `self`'s, check by check.
     pub fn overridden_by(&self, over: &Settings) -> Settings {
         Settings {
-            no_protocol_downgrade: over.no_protocol_downgrade.clone().or_else(|| self.no_protocol_downgrade.clone()),
+            no_protocol_downgrade: over
+                .no_protocol_downgrade
+                .clone()
+                .or_else(|| self.no_protocol_downgrade.clone()),
             delivery: over.delivery.clone().or_else(|| self.delivery.clone()),
             liveness: over.liveness.clone().or_else(|| self.liveness.clone()),
         }
@@ -112,7 +115,13 @@ pub fn clock(us: crate::events::Micros) -> String {
     let secs = us.div_euclid(1_000_000);
     let ms = us.rem_euclid(1_000_000) / 1000;
     let day = secs.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}.{:03}", day / 3600, day / 60 % 60, day % 60, ms)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        ms
+    )
 }
 
 #[cfg(test)]

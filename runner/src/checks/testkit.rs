@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Context;
-use crate::cases::{Case, PeerSpec};
+use crate::cases::{BuildSpec, Case, PeerSpec};
 use crate::events::{EventLine, Micros, Observation, PeerEvent, Recorded};
 use crate::matrix::{DialMode, Gossipsub, Language, Muxer, Publish, Security, Topology, Transport};
 use crate::results::PeerReport;
@@ -32,6 +32,10 @@ impl Kit {
                     name: n.to_string(),
                     implementation: if rust { "rust" } else { "go" }.into(),
                     language: if rust { Language::Rust } else { Language::Go },
+                    build: BuildSpec {
+                        language: if rust { Language::Rust } else { Language::Go },
+                        version: None,
+                    },
                     seed: i as u64 + 1,
                 }
             })
@@ -75,14 +79,33 @@ impl Kit {
     }
 
     pub fn context(&self) -> Context<'_> {
-        Context { case: &self.case, peers: &self.peers }
+        Context {
+            case: &self.case,
+            peers: &self.peers,
+        }
     }
 
     pub fn event(&self, ts: Micros, peer: &str, event: PeerEvent) -> Recorded {
-        Recorded { at: ts, peer: peer.into(), what: Observation::Event { line: EventLine { ts, peer: id(peer), event } } }
+        Recorded {
+            at: ts,
+            peer: peer.into(),
+            what: Observation::Event {
+                line: EventLine {
+                    ts,
+                    peer: id(peer),
+                    event,
+                },
+            },
+        }
     }
 
-    pub fn identify(&self, ts: Micros, observer: &str, remote: &str, protocols: &[&str]) -> Recorded {
+    pub fn identify(
+        &self,
+        ts: Micros,
+        observer: &str,
+        remote: &str,
+        protocols: &[&str],
+    ) -> Recorded {
         self.event(
             ts,
             observer,
@@ -100,12 +123,31 @@ impl Kit {
     /// The runner's publish command followed by the peer's `published`.
     pub fn publish(&self, ts: Micros, publisher: &str, msg: &str) -> [Recorded; 2] {
         [
-            self.command(ts, publisher, &format!(r#"{{"cmd":"publish","topic":"{TOPIC}","id":"{msg}","size":64}}"#)),
-            self.event(ts + 100, publisher, PeerEvent::Published { topic: TOPIC.into(), id: msg.into(), size: 64 }),
+            self.command(
+                ts,
+                publisher,
+                &format!(r#"{{"cmd":"publish","topic":"{TOPIC}","id":"{msg}","size":64}}"#),
+            ),
+            self.event(
+                ts + 100,
+                publisher,
+                PeerEvent::Published {
+                    topic: TOPIC.into(),
+                    id: msg.into(),
+                    size: 64,
+                },
+            ),
         ]
     }
 
-    pub fn message(&self, ts: Micros, receiver: &str, publisher: &str, msg: &str, sent: Micros) -> Recorded {
+    pub fn message(
+        &self,
+        ts: Micros,
+        receiver: &str,
+        publisher: &str,
+        msg: &str,
+        sent: Micros,
+    ) -> Recorded {
         self.event(
             ts,
             receiver,
@@ -121,14 +163,26 @@ impl Kit {
     }
 
     pub fn command(&self, ts: Micros, peer: &str, json: &str) -> Recorded {
-        Recorded { at: ts, peer: peer.into(), what: Observation::Command { json: json.into() } }
+        Recorded {
+            at: ts,
+            peer: peer.into(),
+            what: Observation::Command { json: json.into() },
+        }
     }
 
     pub fn stderr(&self, ts: Micros, peer: &str, line: &str) -> Recorded {
-        Recorded { at: ts, peer: peer.into(), what: Observation::Stderr { line: line.into() } }
+        Recorded {
+            at: ts,
+            peer: peer.into(),
+            what: Observation::Stderr { line: line.into() },
+        }
     }
 
     pub fn exited(&self, ts: Micros, peer: &str, code: Option<i64>, expected: bool) -> Recorded {
-        Recorded { at: ts, peer: peer.into(), what: Observation::Exited { code, expected } }
+        Recorded {
+            at: ts,
+            peer: peer.into(),
+            what: Observation::Exited { code, expected },
+        }
     }
 }

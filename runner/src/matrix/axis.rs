@@ -45,6 +45,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Axis<T> {
                 T::deserialize(v.into_deserializer()).map(|t| Axis(vec![t]))
             }
 
+            // YAML reads `0.55` as a number; versions are written that way, so numbers are taken as their text.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut values = Vec::new();
                 while let Some(v) = seq.next_element()? {

@@ -37,6 +37,57 @@ pub struct Implementation {
     /// How cases and peers refer to it (`rust`, `go`, `rust-rc`, …).
     pub name: String,
     pub language: Language,
+    /// Library versions to build; a list makes the implementation an axis. Absent: the version in the tree.
+    /// rust: a libp2p release (`0.54` … `0.57`, or exact `=0.55.0`); go: a go-libp2p module version (`v0.38.2` …).
+    #[serde(default)]
+    pub version: Option<Axis<String>>,
+}
+
+impl Implementation {
+    /// The versions to build, `None` standing for the one in the tree.
+    pub fn versions(&self) -> Vec<Option<String>> {
+        match &self.version {
+            Some(Axis(v)) => v.iter().cloned().map(Some).collect(),
+            None => vec![None],
+        }
+    }
+}
+
+/// Versions the peers can be built at (docs/matrix.md). A version outside is an error of the matrix.
+pub fn check_version(language: Language, version: &str) -> Result<(), String> {
+    let ok = match language {
+        Language::Rust => {
+            let v = version.strip_prefix('=').unwrap_or(version);
+            let mut parts = v.split('.');
+            parts.next() == Some("0")
+                && parts
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .is_some_and(|m| (54..=57).contains(&m))
+                && parts.all(|p| p.parse::<u32>().is_ok())
+                && (version.starts_with('=') == (v.split('.').count() == 3))
+        }
+        Language::Go => {
+            let parts: Vec<&str> = version
+                .strip_prefix('v')
+                .unwrap_or("x")
+                .split('.')
+                .collect();
+            parts.len() == 3
+                && parts[0] == "0"
+                && parts[1]
+                    .parse::<u32>()
+                    .is_ok_and(|m| (38..=51).contains(&m))
+                && parts[2].parse::<u32>().is_ok()
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match language {
+        Language::Rust => format!("libp2p version `{version}` is not supported: expected 0.54, 0.55, 0.56 or 0.57, or an exact =0.5x.y"),
+        Language::Go => format!("go-libp2p version `{version}` is not supported: expected a module version from v0.38.0 to v0.51.0, like v0.41.1"),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -138,7 +189,14 @@ pub struct Gossipsub {
 
 impl Default for Gossipsub {
     fn default() -> Self {
-        Self { topics: defaults::topics(), d: None, d_lo: None, d_hi: None, heartbeat: None, max_transmit_size: None }
+        Self {
+            topics: defaults::topics(),
+            d: None,
+            d_lo: None,
+            d_hi: None,
+            heartbeat: None,
+            max_transmit_size: None,
+        }
     }
 }
 
@@ -160,7 +218,12 @@ pub struct Publish {
 
 impl Default for Publish {
     fn default() -> Self {
-        Self { messages: defaults::messages(), interval: defaults::interval(), size: defaults::size(), publishers: None }
+        Self {
+            messages: defaults::messages(),
+            interval: defaults::interval(),
+            size: defaults::size(),
+            publishers: None,
+        }
     }
 }
 
@@ -236,10 +299,18 @@ impl Matrix {
             let first = rendered.lines().next().unwrap_or_default();
             let first = first.strip_prefix("error: ").unwrap_or(first);
             let message = match (location, first.split_once(": ")) {
-                (Some((l, c)), Some((prefix, rest))) if prefix == format!("line {l} column {c}") => rest.to_owned(),
+                (Some((l, c)), Some((prefix, rest)))
+                    if prefix == format!("line {l} column {c}") =>
+                {
+                    rest.to_owned()
+                }
                 _ => first.to_owned(),
             };
-            MatrixError { file: path.to_owned(), location, message }
+            MatrixError {
+                file: path.to_owned(),
+                location,
+                message,
+            }
         })?;
         matrix.validate(path)?;
         Ok(matrix)
@@ -252,17 +323,36 @@ impl Matrix {
             message,
         };
         if self.implementations.is_empty() {
-            return Err(MatrixError { file: path.into(), location: None, message: "`implementations` is empty: expected at least one".into() });
+            return Err(MatrixError {
+                file: path.into(),
+                location: None,
+                message: "`implementations` is empty: expected at least one".into(),
+            });
         }
         let mut names = Vec::new();
         for imp in &self.implementations {
             if names.contains(&imp.value.name.as_str()) {
-                return Err(err(&imp.referenced, format!("implementation `{}` is defined twice", imp.value.name)));
+                return Err(err(
+                    &imp.referenced,
+                    format!("implementation `{}` is defined twice", imp.value.name),
+                ));
             }
             names.push(imp.value.name.as_str());
+            for v in imp.value.versions().into_iter().flatten() {
+                check_version(imp.value.language, &v).map_err(|m| {
+                    err(
+                        &imp.referenced,
+                        format!("implementation `{}`: {m}", imp.value.name),
+                    )
+                })?;
+            }
         }
         if self.networks.is_empty() {
-            return Err(MatrixError { file: path.into(), location: None, message: "`networks` is empty: expected at least one network".into() });
+            return Err(MatrixError {
+                file: path.into(),
+                location: None,
+                message: "`networks` is empty: expected at least one network".into(),
+            });
         }
         for net in &self.networks {
             let n = &net.value;
@@ -271,30 +361,66 @@ impl Matrix {
                 if !names.contains(&imp.as_str()) {
                     return Err(err(
                         &n.peers.referenced,
-                        format!("network `{}` uses implementation `{imp}`, expected one of: {}", n.name, names.join(", ")),
+                        format!(
+                            "network `{}` uses implementation `{imp}`, expected one of: {}",
+                            n.name,
+                            names.join(", ")
+                        ),
                     ));
                 }
                 total += count;
             }
             if total < 2 {
-                return Err(err(&n.peers.referenced, format!("network `{}` has {total} peer(s), expected at least 2", n.name)));
+                return Err(err(
+                    &n.peers.referenced,
+                    format!(
+                        "network `{}` has {total} peer(s), expected at least 2",
+                        n.name
+                    ),
+                ));
             }
             if n.gossipsub.topics.is_empty() {
-                return Err(err(&net.referenced, format!("network `{}`: `gossipsub.topics` is empty, expected at least one topic", n.name)));
+                return Err(err(
+                    &net.referenced,
+                    format!(
+                        "network `{}`: `gossipsub.topics` is empty, expected at least one topic",
+                        n.name
+                    ),
+                ));
             }
             let peer_names = peer_names(n);
             for p in n.publish.publishers.iter().flatten() {
                 if !peer_names.contains(p) {
-                    return Err(err(&net.referenced, format!("network `{}`: publisher `{p}` is not a peer, expected one of: {}", n.name, peer_names.join(", "))));
+                    return Err(err(
+                        &net.referenced,
+                        format!(
+                            "network `{}`: publisher `{p}` is not a peer, expected one of: {}",
+                            n.name,
+                            peer_names.join(", ")
+                        ),
+                    ));
                 }
             }
             for inc in &n.incidents {
                 if !peer_names.contains(&inc.value.peer) {
-                    return Err(err(&inc.referenced, format!("incident names peer `{}`, expected one of: {}", inc.value.peer, peer_names.join(", "))));
+                    return Err(err(
+                        &inc.referenced,
+                        format!(
+                            "incident names peer `{}`, expected one of: {}",
+                            inc.value.peer,
+                            peer_names.join(", ")
+                        ),
+                    ));
                 }
                 if let Action::Disconnect(target) = &inc.value.action {
                     if target != "all" && !peer_names.contains(target) {
-                        return Err(err(&inc.referenced, format!("incident disconnects `{target}`, expected `all` or one of: {}", peer_names.join(", "))));
+                        return Err(err(
+                            &inc.referenced,
+                            format!(
+                                "incident disconnects `{target}`, expected `all` or one of: {}",
+                                peer_names.join(", ")
+                            ),
+                        ));
                     }
                 }
             }
@@ -303,14 +429,21 @@ impl Matrix {
     }
 
     pub fn implementation(&self, name: &str) -> Option<&Implementation> {
-        self.implementations.iter().map(|s| &s.value).find(|i| i.name == name)
+        self.implementations
+            .iter()
+            .map(|s| &s.value)
+            .find(|i| i.name == name)
     }
 }
 
 /// The peer names of a network, in order: `<implementation>-<n>` counting from 1, implementations in the order the
 /// matrix lists them in `peers`.
 pub fn peer_names(net: &Network) -> Vec<String> {
-    net.peers.value.iter().flat_map(|(imp, count)| (1..=*count).map(move |i| format!("{imp}-{i}"))).collect()
+    net.peers
+        .value
+        .iter()
+        .flat_map(|(imp, count)| (1..=*count).map(move |i| format!("{imp}-{i}")))
+        .collect()
 }
 
 #[cfg(test)]

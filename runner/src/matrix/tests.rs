@@ -51,14 +51,20 @@ fn empty_axis_is_an_error() {
 fn unknown_implementation_names_the_peers_line() {
     let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: 1, java: 1}")).unwrap_err();
     assert_eq!(e.location.map(|l| l.0), Some(7), "{e}");
-    assert!(e.to_string().contains("`java`, expected one of: rust, go"), "{e}");
+    assert!(
+        e.to_string().contains("`java`, expected one of: rust, go"),
+        "{e}"
+    );
 }
 
 #[test]
 fn too_few_peers_and_bad_incident_targets() {
     let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: 1}")).unwrap_err();
     assert!(e.to_string().contains("expected at least 2"), "{e}");
-    let e = parse(&format!("{GOOD}    incidents:\n      - {{at: 1s, peer: go-7, action: {{unsubscribe: meshgate}}}}\n")).unwrap_err();
+    let e = parse(&format!(
+        "{GOOD}    incidents:\n      - {{at: 1s, peer: go-7, action: {{unsubscribe: meshgate}}}}\n"
+    ))
+    .unwrap_err();
     assert_eq!(e.location.map(|l| l.0), Some(9), "{e}");
     assert!(e.to_string().contains("go-7"), "{e}");
 }
@@ -81,4 +87,37 @@ fn shipped_matrices_load() {
             Matrix::load(&path).unwrap_or_else(|e| panic!("{e}"));
         }
     }
+}
+
+#[test]
+fn versions_outside_the_supported_range_name_the_implementation() {
+    let e = parse(&GOOD.replace(
+        "{name: rust, language: rust}",
+        "{name: rust, language: rust, version: [0.57, 0.53]}",
+    ))
+    .unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
+    assert!(
+        e.to_string()
+            .contains("libp2p version `0.53` is not supported"),
+        "{e}"
+    );
+    let e = parse(&GOOD.replace(
+        "{name: go, language: go}",
+        "{name: go, language: go, version: 0.41.1}",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("go-libp2p version `0.41.1` is not supported"),
+        "{e}"
+    );
+    for ok in ["0.54", "0.57", "=0.55.0"] {
+        assert!(check_version(Language::Rust, ok).is_ok(), "{ok}");
+    }
+    for bad in ["0.55.0", "=0.55", "1.0", "0.58", "latest"] {
+        assert!(check_version(Language::Rust, bad).is_err(), "{bad}");
+    }
+    assert!(check_version(Language::Go, "v0.38.2").is_ok());
+    assert!(check_version(Language::Go, "v0.52.0").is_err());
 }

@@ -96,9 +96,15 @@ mod tests {
 
     #[test]
     fn commands_and_addresses() {
-        assert_eq!(command("subscribe", serde_json::json!({"topic": "t"})), r#"{"cmd":"subscribe","topic":"t"}"#);
+        assert_eq!(
+            command("subscribe", serde_json::json!({"topic": "t"})),
+            r#"{"cmd":"subscribe","topic":"t"}"#
+        );
         assert_eq!(command("stop", serde_json::json!({})), r#"{"cmd":"stop"}"#);
         let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
-        assert_eq!(dial_addr(&kit.case, "10.1.0.2".parse().unwrap(), "12D3"), "/ip4/10.1.0.2/tcp/4001/p2p/12D3");
+        assert_eq!(
+            dial_addr(&kit.case, "10.1.0.2".parse().unwrap(), "12D3"),
+            "/ip4/10.1.0.2/tcp/4001/p2p/12D3"
+        );
     }
 }

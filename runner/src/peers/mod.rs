@@ -18,13 +18,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
+use crate::cases::BuildSpec;
 use crate::cases::Case;
 use crate::events::{now_micros, EventLine, Observation, Recorded};
 use crate::images::Recipe;
-use crate::matrix::{Action, DialMode, Language};
+use crate::matrix::{Action, DialMode};
 use crate::results::PeerReport;
 use config::{command, dial_addr, PeerConfig};
 use world::World;
+
+/// The recipe of every build a run's cases need.
+pub type Recipes = BTreeMap<BuildSpec, Recipe>;
 
 /// How long peers get to start, and to exit after `stop`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +67,13 @@ pub struct Driver<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> Driver<'a, B> {
-    pub fn new(backend: &'a B, case_index: usize, case: &'a Case, dir: &Path, cancel: CancellationToken) -> anyhow::Result<Self> {
+    pub fn new(
+        backend: &'a B,
+        case_index: usize,
+        case: &'a Case,
+        dir: &Path,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (inbox_tx, inbox) = mpsc::channel(4096);
         let mut peers = Vec::new();
@@ -98,7 +108,7 @@ impl<'a, B: Backend> Driver<'a, B> {
     }
 
     /// Runs the whole script. Always returns the record, with the reason when the script could not finish.
-    pub async fn run(mut self, recipes: &BTreeMap<Language, Recipe>) -> CaseRecord {
+    pub async fn run(mut self, recipes: &Recipes) -> CaseRecord {
         let result = self.script(recipes).await;
         // Whatever happened, peers still running are stopped, then killed, so their exit is on record.
         self.stop_all().await;
@@ -110,18 +120,32 @@ impl<'a, B: Backend> Driver<'a, B> {
         if let Err(e) = self.write_record() {
             error.get_or_insert(format!("cannot write the record: {e}"));
         }
-        CaseRecord { peers: self.peer_reports(), record: self.record, error, unsupported }
+        CaseRecord {
+            peers: self.peer_reports(),
+            record: self.record,
+            error,
+            unsupported,
+        }
     }
 
-    async fn script(&mut self, recipes: &BTreeMap<Language, Recipe>) -> anyhow::Result<()> {
+    async fn script(&mut self, recipes: &Recipes) -> anyhow::Result<()> {
         let case = self.case;
-        self.backend.create_network(self.case_index, &case.name).await?;
+        self.backend
+            .create_network(self.case_index, &case.name)
+            .await?;
 
         // Start every peer, then wait until each has said who it is and where it listens.
         for (i, spec) in case.peers.iter().enumerate() {
-            let recipe = recipes.get(&spec.language).ok_or_else(|| anyhow!("no image for {:?}", spec.language))?.clone();
+            let recipe = recipes
+                .get(&spec.build)
+                .ok_or_else(|| anyhow!("no image for {}", spec.implementation))?
+                .clone();
             self.peers[i].image = recipe.image_tag();
-            let launch = PeerLaunch { name: spec.name.clone(), recipe, config_json: PeerConfig::for_peer(case, spec).to_json() };
+            let launch = PeerLaunch {
+                name: spec.name.clone(),
+                recipe,
+                config_json: PeerConfig::for_peer(case, spec).to_json(),
+            };
             let mut process = self.backend.start_peer(self.case_index, launch).await?;
             let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
             let tx = self.inbox_tx.clone();
@@ -135,7 +159,10 @@ impl<'a, B: Backend> Driver<'a, B> {
             self.peers[i].process = Some(process);
         }
         let n = case.peers.len();
-        self.wait_until(START_TIMEOUT, "every peer to start and listen", |w| w.ready_count() == n || w.gave_up()).await?;
+        self.wait_until(START_TIMEOUT, "every peer to start and listen", |w| {
+            w.ready_count() == n || w.gave_up()
+        })
+        .await?;
         self.bail_if_gave_up()?;
 
         // Connect along the topology's edges.
@@ -149,12 +176,20 @@ impl<'a, B: Backend> Driver<'a, B> {
                 DialMode::Dedup => "dedup",
                 DialMode::New => "new",
             };
-            self.send(a, command("dial", json!({ "addr": addr, "mode": mode }))).await;
+            self.send(a, command("dial", json!({ "addr": addr, "mode": mode })))
+                .await;
         }
         let edges = case.edges.clone();
-        self.wait_until_instant(warmup_deadline, "every edge of the topology to connect", |w| {
-            edges.iter().all(|&(a, b)| w.connected(a, b) && w.connected(b, a)) || w.gave_up()
-        })
+        self.wait_until_instant(
+            warmup_deadline,
+            "every edge of the topology to connect",
+            |w| {
+                edges
+                    .iter()
+                    .all(|&(a, b)| w.connected(a, b) && w.connected(b, a))
+                    || w.gave_up()
+            },
+        )
         .await?;
         self.bail_if_gave_up()?;
 
@@ -162,14 +197,19 @@ impl<'a, B: Backend> Driver<'a, B> {
         // not an error of the runner: the checks will say what it led to.
         for i in 0..n {
             for topic in &case.gossipsub.topics {
-                self.send(i, command("subscribe", json!({ "topic": topic }))).await;
+                self.send(i, command("subscribe", json!({ "topic": topic })))
+                    .await;
             }
         }
         let topics = case.gossipsub.topics.clone();
         let _ = self
             .wait_until_instant(warmup_deadline, "subscriptions and meshes to form", |w| {
-                w.gave_up() || edges.iter().all(|&(a, b)| topics.iter().all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t)))
-                    && (0..n).all(|i| topics.iter().all(|t| w.mesh_size(i, t) > 0))
+                w.gave_up()
+                    || edges.iter().all(|&(a, b)| {
+                        topics
+                            .iter()
+                            .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
+                    }) && (0..n).all(|i| topics.iter().all(|t| w.mesh_size(i, t) > 0))
             })
             .await;
         self.bail_if_gave_up()?;
@@ -183,18 +223,28 @@ impl<'a, B: Backend> Driver<'a, B> {
     async fn publish_phase(&mut self) -> anyhow::Result<()> {
         let case = self.case;
         enum Step<'c> {
-            Publish { peer: usize, topic: &'c str, seq: u32 },
+            Publish {
+                peer: usize,
+                topic: &'c str,
+                seq: u32,
+            },
             Incident(&'c crate::matrix::Incident),
         }
-        let publishers: Vec<usize> =
-            case.publishers().iter().filter_map(|name| case.peers.iter().position(|p| &p.name == name)).collect();
+        let publishers: Vec<usize> = case
+            .publishers()
+            .iter()
+            .filter_map(|name| case.peers.iter().position(|p| &p.name == name))
+            .collect();
         let mut steps: Vec<(Duration, Step)> = Vec::new();
         // Publishers are spread over each interval, so that they do not all publish in the same instant.
         let slot = case.publish.interval / (publishers.len().max(1) as u32);
         for seq in 0..case.publish.messages {
             for (k, &peer) in publishers.iter().enumerate() {
                 for topic in &case.gossipsub.topics {
-                    steps.push((case.publish.interval * seq + slot * k as u32, Step::Publish { peer, topic, seq }));
+                    steps.push((
+                        case.publish.interval * seq + slot * k as u32,
+                        Step::Publish { peer, topic, seq },
+                    ));
                 }
             }
         }
@@ -210,15 +260,31 @@ impl<'a, B: Backend> Driver<'a, B> {
                 Step::Publish { peer, topic, seq } => {
                     let id = format!("{}/{}/{seq}", case.peers[peer].name, topic);
                     let size = case.publish.size;
-                    self.send(peer, command("publish", json!({ "topic": topic, "id": id, "size": size }))).await;
+                    self.send(
+                        peer,
+                        command("publish", json!({ "topic": topic, "id": id, "size": size })),
+                    )
+                    .await;
                 }
                 Step::Incident(inc) => {
-                    let peer = case.peers.iter().position(|p| p.name == inc.peer).expect("validated");
+                    let peer = case
+                        .peers
+                        .iter()
+                        .position(|p| p.name == inc.peer)
+                        .expect("validated");
                     let cmd = match &inc.action {
-                        Action::Unsubscribe(topic) => command("unsubscribe", json!({ "topic": topic })),
-                        Action::Disconnect(target) if target == "all" => command("disconnect", json!({})),
+                        Action::Unsubscribe(topic) => {
+                            command("unsubscribe", json!({ "topic": topic }))
+                        }
+                        Action::Disconnect(target) if target == "all" => {
+                            command("disconnect", json!({}))
+                        }
                         Action::Disconnect(target) => {
-                            let idx = case.peers.iter().position(|p| &p.name == target).expect("validated");
+                            let idx = case
+                                .peers
+                                .iter()
+                                .position(|p| &p.name == target)
+                                .expect("validated");
                             command("disconnect", json!({ "peer": self.world.peer_id(idx) }))
                         }
                     };
@@ -237,21 +303,37 @@ impl<'a, B: Backend> Driver<'a, B> {
                 self.send(i, command("stop", json!({}))).await;
             }
         }
-        let started: Vec<usize> = (0..self.peers.len()).filter(|&i| self.peers[i].process.is_some()).collect();
+        let started: Vec<usize> = (0..self.peers.len())
+            .filter(|&i| self.peers[i].process.is_some())
+            .collect();
         let all_exited = |w: &World| started.iter().all(|&i| w.exited(i));
         // A cancelled run still waits for the exits: they belong in the record.
         let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
-        if self.wait_until(STOP_TIMEOUT, "peers to exit", all_exited).await.is_err() {
+        if self
+            .wait_until(STOP_TIMEOUT, "peers to exit", all_exited)
+            .await
+            .is_err()
+        {
             for &i in &started {
                 if !self.world.exited(i) {
                     self.world.stop_sent[i] = true;
-                    self.observe(i, Observation::Killed { reason: format!("did not exit within {} s of stop", STOP_TIMEOUT.as_secs()) });
+                    self.observe(
+                        i,
+                        Observation::Killed {
+                            reason: format!(
+                                "did not exit within {} s of stop",
+                                STOP_TIMEOUT.as_secs()
+                            ),
+                        },
+                    );
                     if let Some(id) = self.peers[i].process.as_ref().map(|p| p.id.clone()) {
                         self.backend.kill(&id).await;
                     }
                 }
             }
-            let _ = self.wait_until(Duration::from_secs(5), "killed peers to exit", all_exited).await;
+            let _ = self
+                .wait_until(Duration::from_secs(5), "killed peers to exit", all_exited)
+                .await;
         }
         self.cancel = cancel;
     }
@@ -259,7 +341,9 @@ impl<'a, B: Backend> Driver<'a, B> {
     /// Writes one command line to a peer and records it.
     async fn send(&mut self, i: usize, line: String) {
         self.observe(i, Observation::Command { json: line.clone() });
-        let Some(p) = self.peers[i].process.as_mut() else { return };
+        let Some(p) = self.peers[i].process.as_mut() else {
+            return;
+        };
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
         // A peer that is gone cannot read: its exit is on record already or will be.
@@ -269,7 +353,11 @@ impl<'a, B: Backend> Driver<'a, B> {
     }
 
     fn observe(&mut self, i: usize, what: Observation) {
-        let rec = Recorded { at: now_micros(), peer: self.peers[i].name.clone(), what };
+        let rec = Recorded {
+            at: now_micros(),
+            peer: self.peers[i].name.clone(),
+            what,
+        };
         self.world.apply(i, &rec);
         self.record.push(rec);
     }
@@ -282,14 +370,21 @@ impl<'a, B: Backend> Driver<'a, B> {
                 let _ = writeln!(peer.events_log, "{line}");
                 match EventLine::parse(&line) {
                     Ok(line) => Observation::Event { line },
-                    Err(error) => Observation::Malformed { line_no: peer.stdout_lines, line, error },
+                    Err(error) => Observation::Malformed {
+                        line_no: peer.stdout_lines,
+                        line,
+                        error,
+                    },
                 }
             }
             Output::Stderr(line) => {
                 let _ = writeln!(self.peers[i].stderr_log, "{line}");
                 Observation::Stderr { line }
             }
-            Output::Exited(code) => Observation::Exited { code, expected: self.world.stop_sent[i] },
+            Output::Exited(code) => Observation::Exited {
+                code,
+                expected: self.world.stop_sent[i],
+            },
         };
         self.observe(i, what);
     }
@@ -312,12 +407,23 @@ impl<'a, B: Backend> Driver<'a, B> {
         self.pump_until(Instant::now() + d).await
     }
 
-    async fn wait_until(&mut self, within: Duration, what: &str, done: impl Fn(&World) -> bool) -> anyhow::Result<()> {
-        self.wait_until_instant(Instant::now() + within, what, done).await
+    async fn wait_until(
+        &mut self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&World) -> bool,
+    ) -> anyhow::Result<()> {
+        self.wait_until_instant(Instant::now() + within, what, done)
+            .await
     }
 
     /// Records output until `done` holds, or fails at the deadline naming what did not happen.
-    async fn wait_until_instant(&mut self, deadline: Instant, what: &str, done: impl Fn(&World) -> bool) -> anyhow::Result<()> {
+    async fn wait_until_instant(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        done: impl Fn(&World) -> bool,
+    ) -> anyhow::Result<()> {
         while !done(&self.world) {
             tokio::select! {
                 biased;
@@ -338,7 +444,11 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
         if let Some(i) = self.world.first_exited() {
             let tail = self.stderr_tail(i);
-            bail!("{} exited before it was told to stop{}", self.peers[i].name, tail);
+            bail!(
+                "{} exited before it was told to stop{}",
+                self.peers[i].name,
+                tail
+            );
         }
         Ok(())
     }
@@ -355,7 +465,10 @@ impl<'a, B: Backend> Driver<'a, B> {
             .collect();
         match lines.len() {
             0 => String::new(),
-            n => format!("; last stderr: {}", lines[n.saturating_sub(3)..].join(" | ")),
+            n => format!(
+                "; last stderr: {}",
+                lines[n.saturating_sub(3)..].join(" | ")
+            ),
         }
     }
 

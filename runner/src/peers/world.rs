@@ -45,25 +45,34 @@ impl World {
                     self.peer_ids[i] = Some(line.peer.clone());
                 }
                 match &line.event {
-                    PeerEvent::Started { implementation, versions } => self.started[i] = Some((implementation.clone(), versions.clone())),
+                    PeerEvent::Started {
+                        implementation,
+                        versions,
+                    } => self.started[i] = Some((implementation.clone(), versions.clone())),
                     PeerEvent::Listening { addrs } => self.listening[i] = !addrs.is_empty(),
-                    PeerEvent::ConnectionOpened { remote, conn_id, .. } => {
+                    PeerEvent::ConnectionOpened {
+                        remote, conn_id, ..
+                    } => {
                         self.conns[i].insert(conn_id.clone(), remote.clone());
                     }
                     PeerEvent::ConnectionClosed { conn_id, .. } => {
                         self.conns[i].remove(conn_id);
                     }
                     PeerEvent::Subscribed { remote, topic } => {
-                        self.subscriptions.insert((i, remote.clone(), topic.clone()));
+                        self.subscriptions
+                            .insert((i, remote.clone(), topic.clone()));
                     }
                     PeerEvent::Unsubscribed { remote, topic } => {
-                        self.subscriptions.remove(&(i, remote.clone(), topic.clone()));
+                        self.subscriptions
+                            .remove(&(i, remote.clone(), topic.clone()));
                     }
                     PeerEvent::Mesh { topic, peers } => {
                         self.meshes.insert((i, topic.clone()), peers.len());
                     }
                     PeerEvent::Unsupported { feature, reason } => {
-                        self.unsupported.get_or_insert_with(|| format!("{} cannot do {feature}: {reason}", rec.peer));
+                        self.unsupported.get_or_insert_with(|| {
+                            format!("{} cannot do {feature}: {reason}", rec.peer)
+                        });
                     }
                     _ => {}
                 }
@@ -81,21 +90,31 @@ impl World {
     }
 
     pub fn ready_count(&self) -> usize {
-        (0..self.started.len()).filter(|&i| self.started[i].is_some() && self.listening[i]).count()
+        (0..self.started.len())
+            .filter(|&i| self.started[i].is_some() && self.listening[i])
+            .count()
     }
 
     /// Whether peer `a` has a connection to peer `b`.
     pub fn connected(&self, a: usize, b: usize) -> bool {
-        self.peer_ids[b].as_ref().is_some_and(|id| self.conns[a].values().any(|r| r == id))
+        self.peer_ids[b]
+            .as_ref()
+            .is_some_and(|id| self.conns[a].values().any(|r| r == id))
     }
 
     /// Whether peer `a` has seen peer `b` subscribe to `topic`.
     pub fn sees_subscribed(&self, a: usize, b: usize, topic: &str) -> bool {
-        self.peer_ids[b].as_ref().is_some_and(|id| self.subscriptions.contains(&(a, id.clone(), topic.to_owned())))
+        self.peer_ids[b].as_ref().is_some_and(|id| {
+            self.subscriptions
+                .contains(&(a, id.clone(), topic.to_owned()))
+        })
     }
 
     pub fn mesh_size(&self, i: usize, topic: &str) -> usize {
-        self.meshes.get(&(i, topic.to_owned())).copied().unwrap_or(0)
+        self.meshes
+            .get(&(i, topic.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn exited(&self, i: usize) -> bool {
@@ -123,9 +142,21 @@ impl World {
                 } else if !self.listening[i] {
                     "not listening".to_owned()
                 } else {
-                    let subs = self.subscriptions.iter().filter(|(o, _, _)| *o == i).count();
-                    let meshes: usize = self.meshes.iter().filter(|((p, _), _)| *p == i).map(|(_, n)| n).sum();
-                    format!("{} connection(s), {subs} subscription(s) seen, mesh {meshes}", self.conns[i].len())
+                    let subs = self
+                        .subscriptions
+                        .iter()
+                        .filter(|(o, _, _)| *o == i)
+                        .count();
+                    let meshes: usize = self
+                        .meshes
+                        .iter()
+                        .filter(|((p, _), _)| *p == i)
+                        .map(|(_, n)| n)
+                        .sum();
+                    format!(
+                        "{} connection(s), {subs} subscription(s) seen, mesh {meshes}",
+                        self.conns[i].len()
+                    )
                 };
                 format!("{name} {state}")
             })

@@ -15,7 +15,11 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
     for case in &results.cases {
         let mut suite = TestSuite::new(case.name.clone());
         suite.set_time(Duration::from_millis(case.duration_ms));
-        suite.add_properties(case.properties.iter().map(|(k, v)| Property::new(k.clone(), v.clone())));
+        suite.add_properties(
+            case.properties
+                .iter()
+                .map(|(k, v)| Property::new(k.clone(), v.clone())),
+        );
         for peer in &case.peers {
             let value = match &peer.peer_id {
                 Some(id) => format!("{} {id}", peer.implementation_label()),
@@ -26,7 +30,10 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
         suite.set_system_out(format!("logs: {}\n", case.logs));
         if let Some(error) = &case.error {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-            status.set_message(first_line(error)).set_type("case could not run").set_description(error.clone());
+            status
+                .set_message(first_line(error))
+                .set_type("case could not run")
+                .set_description(error.clone());
             let mut tc = TestCase::new("run", status);
             tc.set_classname(case.name.clone());
             suite.add_test_case(tc);
