@@ -36,6 +36,9 @@ enum Command {
         /// Longest a case may take (e.g. 90s, 5m).
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         case_timeout: Duration,
+        /// Cases run at once, each on its own network.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
     /// Build (or find) the peer images a matrix needs, without running anything.
     Build {
@@ -86,12 +89,14 @@ async fn dispatch(command: Command) -> u8 {
             out,
             filter,
             case_timeout,
+            jobs,
         } => {
             run_matrix(RunOptions {
                 matrix,
                 out,
                 filter,
                 case_timeout,
+                jobs: jobs.into(),
             })
             .await
         }

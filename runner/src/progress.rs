@@ -33,12 +33,10 @@ impl Progress {
         }
     }
 
-    /// What is happening now; on a terminal it replaces the previous status, in a log it is a line.
+    /// What is happening now. Only a terminal shows it: in a log, the lines already say it.
     pub fn status(&self, text: impl Into<String>) {
-        let text = text.into();
-        match &self.bar {
-            Some(bar) => bar.set_message(text),
-            None => _ = writeln!(std::io::stderr(), "  {text}"),
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.into());
         }
     }
 

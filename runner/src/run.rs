@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::docker::DockerBackend;
@@ -28,6 +29,8 @@ pub struct RunOptions {
     pub filter: Option<String>,
     /// Longest a case may take, all phases included.
     pub case_timeout: Duration,
+    /// Cases run at once.
+    pub jobs: usize,
 }
 
 /// Why a run could not be carried out at all (exit 2).
@@ -78,7 +81,7 @@ pub async fn run(
         )),
     }
 
-    let recipes = prepare_images(&backend, &cases, &opts.out, &progress, &cancel)
+    let (recipes, broken) = prepare_images(&backend, &cases, &opts.out, &progress, &cancel)
         .await
         .map_err(CouldNotRun)?;
 
@@ -92,24 +95,24 @@ pub async fn run(
         duration_ms: 0,
         cases: Vec::new(),
     };
-    for (i, case) in cases.iter().enumerate() {
-        if cancel.is_cancelled() {
-            break;
+    // Cases run `jobs` at a time, each on its own network; results keep the matrix order.
+    let total = cases.len();
+    let (backend, recipes, broken, progress) = (&backend, &recipes, &broken, &progress);
+    let runs: Vec<_> = cases.iter().enumerate().map(|(i, case)| {
+        let cancel = cancel.clone();
+        async move {
+            if let Some((label, why)) = case.peers.iter().find_map(|p| broken.get(&p.build).map(|why| (&p.implementation, why))) {
+                return unbuilt_case(i, case, label, why);
+            }
+            progress.line(format!("[{}/{total}] {}", i + 1, case.name));
+            let result = run_case(backend, i, case, recipes, &opts.out, opts.case_timeout, progress, cancel).await;
+            progress.line(format!("[{}/{total}] {}: {}", i + 1, case.name, case_verdict_line(&result)));
+            progress.case_done();
+            result
         }
-        progress.line(format!("[{}/{}] {}", i + 1, cases.len(), case.name));
-        let result = run_case(
-            &backend,
-            i,
-            case,
-            &recipes,
-            &opts.out,
-            opts.case_timeout,
-            &progress,
-            cancel.clone(),
-        )
-        .await;
-        progress.line(format!("        {}", case_verdict_line(&result)));
-        progress.case_done();
+    }).collect();
+    let mut runs = futures_util::stream::iter(runs).buffered(opts.jobs.max(1));
+    while let Some(result) = runs.next().await {
         results.cases.push(result);
     }
     progress.finish();
@@ -131,19 +134,37 @@ pub async fn build(matrix: &Path, out: &Path, cancel: &CancellationToken) -> Res
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display())).map_err(CouldNotRun)?;
     let backend = DockerBackend::connect("build").await.map_err(CouldNotRun)?;
     let progress = Progress::new(0);
-    let recipes = prepare_images(&backend, &cases, out, &progress, cancel).await.map_err(CouldNotRun)?;
+    let (recipes, broken) = prepare_images(&backend, &cases, out, &progress, cancel).await.map_err(CouldNotRun)?;
     progress.finish();
+    if let Some((spec, why)) = broken.iter().next() {
+        return Err(CouldNotRun(anyhow::anyhow!("{} of {} build(s) failed; first, {:?} {}: {why}", broken.len(), broken.len() + recipes.len(), spec.language, spec.version.as_deref().unwrap_or("(tree)"))));
+    }
     Ok(recipes.values().map(|r| format!("{}\t{}", r.label(), r.image_tag())).collect())
 }
 
-/// Builds (or finds) the image of every build the cases use. A build failure stops the run.
+/// A case whose peer could not be built: an error of that case alone, with the build's own words.
+fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> CaseResult {
+    CaseResult {
+        name: case.name.clone(),
+        network: case.network.clone(),
+        properties: case.properties(),
+        peers: Vec::new(),
+        checks: Vec::new(),
+        error: Some(format!("the {implementation} peer could not be built: {why}")),
+        duration_ms: 0,
+        logs: format!("cases/{index:03}-{}", slug(&case.name)),
+    }
+}
+
+/// Builds (or finds) the image of every build the cases use. A build that fails is returned with its reason, and
+/// fails only the cases that need it; an interruption or a broken engine fails the run.
 async fn prepare_images<B: Backend>(
     backend: &B,
     cases: &[Case],
     out: &Path,
     progress: &Progress,
     cancel: &CancellationToken,
-) -> anyhow::Result<Recipes> {
+) -> anyhow::Result<(Recipes, BTreeMap<BuildSpec, String>)> {
     let root = project_root();
     let cache = cache_dir();
     let specs: std::collections::BTreeSet<BuildSpec> = cases
@@ -151,8 +172,15 @@ async fn prepare_images<B: Backend>(
         .flat_map(|c| c.peers.iter().map(|p| p.build.clone()))
         .collect();
     let mut recipes = BTreeMap::new();
+    let mut broken = BTreeMap::new();
     for spec in specs {
-        let recipe = Recipe::load(&root, &spec)?;
+        let recipe = match Recipe::load(&root, &spec) {
+            Ok(r) => r,
+            Err(e) => {
+                broken.insert(spec, format!("{e:#}"));
+                continue;
+            }
+        };
         if !backend.prepared(&recipe).await {
             let log = out.join(format!("build-{}.log", recipe.label().replace(' ', "-")));
             progress.line(format!(
@@ -163,14 +191,21 @@ async fn prepare_images<B: Backend>(
             ));
             progress.status(format!("building the {} peer", recipe.label()));
             let binary = tokio::select! {
-                b = recipe.binary(&cache, &log) => b?,
+                b = recipe.binary(&cache, &log) => b,
                 _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.label()),
             };
-            backend.prepare(&recipe, &binary).await?;
+            match binary {
+                Ok(binary) => backend.prepare(&recipe, &binary).await?,
+                Err(e) => {
+                    progress.line(format!("the {} peer did not build: {e:#}", recipe.label()));
+                    broken.insert(spec, format!("{e:#}"));
+                    continue;
+                }
+            }
         }
         recipes.insert(spec, recipe);
     }
-    Ok(recipes)
+    Ok((recipes, broken))
 }
 
 #[allow(clippy::too_many_arguments)]
