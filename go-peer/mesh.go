@@ -7,7 +7,6 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // meshTracker mirrors gossipsub's local mesh from its raw tracer calls. The
@@ -85,9 +84,10 @@ func (m *meshTracker) Prune(p peer.ID, topic string) {
 	m.changed(topic)
 }
 
-// OnClosedOutboundStream is where the router forgets a peer (the former
-// RemovePeer): it drops the peer from every mesh without a Prune call.
-func (m *meshTracker) OnClosedOutboundStream(p peer.ID) {
+// forget drops a peer the router forgot from every mesh: the router does so
+// without a Prune call. The tracer hook that calls it is OnClosedOutboundStream
+// (compat_pubsub.go), RemovePeer before go-libp2p-pubsub v0.16 (compat_pubsub_pre016.go).
+func (m *meshTracker) forget(p peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	topics := make([]string, 0, len(m.meshes))
@@ -109,14 +109,13 @@ func (m *meshTracker) Leave(string) {}
 
 // The remaining tracer hooks carry nothing about the mesh.
 
-func (m *meshTracker) OnNewOutboundStream(peer.ID, protocol.ID) {}
-func (m *meshTracker) Join(string)                              {}
-func (m *meshTracker) ValidateMessage(*pubsub.Message)          {}
-func (m *meshTracker) DeliverMessage(*pubsub.Message)           {}
-func (m *meshTracker) RejectMessage(*pubsub.Message, string)    {}
-func (m *meshTracker) DuplicateMessage(*pubsub.Message)         {}
-func (m *meshTracker) ThrottlePeer(peer.ID)                     {}
-func (m *meshTracker) RecvRPC(*pubsub.RPC)                      {}
-func (m *meshTracker) SendRPC(*pubsub.RPC, peer.ID)             {}
-func (m *meshTracker) DropRPC(*pubsub.RPC, peer.ID)             {}
-func (m *meshTracker) UndeliverableMessage(*pubsub.Message)     {}
+func (m *meshTracker) Join(string)                           {}
+func (m *meshTracker) ValidateMessage(*pubsub.Message)       {}
+func (m *meshTracker) DeliverMessage(*pubsub.Message)        {}
+func (m *meshTracker) RejectMessage(*pubsub.Message, string) {}
+func (m *meshTracker) DuplicateMessage(*pubsub.Message)      {}
+func (m *meshTracker) ThrottlePeer(peer.ID)                  {}
+func (m *meshTracker) RecvRPC(*pubsub.RPC)                   {}
+func (m *meshTracker) SendRPC(*pubsub.RPC, peer.ID)          {}
+func (m *meshTracker) DropRPC(*pubsub.RPC, peer.ID)          {}
+func (m *meshTracker) UndeliverableMessage(*pubsub.Message)  {}

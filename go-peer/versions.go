@@ -6,6 +6,7 @@ import "runtime/debug"
 var reportedModules = []string{
 	"github.com/libp2p/go-libp2p",
 	"github.com/libp2p/go-libp2p-pubsub",
+	"github.com/libp2p/go-yamux/v4", // go-libp2p before v0.40
 	"github.com/libp2p/go-yamux/v5",
 	"github.com/quic-go/quic-go",
 }
@@ -23,9 +24,14 @@ func libraryVersions() map[string]string {
 			if dep.Path != name {
 				continue
 			}
-			if dep.Replace != nil && dep.Replace.Version != "" {
+			switch {
+			case dep.Replace != nil && dep.Replace.Version != "":
 				versions[name] = dep.Replace.Version
-			} else {
+			case dep.Replace != nil:
+				// A local checkout (images/go/build with MESHGATE_GO_PATH)
+				// has no version of its own: name the one it replaces.
+				versions[name] = dep.Version + "+local"
+			default:
 				versions[name] = dep.Version
 			}
 		}
