@@ -70,6 +70,19 @@ pub async fn run(
         .map_err(CouldNotRun)?;
 
     let backend = DockerBackend::connect(run_id).await.map_err(CouldNotRun)?;
+    run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await
+}
+
+/// Runs the cases on one backend and writes the reports.
+async fn run_cases<B: Backend>(
+    backend: &B,
+    matrix: &Matrix,
+    cases: Vec<Case>,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+    started_us: crate::events::Micros,
+    started: Instant,
+) -> Result<RunResults, CouldNotRun> {
     let progress = Progress::new(cases.len());
     match backend.remove_stale().await {
         Ok(0) => {}
@@ -81,7 +94,7 @@ pub async fn run(
         )),
     }
 
-    let (recipes, broken) = prepare_images(&backend, &cases, &opts.out, &progress, &cancel)
+    let (recipes, broken) = prepare_images(backend, &cases, &opts.out, &progress, &cancel)
         .await
         .map_err(CouldNotRun)?;
 
@@ -97,7 +110,7 @@ pub async fn run(
     };
     // Cases run `jobs` at a time, each on its own network; results keep the matrix order.
     let total = cases.len();
-    let (backend, recipes, broken, progress) = (&backend, &recipes, &broken, &progress);
+    let (recipes, broken, progress) = (&recipes, &broken, &progress);
     let runs: Vec<_> = cases.iter().enumerate().map(|(i, case)| {
         let cancel = cancel.clone();
         async move {

@@ -4,7 +4,7 @@
 //! the next run can tell leftovers of a dead run from objects of a live one.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -134,14 +134,6 @@ impl DockerBackend {
         Ok(removed)
     }
 
-    /// Removes what runs whose owner process is gone left behind. Objects of live runs stay.
-    pub async fn remove_stale(&self) -> anyhow::Result<usize> {
-        self.remove_labelled(LABEL_RUN.into(), |labels| {
-            labels.get(LABEL_OWNER).is_some_and(|o| owner_alive(o))
-        })
-        .await
-    }
-
     /// Removes every object meshgate made on this engine, live runs or not (`meshgate clean`).
     pub async fn remove_all(&self) -> anyhow::Result<usize> {
         self.remove_labelled(LABEL_RUN.into(), |_| false).await
@@ -217,7 +209,7 @@ impl Backend for DockerBackend {
         let network = self.network_name(case);
         let body = ContainerCreateBody {
             image: Some(launch.recipe.image_tag()),
-            env: Some(vec![format!("MESHGATE_PEER_CONFIG={}", launch.config_json)]),
+            env: Some(vec![format!("MESHGATE_PEER_CONFIG={}", launch.config.to_json())]),
             labels: Some(self.labels(Some(case))),
             open_stdin: Some(true),
             stdin_once: Some(false),
@@ -264,6 +256,7 @@ impl Backend for DockerBackend {
             .and_then(|n| n.get(&network).cloned())
             .and_then(|e| e.ip_address)
             .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, launch.config.listen_port))
             .ok_or_else(|| anyhow!("container {name} has no address on {network}"))?;
 
         let (tx, rx) = mpsc::channel(1024);
@@ -291,6 +284,14 @@ impl Backend for DockerBackend {
         })
         .await?;
         Ok(())
+    }
+
+    /// Removes what runs whose owner process is gone left behind. Objects of live runs stay.
+    async fn remove_stale(&self) -> anyhow::Result<usize> {
+        self.remove_labelled(LABEL_RUN.into(), |labels| {
+            labels.get(LABEL_OWNER).is_some_and(|o| owner_alive(o))
+        })
+        .await
     }
 
     async fn remove_run(&self) -> anyhow::Result<()> {

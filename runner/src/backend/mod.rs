@@ -3,20 +3,22 @@
 
 pub mod docker;
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use crate::images::Recipe;
+use crate::peers::config::PeerConfig;
 
 /// What the backend needs to start one peer.
 pub struct PeerLaunch {
     /// Name in the case (`rust-1`).
     pub name: String,
     pub recipe: Recipe,
-    /// The peer configuration, `MESHGATE_PEER_CONFIG` of the peer contract.
-    pub config_json: String,
+    /// The peer configuration (`MESHGATE_PEER_CONFIG` of the peer contract). A backend may change the listen
+    /// port, e.g. when peers share one address.
+    pub config: PeerConfig,
 }
 
 /// What a peer produces, in order, as the backend sees it.
@@ -32,8 +34,8 @@ pub enum Output {
 pub struct PeerProcess {
     /// Backend-specific handle (container id).
     pub id: String,
-    /// Where other peers reach it.
-    pub address: IpAddr,
+    /// Where other peers reach it (address and listen port).
+    pub address: SocketAddr,
     pub stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
     pub output: mpsc::Receiver<Output>,
 }
@@ -66,6 +68,8 @@ pub trait Backend: Send + Sync {
         &self,
         case: usize,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Removes what runs that died left behind (objects of live runs stay); returns how many objects.
+    fn remove_stale(&self) -> impl std::future::Future<Output = anyhow::Result<usize>> + Send;
     /// Removes everything of this run; safe to call more than once.
     fn remove_run(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }

@@ -58,14 +58,15 @@ impl PeerConfig {
 }
 
 /// The multiaddr other peers dial to reach a peer.
-pub fn dial_addr(case: &Case, ip: std::net::IpAddr, peer_id: &str) -> String {
-    let ip = match ip {
+pub fn dial_addr(case: &Case, addr: std::net::SocketAddr, peer_id: &str) -> String {
+    let ip = match addr.ip() {
         std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
         std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
     };
+    let port = addr.port();
     match case.transport {
-        Transport::Tcp => format!("{ip}/tcp/{LISTEN_PORT}/p2p/{peer_id}"),
-        Transport::QuicV1 => format!("{ip}/udp/{LISTEN_PORT}/quic-v1/p2p/{peer_id}"),
+        Transport::Tcp => format!("{ip}/tcp/{port}/p2p/{peer_id}"),
+        Transport::QuicV1 => format!("{ip}/udp/{port}/quic-v1/p2p/{peer_id}"),
     }
 }
 
@@ -103,7 +104,7 @@ mod tests {
         assert_eq!(command("stop", serde_json::json!({})), r#"{"cmd":"stop"}"#);
         let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
         assert_eq!(
-            dial_addr(&kit.case, "10.1.0.2".parse().unwrap(), "12D3"),
+            dial_addr(&kit.case, "10.1.0.2:4001".parse().unwrap(), "12D3"),
             "/ip4/10.1.0.2/tcp/4001/p2p/12D3"
         );
     }

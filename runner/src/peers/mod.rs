@@ -144,7 +144,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             let launch = PeerLaunch {
                 name: spec.name.clone(),
                 recipe,
-                config_json: PeerConfig::for_peer(case, spec).to_json(),
+                config: PeerConfig::for_peer(case, spec),
             };
             let mut process = self.backend.start_peer(self.case_index, launch).await?;
             let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
