@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::checks;
 use crate::matrix::{
-    self, DialMode, Gossipsub, Incident, Language, Matrix, Muxer, Publish, Security, Topology,
-    Transport,
+    self, rule_matches, DialMode, Gossipsub, Incident, KnownIssue, Language, Matrix, Muxer,
+    Publish, Security, Topology, Transport,
 };
 
 /// The port every peer listens on; each peer has its own address, so one port serves all.
@@ -32,6 +32,10 @@ pub struct Case {
     pub drain: Duration,
     pub incidents: Vec<Incident>,
     pub checks: checks::Settings,
+    /// The known issues that apply to this case.
+    pub known_issues: Vec<KnownIssue>,
+    /// The case's value on every axis rules can name (`transport` -> `tcp`, `rust` -> `0.56`).
+    pub axes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,9 +156,23 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 drain: net.drain,
                                 incidents: net.incidents.iter().map(|i| i.value.clone()).collect(),
                                 checks: checks.clone(),
+                                known_issues: Vec::new(),
+                                axes: BTreeMap::new(),
                             };
                             case.name = case_name(&case, net.dial.0.len() > 1);
-                            cases.push(case);
+                            case.axes = axes_of(m, &case);
+                            if selected(m, &case.axes) {
+                                case.known_issues = m
+                                    .known_issues
+                                    .iter()
+                                    .map(|k| &k.value)
+                                    .filter(|k| {
+                                        k.cases.as_ref().is_none_or(|r| rule_matches(r, &case.axes))
+                                    })
+                                    .cloned()
+                                    .collect();
+                                cases.push(case);
+                            }
                         }
                     }
                 }
@@ -162,6 +180,34 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
         }
     }
     cases
+}
+
+/// The case's value on every axis a rule can name: the settings, and each implementation's version (`tree` for
+/// the version in the tree).
+fn axes_of(m: &Matrix, case: &Case) -> BTreeMap<String, String> {
+    let mut axes = BTreeMap::new();
+    axes.insert("network".to_owned(), case.network.clone());
+    axes.insert("transport".to_owned(), label(&case.transport));
+    axes.insert("security".to_owned(), label(&case.security));
+    axes.insert("muxer".to_owned(), label(&case.muxer));
+    axes.insert("dial".to_owned(), label(&case.dial));
+    axes.insert("topology".to_owned(), label(&case.topology));
+    for imp in m.implementations.iter().map(|i| &i.value) {
+        let first = format!("{}-1", imp.name);
+        if let Some(p) = case.peers.iter().find(|p| p.name == first) {
+            axes.insert(
+                imp.name.clone(),
+                p.build.version.clone().unwrap_or_else(|| "tree".into()),
+            );
+        }
+    }
+    axes
+}
+
+/// `include` keeps the cases that match one of its rules (all when it is empty); `exclude` then drops matches.
+fn selected(m: &Matrix, axes: &BTreeMap<String, String>) -> bool {
+    let included = m.include.is_empty() || m.include.iter().any(|r| rule_matches(&r.value, axes));
+    included && !m.exclude.iter().any(|r| rule_matches(&r.value, axes))
 }
 
 fn case_name(case: &Case, with_dial: bool) -> String {
@@ -298,5 +344,44 @@ networks:
             }
         );
         assert_eq!(cases[1].peers[1].build.version.as_deref(), Some("v0.41.1"));
+    }
+
+    #[test]
+    fn include_exclude_and_known_issues_select_by_axes() {
+        let yaml = r#"
+name: t
+implementations:
+  - {name: rust, language: rust, version: ["0.56", "0.57"]}
+  - {name: go, language: go}
+networks:
+  - name: pair
+    peers: {go: 1, rust: 1}
+    transport: [tcp, quic-v1]
+    security: [noise, tls]
+exclude:
+  - {rust: "0.56", transport: quic-v1}
+known_issues:
+  - {reference: "rust-libp2p#6047", check: delivery, cases: {security: tls}}
+"#;
+        let m = Matrix::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+        let cases = expand(&m);
+        let names: Vec<_> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "rust-0.56 x go / tcp+noise+yamux / pair",
+                "rust-0.56 x go / tcp+tls+yamux / pair",
+                "rust-0.57 x go / tcp+noise+yamux / pair",
+                "rust-0.57 x go / tcp+tls+yamux / pair",
+                "rust-0.57 x go / quic-v1 / pair",
+            ]
+        );
+        let known: Vec<usize> = cases.iter().map(|c| c.known_issues.len()).collect();
+        assert_eq!(known, vec![0, 1, 0, 1, 0]);
+
+        let only = yaml.replace("exclude:", "include:\n  - {transport: quic-v1}\nexclude:");
+        let m = Matrix::parse(std::path::Path::new("t.yaml"), &only).unwrap();
+        let names: Vec<_> = expand(&m).into_iter().map(|c| c.name).collect();
+        assert_eq!(names, vec!["rust-0.57 x go / quic-v1 / pair"]);
     }
 }

@@ -81,6 +81,9 @@ pub struct CheckResult {
     pub message: Option<String>,
     /// What a maintainer needs to see why, one line each.
     pub evidence: Vec<String>,
+    /// The known issue this check is expected to fail for, when the matrix names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_issue: Option<String>,
 }
 
 impl CheckResult {
@@ -90,6 +93,7 @@ impl CheckResult {
             status: Status::Passed,
             message: None,
             evidence,
+            known_issue: None,
         }
     }
     pub fn failed(name: &str, message: String, evidence: Vec<String>) -> Self {
@@ -98,6 +102,7 @@ impl CheckResult {
             status: Status::Failed,
             message: Some(message),
             evidence,
+            known_issue: None,
         }
     }
 }

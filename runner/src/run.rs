@@ -111,19 +111,42 @@ async fn run_cases<B: Backend>(
     // Cases run `jobs` at a time, each on its own network; results keep the matrix order.
     let total = cases.len();
     let (recipes, broken, progress) = (&recipes, &broken, &progress);
-    let runs: Vec<_> = cases.iter().enumerate().map(|(i, case)| {
-        let cancel = cancel.clone();
-        async move {
-            if let Some((label, why)) = case.peers.iter().find_map(|p| broken.get(&p.build).map(|why| (&p.implementation, why))) {
-                return unbuilt_case(i, case, label, why);
+    let runs: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let cancel = cancel.clone();
+            async move {
+                if let Some((label, why)) = case
+                    .peers
+                    .iter()
+                    .find_map(|p| broken.get(&p.build).map(|why| (&p.implementation, why)))
+                {
+                    return unbuilt_case(i, case, label, why);
+                }
+                progress.line(format!("[{}/{total}] {}", i + 1, case.name));
+                let result = run_case(
+                    backend,
+                    i,
+                    case,
+                    recipes,
+                    &opts.out,
+                    opts.case_timeout,
+                    progress,
+                    cancel,
+                )
+                .await;
+                progress.line(format!(
+                    "[{}/{total}] {}: {}",
+                    i + 1,
+                    case.name,
+                    case_verdict_line(&result)
+                ));
+                progress.case_done();
+                result
             }
-            progress.line(format!("[{}/{total}] {}", i + 1, case.name));
-            let result = run_case(backend, i, case, recipes, &opts.out, opts.case_timeout, progress, cancel).await;
-            progress.line(format!("[{}/{total}] {}: {}", i + 1, case.name, case_verdict_line(&result)));
-            progress.case_done();
-            result
-        }
-    }).collect();
+        })
+        .collect();
     let mut runs = futures_util::stream::iter(runs).buffered(opts.jobs.max(1));
     while let Some(result) = runs.next().await {
         results.cases.push(result);
@@ -141,18 +164,35 @@ async fn run_cases<B: Backend>(
 }
 
 /// `meshgate build`: the images a matrix needs, built or found; returns `label tag` lines.
-pub async fn build(matrix: &Path, out: &Path, cancel: &CancellationToken) -> Result<Vec<String>, CouldNotRun> {
+pub async fn build(
+    matrix: &Path,
+    out: &Path,
+    cancel: &CancellationToken,
+) -> Result<Vec<String>, CouldNotRun> {
     let matrix = Matrix::load(matrix).map_err(|e| CouldNotRun(e.into()))?;
     let cases = cases::expand(&matrix);
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display())).map_err(CouldNotRun)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create {}", out.display()))
+        .map_err(CouldNotRun)?;
     let backend = DockerBackend::connect("build").await.map_err(CouldNotRun)?;
     let progress = Progress::new(0);
-    let (recipes, broken) = prepare_images(&backend, &cases, out, &progress, cancel).await.map_err(CouldNotRun)?;
+    let (recipes, broken) = prepare_images(&backend, &cases, out, &progress, cancel)
+        .await
+        .map_err(CouldNotRun)?;
     progress.finish();
     if let Some((spec, why)) = broken.iter().next() {
-        return Err(CouldNotRun(anyhow::anyhow!("{} of {} build(s) failed; first, {:?} {}: {why}", broken.len(), broken.len() + recipes.len(), spec.language, spec.version.as_deref().unwrap_or("(tree)"))));
+        return Err(CouldNotRun(anyhow::anyhow!(
+            "{} of {} build(s) failed; first, {:?} {}: {why}",
+            broken.len(),
+            broken.len() + recipes.len(),
+            spec.language,
+            spec.version.as_deref().unwrap_or("(tree)")
+        )));
     }
-    Ok(recipes.values().map(|r| format!("{}\t{}", r.label(), r.image_tag())).collect())
+    Ok(recipes
+        .values()
+        .map(|r| format!("{}\t{}", r.label(), r.image_tag()))
+        .collect())
 }
 
 /// A case whose peer could not be built: an error of that case alone, with the build's own words.
@@ -163,7 +203,9 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
         properties: case.properties(),
         peers: Vec::new(),
         checks: Vec::new(),
-        error: Some(format!("the {implementation} peer could not be built: {why}")),
+        error: Some(format!(
+            "the {implementation} peer could not be built: {why}"
+        )),
         duration_ms: 0,
         logs: format!("cases/{index:03}-{}", slug(&case.name)),
     }
@@ -276,7 +318,7 @@ async fn run_case<B: Backend>(
     result.peers = record.peers;
     result.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(reason) = record.unsupported {
-        result.checks = skipped_checks(case, &reason);
+        result.checks = checks::skip_all(&case.checks, &reason);
     } else if let Some(error) = record.error {
         result.error = Some(if timed_out {
             format!("timed out after {} s: {error}", timeout.as_secs())
@@ -288,22 +330,9 @@ async fn run_case<B: Backend>(
             case,
             peers: &result.peers,
         };
-        result.checks = checks::evaluate(&case.checks, &record.record, &ctx);
+        result.checks = checks::evaluate(&record.record, &ctx);
     }
     result
-}
-
-fn skipped_checks(case: &Case, reason: &str) -> Vec<CheckResult> {
-    case.checks
-        .instantiate()
-        .iter()
-        .map(|c| CheckResult {
-            name: c.name().into(),
-            status: Status::Skipped,
-            message: Some(reason.to_owned()),
-            evidence: vec![],
-        })
-        .collect()
 }
 
 fn case_verdict_line(case: &CaseResult) -> String {

@@ -209,7 +209,10 @@ impl Backend for DockerBackend {
         let network = self.network_name(case);
         let body = ContainerCreateBody {
             image: Some(launch.recipe.image_tag()),
-            env: Some(vec![format!("MESHGATE_PEER_CONFIG={}", launch.config.to_json())]),
+            env: Some(vec![format!(
+                "MESHGATE_PEER_CONFIG={}",
+                launch.config.to_json()
+            )]),
             labels: Some(self.labels(Some(case))),
             open_stdin: Some(true),
             stdin_once: Some(false),

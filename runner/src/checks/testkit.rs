@@ -74,6 +74,8 @@ impl Kit {
             drain: Duration::from_secs(1),
             incidents: vec![],
             checks: Default::default(),
+            known_issues: vec![],
+            axes: BTreeMap::new(),
         };
         Kit { case, peers }
     }

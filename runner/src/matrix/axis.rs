@@ -60,7 +60,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Axis<T> {
                     values.push(v);
                 }
                 if values.is_empty() {
-                    return Err(de::Error::invalid_length(0, &"a non-empty list of values"));
+                    return Err(de::Error::custom(
+                        "an empty list: expected at least one value",
+                    ));
                 }
                 Ok(Axis(values))
             }

@@ -29,6 +29,56 @@ pub struct Matrix {
     #[serde(default)]
     pub checks: Option<checks::Settings>,
     pub networks: Vec<Spanned<Network>>,
+    /// Keep only the cases that match one of these rules (absent: every case).
+    #[serde(default)]
+    pub include: Vec<Spanned<Rule>>,
+    /// Then drop the cases that match any of these rules.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<Rule>>,
+    /// Checks known to fail in some cases, each with its upstream reference.
+    #[serde(default)]
+    pub known_issues: Vec<Spanned<KnownIssue>>,
+}
+
+/// Selects cases: axis name (`transport`, `network`, an implementation's name for its version, ...) to the values
+/// it matches. A case matches when every axis named has one of the values.
+pub type Rule = BTreeMap<String, Axis<String>>;
+
+/// The axes a rule may name besides the implementations' names.
+pub const RULE_AXES: &[&str] = &[
+    "network",
+    "transport",
+    "security",
+    "muxer",
+    "dial",
+    "topology",
+];
+
+/// Whether a case, by its axis values, matches a rule.
+pub fn rule_matches(rule: &Rule, axes: &BTreeMap<String, String>) -> bool {
+    rule.iter().all(|(axis, Axis(values))| {
+        axes.get(axis).is_some_and(|v| {
+            values
+                .iter()
+                .any(|x| x.trim_start_matches('=') == v.trim_start_matches('='))
+        })
+    })
+}
+
+/// A check expected to fail for a known reason. It then reports as skipped with the reference; when it passes
+/// instead, it fails the case, so that the known issue gets closed.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownIssue {
+    /// Where the issue is tracked: `rust-libp2p#6047`, a URL.
+    pub reference: String,
+    /// The check it makes fail.
+    pub check: String,
+    /// The cases it affects (absent: every case).
+    #[serde(default)]
+    pub cases: Option<Rule>,
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -424,6 +474,71 @@ impl Matrix {
                     }
                 }
             }
+        }
+        let axes: Vec<&str> = RULE_AXES
+            .iter()
+            .copied()
+            .chain(names.iter().copied())
+            .collect();
+        let check_rule = |rule: &Spanned<Rule>, what: &str| match rule
+            .value
+            .keys()
+            .find(|k| !axes.contains(&k.as_str()))
+        {
+            Some(k) => Err(err(
+                &rule.referenced,
+                format!(
+                    "{what} names axis `{k}`, expected one of: {}",
+                    axes.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        };
+        for rule in self.include.iter().chain(&self.exclude) {
+            check_rule(rule, "rule")?;
+        }
+        let check_names: Vec<&str> = checks::Settings::all()
+            .instantiate()
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        for k in &self.known_issues {
+            if !check_names.contains(&k.value.check.as_str()) {
+                return Err(err(
+                    &k.referenced,
+                    format!(
+                        "known issue {} names check `{}`, expected one of: {}",
+                        k.value.reference,
+                        k.value.check,
+                        check_names.join(", ")
+                    ),
+                ));
+            }
+            if let Some(cases) = &k.value.cases {
+                if let Some(key) = cases.keys().find(|key| !axes.contains(&key.as_str())) {
+                    return Err(err(
+                        &k.referenced,
+                        format!(
+                            "known issue {} names axis `{key}`, expected one of: {}",
+                            k.value.reference,
+                            axes.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if crate::cases::expand(self).is_empty() {
+            let at = self
+                .exclude
+                .first()
+                .or(self.include.first())
+                .map(|r| (r.referenced.line(), r.referenced.column()));
+            return Err(MatrixError {
+                file: path.into(),
+                location: at,
+                message: "no case is left after `include` and `exclude`: expected at least one"
+                    .into(),
+            });
         }
         Ok(())
     }

@@ -44,7 +44,11 @@ fn wrong_type_and_unknown_value_name_the_line() {
 #[test]
 fn empty_axis_is_an_error() {
     let e = parse(&format!("{GOOD}    transport: []\n")).unwrap_err();
-    assert!(e.to_string().contains("non-empty"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("an empty list: expected at least one value"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -120,4 +124,27 @@ fn versions_outside_the_supported_range_name_the_implementation() {
     }
     assert!(check_version(Language::Go, "v0.38.2").is_ok());
     assert!(check_version(Language::Go, "v0.52.0").is_err());
+}
+
+/// Every file in tests/matrices/bad/ says on its first line the error it must get: `# expect: L:C: text`.
+#[test]
+fn bad_matrix_files_get_their_expected_errors() {
+    let dir = crate::images::project_root().join("runner/tests/matrices/bad");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("an expect line");
+        let err = Matrix::load(&path)
+            .expect_err(&path.display().to_string())
+            .to_string();
+        let want = format!("{}:{expect}", path.display());
+        assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} bad matrices");
 }
