@@ -1,8 +1,17 @@
 //! Records the versions of the libp2p crates this peer is compiled with, for the `started`
 //! event. They are read from the Cargo.lock found by walking up from the manifest directory;
 //! without one, the versions are simply left empty.
+//!
+//! The same source builds against libp2p 0.54 to 0.57 (see images/rust/build). From the libp2p
+//! version in Cargo.lock this also sets `libp2p_lt_0_55`, `libp2p_lt_0_56` and `libp2p_lt_0_57`
+//! for the few places, all in `src/compat.rs`, where their APIs differ. Without a lock, or with
+//! an unparsable version, none is set: the newest API is assumed.
 
 use std::{env, fs, path::PathBuf};
+
+/// Minor versions of libp2p 0.x that get a `libp2p_lt_0_<minor>` cfg when built against an
+/// older one.
+const BOUNDARIES: &[u64] = &[55, 56, 57];
 
 const CRATES: &[&str] = &[
     "libp2p",
@@ -45,9 +54,27 @@ fn main() {
             }
         }
     }
+    for minor in BOUNDARIES {
+        println!("cargo::rustc-check-cfg=cfg(libp2p_lt_0_{minor})");
+    }
+    let libp2p = versions.iter().find(|(name, _)| name == "libp2p");
+    if let Some(minor) = libp2p.and_then(|(_, version)| minor_of_0x(version)) {
+        for boundary in BOUNDARIES.iter().filter(|&&boundary| minor < boundary) {
+            println!("cargo:rustc-cfg=libp2p_lt_0_{boundary}");
+        }
+    }
     let joined: Vec<String> = versions.iter().map(|(n, v)| format!("{n}={v}")).collect();
     println!(
         "cargo:rustc-env=MESHGATE_LIBP2P_VERSIONS={}",
         joined.join(",")
     );
+}
+
+/// The minor version of a `0.x.y` version.
+fn minor_of_0x(version: &str) -> Option<u64> {
+    let mut parts = version.split('.');
+    if parts.next()? != "0" {
+        return None;
+    }
+    parts.next()?.parse().ok()
 }

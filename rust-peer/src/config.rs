@@ -133,9 +133,11 @@ impl Config {
             (Transport::QuicV1, _, _) => Ok(Stack::Quic),
             (Transport::Tcp, _, Some(Muxer::Mplex)) => Err(Unsupported {
                 feature: "muxer-mplex".into(),
-                reason: "rust-libp2p 0.57 no longer ships an mplex stream muxer (libp2p-mplex was \
-                         deprecated and removed); only yamux is available over tcp"
-                    .into(),
+                reason: format!(
+                    "rust-libp2p {} ships no mplex stream muxer (libp2p-mplex was deprecated and \
+                     removed from libp2p in 0.52); only yamux is available over tcp",
+                    crate::compat::libp2p_version()
+                ),
             }),
             (Transport::Tcp, Some(security), _) => Ok(Stack::Tcp(security)),
             // `from_json` guarantees security is present for tcp.

@@ -3,6 +3,7 @@
 
 mod behaviour;
 mod commands;
+mod compat;
 mod config;
 mod events;
 mod payload;

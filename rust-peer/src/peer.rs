@@ -28,6 +28,7 @@ use tokio::{
 use crate::{
     behaviour::{Behaviour, BehaviourEvent},
     commands::{self, Command, DialMode},
+    compat,
     config::{Config, Stack},
     events::{now_us, Direction, Emitter, Event},
     payload,
@@ -355,6 +356,8 @@ impl Peer {
             gossipsub::Event::GossipsubNotSupported { peer_id } => {
                 tracing::warn!(%peer_id, "peer does not support gossipsub");
             }
+            // gossipsub before 0.48 (libp2p 0.55) has no other events.
+            #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "gossipsub"),
         }
     }
@@ -393,12 +396,8 @@ impl Peer {
                 self.report_meshes();
             }
             Command::Unsubscribe { topic } => {
-                if !self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .unsubscribe(&IdentTopic::new(topic.as_str()))
-                {
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                if !compat::unsubscribe(gossipsub, &IdentTopic::new(topic.as_str()))? {
                     return Err(format!("not subscribed to topic {topic}"));
                 }
                 self.report_meshes();

@@ -1,0 +1,41 @@
+//! The differences between the libp2p releases this peer builds against (0.54 to 0.57), in one
+//! place. build.rs sets `libp2p_lt_0_<minor>` from the libp2p version in Cargo.lock, and only
+//! this module looks at those cfgs.
+
+use libp2p::gossipsub::{self, IdentTopic};
+
+/// The libp2p release compiled in, as found in Cargo.lock (`"unknown"` without one).
+pub fn libp2p_version() -> String {
+    crate::versions()
+        .remove("libp2p")
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Leaves a gossipsub topic: `Ok(false)` if it was not joined.
+///
+/// gossipsub 0.47 (libp2p 0.54) returns `Result<bool, PublishError>`; later ones a `bool`.
+pub fn unsubscribe(
+    gossipsub: &mut gossipsub::Behaviour,
+    topic: &IdentTopic,
+) -> Result<bool, String> {
+    #[cfg(libp2p_lt_0_55)]
+    return gossipsub.unsubscribe(topic).map_err(|e| e.to_string());
+    #[cfg(not(libp2p_lt_0_55))]
+    Ok(gossipsub.unsubscribe(topic))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cfgs_match_the_compiled_version() {
+        let version = super::libp2p_version();
+        let minor: u64 = version
+            .split('.')
+            .nth(1)
+            .and_then(|minor| minor.parse().ok())
+            .unwrap_or_else(|| panic!("libp2p version {version} is not 0.x.y"));
+        assert_eq!(cfg!(libp2p_lt_0_55), minor < 55, "libp2p {version}");
+        assert_eq!(cfg!(libp2p_lt_0_56), minor < 56, "libp2p {version}");
+        assert_eq!(cfg!(libp2p_lt_0_57), minor < 57, "libp2p {version}");
+    }
+}
