@@ -26,6 +26,8 @@ pub struct Case {
     pub security: Security,
     pub muxer: Muxer,
     pub dial: DialMode,
+    /// Dials per edge.
+    pub dials: u32,
     pub gossipsub: Gossipsub,
     pub publish: Publish,
     pub warmup: Duration,
@@ -99,7 +101,7 @@ impl Case {
         p.insert("transport".into(), label(&self.transport));
         p.insert("security".into(), label(&self.security));
         p.insert("muxer".into(), label(&self.muxer));
-        p.insert("dial".into(), label(&self.dial));
+        p.insert("dial".into(), format!("{} x{}", label(&self.dial), self.dials));
         p.insert("topology".into(), label(&self.topology));
         p.insert(
             "seeds".into(),
@@ -150,6 +152,7 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 security,
                                 muxer,
                                 dial,
+                                dials: net.dials,
                                 gossipsub: net.gossipsub.clone(),
                                 publish: net.publish.clone(),
                                 warmup: net.warmup,

@@ -109,7 +109,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let top = doc.root_element();
-    assert_eq!(top.attribute("tests"), Some("6"));
+    assert_eq!(top.attribute("tests"), Some("10"));
     assert_eq!(top.attribute("failures"), Some("0"));
     assert_eq!(top.attribute("errors"), Some("0"));
     let suites: Vec<_> = top
@@ -133,7 +133,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
             .filter(|n| n.has_tag_name("testcase"))
             .map(|n| n.attribute("name").unwrap())
             .collect();
-        assert_eq!(cases, ["no-protocol-downgrade", "delivery", "liveness"]);
+        assert_eq!(cases, ["no-protocol-downgrade", "delivery", "connections", "streams", "liveness"]);
         let prop = |name: &str| {
             suite
                 .descendants()
@@ -220,7 +220,22 @@ fn a_peer_that_unsubscribes_mid_run_fails_delivery_with_its_name() {
         .filter(|n| n.has_tag_name("testcase") && !n.children().any(|c| c.has_tag_name("failure")))
         .map(|n| n.attribute("name").unwrap())
         .collect();
-    assert_eq!(passed, ["no-protocol-downgrade", "liveness"]);
+    assert_eq!(passed, ["no-protocol-downgrade", "connections", "streams", "liveness"]);
+}
+
+#[test]
+fn duplicate_connections_from_rust_to_go_fail_connections_with_every_connection_listed() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("runner/tests/matrices/duplicate-connections.yaml", out.path());
+    assert_eq!(o.status.code(), Some(1), "stderr:\n{}", stderr(&o));
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap()).unwrap();
+    let checks = results["cases"][0]["checks"].as_array().unwrap();
+    let connections = checks.iter().find(|c| c["name"] == "connections").unwrap();
+    assert_eq!(connections["status"], "failed", "{connections}");
+    let message = connections["message"].as_str().unwrap();
+    assert!(message.starts_with("rust-1 (rust-libp2p 0.57.") && message.contains("held 3 connections to go-1 (go-libp2p v0."), "{message}");
+    let listed = connections["evidence"].as_array().unwrap().iter().filter(|l| l.as_str().unwrap().contains("outbound opened")).count();
+    assert_eq!(listed, 3, "{connections}");
 }
 
 #[test]

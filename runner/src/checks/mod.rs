@@ -3,9 +3,11 @@
 //! A check is one file implementing [`Check`]; adding one means writing that file, a field in [`Settings`] and a
 //! line in [`Settings::instantiate`].
 
+mod connections;
 mod delivery;
 mod downgrade;
 mod liveness;
+mod streams;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,10 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<delivery::Settings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<connections::Settings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<streams::Settings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness: Option<liveness::Settings>,
 }
 
@@ -33,6 +39,8 @@ impl Settings {
         Self {
             no_protocol_downgrade: Some(Default::default()),
             delivery: Some(Default::default()),
+            connections: Some(Default::default()),
+            streams: Some(Default::default()),
             liveness: Some(Default::default()),
         }
     }
@@ -45,6 +53,8 @@ impl Settings {
                 .clone()
                 .or_else(|| self.no_protocol_downgrade.clone()),
             delivery: over.delivery.clone().or_else(|| self.delivery.clone()),
+            connections: over.connections.clone().or_else(|| self.connections.clone()),
+            streams: over.streams.clone().or_else(|| self.streams.clone()),
             liveness: over.liveness.clone().or_else(|| self.liveness.clone()),
         }
     }
@@ -57,6 +67,12 @@ impl Settings {
         }
         if let Some(s) = &self.delivery {
             checks.push(Box::new(delivery::Delivery::new(s.clone())));
+        }
+        if let Some(s) = &self.connections {
+            checks.push(Box::new(connections::Connections::new(s.clone())));
+        }
+        if let Some(s) = &self.streams {
+            checks.push(Box::new(streams::Streams::new(s.clone())));
         }
         if let Some(s) = &self.liveness {
             checks.push(Box::new(liveness::Liveness::new(s.clone())));

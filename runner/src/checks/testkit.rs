@@ -68,6 +68,7 @@ impl Kit {
             security: Security::Noise,
             muxer: Muxer::Yamux,
             dial: DialMode::Dedup,
+            dials: 1,
             gossipsub: Gossipsub::default(),
             publish: Publish::default(),
             warmup: Duration::from_secs(1),

@@ -163,6 +163,9 @@ pub struct Network {
     pub muxer: Axis<Muxer>,
     #[serde(default = "Axis::dedup")]
     pub dial: Axis<DialMode>,
+    /// How many times each edge is dialed (with `dial: new`, that many connections).
+    #[serde(default = "defaults::dials")]
+    pub dials: u32,
     #[serde(default)]
     pub gossipsub: Gossipsub,
     #[serde(default)]
@@ -303,6 +306,9 @@ mod defaults {
 
     pub fn topics() -> Vec<String> {
         vec!["meshgate".into()]
+    }
+    pub fn dials() -> u32 {
+        1
     }
     pub fn messages() -> u32 {
         5

@@ -176,8 +176,9 @@ impl<'a, B: Backend> Driver<'a, B> {
                 DialMode::Dedup => "dedup",
                 DialMode::New => "new",
             };
-            self.send(a, command("dial", json!({ "addr": addr, "mode": mode })))
-                .await;
+            for _ in 0..case.dials {
+                self.send(a, command("dial", json!({ "addr": addr, "mode": mode }))).await;
+            }
         }
         let edges = case.edges.clone();
         self.wait_until_instant(
