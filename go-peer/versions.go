@@ -1,6 +1,9 @@
 package main
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"strings"
+)
 
 // reportedModules are the libraries whose compiled-in versions `started` lists.
 var reportedModules = []string{
@@ -25,18 +28,23 @@ func libraryVersions() map[string]string {
 				continue
 			}
 			switch {
+			case dep.Replace != nil && dep.Replace.Path != "" && isLocalPath(dep.Replace.Path):
+				// A local checkout (images/go/build with MESHGATE_GO_PATH)
+				// has no version of its own ("(devel)"): name the one it replaces.
+				versions[name] = dep.Version + "+local"
 			case dep.Replace != nil && dep.Replace.Version != "":
 				versions[name] = dep.Replace.Version
-			case dep.Replace != nil:
-				// A local checkout (images/go/build with MESHGATE_GO_PATH)
-				// has no version of its own: name the one it replaces.
-				versions[name] = dep.Version + "+local"
 			default:
 				versions[name] = dep.Version
 			}
 		}
 	}
 	return versions
+}
+
+// isLocalPath tells a directory replacement from a module one, as go.mod does.
+func isLocalPath(path string) bool {
+	return strings.HasPrefix(path, "/") || strings.HasPrefix(path, "./") || strings.HasPrefix(path, "../")
 }
 
 // userAgent is what identify announces, like rust-libp2p's "rust-libp2p/<version>".
