@@ -100,7 +100,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let o = run("matrices/smoke.yaml", out.path());
     assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(&o));
     assert!(
-        stderr(&o).contains("meshgate: PASSED 2 case(s), 6 check(s)"),
+        stderr(&o).contains("meshgate: PASSED 2 case(s), 10 check(s)"),
         "{}",
         stderr(&o)
     );
