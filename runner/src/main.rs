@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use meshgate::run::{self, CouldNotRun, RunOptions};
+use meshgate::backend::local::LocalNet;
+use meshgate::run::{self, BackendChoice, CouldNotRun, RunOptions};
 use meshgate::{cases, matrix::Matrix, results::RunResults};
 
 #[derive(Parser)]
@@ -39,6 +40,13 @@ enum Command {
         /// Cases run at once, each on its own network.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: u16,
+        /// Where the peers run: Docker containers, or processes on this machine (auto: Docker when an engine
+        /// answers, else local).
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        /// How local peers are connected (auto: a network namespace each when root with iproute2, else loopback).
+        #[arg(long, value_enum, default_value_t = LocalNet::Auto)]
+        local_net: LocalNet,
     },
     /// Build (or find) the peer images a matrix needs, without running anything.
     Build {
@@ -56,7 +64,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Remove every container and network meshgate left on the engine.
+    /// Remove every container and network meshgate left on the engine, and every local peer and namespace.
     Clean,
 }
 
@@ -90,6 +98,8 @@ async fn dispatch(command: Command) -> u8 {
             filter,
             case_timeout,
             jobs,
+            backend,
+            local_net,
         } => {
             run_matrix(RunOptions {
                 matrix,
@@ -97,6 +107,8 @@ async fn dispatch(command: Command) -> u8 {
                 filter,
                 case_timeout,
                 jobs: jobs.into(),
+                backend,
+                local_net,
             })
             .await
         }
@@ -149,16 +161,22 @@ async fn dispatch(command: Command) -> u8 {
             }
         }
         Command::Clean => {
-            let result = async {
+            // Local leftovers go whether or not an engine answers; an engine that does not answer holds nothing.
+            let local = meshgate::backend::local::remove_all().await;
+            let docker = async {
                 let backend = meshgate::backend::docker::DockerBackend::connect("clean").await?;
                 backend.remove_all().await
             };
-            match result.await {
-                Ok(n) => {
-                    eprintln!("meshgate: removed {n} container(s) and network(s)");
+            match (docker.await, local) {
+                (_, Err(e)) => fail(e),
+                (Ok(n), Ok(l)) => {
+                    eprintln!("meshgate: removed {n} container(s) and network(s), {l} local process(es), namespace(s) and state file(s)");
                     0
                 }
-                Err(e) => fail(e),
+                (Err(e), Ok(l)) => {
+                    eprintln!("meshgate: removed {l} local process(es), namespace(s) and state file(s); no Docker engine to clean: {e:#}");
+                    0
+                }
             }
         }
     }
@@ -172,6 +190,7 @@ fn fail(e: impl std::fmt::Display) -> u8 {
 /// Runs a matrix in its own task, so that Ctrl-C, SIGTERM and panics all end in the same clean-up.
 async fn run_matrix(opts: RunOptions) -> u8 {
     let run_id = run::new_run_id();
+    let choice = opts.backend;
     let cancel = CancellationToken::new();
     let out = opts.out.clone();
     let mut task = tokio::spawn({
@@ -186,7 +205,7 @@ async fn run_matrix(opts: RunOptions) -> u8 {
             tokio::select! {
                 r = &mut task => r,
                 signal = interrupted() => {
-                    eprintln!("meshgate: {signal} again: removing containers without waiting for the peers");
+                    eprintln!("meshgate: {signal} again: removing the peers without waiting for them");
                     task.abort();
                     Ok(Err(CouldNotRun(anyhow::anyhow!("interrupted"))))
                 }
@@ -194,7 +213,7 @@ async fn run_matrix(opts: RunOptions) -> u8 {
         }
     };
     // Every path comes here: remove whatever the run made on the engine.
-    if let Err(e) = run::clean_up(&run_id).await {
+    if let Err(e) = run::clean_up(&run_id, choice).await {
         if !matches!(outcome, Ok(Err(_))) {
             eprintln!("meshgate: warning: clean-up failed: {e:#}");
         }

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::docker::DockerBackend;
+use crate::backend::local::{self, LocalBackend, LocalNet};
 use crate::backend::Backend;
 use crate::cases::BuildSpec;
 use crate::cases::{self, Case};
@@ -20,6 +21,7 @@ use crate::peers::Driver;
 use crate::peers::Recipes;
 use crate::progress::Progress;
 use crate::reports;
+use crate::timeline;
 use crate::results::{CaseResult, CheckResult, MatrixRef, RunResults, Status};
 
 pub struct RunOptions {
@@ -31,6 +33,19 @@ pub struct RunOptions {
     pub case_timeout: Duration,
     /// Cases run at once.
     pub jobs: usize,
+    pub backend: BackendChoice,
+    pub local_net: LocalNet,
+}
+
+/// Where the peers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Docker when an engine answers, else local processes.
+    Auto,
+    /// A container per peer.
+    Docker,
+    /// A process per peer on this machine.
+    Local,
 }
 
 /// Why a run could not be carried out at all (exit 2).
@@ -69,7 +84,25 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
 
-    let backend = DockerBackend::connect(run_id).await.map_err(CouldNotRun)?;
+    let docker = match opts.backend {
+        BackendChoice::Local => None,
+        BackendChoice::Docker => Some(DockerBackend::connect(run_id).await.map_err(CouldNotRun)?),
+        BackendChoice::Auto => DockerBackend::connect(run_id)
+            .await
+            .inspect_err(|e| tracing::info!("no Docker engine: {e:#}"))
+            .ok(),
+    };
+    if let Some(backend) = docker {
+        return run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await;
+    }
+    let backend = LocalBackend::connect(run_id, opts.local_net)
+        .await
+        .map_err(CouldNotRun)?;
+    let why = match opts.backend {
+        BackendChoice::Auto => "no Docker engine answers, so the local backend runs this: ",
+        _ => "",
+    };
+    eprintln!("meshgate: {why}{}", backend.describe());
     run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await
 }
 
@@ -208,6 +241,7 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
         )),
         duration_ms: 0,
         logs: format!("cases/{index:03}-{}", slug(&case.name)),
+        timeline: None,
     }
 }
 
@@ -287,6 +321,7 @@ async fn run_case<B: Backend>(
         error: None,
         duration_ms: 0,
         logs,
+        timeline: None,
     };
     let driver = match Driver::new(backend, index, case, &dir, cancel.clone()) {
         Ok(d) => d,
@@ -331,6 +366,7 @@ async fn run_case<B: Backend>(
             peers: &result.peers,
         };
         result.checks = checks::evaluate(&record.record, &ctx);
+        result.timeline = Some(timeline::build(&record.record, &ctx, &result.checks));
     }
     result
 }
@@ -376,10 +412,22 @@ fn slug(name: &str) -> String {
     s.trim_matches('_').to_owned()
 }
 
-/// Removes everything the run made, whatever state the run ended in (`main` calls it on every path).
-pub async fn clean_up(run_id: &str) -> anyhow::Result<()> {
-    let backend = DockerBackend::connect(run_id).await?;
-    backend.remove_run().await
+/// Removes everything the run made, whatever state the run ended in (`main` calls it on every path). It does not
+/// need the run's backend value, which an aborted or panicked run no longer has.
+pub async fn clean_up(run_id: &str, choice: BackendChoice) -> anyhow::Result<()> {
+    let docker = match choice {
+        BackendChoice::Local => Ok(()),
+        BackendChoice::Docker => DockerBackend::connect(run_id).await?.remove_run().await,
+        // Without an engine, the run cannot have made anything on one.
+        BackendChoice::Auto => match DockerBackend::connect(run_id).await {
+            Ok(b) => b.remove_run().await,
+            Err(_) => Ok(()),
+        },
+    };
+    if choice != BackendChoice::Docker {
+        local::clean_up_run(run_id).await?;
+    }
+    docker
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::lines::LineBuffer;
+use super::owner::{owner_alive, owner_of};
 use super::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::images::Recipe;
 
@@ -343,31 +345,6 @@ async fn pump_output(api: Docker, id: String, mut output: OutputStream, tx: mpsc
     let _ = tx.send(Output::Exited(code)).await;
 }
 
-/// Reassembles lines from chunks that may split them anywhere.
-#[derive(Default)]
-pub struct LineBuffer(Vec<u8>);
-
-impl LineBuffer {
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.0.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(pos) = self.0.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.0.drain(..=pos).collect();
-            lines.push(
-                String::from_utf8_lossy(&line[..line.len() - 1])
-                    .trim_end_matches('\r')
-                    .to_owned(),
-            );
-        }
-        lines
-    }
-
-    pub fn finish(&mut self) -> Option<String> {
-        (!self.0.is_empty())
-            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.0)).into_owned())
-    }
-}
-
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
@@ -376,57 +353,4 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// `host:pid:start-time` of a process, from /proc.
-fn owner_of(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 is the start time; fields after the parenthesised command name are space-separated.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let start = after.split(' ').nth(19)?;
-    Some(format!("{}:{pid}:{start}", hostname()))
-}
-
-/// Whether the owner of a run still lives. Owners on other hosts are assumed alive: not ours to judge.
-fn owner_alive(owner: &str) -> bool {
-    let mut parts = owner.rsplitn(3, ':');
-    let (Some(_start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    if host != hostname() {
-        return true;
-    }
-    pid.parse().ok().and_then(owner_of).as_deref() == Some(owner)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_survive_any_chunking() {
-        let mut b = LineBuffer::default();
-        assert!(b.push(b"{\"a\":").is_empty());
-        assert_eq!(b.push(b"1}\n{\"b\"").as_slice(), ["{\"a\":1}"]);
-        assert_eq!(b.push(b":2}\r\nx\ny").as_slice(), ["{\"b\":2}", "x"]);
-        assert_eq!(b.finish().as_deref(), Some("y"));
-        assert_eq!(b.finish(), None);
-    }
-
-    #[test]
-    fn owners() {
-        let me = owner_of(std::process::id()).unwrap();
-        assert!(owner_alive(&me));
-        // Same pid, other start time: the pid was reused, the owner is dead.
-        let reused = format!("{}:{}:1", hostname(), std::process::id());
-        assert!(!owner_alive(&reused));
-        assert!(owner_alive("some-other-host:1:1"));
-        assert!(!owner_alive("garbage"));
-    }
 }

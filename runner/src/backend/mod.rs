@@ -1,7 +1,12 @@
 //! Backends run peers somewhere and hand the runner their stdin, stdout, stderr and exit. The runner knows nothing
-//! else of where a peer lives: a backend for Kubernetes or plain processes implements [`Backend`] and nothing more.
+//! else of where a peer lives: Docker containers ([`docker`]) and plain processes ([`local`]) implement [`Backend`],
+//! and a backend for Kubernetes would implement it and nothing more.
 
 pub mod docker;
+mod lines;
+pub mod local;
+mod netns;
+mod owner;
 
 use std::net::SocketAddr;
 

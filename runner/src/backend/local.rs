@@ -1,0 +1,519 @@
+//! The local backend: peers run as plain processes on this machine, for a newcomer without Docker.
+//!
+//! As root, with iproute2, every peer gets its own network namespace on a case-private bridge (see [`netns`]), so
+//! that peers are as isolated from the host and from each other's cases as containers are. Otherwise peers share
+//! the loopback interface, each on its own port. Leftovers are found by name (`mg-<run>-...` namespaces) and by a
+//! state file per run under `<cache>/local/`, which names the run's owner and every peer process it started.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::lines::LineBuffer;
+use super::netns;
+use super::owner::{owner_alive, owner_of, running_pid};
+use super::{Backend, Output, PeerLaunch, PeerProcess};
+use crate::images::{cache_dir, Recipe};
+
+/// How the local backend connects peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalNet {
+    /// Network namespaces when this process may make them, else loopback.
+    Auto,
+    /// A network namespace per peer (root and iproute2 needed).
+    Netns,
+    /// Every peer on 127.0.0.1, each on its own port.
+    Loopback,
+}
+
+pub struct LocalBackend {
+    run_id: String,
+    /// Peers run in namespaces (else on loopback).
+    netns: bool,
+    /// Why namespaces are not used, when they are not.
+    why_loopback: Option<String>,
+    binaries: Mutex<HashMap<String, PathBuf>>,
+    peers: Mutex<HashMap<String, Running>>,
+    /// Peers started per case, which numbers them.
+    started: Mutex<HashMap<usize, usize>>,
+    /// Loopback ports handed out in this run; not reused, so no peer meets another's lingering connections.
+    ports: Mutex<HashSet<u16>>,
+}
+
+struct Running {
+    case: usize,
+    kill: CancellationToken,
+    /// Cancelled once the process has been reaped.
+    exited: CancellationToken,
+}
+
+impl LocalBackend {
+    /// Records the run's owner, then decides how peers are connected.
+    pub async fn connect(run_id: &str, net: LocalNet) -> anyhow::Result<Self> {
+        let owner = owner_of(std::process::id()).unwrap_or_default();
+        let state = state_file(run_id);
+        if let Some(dir) = state.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        // The owner is on record before the run makes anything, so that nothing of it is ever ownerless; written
+        // aside and renamed, so that another run's clean-up never reads it half-written and thinks it ownerless.
+        let partial = state.with_file_name(format!(".{run_id}.partial"));
+        std::fs::write(&partial, format!("owner {owner}\n"))
+            .and_then(|()| std::fs::rename(&partial, &state))
+            .with_context(|| format!("cannot write {}", state.display()))?;
+        let probe = format!("{}probe", netns::prefix(run_id, None));
+        let why_loopback = match net {
+            LocalNet::Loopback => Some("--local-net loopback".to_owned()),
+            LocalNet::Netns => {
+                netns::usable(&probe)
+                    .await
+                    .context("cannot make network namespaces (--local-net netns)")?;
+                None
+            }
+            LocalNet::Auto => netns::usable(&probe).await.err().map(|e| format!("{e:#}")),
+        };
+        Ok(Self {
+            run_id: run_id.to_owned(),
+            netns: why_loopback.is_none(),
+            why_loopback,
+            binaries: Mutex::default(),
+            peers: Mutex::default(),
+            started: Mutex::default(),
+            ports: Mutex::default(),
+        })
+    }
+
+    /// One line for the user: where the peers run.
+    pub fn describe(&self) -> String {
+        match &self.why_loopback {
+            None => format!(
+                "running the peers as local processes, each in its own network namespace ({}*, 10.213.0.0/16 per case, no route out)",
+                netns::prefix(&self.run_id, None)
+            ),
+            Some(why) => format!(
+                "running the peers as local processes on 127.0.0.1, each on its own port (no network namespaces: {why})"
+            ),
+        }
+    }
+
+    /// A free port below the ephemeral range (so that no outgoing connection takes it before the peer listens),
+    /// free for TCP and UDP on every interface, where the contract says peers listen.
+    fn pick_port(&self) -> anyhow::Result<u16> {
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let range = 20000..ephemeral.clamp(20001, 32768);
+        let len = range.len();
+        let mut taken = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        // Concurrent runs start at different places.
+        let start = (std::process::id() as usize * 7919 + taken.len()) % len;
+        for port in range.clone().cycle().skip(start).take(len) {
+            if !taken.contains(&port)
+                && std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+                && std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+            {
+                taken.insert(port);
+                return Ok(port);
+            }
+        }
+        bail!("no free port in {range:?}")
+    }
+
+    fn binary(&self, recipe: &Recipe) -> anyhow::Result<PathBuf> {
+        self.binaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&recipe.hash)
+            .cloned()
+            .ok_or_else(|| anyhow!("no binary of the {} peer was prepared", recipe.label()))
+    }
+
+    /// Kills the peers `which` selects and waits until they are reaped.
+    async fn kill_peers(&self, which: impl Fn(&Running) -> bool) {
+        let doomed: Vec<Running> = {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<String> = peers
+                .iter()
+                .filter(|(_, r)| which(r))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| peers.remove(id)).collect()
+        };
+        for r in &doomed {
+            r.kill.cancel();
+        }
+        for r in &doomed {
+            let _ = tokio::time::timeout(Duration::from_secs(5), r.exited.cancelled()).await;
+        }
+    }
+}
+
+/// Where a peer's binary lands in the cache; [`Recipe::binary`] builds it there (a test holds the two together).
+fn cached_binary(recipe: &Recipe) -> PathBuf {
+    cache_dir()
+        .join("bin")
+        .join(format!("{}-peer-{}", recipe.name(), &recipe.hash[..16]))
+}
+
+impl Backend for LocalBackend {
+    /// A binary already in the cache is all a local peer needs.
+    async fn prepared(&self, recipe: &Recipe) -> bool {
+        let path = cached_binary(recipe);
+        if !path.is_file() {
+            return false;
+        }
+        self.binaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(recipe.hash.clone(), path);
+        true
+    }
+
+    async fn prepare(&self, recipe: &Recipe, binary: &Path) -> anyhow::Result<()> {
+        self.binaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(recipe.hash.clone(), binary.to_owned());
+        Ok(())
+    }
+
+    async fn create_network(&self, case: usize, _case_name: &str) -> anyhow::Result<()> {
+        if self.netns {
+            netns::add_hub(&netns::name(&self.run_id, case, "hub"))
+                .await
+                .with_context(|| format!("cannot create the network of case {case}"))?;
+        }
+        Ok(())
+    }
+
+    async fn start_peer(&self, case: usize, mut launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
+        let binary = self.binary(&launch.recipe)?;
+        let index = {
+            let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+            let n = started.entry(case).or_default();
+            *n += 1;
+            *n - 1
+        };
+        let id = netns::name(
+            &self.run_id,
+            case,
+            &format!("p{index}-{}", slug(&launch.name)),
+        );
+        let (mut command, address) = if self.netns {
+            let ip = netns::address(index)?;
+            netns::add_peer(&netns::name(&self.run_id, case, "hub"), &id, index, ip)
+                .await
+                .with_context(|| format!("cannot wire {} into its network", launch.name))?;
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", &id]).arg(&binary);
+            (
+                c,
+                SocketAddr::new(IpAddr::V4(ip), launch.config.listen_port),
+            )
+        } else {
+            launch.config.listen_port = self.pick_port()?;
+            let address =
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), launch.config.listen_port);
+            (tokio::process::Command::new(&binary), address)
+        };
+        // Like a container: its own environment, `/` as working directory, and its own process group, so that a
+        // Ctrl-C on the terminal reaches the runner (which stops peers in order), not the peers.
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MESHGATE_PEER_CONFIG", launch.config.to_json())
+            .current_dir("/")
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {} ({})", launch.name, binary.display()))?;
+        if let Some(me) = child.id().and_then(owner_of) {
+            // On record before anything else, so that the next run can kill it if this one dies.
+            record_peer(&self.run_id, &me)?;
+        }
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => bail!("{} started without its pipes", launch.name),
+            };
+        let (kill, exited) = (CancellationToken::new(), CancellationToken::new());
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id.clone(),
+            Running {
+                case,
+                kill: kill.clone(),
+                exited: exited.clone(),
+            },
+        );
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            let (out, err) = (tx.clone(), tx.clone());
+            let lines = async {
+                tokio::join!(
+                    forward(stdout, out, Output::Stdout),
+                    forward(stderr, err, Output::Stderr)
+                )
+            };
+            let status = async {
+                tokio::select! {
+                    s = child.wait() => s,
+                    _ = kill.cancelled() => {
+                        let _ = child.start_kill();
+                        child.wait().await
+                    }
+                }
+            };
+            // Every line first, then the exit: the protocol the driver expects of every backend.
+            let (_, status) = tokio::join!(lines, status);
+            exited.cancel();
+            let _ = tx
+                .send(Output::Exited(status.ok().and_then(exit_code)))
+                .await;
+        });
+        Ok(PeerProcess {
+            id,
+            address,
+            stdin: Box::pin(stdin),
+            output: rx,
+        })
+    }
+
+    async fn kill(&self, id: &str) {
+        if let Some(r) = self.peers.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            r.kill.cancel();
+        }
+    }
+
+    async fn remove_case(&self, case: usize) -> anyhow::Result<()> {
+        self.kill_peers(|r| r.case == case).await;
+        for ns in netns::list(&netns::prefix(&self.run_id, Some(case))).await {
+            netns::remove(&ns).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_stale(&self) -> anyhow::Result<usize> {
+        remove_stale_runs().await
+    }
+
+    async fn remove_run(&self) -> anyhow::Result<()> {
+        self.kill_peers(|_| true).await;
+        clean_up_run(&self.run_id).await
+    }
+}
+
+/// Lines of one pipe, then its last unterminated piece. Drains to the end even when nobody listens any more, so
+/// the peer never blocks on a full pipe.
+async fn forward(
+    mut pipe: impl AsyncRead + Unpin,
+    tx: mpsc::Sender<Output>,
+    wrap: fn(String) -> Output,
+) {
+    let mut lines = LineBuffer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        for line in lines.push(&buf[..n]) {
+            let _ = tx.send(wrap(line)).await;
+        }
+    }
+    if let Some(line) = lines.finish() {
+        let _ = tx.send(wrap(line)).await;
+    }
+}
+
+/// The exit code, or 128 + the signal that ended the process, as a shell and Docker report it.
+fn exit_code(status: std::process::ExitStatus) -> Option<i64> {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .map(i64::from)
+        .or_else(|| status.signal().map(|s| 128 + i64::from(s)))
+}
+
+/// A name-safe form of a peer name (matrix names are free text).
+fn slug(name: &str) -> String {
+    name.chars()
+        .take(32)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn state_dir() -> PathBuf {
+    cache_dir().join("local")
+}
+
+fn state_file(run: &str) -> PathBuf {
+    state_dir().join(run)
+}
+
+fn record_peer(run: &str, peer: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = state_file(run);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot record a peer in {}", path.display()))?;
+    writeln!(f, "peer {peer}")
+        .with_context(|| format!("cannot record a peer in {}", path.display()))
+}
+
+/// What a state file says: the run's owner and the peer processes it started.
+#[derive(Default)]
+struct RunState {
+    owner: Option<String>,
+    peers: Vec<String>,
+}
+
+impl RunState {
+    fn parse(text: &str) -> Self {
+        let mut s = RunState::default();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("owner", o)) => s.owner = Some(o.to_owned()),
+                Some(("peer", p)) => s.peers.push(p.to_owned()),
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+/// Removes the processes, namespaces and state files of every run `doomed` picks (given the run's state, `None`
+/// when namespaces of it exist without one). Returns how many of them went.
+async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow::Result<usize> {
+    // Namespaces first: a run records its state before it makes a namespace, so every namespace listed here either
+    // has its state file in the listing below, or belongs to a run that is gone.
+    let namespaces = netns::list("mg-").await;
+    let mut runs: HashMap<String, Option<RunState>> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir(state_dir()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Only files named like run ids are ours.
+            if netns::run_of(&format!("mg-{name}-")).is_some() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                runs.insert(name, Some(RunState::parse(&text)));
+            }
+        }
+    }
+    for ns in &namespaces {
+        if let Some(run) = netns::run_of(ns) {
+            runs.entry(run.to_owned()).or_insert(None);
+        }
+    }
+    let mut removed = 0;
+    for (run, state) in &runs {
+        if !doomed(run, state.as_ref()) {
+            continue;
+        }
+        if let Some(state) = state {
+            let pids: Vec<u32> = state.peers.iter().filter_map(|p| running_pid(p)).collect();
+            netns::kill(&pids).await;
+            removed += pids.len();
+        }
+        let prefix = netns::prefix(run, None);
+        for ns in namespaces.iter().filter(|n| n.starts_with(&prefix)) {
+            removed += netns::remove(ns).await?;
+        }
+        match std::fs::remove_file(state_file(run)) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}", state_file(run).display()))
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes what local runs whose owner is gone left behind; namespaces without a state file have no owner.
+pub async fn remove_stale_runs() -> anyhow::Result<usize> {
+    remove_runs(|_, state| {
+        !state
+            .and_then(|s| s.owner.as_deref())
+            .is_some_and(owner_alive)
+    })
+    .await
+}
+
+/// Removes everything of one run, whoever made it (`clean_up`, which may not have the run's backend).
+pub async fn clean_up_run(run: &str) -> anyhow::Result<()> {
+    remove_runs(|r, _| r == run).await.map(|_| ())
+}
+
+/// Removes everything every local run left, live or not (`meshgate clean`).
+pub async fn remove_all() -> anyhow::Result<usize> {
+    remove_runs(|_, _| true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::BuildSpec;
+    use crate::matrix::Language;
+
+    #[tokio::test]
+    async fn the_cached_binary_is_where_recipes_build_it() {
+        let recipe = Recipe::load(
+            &crate::images::project_root(),
+            &BuildSpec {
+                language: Language::Go,
+                version: None,
+            },
+        )
+        .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let expected = cache.path().join("bin").join(
+            cached_binary(&recipe)
+                .strip_prefix(cache_dir().join("bin"))
+                .unwrap(),
+        );
+        std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
+        std::fs::write(&expected, "").unwrap();
+        // An existing binary is returned as is, never rebuilt: the log is not even created.
+        let log = cache.path().join("build.log");
+        assert_eq!(recipe.binary(cache.path(), &log).await.unwrap(), expected);
+        assert!(!log.exists());
+    }
+
+    #[test]
+    fn state_files_name_owner_and_peers() {
+        let s = RunState::parse("owner h:1:2\npeer h:3:4\npeer h:5:6\njunk\n");
+        assert_eq!(s.owner.as_deref(), Some("h:1:2"));
+        assert_eq!(s.peers, ["h:3:4", "h:5:6"]);
+        assert_eq!(slug("rust 0.56/1"), "rust_0.56_1");
+    }
+
+    #[test]
+    fn exit_codes_like_docker() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            exit_code(std::process::ExitStatus::from_raw(3 << 8)),
+            Some(3)
+        );
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(9)), Some(137));
+    }
+}
