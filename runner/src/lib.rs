@@ -14,3 +14,4 @@ pub mod progress;
 pub mod reports;
 pub mod results;
 pub mod run;
+pub mod timeline;

@@ -39,6 +39,9 @@ pub struct CaseResult {
     pub duration_ms: u64,
     /// Folder with the case's event logs and stderr files, relative to the results file.
     pub logs: String,
+    /// What happened over time, for charts; absent when the case did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::timeline::Timeline>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,18 +84,28 @@ pub struct CheckResult {
     pub message: Option<String>,
     /// What a maintainer needs to see why, one line each.
     pub evidence: Vec<String>,
+    /// When the failure happened (Unix microseconds), for time lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_us: Option<Micros>,
     /// The known issue this check is expected to fail for, when the matrix names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
 }
 
 impl CheckResult {
+    /// Sets the moment of the failure.
+    pub fn at(mut self, at_us: Micros) -> Self {
+        self.at_us = Some(at_us);
+        self
+    }
+
     pub fn passed(name: &str, evidence: Vec<String>) -> Self {
         Self {
             name: name.into(),
             status: Status::Passed,
             message: None,
             evidence,
+            at_us: None,
             known_issue: None,
         }
     }
@@ -102,6 +115,7 @@ impl CheckResult {
             status: Status::Failed,
             message: Some(message),
             evidence,
+            at_us: None,
             known_issue: None,
         }
     }

@@ -182,7 +182,7 @@ impl Check for Connections {
             }
         }
         let more = if excesses.len() > 1 { format!(" ({} pairs in all)", excesses.len()) } else { String::new() };
-        CheckResult::failed(NAME, format!("{}{more}", describe(first)), evidence)
+        CheckResult::failed(NAME, format!("{}{more}", describe(first)), evidence).at(first.since)
     }
 }
 

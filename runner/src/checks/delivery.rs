@@ -228,7 +228,13 @@ impl Check for Delivery {
                 evidence.push(format!("  {publisher} -> {}: {n} missed", m.subscriber));
             }
         }
-        CheckResult::failed(NAME, headline.join("; "), evidence)
+        // The failure's moment: the first message that did not arrive.
+        let first = misses.values().map(|m| m.missed[0].2).chain(unpublished.iter().map(|u| u.2)).min();
+        let result = CheckResult::failed(NAME, headline.join("; "), evidence);
+        match first {
+            Some(t) => result.at(t),
+            None => result,
+        }
     }
 }
 

@@ -169,7 +169,7 @@ impl Check for NoProtocolDowngrade {
             clock(first.after.at),
             self.downgrades.len()
         );
-        CheckResult::failed(NAME, message, evidence)
+        CheckResult::failed(NAME, message, evidence).at(first.after.at)
     }
 }
 

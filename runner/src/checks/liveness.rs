@@ -117,6 +117,7 @@ impl Check for Liveness {
             format!("{} {what} at {}{more}", ctx.describe(peer), clock(*at)),
             evidence,
         )
+        .at(*at)
     }
 }
 

@@ -88,7 +88,7 @@ impl Check for Streams {
             return CheckResult::passed(NAME, vec![summary, format!("limit {limit} per connection")]);
         };
         let evidence = over.iter().map(|(k, p)| describe(k, p)).collect();
-        CheckResult::failed(NAME, format!("{} (limit {limit})", describe(key, peak)), evidence)
+        CheckResult::failed(NAME, format!("{} (limit {limit})", describe(key, peak)), evidence).at(peak.at)
     }
 }
 

@@ -1,7 +1,9 @@
 //! Reports: renderings of `results.json`. Each takes a [`RunResults`] and nothing else, so any report can be
 //! rendered again later from the file alone.
 
+pub mod diff;
 pub mod junit;
+pub mod summary;
 
 use std::path::Path;
 
@@ -12,5 +14,6 @@ pub fn write_all(results: &RunResults, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     results.write(dir)?;
     junit::write(results, &dir.join(junit::FILE))?;
+    summary::write(results, &dir.join(summary::FILE))?;
     Ok(())
 }

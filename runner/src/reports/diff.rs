@@ -1,0 +1,76 @@
+//! `meshgate diff OLD NEW`: which verdicts changed between two runs, for nightly trend checks.
+
+use std::collections::BTreeMap;
+
+use crate::results::{RunResults, Status};
+
+/// The verdict of one check of one case, or of a case that could not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Passed,
+    Failed,
+    Skipped,
+    Error,
+}
+
+fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
+    let mut v = BTreeMap::new();
+    for case in &r.cases {
+        if case.error.is_some() {
+            v.insert((case.name.clone(), "run".into()), Verdict::Error);
+        }
+        for c in &case.checks {
+            let verdict = match c.status {
+                Status::Passed => Verdict::Passed,
+                Status::Failed => Verdict::Failed,
+                Status::Skipped => Verdict::Skipped,
+            };
+            v.insert((case.name.clone(), c.name.clone()), verdict);
+        }
+    }
+    v
+}
+
+pub struct Diff {
+    pub new_failures: Vec<String>,
+    pub fixed: Vec<String>,
+    pub other: Vec<String>,
+}
+
+impl Diff {
+    pub fn between(old: &RunResults, new: &RunResults) -> Self {
+        let (old, new) = (verdicts(old), verdicts(new));
+        let mut d = Diff { new_failures: Vec::new(), fixed: Vec::new(), other: Vec::new() };
+        for (key @ (case, check), after) in &new {
+            let before = old.get(key).copied();
+            let label = format!("{case} [{check}]");
+            match (before, after) {
+                (Some(b), a) if b == *a => {}
+                (_, Verdict::Failed | Verdict::Error) => d.new_failures.push(format!("{label}: {} -> {after:?}", name(before))),
+                (Some(Verdict::Failed | Verdict::Error), Verdict::Passed) => d.fixed.push(label),
+                (b, a) => d.other.push(format!("{label}: {} -> {a:?}", name(b))),
+            }
+        }
+        for key @ (case, check) in old.keys() {
+            if !new.contains_key(key) {
+                d.other.push(format!("{case} [{check}]: gone from the new run"));
+            }
+        }
+        d
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (title, items) in [("new failures", &self.new_failures), ("fixed", &self.fixed), ("other changes", &self.other)] {
+            out.push_str(&format!("{title}: {}\n", items.len()));
+            for i in items {
+                out.push_str(&format!("  {i}\n"));
+            }
+        }
+        out
+    }
+}
+
+fn name(v: Option<Verdict>) -> String {
+    v.map(|v| format!("{v:?}")).unwrap_or_else(|| "new".into())
+}
