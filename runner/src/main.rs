@@ -64,6 +64,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// List the verdicts that changed between two results.json (new failures, fixed, other changes).
+    /// Exits 1 when there are new failures.
+    Diff { old: PathBuf, new: PathBuf },
     /// Remove every container and network meshgate left on the engine, and every local peer and namespace.
     Clean,
 }
@@ -142,6 +145,14 @@ async fn dispatch(command: Command) -> u8 {
                 0
             }
             Err(e) => fail(e),
+        },
+        Command::Diff { old, new } => match (RunResults::read(&old), RunResults::read(&new)) {
+            (Ok(old), Ok(new)) => {
+                let diff = meshgate::reports::diff::Diff::between(&old, &new);
+                print!("{}", diff.render());
+                u8::from(!diff.new_failures.is_empty())
+            }
+            (Err(e), _) | (_, Err(e)) => fail(e),
         },
         Command::Report { results, out } => {
             let dir =
