@@ -508,6 +508,25 @@ mod tests {
     }
 
     #[test]
+    fn loopback_ports_are_distinct_and_free() {
+        let b = LocalBackend {
+            run_id: "0".into(),
+            netns: false,
+            why_loopback: Some("test".into()),
+            binaries: Mutex::default(),
+            peers: Mutex::default(),
+            started: Mutex::default(),
+            ports: Mutex::default(),
+        };
+        let ports: HashSet<u16> = (0..20).map(|_| b.pick_port().unwrap()).collect();
+        assert_eq!(ports.len(), 20);
+        for p in ports {
+            assert!((20000..32768).contains(&p), "{p}");
+            std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).unwrap();
+        }
+    }
+
+    #[test]
     fn exit_codes_like_docker() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
