@@ -129,6 +129,9 @@ pub enum Observation {
     Exited { code: Option<i64>, expected: bool },
     /// The runner killed the peer.
     Killed { reason: String },
+    /// The kernel's established TCP connections of the peer's process (remote `ip:port`, sorted), sampled by the
+    /// runner; recorded when they change.
+    Sockets { established: Vec<String> },
 }
 
 /// One observation of one peer, stamped with the runner's clock on arrival.

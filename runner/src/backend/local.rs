@@ -241,7 +241,8 @@ impl Backend for LocalBackend {
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {} ({})", launch.name, binary.display()))?;
-        if let Some(me) = child.id().and_then(owner_of) {
+        let pid = child.id();
+        if let Some(me) = pid.and_then(owner_of) {
             // On record before anything else, so that the next run can kill it if this one dies.
             record_peer(&self.run_id, &me)?;
         }
@@ -287,6 +288,7 @@ impl Backend for LocalBackend {
         Ok(PeerProcess {
             id,
             address,
+            pid,
             stdin: Box::pin(stdin),
             output: rx,
         })

@@ -3,6 +3,7 @@
 //! and a backend for Kubernetes would implement it and nothing more.
 
 pub mod docker;
+pub mod sockets;
 mod lines;
 pub mod local;
 mod netns;
@@ -41,6 +42,9 @@ pub struct PeerProcess {
     pub id: String,
     /// Where other peers reach it (address and listen port).
     pub address: SocketAddr,
+    /// The peer's process id on this machine, where the backend can know it: the kernel's view of its
+    /// connections is read through it.
+    pub pid: Option<u32>,
     pub stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
     pub output: mpsc::Receiver<Output>,
 }

@@ -33,6 +33,8 @@ pub type Recipes = BTreeMap<BuildSpec, Recipe>;
 /// How long peers get to start, and to exit after `stop`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the kernel's TCP connections of every peer are read.
+const SOCKET_SAMPLING: Duration = Duration::from_millis(500);
 
 /// What running a case produced.
 pub struct CaseRecord {
@@ -64,6 +66,10 @@ pub struct Driver<'a, B: Backend> {
     inbox_tx: mpsc::Sender<(usize, Output)>,
     cancel: CancellationToken,
     dir: PathBuf,
+    /// Ticks when the kernel's view of the peers' connections is due for another look.
+    sampler: tokio::time::Interval,
+    /// The last kernel view recorded per peer, so that only changes are recorded.
+    sockets: Vec<Option<Vec<String>>>,
 }
 
 impl<'a, B: Backend> Driver<'a, B> {
@@ -98,6 +104,12 @@ impl<'a, B: Backend> Driver<'a, B> {
             inbox_tx,
             cancel,
             dir: dir.to_owned(),
+            sampler: {
+                let mut i = tokio::time::interval(SOCKET_SAMPLING);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                i
+            },
+            sockets: vec![None; case.peers.len()],
         })
     }
 
@@ -363,6 +375,26 @@ impl<'a, B: Backend> Driver<'a, B> {
         self.record.push(rec);
     }
 
+    /// Records each running peer's established TCP connections as the kernel sees them, when they changed. QUIC
+    /// runs over UDP, where the kernel keeps no connections to compare with.
+    fn sample_sockets(&mut self) {
+        if self.case.transport != crate::matrix::Transport::Tcp {
+            return;
+        }
+        for i in 0..self.peers.len() {
+            let Some(pid) = self.peers[i].process.as_ref().and_then(|p| p.pid) else { continue };
+            if self.world.exited(i) {
+                continue;
+            }
+            let Some(remotes) = crate::backend::sockets::established_remotes(pid) else { continue };
+            let established: Vec<String> = remotes.iter().map(|a| a.to_string()).collect();
+            if self.sockets[i].as_ref() != Some(&established) {
+                self.sockets[i] = Some(established.clone());
+                self.observe(i, Observation::Sockets { established });
+            }
+        }
+    }
+
     fn handle(&mut self, i: usize, output: Output) {
         let what = match output {
             Output::Stdout(line) => {
@@ -399,6 +431,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                     Some((i, o)) => self.handle(i, o),
                     None => bail!("lost every peer's output"),
                 },
+                _ = self.sampler.tick() => self.sample_sockets(),
                 _ = tokio::time::sleep_until(deadline) => return Ok(()),
             }
         }
@@ -433,6 +466,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                     Some((i, o)) => self.handle(i, o),
                     None => bail!("lost every peer's output"),
                 },
+                _ = self.sampler.tick() => self.sample_sockets(),
                 _ = tokio::time::sleep_until(deadline) => bail!("timed out waiting for {what}: {}", self.world.describe_wait(&self.peer_names())),
             }
         }
