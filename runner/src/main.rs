@@ -47,6 +47,9 @@ enum Command {
         /// How local peers are connected (auto: a network namespace each when root with iproute2, else loopback).
         #[arg(long, value_enum, default_value_t = LocalNet::Auto)]
         local_net: LocalNet,
+        /// Stop each case at the first check failure seen while it runs (the verdict still judges the record).
+        #[arg(long)]
+        fail_fast: bool,
     },
     /// Build (or find) the peer images a matrix needs, without running anything.
     Build {
@@ -103,6 +106,7 @@ async fn dispatch(command: Command) -> u8 {
             jobs,
             backend,
             local_net,
+            fail_fast,
         } => {
             run_matrix(RunOptions {
                 matrix,
@@ -112,6 +116,7 @@ async fn dispatch(command: Command) -> u8 {
                 jobs: jobs.into(),
                 backend,
                 local_net,
+                fail_fast,
             })
             .await
         }

@@ -39,6 +39,9 @@ pub struct CaseResult {
     pub duration_ms: u64,
     /// Folder with the case's event logs and stderr files, relative to the results file.
     pub logs: String,
+    /// Why the case stopped before its script ended (`--fail-fast`); its checks judge what was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
     /// What happened over time, for charts; absent when the case did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<crate::timeline::Timeline>,

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub jobs: usize,
     pub backend: BackendChoice,
     pub local_net: LocalNet,
+    /// Stop a case at the first check failure seen while it runs.
+    pub fail_fast: bool,
 }
 
 /// Where the peers run.
@@ -158,16 +160,7 @@ async fn run_cases<B: Backend>(
                     return unbuilt_case(i, case, label, why);
                 }
                 progress.line(format!("[{}/{total}] {}", i + 1, case.name));
-                let result = run_case(
-                    backend,
-                    i,
-                    case,
-                    recipes,
-                    &opts.out,
-                    opts.case_timeout,
-                    progress,
-                    cancel,
-                )
+                let result = run_case(backend, i, case, recipes, opts, progress, cancel)
                 .await;
                 progress.line(format!(
                     "[{}/{total}] {}: {}",
@@ -241,6 +234,7 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
         )),
         duration_ms: 0,
         logs: format!("cases/{index:03}-{}", slug(&case.name)),
+        stopped_early: None,
         timeline: None,
     }
 }
@@ -297,17 +291,16 @@ async fn prepare_images<B: Backend>(
     Ok((recipes, broken))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_case<B: Backend>(
     backend: &B,
     index: usize,
     case: &Case,
     recipes: &Recipes,
-    out: &Path,
-    timeout: Duration,
+    opts: &RunOptions,
     progress: &Progress,
     cancel: CancellationToken,
 ) -> CaseResult {
+    let (out, timeout) = (opts.out.as_path(), opts.case_timeout);
     let started = Instant::now();
     let logs = format!("cases/{index:03}-{}", slug(&case.name));
     let dir = out.join(&logs);
@@ -321,6 +314,7 @@ async fn run_case<B: Backend>(
         error: None,
         duration_ms: 0,
         logs,
+        stopped_early: None,
         timeline: None,
     };
     let driver = match Driver::new(backend, index, case, &dir, cancel.clone()) {
@@ -339,7 +333,7 @@ async fn run_case<B: Backend>(
             c.cancel();
         })
     };
-    let driver = driver.with_cancel(case_cancel);
+    let driver = driver.with_cancel(case_cancel).with_live(progress, opts.fail_fast);
     let record = driver.run(recipes).await;
     let timed_out = timer.is_finished() && !cancel.is_cancelled();
     timer.abort();
@@ -352,6 +346,7 @@ async fn run_case<B: Backend>(
 
     result.peers = record.peers;
     result.duration_ms = started.elapsed().as_millis() as u64;
+    result.stopped_early = record.stopped_early;
     if let Some(reason) = record.unsupported {
         result.checks = checks::skip_all(&case.checks, &reason);
     } else if let Some(error) = record.error {

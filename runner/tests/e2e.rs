@@ -319,3 +319,23 @@ fn bad_matrix_exits_2_naming_file_and_line() {
     assert!(err.contains("cobol"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
+
+#[test]
+fn fail_fast_stops_a_case_at_the_first_live_failure_and_still_judges_the_record() {
+    let out = tempfile::tempdir().unwrap();
+    let o = meshgate()
+        .args(["run", "runner/tests/matrices/duplicate-connections.yaml", "--backend", "docker", "--fail-fast", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("failing [connections]"), "the failure is announced while the case runs: {err}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap()).unwrap();
+    let case = &results["cases"][0];
+    assert!(case["stopped_early"].as_str().unwrap().contains("[connections]"), "{case}");
+    assert!(case["error"].is_null(), "stopping early is a verdict, not an error: {case}");
+    let connections = case["checks"].as_array().unwrap().iter().find(|c| c["name"] == "connections").unwrap();
+    assert_eq!(connections["status"], "failed");
+}

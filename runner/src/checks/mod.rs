@@ -12,7 +12,7 @@ mod streams;
 use serde::{Deserialize, Serialize};
 
 use crate::cases::Case;
-use crate::events::Recorded;
+use crate::events::{Micros, Recorded};
 use crate::matrix::KnownIssue;
 use crate::results::{CheckResult, PeerReport, Status};
 
@@ -114,6 +114,14 @@ pub trait Check: Send {
     fn observe(&mut self, rec: &Recorded);
     /// The verdict over everything observed.
     fn verdict(&self, ctx: &Context) -> CheckResult;
+    /// While the case runs: the failure already certain at `now`, if any. Checks whose verdict can only get
+    /// worse with more observations use their verdict; a check that waits for something (a delivery within a
+    /// deadline) says only what is overdue.
+    fn failing(&self, ctx: &Context, now: Micros) -> Option<String> {
+        let _ = now;
+        let v = self.verdict(ctx);
+        (v.status == Status::Failed).then(|| v.message.unwrap_or_default())
+    }
 }
 
 /// Runs the case's checks over a finished record, then applies its known issues.

@@ -21,7 +21,9 @@ use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::BuildSpec;
 use crate::cases::Case;
 use crate::events::{now_micros, EventLine, Observation, Recorded};
+use crate::checks::Check;
 use crate::images::Recipe;
+use crate::progress::Progress;
 use crate::matrix::{Action, DialMode};
 use crate::results::PeerReport;
 use config::{command, dial_addr, PeerConfig};
@@ -44,7 +46,21 @@ pub struct CaseRecord {
     pub error: Option<String>,
     /// A peer said it cannot do what the case needs.
     pub unsupported: Option<String>,
+    /// The script stopped at the first failure (`--fail-fast`); the record is complete up to there.
+    pub stopped_early: Option<String>,
+    /// Failures the checks saw while the case ran, with when they were seen.
+    pub live_failures: Vec<(crate::events::Micros, String)>,
 }
+
+/// A wait ran out of time. During the warm-up that is the network's verdict, not the runner's failure.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out waiting for {0}")]
+struct TimedOut(String);
+
+/// A check failed while the case ran, and the run was asked to stop there.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at the first failure (--fail-fast): {0}")]
+struct FailFast(String);
 
 struct Peer {
     name: String,
@@ -70,6 +86,13 @@ pub struct Driver<'a, B: Backend> {
     sampler: tokio::time::Interval,
     /// The last kernel view recorded per peer, so that only changes are recorded.
     sockets: Vec<Option<Vec<String>>>,
+    /// The case's checks, fed as observations arrive, so a failure is known while the case runs.
+    live: Vec<Box<dyn Check>>,
+    live_failures: Vec<(crate::events::Micros, String)>,
+    /// Checks already seen failing (each is announced once).
+    announced: Vec<&'static str>,
+    fail_fast: bool,
+    progress: Option<&'a Progress>,
 }
 
 impl<'a, B: Backend> Driver<'a, B> {
@@ -110,7 +133,19 @@ impl<'a, B: Backend> Driver<'a, B> {
                 i
             },
             sockets: vec![None; case.peers.len()],
+            live: case.checks.instantiate(),
+            live_failures: Vec::new(),
+            announced: Vec::new(),
+            fail_fast: false,
+            progress: None,
         })
+    }
+
+    /// Where live failures are announced, and whether the first one stops the case.
+    pub fn with_live(mut self, progress: &'a Progress, fail_fast: bool) -> Self {
+        self.progress = Some(progress);
+        self.fail_fast = fail_fast;
+        self
     }
 
     /// Replaces the token that interrupts the script.
@@ -121,7 +156,14 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     /// Runs the whole script. Always returns the record, with the reason when the script could not finish.
     pub async fn run(mut self, recipes: &Recipes) -> CaseRecord {
-        let result = self.script(recipes).await;
+        let mut result = self.script(recipes).await;
+        let mut stopped_early = None;
+        if let Err(e) = &result {
+            if let Some(f) = e.downcast_ref::<FailFast>() {
+                stopped_early = Some(f.to_string());
+                result = Ok(());
+            }
+        }
         // Whatever happened, peers still running are stopped, then killed, so their exit is on record.
         self.stop_all().await;
         let mut error = result.err().map(|e| format!("{e:#}"));
@@ -133,6 +175,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             error.get_or_insert(format!("cannot write the record: {e}"));
         }
         CaseRecord {
+            stopped_early,
+            live_failures: std::mem::take(&mut self.live_failures),
             peers: self.peer_reports(),
             record: self.record,
             error,
@@ -215,7 +259,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         let topics = case.gossipsub.topics.clone();
-        let _ = self
+        let formed = self
             .wait_until_instant(warmup_deadline, "subscriptions and meshes to form", |w| {
                 w.gave_up()
                     || edges.iter().all(|&(a, b)| {
@@ -225,6 +269,10 @@ impl<'a, B: Backend> Driver<'a, B> {
                     }) && (0..n).all(|i| topics.iter().all(|t| w.mesh_size(i, t) > 0))
             })
             .await;
+        match formed {
+            Err(e) if !e.is::<TimedOut>() => return Err(e),
+            _ => {}
+        }
         self.bail_if_gave_up()?;
 
         self.publish_phase().await?;
@@ -365,6 +413,31 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
     }
 
+    /// Every sampling period: the kernel's view of connections, then the live checks.
+    fn on_tick(&mut self) -> anyhow::Result<()> {
+        self.sample_sockets();
+        let peers = self.peer_reports();
+        let ctx = crate::checks::Context { case: self.case, peers: &peers };
+        let now = now_micros();
+        for check in &self.live {
+            if self.announced.contains(&check.name()) {
+                continue;
+            }
+            if let Some(message) = check.failing(&ctx, now) {
+                self.announced.push(check.name());
+                let line = format!("[{}] {message}", check.name());
+                if let Some(p) = self.progress {
+                    p.line(format!("  {}: failing {line}", self.case.name));
+                }
+                self.live_failures.push((now, line.clone()));
+                if self.fail_fast {
+                    return Err(FailFast(line).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn observe(&mut self, i: usize, what: Observation) {
         let rec = Recorded {
             at: now_micros(),
@@ -372,6 +445,9 @@ impl<'a, B: Backend> Driver<'a, B> {
             what,
         };
         self.world.apply(i, &rec);
+        for check in self.live.iter_mut() {
+            check.observe(&rec);
+        }
         self.record.push(rec);
     }
 
@@ -431,7 +507,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                     Some((i, o)) => self.handle(i, o),
                     None => bail!("lost every peer's output"),
                 },
-                _ = self.sampler.tick() => self.sample_sockets(),
+                _ = self.sampler.tick() => self.on_tick()?,
                 _ = tokio::time::sleep_until(deadline) => return Ok(()),
             }
         }
@@ -466,8 +542,10 @@ impl<'a, B: Backend> Driver<'a, B> {
                     Some((i, o)) => self.handle(i, o),
                     None => bail!("lost every peer's output"),
                 },
-                _ = self.sampler.tick() => self.sample_sockets(),
-                _ = tokio::time::sleep_until(deadline) => bail!("timed out waiting for {what}: {}", self.world.describe_wait(&self.peer_names())),
+                _ = self.sampler.tick() => self.on_tick()?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(TimedOut(format!("{what}: {}", self.world.describe_wait(&self.peer_names()))).into());
+                }
             }
         }
         Ok(())
