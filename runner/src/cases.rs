@@ -58,6 +58,8 @@ pub struct BuildSpec {
     pub language: Language,
     /// `None`: the version in the tree.
     pub version: Option<String>,
+    /// The build script's variables for a local checkout and pinned sub-libraries.
+    pub env: BTreeMap<String, String>,
 }
 
 impl Case {
@@ -253,6 +255,7 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
                         build: BuildSpec {
                             language: imp.language,
                             version: version.clone(),
+                            env: imp.build_env(),
                         },
                         seed: peers.len() as u64 + 1,
                     });
@@ -343,7 +346,8 @@ networks:
             cases[1].peers[0].build,
             BuildSpec {
                 language: Language::Rust,
-                version: Some("=0.57.1".into())
+                version: Some("=0.57.1".into()),
+                env: BTreeMap::new(),
             }
         );
         assert_eq!(cases[1].peers[1].build.version.as_deref(), Some("v0.41.1"));

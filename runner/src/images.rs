@@ -16,6 +16,16 @@ use crate::matrix::Language;
 /// The build script reads the version to build from here (unset: the version in the tree).
 const VERSION_ENV: &str = "MESHGATE_VERSION";
 
+/// Every variable the build scripts read besides the cache.
+const BUILD_ENV: &[&str] = &[
+    "MESHGATE_VERSION",
+    "MESHGATE_RUST_PINS",
+    "MESHGATE_RUST_PATH",
+    "MESHGATE_GO_PUBSUB",
+    "MESHGATE_GO_YAMUX",
+    "MESHGATE_GO_PATH",
+];
+
 /// Where the project lives: `MESHGATE_ROOT`, else the checkout meshgate was built from.
 pub fn project_root() -> PathBuf {
     match std::env::var_os("MESHGATE_ROOT") {
@@ -45,6 +55,8 @@ pub fn cache_dir() -> PathBuf {
 pub struct Recipe {
     pub language: Language,
     pub version: Option<String>,
+    /// Variables for the build script: local checkout, pinned sub-libraries.
+    pub env: std::collections::BTreeMap<String, String>,
     pub dir: PathBuf,
     /// Hex SHA-256 of the recipe, its inputs and the toolchain fingerprint.
     pub hash: String,
@@ -68,10 +80,15 @@ impl Recipe {
 
     fn build_command(&self) -> std::process::Command {
         let mut c = std::process::Command::new(self.dir.join("build"));
-        match &self.version {
-            Some(v) => c.env(VERSION_ENV, v),
-            None => c.env_remove(VERSION_ENV),
-        };
+        // Only what the recipe says reaches the script: a variable left in the caller's environment would build
+        // something other than what the hash names.
+        for var in BUILD_ENV {
+            c.env_remove(var);
+        }
+        if let Some(v) = &self.version {
+            c.env(VERSION_ENV, v);
+        }
+        c.envs(&self.env);
         c
     }
 
@@ -95,6 +112,7 @@ impl Recipe {
         let recipe = Recipe {
             language,
             version: spec.version.clone(),
+            env: spec.env.clone(),
             dir: dir.clone(),
             hash: String::new(),
         };
@@ -115,6 +133,9 @@ impl Recipe {
         let mut hasher = Sha256::new();
         hasher.update(&fingerprint.stdout);
         hasher.update(spec.version.as_deref().unwrap_or("tree").as_bytes());
+        for (k, v) in &spec.env {
+            hasher.update(format!("\0{k}={v}").as_bytes());
+        }
         for file in ["build", "inputs", "Dockerfile"] {
             hash_path(&mut hasher, &dir, &dir.join(file))?;
         }
@@ -226,6 +247,7 @@ mod tests {
     fn recipes_of_this_project_hash_and_differ() {
         let root = project_root();
         let spec = |language, version: Option<&str>| BuildSpec {
+            env: Default::default(),
             language,
             version: version.map(str::to_owned),
         };

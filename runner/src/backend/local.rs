@@ -484,6 +484,7 @@ mod tests {
             &BuildSpec {
                 language: Language::Go,
                 version: None,
+                env: Default::default(),
             },
         )
         .unwrap();

@@ -35,6 +35,7 @@ impl Kit {
                     build: BuildSpec {
                         language: if rust { Language::Rust } else { Language::Go },
                         version: None,
+                        env: BTreeMap::new(),
                     },
                     seed: i as u64 + 1,
                 }

@@ -91,6 +91,46 @@ pub struct Implementation {
     /// rust: a libp2p release (`0.54` … `0.57`, or exact `=0.55.0`); go: a go-libp2p module version (`v0.38.2` …).
     #[serde(default)]
     pub version: Option<Axis<String>>,
+    /// A local checkout to build against instead of the released library (a release candidate): rust-libp2p,
+    /// applied as `[patch.crates-io]`; go-libp2p, applied with a `replace` directive. Relative to the matrix file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Exact versions of sub-libraries. rust: crate name to version (`libp2p-gossipsub: 0.47.0`, applied with
+    /// `cargo update --precise`); go: `go-libp2p-pubsub` and `go-yamux` to module versions.
+    #[serde(default)]
+    pub pins: BTreeMap<String, String>,
+}
+
+/// The go sub-libraries a matrix may pin, and the build script's variable for each.
+pub const GO_PINS: &[(&str, &str)] = &[("go-libp2p-pubsub", "MESHGATE_GO_PUBSUB"), ("go-yamux", "MESHGATE_GO_YAMUX")];
+
+impl Implementation {
+    /// What the build script needs besides the version: variables for the checkout and the pins.
+    pub fn build_env(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        match self.language {
+            Language::Rust => {
+                if let Some(p) = &self.path {
+                    env.insert("MESHGATE_RUST_PATH".into(), p.display().to_string());
+                }
+                if !self.pins.is_empty() {
+                    let pins: Vec<String> = self.pins.iter().map(|(c, v)| format!("{c}@{v}")).collect();
+                    env.insert("MESHGATE_RUST_PINS".into(), pins.join(" "));
+                }
+            }
+            Language::Go => {
+                if let Some(p) = &self.path {
+                    env.insert("MESHGATE_GO_PATH".into(), p.display().to_string());
+                }
+                for (name, var) in GO_PINS {
+                    if let Some(v) = self.pins.get(*name) {
+                        env.insert((*var).into(), v.clone());
+                    }
+                }
+            }
+        }
+        env
+    }
 }
 
 impl Implementation {
@@ -348,7 +388,7 @@ impl Matrix {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, MatrixError> {
-        let matrix: Matrix = serde_saphyr::from_str(text).map_err(|e| {
+        let mut matrix: Matrix = serde_saphyr::from_str(text).map_err(|e| {
             let location = e.location().map(|l| (l.line(), l.column()));
             // serde-saphyr renders `error: line L column C: message` and a snippet; the location is ours to print.
             let rendered = e.to_string();
@@ -368,6 +408,15 @@ impl Matrix {
                 message,
             }
         })?;
+        // Checkout paths are relative to the matrix file, wherever meshgate runs from.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for imp in &mut matrix.implementations {
+            if let Some(p) = &mut imp.value.path {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         matrix.validate(path)?;
         Ok(matrix)
     }
@@ -394,6 +443,27 @@ impl Matrix {
                 ));
             }
             names.push(imp.value.name.as_str());
+            if let Some(p) = &imp.value.path {
+                if !p.is_dir() {
+                    return Err(err(&imp.referenced, format!("implementation `{}`: path {} is not a directory, expected a local checkout", imp.value.name, p.display())));
+                }
+            }
+            for (name, version) in &imp.value.pins {
+                let known = match imp.value.language {
+                    Language::Go => GO_PINS.iter().any(|(n, _)| n == name),
+                    Language::Rust => name.starts_with("libp2p") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                };
+                if !known {
+                    let expected = match imp.value.language {
+                        Language::Go => "go-libp2p-pubsub or go-yamux".to_owned(),
+                        Language::Rust => "a libp2p crate name (libp2p-gossipsub, libp2p-yamux, ...)".to_owned(),
+                    };
+                    return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}`, expected {expected}", imp.value.name)));
+                }
+                if version.is_empty() || version.contains(char::is_whitespace) {
+                    return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to `{version}`, expected an exact version", imp.value.name)));
+                }
+            }
             for v in imp.value.versions().into_iter().flatten() {
                 check_version(imp.value.language, &v).map_err(|m| {
                     err(
