@@ -50,6 +50,9 @@ enum Command {
         /// Stop each case at the first check failure seen while it runs (the verdict still judges the record).
         #[arg(long)]
         fail_fast: bool,
+        /// Run each case this many times; a check whose verdicts differ between attempts is reported flaky.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
     },
     /// Build (or find) the peer images a matrix needs, without running anything.
     Build {
@@ -107,6 +110,7 @@ async fn dispatch(command: Command) -> u8 {
             backend,
             local_net,
             fail_fast,
+            repeat,
         } => {
             run_matrix(RunOptions {
                 matrix,
@@ -117,6 +121,7 @@ async fn dispatch(command: Command) -> u8 {
                 backend,
                 local_net,
                 fail_fast,
+                repeat,
             })
             .await
         }

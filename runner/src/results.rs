@@ -93,6 +93,21 @@ pub struct CheckResult {
     /// The known issue this check is expected to fail for, when the matrix names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
+    /// With `--repeat`: the verdict of every attempt, first to last (this result describes the first failing one,
+    /// or the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// The attempts disagreed: the check passes sometimes and fails sometimes. That is a failure: an interop bug
+    /// that depends on timing is still a bug.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flaky: bool,
+}
+
+/// One attempt's verdict of a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub status: Status,
+    pub message: Option<String>,
 }
 
 impl CheckResult {
@@ -110,6 +125,8 @@ impl CheckResult {
             evidence,
             at_us: None,
             known_issue: None,
+            attempts: Vec::new(),
+            flaky: false,
         }
     }
     pub fn failed(name: &str, message: String, evidence: Vec<String>) -> Self {
@@ -120,6 +137,8 @@ impl CheckResult {
             evidence,
             at_us: None,
             known_issue: None,
+            attempts: Vec::new(),
+            flaky: false,
         }
     }
 }
@@ -130,6 +149,37 @@ pub enum Status {
     Passed,
     Failed,
     Skipped,
+}
+
+impl CaseResult {
+    /// One result from the attempts of a case (`--repeat`): per check, the first failing attempt's result (or the
+    /// first attempt's), every attempt's verdict, and `flaky` when they disagree. A case that could not run in some
+    /// attempt carries that error.
+    pub fn merge_attempts(mut attempts: Vec<CaseResult>) -> Option<CaseResult> {
+        if attempts.len() <= 1 {
+            return attempts.pop();
+        }
+        let mut merged = attempts[0].clone();
+        merged.error = attempts.iter().find_map(|a| a.error.clone());
+        merged.duration_ms = attempts.iter().map(|a| a.duration_ms).sum();
+        for check in &mut merged.checks {
+            let runs: Vec<&CheckResult> = attempts.iter().filter_map(|a| a.checks.iter().find(|c| c.name == check.name)).collect();
+            if let Some(failing) = runs.iter().find(|c| c.status == Status::Failed) {
+                *check = (*failing).clone();
+            }
+            check.attempts = runs.iter().map(|c| Attempt { status: c.status, message: c.message.clone() }).collect();
+            let failed = runs.iter().filter(|c| c.status == Status::Failed).count();
+            if failed > 0 && failed < runs.len() {
+                check.flaky = true;
+                check.message = Some(format!(
+                    "flaky: failed in {failed} of {} attempts; {}",
+                    runs.len(),
+                    check.message.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        Some(merged)
+    }
 }
 
 /// What a run amounts to, and the process exit code that says so.
@@ -206,5 +256,45 @@ impl RunResults {
                 e.column()
             )
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn case(checks: Vec<CheckResult>) -> CaseResult {
+        CaseResult {
+            name: "rust x go / tcp+noise+yamux / pair".into(),
+            network: "pair".into(),
+            properties: BTreeMap::from([("implementations".to_string(), "rust,go".to_string())]),
+            peers: vec![],
+            checks,
+            error: None,
+            duration_ms: 10,
+            logs: "cases/000-x".into(),
+            stopped_early: None,
+            timeline: None,
+        }
+    }
+
+    #[test]
+    fn attempts_that_disagree_make_a_flaky_failure() {
+        let pass = || CheckResult::passed("delivery", vec![]);
+        let fail = || CheckResult::failed("delivery", "go-1 missed 3".into(), vec!["evidence".into()]);
+        let merged = CaseResult::merge_attempts(vec![case(vec![pass()]), case(vec![fail()]), case(vec![pass()])]).unwrap();
+        let d = &merged.checks[0];
+        assert_eq!(d.status, Status::Failed);
+        assert!(d.flaky);
+        assert_eq!(d.message.as_deref(), Some("flaky: failed in 1 of 3 attempts; go-1 missed 3"));
+        assert_eq!(d.evidence, vec!["evidence"]);
+        assert_eq!(d.attempts.iter().map(|a| a.status).collect::<Vec<_>>(), vec![Status::Passed, Status::Failed, Status::Passed]);
+        assert_eq!(merged.duration_ms, 30);
+
+        let steady = CaseResult::merge_attempts(vec![case(vec![fail()]), case(vec![fail()])]).unwrap();
+        assert!(!steady.checks[0].flaky);
+        assert_eq!(steady.checks[0].message.as_deref(), Some("go-1 missed 3"));
+        let single = CaseResult::merge_attempts(vec![case(vec![pass()])]).unwrap();
+        assert!(single.checks[0].attempts.is_empty());
     }
 }

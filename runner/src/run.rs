@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub local_net: LocalNet,
     /// Stop a case at the first check failure seen while it runs.
     pub fail_fast: bool,
+    /// Attempts per case; a check whose verdicts differ between attempts is flaky.
+    pub repeat: u32,
 }
 
 /// Where the peers run.
@@ -160,8 +162,15 @@ async fn run_cases<B: Backend>(
                     return unbuilt_case(i, case, label, why);
                 }
                 progress.line(format!("[{}/{total}] {}", i + 1, case.name));
-                let result = run_case(backend, i, case, recipes, opts, progress, cancel)
-                .await;
+                // Attempts of a case run one after the other: they share the case's network name.
+                let mut attempts = Vec::new();
+                for attempt in 1..=opts.repeat.max(1) {
+                    if attempt > 1 && cancel.is_cancelled() {
+                        break;
+                    }
+                    attempts.push(run_case(backend, i, case, recipes, opts, attempt, progress, cancel.clone()).await);
+                }
+                let result = CaseResult::merge_attempts(attempts).unwrap_or_else(|| unbuilt_case(i, case, "no", "no attempt ran"));
                 progress.line(format!(
                     "[{}/{total}] {}: {}",
                     i + 1,
@@ -291,18 +300,23 @@ async fn prepare_images<B: Backend>(
     Ok((recipes, broken))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_case<B: Backend>(
     backend: &B,
     index: usize,
     case: &Case,
     recipes: &Recipes,
     opts: &RunOptions,
+    attempt: u32,
     progress: &Progress,
     cancel: CancellationToken,
 ) -> CaseResult {
     let (out, timeout) = (opts.out.as_path(), opts.case_timeout);
     let started = Instant::now();
-    let logs = format!("cases/{index:03}-{}", slug(&case.name));
+    let mut logs = format!("cases/{index:03}-{}", slug(&case.name));
+    if attempt > 1 {
+        logs.push_str(&format!("/attempt-{attempt}"));
+    }
     let dir = out.join(&logs);
     progress.status(format!("running {}", case.name));
     let mut result = CaseResult {
