@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod cases;
 pub mod checks;
+pub mod doctor;
 pub mod events;
 pub mod images;
 pub mod matrix;

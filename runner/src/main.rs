@@ -73,6 +73,8 @@ enum Command {
     /// List the verdicts that changed between two results.json (new failures, fixed, other changes).
     /// Exits 1 when there are new failures.
     Diff { old: PathBuf, new: PathBuf },
+    /// Report what a run needs on this machine (engine, toolchains, namespaces, disk) and what is missing.
+    Doctor,
     /// Remove every container and network meshgate left on the engine, and every local peer and namespace.
     Clean,
 }
@@ -156,6 +158,15 @@ async fn dispatch(command: Command) -> u8 {
             }
             Err(e) => fail(e),
         },
+        Command::Doctor => {
+            let (text, ok) = meshgate::doctor::render(&meshgate::doctor::examine().await);
+            print!("{text}");
+            if ok {
+                0
+            } else {
+                2
+            }
+        }
         Command::Diff { old, new } => match (RunResults::read(&old), RunResults::read(&new)) {
             (Ok(old), Ok(new)) => {
                 let diff = meshgate::reports::diff::Diff::between(&old, &new);

@@ -1,0 +1,103 @@
+//! `meshgate doctor`: what a run needs on this machine, what is there, and how to get what is missing.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::images::cache_dir;
+
+/// One thing a run may need.
+pub struct Finding {
+    pub what: &'static str,
+    /// What was found, or `None` when it is missing.
+    pub found: Option<String>,
+    /// How to get it, when missing.
+    pub hint: &'static str,
+    /// Whether runs cannot do without it (as opposed to one backend or feature needing it).
+    pub required: bool,
+}
+
+/// Asks the machine. Never fails: a missing thing is a finding.
+pub async fn examine() -> Vec<Finding> {
+    let mut f = vec![
+        Finding { what: "Docker engine", found: docker().await, hint: "bin/ensure-engine (root) installs Debian's docker.io and starts dockerd; without it, runs use --backend local", required: false },
+        Finding { what: "cargo and rustc", found: output("rustc", &["-V"]), hint: "install Rust with rustup", required: true },
+        Finding { what: "static glibc (crt-static rust peers)", found: Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists().then(|| "libc.a present".into()), hint: "apt-get install libc6-dev", required: true },
+        Finding { what: "Go", found: output("go", &["version"]), hint: "install Go from go.dev, or Debian's golang", required: true },
+        Finding { what: "network namespaces (local backend)", found: netns(), hint: "run as root with iproute2 (apt-get install iproute2); else local peers share loopback", required: false },
+    ];
+    let cache = cache_dir();
+    f.push(Finding { what: "free disk in the cache", found: free_disk(&cache), hint: "free space, or point MESHGATE_CACHE elsewhere", required: true });
+    f
+}
+
+async fn docker() -> Option<String> {
+    let api = bollard::Docker::connect_with_local_defaults().ok()?.negotiate_version().await.ok()?;
+    let v = api.version().await.ok()?;
+    Some(format!(
+        "Docker Engine {} (API {})",
+        v.version.unwrap_or_default(),
+        v.api_version.unwrap_or_default()
+    ))
+}
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(cmd).args(args).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+fn netns() -> Option<String> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))?;
+    let ip = output("ip", &["-V"])?;
+    root.then(|| format!("root, {ip}"))
+}
+
+/// Free space where the cache lives (or would), from `df`, which knows every file system.
+fn free_disk(dir: &Path) -> Option<String> {
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    let out = output("df", &["-Pk", &existing.display().to_string()])?;
+    let avail_kb: u64 = out.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(format!("{:.1} GiB free at {}", avail_kb as f64 / 1024.0 / 1024.0, dir.display()))
+}
+
+/// The report, and whether a run can be carried out at all.
+pub fn render(findings: &[Finding]) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    for f in findings {
+        match &f.found {
+            Some(v) => out.push_str(&format!("ok       {}: {v}\n", f.what)),
+            None => {
+                ok &= !f.required;
+                let tag = if f.required { "MISSING" } else { "absent " };
+                out.push_str(&format!("{tag}  {}: {}\n", f.what, f.hint));
+            }
+        }
+    }
+    (out, ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn this_machine_has_what_the_tests_need() {
+        let findings = examine().await;
+        let (text, ok) = render(&findings);
+        assert!(ok, "{text}");
+        assert!(text.contains("ok       Go: go version"), "{text}");
+        assert!(text.contains("GiB free at"), "{text}");
+    }
+
+    #[test]
+    fn missing_required_things_fail() {
+        let f = [Finding { what: "Go", found: None, hint: "install Go", required: true }];
+        let (text, ok) = render(&f);
+        assert!(!ok);
+        assert_eq!(text, "MISSING  Go: install Go\n");
+    }
+}
