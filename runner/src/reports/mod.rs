@@ -2,6 +2,7 @@
 //! rendered again later from the file alone.
 
 pub mod diff;
+pub mod html;
 pub mod junit;
 pub mod summary;
 
@@ -15,5 +16,6 @@ pub fn write_all(results: &RunResults, dir: &Path) -> anyhow::Result<()> {
     results.write(dir)?;
     junit::write(results, &dir.join(junit::FILE))?;
     summary::write(results, &dir.join(summary::FILE))?;
+    html::write(results, &dir.join(html::FILE))?;
     Ok(())
 }
