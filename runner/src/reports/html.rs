@@ -306,8 +306,8 @@ fn mark_colour(kind: MarkKind) -> &'static str {
     }
 }
 
-// Series colours; none is close to a mark's colour, so lines and marks do not blend.
-const PALETTE: [RGBColor; 10] = [
+// Series colours, dark ones first; none is close to a mark's colour, so lines and marks do not blend.
+const PALETTE: [RGBColor; 16] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0x17, 0xbe, 0xcf),
@@ -318,6 +318,12 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(0x7f, 0x7f, 0x7f),
     RGBColor(0x63, 0x79, 0x39),
     RGBColor(0x6b, 0xae, 0xd6),
+    RGBColor(0x98, 0xdf, 0x8a),
+    RGBColor(0xc4, 0x9c, 0x94),
+    RGBColor(0xf7, 0xb6, 0xd2),
+    RGBColor(0x9e, 0xda, 0xe5),
+    RGBColor(0xdb, 0xdb, 0x8d),
+    RGBColor(0xae, 0xc7, 0xe8),
 ];
 
 const WIDTH: u32 = 900;
@@ -419,9 +425,10 @@ fn chart(title: &str, y_desc: &str, mut series: Vec<Series>, marks: &[Mark], spa
             .label_style(("sans-serif", 15))
             .axis_desc_style(("sans-serif", 16))
             .draw()?;
-        // Pairs often have identical counts, and the last line drawn would hide the others: each series sits 2 px
-        // above the previous one, so equal lines show as a band of their colours.
-        let lift = 2.0 * y_top / f64::from(chart.plotting_area().dim_in_pixel().1.max(1));
+        // Pairs often have identical counts, and the last line drawn would hide the others: each series sits up to
+        // 2 px above the previous one (a band of 16 px at most), so equal lines show as a band of their colours.
+        let px = (16.0 / series.len().saturating_sub(1).max(1) as f64).min(2.0);
+        let lift = px * y_top / f64::from(chart.plotting_area().dim_in_pixel().1.max(1));
         for (i, (s, colour)) in series.iter().zip(PALETTE.iter().copied().cycle()).enumerate() {
             let up = lift * i as f64;
             chart.draw_series(LineSeries::new(s.points.iter().map(|&(x, y)| (x, f64::from(y) + up)), colour.stroke_width(2)))?;
