@@ -103,7 +103,10 @@ impl Case {
         p.insert("transport".into(), label(&self.transport));
         p.insert("security".into(), label(&self.security));
         p.insert("muxer".into(), label(&self.muxer));
-        p.insert("dial".into(), format!("{} x{}", label(&self.dial), self.dials));
+        p.insert(
+            "dial".into(),
+            format!("{} x{}", label(&self.dial), self.dials),
+        );
         p.insert("topology".into(), label(&self.topology));
         p.insert(
             "seeds".into(),

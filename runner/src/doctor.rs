@@ -26,12 +26,21 @@ pub async fn examine() -> Vec<Finding> {
         Finding { what: "network namespaces (local backend)", found: netns(), hint: "run as root with iproute2 (apt-get install iproute2); else local peers share loopback", required: false },
     ];
     let cache = cache_dir();
-    f.push(Finding { what: "free disk in the cache", found: free_disk(&cache), hint: "free space, or point MESHGATE_CACHE elsewhere", required: true });
+    f.push(Finding {
+        what: "free disk in the cache",
+        found: free_disk(&cache),
+        hint: "free space, or point MESHGATE_CACHE elsewhere",
+        required: true,
+    });
     f
 }
 
 async fn docker() -> Option<String> {
-    let api = bollard::Docker::connect_with_local_defaults().ok()?.negotiate_version().await.ok()?;
+    let api = bollard::Docker::connect_with_local_defaults()
+        .ok()?
+        .negotiate_version()
+        .await
+        .ok()?;
     let v = api.version().await.ok()?;
     Some(format!(
         "Docker Engine {} (API {})",
@@ -42,7 +51,9 @@ async fn docker() -> Option<String> {
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let o = Command::new(cmd).args(args).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
 }
 
 fn netns() -> Option<String> {
@@ -59,8 +70,18 @@ fn netns() -> Option<String> {
 fn free_disk(dir: &Path) -> Option<String> {
     let existing = dir.ancestors().find(|p| p.exists())?;
     let out = output("df", &["-Pk", &existing.display().to_string()])?;
-    let avail_kb: u64 = out.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
-    Some(format!("{:.1} GiB free at {}", avail_kb as f64 / 1024.0 / 1024.0, dir.display()))
+    let avail_kb: u64 = out
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(format!(
+        "{:.1} GiB free at {}",
+        avail_kb as f64 / 1024.0 / 1024.0,
+        dir.display()
+    ))
 }
 
 /// The report, and whether a run can be carried out at all.
@@ -95,7 +116,12 @@ mod tests {
 
     #[test]
     fn missing_required_things_fail() {
-        let f = [Finding { what: "Go", found: None, hint: "install Go", required: true }];
+        let f = [Finding {
+            what: "Go",
+            found: None,
+            hint: "install Go",
+            required: true,
+        }];
         let (text, ok) = render(&f);
         assert!(!ok);
         assert_eq!(text, "MISSING  Go: install Go\n");

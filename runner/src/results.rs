@@ -163,11 +163,20 @@ impl CaseResult {
         merged.error = attempts.iter().find_map(|a| a.error.clone());
         merged.duration_ms = attempts.iter().map(|a| a.duration_ms).sum();
         for check in &mut merged.checks {
-            let runs: Vec<&CheckResult> = attempts.iter().filter_map(|a| a.checks.iter().find(|c| c.name == check.name)).collect();
+            let runs: Vec<&CheckResult> = attempts
+                .iter()
+                .filter_map(|a| a.checks.iter().find(|c| c.name == check.name))
+                .collect();
             if let Some(failing) = runs.iter().find(|c| c.status == Status::Failed) {
                 *check = (*failing).clone();
             }
-            check.attempts = runs.iter().map(|c| Attempt { status: c.status, message: c.message.clone() }).collect();
+            check.attempts = runs
+                .iter()
+                .map(|c| Attempt {
+                    status: c.status,
+                    message: c.message.clone(),
+                })
+                .collect();
             let failed = runs.iter().filter(|c| c.status == Status::Failed).count();
             if failed > 0 && failed < runs.len() {
                 check.flaky = true;
@@ -281,17 +290,30 @@ pub(crate) mod tests {
     #[test]
     fn attempts_that_disagree_make_a_flaky_failure() {
         let pass = || CheckResult::passed("delivery", vec![]);
-        let fail = || CheckResult::failed("delivery", "go-1 missed 3".into(), vec!["evidence".into()]);
-        let merged = CaseResult::merge_attempts(vec![case(vec![pass()]), case(vec![fail()]), case(vec![pass()])]).unwrap();
+        let fail =
+            || CheckResult::failed("delivery", "go-1 missed 3".into(), vec!["evidence".into()]);
+        let merged = CaseResult::merge_attempts(vec![
+            case(vec![pass()]),
+            case(vec![fail()]),
+            case(vec![pass()]),
+        ])
+        .unwrap();
         let d = &merged.checks[0];
         assert_eq!(d.status, Status::Failed);
         assert!(d.flaky);
-        assert_eq!(d.message.as_deref(), Some("flaky: failed in 1 of 3 attempts; go-1 missed 3"));
+        assert_eq!(
+            d.message.as_deref(),
+            Some("flaky: failed in 1 of 3 attempts; go-1 missed 3")
+        );
         assert_eq!(d.evidence, vec!["evidence"]);
-        assert_eq!(d.attempts.iter().map(|a| a.status).collect::<Vec<_>>(), vec![Status::Passed, Status::Failed, Status::Passed]);
+        assert_eq!(
+            d.attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
+            vec![Status::Passed, Status::Failed, Status::Passed]
+        );
         assert_eq!(merged.duration_ms, 30);
 
-        let steady = CaseResult::merge_attempts(vec![case(vec![fail()]), case(vec![fail()])]).unwrap();
+        let steady =
+            CaseResult::merge_attempts(vec![case(vec![fail()]), case(vec![fail()])]).unwrap();
         assert!(!steady.checks[0].flaky);
         assert_eq!(steady.checks[0].message.as_deref(), Some("go-1 missed 3"));
         let single = CaseResult::merge_attempts(vec![case(vec![pass()])]).unwrap();

@@ -21,8 +21,8 @@ use crate::peers::Driver;
 use crate::peers::Recipes;
 use crate::progress::Progress;
 use crate::reports;
-use crate::timeline;
 use crate::results::{CaseResult, CheckResult, MatrixRef, RunResults, Status};
+use crate::timeline;
 
 pub struct RunOptions {
     pub matrix: PathBuf,
@@ -168,9 +168,22 @@ async fn run_cases<B: Backend>(
                     if attempt > 1 && cancel.is_cancelled() {
                         break;
                     }
-                    attempts.push(run_case(backend, i, case, recipes, opts, attempt, progress, cancel.clone()).await);
+                    attempts.push(
+                        run_case(
+                            backend,
+                            i,
+                            case,
+                            recipes,
+                            opts,
+                            attempt,
+                            progress,
+                            cancel.clone(),
+                        )
+                        .await,
+                    );
                 }
-                let result = CaseResult::merge_attempts(attempts).unwrap_or_else(|| unbuilt_case(i, case, "no", "no attempt ran"));
+                let result = CaseResult::merge_attempts(attempts)
+                    .unwrap_or_else(|| unbuilt_case(i, case, "no", "no attempt ran"));
                 progress.line(format!(
                     "[{}/{total}] {}: {}",
                     i + 1,
@@ -347,7 +360,9 @@ async fn run_case<B: Backend>(
             c.cancel();
         })
     };
-    let driver = driver.with_cancel(case_cancel).with_live(progress, opts.fail_fast);
+    let driver = driver
+        .with_cancel(case_cancel)
+        .with_live(progress, opts.fail_fast);
     let record = driver.run(recipes).await;
     let timed_out = timer.is_finished() && !cancel.is_cancelled();
     timer.abort();

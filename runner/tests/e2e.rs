@@ -133,7 +133,16 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
             .filter(|n| n.has_tag_name("testcase"))
             .map(|n| n.attribute("name").unwrap())
             .collect();
-        assert_eq!(cases, ["no-protocol-downgrade", "delivery", "connections", "streams", "liveness"]);
+        assert_eq!(
+            cases,
+            [
+                "no-protocol-downgrade",
+                "delivery",
+                "connections",
+                "streams",
+                "liveness"
+            ]
+        );
         let prop = |name: &str| {
             suite
                 .descendants()
@@ -220,21 +229,43 @@ fn a_peer_that_unsubscribes_mid_run_fails_delivery_with_its_name() {
         .filter(|n| n.has_tag_name("testcase") && !n.children().any(|c| c.has_tag_name("failure")))
         .map(|n| n.attribute("name").unwrap())
         .collect();
-    assert_eq!(passed, ["no-protocol-downgrade", "connections", "streams", "liveness"]);
+    assert_eq!(
+        passed,
+        [
+            "no-protocol-downgrade",
+            "connections",
+            "streams",
+            "liveness"
+        ]
+    );
 }
 
 #[test]
 fn duplicate_connections_from_rust_to_go_fail_connections_with_every_connection_listed() {
     let out = tempfile::tempdir().unwrap();
-    let o = run("runner/tests/matrices/duplicate-connections.yaml", out.path());
+    let o = run(
+        "runner/tests/matrices/duplicate-connections.yaml",
+        out.path(),
+    );
     assert_eq!(o.status.code(), Some(1), "stderr:\n{}", stderr(&o));
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
     let checks = results["cases"][0]["checks"].as_array().unwrap();
     let connections = checks.iter().find(|c| c["name"] == "connections").unwrap();
     assert_eq!(connections["status"], "failed", "{connections}");
     let message = connections["message"].as_str().unwrap();
-    assert!(message.starts_with("rust-1 (rust-libp2p 0.57.") && message.contains("held 3 connections to go-1 (go-libp2p v0."), "{message}");
-    let listed = connections["evidence"].as_array().unwrap().iter().filter(|l| l.as_str().unwrap().contains("outbound opened")).count();
+    assert!(
+        message.starts_with("rust-1 (rust-libp2p 0.57.")
+            && message.contains("held 3 connections to go-1 (go-libp2p v0."),
+        "{message}"
+    );
+    let listed = connections["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.as_str().unwrap().contains("outbound opened"))
+        .count();
     assert_eq!(listed, 3, "{connections}");
 }
 
@@ -324,19 +355,44 @@ fn bad_matrix_exits_2_naming_file_and_line() {
 fn fail_fast_stops_a_case_at_the_first_live_failure_and_still_judges_the_record() {
     let out = tempfile::tempdir().unwrap();
     let o = meshgate()
-        .args(["run", "runner/tests/matrices/duplicate-connections.yaml", "--backend", "docker", "--fail-fast", "--out"])
+        .args([
+            "run",
+            "runner/tests/matrices/duplicate-connections.yaml",
+            "--backend",
+            "docker",
+            "--fail-fast",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("failing [connections]"), "the failure is announced while the case runs: {err}");
+    assert!(
+        err.contains("failing [connections]"),
+        "the failure is announced while the case runs: {err}"
+    );
     let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
     let case = &results["cases"][0];
-    assert!(case["stopped_early"].as_str().unwrap().contains("[connections]"), "{case}");
-    assert!(case["error"].is_null(), "stopping early is a verdict, not an error: {case}");
-    let connections = case["checks"].as_array().unwrap().iter().find(|c| c["name"] == "connections").unwrap();
+    assert!(
+        case["stopped_early"]
+            .as_str()
+            .unwrap()
+            .contains("[connections]"),
+        "{case}"
+    );
+    assert!(
+        case["error"].is_null(),
+        "stopping early is a verdict, not an error: {case}"
+    );
+    let connections = case["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "connections")
+        .unwrap();
     assert_eq!(connections["status"], "failed");
 }
 
@@ -344,7 +400,9 @@ fn fail_fast_stops_a_case_at_the_first_live_failure_and_still_judges_the_record(
 fn cache_dir(name: &str) -> PathBuf {
     let base = std::env::var_os("MESHGATE_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/meshgate"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/meshgate")
+        });
     let dir = base.join("test-checkouts").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -353,9 +411,18 @@ fn cache_dir(name: &str) -> PathBuf {
 
 /// Copies a tree, leaving the copy writable (the cargo registry and Go module cache are read-only).
 fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
-    let status = Command::new("chmod").args(["-R", "u+w"]).arg(to).status().unwrap();
+    let status = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -376,29 +443,57 @@ fn two_versions_of_each_over_two_transports_build_once_and_report_what_they_are(
         let (rust, go) = name.split(" / ").next().unwrap().split_once(" x ").unwrap();
         let peers = case["peers"].as_array().unwrap();
         let rust_version = peers[0]["versions"]["libp2p"].as_str().unwrap();
-        let go_version = peers[1]["versions"]["github.com/libp2p/go-libp2p"].as_str().unwrap();
+        let go_version = peers[1]["versions"]["github.com/libp2p/go-libp2p"]
+            .as_str()
+            .unwrap();
         // Built as asked: the versions come from the peers themselves.
-        assert!(rust_version.starts_with(&format!("{}.", rust.trim_start_matches("rust-"))), "{name}: {rust_version}");
+        assert!(
+            rust_version.starts_with(&format!("{}.", rust.trim_start_matches("rust-"))),
+            "{name}: {rust_version}"
+        );
         assert_eq!(go_version, go.trim_start_matches("go-"), "{name}");
     }
     // Each of the four builds happened at most once, and a second run builds nothing.
-    let builds = stderr(&o).lines().filter(|l| l.starts_with("building the")).count();
+    let builds = stderr(&o)
+        .lines()
+        .filter(|l| l.starts_with("building the"))
+        .count();
     assert!(builds <= 4, "{}", stderr(&o));
     let again = tempfile::tempdir().unwrap();
     let o = meshgate()
-        .args(["run", "runner/tests/matrices/versions.yaml", "--filter", "rust-0.56 x go-v0.48.0 / tcp", "--out"])
+        .args([
+            "run",
+            "runner/tests/matrices/versions.yaml",
+            "--filter",
+            "rust-0.56 x go-v0.48.0 / tcp",
+            "--out",
+        ])
         .arg(again.path())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("building the"), "images are reused: {}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("building the"),
+        "images are reused: {}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn a_local_go_libp2p_checkout_is_built_and_run() {
-    let gomodcache = String::from_utf8(Command::new("go").args(["env", "GOMODCACHE"]).output().unwrap().stdout).unwrap();
+    let gomodcache = String::from_utf8(
+        Command::new("go")
+            .args(["env", "GOMODCACHE"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let dir = cache_dir("go");
-    copy_tree(&Path::new(gomodcache.trim()).join("github.com/libp2p/go-libp2p@v0.51.0"), &dir.join("go-libp2p"));
+    copy_tree(
+        &Path::new(gomodcache.trim()).join("github.com/libp2p/go-libp2p@v0.51.0"),
+        &dir.join("go-libp2p"),
+    );
     std::fs::write(
         dir.join("m.yaml"),
         "name: go-checkout\nimplementations:\n  - {name: rust, language: rust}\n  - {name: go-rc, language: go, path: go-libp2p}\n\
@@ -410,23 +505,42 @@ fn a_local_go_libp2p_checkout_is_built_and_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let results = results_of(out.path());
     let go = &results["cases"][0]["peers"][1];
-    assert_eq!(go["versions"]["github.com/libp2p/go-libp2p"], "v0.51.0+local", "{go}");
+    assert_eq!(
+        go["versions"]["github.com/libp2p/go-libp2p"], "v0.51.0+local",
+        "{go}"
+    );
 }
 
 #[test]
 fn a_local_rust_libp2p_checkout_is_built_and_its_change_is_seen_by_the_go_peer() {
     let dir = cache_dir("rust");
     let registry = Path::new(&std::env::var("HOME").unwrap()).join(".cargo/registry/src");
-    let index = std::fs::read_dir(&registry).unwrap().next().unwrap().unwrap().path();
+    let index = std::fs::read_dir(&registry)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let checkout = dir.join("rust-libp2p");
     std::fs::create_dir_all(checkout.join("protocols")).unwrap();
-    copy_tree(&index.join("libp2p-gossipsub-0.50.1"), &checkout.join("protocols/gossipsub"));
-    std::fs::write(checkout.join("Cargo.toml"), "[workspace]\nmembers = [\"protocols/gossipsub\"]\nresolver = \"2\"\n").unwrap();
+    copy_tree(
+        &index.join("libp2p-gossipsub-0.50.1"),
+        &checkout.join("protocols/gossipsub"),
+    );
+    std::fs::write(
+        checkout.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"protocols/gossipsub\"]\nresolver = \"2\"\n",
+    )
+    .unwrap();
     // The release candidate's change: gossipsub 1.3 under another protocol name, visible in identify.
     let protocol = checkout.join("protocols/gossipsub/src/protocol.rs");
     let source = std::fs::read_to_string(&protocol).unwrap();
     assert!(source.contains("\"/meshsub/1.3.0\""));
-    std::fs::write(&protocol, source.replace("\"/meshsub/1.3.0\"", "\"/meshsub-rc/1.3.0\"")).unwrap();
+    std::fs::write(
+        &protocol,
+        source.replace("\"/meshsub/1.3.0\"", "\"/meshsub-rc/1.3.0\""),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("m.yaml"),
         "name: rust-checkout\nimplementations:\n  - {name: rust-rc, language: rust, path: rust-libp2p}\n  - {name: go, language: go}\n\
@@ -437,7 +551,12 @@ fn a_local_rust_libp2p_checkout_is_built_and_its_change_is_seen_by_the_go_peer()
     let o = run(dir.join("m.yaml").to_str().unwrap(), out.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let results = results_of(out.path());
-    let logs = out.path().join(results["cases"][0]["logs"].as_str().unwrap());
+    let logs = out
+        .path()
+        .join(results["cases"][0]["logs"].as_str().unwrap());
     let seen_by_go = std::fs::read_to_string(logs.join("go-1.events.jsonl")).unwrap();
-    assert!(seen_by_go.contains("/meshsub-rc/1.3.0"), "the go peer sees the checkout's protocols");
+    assert!(
+        seen_by_go.contains("/meshsub-rc/1.3.0"),
+        "the go peer sees the checkout's protocols"
+    );
 }

@@ -255,7 +255,12 @@ impl Backend for DockerBackend {
             .await
             .with_context(|| format!("cannot start container {name}"))?;
         let inspect = self.api.inspect_container(&id, None).await?;
-        let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).filter(|&p| p > 0);
+        let pid = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p > 0);
         let address = inspect
             .network_settings
             .and_then(|s| s.networks)

@@ -3,11 +3,11 @@
 //! and a backend for Kubernetes would implement it and nothing more.
 
 pub mod docker;
-pub mod sockets;
 mod lines;
 pub mod local;
 mod netns;
 mod owner;
+pub mod sockets;
 
 use std::net::SocketAddr;
 

@@ -14,8 +14,14 @@ pub fn established_remotes(pid: u32) -> Option<BTreeSet<SocketAddr>> {
     let inodes = socket_inodes(pid)?;
     let mut remotes = BTreeSet::new();
     for file in ["tcp", "tcp6"] {
-        let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else { continue };
-        remotes.extend(parse_table(&table).filter(|(_, inode)| inodes.contains(inode)).map(|(remote, _)| remote));
+        let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        remotes.extend(
+            parse_table(&table)
+                .filter(|(_, inode)| inodes.contains(inode))
+                .map(|(remote, _)| remote),
+        );
     }
     Some(remotes)
 }
@@ -25,7 +31,14 @@ fn socket_inodes(pid: u32) -> Option<BTreeSet<u64>> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     Some(
         fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-            .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+            .filter_map(|target| {
+                target
+                    .to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse()
+                    .ok()
+            })
             .collect(),
     )
 }
@@ -46,14 +59,21 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     let (ip, port) = s.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let ip = match ip.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.swap_bytes())),
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(ip, 16).ok()?.swap_bytes(),
+        )),
         32 => {
             let mut bytes = [0u8; 16];
-            for (i, word) in (0..4).map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16)).enumerate() {
+            for (i, word) in (0..4)
+                .map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16))
+                .enumerate()
+            {
                 bytes[i * 4..i * 4 + 4].copy_from_slice(&word.ok()?.swap_bytes().to_be_bytes());
             }
             let v6 = Ipv6Addr::from(bytes);
-            v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6))
+            v6.to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6))
         }
         _ => return None,
     };
@@ -71,7 +91,10 @@ mod tests {
    1: 00000000:0FA1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41200 1 0000000000000000 100 0 0 10 0\n";
         let rows: Vec<_> = parse_table(table).collect();
         assert_eq!(rows, vec![("10.17.0.3:41970".parse().unwrap(), 41234)]);
-        assert_eq!(parse_addr("0000000000000000FFFF00000100007F:0FA1"), Some("127.0.0.1:4001".parse().unwrap()));
+        assert_eq!(
+            parse_addr("0000000000000000FFFF00000100007F:0FA1"),
+            Some("127.0.0.1:4001".parse().unwrap())
+        );
     }
 
     #[test]

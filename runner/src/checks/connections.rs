@@ -29,7 +29,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_per_pair: default_max(), settle: default_settle() }
+        Self {
+            max_per_pair: default_max(),
+            settle: default_settle(),
+        }
     }
 }
 
@@ -41,7 +44,9 @@ fn default_max() -> usize {
 fn tcp_socket_addr(multiaddr: &str) -> Option<SocketAddr> {
     let parts: Vec<&str> = multiaddr.split('/').collect();
     match parts.as_slice() {
-        ["", "ip4" | "ip6", ip, "tcp", port, ..] => Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?)),
+        ["", "ip4" | "ip6", ip, "tcp", port, ..] => {
+            Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+        }
         _ => None,
     }
 }
@@ -117,20 +122,29 @@ impl Connections {
 
     /// Compares a peer's reported connections with the kernel's, after either changed at `now`.
     fn compare(&mut self, peer: &str, now: Micros) {
-        let Some(kernel) = self.kernel.get(peer) else { return };
-        let reported: BTreeSet<SocketAddr> = self.reported.get(peer).map(|r| r.values().copied().collect()).unwrap_or_default();
+        let Some(kernel) = self.kernel.get(peer) else {
+            return;
+        };
+        let reported: BTreeSet<SocketAddr> = self
+            .reported
+            .get(peer)
+            .map(|r| r.values().copied().collect())
+            .unwrap_or_default();
         let phantom: BTreeSet<SocketAddr> = reported.difference(kernel).copied().collect();
         let hidden: BTreeSet<SocketAddr> = kernel.difference(&reported).copied().collect();
         if phantom.is_empty() && hidden.is_empty() {
             self.end_misreport(peer, now);
         } else {
-            let m = self.misreporting.entry(peer.to_owned()).or_insert_with(|| Misreport {
-                peer: peer.to_owned(),
-                since: now,
-                until: None,
-                phantom: BTreeSet::new(),
-                hidden: BTreeSet::new(),
-            });
+            let m = self
+                .misreporting
+                .entry(peer.to_owned())
+                .or_insert_with(|| Misreport {
+                    peer: peer.to_owned(),
+                    since: now,
+                    until: None,
+                    phantom: BTreeSet::new(),
+                    hidden: BTreeSet::new(),
+                });
             m.phantom = phantom;
             m.hidden = hidden;
         }
@@ -152,7 +166,11 @@ impl Connections {
     /// Opens, grows or ends the excess of a pair after its connections changed at `now`.
     fn update(&mut self, key: (String, String), now: Micros) {
         let conns = &self.pairs[&key];
-        let open: Vec<Conn> = conns.iter().filter(|c| c.closed.is_none()).cloned().collect();
+        let open: Vec<Conn> = conns
+            .iter()
+            .filter(|c| c.closed.is_none())
+            .cloned()
+            .collect();
         if open.len() > self.settings.max_per_pair {
             let e = self.ongoing.entry(key.clone()).or_insert_with(|| Excess {
                 holder: key.0.clone(),
@@ -186,32 +204,60 @@ impl Check for Connections {
             // A peer that said `stopped` is no longer compared.
             if self.kernel.contains_key(&rec.peer) || !self.stopped.contains(&rec.peer) {
                 self.kernel_samples += 1;
-                self.kernel.insert(rec.peer.clone(), established.iter().filter_map(|a| a.parse().ok()).collect());
+                self.kernel.insert(
+                    rec.peer.clone(),
+                    established.iter().filter_map(|a| a.parse().ok()).collect(),
+                );
                 self.compare(&rec.peer.clone(), rec.at);
             }
             return;
         }
-        let Observation::Event { line } = &rec.what else { return };
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
         if matches!(line.event, PeerEvent::Stopped {}) {
             self.stopped.insert(rec.peer.clone());
         }
         match &line.event {
-            PeerEvent::ConnectionOpened { remote, conn_id, direction, remote_addr } => {
+            PeerEvent::ConnectionOpened {
+                remote,
+                conn_id,
+                direction,
+                remote_addr,
+            } => {
                 if let Some(addr) = tcp_socket_addr(remote_addr) {
-                    self.reported.entry(rec.peer.clone()).or_default().insert(conn_id.clone(), addr);
+                    self.reported
+                        .entry(rec.peer.clone())
+                        .or_default()
+                        .insert(conn_id.clone(), addr);
                     self.compare(&rec.peer, line.ts);
                 }
                 let key = (rec.peer.clone(), remote.clone());
-                let conn = Conn { id: conn_id.clone(), direction: *direction, opened: line.ts, closed: None };
+                let conn = Conn {
+                    id: conn_id.clone(),
+                    direction: *direction,
+                    opened: line.ts,
+                    closed: None,
+                };
                 self.pairs.entry(key.clone()).or_default().push(conn);
                 self.update(key, line.ts);
             }
-            PeerEvent::ConnectionClosed { remote, conn_id, .. } => {
-                if self.reported.get_mut(&rec.peer).and_then(|r| r.remove(conn_id)).is_some() {
+            PeerEvent::ConnectionClosed {
+                remote, conn_id, ..
+            } => {
+                if self
+                    .reported
+                    .get_mut(&rec.peer)
+                    .and_then(|r| r.remove(conn_id))
+                    .is_some()
+                {
                     self.compare(&rec.peer, line.ts);
                 }
                 let key = (rec.peer.clone(), remote.clone());
-                if let Some(c) = self.pairs.get_mut(&key).and_then(|cs| cs.iter_mut().find(|c| &c.id == conn_id && c.closed.is_none())) {
+                if let Some(c) = self.pairs.get_mut(&key).and_then(|cs| {
+                    cs.iter_mut()
+                        .find(|c| &c.id == conn_id && c.closed.is_none())
+                }) {
                     c.closed = Some(line.ts);
                     self.update(key, line.ts);
                 }
@@ -221,7 +267,12 @@ impl Check for Connections {
                 // From here the peer tears connections down; the kernel lags behind on purpose.
                 self.end_misreport(&rec.peer.clone(), line.ts);
                 self.kernel.remove(&rec.peer);
-                let keys: Vec<_> = self.ongoing.keys().filter(|(holder, _)| holder == &rec.peer).cloned().collect();
+                let keys: Vec<_> = self
+                    .ongoing
+                    .keys()
+                    .filter(|(holder, _)| holder == &rec.peer)
+                    .cloned()
+                    .collect();
                 for key in keys {
                     if let Some(mut e) = self.ongoing.remove(&key) {
                         e.until = Some(line.ts);
@@ -238,20 +289,39 @@ impl Check for Connections {
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let mut excesses: Vec<&Excess> = self.excesses.iter().collect();
         // An excess still going on when the record ends counts from its start to the end.
-        excesses.extend(self.ongoing.values().filter(|e| self.last - e.since > self.settle_us()));
+        excesses.extend(
+            self.ongoing
+                .values()
+                .filter(|e| self.last - e.since > self.settle_us()),
+        );
         excesses.sort_by_key(|e| e.since);
         let pairs = self.pairs.len();
         let total: usize = self.pairs.values().map(Vec::len).sum();
         let mut misreports: Vec<&Misreport> = self.misreports.iter().collect();
-        misreports.extend(self.misreporting.values().filter(|m| self.last - m.since > self.settle_us()));
+        misreports.extend(
+            self.misreporting
+                .values()
+                .filter(|m| self.last - m.since > self.settle_us()),
+        );
         let describe_misreport = |m: &Misreport| {
-            let list = |s: &BTreeSet<SocketAddr>| s.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ");
+            let list = |s: &BTreeSet<SocketAddr>| {
+                s.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             let mut parts = Vec::new();
             if !m.phantom.is_empty() {
-                parts.push(format!("reports connections the kernel does not hold ({})", list(&m.phantom)));
+                parts.push(format!(
+                    "reports connections the kernel does not hold ({})",
+                    list(&m.phantom)
+                ));
             }
             if !m.hidden.is_empty() {
-                parts.push(format!("holds TCP connections it does not report ({})", list(&m.hidden)));
+                parts.push(format!(
+                    "holds TCP connections it does not report ({})",
+                    list(&m.hidden)
+                ));
             }
             format!(
                 "{} {} for {:.1} s from {}",
@@ -264,12 +334,15 @@ impl Check for Connections {
         if excesses.is_empty() {
             if let Some(first) = misreports.first() {
                 let evidence = misreports.iter().map(|m| describe_misreport(m)).collect();
-                return CheckResult::failed(NAME, describe_misreport(first), evidence).at(first.since);
+                return CheckResult::failed(NAME, describe_misreport(first), evidence)
+                    .at(first.since);
             }
         }
         let kernel_note = match self.kernel_samples {
             0 => "no kernel view (not TCP, or the backend cannot see the processes)".to_owned(),
-            n => format!("the kernel's TCP connections matched what the peers reported ({n} samples)"),
+            n => format!(
+                "the kernel's TCP connections matched what the peers reported ({n} samples)"
+            ),
         };
         let Some(first) = excesses.first() else {
             return CheckResult::passed(
@@ -303,11 +376,17 @@ impl Check for Connections {
                     },
                     clock(c.opened),
                     (c.closed.unwrap_or(end) - c.opened) as f64 / 1e6,
-                    c.closed.map(|t| format!(", closed {}", clock(t))).unwrap_or_default()
+                    c.closed
+                        .map(|t| format!(", closed {}", clock(t)))
+                        .unwrap_or_default()
                 ));
             }
         }
-        let more = if excesses.len() > 1 { format!(" ({} pairs in all)", excesses.len()) } else { String::new() };
+        let more = if excesses.len() > 1 {
+            format!(" ({} pairs in all)", excesses.len())
+        } else {
+            String::new()
+        };
         CheckResult::failed(NAME, format!("{}{more}", describe(first)), evidence).at(first.since)
     }
 }
@@ -322,7 +401,12 @@ mod tests {
         kit.event(
             ts,
             holder,
-            PeerEvent::ConnectionOpened { remote: id(remote), conn_id: conn.into(), direction: Direction::Outbound, remote_addr: "/ip4/10.0.0.2/tcp/4001".into() },
+            PeerEvent::ConnectionOpened {
+                remote: id(remote),
+                conn_id: conn.into(),
+                direction: Direction::Outbound,
+                remote_addr: "/ip4/10.0.0.2/tcp/4001".into(),
+            },
         )
     }
 
@@ -330,7 +414,13 @@ mod tests {
         kit.event(
             ts,
             holder,
-            PeerEvent::ConnectionClosed { remote: id(remote), conn_id: conn.into(), direction: Direction::Outbound, remote_addr: "/ip4/10.0.0.2/tcp/4001".into(), reason: None },
+            PeerEvent::ConnectionClosed {
+                remote: id(remote),
+                conn_id: conn.into(),
+                direction: Direction::Outbound,
+                remote_addr: "/ip4/10.0.0.2/tcp/4001".into(),
+                reason: None,
+            },
         )
     }
 
@@ -343,14 +433,23 @@ mod tests {
     #[test]
     fn one_connection_per_pair_passes() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [opened(&kit, 1_000, "rust-1", "go-1", "1"), opened(&kit, 1_000, "go-1", "rust-1", "a"), kit.event(20_000_000, "rust-1", PeerEvent::Stopped {})];
+        let ev = [
+            opened(&kit, 1_000, "rust-1", "go-1", "1"),
+            opened(&kit, 1_000, "go-1", "rust-1", "a"),
+            kit.event(20_000_000, "rust-1", PeerEvent::Stopped {}),
+        ];
         assert_eq!(run(&ev, &kit).status, Status::Passed);
     }
 
     #[test]
     fn a_simultaneous_dial_that_settles_passes() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [opened(&kit, 1_000, "rust-1", "go-1", "1"), opened(&kit, 2_000, "rust-1", "go-1", "2"), closed(&kit, 500_000, "rust-1", "go-1", "2"), kit.event(20_000_000, "rust-1", PeerEvent::Stopped {})];
+        let ev = [
+            opened(&kit, 1_000, "rust-1", "go-1", "1"),
+            opened(&kit, 2_000, "rust-1", "go-1", "2"),
+            closed(&kit, 500_000, "rust-1", "go-1", "2"),
+            kit.event(20_000_000, "rust-1", PeerEvent::Stopped {}),
+        ];
         assert_eq!(run(&ev, &kit).status, Status::Passed);
     }
 
@@ -367,12 +466,26 @@ mod tests {
         assert_eq!(r.status, Status::Failed);
         let msg = r.message.unwrap();
         assert!(msg.starts_with("rust-1 (rust-libp2p 0.57.1) held 3 connections to go-1 (go-libp2p v0.51.0) for 8.0 s"), "{msg}");
-        assert_eq!(r.evidence.iter().filter(|l| l.contains("connection ")).count(), 3, "{:?}", r.evidence);
+        assert_eq!(
+            r.evidence
+                .iter()
+                .filter(|l| l.contains("connection "))
+                .count(),
+            3,
+            "{:?}",
+            r.evidence
+        );
     }
 
     fn sockets(kit: &Kit, at: Micros, peer: &str, established: &[&str]) -> Recorded {
         let _ = kit;
-        Recorded { at, peer: peer.into(), what: Observation::Sockets { established: established.iter().map(|s| s.to_string()).collect() } }
+        Recorded {
+            at,
+            peer: peer.into(),
+            what: Observation::Sockets {
+                established: established.iter().map(|s| s.to_string()).collect(),
+            },
+        }
     }
 
     #[test]
@@ -395,7 +508,15 @@ mod tests {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
             opened(&kit, 1_000_000, "rust-1", "go-1", "1"),
-            sockets(&kit, 1_200_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4001".replace("4001", "4002").as_str()]),
+            sockets(
+                &kit,
+                1_200_000,
+                "rust-1",
+                &[
+                    "10.0.0.2:4001",
+                    "10.0.0.2:4001".replace("4001", "4002").as_str(),
+                ],
+            ),
             kit.stderr(9_000_000, "rust-1", "later"),
         ];
         let r = run(&ev, &kit);
@@ -406,15 +527,25 @@ mod tests {
 
     #[test]
     fn multiaddrs_to_sockets() {
-        assert_eq!(tcp_socket_addr("/ip4/10.0.0.2/tcp/4001"), Some("10.0.0.2:4001".parse().unwrap()));
-        assert_eq!(tcp_socket_addr("/ip4/10.0.0.2/tcp/4001/p2p/12D3"), Some("10.0.0.2:4001".parse().unwrap()));
+        assert_eq!(
+            tcp_socket_addr("/ip4/10.0.0.2/tcp/4001"),
+            Some("10.0.0.2:4001".parse().unwrap())
+        );
+        assert_eq!(
+            tcp_socket_addr("/ip4/10.0.0.2/tcp/4001/p2p/12D3"),
+            Some("10.0.0.2:4001".parse().unwrap())
+        );
         assert_eq!(tcp_socket_addr("/ip4/10.0.0.2/udp/4001/quic-v1"), None);
     }
 
     #[test]
     fn an_excess_still_open_at_the_end_counts() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [opened(&kit, 1_000_000, "go-1", "rust-1", "a"), opened(&kit, 1_000_000, "go-1", "rust-1", "b"), kit.stderr(6_000_000, "go-1", "still here")];
+        let ev = [
+            opened(&kit, 1_000_000, "go-1", "rust-1", "a"),
+            opened(&kit, 1_000_000, "go-1", "rust-1", "b"),
+            kit.stderr(6_000_000, "go-1", "still here"),
+        ];
         assert_eq!(run(&ev, &kit).status, Status::Failed);
     }
 }

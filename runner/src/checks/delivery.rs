@@ -135,10 +135,21 @@ impl Check for Delivery {
             if now - published <= self.deadline_us {
                 continue;
             }
-            for sub in ctx.case.subscribers(&p.topic).filter(|s| s.name != p.publisher) {
+            for sub in ctx
+                .case
+                .subscribers(&p.topic)
+                .filter(|s| s.name != p.publisher)
+            {
                 match self.received.get(&(sub.name.clone(), id.clone())) {
                     Some(&at) if at - published <= self.deadline_us => {}
-                    _ => return Some(format!("{} did not receive {id} from {} within {} ms", ctx.describe(&sub.name), ctx.describe(&p.publisher), self.deadline_us / 1000)),
+                    _ => {
+                        return Some(format!(
+                            "{} did not receive {id} from {} within {} ms",
+                            ctx.describe(&sub.name),
+                            ctx.describe(&p.publisher),
+                            self.deadline_us / 1000
+                        ))
+                    }
                 }
             }
         }
@@ -245,7 +256,11 @@ impl Check for Delivery {
             }
         }
         // The failure's moment: the first message that did not arrive.
-        let first = misses.values().map(|m| m.missed[0].2).chain(unpublished.iter().map(|u| u.2)).min();
+        let first = misses
+            .values()
+            .map(|m| m.missed[0].2)
+            .chain(unpublished.iter().map(|u| u.2))
+            .min();
         let result = CheckResult::failed(NAME, headline.join("; "), evidence);
         match first {
             Some(t) => result.at(t),
@@ -365,10 +380,19 @@ mod tests {
     fn while_running_only_overdue_messages_fail() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let mut c = Delivery::new(Settings::default());
-        kit.publish(1_000_000, "rust-1", "rust-1/0").iter().for_each(|e| c.observe(e));
-        assert_eq!(c.failing(&kit.context(), 2_000_000), None, "not overdue yet");
+        kit.publish(1_000_000, "rust-1", "rust-1/0")
+            .iter()
+            .for_each(|e| c.observe(e));
+        assert_eq!(
+            c.failing(&kit.context(), 2_000_000),
+            None,
+            "not overdue yet"
+        );
         let late = c.failing(&kit.context(), 12_000_000).unwrap();
-        assert!(late.starts_with("go-1 (go-libp2p v0.51.0) did not receive rust-1/0 from rust-1"), "{late}");
+        assert!(
+            late.starts_with("go-1 (go-libp2p v0.51.0) did not receive rust-1/0 from rust-1"),
+            "{late}"
+        );
     }
 
     #[test]

@@ -53,7 +53,10 @@ impl Settings {
                 .clone()
                 .or_else(|| self.no_protocol_downgrade.clone()),
             delivery: over.delivery.clone().or_else(|| self.delivery.clone()),
-            connections: over.connections.clone().or_else(|| self.connections.clone()),
+            connections: over
+                .connections
+                .clone()
+                .or_else(|| self.connections.clone()),
             streams: over.streams.clone().or_else(|| self.streams.clone()),
             liveness: over.liveness.clone().or_else(|| self.liveness.clone()),
         }

@@ -21,7 +21,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_per_connection: default_max() }
+        Self {
+            max_per_connection: default_max(),
+        }
     }
 }
 
@@ -46,7 +48,10 @@ pub struct Streams {
 
 impl Streams {
     pub fn new(settings: Settings) -> Self {
-        Self { settings, peaks: BTreeMap::new() }
+        Self {
+            settings,
+            peaks: BTreeMap::new(),
+        }
     }
 }
 
@@ -56,17 +61,37 @@ impl Check for Streams {
     }
 
     fn observe(&mut self, rec: &Recorded) {
-        let Observation::Event { line } = &rec.what else { return };
-        let PeerEvent::Streams { remote, conn_id, inbound, outbound } = &line.event else { return };
-        let peak = self.peaks.entry((rec.peer.clone(), conn_id.clone())).or_default();
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
+        let PeerEvent::Streams {
+            remote,
+            conn_id,
+            inbound,
+            outbound,
+        } = &line.event
+        else {
+            return;
+        };
+        let peak = self
+            .peaks
+            .entry((rec.peer.clone(), conn_id.clone()))
+            .or_default();
         if inbound + outbound > peak.total || peak.remote.is_empty() {
-            *peak = Peak { remote: remote.clone(), total: inbound + outbound, inbound: *inbound, outbound: *outbound, at: line.ts };
+            *peak = Peak {
+                remote: remote.clone(),
+                total: inbound + outbound,
+                inbound: *inbound,
+                outbound: *outbound,
+                at: line.ts,
+            };
         }
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let limit = self.settings.max_per_connection;
-        let mut over: Vec<(&(String, String), &Peak)> = self.peaks.iter().filter(|(_, p)| p.total > limit).collect();
+        let mut over: Vec<(&(String, String), &Peak)> =
+            self.peaks.iter().filter(|(_, p)| p.total > limit).collect();
         over.sort_by_key(|(_, p)| std::cmp::Reverse(p.total));
         let highest = self.peaks.iter().max_by_key(|(_, p)| p.total);
         let describe = |(peer, conn): &(String, String), p: &Peak| {
@@ -82,13 +107,25 @@ impl Check for Streams {
         };
         let Some((key, peak)) = over.first() else {
             let summary = match highest {
-                Some((key, p)) => format!("peak over {} connection(s): {}", self.peaks.len(), describe(key, p)),
+                Some((key, p)) => format!(
+                    "peak over {} connection(s): {}",
+                    self.peaks.len(),
+                    describe(key, p)
+                ),
                 None => "no stream counts reported".into(),
             };
-            return CheckResult::passed(NAME, vec![summary, format!("limit {limit} per connection")]);
+            return CheckResult::passed(
+                NAME,
+                vec![summary, format!("limit {limit} per connection")],
+            );
         };
         let evidence = over.iter().map(|(k, p)| describe(k, p)).collect();
-        CheckResult::failed(NAME, format!("{} (limit {limit})", describe(key, peak)), evidence).at(peak.at)
+        CheckResult::failed(
+            NAME,
+            format!("{} (limit {limit})", describe(key, peak)),
+            evidence,
+        )
+        .at(peak.at)
     }
 }
 
@@ -98,8 +135,25 @@ mod tests {
     use crate::checks::testkit::{id, Kit};
     use crate::results::Status;
 
-    fn streams(kit: &Kit, ts: Micros, peer: &str, remote: &str, conn: &str, inbound: u32, outbound: u32) -> Recorded {
-        kit.event(ts, peer, PeerEvent::Streams { remote: id(remote), conn_id: conn.into(), inbound, outbound })
+    fn streams(
+        kit: &Kit,
+        ts: Micros,
+        peer: &str,
+        remote: &str,
+        conn: &str,
+        inbound: u32,
+        outbound: u32,
+    ) -> Recorded {
+        kit.event(
+            ts,
+            peer,
+            PeerEvent::Streams {
+                remote: id(remote),
+                conn_id: conn.into(),
+                inbound,
+                outbound,
+            },
+        )
     }
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
@@ -111,16 +165,27 @@ mod tests {
     #[test]
     fn few_streams_pass_and_report_the_peak() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [streams(&kit, 1, "rust-1", "go-1", "1", 2, 3), streams(&kit, 2, "rust-1", "go-1", "1", 1, 1)];
+        let ev = [
+            streams(&kit, 1, "rust-1", "go-1", "1", 2, 3),
+            streams(&kit, 2, "rust-1", "go-1", "1", 1, 1),
+        ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Passed);
-        assert!(r.evidence[0].contains("5 streams open (2 inbound, 3 outbound) on connection 1"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("5 streams open (2 inbound, 3 outbound) on connection 1"),
+            "{:?}",
+            r.evidence
+        );
     }
 
     #[test]
     fn a_leak_fails_naming_the_connection() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let ev = [streams(&kit, 1_000_000, "go-1", "rust-1", "c7", 1, 10), streams(&kit, 2_000_000, "go-1", "rust-1", "c7", 1, 90), streams(&kit, 3_000_000, "go-1", "rust-1", "c7", 1, 2)];
+        let ev = [
+            streams(&kit, 1_000_000, "go-1", "rust-1", "c7", 1, 10),
+            streams(&kit, 2_000_000, "go-1", "rust-1", "c7", 1, 90),
+            streams(&kit, 3_000_000, "go-1", "rust-1", "c7", 1, 2),
+        ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
         let msg = r.message.unwrap();

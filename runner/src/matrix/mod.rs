@@ -102,7 +102,10 @@ pub struct Implementation {
 }
 
 /// The go sub-libraries a matrix may pin, and the build script's variable for each.
-pub const GO_PINS: &[(&str, &str)] = &[("go-libp2p-pubsub", "MESHGATE_GO_PUBSUB"), ("go-yamux", "MESHGATE_GO_YAMUX")];
+pub const GO_PINS: &[(&str, &str)] = &[
+    ("go-libp2p-pubsub", "MESHGATE_GO_PUBSUB"),
+    ("go-yamux", "MESHGATE_GO_YAMUX"),
+];
 
 impl Implementation {
     /// What the build script needs besides the version: variables for the checkout and the pins.
@@ -114,7 +117,8 @@ impl Implementation {
                     env.insert("MESHGATE_RUST_PATH".into(), p.display().to_string());
                 }
                 if !self.pins.is_empty() {
-                    let pins: Vec<String> = self.pins.iter().map(|(c, v)| format!("{c}@{v}")).collect();
+                    let pins: Vec<String> =
+                        self.pins.iter().map(|(c, v)| format!("{c}@{v}")).collect();
                     env.insert("MESHGATE_RUST_PINS".into(), pins.join(" "));
                 }
             }
@@ -451,14 +455,27 @@ impl Matrix {
             for (name, version) in &imp.value.pins {
                 let known = match imp.value.language {
                     Language::Go => GO_PINS.iter().any(|(n, _)| n == name),
-                    Language::Rust => name.starts_with("libp2p") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                    Language::Rust => {
+                        name.starts_with("libp2p")
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    }
                 };
                 if !known {
                     let expected = match imp.value.language {
                         Language::Go => "go-libp2p-pubsub or go-yamux".to_owned(),
-                        Language::Rust => "a libp2p crate name (libp2p-gossipsub, libp2p-yamux, ...)".to_owned(),
+                        Language::Rust => {
+                            "a libp2p crate name (libp2p-gossipsub, libp2p-yamux, ...)".to_owned()
+                        }
                     };
-                    return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}`, expected {expected}", imp.value.name)));
+                    return Err(err(
+                        &imp.referenced,
+                        format!(
+                            "implementation `{}` pins `{name}`, expected {expected}",
+                            imp.value.name
+                        ),
+                    ));
                 }
                 if version.is_empty() || version.contains(char::is_whitespace) {
                     return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to `{version}`, expected an exact version", imp.value.name)));

@@ -159,13 +159,39 @@ fn checkouts_and_pins_become_build_variables() {
     );
     let m = Matrix::parse(&dir.path().join("m.yaml"), &yaml).unwrap();
     let env = m.implementation("go").unwrap().build_env();
-    assert_eq!(env["MESHGATE_GO_PATH"], dir.path().join("go-libp2p").display().to_string());
+    assert_eq!(
+        env["MESHGATE_GO_PATH"],
+        dir.path().join("go-libp2p").display().to_string()
+    );
     assert_eq!(env["MESHGATE_GO_PUBSUB"], "v0.13.0");
 
-    let e = Matrix::parse(&dir.path().join("m.yaml"), &yaml.replace("path: go-libp2p", "path: nowhere")).unwrap_err();
-    assert!(e.to_string().contains("is not a directory, expected a local checkout"), "{e}");
-    let e = parse(&GOOD.replace("{name: go, language: go}", "{name: go, language: go, pins: {go-mplex: v1.0.0}}")).unwrap_err();
-    assert!(e.to_string().contains("pins `go-mplex`, expected go-libp2p-pubsub or go-yamux"), "{e}");
-    let rust = parse(&GOOD.replace("{name: rust, language: rust}", "{name: rust, language: rust, pins: {libp2p-gossipsub: 0.49.0, libp2p-yamux: 0.47.0}}")).unwrap();
-    assert_eq!(rust.implementation("rust").unwrap().build_env()["MESHGATE_RUST_PINS"], "libp2p-gossipsub@0.49.0 libp2p-yamux@0.47.0");
+    let e = Matrix::parse(
+        &dir.path().join("m.yaml"),
+        &yaml.replace("path: go-libp2p", "path: nowhere"),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is not a directory, expected a local checkout"),
+        "{e}"
+    );
+    let e = parse(&GOOD.replace(
+        "{name: go, language: go}",
+        "{name: go, language: go, pins: {go-mplex: v1.0.0}}",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("pins `go-mplex`, expected go-libp2p-pubsub or go-yamux"),
+        "{e}"
+    );
+    let rust = parse(&GOOD.replace(
+        "{name: rust, language: rust}",
+        "{name: rust, language: rust, pins: {libp2p-gossipsub: 0.49.0, libp2p-yamux: 0.47.0}}",
+    ))
+    .unwrap();
+    assert_eq!(
+        rust.implementation("rust").unwrap().build_env()["MESHGATE_RUST_PINS"],
+        "libp2p-gossipsub@0.49.0 libp2p-yamux@0.47.0"
+    );
 }

@@ -20,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::BuildSpec;
 use crate::cases::Case;
-use crate::events::{now_micros, EventLine, Observation, Recorded};
 use crate::checks::Check;
+use crate::events::{now_micros, EventLine, Observation, Recorded};
 use crate::images::Recipe;
-use crate::progress::Progress;
 use crate::matrix::{Action, DialMode};
+use crate::progress::Progress;
 use crate::results::PeerReport;
 use config::{command, dial_addr, PeerConfig};
 use world::World;
@@ -233,7 +233,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 DialMode::New => "new",
             };
             for _ in 0..case.dials {
-                self.send(a, command("dial", json!({ "addr": addr, "mode": mode }))).await;
+                self.send(a, command("dial", json!({ "addr": addr, "mode": mode })))
+                    .await;
             }
         }
         let edges = case.edges.clone();
@@ -417,7 +418,10 @@ impl<'a, B: Backend> Driver<'a, B> {
     fn on_tick(&mut self) -> anyhow::Result<()> {
         self.sample_sockets();
         let peers = self.peer_reports();
-        let ctx = crate::checks::Context { case: self.case, peers: &peers };
+        let ctx = crate::checks::Context {
+            case: self.case,
+            peers: &peers,
+        };
         let now = now_micros();
         for check in &self.live {
             if self.announced.contains(&check.name()) {
@@ -458,11 +462,15 @@ impl<'a, B: Backend> Driver<'a, B> {
             return;
         }
         for i in 0..self.peers.len() {
-            let Some(pid) = self.peers[i].process.as_ref().and_then(|p| p.pid) else { continue };
+            let Some(pid) = self.peers[i].process.as_ref().and_then(|p| p.pid) else {
+                continue;
+            };
             if self.world.exited(i) {
                 continue;
             }
-            let Some(remotes) = crate::backend::sockets::established_remotes(pid) else { continue };
+            let Some(remotes) = crate::backend::sockets::established_remotes(pid) else {
+                continue;
+            };
             let established: Vec<String> = remotes.iter().map(|a| a.to_string()).collect();
             if self.sockets[i].as_ref() != Some(&established) {
                 self.sockets[i] = Some(established.clone());

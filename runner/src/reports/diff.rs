@@ -40,20 +40,27 @@ pub struct Diff {
 impl Diff {
     pub fn between(old: &RunResults, new: &RunResults) -> Self {
         let (old, new) = (verdicts(old), verdicts(new));
-        let mut d = Diff { new_failures: Vec::new(), fixed: Vec::new(), other: Vec::new() };
+        let mut d = Diff {
+            new_failures: Vec::new(),
+            fixed: Vec::new(),
+            other: Vec::new(),
+        };
         for (key @ (case, check), after) in &new {
             let before = old.get(key).copied();
             let label = format!("{case} [{check}]");
             match (before, after) {
                 (Some(b), a) if b == *a => {}
-                (_, Verdict::Failed | Verdict::Error) => d.new_failures.push(format!("{label}: {} -> {after:?}", name(before))),
+                (_, Verdict::Failed | Verdict::Error) => d
+                    .new_failures
+                    .push(format!("{label}: {} -> {after:?}", name(before))),
                 (Some(Verdict::Failed | Verdict::Error), Verdict::Passed) => d.fixed.push(label),
                 (b, a) => d.other.push(format!("{label}: {} -> {a:?}", name(b))),
             }
         }
         for key @ (case, check) in old.keys() {
             if !new.contains_key(key) {
-                d.other.push(format!("{case} [{check}]: gone from the new run"));
+                d.other
+                    .push(format!("{case} [{check}]: gone from the new run"));
             }
         }
         d
@@ -61,7 +68,11 @@ impl Diff {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (title, items) in [("new failures", &self.new_failures), ("fixed", &self.fixed), ("other changes", &self.other)] {
+        for (title, items) in [
+            ("new failures", &self.new_failures),
+            ("fixed", &self.fixed),
+            ("other changes", &self.other),
+        ] {
             out.push_str(&format!("{title}: {}\n", items.len()));
             for i in items {
                 out.push_str(&format!("  {i}\n"));

@@ -99,13 +99,21 @@ struct MarkRow {
 }
 
 pub fn render(results: &RunResults) -> anyhow::Result<String> {
-    let columns = ordered(results.cases.iter().flat_map(|c| c.checks.iter().map(|k| k.name.clone())));
+    let columns = ordered(
+        results
+            .cases
+            .iter()
+            .flat_map(|c| c.checks.iter().map(|k| k.name.clone())),
+    );
     let anchors = anchors(&results.cases);
     let mut rows = Vec::new();
     let mut sections = Vec::new();
     let mut failures = Vec::new();
     for (case, anchor) in results.cases.iter().zip(&anchors) {
-        let cells = columns.iter().map(|col| cell(case.checks.iter().find(|c| &c.name == col))).collect();
+        let cells = columns
+            .iter()
+            .map(|col| cell(case.checks.iter().find(|c| &c.name == col)))
+            .collect();
         rows.push(Row {
             anchor: anchor.clone(),
             name: case.name.clone(),
@@ -115,11 +123,22 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
             cells,
         });
         let section = section(case, anchor)?;
-        failures.extend(section.failures.iter().chain(&section.known).map(Failure::summary));
+        failures.extend(
+            section
+                .failures
+                .iter()
+                .chain(&section.known)
+                .map(Failure::summary),
+        );
         sections.push(section);
     }
     let checks: usize = results.cases.iter().map(|c| c.checks.len()).sum();
-    let failed = results.cases.iter().flat_map(|c| &c.checks).filter(|c| c.status == Status::Failed).count();
+    let failed = results
+        .cases
+        .iter()
+        .flat_map(|c| &c.checks)
+        .filter(|c| c.status == Status::Failed)
+        .count();
     let errors = results.cases.iter().filter(|c| c.error.is_some()).count();
     let page = Page {
         headline: results.headline(),
@@ -131,9 +150,15 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
         matrix: results.matrix.name.clone(),
         file: results.matrix.file.clone(),
         meshgate: results.meshgate.clone(),
-        started: humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(results.started_us.max(0) as u64)).to_string(),
+        started: humantime::format_rfc3339_seconds(
+            UNIX_EPOCH + Duration::from_micros(results.started_us.max(0) as u64),
+        )
+        .to_string(),
         duration: seconds(results.duration_ms),
-        counts: format!("{} case(s), {checks} check(s), {failed} failed, {errors} could not run", results.cases.len()),
+        counts: format!(
+            "{} case(s), {checks} check(s), {failed} failed, {errors} could not run",
+            results.cases.len()
+        ),
         span: columns.len().max(1),
         columns,
         rows,
@@ -150,14 +175,39 @@ pub fn write(results: &RunResults, path: &Path) -> anyhow::Result<()> {
 
 fn cell(check: Option<&CheckResult>) -> Cell {
     let Some(check) = check else {
-        return Cell { class: "none", text: "–", title: String::new(), link: false };
+        return Cell {
+            class: "none",
+            text: "–",
+            title: String::new(),
+            link: false,
+        };
     };
     let message = check.message.clone().unwrap_or_default();
     match (check.status, &check.known_issue) {
-        (Status::Passed, _) => Cell { class: "pass", text: "pass", title: message, link: false },
-        (Status::Failed, _) => Cell { class: "fail", text: if check.flaky { "FLAKY" } else { "FAIL" }, title: message, link: true },
-        (Status::Skipped, Some(issue)) => Cell { class: "known", text: "known", title: format!("{issue}: {message}"), link: true },
-        (Status::Skipped, None) => Cell { class: "skipped", text: "skipped", title: message, link: false },
+        (Status::Passed, _) => Cell {
+            class: "pass",
+            text: "pass",
+            title: message,
+            link: false,
+        },
+        (Status::Failed, _) => Cell {
+            class: "fail",
+            text: if check.flaky { "FLAKY" } else { "FAIL" },
+            title: message,
+            link: true,
+        },
+        (Status::Skipped, Some(issue)) => Cell {
+            class: "known",
+            text: "known",
+            title: format!("{issue}: {message}"),
+            link: true,
+        },
+        (Status::Skipped, None) => Cell {
+            class: "skipped",
+            text: "skipped",
+            title: message,
+            link: false,
+        },
     }
 }
 
@@ -168,7 +218,10 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
         case: case.name.clone(),
         check: c.name.clone(),
         message: c.message.clone().unwrap_or_default(),
-        at: c.at_us.zip(start_us).map(|(at, start)| format!("{:.1} s", (at - start) as f64 / 1e6)),
+        at: c
+            .at_us
+            .zip(start_us)
+            .map(|(at, start)| format!("{:.1} s", (at - start) as f64 / 1e6)),
         evidence: c.evidence.clone(),
         known_issue: c.known_issue.clone(),
         attempts: c
@@ -182,7 +235,13 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
             .collect::<Vec<_>>()
             .join(" "),
     };
-    let with = |status: Status| case.checks.iter().filter(|c| c.status == status).map(failure).collect::<Vec<_>>();
+    let with = |status: Status| {
+        case.checks
+            .iter()
+            .filter(|c| c.status == status)
+            .map(failure)
+            .collect::<Vec<_>>()
+    };
     let failed = case.checks.iter().any(|c| c.status == Status::Failed);
     let (verdict, badge) = if failed {
         ("fail", "FAIL")
@@ -205,7 +264,11 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
         logs: case.logs.clone(),
         error: case.error.clone(),
         stopped_early: case.stopped_early.clone(),
-        properties: case.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        properties: case
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         peers: case
             .peers
             .iter()
@@ -213,16 +276,29 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
                 name: p.name.clone(),
                 label: p.implementation_label(),
                 peer_id: p.peer_id.clone().unwrap_or_else(|| "?".into()),
-                exit: p.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "–".into()),
+                exit: p
+                    .exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "–".into()),
                 exit_bad: p.exit_code.is_some_and(|c| c != 0),
             })
             .collect(),
         failures: with(Status::Failed),
-        known: case.checks.iter().filter(|c| c.status == Status::Skipped && c.known_issue.is_some()).map(failure).collect(),
+        known: case
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Skipped && c.known_issue.is_some())
+            .map(failure)
+            .collect(),
         passed: with(Status::Passed),
         charts,
         marks: marks
-            .map(|(i, m)| MarkRow { number: i + 1, at: format!("{:.1} s", m.at_ms as f64 / 1000.0), kind: kind_name(m.kind), text: m.text.clone() })
+            .map(|(i, m)| MarkRow {
+                number: i + 1,
+                at: format!("{:.1} s", m.at_ms as f64 / 1000.0),
+                kind: kind_name(m.kind),
+                text: m.text.clone(),
+            })
             .collect(),
     })
 }
@@ -230,7 +306,10 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
 impl Failure {
     /// The line in the run's list of failures: no evidence, that is in the case's section.
     fn summary(&self) -> Failure {
-        Failure { evidence: Vec::new(), ..self.clone() }
+        Failure {
+            evidence: Vec::new(),
+            ..self.clone()
+        }
     }
 }
 
@@ -238,7 +317,11 @@ impl Failure {
 fn implementations(case: &CaseResult) -> String {
     let labels = ordered(case.peers.iter().map(|p| p.implementation_label()));
     if labels.is_empty() {
-        case.properties.get("implementations").cloned().unwrap_or_default().replace(',', " × ")
+        case.properties
+            .get("implementations")
+            .cloned()
+            .unwrap_or_default()
+            .replace(',', " × ")
     } else {
         labels.join(" × ")
     }
@@ -260,7 +343,11 @@ fn anchors(cases: &[CaseResult]) -> Vec<String> {
         .iter()
         .map(|case| {
             let mut slug = String::from("case");
-            for word in case.name.split(|c: char| !c.is_ascii_alphanumeric() && c != '.').filter(|w| !w.is_empty()) {
+            for word in case
+                .name
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+                .filter(|w| !w.is_empty())
+            {
                 slug.push('-');
                 slug.push_str(&word.to_ascii_lowercase().replace('.', "_"));
             }
@@ -345,17 +432,42 @@ fn charts(t: &Timeline) -> anyhow::Result<Vec<String>> {
         .map(|(k, per_second)| Series {
             label: k.clone(),
             // Each count is the second's total, drawn at the middle of its second.
-            points: per_second.iter().enumerate().map(|(i, n)| (i as f64 + 0.5, *n)).collect(),
+            points: per_second
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as f64 + 0.5, *n))
+                .collect(),
             peak: per_second.iter().copied().max().unwrap_or_default(),
         })
         .collect();
     let steps = |series: &std::collections::BTreeMap<String, Vec<(u64, u32)>>| {
-        series.iter().map(|(k, samples)| step_series(k, samples, span)).collect::<Vec<_>>()
+        series
+            .iter()
+            .map(|(k, samples)| step_series(k, samples, span))
+            .collect::<Vec<_>>()
     };
     Ok(vec![
-        chart("Messages delivered per second, publisher -> subscriber implementation", "messages / s", deliveries, &t.marks, span)?,
-        chart("Open connections per peer pair", "connections", steps(&t.connections), &t.marks, span)?,
-        chart("Open streams per connection", "streams", steps(&t.streams), &t.marks, span)?,
+        chart(
+            "Messages delivered per second, publisher -> subscriber implementation",
+            "messages / s",
+            deliveries,
+            &t.marks,
+            span,
+        )?,
+        chart(
+            "Open connections per peer pair",
+            "connections",
+            steps(&t.connections),
+            &t.marks,
+            span,
+        )?,
+        chart(
+            "Open streams per connection",
+            "streams",
+            steps(&t.streams),
+            &t.marks,
+            span,
+        )?,
     ])
 }
 
@@ -370,13 +482,23 @@ fn step_series(label: &str, samples: &[(u64, u32)], span: f64) -> Series {
         last = n;
     }
     points.push((span, last));
-    Series { label: label.to_owned(), points, peak: samples.iter().map(|s| s.1).max().unwrap_or_default() }
+    Series {
+        label: label.to_owned(),
+        points,
+        peak: samples.iter().map(|s| s.1).max().unwrap_or_default(),
+    }
 }
 
 /// Most series a chart draws; past that, lines are indistinguishable, so only the highest peaks are kept.
 const MAX_SERIES: usize = PALETTE.len();
 
-fn chart(title: &str, y_desc: &str, mut series: Vec<Series>, marks: &[Mark], span: f64) -> anyhow::Result<String> {
+fn chart(
+    title: &str,
+    y_desc: &str,
+    mut series: Vec<Series>,
+    marks: &[Mark],
+    span: f64,
+) -> anyhow::Result<String> {
     let total = series.len();
     if total > MAX_SERIES {
         series.sort_by(|a, b| b.peak.cmp(&a.peak).then_with(|| a.label.cmp(&b.label)));
@@ -389,7 +511,10 @@ fn chart(title: &str, y_desc: &str, mut series: Vec<Series>, marks: &[Mark], spa
         .map(|(s, c)| (format!("{} (max {})", s.label, s.peak), Some(*c)))
         .collect();
     if total > series.len() {
-        legend.push((format!("+{} more with lower peaks, not drawn", total - series.len()), None));
+        legend.push((
+            format!("+{} more with lower peaks, not drawn", total - series.len()),
+            None,
+        ));
     }
     if legend.is_empty() {
         legend.push(("no data".into(), None));
@@ -429,13 +554,23 @@ fn chart(title: &str, y_desc: &str, mut series: Vec<Series>, marks: &[Mark], spa
         // 2 px above the previous one (a band of 16 px at most), so equal lines show as a band of their colours.
         let px = (16.0 / series.len().saturating_sub(1).max(1) as f64).min(2.0);
         let lift = px * y_top / f64::from(chart.plotting_area().dim_in_pixel().1.max(1));
-        for (i, (s, colour)) in series.iter().zip(PALETTE.iter().copied().cycle()).enumerate() {
+        for (i, (s, colour)) in series
+            .iter()
+            .zip(PALETTE.iter().copied().cycle())
+            .enumerate()
+        {
             let up = lift * i as f64;
-            chart.draw_series(LineSeries::new(s.points.iter().map(|&(x, y)| (x, f64::from(y) + up)), colour.stroke_width(2)))?;
+            chart.draw_series(LineSeries::new(
+                s.points.iter().map(|&(x, y)| (x, f64::from(y) + up)),
+                colour.stroke_width(2),
+            ))?;
         }
         for m in marks {
             let x = (m.at_ms as f64 / 1000.0).min(span);
-            let ((px, top), (_, bottom)) = (chart.backend_coord(&(x, y_top)), chart.backend_coord(&(x, 0.0)));
+            let ((px, top), (_, bottom)) = (
+                chart.backend_coord(&(x, y_top)),
+                chart.backend_coord(&(x, 0.0)),
+            );
             positions.push((px, top, bottom));
         }
         draw_legend(&legend_area, &legend)?;
@@ -444,14 +579,20 @@ fn chart(title: &str, y_desc: &str, mut series: Vec<Series>, marks: &[Mark], spa
     Ok(with_marks(svg, marks, &positions))
 }
 
-fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, legend: &[(String, Option<RGBColor>)]) -> anyhow::Result<()> {
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    legend: &[(String, Option<RGBColor>)],
+) -> anyhow::Result<()> {
     let column = (WIDTH as usize - 60) / LEGEND_COLUMNS;
     let style = ("sans-serif", 15).into_font().color(&BLACK);
     for (i, (label, colour)) in legend.iter().enumerate() {
         let x = 60 + (i % LEGEND_COLUMNS * column) as i32;
         let y = 6 + (i / LEGEND_COLUMNS) as i32 * LEGEND_ROW as i32;
         if let Some(c) = colour {
-            area.draw(&PathElement::new(vec![(x, y + 7), (x + 22, y + 7)], c.stroke_width(3)))?;
+            area.draw(&PathElement::new(
+                vec![(x, y + 7), (x + 22, y + 7)],
+                c.stroke_width(3),
+            ))?;
         }
         area.draw(&Text::new(label.clone(), (x + 28, y), style.clone()))?;
     }
@@ -530,22 +671,49 @@ mod tests {
         let t = Timeline {
             start_us: 1_000_000_000,
             end_us: 1_006_000_000,
-            deliveries: BTreeMap::from([("rust -> go".into(), vec![0, 4, 4, 1, 0, 0]), ("go -> rust".into(), vec![0, 4, 2, 0, 0, 0])]),
-            connections: BTreeMap::from([("rust-1 -> go-1".into(), vec![(300, 1), (310, 2), (5000, 0)])]),
-            streams: BTreeMap::from([("rust-1 #1 -> go-1".into(), vec![(320, 2), (900, 3), (5000, 0)])]),
+            deliveries: BTreeMap::from([
+                ("rust -> go".into(), vec![0, 4, 4, 1, 0, 0]),
+                ("go -> rust".into(), vec![0, 4, 2, 0, 0, 0]),
+            ]),
+            connections: BTreeMap::from([(
+                "rust-1 -> go-1".into(),
+                vec![(300, 1), (310, 2), (5000, 0)],
+            )]),
+            streams: BTreeMap::from([(
+                "rust-1 #1 -> go-1".into(),
+                vec![(320, 2), (900, 3), (5000, 0)],
+            )]),
             marks: vec![
-                Mark { at_ms: 1200, kind: MarkKind::Incident, text: "go-1: {\"cmd\":\"unsubscribe\"}".into() },
-                Mark { at_ms: 2000, kind: MarkKind::Identify, text: "go-1 now advertises to rust-1: -/meshsub/1.1.0".into() },
-                Mark { at_ms: 2500, kind: MarkKind::Failure, text: "delivery: go-1 missed 3 <b>messages</b>".into() },
+                Mark {
+                    at_ms: 1200,
+                    kind: MarkKind::Incident,
+                    text: "go-1: {\"cmd\":\"unsubscribe\"}".into(),
+                },
+                Mark {
+                    at_ms: 2000,
+                    kind: MarkKind::Identify,
+                    text: "go-1 now advertises to rust-1: -/meshsub/1.1.0".into(),
+                },
+                Mark {
+                    at_ms: 2500,
+                    kind: MarkKind::Failure,
+                    text: "delivery: go-1 missed 3 <b>messages</b>".into(),
+                },
             ],
         };
-        let mut properties = BTreeMap::from([("implementations".to_string(), "rust,go".to_string())]);
+        let mut properties =
+            BTreeMap::from([("implementations".to_string(), "rust,go".to_string())]);
         properties.insert("transport".into(), "tcp".into());
         properties.insert("security".into(), "noise".into());
         properties.insert("muxer".into(), "yamux".into());
         let peers = vec![
             peer("rust-1", "rust", "rust-libp2p", ("libp2p", "0.57.1")),
-            peer("go-1", "go", "go-libp2p", ("github.com/libp2p/go-libp2p", "v0.51.0")),
+            peer(
+                "go-1",
+                "go",
+                "go-libp2p",
+                ("github.com/libp2p/go-libp2p", "v0.51.0"),
+            ),
         ];
         let failing = CaseResult {
             name: "rust x go / tcp+noise+yamux / pair".into(),
@@ -557,11 +725,17 @@ mod tests {
                 CheckResult::failed(
                     "delivery",
                     "go-1 (go-libp2p v0.51.0) missed 3 of 8 messages from rust-1".into(),
-                    vec!["go-1 stderr: <script>alert(1)</script>".into(), "missed: rust-1/meshgate/5".into()],
+                    vec![
+                        "go-1 stderr: <script>alert(1)</script>".into(),
+                        "missed: rust-1/meshgate/5".into(),
+                    ],
                 )
                 .at(1_002_500_000),
-                CheckResult { known_issue: Some("rust-libp2p#6047".into()), ..CheckResult::failed("streams", "expected".into(), vec![]) }
-                    .skipped(),
+                CheckResult {
+                    known_issue: Some("rust-libp2p#6047".into()),
+                    ..CheckResult::failed("streams", "expected".into(), vec![])
+                }
+                .skipped(),
             ],
             error: None,
             duration_ms: 6000,
@@ -571,13 +745,19 @@ mod tests {
         };
         let passing = CaseResult {
             name: "rust x go / quic-v1 / pair".into(),
-            checks: vec![CheckResult::passed("connections", vec![]), CheckResult::passed("delivery", vec![])],
+            checks: vec![
+                CheckResult::passed("connections", vec![]),
+                CheckResult::passed("delivery", vec![]),
+            ],
             timeline: None,
             ..failing.clone()
         };
         RunResults {
             meshgate: "0.1.0".into(),
-            matrix: MatrixRef { name: "unit".into(), file: "matrices/unit.yaml".into() },
+            matrix: MatrixRef {
+                name: "unit".into(),
+                file: "matrices/unit.yaml".into(),
+            },
             started_us: 1_000_000_000,
             duration_ms: 12_000,
             cases: vec![passing, failing],
@@ -597,10 +777,19 @@ mod tests {
         assert!(html.contains(&failing_run().headline()), "headline missing");
         let anchor = "case-rust-x-go-tcp-noise-yamux-pair";
         assert!(html.contains(&format!("id=\"{anchor}\"")), "no anchor");
-        assert!(html.contains(&format!("<a href=\"#{anchor}\">FAIL</a>")), "FAIL cell does not link to the section");
-        assert!(html.contains(&format!("<tr class=\"failure\" id=\"{anchor}-delivery\">")), "no failure row");
+        assert!(
+            html.contains(&format!("<a href=\"#{anchor}\">FAIL</a>")),
+            "FAIL cell does not link to the section"
+        );
+        assert!(
+            html.contains(&format!("<tr class=\"failure\" id=\"{anchor}-delivery\">")),
+            "no failure row"
+        );
         assert!(html.contains("go-1 (go-libp2p v0.51.0) missed 3 of 8 messages from rust-1"));
-        assert!(html.contains("rust-libp2p 0.57.1 × go-libp2p v0.51.0"), "implementations with versions");
+        assert!(
+            html.contains("rust-libp2p 0.57.1 × go-libp2p v0.51.0"),
+            "implementations with versions"
+        );
         assert!(html.contains(">known</a>"), "known issue cell");
         // Three charts, each with the three marks and their tooltips.
         assert_eq!(html.matches("<svg").count(), 3);
@@ -610,17 +799,32 @@ mod tests {
         assert!(html.contains("<title>3 at 2.5 s, failure: delivery: go-1 missed 3 &lt;b&gt;messages&lt;/b&gt;</title>"));
         // Axis labels and legends are text, without fonts.
         assert!(html.contains("seconds since the case started"));
-        assert!(html.contains("rust -&gt; go (max 4)"), "legend of deliveries");
-        assert!(html.contains("rust-1 -&gt; go-1 (max 2)"), "legend of connections");
-        assert!(html.contains("rust-1 #1 -&gt; go-1 (max 3)"), "legend of streams");
+        assert!(
+            html.contains("rust -&gt; go (max 4)"),
+            "legend of deliveries"
+        );
+        assert!(
+            html.contains("rust-1 -&gt; go-1 (max 2)"),
+            "legend of connections"
+        );
+        assert!(
+            html.contains("rust-1 #1 -&gt; go-1 (max 3)"),
+            "legend of streams"
+        );
         Ok(())
     }
 
     #[test]
     fn peer_output_is_escaped() -> anyhow::Result<()> {
         let html = render(&failing_run())?;
-        assert!(!html.contains("<script>"), "peer output reached the page as markup");
-        assert!(html.contains("go-1 stderr: &#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+        assert!(
+            !html.contains("<script>"),
+            "peer output reached the page as markup"
+        );
+        assert!(
+            html.contains("go-1 stderr: &#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
         Ok(())
     }
 
@@ -630,7 +834,10 @@ mod tests {
         run.cases[0].checks.clear();
         run.cases[0].error = Some("image build failed\nlast compiler lines".into());
         let html = render(&run)?;
-        assert!(html.contains("<td class=\"error\" colspan=\"3\">"), "{html}");
+        assert!(
+            html.contains("<td class=\"error\" colspan=\"3\">"),
+            "{html}"
+        );
         assert!(html.contains("No time line: the case did not run."));
         Ok(())
     }
@@ -641,8 +848,14 @@ mod tests {
         let delivery = &mut run.cases[1].checks[1];
         delivery.flaky = true;
         delivery.attempts = vec![
-            Attempt { status: Status::Passed, message: None },
-            Attempt { status: Status::Failed, message: delivery.message.clone() },
+            Attempt {
+                status: Status::Passed,
+                message: None,
+            },
+            Attempt {
+                status: Status::Failed,
+                message: delivery.message.clone(),
+            },
         ];
         let html = render(&run)?;
         assert!(html.contains(">FLAKY</a>"));
@@ -653,7 +866,10 @@ mod tests {
     #[test]
     fn step_series_hold_until_the_next_change() {
         let s = step_series("a", &[(1000, 1), (2500, 3)], 4.0);
-        assert_eq!(s.points, vec![(0.0, 0), (1.0, 0), (1.0, 1), (2.5, 1), (2.5, 3), (4.0, 3)]);
+        assert_eq!(
+            s.points,
+            vec![(0.0, 0), (1.0, 0), (1.0, 1), (2.5, 1), (2.5, 3), (4.0, 3)]
+        );
         assert_eq!(s.peak, 3);
     }
 
@@ -662,6 +878,12 @@ mod tests {
         let mut run = failing_run();
         run.cases[0].name = run.cases[1].name.replace('+', " ");
         let a = anchors(&run.cases);
-        assert_eq!(a, vec!["case-rust-x-go-tcp-noise-yamux-pair", "case-rust-x-go-tcp-noise-yamux-pair-2"]);
+        assert_eq!(
+            a,
+            vec![
+                "case-rust-x-go-tcp-noise-yamux-pair",
+                "case-rust-x-go-tcp-noise-yamux-pair-2"
+            ]
+        );
     }
 }

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use quick_junit::{FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{
+    FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 
 use crate::results::{RunResults, Status};
 
@@ -44,11 +46,22 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
                 Status::Failed => {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     s.set_message(check.message.clone().unwrap_or_default())
-                        .set_type(if check.flaky { "flaky".to_owned() } else { check.name.clone() })
+                        .set_type(if check.flaky {
+                            "flaky".to_owned()
+                        } else {
+                            check.name.clone()
+                        })
                         .set_description(check.evidence.join("\n"));
                     // The other attempts: flaky runs when the verdicts disagreed, reruns when every one failed.
-                    s.set_rerun_kind(if check.flaky { FlakyOrRerun::Flaky } else { FlakyOrRerun::Rerun });
-                    let first_failed = check.attempts.iter().position(|a| a.status == Status::Failed);
+                    s.set_rerun_kind(if check.flaky {
+                        FlakyOrRerun::Flaky
+                    } else {
+                        FlakyOrRerun::Rerun
+                    });
+                    let first_failed = check
+                        .attempts
+                        .iter()
+                        .position(|a| a.status == Status::Failed);
                     for (i, a) in check.attempts.iter().enumerate() {
                         if a.status == Status::Failed && Some(i) != first_failed {
                             let mut rerun = TestRerun::new(NonSuccessKind::Failure);
@@ -95,7 +108,12 @@ mod tests {
     fn flaky_checks_carry_flaky_runs_and_known_issues_are_skips() {
         let pass = || CheckResult::passed("delivery", vec![]);
         let fail = |m: &str| CheckResult::failed("delivery", m.into(), vec![]);
-        let flaky = CaseResult::merge_attempts(vec![case(vec![fail("first")]), case(vec![pass()]), case(vec![fail("third")])]).unwrap();
+        let flaky = CaseResult::merge_attempts(vec![
+            case(vec![fail("first")]),
+            case(vec![pass()]),
+            case(vec![fail("third")]),
+        ])
+        .unwrap();
         let mut known = case(vec![CheckResult {
             status: Status::Skipped,
             message: Some("known issue rust-libp2p#6047: go-1 missed".into()),
@@ -105,21 +123,39 @@ mod tests {
         known.name = "other".into();
         let results = RunResults {
             meshgate: "0".into(),
-            matrix: MatrixRef { name: "m".into(), file: "m.yaml".into() },
+            matrix: MatrixRef {
+                name: "m".into(),
+                file: "m.yaml".into(),
+            },
             started_us: 0,
             duration_ms: 1,
             cases: vec![flaky, known],
         };
         let xml = render(&results).unwrap();
         let doc = roxmltree::Document::parse(&xml).unwrap();
-        let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+        let failure = doc
+            .descendants()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap();
         assert_eq!(failure.attribute("type"), Some("flaky"));
-        assert!(failure.attribute("message").unwrap().starts_with("flaky: failed in 2 of 3 attempts; first"));
-        let reruns: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("flakyFailure")).collect();
+        assert!(failure
+            .attribute("message")
+            .unwrap()
+            .starts_with("flaky: failed in 2 of 3 attempts; first"));
+        let reruns: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("flakyFailure"))
+            .collect();
         assert_eq!(reruns.len(), 1, "{xml}");
         assert_eq!(reruns[0].attribute("message"), Some("third"));
-        let skipped = doc.descendants().find(|n| n.has_tag_name("skipped")).unwrap();
-        assert!(skipped.attribute("message").unwrap().contains("rust-libp2p#6047"));
+        let skipped = doc
+            .descendants()
+            .find(|n| n.has_tag_name("skipped"))
+            .unwrap();
+        assert!(skipped
+            .attribute("message")
+            .unwrap()
+            .contains("rust-libp2p#6047"));
         assert_eq!(doc.root_element().attribute("failures"), Some("1"));
         assert_eq!(doc.root_element().attribute("skipped"), Some("1"));
     }

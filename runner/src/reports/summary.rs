@@ -41,7 +41,11 @@ impl Cell {
         if self.failed > 0 {
             parts.push(format!("**fail {}**", self.failed));
         }
-        for (n, label) in [(self.passed, "pass"), (self.known, "known"), (self.skipped, "skipped")] {
+        for (n, label) in [
+            (self.passed, "pass"),
+            (self.known, "known"),
+            (self.skipped, "skipped"),
+        ] {
             if n > 0 {
                 parts.push(format!("{label} {n}"));
             }
@@ -52,7 +56,11 @@ impl Cell {
 
 /// The row and column of a case: its first and second implementation (`rust-0.56`, `go-v0.41.1`).
 fn axes(case: &CaseResult) -> (String, String) {
-    let imps = case.properties.get("implementations").cloned().unwrap_or_default();
+    let imps = case
+        .properties
+        .get("implementations")
+        .cloned()
+        .unwrap_or_default();
     let mut it = imps.split(',');
     let row = it.next().unwrap_or("?").to_owned();
     let col = it.next().unwrap_or("(alone)").to_owned();
@@ -70,8 +78,19 @@ fn stack(case: &CaseResult) -> String {
 
 pub fn render(results: &RunResults) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# meshgate {}: {}\n", results.matrix.name, results.headline());
-    let _ = writeln!(out, "{} case(s) from `{}` in {:.0} s.\n", results.cases.len(), results.matrix.file, results.duration_ms as f64 / 1000.0);
+    let _ = writeln!(
+        out,
+        "# meshgate {}: {}\n",
+        results.matrix.name,
+        results.headline()
+    );
+    let _ = writeln!(
+        out,
+        "{} case(s) from `{}` in {:.0} s.\n",
+        results.cases.len(),
+        results.matrix.file,
+        results.duration_ms as f64 / 1000.0
+    );
 
     let mut stacks: BTreeMap<String, Vec<&CaseResult>> = BTreeMap::new();
     for case in &results.cases {
@@ -88,8 +107,15 @@ pub fn render(results: &RunResults) -> String {
         let _ = writeln!(out, "| | {} |", cols.join(" | "));
         let _ = writeln!(out, "|---|{}", "---|".repeat(cols.len()));
         for row in &rows {
-            let line: Vec<String> =
-                cols.iter().map(|col| cells.get(&(row.clone(), col.clone())).map(Cell::render).unwrap_or_default()).collect();
+            let line: Vec<String> = cols
+                .iter()
+                .map(|col| {
+                    cells
+                        .get(&(row.clone(), col.clone()))
+                        .map(Cell::render)
+                        .unwrap_or_default()
+                })
+                .collect();
             let _ = writeln!(out, "| **{row}** | {} |", line.join(" | "));
         }
         let _ = writeln!(out);
@@ -99,12 +125,22 @@ pub fn render(results: &RunResults) -> String {
         .cases
         .iter()
         .flat_map(|case| {
-            let error = case.error.iter().map(move |e| format!("- **{}**: could not run: {}", case.name, first_line(e)));
+            let error = case
+                .error
+                .iter()
+                .map(move |e| format!("- **{}**: could not run: {}", case.name, first_line(e)));
             let failed = case
                 .checks
                 .iter()
                 .filter(|c| c.status == Status::Failed)
-                .map(move |c| format!("- **{}** `{}`: {}", case.name, c.name, c.message.as_deref().unwrap_or("failed")));
+                .map(move |c| {
+                    format!(
+                        "- **{}** `{}`: {}",
+                        case.name,
+                        c.name,
+                        c.message.as_deref().unwrap_or("failed")
+                    )
+                });
             error.chain(failed)
         })
         .collect();
@@ -118,7 +154,14 @@ pub fn render(results: &RunResults) -> String {
             case.checks
                 .iter()
                 .filter(|c| c.status == Status::Skipped && c.known_issue.is_some())
-                .map(move |c| format!("- **{}** `{}`: {}", case.name, c.name, c.message.as_deref().unwrap_or_default()))
+                .map(move |c| {
+                    format!(
+                        "- **{}** `{}`: {}",
+                        case.name,
+                        c.name,
+                        c.message.as_deref().unwrap_or_default()
+                    )
+                })
         })
         .collect();
     if !known.is_empty() {
