@@ -129,6 +129,8 @@ pub enum Observation {
     Exited { code: Option<i64>, expected: bool },
     /// The runner killed the peer.
     Killed { reason: String },
+    /// The runner did something to the peer from outside (an incident that is not a command).
+    Incident { what: String },
     /// The kernel's established TCP connections of the peer's process (remote `ip:port`, sorted), sampled by the
     /// runner; recorded when they change.
     Sockets { established: Vec<String> },

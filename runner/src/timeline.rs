@@ -149,6 +149,13 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
                     text: format!("{}: {json}", rec.peer),
                 });
             }
+            Observation::Incident { what } => {
+                t.marks.push(Mark {
+                    at_ms: ms(rec.at),
+                    kind: MarkKind::Incident,
+                    text: format!("{}: {what}", rec.peer),
+                });
+            }
             Observation::Exited {
                 code,
                 expected: false,

@@ -560,3 +560,24 @@ fn a_local_rust_libp2p_checkout_is_built_and_its_change_is_seen_by_the_go_peer()
         "the go peer sees the checkout's protocols"
     );
 }
+
+#[test]
+fn a_subscriber_cut_off_from_the_network_fails_delivery_with_the_moment_it_stopped() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("runner/tests/matrices/cut-off.yaml", out.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).expect("a failure");
+    assert_eq!(failure.parent().unwrap().attribute("name"), Some("delivery"));
+    let message = failure.attribute("message").unwrap();
+    assert!(
+        message.starts_with("rust-2 (rust-libp2p 0.57.") && message.contains(") stopped receiving at ") && message.contains("while publishing went on"),
+        "the cut-off subscriber leads the message: {message}"
+    );
+    // The moment is on the time line, with the incident that caused it.
+    let results = results_of(out.path());
+    let marks = results["cases"][0]["timeline"]["marks"].as_array().unwrap();
+    assert!(marks.iter().any(|m| m["kind"] == "incident" && m["text"].as_str().unwrap().contains("rust-2: cut off")), "{marks:?}");
+    assert!(marks.iter().any(|m| m["kind"] == "failure"), "{marks:?}");
+}

@@ -294,6 +294,14 @@ impl Backend for LocalBackend {
         })
     }
 
+    async fn isolate(&self, _case: usize, id: &str) -> anyhow::Result<()> {
+        if !self.netns {
+            anyhow::bail!("peers on loopback cannot be cut off from each other: cutting a peer off needs network namespaces (root)");
+        }
+        // The peer's namespace is named by its id; its only link to the others is eth0.
+        netns::link_down(id).await
+    }
+
     async fn kill(&self, id: &str) {
         if let Some(r) = self.peers.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
             r.kill.cancel();

@@ -294,7 +294,8 @@ impl Check for Connections {
                 .values()
                 .filter(|e| self.last - e.since > self.settle_us()),
         );
-        excesses.sort_by_key(|e| e.since);
+        // The peer that dialed the extra connections leads: it caused them (the other side only accepted).
+        excesses.sort_by_key(|e| (!e.conns.iter().any(|c| c.direction == Direction::Outbound), e.since));
         let pairs = self.pairs.len();
         let total: usize = self.pairs.values().map(Vec::len).sum();
         let mut misreports: Vec<&Misreport> = self.misreports.iter().collect();

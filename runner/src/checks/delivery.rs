@@ -18,14 +18,23 @@ pub struct Settings {
     /// A message delivered later than this after its publication counts as missed.
     #[serde(default = "default_deadline", with = "humantime_serde")]
     pub deadline: Duration,
+    /// A subscriber that receives nothing for this long while messages for it are published has stopped
+    /// receiving (said so, with the moment), rather than missed a few.
+    #[serde(default = "default_gap", with = "humantime_serde")]
+    pub gap: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             deadline: default_deadline(),
+            gap: default_gap(),
         }
     }
+}
+
+fn default_gap() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_deadline() -> Duration {
@@ -51,6 +60,7 @@ struct Publication {
 
 pub struct Delivery {
     deadline_us: Micros,
+    gap_us: Micros,
     /// By message id, in publication order.
     publications: Vec<(String, Publication)>,
     publish_errors: BTreeMap<String, Vec<String>>,
@@ -63,6 +73,7 @@ impl Delivery {
     pub fn new(settings: Settings) -> Self {
         Self {
             deadline_us: settings.deadline.as_micros() as Micros,
+            gap_us: settings.gap.as_micros() as Micros,
             publications: Vec::new(),
             publish_errors: BTreeMap::new(),
             received: BTreeMap::new(),
@@ -157,8 +168,12 @@ impl Check for Delivery {
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
-        let mut evidence = Vec::new();
+        let implementation = |name: &str| {
+            ctx.case.peers.iter().find(|p| p.name == name).map(|p| p.implementation.clone()).unwrap_or_default()
+        };
         let mut latencies = Vec::new();
+        // (publisher implementation, subscriber implementation) -> (delivered latencies, expected).
+        let mut pairs: BTreeMap<(String, String), (Vec<Micros>, usize)> = BTreeMap::new();
         let mut misses: BTreeMap<&str, Miss> = BTreeMap::new();
         let mut unpublished = Vec::new();
         for (id, p) in &self.publications {
@@ -166,38 +181,39 @@ impl Check for Delivery {
                 unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
                 continue;
             };
-            for sub in ctx
-                .case
-                .subscribers(&p.topic)
-                .filter(|s| s.name != p.publisher)
-            {
-                let miss = misses.entry(&sub.name).or_insert_with(|| Miss {
-                    subscriber: &sub.name,
-                    missed: vec![],
-                    expected: 0,
-                });
+            for sub in ctx.case.subscribers(&p.topic).filter(|s| s.name != p.publisher) {
+                let miss = misses.entry(&sub.name).or_insert_with(|| Miss { subscriber: &sub.name, missed: vec![], expected: 0 });
                 miss.expected += 1;
+                let pair = pairs.entry((implementation(&p.publisher), implementation(&sub.name))).or_default();
+                pair.1 += 1;
                 match self.received.get(&(sub.name.clone(), id.clone())) {
                     Some(&at) if at - published <= self.deadline_us => {
-                        latencies.push(at - published)
+                        latencies.push(at - published);
+                        pair.0.push(at - published);
                     }
-                    _ => miss
-                        .missed
-                        .push((p.publisher.as_str(), id.as_str(), published)),
+                    _ => miss.missed.push((p.publisher.as_str(), id.as_str(), published)),
                 }
             }
         }
         misses.retain(|_, m| !m.missed.is_empty());
-        let expected: usize =
-            latencies.len() + misses.values().map(|m| m.missed.len()).sum::<usize>();
+        let expected: usize = pairs.values().map(|(_, n)| n).sum();
         latencies.sort_unstable();
-        evidence.push(format!(
+        let mut evidence = vec![format!(
             "{} message(s) published, {} of {expected} deliveries within {} ms; latency {}",
             self.publications.len() - unpublished.len(),
             latencies.len(),
             self.deadline_us / 1000,
             latency_summary(&latencies)
-        ));
+        )];
+        for ((from, to), (delivered, n)) in &mut pairs {
+            delivered.sort_unstable();
+            evidence.push(format!(
+                "  {from} -> {to}: {} of {n} delivered ({:.1}%), latency {}",
+                delivered.len(),
+                100.0 * delivered.len() as f64 / (*n).max(1) as f64,
+                latency_summary(delivered)
+            ));
+        }
 
         if misses.is_empty() && unpublished.is_empty() {
             return CheckResult::passed(NAME, evidence);
@@ -205,50 +221,47 @@ impl Check for Delivery {
 
         let mut headline = Vec::new();
         for (publisher, id, at) in &unpublished {
-            let errors = self
-                .publish_errors
-                .get(*publisher)
-                .map(|e| e.join("; "))
-                .unwrap_or_else(|| "no `published` event".into());
-            evidence.push(format!(
-                "{} could not publish {id} (asked at {}): {errors}",
-                ctx.describe(publisher),
-                clock(*at)
-            ));
+            let errors =
+                self.publish_errors.get(*publisher).map(|e| e.join("; ")).unwrap_or_else(|| "no `published` event".into());
+            evidence.push(format!("{} could not publish {id} (asked at {}): {errors}", ctx.describe(publisher), clock(*at)));
         }
         if !unpublished.is_empty() {
-            headline.push(format!(
-                "{} message(s) could not be published",
-                unpublished.len()
-            ));
+            headline.push(format!("{} message(s) could not be published", unpublished.len()));
         }
-        for m in misses.values() {
+        // The subscriber that missed most leads: the others often only missed what it could no longer send.
+        let mut misses: Vec<&Miss> = misses.values().collect();
+        misses.sort_by_key(|m| std::cmp::Reverse(m.missed.len()));
+        for m in misses.iter().copied() {
             let publishers: BTreeSet<&str> = m.missed.iter().map(|(p, _, _)| *p).collect();
             let (_, first_id, first_at) = m.missed[0];
-            let stopped = match self.last_delivery.get(m.subscriber) {
-                Some(t) => format!("last delivery at {}", clock(*t)),
-                None => "received nothing".into(),
+            let last = self.last_delivery.get(m.subscriber).copied();
+            let from = publishers.iter().map(|p| ctx.describe(p)).collect::<Vec<_>>().join(", ");
+            // A gap: the messages missed after the last delivery span longer than the gap threshold.
+            let after: Vec<Micros> = m.missed.iter().map(|(_, _, t)| *t).filter(|t| last.is_none_or(|l| *t > l)).collect();
+            let span = match (after.first(), after.last()) {
+                (Some(a), Some(b)) => b - a,
+                _ => 0,
             };
-            headline.push(format!(
-                "{} missed {} of {} messages from {}; {stopped}",
-                ctx.describe(m.subscriber),
-                m.missed.len(),
-                m.expected,
-                publishers
-                    .iter()
-                    .map(|p| ctx.describe(p))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            if span >= self.gap_us {
+                let since = last.map(|t| format!("at {}", clock(t))).unwrap_or_else(|| "from the start".into());
+                headline.push(format!(
+                    "{} stopped receiving {since} while publishing went on: missed {} of {} messages from {from}",
+                    ctx.describe(m.subscriber),
+                    m.missed.len(),
+                    m.expected
+                ));
+            } else {
+                let stopped = match last {
+                    Some(t) => format!("last delivery at {}", clock(t)),
+                    None => "received nothing".into(),
+                };
+                headline.push(format!("{} missed {} of {} messages from {from}; {stopped}", ctx.describe(m.subscriber), m.missed.len(), m.expected));
+            }
             evidence.push(format!(
-                "{} {stopped}, first missed {first_id} published at {}; missed: {}",
+                "{} first missed {first_id} published at {}; missed: {}",
                 m.subscriber,
                 clock(first_at),
-                m.missed
-                    .iter()
-                    .map(|(_, id, _)| *id)
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                m.missed.iter().map(|(_, id, _)| *id).collect::<Vec<_>>().join(" ")
             ));
             for publisher in publishers {
                 let n = m.missed.iter().filter(|(p, _, _)| *p == publisher).count();
@@ -256,11 +269,7 @@ impl Check for Delivery {
             }
         }
         // The failure's moment: the first message that did not arrive.
-        let first = misses
-            .values()
-            .map(|m| m.missed[0].2)
-            .chain(unpublished.iter().map(|u| u.2))
-            .min();
+        let first = misses.iter().map(|m| m.missed[0].2).chain(unpublished.iter().map(|u| u.2)).min();
         let result = CheckResult::failed(NAME, headline.join("; "), evidence);
         match first {
             Some(t) => result.at(t),
@@ -330,12 +339,51 @@ mod tests {
         let msg = r.message.unwrap();
         assert!(
             msg.starts_with(
-                "go-2 (go-libp2p v0.51.0) missed 2 of 4 messages from rust-1 (rust-libp2p 0.57.1)"
+                "go-2 (go-libp2p v0.51.0) stopped receiving at 00:00:02.005 while publishing went on: missed 2 of 4 messages from rust-1 (rust-libp2p 0.57.1)"
             ),
             "{msg}"
         );
-        assert!(msg.contains("last delivery at 00:00:02.005"), "{msg}");
         assert!(!msg.contains("go-1 "), "{msg}");
+    }
+
+    #[test]
+    fn a_subscriber_cut_off_is_said_to_have_stopped_with_the_moment() {
+        let kit = Kit::new(&["rust-1", "rust-2", "go-1"]);
+        let mut ev = Vec::new();
+        for i in 0..6 {
+            let t = 1_000_000 * (i + 1);
+            let id = format!("go-1/{i}");
+            ev.extend(kit.publish(t, "go-1", &id));
+            ev.push(kit.message(t + 2_000, "rust-1", "go-1", &id, t));
+            if i < 2 {
+                ev.push(kit.message(t + 3_000, "rust-2", "go-1", &id, t));
+            }
+        }
+        let r = run(&ev, &kit);
+        let msg = r.message.unwrap();
+        assert!(
+            msg.starts_with("rust-2 (rust-libp2p 0.57.1) stopped receiving at 00:00:02.003 while publishing went on: missed 4 of 6 messages from go-1"),
+            "{msg}"
+        );
+        assert_eq!(r.at_us, Some(3_000_100), "the publication of the first message it missed");
+        assert!(r.evidence.contains(&"  go -> rust: 8 of 12 delivered (66.7%), latency p50 1.9 ms, p99 2.9 ms, max 2.9 ms".to_string()), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn scattered_losses_are_misses_not_a_stop() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = Vec::new();
+        for i in 0..6 {
+            let t = 1_000_000 * (i + 1);
+            let id = format!("rust-1/{i}");
+            ev.extend(kit.publish(t, "rust-1", &id));
+            if i != 1 && i != 3 {
+                ev.push(kit.message(t + 5_000, "go-1", "rust-1", &id, t));
+            }
+        }
+        let msg = run(&ev, &kit).message.unwrap();
+        assert!(msg.starts_with("go-1 (go-libp2p v0.51.0) missed 2 of 6 messages from rust-1"), "{msg}");
+        assert!(msg.ends_with("last delivery at 00:00:06.005"), "{msg}");
     }
 
     #[test]

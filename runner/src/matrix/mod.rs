@@ -343,6 +343,10 @@ pub enum Action {
     Unsubscribe(String),
     /// Close connections to one peer (by name) or to all (`all`).
     Disconnect(String),
+    /// Cut the peer off from the network (its container's network link goes away); it runs on, unreachable.
+    CutOff,
+    /// Open streams to another peer and never close them.
+    OpenStreams { to: String, count: u32 },
 }
 
 mod defaults {
@@ -554,6 +558,11 @@ impl Matrix {
                             peer_names.join(", ")
                         ),
                     ));
+                }
+                if let Action::OpenStreams { to, .. } = &inc.value.action {
+                    if !peer_names.contains(to) {
+                        return Err(err(&inc.referenced, format!("incident opens streams to `{to}`, expected one of: {}", peer_names.join(", "))));
+                    }
                 }
                 if let Action::Disconnect(target) = &inc.value.action {
                     if target != "all" && !peer_names.contains(target) {

@@ -334,20 +334,22 @@ impl<'a, B: Backend> Driver<'a, B> {
                         .iter()
                         .position(|p| p.name == inc.peer)
                         .expect("validated");
+                    let index_of = |name: &str| case.peers.iter().position(|p| p.name == name).expect("validated");
                     let cmd = match &inc.action {
-                        Action::Unsubscribe(topic) => {
-                            command("unsubscribe", json!({ "topic": topic }))
-                        }
-                        Action::Disconnect(target) if target == "all" => {
-                            command("disconnect", json!({}))
-                        }
+                        Action::Unsubscribe(topic) => command("unsubscribe", json!({ "topic": topic })),
+                        Action::Disconnect(target) if target == "all" => command("disconnect", json!({})),
                         Action::Disconnect(target) => {
-                            let idx = case
-                                .peers
-                                .iter()
-                                .position(|p| &p.name == target)
-                                .expect("validated");
-                            command("disconnect", json!({ "peer": self.world.peer_id(idx) }))
+                            command("disconnect", json!({ "peer": self.world.peer_id(index_of(target)) }))
+                        }
+                        Action::OpenStreams { to, count } => {
+                            command("open_streams", json!({ "peer": self.world.peer_id(index_of(to)), "count": count }))
+                        }
+                        Action::CutOff => {
+                            // Not a command to the peer: the backend pulls its cable.
+                            self.observe(peer, Observation::Incident { what: "cut off from the network".into() });
+                            let id = self.peers[peer].process.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                            self.backend.isolate(self.case_index, &id).await?;
+                            continue;
                         }
                     };
                     self.send(peer, cmd).await;
