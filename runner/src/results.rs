@@ -87,6 +87,9 @@ pub struct CheckResult {
     pub message: Option<String>,
     /// What a maintainer needs to see why, one line each.
     pub evidence: Vec<String>,
+    /// The peers the failure is about (names in the case), first the one that failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub involved: Vec<String>,
     /// When the failure happened (Unix microseconds), for time lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_us: Option<Micros>,
@@ -111,6 +114,17 @@ pub struct Attempt {
 }
 
 impl CheckResult {
+    /// Names the peers the failure is about.
+    pub fn involving<S: Into<String>>(mut self, peers: impl IntoIterator<Item = S>) -> Self {
+        for p in peers {
+            let p = p.into();
+            if !self.involved.contains(&p) {
+                self.involved.push(p);
+            }
+        }
+        self
+    }
+
     /// Sets the moment of the failure.
     pub fn at(mut self, at_us: Micros) -> Self {
         self.at_us = Some(at_us);
@@ -123,6 +137,7 @@ impl CheckResult {
             status: Status::Passed,
             message: None,
             evidence,
+            involved: Vec::new(),
             at_us: None,
             known_issue: None,
             attempts: Vec::new(),
@@ -135,6 +150,7 @@ impl CheckResult {
             status: Status::Failed,
             message: Some(message),
             evidence,
+            involved: Vec::new(),
             at_us: None,
             known_issue: None,
             attempts: Vec::new(),

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, NetworkDisconnectRequest};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
@@ -283,8 +285,14 @@ impl Backend for DockerBackend {
 
     async fn isolate(&self, case: usize, id: &str) -> anyhow::Result<()> {
         let network = self.network_name(case);
-        let req = NetworkDisconnectRequest { container: id.to_owned(), force: Some(true) };
-        self.api.disconnect_network(&network, req).await.with_context(|| format!("cannot disconnect {id} from {network}"))
+        let req = NetworkDisconnectRequest {
+            container: id.to_owned(),
+            force: Some(true),
+        };
+        self.api
+            .disconnect_network(&network, req)
+            .await
+            .with_context(|| format!("cannot disconnect {id} from {network}"))
     }
 
     async fn kill(&self, id: &str) {

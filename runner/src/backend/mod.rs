@@ -72,7 +72,11 @@ pub trait Backend: Send + Sync {
     ) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
     /// Cuts a running peer off from its case's network, as if its cable were pulled: the process runs on, its
     /// connections stall.
-    fn isolate(&self, case: usize, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn isolate(
+        &self,
+        case: usize,
+        id: &str,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
     /// Ends a peer at once (after it failed to stop).
     fn kill(&self, id: &str) -> impl std::future::Future<Output = ()> + Send;
     /// Removes everything of one case.

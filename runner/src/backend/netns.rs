@@ -107,7 +107,9 @@ pub async fn add_peer(hub: &str, ns: &str, index: usize, address: Ipv4Addr) -> a
 
 /// Takes a peer's link to the hub down: the peer runs on, cut off from every other.
 pub async fn link_down(ns: &str) -> anyhow::Result<()> {
-    ip(&["-n", ns, "link", "set", "eth0", "down"]).await.map(|_| ())
+    ip(&["-n", ns, "link", "set", "eth0", "down"])
+        .await
+        .map(|_| ())
 }
 
 /// Every namespace whose name starts with `prefix`. Without iproute2 there are none.

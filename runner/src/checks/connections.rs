@@ -295,7 +295,12 @@ impl Check for Connections {
                 .filter(|e| self.last - e.since > self.settle_us()),
         );
         // The peer that dialed the extra connections leads: it caused them (the other side only accepted).
-        excesses.sort_by_key(|e| (!e.conns.iter().any(|c| c.direction == Direction::Outbound), e.since));
+        excesses.sort_by_key(|e| {
+            (
+                !e.conns.iter().any(|c| c.direction == Direction::Outbound),
+                e.since,
+            )
+        });
         let pairs = self.pairs.len();
         let total: usize = self.pairs.values().map(Vec::len).sum();
         let mut misreports: Vec<&Misreport> = self.misreports.iter().collect();
@@ -336,7 +341,8 @@ impl Check for Connections {
             if let Some(first) = misreports.first() {
                 let evidence = misreports.iter().map(|m| describe_misreport(m)).collect();
                 return CheckResult::failed(NAME, describe_misreport(first), evidence)
-                    .at(first.since);
+                    .at(first.since)
+                    .involving([first.peer.clone()]);
             }
         }
         let kernel_note = match self.kernel_samples {
@@ -388,7 +394,9 @@ impl Check for Connections {
         } else {
             String::new()
         };
-        CheckResult::failed(NAME, format!("{}{more}", describe(first)), evidence).at(first.since)
+        CheckResult::failed(NAME, format!("{}{more}", describe(first)), evidence)
+            .at(first.since)
+            .involving([first.holder.clone(), ctx.name_of(&first.remote)])
     }
 }
 

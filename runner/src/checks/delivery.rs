@@ -169,7 +169,12 @@ impl Check for Delivery {
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let implementation = |name: &str| {
-            ctx.case.peers.iter().find(|p| p.name == name).map(|p| p.implementation.clone()).unwrap_or_default()
+            ctx.case
+                .peers
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.implementation.clone())
+                .unwrap_or_default()
         };
         let mut latencies = Vec::new();
         // (publisher implementation, subscriber implementation) -> (delivered latencies, expected).
@@ -181,17 +186,29 @@ impl Check for Delivery {
                 unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
                 continue;
             };
-            for sub in ctx.case.subscribers(&p.topic).filter(|s| s.name != p.publisher) {
-                let miss = misses.entry(&sub.name).or_insert_with(|| Miss { subscriber: &sub.name, missed: vec![], expected: 0 });
+            for sub in ctx
+                .case
+                .subscribers(&p.topic)
+                .filter(|s| s.name != p.publisher)
+            {
+                let miss = misses.entry(&sub.name).or_insert_with(|| Miss {
+                    subscriber: &sub.name,
+                    missed: vec![],
+                    expected: 0,
+                });
                 miss.expected += 1;
-                let pair = pairs.entry((implementation(&p.publisher), implementation(&sub.name))).or_default();
+                let pair = pairs
+                    .entry((implementation(&p.publisher), implementation(&sub.name)))
+                    .or_default();
                 pair.1 += 1;
                 match self.received.get(&(sub.name.clone(), id.clone())) {
                     Some(&at) if at - published <= self.deadline_us => {
                         latencies.push(at - published);
                         pair.0.push(at - published);
                     }
-                    _ => miss.missed.push((p.publisher.as_str(), id.as_str(), published)),
+                    _ => miss
+                        .missed
+                        .push((p.publisher.as_str(), id.as_str(), published)),
                 }
             }
         }
@@ -221,12 +238,22 @@ impl Check for Delivery {
 
         let mut headline = Vec::new();
         for (publisher, id, at) in &unpublished {
-            let errors =
-                self.publish_errors.get(*publisher).map(|e| e.join("; ")).unwrap_or_else(|| "no `published` event".into());
-            evidence.push(format!("{} could not publish {id} (asked at {}): {errors}", ctx.describe(publisher), clock(*at)));
+            let errors = self
+                .publish_errors
+                .get(*publisher)
+                .map(|e| e.join("; "))
+                .unwrap_or_else(|| "no `published` event".into());
+            evidence.push(format!(
+                "{} could not publish {id} (asked at {}): {errors}",
+                ctx.describe(publisher),
+                clock(*at)
+            ));
         }
         if !unpublished.is_empty() {
-            headline.push(format!("{} message(s) could not be published", unpublished.len()));
+            headline.push(format!(
+                "{} message(s) could not be published",
+                unpublished.len()
+            ));
         }
         // The subscriber that missed most leads: the others often only missed what it could no longer send.
         let mut misses: Vec<&Miss> = misses.values().collect();
@@ -235,15 +262,26 @@ impl Check for Delivery {
             let publishers: BTreeSet<&str> = m.missed.iter().map(|(p, _, _)| *p).collect();
             let (_, first_id, first_at) = m.missed[0];
             let last = self.last_delivery.get(m.subscriber).copied();
-            let from = publishers.iter().map(|p| ctx.describe(p)).collect::<Vec<_>>().join(", ");
+            let from = publishers
+                .iter()
+                .map(|p| ctx.describe(p))
+                .collect::<Vec<_>>()
+                .join(", ");
             // A gap: the messages missed after the last delivery span longer than the gap threshold.
-            let after: Vec<Micros> = m.missed.iter().map(|(_, _, t)| *t).filter(|t| last.is_none_or(|l| *t > l)).collect();
+            let after: Vec<Micros> = m
+                .missed
+                .iter()
+                .map(|(_, _, t)| *t)
+                .filter(|t| last.is_none_or(|l| *t > l))
+                .collect();
             let span = match (after.first(), after.last()) {
                 (Some(a), Some(b)) => b - a,
                 _ => 0,
             };
             if span >= self.gap_us {
-                let since = last.map(|t| format!("at {}", clock(t))).unwrap_or_else(|| "from the start".into());
+                let since = last
+                    .map(|t| format!("at {}", clock(t)))
+                    .unwrap_or_else(|| "from the start".into());
                 headline.push(format!(
                     "{} stopped receiving {since} while publishing went on: missed {} of {} messages from {from}",
                     ctx.describe(m.subscriber),
@@ -255,13 +293,22 @@ impl Check for Delivery {
                     Some(t) => format!("last delivery at {}", clock(t)),
                     None => "received nothing".into(),
                 };
-                headline.push(format!("{} missed {} of {} messages from {from}; {stopped}", ctx.describe(m.subscriber), m.missed.len(), m.expected));
+                headline.push(format!(
+                    "{} missed {} of {} messages from {from}; {stopped}",
+                    ctx.describe(m.subscriber),
+                    m.missed.len(),
+                    m.expected
+                ));
             }
             evidence.push(format!(
                 "{} first missed {first_id} published at {}; missed: {}",
                 m.subscriber,
                 clock(first_at),
-                m.missed.iter().map(|(_, id, _)| *id).collect::<Vec<_>>().join(" ")
+                m.missed
+                    .iter()
+                    .map(|(_, id, _)| *id)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ));
             for publisher in publishers {
                 let n = m.missed.iter().filter(|(p, _, _)| *p == publisher).count();
@@ -269,8 +316,20 @@ impl Check for Delivery {
             }
         }
         // The failure's moment: the first message that did not arrive.
-        let first = misses.iter().map(|m| m.missed[0].2).chain(unpublished.iter().map(|u| u.2)).min();
-        let result = CheckResult::failed(NAME, headline.join("; "), evidence);
+        let first = misses
+            .iter()
+            .map(|m| m.missed[0].2)
+            .chain(unpublished.iter().map(|u| u.2))
+            .min();
+        let involved: Vec<String> = misses
+            .first()
+            .map(|m| {
+                std::iter::once(m.subscriber.to_owned())
+                    .chain(m.missed.iter().map(|(p, _, _)| p.to_string()))
+                    .collect()
+            })
+            .unwrap_or_else(|| unpublished.iter().map(|u| u.0.to_owned()).collect());
+        let result = CheckResult::failed(NAME, headline.join("; "), evidence).involving(involved);
         match first {
             Some(t) => result.at(t),
             None => result,
@@ -365,7 +424,11 @@ mod tests {
             msg.starts_with("rust-2 (rust-libp2p 0.57.1) stopped receiving at 00:00:02.003 while publishing went on: missed 4 of 6 messages from go-1"),
             "{msg}"
         );
-        assert_eq!(r.at_us, Some(3_000_100), "the publication of the first message it missed");
+        assert_eq!(
+            r.at_us,
+            Some(3_000_100),
+            "the publication of the first message it missed"
+        );
         assert!(r.evidence.contains(&"  go -> rust: 8 of 12 delivered (66.7%), latency p50 1.9 ms, p99 2.9 ms, max 2.9 ms".to_string()), "{:?}", r.evidence);
     }
 
@@ -382,7 +445,10 @@ mod tests {
             }
         }
         let msg = run(&ev, &kit).message.unwrap();
-        assert!(msg.starts_with("go-1 (go-libp2p v0.51.0) missed 2 of 6 messages from rust-1"), "{msg}");
+        assert!(
+            msg.starts_with("go-1 (go-libp2p v0.51.0) missed 2 of 6 messages from rust-1"),
+            "{msg}"
+        );
         assert!(msg.ends_with("last delivery at 00:00:06.005"), "{msg}");
     }
 

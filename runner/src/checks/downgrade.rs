@@ -169,7 +169,9 @@ impl Check for NoProtocolDowngrade {
             clock(first.after.at),
             self.downgrades.len()
         );
-        CheckResult::failed(NAME, message, evidence).at(first.after.at)
+        CheckResult::failed(NAME, message, evidence)
+            .at(first.after.at)
+            .involving([ctx.name_of(&first.remote), first.observer.clone()])
     }
 }
 

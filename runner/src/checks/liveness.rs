@@ -118,6 +118,7 @@ impl Check for Liveness {
             evidence,
         )
         .at(*at)
+        .involving([peer.clone()])
     }
 }
 

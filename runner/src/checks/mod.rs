@@ -6,6 +6,7 @@
 mod connections;
 mod delivery;
 mod downgrade;
+mod evidence;
 mod liveness;
 mod streams;
 
@@ -136,6 +137,7 @@ pub fn evaluate(record: &[Recorded], ctx: &Context) -> Vec<CheckResult> {
         }
     }
     let mut results: Vec<CheckResult> = checks.iter().map(|c| c.verdict(ctx)).collect();
+    evidence::attach(record, ctx, &mut results);
     for result in &mut results {
         if let Some(known) = ctx
             .case

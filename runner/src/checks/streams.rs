@@ -126,6 +126,7 @@ impl Check for Streams {
             evidence,
         )
         .at(peak.at)
+        .involving([key.0.clone(), ctx.name_of(&peak.remote)])
     }
 }
 

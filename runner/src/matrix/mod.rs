@@ -561,7 +561,13 @@ impl Matrix {
                 }
                 if let Action::OpenStreams { to, .. } = &inc.value.action {
                     if !peer_names.contains(to) {
-                        return Err(err(&inc.referenced, format!("incident opens streams to `{to}`, expected one of: {}", peer_names.join(", "))));
+                        return Err(err(
+                            &inc.referenced,
+                            format!(
+                                "incident opens streams to `{to}`, expected one of: {}",
+                                peer_names.join(", ")
+                            ),
+                        ));
                     }
                 }
                 if let Action::Disconnect(target) = &inc.value.action {

@@ -334,20 +334,40 @@ impl<'a, B: Backend> Driver<'a, B> {
                         .iter()
                         .position(|p| p.name == inc.peer)
                         .expect("validated");
-                    let index_of = |name: &str| case.peers.iter().position(|p| p.name == name).expect("validated");
+                    let index_of = |name: &str| {
+                        case.peers
+                            .iter()
+                            .position(|p| p.name == name)
+                            .expect("validated")
+                    };
                     let cmd = match &inc.action {
-                        Action::Unsubscribe(topic) => command("unsubscribe", json!({ "topic": topic })),
-                        Action::Disconnect(target) if target == "all" => command("disconnect", json!({})),
-                        Action::Disconnect(target) => {
-                            command("disconnect", json!({ "peer": self.world.peer_id(index_of(target)) }))
+                        Action::Unsubscribe(topic) => {
+                            command("unsubscribe", json!({ "topic": topic }))
                         }
-                        Action::OpenStreams { to, count } => {
-                            command("open_streams", json!({ "peer": self.world.peer_id(index_of(to)), "count": count }))
+                        Action::Disconnect(target) if target == "all" => {
+                            command("disconnect", json!({}))
                         }
+                        Action::Disconnect(target) => command(
+                            "disconnect",
+                            json!({ "peer": self.world.peer_id(index_of(target)) }),
+                        ),
+                        Action::OpenStreams { to, count } => command(
+                            "open_streams",
+                            json!({ "peer": self.world.peer_id(index_of(to)), "count": count }),
+                        ),
                         Action::CutOff => {
                             // Not a command to the peer: the backend pulls its cable.
-                            self.observe(peer, Observation::Incident { what: "cut off from the network".into() });
-                            let id = self.peers[peer].process.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+                            self.observe(
+                                peer,
+                                Observation::Incident {
+                                    what: "cut off from the network".into(),
+                                },
+                            );
+                            let id = self.peers[peer]
+                                .process
+                                .as_ref()
+                                .map(|p| p.id.clone())
+                                .unwrap_or_default();
                             self.backend.isolate(self.case_index, &id).await?;
                             continue;
                         }
