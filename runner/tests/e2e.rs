@@ -100,7 +100,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let o = run("matrices/smoke.yaml", out.path());
     assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(&o));
     assert!(
-        stderr(&o).contains("meshgate: PASSED 2 case(s), 10 check(s)"),
+        stderr(&o).contains("meshgate: PASSED 2 case(s), 12 check(s)"),
         "{}",
         stderr(&o)
     );
@@ -109,7 +109,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let top = doc.root_element();
-    assert_eq!(top.attribute("tests"), Some("10"));
+    assert_eq!(top.attribute("tests"), Some("12"));
     assert_eq!(top.attribute("failures"), Some("0"));
     assert_eq!(top.attribute("errors"), Some("0"));
     let suites: Vec<_> = top
@@ -138,6 +138,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
             [
                 "no-protocol-downgrade",
                 "delivery",
+                "subscriptions",
                 "connections",
                 "streams",
                 "liveness"
@@ -233,6 +234,7 @@ fn a_peer_that_unsubscribes_mid_run_fails_delivery_with_its_name() {
         passed,
         [
             "no-protocol-downgrade",
+            "subscriptions",
             "connections",
             "streams",
             "liveness"
@@ -568,16 +570,30 @@ fn a_subscriber_cut_off_from_the_network_fails_delivery_with_the_moment_it_stopp
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).expect("a failure");
-    assert_eq!(failure.parent().unwrap().attribute("name"), Some("delivery"));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("a failure");
+    assert_eq!(
+        failure.parent().unwrap().attribute("name"),
+        Some("delivery")
+    );
     let message = failure.attribute("message").unwrap();
     assert!(
-        message.starts_with("rust-2 (rust-libp2p 0.57.") && message.contains(") stopped receiving at ") && message.contains("while publishing went on"),
+        message.starts_with("rust-2 (rust-libp2p 0.57.")
+            && message.contains(") stopped receiving at ")
+            && message.contains("while publishing went on"),
         "the cut-off subscriber leads the message: {message}"
     );
     // The moment is on the time line, with the incident that caused it.
     let results = results_of(out.path());
     let marks = results["cases"][0]["timeline"]["marks"].as_array().unwrap();
-    assert!(marks.iter().any(|m| m["kind"] == "incident" && m["text"].as_str().unwrap().contains("rust-2: cut off")), "{marks:?}");
+    assert!(
+        marks
+            .iter()
+            .any(|m| m["kind"] == "incident"
+                && m["text"].as_str().unwrap().contains("rust-2: cut off")),
+        "{marks:?}"
+    );
     assert!(marks.iter().any(|m| m["kind"] == "failure"), "{marks:?}");
 }

@@ -9,6 +9,7 @@ mod downgrade;
 mod evidence;
 mod liveness;
 mod streams;
+mod subscriptions;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,8 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<delivery::Settings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<subscriptions::Settings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<connections::Settings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streams: Option<streams::Settings>,
@@ -40,6 +43,7 @@ impl Settings {
         Self {
             no_protocol_downgrade: Some(Default::default()),
             delivery: Some(Default::default()),
+            subscriptions: Some(Default::default()),
             connections: Some(Default::default()),
             streams: Some(Default::default()),
             liveness: Some(Default::default()),
@@ -54,6 +58,10 @@ impl Settings {
                 .clone()
                 .or_else(|| self.no_protocol_downgrade.clone()),
             delivery: over.delivery.clone().or_else(|| self.delivery.clone()),
+            subscriptions: over
+                .subscriptions
+                .clone()
+                .or_else(|| self.subscriptions.clone()),
             connections: over
                 .connections
                 .clone()
@@ -71,6 +79,9 @@ impl Settings {
         }
         if let Some(s) = &self.delivery {
             checks.push(Box::new(delivery::Delivery::new(s.clone())));
+        }
+        if let Some(s) = &self.subscriptions {
+            checks.push(Box::new(subscriptions::Subscriptions::new(s.clone())));
         }
         if let Some(s) = &self.connections {
             checks.push(Box::new(connections::Connections::new(s.clone())));
