@@ -100,7 +100,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let o = run("matrices/smoke.yaml", out.path());
     assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(&o));
     assert!(
-        stderr(&o).contains("meshgate: PASSED 2 case(s), 12 check(s)"),
+        stderr(&o).contains("meshgate: PASSED 2 case(s), 14 check(s)"),
         "{}",
         stderr(&o)
     );
@@ -109,7 +109,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let top = doc.root_element();
-    assert_eq!(top.attribute("tests"), Some("12"));
+    assert_eq!(top.attribute("tests"), Some("14"));
     assert_eq!(top.attribute("failures"), Some("0"));
     assert_eq!(top.attribute("errors"), Some("0"));
     let suites: Vec<_> = top
@@ -139,6 +139,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
                 "no-protocol-downgrade",
                 "delivery",
                 "subscriptions",
+                "mesh",
                 "connections",
                 "streams",
                 "liveness"
@@ -235,6 +236,7 @@ fn a_peer_that_unsubscribes_mid_run_fails_delivery_with_its_name() {
         [
             "no-protocol-downgrade",
             "subscriptions",
+            "mesh",
             "connections",
             "streams",
             "liveness"

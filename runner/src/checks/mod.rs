@@ -8,6 +8,7 @@ mod delivery;
 mod downgrade;
 mod evidence;
 mod liveness;
+mod mesh;
 mod streams;
 mod subscriptions;
 
@@ -30,6 +31,8 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<subscriptions::Settings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<mesh::Settings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<connections::Settings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streams: Option<streams::Settings>,
@@ -44,6 +47,7 @@ impl Settings {
             no_protocol_downgrade: Some(Default::default()),
             delivery: Some(Default::default()),
             subscriptions: Some(Default::default()),
+            mesh: Some(Default::default()),
             connections: Some(Default::default()),
             streams: Some(Default::default()),
             liveness: Some(Default::default()),
@@ -62,6 +66,7 @@ impl Settings {
                 .subscriptions
                 .clone()
                 .or_else(|| self.subscriptions.clone()),
+            mesh: over.mesh.clone().or_else(|| self.mesh.clone()),
             connections: over
                 .connections
                 .clone()
@@ -82,6 +87,9 @@ impl Settings {
         }
         if let Some(s) = &self.subscriptions {
             checks.push(Box::new(subscriptions::Subscriptions::new(s.clone())));
+        }
+        if let Some(s) = &self.mesh {
+            checks.push(Box::new(mesh::Mesh::new(s.clone())));
         }
         if let Some(s) = &self.connections {
             checks.push(Box::new(connections::Connections::new(s.clone())));
