@@ -71,7 +71,7 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// List the verdicts that changed between two results.json (new failures, fixed, other changes).
-    /// Exits 1 when there are new failures.
+    /// Exits 1 when there are new failures or newly flaky checks.
     Diff { old: PathBuf, new: PathBuf },
     /// Report what a run needs on this machine (engine, toolchains, namespaces, disk) and what is missing.
     Doctor,
@@ -171,7 +171,7 @@ async fn dispatch(command: Command) -> u8 {
             (Ok(old), Ok(new)) => {
                 let diff = meshgate::reports::diff::Diff::between(&old, &new);
                 print!("{}", diff.render());
-                u8::from(!diff.new_failures.is_empty())
+                u8::from(!diff.new_failures.is_empty() || !diff.newly_flaky.is_empty())
             }
             (Err(e), _) | (_, Err(e)) => fail(e),
         },

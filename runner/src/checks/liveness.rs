@@ -11,6 +11,9 @@ pub const NAME: &str = "liveness";
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Longest time a running peer may say nothing on stdout (peers sample their streams every second).
+    #[serde(default = "default_silence", with = "humantime_serde")]
+    pub silence: std::time::Duration,
     /// Stderr lines containing any of these mean the peer panicked.
     #[serde(default = "default_panic_markers")]
     pub panic_markers: Vec<String>,
@@ -19,12 +22,17 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            silence: default_silence(),
             panic_markers: default_panic_markers(),
         }
     }
 }
 
 /// Rust's panic message, Go's panic and runtime fatal error.
+fn default_silence() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
 fn default_panic_markers() -> Vec<String> {
     vec!["panicked at".into(), "panic:".into(), "fatal error:".into()]
 }
@@ -34,6 +42,9 @@ pub struct Liveness {
     problems: Vec<(Micros, String, String)>,
     /// Peers the runner killed: their exit status says nothing more.
     killed: Vec<String>,
+    /// When each peer last said anything on stdout, and whether it was told to stop since.
+    last_event: std::collections::BTreeMap<String, Micros>,
+    told_to_stop: std::collections::BTreeSet<String>,
 }
 
 impl Liveness {
@@ -42,6 +53,8 @@ impl Liveness {
             settings,
             problems: Vec::new(),
             killed: Vec::new(),
+            last_event: Default::default(),
+            told_to_stop: Default::default(),
         }
     }
 }
@@ -52,6 +65,27 @@ impl Check for Liveness {
     }
 
     fn observe(&mut self, rec: &Recorded) {
+        // A live peer samples its streams every second: a long silence before it was told to stop is a hang.
+        let silence_us = self.settings.silence.as_micros() as Micros;
+        let stop =
+            matches!(&rec.what, Observation::Command { json } if json.contains(r#""cmd":"stop""#));
+        if matches!(rec.what, Observation::Event { .. }) || stop {
+            if let Some(last) = self.last_event.get(&rec.peer) {
+                if !self.told_to_stop.contains(&rec.peer) && rec.at - last > silence_us {
+                    let what = format!(
+                        "went silent: no event for {:.1} s after {}",
+                        (rec.at - last) as f64 / 1e6,
+                        clock(*last)
+                    );
+                    self.problems.push((*last, rec.peer.clone(), what));
+                }
+            }
+            if stop {
+                self.told_to_stop.insert(rec.peer.clone());
+            } else {
+                self.last_event.insert(rec.peer.clone(), rec.at);
+            }
+        }
         let problem = match &rec.what {
             Observation::Stderr { line }
                 if self
@@ -178,6 +212,28 @@ mod tests {
         );
         let r = run(&[kit.exited(5, "go-1", Some(0), false)], &kit);
         assert!(r.message.unwrap().contains("before it was told to stop"));
+    }
+
+    #[test]
+    fn a_peer_silent_for_long_before_stop_fails() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let tick = |t| kit.event(t, "go-1", crate::events::PeerEvent::Stopped {});
+        let ev = [tick(1_000_000), tick(2_000_000), tick(15_000_000)];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.message.unwrap().starts_with(
+            "go-1 (go-libp2p v0.51.0) went silent: no event for 13.0 s after 00:00:02.000"
+        ));
+        // Silence after `stop` is expected.
+        let stop = kit.command(2_500_000, "go-1", r#"{"cmd":"stop"}"#);
+        assert_eq!(
+            run(
+                &[tick(1_000_000), tick(2_000_000), stop, tick(15_000_000)],
+                &kit
+            )
+            .status,
+            Status::Passed
+        );
     }
 
     #[test]

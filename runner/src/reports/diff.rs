@@ -9,6 +9,8 @@ use crate::results::{RunResults, Status};
 enum Verdict {
     Passed,
     Failed,
+    /// Failed in some attempts only (`--repeat`).
+    Flaky,
     Skipped,
     Error,
 }
@@ -21,6 +23,7 @@ fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
         }
         for c in &case.checks {
             let verdict = match c.status {
+                Status::Failed if c.flaky => Verdict::Flaky,
                 Status::Passed => Verdict::Passed,
                 Status::Failed => Verdict::Failed,
                 Status::Skipped => Verdict::Skipped,
@@ -33,6 +36,7 @@ fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
 
 pub struct Diff {
     pub new_failures: Vec<String>,
+    pub newly_flaky: Vec<String>,
     pub fixed: Vec<String>,
     pub other: Vec<String>,
 }
@@ -42,6 +46,7 @@ impl Diff {
         let (old, new) = (verdicts(old), verdicts(new));
         let mut d = Diff {
             new_failures: Vec::new(),
+            newly_flaky: Vec::new(),
             fixed: Vec::new(),
             other: Vec::new(),
         };
@@ -50,10 +55,15 @@ impl Diff {
             let label = format!("{case} [{check}]");
             match (before, after) {
                 (Some(b), a) if b == *a => {}
+                (_, Verdict::Flaky) => d
+                    .newly_flaky
+                    .push(format!("{label}: {} -> Flaky", name(before))),
                 (_, Verdict::Failed | Verdict::Error) => d
                     .new_failures
                     .push(format!("{label}: {} -> {after:?}", name(before))),
-                (Some(Verdict::Failed | Verdict::Error), Verdict::Passed) => d.fixed.push(label),
+                (Some(Verdict::Failed | Verdict::Flaky | Verdict::Error), Verdict::Passed) => {
+                    d.fixed.push(label)
+                }
                 (b, a) => d.other.push(format!("{label}: {} -> {a:?}", name(b))),
             }
         }
@@ -84,4 +94,42 @@ impl Diff {
 
 fn name(v: Option<Verdict>) -> String {
     v.map(|v| format!("{v:?}")).unwrap_or_else(|| "new".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::tests::case;
+    use crate::results::{CheckResult, MatrixRef};
+
+    fn run(checks: Vec<CheckResult>) -> RunResults {
+        RunResults {
+            meshgate: "0".into(),
+            matrix: MatrixRef {
+                name: "m".into(),
+                file: "m".into(),
+            },
+            started_us: 0,
+            duration_ms: 0,
+            cases: vec![case(checks)],
+        }
+    }
+
+    #[test]
+    fn new_failures_flaky_and_fixed() {
+        let pass = |n: &str| CheckResult::passed(n, vec![]);
+        let fail = |n: &str| CheckResult::failed(n, "x".into(), vec![]);
+        let flaky = |n: &str| CheckResult {
+            flaky: true,
+            ..fail(n)
+        };
+        let old = run(vec![pass("delivery"), fail("mesh"), pass("streams")]);
+        let new = run(vec![fail("delivery"), pass("mesh"), flaky("streams")]);
+        let d = Diff::between(&old, &new);
+        assert_eq!(d.new_failures.len(), 1, "{}", d.render());
+        assert!(d.new_failures[0].contains("[delivery]: Passed -> Failed"));
+        assert_eq!(d.newly_flaky.len(), 1);
+        assert!(d.fixed[0].ends_with("[mesh]"));
+        assert!(d.other.is_empty());
+    }
 }
