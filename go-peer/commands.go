@@ -21,6 +21,7 @@ type command struct {
 	ID    string `json:"id"`
 	Size  *int   `json:"size"`
 	Peer  string `json:"peer"`
+	Count *int   `json:"count"`
 }
 
 // maxCommandLine bounds one stdin line; commands are small.
@@ -70,6 +71,8 @@ func (p *Peer) handle(cmd command) error {
 		return p.publish(cmd)
 	case "disconnect":
 		return p.disconnect(cmd.Peer)
+	case "open_streams":
+		return p.openStreams(cmd)
 	case "":
 		return errors.New("command has no cmd field")
 	default:

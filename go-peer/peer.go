@@ -90,6 +90,9 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 		return exitFailure
 	}
 
+	// Like gossipsub's, the hold protocol is listed in the first identify.
+	acceptHeldStreams(h)
+
 	out.Emit("started", startedEvent{Implementation: "go-libp2p", Versions: libraryVersions()})
 
 	conns := newConnTracker(out)

@@ -185,6 +185,20 @@ func testTwoPeers(t *testing.T, transport string) {
 		return ev["conn_id"] == inbound["conn_id"] && ev["inbound"].(float64) >= 1 && ev["outbound"].(float64) >= 1
 	})
 
+	// Held streams raise the counts on both sides of the one connection.
+	const held = 5
+	b.send(fmt.Sprintf(`{"cmd":"open_streams","peer":%q,"count":%d}`, a.id, held))
+	b.waitFor("streams", func(ev map[string]any) bool {
+		return ev["conn_id"] == opened["conn_id"] && ev["outbound"].(float64) >= held
+	})
+	a.waitFor("streams", func(ev map[string]any) bool {
+		return ev["conn_id"] == inbound["conn_id"] && ev["inbound"].(float64) >= held
+	})
+	b.send(`{"cmd":"open_streams","peer":"` + b.id + `","count":1}`)
+	if ev := b.waitFor("error", nil); ev["cmd"] != "open_streams" || !strings.Contains(ev["message"].(string), "not connected") {
+		t.Fatalf("open_streams to an unconnected peer: %v", ev)
+	}
+
 	b.send(`{"cmd":"dial","addr":"/ip4/127.0.0.1/tcp/1/p2p/` + a.id + `","mode":"new"}`)
 	if ev := b.waitFor("unsupported", nil); ev["feature"] != "dial-mode-new" {
 		t.Fatalf("unsupported %v", ev)

@@ -25,6 +25,7 @@ const CRATES: &[&str] = &[
     "libp2p-noise",
     "libp2p-tls",
     "libp2p-yamux",
+    "libp2p-stream",
 ];
 
 fn main() {

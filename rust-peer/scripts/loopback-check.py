@@ -10,6 +10,7 @@ With --samples, prints one line of each event type seen.
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -79,7 +80,8 @@ class Peer:
             try:
                 kind, event = self.lines.get(timeout=max(remaining, 0.01))
             except queue.Empty:
-                fail(f"{self.name}: timed out waiting for {what}")
+                errors = [e for e in self.events if e["event"] == "error"]
+                fail(f"{self.name}: timed out waiting for {what} (errors so far: {errors})")
             if kind == "bad":
                 fail(event)
             if kind == "eof":
@@ -188,6 +190,8 @@ def run(a, b):
     a.drain(1.2)
     check(a.count(lambda e: e["event"] == "streams") - before >= 2, "streams sampled periodically")
 
+    check_open_streams(a, b)
+
     # dedup while connected does nothing; new opens another connection each time.
     b.send(cmd="dial", addr=a.addr, mode="dedup")
     b.send(cmd="dial", addr=a.addr, mode="new")
@@ -235,6 +239,51 @@ def run(a, b):
         p.stderr.flush()
         with open(p.stderr.name) as f:
             check("panicked at" not in f.read(), f"{p.name} did not panic")
+
+
+def failed_opens(p):
+    """How many streams p reported as failed to open (`... (k of n streams)`)."""
+    failed = 0
+    for e in p.events:
+        if e["event"] == "error" and e["cmd"] == "open_streams":
+            m = re.search(r"\((\d+) of \d+ streams\)$", e["message"])
+            failed += int(m.group(1)) if m else 0
+    return failed
+
+
+def check_open_streams(a, b, count=8):
+    """open_streams both ways on the one connection: the opener's outbound and the other side's
+    inbound counts rise by count on top of gossipsub's stream, and stay up past the 10 s
+    negotiation timeouts (the streams are negotiated, not merely opened). A rust-libp2p receiver
+    (libp2p-stream) may drop a few streams of a burst; the opener must then report them."""
+    def latest(p, other):
+        streams = [e for e in p.events if e["event"] == "streams" and e["remote"] == other.id]
+        return streams[-1] if streams else None
+
+    for opener, other in ((a, b), (b, a)):
+        opener.send(cmd="open_streams", peer=other.id, count=count)
+        s = opener.wait(lambda e: e["event"] == "streams" and e["remote"] == other.id
+                        and e["outbound"] >= count + 1 - failed_opens(opener),
+                        f"{count} more outbound streams")
+        r = other.wait(lambda e: e["event"] == "streams" and e["remote"] == opener.id
+                       and e["inbound"] >= count + 1 - failed_opens(opener),
+                       f"{count} more inbound streams")
+        check(failed_opens(opener) <= count // 2,
+              f"{opener.name} open_streams {count}: outbound {s['outbound']}, "
+              f"{other.name} inbound {r['inbound']}, {failed_opens(opener)} failed")
+    a.drain(11)
+    b.drain(0.1)
+    for p, other in ((a, b), (b, a)):
+        s = latest(p, other)
+        expected_in = count + 1 - failed_opens(other)
+        expected_out = count + 1 - failed_opens(p)
+        check(s["inbound"] >= expected_in and s["outbound"] >= expected_out,
+              f"{p.name} still holds them after 11 s: in {s['inbound']} >= {expected_in}, "
+              f"out {s['outbound']} >= {expected_out}")
+    a.send(cmd="open_streams", peer=a.id, count=1)
+    err = a.wait(lambda e: e["event"] == "error" and e["cmd"] == "open_streams"
+                 and "not connected" in e["message"], "open_streams error")
+    check(True, f"open_streams to an unconnected peer fails: {err['message']}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-//! The network behaviour: identify, gossipsub and ping, as in rust-libp2p's examples.
+//! The network behaviour: identify, gossipsub and ping, as in rust-libp2p's examples, and
+//! libp2p-stream for the streams `open_streams` holds open.
 
 use libp2p::{gossipsub, identify, identity::Keypair, ping, swarm::NetworkBehaviour};
 
@@ -12,6 +13,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub ping: ping::Behaviour,
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -28,6 +30,7 @@ impl Behaviour {
             )),
             gossipsub,
             ping: ping::Behaviour::default(),
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 }

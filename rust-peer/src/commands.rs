@@ -26,6 +26,11 @@ pub enum Command {
         #[serde(default)]
         peer: Option<String>,
     },
+    /// Open `count` streams on the hold protocol to a connected peer and keep them open.
+    OpenStreams {
+        peer: String,
+        count: usize,
+    },
     Stop,
 }
 
@@ -47,6 +52,7 @@ impl Command {
             Command::Unsubscribe { .. } => "unsubscribe",
             Command::Publish { .. } => "publish",
             Command::Disconnect { .. } => "disconnect",
+            Command::OpenStreams { .. } => "open_streams",
             Command::Stop => "stop",
         }
     }
@@ -113,6 +119,28 @@ mod tests {
             Ok(Command::Disconnect { peer: None })
         );
         assert_eq!(parse(r#"{"cmd":"stop"}"#), Ok(Command::Stop));
+    }
+
+    #[test]
+    fn parses_open_streams() {
+        let command = parse(r#"{"cmd":"open_streams","peer":"12D3KooWX","count":20,"x":1}"#);
+        assert_eq!(
+            command,
+            Ok(Command::OpenStreams {
+                peer: "12D3KooWX".into(),
+                count: 20,
+            })
+        );
+        assert_eq!(command.map(|c| c.name()), Ok("open_streams"));
+        for bad in [
+            r#"{"cmd":"open_streams","peer":"12D3KooWX"}"#,
+            r#"{"cmd":"open_streams","count":3}"#,
+            r#"{"cmd":"open_streams","peer":"12D3KooWX","count":-1}"#,
+            r#"{"cmd":"open_streams","peer":"12D3KooWX","count":"3"}"#,
+        ] {
+            let error = parse(bad).expect_err(bad);
+            assert_eq!(error.cmd.as_deref(), Some("open_streams"), "{bad}");
+        }
     }
 
     #[test]

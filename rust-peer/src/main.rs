@@ -6,6 +6,7 @@ mod commands;
 mod compat;
 mod config;
 mod events;
+mod hold;
 mod payload;
 mod peer;
 mod streams;

@@ -22,6 +22,7 @@ use libp2p::{
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
+    sync::mpsc,
     time::MissedTickBehavior,
 };
 
@@ -31,7 +32,7 @@ use crate::{
     compat,
     config::{Config, Stack},
     events::{now_us, Direction, Emitter, Event},
-    payload,
+    hold, payload,
     streams::{without_p2p, StreamCounts, StreamRegistry},
     transport,
 };
@@ -67,6 +68,10 @@ struct Peer {
     listen_addrs: BTreeSet<Multiaddr>,
     connections: BTreeMap<ConnectionId, Connection>,
     meshes: BTreeMap<TopicHash, Vec<String>>,
+    /// Opens held streams (libp2p-stream).
+    streams: libp2p_stream::Control,
+    /// Events from tasks off the loop (held streams that failed to open).
+    task_events: mpsc::UnboundedSender<Event>,
 }
 
 enum Flow {
@@ -89,6 +94,12 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         versions: crate::versions(),
     });
 
+    let mut streams = swarm.behaviour().stream.new_control();
+    if let Err(e) = hold::accept(&mut streams) {
+        tracing::error!("cannot accept {}: {e}", hold::PROTOCOL);
+        return EXIT_FAILURE;
+    }
+    let (task_events, task_events_rx) = mpsc::unbounded_channel();
     let mut peer = Peer {
         swarm,
         emitter,
@@ -96,6 +107,8 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         listen_addrs: BTreeSet::new(),
         connections: BTreeMap::new(),
         meshes: BTreeMap::new(),
+        streams,
+        task_events,
     };
     // Topics are joined only on `subscribe`; gossipsub needs no preparation for them.
     tracing::info!(topics = ?config.gossipsub.topics, "topics of this run");
@@ -107,7 +120,7 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         ));
         return EXIT_FAILURE;
     }
-    peer.run(config.streams_interval()).await;
+    peer.run(config.streams_interval(), task_events_rx).await;
     0
 }
 
@@ -137,7 +150,11 @@ fn listen_addr(stack: Stack, port: u16) -> Multiaddr {
 }
 
 impl Peer {
-    async fn run(&mut self, streams_interval: Duration) {
+    async fn run(
+        &mut self,
+        streams_interval: Duration,
+        mut task_events: mpsc::UnboundedReceiver<Event>,
+    ) {
         let mut stdin = BufReader::new(tokio::io::stdin()).lines();
         let mut streams_tick = tokio::time::interval(streams_interval);
         streams_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -166,6 +183,7 @@ impl Peer {
                 _ = streams_tick.tick() => self.report_streams(true),
                 () = streams_changed.notified() => self.report_streams(false),
                 _ = mesh_tick.tick() => self.report_meshes(),
+                Some(event) = task_events.recv() => self.emitter.emit(event),
             }
         }
         self.shutdown().await;
@@ -432,6 +450,16 @@ impl Peer {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
             }
+            Command::OpenStreams { peer, count } => {
+                let peer: PeerId = peer
+                    .parse()
+                    .map_err(|e| format!("invalid peer id {peer}: {e}"))?;
+                // libp2p-stream would dial a peer it has no connection to; this command must not.
+                if !self.swarm.is_connected(&peer) {
+                    return Err(format!("not connected to {peer}"));
+                }
+                hold::open(self.streams.clone(), peer, count, self.task_events.clone());
+            }
             Command::Stop => return Ok(Flow::Stop),
         }
         Ok(Flow::Continue)
@@ -532,7 +560,7 @@ fn describe(endpoint: &ConnectedPoint) -> (Direction, String) {
 
 /// An error with its sources, since some libp2p errors (e.g. `TransportError::Other`) print
 /// nothing themselves and leave the cause to `source()`.
-fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
