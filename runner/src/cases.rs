@@ -107,7 +107,7 @@ impl Case {
             "dial".into(),
             format!("{} x{}", label(&self.dial), self.dials),
         );
-        p.insert("topology".into(), label(&self.topology));
+        p.insert("topology".into(), self.topology.to_string());
         p.insert(
             "seeds".into(),
             self.peers
@@ -150,9 +150,9 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                             let mut case = Case {
                                 name: String::new(),
                                 network: net.name.clone(),
-                                edges: edges(net.topology, peers.len()),
+                                edges: edges(&net.topology, &peers),
                                 peers: peers.clone(),
-                                topology: net.topology,
+                                topology: net.topology.clone(),
                                 transport,
                                 security,
                                 muxer,
@@ -199,7 +199,7 @@ fn axes_of(m: &Matrix, case: &Case) -> BTreeMap<String, String> {
     axes.insert("security".to_owned(), label(&case.security));
     axes.insert("muxer".to_owned(), label(&case.muxer));
     axes.insert("dial".to_owned(), label(&case.dial));
-    axes.insert("topology".to_owned(), label(&case.topology));
+    axes.insert("topology".to_owned(), case.topology.to_string());
     for imp in m.implementations.iter().map(|i| &i.value) {
         let first = format!("{}-1", imp.name);
         if let Some(p) = case.peers.iter().find(|p| p.name == first) {
@@ -271,7 +271,8 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
     combos
 }
 
-fn edges(topology: Topology, n: usize) -> Vec<(usize, usize)> {
+fn edges(topology: &Topology, peers: &[PeerSpec]) -> Vec<(usize, usize)> {
+    let n = peers.len();
     match topology {
         Topology::FullMesh => (0..n)
             .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
@@ -279,7 +280,47 @@ fn edges(topology: Topology, n: usize) -> Vec<(usize, usize)> {
         Topology::Ring if n == 2 => vec![(0, 1)],
         Topology::Ring => (0..n).map(|a| (a, (a + 1) % n)).collect(),
         Topology::Star => (1..n).map(|a| (a, 0)).collect(),
+        Topology::Random { degree, seed } => random_edges(n, *degree, *seed),
+        Topology::Edges(named) => {
+            let index = |name: &str| {
+                peers
+                    .iter()
+                    .position(|p| p.name == name)
+                    .expect("validated")
+            };
+            named.iter().map(|(a, b)| (index(a), index(b))).collect()
+        }
     }
+}
+
+/// A ring, so that the network is connected, then random extra edges until every peer has `degree` neighbours
+/// (or no pair is left). ChaCha8 keeps the same seed giving the same network on every machine and version.
+fn random_edges(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut edges: Vec<(usize, usize)> = if n == 2 {
+        vec![(0, 1)]
+    } else {
+        (0..n).map(|a| (a, (a + 1) % n)).collect()
+    };
+    let mut neighbours = vec![if n == 2 { 1 } else { 2 }; n];
+    let linked = |edges: &[(usize, usize)], a: usize, b: usize| {
+        edges
+            .iter()
+            .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+    };
+    let mut candidates: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    candidates.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    for (a, b) in candidates {
+        if neighbours[a] < degree && neighbours[b] < degree && !linked(&edges, a, b) {
+            edges.push((a, b));
+            neighbours[a] += 1;
+            neighbours[b] += 1;
+        }
+    }
+    edges
 }
 
 #[cfg(test)]
@@ -288,10 +329,41 @@ mod tests {
 
     #[test]
     fn topologies() {
-        assert_eq!(edges(Topology::FullMesh, 3), vec![(0, 1), (0, 2), (1, 2)]);
-        assert_eq!(edges(Topology::Ring, 3), vec![(0, 1), (1, 2), (2, 0)]);
-        assert_eq!(edges(Topology::Ring, 2), vec![(0, 1)]);
-        assert_eq!(edges(Topology::Star, 3), vec![(1, 0), (2, 0)]);
+        let kit = crate::checks::testkit::Kit::new(&["rust-1", "rust-2", "go-1"]);
+        let peers = &kit.case.peers;
+        assert_eq!(
+            edges(&Topology::FullMesh, peers),
+            vec![(0, 1), (0, 2), (1, 2)]
+        );
+        assert_eq!(edges(&Topology::Ring, peers), vec![(0, 1), (1, 2), (2, 0)]);
+        assert_eq!(edges(&Topology::Ring, &peers[..2]), vec![(0, 1)]);
+        assert_eq!(edges(&Topology::Star, peers), vec![(1, 0), (2, 0)]);
+        assert_eq!(
+            edges(
+                &Topology::Edges(vec![("go-1".into(), "rust-1".into())]),
+                peers
+            ),
+            vec![(2, 0)]
+        );
+    }
+
+    #[test]
+    fn random_networks_are_connected_reproducible_and_near_the_degree() {
+        let a = random_edges(20, 4, 7);
+        assert_eq!(a, random_edges(20, 4, 7), "same seed, same network");
+        assert_ne!(a, random_edges(20, 4, 8));
+        let mut degree = vec![0; 20];
+        for &(x, y) in &a {
+            degree[x] += 1;
+            degree[y] += 1;
+        }
+        assert!(degree.iter().all(|&d| (2..=4).contains(&d)), "{degree:?}");
+        assert!(
+            degree.iter().filter(|&&d| d == 4).count() >= 16,
+            "{degree:?}"
+        );
+        // The ring is in: every peer reaches the next.
+        assert!((0..20).all(|i| a.contains(&(i, (i + 1) % 20))));
     }
 
     #[test]

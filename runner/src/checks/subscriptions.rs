@@ -134,8 +134,7 @@ impl Check for Subscriptions {
                         .conns
                         .get(&(rec.peer.clone(), remote.clone()))
                         .is_some_and(|c| !c.0.is_empty());
-                    self.seen
-                        .remove(&(rec.peer.clone(), remote.clone(), topic.clone()));
+                    // `seen` keeps the first sighting: losing it again is the unrequested unsubscribe's business.
                     // Checked against the sender's commands once the name of the sender is known, in `verdict`.
                     if connected && !self.left_at.contains_key(&rec.peer) {
                         self.unrequested.push((

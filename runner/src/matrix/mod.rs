@@ -205,6 +205,7 @@ pub struct Network {
     pub security: Axis<Security>,
     #[serde(default = "Axis::yamux")]
     pub muxer: Axis<Muxer>,
+    /// `simultaneous` makes both ends of every edge dial each other at once.
     #[serde(default = "Axis::dedup")]
     pub dial: Axis<DialMode>,
     /// How many times each edge is dialed (with `dial: new`, that many connections).
@@ -228,8 +229,8 @@ pub struct Network {
     pub checks: Option<checks::Settings>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Topology {
     /// Every peer dials every later peer.
     #[default]
@@ -238,6 +239,23 @@ pub enum Topology {
     Ring,
     /// The first peer is dialed by every other.
     Star,
+    /// A ring (so that the network is connected), plus random edges until every peer has `degree` neighbours;
+    /// the same seed gives the same network.
+    Random { degree: usize, seed: u64 },
+    /// Exactly these dials, by peer name: `[dialer, dialed]`.
+    Edges(Vec<(String, String)>),
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Topology::FullMesh => f.write_str("full-mesh"),
+            Topology::Ring => f.write_str("ring"),
+            Topology::Star => f.write_str("star"),
+            Topology::Random { degree, seed } => write!(f, "random-d{degree}-s{seed}"),
+            Topology::Edges(e) => write!(f, "edges-{}", e.len()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -269,6 +287,8 @@ pub enum DialMode {
     Dedup,
     /// Always open a new connection.
     New,
+    /// Both ends dial each other at the same moment (deduplicating).
+    Simultaneous,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -536,6 +556,41 @@ impl Matrix {
                 ));
             }
             let peer_names = peer_names(n);
+            match &n.topology {
+                Topology::Edges(edges) => {
+                    for (a, b) in edges {
+                        for p in [a, b] {
+                            if !peer_names.contains(p) {
+                                return Err(err(
+                                    &net.referenced,
+                                    format!(
+                                        "network `{}`: edge names peer `{p}`, expected one of: {}",
+                                        n.name,
+                                        peer_names.join(", ")
+                                    ),
+                                ));
+                            }
+                        }
+                        if a == b {
+                            return Err(err(
+                                &net.referenced,
+                                format!("network `{}`: edge from `{a}` to itself", n.name),
+                            ));
+                        }
+                    }
+                }
+                Topology::Random { degree, .. } if *degree == 0 || *degree >= peer_names.len() => {
+                    return Err(err(
+                        &net.referenced,
+                        format!(
+                            "network `{}`: random degree {degree}, expected 1 to {}",
+                            n.name,
+                            peer_names.len() - 1
+                        ),
+                    ));
+                }
+                _ => {}
+            }
             for p in n.publish.publishers.iter().flatten() {
                 if !peer_names.contains(p) {
                     return Err(err(

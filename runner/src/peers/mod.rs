@@ -229,11 +229,20 @@ impl<'a, B: Backend> Driver<'a, B> {
                 dial_addr(case, proc.address, self.world.peer_id(b).expect("ready"))
             };
             let mode = match case.dial {
-                DialMode::Dedup => "dedup",
+                DialMode::Dedup | DialMode::Simultaneous => "dedup",
                 DialMode::New => "new",
             };
             for _ in 0..case.dials {
                 self.send(a, command("dial", json!({ "addr": addr, "mode": mode })))
+                    .await;
+            }
+            if case.dial == DialMode::Simultaneous {
+                // The other end dials back at once: both dials are in flight together.
+                let back = {
+                    let proc = self.peers[a].process.as_ref().expect("started");
+                    dial_addr(case, proc.address, self.world.peer_id(a).expect("ready"))
+                };
+                self.send(b, command("dial", json!({ "addr": back, "mode": "dedup" })))
                     .await;
             }
         }
