@@ -599,3 +599,37 @@ fn a_subscriber_cut_off_from_the_network_fails_delivery_with_the_moment_it_stopp
     );
     assert!(marks.iter().any(|m| m["kind"] == "failure"), "{marks:?}");
 }
+
+#[test]
+fn a_peer_that_leaks_streams_fails_streams_naming_the_connection() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("runner/tests/matrices/stream-leak.yaml", out.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let results = results_of(out.path());
+    let streams = results["cases"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "streams")
+        .unwrap()
+        .clone();
+    assert_eq!(streams["status"], "failed", "{streams}");
+    let message = streams["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("rust-1 (rust-libp2p 0.57."),
+        "the peer that opened them leads: {message}"
+    );
+    assert!(
+        message.contains("outbound) on connection") && message.ends_with("(limit 64)"),
+        "{message}"
+    );
+    // The accepting side is in the evidence too.
+    assert!(
+        streams["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("go-1 (go-libp2p")),
+        "{streams}"
+    );
+}

@@ -92,7 +92,8 @@ impl Check for Streams {
         let limit = self.settings.max_per_connection;
         let mut over: Vec<(&(String, String), &Peak)> =
             self.peaks.iter().filter(|(_, p)| p.total > limit).collect();
-        over.sort_by_key(|(_, p)| std::cmp::Reverse(p.total));
+        // The peer that opened the streams leads (its outbound count), the side that accepted them follows.
+        over.sort_by_key(|(_, p)| std::cmp::Reverse((p.outbound, p.total)));
         let highest = self.peaks.iter().max_by_key(|(_, p)| p.total);
         let describe = |(peer, conn): &(String, String), p: &Peak| {
             format!(
