@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // command is any stdin line; each command reads the fields it needs and
@@ -22,6 +24,8 @@ type command struct {
 	Size  *int   `json:"size"`
 	Peer  string `json:"peer"`
 	Count *int   `json:"count"`
+	// Protocol is drop_protocol's protocol id.
+	Protocol string `json:"protocol"`
 }
 
 // maxCommandLine bounds one stdin line; commands are small.
@@ -73,6 +77,8 @@ func (p *Peer) handle(cmd command) error {
 		return p.disconnect(cmd.Peer)
 	case "open_streams":
 		return p.openStreams(cmd)
+	case "drop_protocol":
+		return p.dropProtocol(cmd.Protocol)
 	case "":
 		return errors.New("command has no cmd field")
 	default:
@@ -140,4 +146,19 @@ func (p *Peer) disconnect(remote string) error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// dropProtocol stops supporting one protocol. RemoveStreamHandler emits
+// EvtLocalProtocolsUpdated, on which go-libp2p's identify service pushes the
+// shorter list to every connected peer. Nothing registers it again: pubsub
+// sets its handlers once, in NewPubSub.
+func (p *Peer) dropProtocol(id string) error {
+	if id == "" {
+		return errors.New("drop_protocol needs a protocol")
+	}
+	if !slices.Contains(p.host.Mux().Protocols(), protocol.ID(id)) {
+		return fmt.Errorf("protocol %s is not supported", id)
+	}
+	p.host.RemoveStreamHandler(protocol.ID(id))
+	return nil
 }

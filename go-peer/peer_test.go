@@ -343,3 +343,55 @@ func deref(s *string) any {
 	}
 	return *s
 }
+
+// TestDropProtocol runs two full peers: drop_protocol on a makes b see an
+// identify push for a without the protocol on the same connection.
+func TestDropProtocol(t *testing.T) {
+	a := startTestPeer(t, 30, "tcp")
+	b := startTestPeer(t, 31, "tcp")
+	listening := a.waitFor("listening", nil)
+	var addr string
+	for _, s := range strings_(listening["addrs"]) {
+		if strings.HasPrefix(s, "/ip4/127.0.0.1/") {
+			addr = s
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no loopback listen address in %v", listening)
+	}
+	b.send(fmt.Sprintf(`{"cmd":"dial","addr":"%s/p2p/%s","mode":"dedup"}`, addr, a.id))
+	const dropped = "/meshsub/1.1.0"
+	first := b.waitFor("identify", field("remote", a.id))
+	before := strings_(first["protocols"])
+	if !slices.Contains(before, dropped) {
+		t.Fatalf("first identify lacks %s: %v", dropped, before)
+	}
+
+	a.send(`{"cmd":"drop_protocol","protocol":"` + dropped + `"}`)
+	pushed := b.waitFor("identify", func(ev map[string]any) bool {
+		return ev["remote"] == a.id && !slices.Contains(strings_(ev["protocols"]), dropped)
+	})
+	want := slices.DeleteFunc(slices.Clone(before), func(p string) bool { return p == dropped })
+	if got := strings_(pushed["protocols"]); !slices.Equal(got, want) || pushed["conn_id"] != first["conn_id"] {
+		t.Fatalf("pushed identify %v, want protocols %v on conn %v", pushed, want, first["conn_id"])
+	}
+
+	// Dropping it again is an error: a no longer has it.
+	a.send(`{"cmd":"drop_protocol","protocol":"` + dropped + `"}`)
+	if ev := a.waitFor("error", field("cmd", "drop_protocol")); !strings.Contains(ev["message"].(string), dropped) {
+		t.Fatalf("second drop: %v", ev)
+	}
+	a.send(`{"cmd":"drop_protocol"}`)
+	a.waitFor("error", field("cmd", "drop_protocol"))
+
+	// Nothing registers it again (pubsub sets its handlers once): no identify
+	// for a that b reports before a's later subscription lists it.
+	time.Sleep(500 * time.Millisecond)
+	a.send(`{"cmd":"subscribe","topic":"meshgate"}`)
+	b.waitFor("subscribed", func(ev map[string]any) bool { return ev["remote"] == a.id && ev["topic"] == "meshgate" })
+	for i, ev := range b.seen {
+		if ev["event"] == "identify" && ev["remote"] == a.id && slices.Contains(strings_(ev["protocols"]), dropped) && !b.used[i] {
+			t.Fatalf("b saw %s again: %v", dropped, ev)
+		}
+	}
+}

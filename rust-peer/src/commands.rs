@@ -31,6 +31,10 @@ pub enum Command {
         peer: String,
         count: usize,
     },
+    /// Stop supporting a protocol (not possible in rust-libp2p: `unsupported`).
+    DropProtocol {
+        protocol: String,
+    },
     Stop,
 }
 
@@ -53,6 +57,7 @@ impl Command {
             Command::Publish { .. } => "publish",
             Command::Disconnect { .. } => "disconnect",
             Command::OpenStreams { .. } => "open_streams",
+            Command::DropProtocol { .. } => "drop_protocol",
             Command::Stop => "stop",
         }
     }
@@ -140,6 +145,25 @@ mod tests {
         ] {
             let error = parse(bad).expect_err(bad);
             assert_eq!(error.cmd.as_deref(), Some("open_streams"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_drop_protocol() {
+        let command = parse(r#"{"cmd":"drop_protocol","protocol":"/meshsub/1.1.0","x":1}"#);
+        assert_eq!(
+            command,
+            Ok(Command::DropProtocol {
+                protocol: "/meshsub/1.1.0".into(),
+            })
+        );
+        assert_eq!(command.map(|c| c.name()), Ok("drop_protocol"));
+        for bad in [
+            r#"{"cmd":"drop_protocol"}"#,
+            r#"{"cmd":"drop_protocol","protocol":3}"#,
+        ] {
+            let error = parse(bad).expect_err(bad);
+            assert_eq!(error.cmd.as_deref(), Some("drop_protocol"), "{bad}");
         }
     }
 

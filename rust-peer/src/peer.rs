@@ -460,6 +460,18 @@ impl Peer {
                 }
                 hold::open(self.streams.clone(), peer, count, self.task_events.clone());
             }
+            Command::DropProtocol { protocol } => {
+                // Each behaviour's connection handlers advertise the protocols it was built
+                // with; rust-libp2p offers no way to withdraw one from a running swarm.
+                tracing::info!(%protocol, "drop_protocol is unsupported");
+                self.emitter.emit(Event::Unsupported {
+                    feature: "drop-protocol".into(),
+                    reason: format!(
+                        "rust-libp2p cannot remove a protocol from a running behaviour; \
+                         nothing changed for {protocol}"
+                    ),
+                });
+            }
             Command::Stop => return Ok(Flow::Stop),
         }
         Ok(Flow::Continue)
