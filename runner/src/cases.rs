@@ -60,6 +60,8 @@ pub struct BuildSpec {
     pub version: Option<String>,
     /// The build script's variables for a local checkout and pinned sub-libraries.
     pub env: BTreeMap<String, String>,
+    /// A prebuilt image to run instead of building (`language: image`).
+    pub image: Option<String>,
 }
 
 impl Case {
@@ -259,6 +261,7 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
                             language: imp.language,
                             version: version.clone(),
                             env: imp.build_env(),
+                            image: imp.image.clone(),
                         },
                         seed: peers.len() as u64 + 1,
                     });
@@ -423,6 +426,7 @@ networks:
                 language: Language::Rust,
                 version: Some("=0.57.1".into()),
                 env: BTreeMap::new(),
+                image: None,
             }
         );
         assert_eq!(cases[1].peers[1].build.version.as_deref(), Some("v0.41.1"));

@@ -60,6 +60,8 @@ pub struct Recipe {
     pub dir: PathBuf,
     /// Hex SHA-256 of the recipe, its inputs and the toolchain fingerprint.
     pub hash: String,
+    /// A prebuilt image (`language: image`): run as it is, never built.
+    pub image: Option<String>,
 }
 
 impl Recipe {
@@ -67,11 +69,15 @@ impl Recipe {
         match self.language {
             Language::Rust => "rust",
             Language::Go => "go",
+            Language::Image => "image",
         }
     }
 
     /// `rust`, or `rust 0.56` for a version other than the tree's.
     pub fn label(&self) -> String {
+        if let Some(image) = &self.image {
+            return format!("image {image}");
+        }
         match &self.version {
             Some(v) => format!("{} {v}", self.name()),
             None => self.name().to_owned(),
@@ -94,7 +100,10 @@ impl Recipe {
 
     /// Image tag: `meshgate-peer-rust:<first 16 hex digits of the hash>`.
     pub fn image_tag(&self) -> String {
-        format!("meshgate-peer-{}:{}", self.name(), &self.hash[..16])
+        match &self.image {
+            Some(image) => image.clone(),
+            None => format!("meshgate-peer-{}:{}", self.name(), &self.hash[..16]),
+        }
     }
 
     pub fn dockerfile(&self) -> PathBuf {
@@ -104,9 +113,21 @@ impl Recipe {
     /// Finds and hashes the recipe for a build. Cheap: reads sources and asks the toolchain its version.
     pub fn load(root: &Path, spec: &BuildSpec) -> anyhow::Result<Self> {
         let language = spec.language;
+        if let Some(image) = &spec.image {
+            // Prebuilt: named by itself, nothing to build or hash.
+            return Ok(Recipe {
+                language,
+                version: None,
+                env: Default::default(),
+                dir: PathBuf::new(),
+                hash: String::new(),
+                image: Some(image.clone()),
+            });
+        }
         let name = match language {
             Language::Rust => "rust",
             Language::Go => "go",
+            Language::Image => anyhow::bail!("an image implementation names no image"),
         };
         let dir = root.join("images").join(name);
         let recipe = Recipe {
@@ -115,6 +136,7 @@ impl Recipe {
             env: spec.env.clone(),
             dir: dir.clone(),
             hash: String::new(),
+            image: None,
         };
         let fingerprint = recipe
             .build_command()
@@ -156,6 +178,9 @@ impl Recipe {
 
     /// The static binary, built once per hash and kept in the cache. Build output goes to `log`.
     pub async fn binary(&self, cache: &Path, log: &Path) -> anyhow::Result<PathBuf> {
+        if let Some(image) = &self.image {
+            anyhow::bail!("image `{image}` is not on the Docker engine (nothing is pulled: build or load it first), and only the Docker backend runs images");
+        }
         let bin_dir = cache.join("bin");
         std::fs::create_dir_all(&bin_dir)?;
         let out = bin_dir.join(format!("{}-peer-{}", self.name(), &self.hash[..16]));
@@ -248,6 +273,7 @@ mod tests {
         let root = project_root();
         let spec = |language, version: Option<&str>| BuildSpec {
             env: Default::default(),
+            image: None,
             language,
             version: version.map(str::to_owned),
         };

@@ -633,3 +633,96 @@ fn a_peer_that_leaks_streams_fails_streams_naming_the_connection() {
         "{streams}"
     );
 }
+
+#[test]
+fn a_protocol_dropped_over_duplicate_connections_fails_no_protocol_downgrade() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("runner/tests/matrices/downgrade.yaml", out.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let results = results_of(out.path());
+    let checks = results["cases"][0]["checks"].as_array().unwrap();
+    let downgrade = checks
+        .iter()
+        .find(|c| c["name"] == "no-protocol-downgrade")
+        .unwrap();
+    assert_eq!(downgrade["status"], "failed", "{downgrade}");
+    let message = downgrade["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("go-1 (go-libp2p v0.")
+            && message.contains("stopped advertising /meshsub/1.1.0 to rust-1 (rust-libp2p 0.57."),
+        "{message}"
+    );
+    // The identify messages before and after are the evidence.
+    let evidence = downgrade["evidence"].as_array().unwrap();
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("identify before")),
+        "{downgrade}"
+    );
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("identify after")),
+        "{downgrade}"
+    );
+    let connections = checks.iter().find(|c| c["name"] == "connections").unwrap();
+    assert_eq!(
+        connections["status"], "failed",
+        "three connections from rust-1 to go-1: {connections}"
+    );
+}
+
+#[test]
+fn a_third_implementation_joins_as_a_prebuilt_image() {
+    // Any image that speaks the peer contract: here the go peer's, under a name of its own.
+    let built = meshgate()
+        .args(["build", "matrices/smoke.yaml", "--out"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let listing = String::from_utf8(built.stdout).unwrap();
+    let go_image = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("go\t"))
+        .expect("the go image")
+        .trim();
+    let tag = "meshgate-test/third-implementation:e2e";
+    assert!(Command::new("docker")
+        .args(["tag", go_image, tag])
+        .status()
+        .unwrap()
+        .success());
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = dir.path().join("third.yaml");
+    std::fs::write(
+        &matrix,
+        format!(
+            "name: third\nimplementations:\n  - {{name: rust, language: rust}}\n  - {{name: third, language: image, image: \"{tag}\"}}\n\
+             networks:\n  - name: pair\n    peers: {{rust: 1, third: 2}}\n    drain: 2s\n"
+        ),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = meshgate()
+        .args([
+            "run",
+            matrix.to_str().unwrap(),
+            "--backend",
+            "docker",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", tag]).status();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let results = results_of(out.path());
+    let peers = results["cases"][0]["peers"].as_array().unwrap();
+    assert_eq!(peers[1]["image"], tag);
+    assert_eq!(
+        peers[1]["library"], "go-libp2p",
+        "what the image says it is"
+    );
+}

@@ -168,6 +168,10 @@ fn cached_binary(recipe: &Recipe) -> PathBuf {
 impl Backend for LocalBackend {
     /// A binary already in the cache is all a local peer needs.
     async fn prepared(&self, recipe: &Recipe) -> bool {
+        // A prebuilt image has no binary to run here; `Recipe::binary` says so.
+        if recipe.image.is_some() {
+            return false;
+        }
         let path = cached_binary(recipe);
         if !path.is_file() {
             return false;
@@ -493,6 +497,7 @@ mod tests {
                 language: Language::Go,
                 version: None,
                 env: Default::default(),
+                image: None,
             },
         )
         .unwrap();

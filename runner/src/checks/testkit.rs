@@ -36,6 +36,7 @@ impl Kit {
                         language: if rust { Language::Rust } else { Language::Go },
                         version: None,
                         env: BTreeMap::new(),
+                        image: None,
                     },
                     seed: i as u64 + 1,
                 }

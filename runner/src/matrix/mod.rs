@@ -99,6 +99,9 @@ pub struct Implementation {
     /// `cargo update --precise`); go: `go-libp2p-pubsub` and `go-yamux` to module versions.
     #[serde(default)]
     pub pins: BTreeMap<String, String>,
+    /// With `language: image`: the local image to run (nothing is pulled; build or load it first).
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// The go sub-libraries a matrix may pin, and the build script's variable for each.
@@ -132,6 +135,7 @@ impl Implementation {
                     }
                 }
             }
+            Language::Image => {}
         }
         env
     }
@@ -150,6 +154,7 @@ impl Implementation {
 /// Versions the peers can be built at (docs/matrix.md). A version outside is an error of the matrix.
 pub fn check_version(language: Language, version: &str) -> Result<(), String> {
     let ok = match language {
+        Language::Image => false,
         Language::Rust => {
             let v = version.strip_prefix('=').unwrap_or(version);
             let mut parts = v.split('.');
@@ -181,6 +186,7 @@ pub fn check_version(language: Language, version: &str) -> Result<(), String> {
     Err(match language {
         Language::Rust => format!("libp2p version `{version}` is not supported: expected 0.54, 0.55, 0.56 or 0.57, or an exact =0.5x.y"),
         Language::Go => format!("go-libp2p version `{version}` is not supported: expected a module version from v0.38.0 to v0.51.0, like v0.41.1"),
+        Language::Image => "an image implementation has no version: its image is what runs".to_owned(),
     })
 }
 
@@ -189,6 +195,8 @@ pub fn check_version(language: Language, version: &str) -> Result<(), String> {
 pub enum Language {
     Rust,
     Go,
+    /// A prebuilt local image that speaks the peer contract: a third implementation (js, nim, a fork).
+    Image,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +375,8 @@ pub enum Action {
     CutOff,
     /// Open streams to another peer and never close them.
     OpenStreams { to: String, count: u32 },
+    /// Stop supporting a protocol (a staged downgrade: the next identify push lacks it).
+    DropProtocol(String),
 }
 
 mod defaults {
@@ -471,6 +481,27 @@ impl Matrix {
                 ));
             }
             names.push(imp.value.name.as_str());
+            let is_image = imp.value.language == Language::Image;
+            if is_image != imp.value.image.is_some() {
+                let m = if is_image {
+                    "`language: image` needs `image`, the name of a local image"
+                } else {
+                    "`image` goes with `language: image` only"
+                };
+                return Err(err(
+                    &imp.referenced,
+                    format!("implementation `{}`: {m}", imp.value.name),
+                ));
+            }
+            if is_image && (imp.value.path.is_some() || !imp.value.pins.is_empty()) {
+                return Err(err(
+                    &imp.referenced,
+                    format!(
+                        "implementation `{}`: an image is prebuilt: `path` and `pins` do not apply",
+                        imp.value.name
+                    ),
+                ));
+            }
             if let Some(p) = &imp.value.path {
                 if !p.is_dir() {
                     return Err(err(&imp.referenced, format!("implementation `{}`: path {} is not a directory, expected a local checkout", imp.value.name, p.display())));
@@ -478,6 +509,7 @@ impl Matrix {
             }
             for (name, version) in &imp.value.pins {
                 let known = match imp.value.language {
+                    Language::Image => false,
                     Language::Go => GO_PINS.iter().any(|(n, _)| n == name),
                     Language::Rust => {
                         name.starts_with("libp2p")
@@ -488,6 +520,7 @@ impl Matrix {
                 };
                 if !known {
                     let expected = match imp.value.language {
+                        Language::Image => "nothing".to_owned(),
                         Language::Go => "go-libp2p-pubsub or go-yamux".to_owned(),
                         Language::Rust => {
                             "a libp2p crate name (libp2p-gossipsub, libp2p-yamux, ...)".to_owned()

@@ -195,3 +195,29 @@ fn checkouts_and_pins_become_build_variables() {
         "libp2p-gossipsub@0.49.0 libp2p-yamux@0.47.0"
     );
 }
+
+#[test]
+fn image_implementations_need_an_image_and_nothing_to_build() {
+    let with = |imp: &str| GOOD.replace("{name: go, language: go}", imp);
+    let m = parse(&with("{name: go, language: image, image: \"my-peer:dev\"}")).unwrap();
+    assert_eq!(
+        m.implementation("go").unwrap().image.as_deref(),
+        Some("my-peer:dev")
+    );
+    let e = parse(&with("{name: go, language: image}")).unwrap_err();
+    assert!(
+        e.to_string().contains("`language: image` needs `image`"),
+        "{e}"
+    );
+    let e = parse(&with("{name: go, language: go, image: x}")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("`image` goes with `language: image` only"),
+        "{e}"
+    );
+    let e = parse(&with(
+        "{name: go, language: image, image: x, version: v0.41.1}",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("has no version"), "{e}");
+}

@@ -364,6 +364,9 @@ impl<'a, B: Backend> Driver<'a, B> {
                             "open_streams",
                             json!({ "peer": self.world.peer_id(index_of(to)), "count": count }),
                         ),
+                        Action::DropProtocol(protocol) => {
+                            command("drop_protocol", json!({ "protocol": protocol }))
+                        }
                         Action::CutOff => {
                             // Not a command to the peer: the backend pulls its cable.
                             self.observe(
