@@ -47,7 +47,9 @@ impl Kit {
             .map(|s| {
                 let (library, key, version) = match s.language {
                     Language::Rust => ("rust-libp2p", "libp2p", "0.57.1"),
-                    Language::Go | Language::Image => ("go-libp2p", "github.com/libp2p/go-libp2p", "v0.51.0"),
+                    Language::Go | Language::Image => {
+                        ("go-libp2p", "github.com/libp2p/go-libp2p", "v0.51.0")
+                    }
                 };
                 PeerReport {
                     name: s.name.clone(),
