@@ -5,12 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+mod common;
+use common::root;
 
 fn meshgate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_meshgate"));
@@ -195,53 +191,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
 fn a_peer_that_unsubscribes_mid_run_fails_delivery_with_its_name() {
     let out = tempfile::tempdir().unwrap();
     let o = run("runner/tests/matrices/unsubscribe.yaml", out.path());
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "stderr:\n{err}");
-    assert!(
-        err.contains(
-            "FAILED rust x go / tcp+noise+yamux / mixed-3 [delivery]: go-2 (go-libp2p v0."
-        ),
-        "{err}"
-    );
-
-    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
-    let doc = roxmltree::Document::parse(&xml).unwrap();
-    assert_eq!(doc.root_element().attribute("failures"), Some("1"));
-    let failure = doc
-        .descendants()
-        .find(|n| n.has_tag_name("failure"))
-        .expect("a failure element");
-    assert_eq!(
-        failure.parent().unwrap().attribute("name"),
-        Some("delivery")
-    );
-    let message = failure.attribute("message").unwrap();
-    assert!(message.starts_with("go-2 (go-libp2p v0."), "{message}");
-    assert!(
-        message.contains("rust-1 (rust-libp2p 0.57.") && message.contains("go-1 (go-libp2p"),
-        "{message}"
-    );
-    assert!(
-        !message.contains("rust-1 (rust-libp2p 0.57.1) missed"),
-        "only go-2 missed messages: {message}"
-    );
-    // The other checks still pass: only delivery broke.
-    let passed: Vec<_> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("testcase") && !n.children().any(|c| c.has_tag_name("failure")))
-        .map(|n| n.attribute("name").unwrap())
-        .collect();
-    assert_eq!(
-        passed,
-        [
-            "no-protocol-downgrade",
-            "subscriptions",
-            "mesh",
-            "connections",
-            "streams",
-            "liveness"
-        ]
-    );
+    common::assert_unsubscribe_verdict(o.status.code(), &stderr(&o), out.path());
 }
 
 #[test]
@@ -414,12 +364,7 @@ fn fail_fast_stops_a_case_at_the_first_live_failure_and_still_judges_the_record(
 
 /// A directory under meshgate's cache that stays the same between runs, so a checkout's build is reused.
 fn cache_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("MESHGATE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/meshgate")
-        });
-    let dir = base.join("test-checkouts").join(name);
+    let dir = common::cache().join("test-checkouts").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

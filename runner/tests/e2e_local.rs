@@ -9,24 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+mod common;
+use common::root;
 
 /// The cache the runner uses (images::cache_dir), where the local backend keeps a state file per run.
 fn state_dir() -> PathBuf {
-    let cache = match std::env::var_os("MESHGATE_CACHE") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("meshgate"),
-    };
-    cache.join("local")
+    common::cache().join("local")
 }
 
 fn is_root() -> bool {
@@ -264,31 +252,7 @@ fn a_peer_that_unsubscribes_fails_delivery_with_its_name_on_the_local_backend() 
         out.path(),
     );
     let code = w.wait();
-    let err = w.stderr();
-    assert_eq!(code, Some(1), "stderr:\n{err}");
-    assert!(
-        err.contains(
-            "FAILED rust x go / tcp+noise+yamux / mixed-3 [delivery]: go-2 (go-libp2p v0."
-        ),
-        "{err}"
-    );
-    let xml = junit(out.path());
-    let doc = roxmltree::Document::parse(&xml).unwrap();
-    assert_eq!(doc.root_element().attribute("failures"), Some("1"));
-    let failure = doc
-        .descendants()
-        .find(|n| n.has_tag_name("failure"))
-        .expect("a failure element");
-    assert_eq!(
-        failure.parent().unwrap().attribute("name"),
-        Some("delivery")
-    );
-    let message = failure.attribute("message").unwrap();
-    assert!(message.starts_with("go-2 (go-libp2p v0."), "{message}");
-    assert!(
-        !message.contains("rust-1 (rust-libp2p 0.57.1) missed"),
-        "only go-2 missed messages: {message}"
-    );
+    common::assert_unsubscribe_verdict(code, &w.stderr(), out.path());
     assert_nothing_left(&w);
 }
 

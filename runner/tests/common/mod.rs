@@ -1,0 +1,74 @@
+//! What the end-to-end suites share: where the project is, and the verdicts every backend must reach.
+
+#![allow(dead_code)] // Each test binary uses its own part of it.
+
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// meshgate's build cache (images::cache_dir).
+pub fn cache() -> PathBuf {
+    match std::env::var_os("MESHGATE_CACHE") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("meshgate"),
+    }
+}
+
+/// The verdict of runner/tests/matrices/unsubscribe.yaml, on any backend: exit 1, and `delivery` alone fails,
+/// naming go-2, the peer that left the topic, in stderr's one line and in the JUnit file.
+pub fn assert_unsubscribe_verdict(code: Option<i32>, stderr: &str, out: &Path) {
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(
+            "FAILED rust x go / tcp+noise+yamux / mixed-3 [delivery]: go-2 (go-libp2p v0."
+        ),
+        "{stderr}"
+    );
+    let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    assert_eq!(doc.root_element().attribute("failures"), Some("1"));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("a failure element");
+    assert_eq!(
+        failure.parent().unwrap().attribute("name"),
+        Some("delivery")
+    );
+    let message = failure.attribute("message").unwrap();
+    assert!(message.starts_with("go-2 (go-libp2p v0."), "{message}");
+    assert!(
+        message.contains("rust-1 (rust-libp2p 0.57.") && message.contains("go-1 (go-libp2p"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("rust-1 (rust-libp2p 0.57.1) missed"),
+        "only go-2 missed messages: {message}"
+    );
+    // The other checks still pass: only delivery broke.
+    let passed: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase") && !n.children().any(|c| c.has_tag_name("failure")))
+        .map(|n| n.attribute("name").unwrap())
+        .collect();
+    assert_eq!(
+        passed,
+        [
+            "no-protocol-downgrade",
+            "subscriptions",
+            "mesh",
+            "connections",
+            "streams",
+            "liveness"
+        ]
+    );
+}
