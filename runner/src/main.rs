@@ -50,6 +50,9 @@ enum Command {
         /// Stop each case at the first check failure seen while it runs (the verdict still judges the record).
         #[arg(long)]
         fail_fast: bool,
+        /// Longest the whole run may take (e.g. 45m); then it stops like on Ctrl-C, with partial results.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
         /// Run each case this many times; a check whose verdicts differ between attempts is reported flaky.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         repeat: u32,
@@ -113,18 +116,22 @@ async fn dispatch(command: Command) -> u8 {
             local_net,
             fail_fast,
             repeat,
+            timeout,
         } => {
-            run_matrix(RunOptions {
-                matrix,
-                out,
-                filter,
-                case_timeout,
-                jobs: jobs.into(),
-                backend,
-                local_net,
-                fail_fast,
-                repeat,
-            })
+            run_matrix(
+                RunOptions {
+                    matrix,
+                    out,
+                    filter,
+                    case_timeout,
+                    jobs: jobs.into(),
+                    backend,
+                    local_net,
+                    fail_fast,
+                    repeat,
+                },
+                timeout,
+            )
             .await
         }
         Command::Build { matrix, out } => {
@@ -220,7 +227,7 @@ fn fail(e: impl std::fmt::Display) -> u8 {
 }
 
 /// Runs a matrix in its own task, so that Ctrl-C, SIGTERM and panics all end in the same clean-up.
-async fn run_matrix(opts: RunOptions) -> u8 {
+async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
     let run_id = run::new_run_id();
     let choice = opts.backend;
     let cancel = CancellationToken::new();
@@ -229,9 +236,19 @@ async fn run_matrix(opts: RunOptions) -> u8 {
         let (run_id, cancel) = (run_id.clone(), cancel.clone());
         async move { run::run(&opts, &run_id, cancel).await }
     });
+    // The whole-run timeout ends a run the way Ctrl-C does: peers stopped, record kept, everything removed.
+    let stop = async {
+        match timeout {
+            Some(t) => tokio::select! {
+                s = interrupted() => s.to_owned(),
+                _ = tokio::time::sleep(t) => format!("timed out after {}", humantime::format_duration(t)),
+            },
+            None => interrupted().await.to_owned(),
+        }
+    };
     let outcome = tokio::select! {
         r = &mut task => r,
-        signal = interrupted() => {
+        signal = stop => {
             eprintln!("meshgate: {signal}: stopping peers and cleaning up (again to force)");
             cancel.cancel();
             tokio::select! {

@@ -683,3 +683,33 @@ fn a_third_implementation_joins_as_a_prebuilt_image() {
         "what the image says it is"
     );
 }
+
+#[test]
+fn a_whole_run_timeout_stops_it_like_ctrl_c() {
+    let out = tempfile::tempdir().unwrap();
+    let child = meshgate()
+        .args(["run", "matrices/smoke.yaml", "--timeout", "4s", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("meshgate: timed out after 4s: stopping peers and cleaning up"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(objects_owned_by(pid), Vec::<String>::new());
+    // Partial results are written and say why.
+    let results = results_of(out.path());
+    assert!(results["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("interrupted"))));
+}
