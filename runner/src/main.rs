@@ -63,6 +63,9 @@ enum Command {
         /// Folder for the build logs.
         #[arg(long, default_value = "reports/build")]
         out: PathBuf,
+        /// Builds at once (independent images build in parallel).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
     /// Print the cases of a matrix without running anything.
     List { matrix: PathBuf },
@@ -134,14 +137,14 @@ async fn dispatch(command: Command) -> u8 {
             )
             .await
         }
-        Command::Build { matrix, out } => {
+        Command::Build { matrix, out, jobs } => {
             let cancel = CancellationToken::new();
             let stop = cancel.clone();
             tokio::spawn(async move {
                 interrupted().await;
                 stop.cancel();
             });
-            match run::build(&matrix, &out, &cancel).await {
+            match run::build(&matrix, &out, jobs.into(), &cancel).await {
                 Ok(images) => {
                     for image in images {
                         println!("{image}");

@@ -131,9 +131,10 @@ async fn run_cases<B: Backend>(
         )),
     }
 
-    let (recipes, broken) = prepare_images(backend, &cases, &opts.out, &progress, &cancel)
-        .await
-        .map_err(CouldNotRun)?;
+    let (recipes, broken) =
+        prepare_images(backend, &cases, &opts.out, &progress, &cancel, opts.jobs)
+            .await
+            .map_err(CouldNotRun)?;
 
     let mut results = RunResults {
         meshgate: env!("CARGO_PKG_VERSION").into(),
@@ -215,6 +216,7 @@ async fn run_cases<B: Backend>(
 pub async fn build(
     matrix: &Path,
     out: &Path,
+    jobs: usize,
     cancel: &CancellationToken,
 ) -> Result<Vec<String>, CouldNotRun> {
     let matrix = Matrix::load(matrix).map_err(|e| CouldNotRun(e.into()))?;
@@ -224,7 +226,7 @@ pub async fn build(
         .map_err(CouldNotRun)?;
     let backend = DockerBackend::connect("build").await.map_err(CouldNotRun)?;
     let progress = Progress::new(0);
-    let (recipes, broken) = prepare_images(&backend, &cases, out, &progress, cancel)
+    let (recipes, broken) = prepare_images(&backend, &cases, out, &progress, cancel, jobs)
         .await
         .map_err(CouldNotRun)?;
     progress.finish();
@@ -269,6 +271,7 @@ async fn prepare_images<B: Backend>(
     out: &Path,
     progress: &Progress,
     cancel: &CancellationToken,
+    jobs: usize,
 ) -> anyhow::Result<(Recipes, BTreeMap<BuildSpec, String>)> {
     let root = project_root();
     let cache = cache_dir();
@@ -276,39 +279,49 @@ async fn prepare_images<B: Backend>(
         .iter()
         .flat_map(|c| c.peers.iter().map(|p| p.build.clone()))
         .collect();
-    let mut recipes = BTreeMap::new();
-    let mut broken = BTreeMap::new();
-    for spec in specs {
-        let recipe = match Recipe::load(&root, &spec) {
-            Ok(r) => r,
-            Err(e) => {
-                broken.insert(spec, format!("{e:#}"));
-                continue;
-            }
-        };
-        if !backend.prepared(&recipe).await {
-            let log = out.join(format!("build-{}.log", recipe.label().replace(' ', "-")));
-            progress.line(format!(
-                "building the {} peer ({}); its build log is {}",
-                recipe.label(),
-                recipe.image_tag(),
-                log.display()
-            ));
-            progress.status(format!("building the {} peer", recipe.label()));
-            let binary = tokio::select! {
-                b = recipe.binary(&cache, &log) => b,
-                _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.label()),
+    // Independent builds run `jobs` at a time; each ends in its recipe, or in the reason it did not build.
+    let builds = specs.into_iter().map(|spec| {
+        let (root, cache) = (&root, &cache);
+        async move {
+            let recipe = match Recipe::load(root, &spec) {
+                Ok(r) => r,
+                Err(e) => return Ok((spec, Err(format!("{e:#}")))),
             };
-            match binary {
-                Ok(binary) => backend.prepare(&recipe, &binary).await?,
-                Err(e) => {
-                    progress.line(format!("the {} peer did not build: {e:#}", recipe.label()));
-                    broken.insert(spec, format!("{e:#}"));
-                    continue;
+            if !backend.prepared(&recipe).await {
+                let log = out.join(format!("build-{}.log", recipe.label().replace(' ', "-")));
+                progress.line(format!(
+                    "building the {} peer ({}); its build log is {}",
+                    recipe.label(),
+                    recipe.image_tag(),
+                    log.display()
+                ));
+                progress.status(format!("building the {} peer", recipe.label()));
+                let binary = tokio::select! {
+                    b = recipe.binary(cache, &log) => b,
+                    _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.label()),
+                };
+                match binary {
+                    Ok(binary) => backend.prepare(&recipe, &binary).await?,
+                    Err(e) => {
+                        progress.line(format!("the {} peer did not build: {e:#}", recipe.label()));
+                        return Ok((spec, Err(format!("{e:#}"))));
+                    }
                 }
             }
+            anyhow::Ok((spec, Ok(recipe)))
         }
-        recipes.insert(spec, recipe);
+    });
+    let mut builds = futures_util::stream::iter(builds).buffer_unordered(jobs.max(1));
+    let (mut recipes, mut broken) = (BTreeMap::new(), BTreeMap::new());
+    while let Some(built) = builds.next().await {
+        match built? {
+            (spec, Ok(recipe)) => {
+                recipes.insert(spec, recipe);
+            }
+            (spec, Err(why)) => {
+                broken.insert(spec, why);
+            }
+        }
     }
     Ok((recipes, broken))
 }
