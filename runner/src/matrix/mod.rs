@@ -310,6 +310,19 @@ pub struct Gossipsub {
     #[serde(default, with = "humantime_serde")]
     pub heartbeat: Option<Duration>,
     pub max_transmit_size: Option<u64>,
+    /// How message ids are made; both sides must agree for gossip (IHAVE/IWANT) to match across them.
+    #[serde(default)]
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageId {
+    /// The library's: source peer id and sequence number.
+    #[default]
+    Default,
+    /// Hex SHA-256 of the message data, the same in every implementation.
+    ContentSha256,
 }
 
 impl Default for Gossipsub {
@@ -321,6 +334,7 @@ impl Default for Gossipsub {
             d_hi: None,
             heartbeat: None,
             max_transmit_size: None,
+            message_id: MessageId::Default,
         }
     }
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::cases::{Case, PeerSpec, LISTEN_PORT};
-use crate::matrix::{Muxer, Security, Transport};
+use crate::matrix::{MessageId, Muxer, Security, Transport};
 
 #[derive(Debug, Serialize)]
 pub struct PeerConfig {
@@ -29,6 +29,13 @@ pub struct GossipsubConfig {
     pub heartbeat_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_transmit_size: Option<u64>,
+    /// Sent only when not the library default, so peers that predate the field keep working.
+    #[serde(skip_serializing_if = "is_default")]
+    pub message_id: MessageId,
+}
+
+fn is_default(m: &MessageId) -> bool {
+    *m == MessageId::Default
 }
 
 impl PeerConfig {
@@ -47,6 +54,7 @@ impl PeerConfig {
                 d_hi: g.d_hi,
                 heartbeat_ms: g.heartbeat.map(|h| h.as_millis() as u64),
                 max_transmit_size: g.max_transmit_size,
+                message_id: g.message_id,
             },
             streams_interval_ms: 1000,
         }
@@ -93,6 +101,14 @@ mod tests {
             r#"{"seed":2,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux","gossipsub":{"topics":["meshgate"]},"streams_interval_ms":1000}"#
         );
         assert_eq!(label(&Transport::QuicV1), "quic-v1");
+    }
+
+    #[test]
+    fn content_message_ids_are_asked_for_only_when_chosen() {
+        let mut kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
+        kit.case.gossipsub.message_id = MessageId::ContentSha256;
+        let json = PeerConfig::for_peer(&kit.case, &kit.case.peers[0]).to_json();
+        assert!(json.contains(r#""message_id":"content-sha256""#), "{json}");
     }
 
     #[test]
