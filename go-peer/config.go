@@ -30,7 +30,15 @@ type GossipsubConfig struct {
 	DHi             *int     `json:"d_hi"`
 	HeartbeatMs     *int     `json:"heartbeat_ms"`
 	MaxTransmitSize *int     `json:"max_transmit_size"`
+	// MessageID is "default" (source + seqno, also when absent) or "content-sha256".
+	MessageID string `json:"message_id"`
 }
+
+// Message-id functions of the `gossipsub.message_id` field.
+const (
+	messageIDDefault       = "default"
+	messageIDContentSHA256 = "content-sha256"
+)
 
 // UnsupportedError is a valid configuration value this implementation cannot
 // honour: the contract wants an `unsupported` event and exit status 3 for it,
@@ -108,6 +116,11 @@ func (c *Config) validate() error {
 		}
 		if g.MaxTransmitSize != nil && *g.MaxTransmitSize <= 0 {
 			return fmt.Errorf("gossipsub.max_transmit_size must be positive, got %d", *g.MaxTransmitSize)
+		}
+		switch g.MessageID {
+		case "", messageIDDefault, messageIDContentSHA256:
+		default:
+			return fmt.Errorf("unknown gossipsub.message_id %q", g.MessageID)
 		}
 		for _, t := range g.Topics {
 			if t == "" {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 )
 
 func TestParseConfigGood(t *testing.T) {
@@ -60,6 +62,7 @@ func TestParseConfigBad(t *testing.T) {
 		{"heartbeat", `{"seed":1,"listen_port":1,"transport":"quic-v1","gossipsub":{"heartbeat_ms":0}}`, "heartbeat_ms"},
 		{"negative d", `{"seed":1,"listen_port":1,"transport":"quic-v1","gossipsub":{"d":-1}}`, "gossipsub.d"},
 		{"type", `{"seed":"1","listen_port":1,"transport":"quic-v1"}`, "parsing"},
+		{"message_id", `{"seed":1,"listen_port":1,"transport":"quic-v1","gossipsub":{"message_id":"sha1"}}`, "gossipsub.message_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig(tc.raw)
@@ -67,6 +70,26 @@ func TestParseConfigBad(t *testing.T) {
 				t.Fatalf("want error containing %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+func TestParseConfigMessageID(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{}`:                              "",
+		`{"message_id":"default"}`:        messageIDDefault,
+		`{"message_id":"content-sha256"}`: messageIDContentSHA256,
+	} {
+		cfg, err := parseConfig(`{"seed":1,"listen_port":1,"transport":"quic-v1","gossipsub":` + raw + `}`)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if cfg.Gossipsub.MessageID != want {
+			t.Fatalf("%s: message_id %q, want %q", raw, cfg.Gossipsub.MessageID, want)
+		}
+	}
+	// The id both implementations must agree on: lowercase hex SHA-256 of the data.
+	if got := contentSHA256ID(&pb.Message{Data: []byte("abc")}); got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Fatalf("content-sha256 id %s", got)
 	}
 }
 

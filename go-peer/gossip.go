@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -79,11 +82,21 @@ func newGossip(ctx context.Context, h host.Host, params pubsub.GossipSubParams, 
 	if cfg != nil && cfg.MaxTransmitSize != nil {
 		opts = append(opts, pubsub.WithMaxMessageSize(*cfg.MaxTransmitSize))
 	}
+	if cfg != nil && cfg.MessageID == messageIDContentSHA256 {
+		opts = append(opts, pubsub.WithMessageIdFn(contentSHA256ID))
+	}
 	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return &gossip{ctx: ctx, ps: ps, self: h.ID(), out: out, topics: make(map[string]*joinedTopic)}, nil
+}
+
+// contentSHA256ID is the `content-sha256` message id: the lowercase hex
+// SHA-256 of the message data, as the rust peer computes it.
+func contentSHA256ID(m *pb.Message) string {
+	sum := sha256.Sum256(m.Data)
+	return hex.EncodeToString(sum[:])
 }
 
 // join returns the topic handle, creating it on first use. go-libp2p-pubsub

@@ -28,8 +28,17 @@ type testPeer struct {
 
 func startTestPeer(t *testing.T, seed int, transport string) *testPeer {
 	t.Helper()
+	return startTestPeerWith(t, seed, transport, "")
+}
+
+// startTestPeerWith adds gossip, `"field":value` pairs, to the gossipsub configuration.
+func startTestPeerWith(t *testing.T, seed int, transport, gossip string) *testPeer {
+	t.Helper()
+	if gossip != "" {
+		gossip = "," + gossip
+	}
 	cfg := fmt.Sprintf(`{"seed":%d,"listen_port":0,"transport":%q,"security":"noise","muxer":"yamux",
-		"gossipsub":{"topics":["meshgate"],"d":2,"d_lo":1,"d_hi":3,"heartbeat_ms":100},"streams_interval_ms":200}`, seed, transport)
+		"gossipsub":{"topics":["meshgate"],"d":2,"d_lo":1,"d_hi":3,"heartbeat_ms":100%s},"streams_interval_ms":200}`, seed, transport, gossip)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	p := &testPeer{t: t, stdin: inW, events: make(chan map[string]any, 1024), exit: make(chan int, 1)}
@@ -242,6 +251,34 @@ func testTwoPeers(t *testing.T, transport string) {
 			}
 		}
 	}
+}
+
+// TestContentSHA256MessageID: with content-addressed message ids, a message
+// is still delivered, and a second one with other data is too.
+func TestContentSHA256MessageID(t *testing.T) {
+	a := startTestPeerWith(t, 20, "tcp", `"message_id":"content-sha256"`)
+	b := startTestPeerWith(t, 21, "tcp", `"message_id":"content-sha256"`)
+	var addr string
+	for _, s := range strings_(a.waitFor("listening", nil)["addrs"]) {
+		if strings.HasPrefix(s, "/ip4/127.0.0.1/") {
+			addr = s
+		}
+	}
+	a.send(`{"cmd":"subscribe","topic":"meshgate"}`)
+	b.send(`{"cmd":"subscribe","topic":"meshgate"}`)
+	b.send(fmt.Sprintf(`{"cmd":"dial","addr":"%s/p2p/%s","mode":"dedup"}`, addr, a.id))
+	a.waitFor("mesh", func(ev map[string]any) bool { return slices.Equal(strings_(ev["peers"]), []string{b.id}) })
+	b.waitFor("mesh", func(ev map[string]any) bool { return slices.Equal(strings_(ev["peers"]), []string{a.id}) })
+	for _, id := range []string{"a/0", "a/1"} {
+		a.send(`{"cmd":"publish","topic":"meshgate","id":"` + id + `","size":100}`)
+		if msg := b.waitFor("message", nil); msg["id"] != id || msg["source"] != a.id {
+			t.Fatalf("message %v, want %s", msg, id)
+		}
+	}
+	b.send(`{"cmd":"stop"}`)
+	b.waitFor("stopped", nil)
+	a.send(`{"cmd":"stop"}`)
+	a.waitFor("stopped", nil)
 }
 
 func TestRunExitCodes(t *testing.T) {

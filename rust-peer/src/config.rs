@@ -65,6 +65,33 @@ pub struct GossipsubParams {
     pub d_hi: Option<usize>,
     pub heartbeat_ms: Option<u64>,
     pub max_transmit_size: Option<usize>,
+    /// Absent means [`MessageIdFn::Default`].
+    #[serde(default)]
+    pub message_id: MessageIdFn,
+}
+
+/// The gossipsub message-id function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum MessageIdFn {
+    /// The library's: source peer id + sequence number.
+    #[default]
+    #[serde(rename = "default")]
+    Default,
+    /// Lowercase hex SHA-256 of the message data, the same in every implementation.
+    #[serde(rename = "content-sha256")]
+    ContentSha256,
+}
+
+/// The `content-sha256` message id of some message data.
+pub fn content_sha256_id(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    Sha256::digest(data)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// What the transport is actually built from, once the configuration is resolved.
@@ -150,7 +177,7 @@ impl Config {
     }
 
     /// The gossipsub configuration: library defaults overridden by whatever was given, strict
-    /// validation (signed messages required), default message-id function.
+    /// validation (signed messages required), the configured message-id function.
     pub fn gossipsub_config(&self) -> Result<gossipsub::Config, ConfigError> {
         let params = &self.gossipsub;
         let defaults = gossipsub::Config::default();
@@ -190,6 +217,11 @@ impl Config {
         }
         if let Some(size) = params.max_transmit_size {
             builder.max_transmit_size(size);
+        }
+        if params.message_id == MessageIdFn::ContentSha256 {
+            builder.message_id_fn(|m: &gossipsub::Message| {
+                gossipsub::MessageId::from(content_sha256_id(&m.data))
+            });
         }
         builder
             .build()
@@ -261,6 +293,35 @@ mod tests {
     }
 
     #[test]
+    fn message_id_function() {
+        let parse = |gossipsub: &str| {
+            Config::from_json(&format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{gossipsub}}}"#
+            ))
+        };
+        assert_eq!(
+            parse("{}").unwrap().gossipsub.message_id,
+            MessageIdFn::Default
+        );
+        assert_eq!(
+            parse(r#"{"message_id":"default"}"#)
+                .unwrap()
+                .gossipsub
+                .message_id,
+            MessageIdFn::Default
+        );
+        let config = parse(r#"{"message_id":"content-sha256"}"#).unwrap();
+        assert_eq!(config.gossipsub.message_id, MessageIdFn::ContentSha256);
+        config.gossipsub_config().expect("valid gossipsub config");
+        assert!(parse(r#"{"message_id":"sha1"}"#).is_err());
+        // The id both implementations must agree on.
+        assert_eq!(
+            content_sha256_id(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
     fn mplex_is_unsupported_not_invalid() {
         let json =
             r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"tls","muxer":"mplex"}"#;
@@ -309,6 +370,10 @@ mod tests {
             (
                 "zero heartbeat",
                 r#"{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{"heartbeat_ms":0}}"#,
+            ),
+            (
+                "unknown message_id",
+                r#"{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{"message_id":"sha1"}}"#,
             ),
             (
                 "non-numeric max_transmit_size",
