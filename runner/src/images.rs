@@ -86,6 +86,8 @@ impl Recipe {
 
     fn build_command(&self) -> std::process::Command {
         let mut c = std::process::Command::new(self.dir.join("build"));
+        // The fingerprint may depend on what the cache holds (a kept lock file): always the same cache.
+        c.env("MESHGATE_CACHE", cache_dir());
         // Only what the recipe says reaches the script: a variable left in the caller's environment would build
         // something other than what the hash names.
         for var in BUILD_ENV {
