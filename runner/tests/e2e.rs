@@ -713,3 +713,26 @@ fn a_whole_run_timeout_stops_it_like_ctrl_c() {
             .as_str()
             .is_some_and(|e| e.contains("interrupted"))));
 }
+
+#[test]
+fn a_case_an_implementation_cannot_run_is_skipped_with_its_reason() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("runner/tests/matrices/unsupported.yaml", out.path());
+    assert_eq!(o.status.code(), Some(0), "nothing failed: {}", stderr(&o));
+    let results = results_of(out.path());
+    let checks = results["cases"][0]["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    for c in checks {
+        assert_eq!(c["status"], "skipped", "{c}");
+        assert!(
+            c["message"].as_str().unwrap().contains("muxer-mplex"),
+            "the peer's reason: {c}"
+        );
+    }
+    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    assert_eq!(
+        doc.root_element().attribute("skipped"),
+        Some(checks.len().to_string().as_str())
+    );
+}

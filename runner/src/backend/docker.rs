@@ -263,14 +263,24 @@ impl Backend for DockerBackend {
             .and_then(|s| s.pid)
             .and_then(|p| u32::try_from(p).ok())
             .filter(|&p| p > 0);
+        let running = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.running)
+            .unwrap_or(false);
         let address = inspect
             .network_settings
             .and_then(|s| s.networks)
             .and_then(|n| n.get(&network).cloned())
             .and_then(|e| e.ip_address)
             .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, launch.config.listen_port))
-            .ok_or_else(|| anyhow!("container {name} has no address on {network}"))?;
+            .map(|ip| SocketAddr::new(ip, launch.config.listen_port));
+        let address = match (address, running) {
+            (Some(a), _) => a,
+            // It has exited already (say, `unsupported` at start): its output and exit status tell why.
+            (None, false) => SocketAddr::new(IpAddr::from([0, 0, 0, 0]), launch.config.listen_port),
+            (None, true) => bail!("container {name} has no address on {network}"),
+        };
 
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(pump_output(self.api.clone(), id.clone(), io.output, tx));
