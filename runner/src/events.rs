@@ -164,6 +164,27 @@ impl Recorded {
     }
 }
 
+/// The parts of a runner command (peer contract section 2) that checks look at.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Command {
+    pub cmd: String,
+    #[serde(default)]
+    pub topic: String,
+    #[serde(default)]
+    pub id: String,
+}
+
+impl Recorded {
+    /// The command the runner sent, if this is one. Commands are recorded as the exact line sent, so they are
+    /// parsed here, once for every check.
+    pub fn command(&self) -> Option<Command> {
+        match &self.what {
+            Observation::Command { json } => serde_json::from_str(json).ok(),
+            _ => None,
+        }
+    }
+}
+
 pub fn now_micros() -> Micros {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -142,7 +142,11 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
                 _ => {}
             },
             // Routine commands are the script; these are incidents.
-            Observation::Command { json } if is_incident(json) => {
+            Observation::Command { json }
+                if rec
+                    .command()
+                    .is_some_and(|c| c.cmd == "unsubscribe" || c.cmd == "disconnect") =>
+            {
                 t.marks.push(Mark {
                     at_ms: ms(rec.at),
                     kind: MarkKind::Incident,
@@ -187,14 +191,6 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
     }
     t.marks.sort_by_key(|m| m.at_ms);
     t
-}
-
-/// Whether a command line is one the script sends only for an incident.
-fn is_incident(json: &str) -> bool {
-    let cmd = serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|v| v["cmd"].as_str().map(str::to_owned));
-    matches!(cmd.as_deref(), Some("unsubscribe" | "disconnect"))
 }
 
 #[cfg(test)]

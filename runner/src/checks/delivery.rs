@@ -41,15 +41,6 @@ fn default_deadline() -> Duration {
     Duration::from_secs(10)
 }
 
-#[derive(Debug, Deserialize)]
-struct PublishCommand {
-    cmd: String,
-    #[serde(default)]
-    topic: String,
-    #[serde(default)]
-    id: String,
-}
-
 struct Publication {
     publisher: String,
     topic: String,
@@ -96,8 +87,8 @@ impl Check for Delivery {
 
     fn observe(&mut self, rec: &Recorded) {
         match &rec.what {
-            Observation::Command { json } => {
-                if let Ok(cmd) = serde_json::from_str::<PublishCommand>(json) {
+            Observation::Command { .. } => {
+                if let Some(cmd) = rec.command() {
                     if cmd.cmd == "publish" {
                         let p = Publication {
                             publisher: rec.peer.clone(),

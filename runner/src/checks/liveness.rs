@@ -67,8 +67,7 @@ impl Check for Liveness {
     fn observe(&mut self, rec: &Recorded) {
         // A live peer samples its streams every second: a long silence before it was told to stop is a hang.
         let silence_us = self.settings.silence.as_micros() as Micros;
-        let stop =
-            matches!(&rec.what, Observation::Command { json } if json.contains(r#""cmd":"stop""#));
+        let stop = rec.command().is_some_and(|c| c.cmd == "stop");
         if matches!(rec.what, Observation::Event { .. }) || stop {
             if let Some(last) = self.last_event.get(&rec.peer) {
                 if !self.told_to_stop.contains(&rec.peer) && rec.at - last > silence_us {

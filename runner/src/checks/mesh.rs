@@ -43,13 +43,6 @@ fn default_settle() -> Duration {
     Duration::from_secs(3)
 }
 
-#[derive(Debug, Deserialize)]
-struct Cmd {
-    cmd: String,
-    #[serde(default)]
-    topic: String,
-}
-
 /// One peer's view of one topic at a moment.
 #[derive(Debug, Clone, Copy)]
 struct Snapshot {
@@ -120,8 +113,8 @@ impl Check for Mesh {
         self.last = self.last.max(rec.time());
         let state = self.peers.entry(rec.peer.clone()).or_default();
         match &rec.what {
-            Observation::Command { json } => {
-                let Ok(cmd) = serde_json::from_str::<Cmd>(json) else {
+            Observation::Command { .. } => {
+                let Some(cmd) = rec.command() else {
                     return;
                 };
                 match cmd.cmd.as_str() {

@@ -33,13 +33,6 @@ fn default_within() -> Duration {
     Duration::from_secs(3)
 }
 
-#[derive(Debug, Deserialize)]
-struct Cmd {
-    cmd: String,
-    #[serde(default)]
-    topic: String,
-}
-
 pub struct Subscriptions {
     within_us: Micros,
     /// (subscriber name, topic) -> when it was told to subscribe / unsubscribe.
@@ -78,8 +71,8 @@ impl Check for Subscriptions {
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
         match &rec.what {
-            Observation::Command { json } => {
-                let Ok(cmd) = serde_json::from_str::<Cmd>(json) else {
+            Observation::Command { .. } => {
+                let Some(cmd) = rec.command() else {
                     return;
                 };
                 match cmd.cmd.as_str() {

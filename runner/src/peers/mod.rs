@@ -540,19 +540,24 @@ impl<'a, B: Backend> Driver<'a, B> {
         self.observe(i, what);
     }
 
-    async fn pump_until(&mut self, deadline: Instant) -> anyhow::Result<()> {
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => bail!("interrupted"),
-                msg = self.inbox.recv() => match msg {
-                    Some((i, o)) => self.handle(i, o),
-                    None => bail!("lost every peer's output"),
-                },
-                _ = self.sampler.tick() => self.on_tick()?,
-                _ = tokio::time::sleep_until(deadline) => return Ok(()),
-            }
+    /// Handles the next thing to happen: a line from a peer, a sampling tick, or the deadline (then `true`).
+    async fn step(&mut self, deadline: Instant) -> anyhow::Result<bool> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => bail!("interrupted"),
+            msg = self.inbox.recv() => match msg {
+                Some((i, o)) => self.handle(i, o),
+                None => bail!("lost every peer's output"),
+            },
+            _ = self.sampler.tick() => self.on_tick()?,
+            _ = tokio::time::sleep_until(deadline) => return Ok(true),
         }
+        Ok(false)
+    }
+
+    async fn pump_until(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        while !self.step(deadline).await? {}
+        Ok(())
     }
 
     async fn pump_for(&mut self, d: Duration) -> anyhow::Result<()> {
@@ -577,17 +582,9 @@ impl<'a, B: Backend> Driver<'a, B> {
         done: impl Fn(&World) -> bool,
     ) -> anyhow::Result<()> {
         while !done(&self.world) {
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => bail!("interrupted"),
-                msg = self.inbox.recv() => match msg {
-                    Some((i, o)) => self.handle(i, o),
-                    None => bail!("lost every peer's output"),
-                },
-                _ = self.sampler.tick() => self.on_tick()?,
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(TimedOut(format!("{what}: {}", self.world.describe_wait(&self.peer_names()))).into());
-                }
+            if self.step(deadline).await? {
+                let state = self.world.describe_wait(&self.peer_names());
+                return Err(TimedOut(format!("{what}: {state}")).into());
             }
         }
         Ok(())
