@@ -16,6 +16,9 @@ pub enum PeerEvent {
         implementation: String,
         #[serde(default)]
         versions: std::collections::BTreeMap<String, String>,
+        /// The optional features the peer can do (`dial-mode-new`, `drop-protocol`, ...); absent: not said.
+        #[serde(default)]
+        features: Option<Vec<String>>,
     },
     Listening {
         addrs: Vec<String>,
@@ -25,6 +28,11 @@ pub enum PeerEvent {
         conn_id: String,
         direction: Direction,
         remote_addr: String,
+        /// What the connection negotiated (`noise`, `tls`; `yamux`, `mplex`; QUIC: `tls`, `quic-v1`), where said.
+        #[serde(default)]
+        security: Option<String>,
+        #[serde(default)]
+        muxer: Option<String>,
     },
     ConnectionClosed {
         remote: String,
@@ -75,11 +83,17 @@ pub enum PeerEvent {
     },
     Error {
         cmd: Option<String>,
+        /// The `cmd_id` of the command this answers; absent for errors of the library's own activity.
+        #[serde(default)]
+        cmd_id: Option<String>,
         message: String,
     },
     Unsupported {
         feature: String,
         reason: String,
+        /// The `cmd_id` of the command this answers; absent when the peer cannot run at all (at start).
+        #[serde(default)]
+        cmd_id: Option<String>,
     },
     Stopped {},
 }
@@ -168,10 +182,22 @@ impl Recorded {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Command {
     pub cmd: String,
+    /// Unique in the case; a peer's `error` or `unsupported` for this command names it.
+    #[serde(default)]
+    pub cmd_id: Option<String>,
     #[serde(default)]
     pub topic: String,
+    /// The message id of a `publish`.
     #[serde(default)]
     pub id: String,
+    /// The remote peer id of a `disconnect` (absent: every peer) or `open_streams`.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// The multiaddr of a `dial`, and its mode.
+    #[serde(default)]
+    pub addr: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 impl Recorded {

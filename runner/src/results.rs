@@ -39,6 +39,12 @@ pub struct CaseResult {
     pub duration_ms: u64,
     /// Folder with the case's event logs and stderr files, relative to the results file.
     pub logs: String,
+    /// Steps of the script a peer answered `unsupported` to: not exercised, the rest of the case is judged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unexercised: Vec<String>,
+    /// What the runner changed in the case to run it at all (an edge dialed deduplicated, ...), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Why the case stopped before its script ended (`--fail-fast`); its checks judge what was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
@@ -93,6 +99,10 @@ pub struct CheckResult {
     /// When the failure happened (Unix microseconds), for time lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_us: Option<Micros>,
+    /// What the check had to judge, in one line ("38 identify exchanges over 24 connected pairs"). A check that
+    /// judged nothing is inconclusive, never passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<String>,
     /// The known issue this check is expected to fail for, when the matrix names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
@@ -131,40 +141,66 @@ impl CheckResult {
         self
     }
 
-    pub fn passed(name: &str, evidence: Vec<String>) -> Self {
+    /// States what the check judged.
+    pub fn covering(mut self, coverage: impl Into<String>) -> Self {
+        self.coverage = Some(coverage.into());
+        self
+    }
+
+    fn new(name: &str, status: Status, message: Option<String>, evidence: Vec<String>) -> Self {
         Self {
             name: name.into(),
-            status: Status::Passed,
-            message: None,
+            status,
+            message,
             evidence,
             involved: Vec::new(),
             at_us: None,
+            coverage: None,
             known_issue: None,
             attempts: Vec::new(),
             flaky: false,
         }
     }
+
+    pub fn passed(name: &str, evidence: Vec<String>) -> Self {
+        Self::new(name, Status::Passed, None, evidence)
+    }
+
     pub fn failed(name: &str, message: String, evidence: Vec<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: Status::Failed,
-            message: Some(message),
-            evidence,
-            involved: Vec::new(),
-            at_us: None,
-            known_issue: None,
-            attempts: Vec::new(),
-            flaky: false,
-        }
+        Self::new(name, Status::Failed, Some(message), evidence)
+    }
+
+    /// The check had nothing to judge where the case expected something; `why` says what was missing.
+    pub fn inconclusive(name: &str, why: String, evidence: Vec<String>) -> Self {
+        Self::new(name, Status::Inconclusive, Some(why), evidence)
+    }
+
+    /// The check did not run, for `why` (turned off, or the case could not do what it needs).
+    pub fn skipped(name: &str, why: String) -> Self {
+        Self::new(name, Status::Skipped, Some(why), Vec::new())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a check ended. Only `Passed`, `Failed` and `Known` are verdicts on the peers; the others say why there is
+/// none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Passed,
     Failed,
+    /// Failed as a known issue of the matrix says it does (`known_issue` names the reference).
+    Known,
+    /// Did not run: turned off, or the case could not do what it needs (`message` says which).
     Skipped,
+    /// Ran, but an input it needs is missing (`message` says which): no verdict either way.
+    Inconclusive,
+}
+
+impl Status {
+    /// Whether the check reached a verdict on the peers.
+    pub fn judged(self) -> bool {
+        matches!(self, Status::Passed | Status::Failed | Status::Known)
+    }
 }
 
 impl CaseResult {
@@ -298,6 +334,8 @@ pub(crate) mod tests {
             error: None,
             duration_ms: 10,
             logs: "cases/000-x".into(),
+            unexercised: vec![],
+            notes: vec![],
             stopped_early: None,
             timeline: None,
         }

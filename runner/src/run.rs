@@ -259,6 +259,8 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
         duration_ms: 0,
         logs: format!("cases/{index:03}-{}", slug(&case.name)),
         stopped_early: None,
+        unexercised: Vec::new(),
+        notes: Vec::new(),
         timeline: None,
     }
 }
@@ -355,6 +357,8 @@ async fn run_case<B: Backend>(
         duration_ms: 0,
         logs,
         stopped_early: None,
+        unexercised: Vec::new(),
+        notes: Vec::new(),
         timeline: None,
     };
     let driver = match Driver::new(backend, index, case, &dir, cancel.clone()) {

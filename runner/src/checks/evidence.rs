@@ -146,11 +146,11 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                             .collect::<Vec<_>>()
                             .join(" ")
                     )),
-                    PeerEvent::Error { cmd, message } => Some(format!(
+                    PeerEvent::Error { cmd, message, .. } => Some(format!(
                         "error ({}): {message}",
                         cmd.as_deref().unwrap_or("-")
                     )),
-                    PeerEvent::Unsupported { feature, reason } => {
+                    PeerEvent::Unsupported { feature, reason, .. } => {
                         Some(format!("unsupported {feature}: {reason}"))
                     }
                     PeerEvent::Stopped {} => Some("stopped".into()),

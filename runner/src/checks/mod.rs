@@ -176,7 +176,7 @@ fn apply_known_issue(result: &mut CheckResult, known: &KnownIssue) {
     result.known_issue = Some(known.reference.clone());
     match result.status {
         Status::Failed => {
-            result.status = Status::Skipped;
+            result.status = Status::Known;
             let what = result.message.take().unwrap_or_default();
             result.message = Some(format!("known issue {}: {what}", known.reference));
         }
@@ -187,7 +187,8 @@ fn apply_known_issue(result: &mut CheckResult, known: &KnownIssue) {
                 known.reference, result.name
             ));
         }
-        Status::Skipped => {}
+        // No verdict either way: whether the issue still reproduces is not known.
+        Status::Known | Status::Skipped | Status::Inconclusive => {}
     }
 }
 
@@ -196,11 +197,7 @@ pub fn skip_all(settings: &Settings, reason: &str) -> Vec<CheckResult> {
     settings
         .instantiate()
         .iter()
-        .map(|c| CheckResult {
-            status: Status::Skipped,
-            message: Some(reason.to_owned()),
-            ..CheckResult::passed(c.name(), vec![])
-        })
+        .map(|c| CheckResult::skipped(c.name(), reason.to_owned()))
         .collect()
 }
 
@@ -240,7 +237,7 @@ mod tests {
         let record: Vec<Recorded> = kit.publish(1_000, "rust-1", "rust-1/0").into();
         let results = evaluate(&record, &kit.context());
         let delivery = results.iter().find(|r| r.name == "delivery").unwrap();
-        assert_eq!(delivery.status, Status::Skipped);
+        assert_eq!(delivery.status, Status::Known);
         assert!(
             delivery
                 .message

@@ -48,6 +48,7 @@ impl World {
                     PeerEvent::Started {
                         implementation,
                         versions,
+                        ..
                     } => self.started[i] = Some((implementation.clone(), versions.clone())),
                     PeerEvent::Listening { addrs } => self.listening[i] = !addrs.is_empty(),
                     PeerEvent::ConnectionOpened {
@@ -69,7 +70,7 @@ impl World {
                     PeerEvent::Mesh { topic, peers } => {
                         self.meshes.insert((i, topic.clone()), peers.len());
                     }
-                    PeerEvent::Unsupported { feature, reason } => {
+                    PeerEvent::Unsupported { feature, reason, .. } => {
                         self.unsupported.get_or_insert_with(|| {
                             format!("{} cannot do {feature}: {reason}", rec.peer)
                         });

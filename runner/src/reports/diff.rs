@@ -26,7 +26,7 @@ fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
                 Status::Failed if c.flaky => Verdict::Flaky,
                 Status::Passed => Verdict::Passed,
                 Status::Failed => Verdict::Failed,
-                Status::Skipped => Verdict::Skipped,
+                Status::Skipped | Status::Known | Status::Inconclusive => Verdict::Skipped,
             };
             v.insert((case.name.clone(), c.name.clone()), verdict);
         }

@@ -196,13 +196,13 @@ fn cell(check: Option<&CheckResult>) -> Cell {
             title: message,
             link: true,
         },
-        (Status::Skipped, Some(issue)) => Cell {
+        (Status::Known | Status::Skipped, Some(issue)) => Cell {
             class: "known",
             text: "known",
             title: format!("{issue}: {message}"),
             link: true,
         },
-        (Status::Skipped, None) => Cell {
+        (Status::Skipped | Status::Known | Status::Inconclusive, _) => Cell {
             class: "skipped",
             text: "skipped",
             title: message,
@@ -231,6 +231,8 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
                 Status::Passed => "pass",
                 Status::Failed => "FAIL",
                 Status::Skipped => "skipped",
+                Status::Known => "known",
+                Status::Inconclusive => "inconclusive",
             })
             .collect::<Vec<_>>()
             .join(" "),
@@ -741,6 +743,10 @@ mod tests {
             duration_ms: 6000,
             logs: "cases/001-pair".into(),
             stopped_early: None,
+            unexercised: Vec::new(),
+            notes: Vec::new(),
+        unexercised: Vec::new(),
+        notes: Vec::new(),
             timeline: Some(t),
         };
         let passing = CaseResult {

@@ -71,7 +71,7 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
                     }
                     s
                 }
-                Status::Skipped => {
+                Status::Skipped | Status::Known | Status::Inconclusive => {
                     let mut s = TestCaseStatus::skipped();
                     s.set_message(check.message.clone().unwrap_or_default());
                     s

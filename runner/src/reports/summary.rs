@@ -27,8 +27,8 @@ impl Cell {
             match (c.status, c.known_issue.is_some()) {
                 (Status::Passed, _) => self.passed += 1,
                 (Status::Failed, _) => self.failed += 1,
-                (Status::Skipped, true) => self.known += 1,
-                (Status::Skipped, false) => self.skipped += 1,
+                (Status::Known, _) | (Status::Skipped, true) => self.known += 1,
+                (Status::Skipped | Status::Inconclusive, _) => self.skipped += 1,
             }
         }
     }
