@@ -211,6 +211,8 @@ mod tests {
                     conn_id: "1".into(),
                     direction: Direction::Outbound,
                     remote_addr: "x".into(),
+                    security: None,
+                    muxer: None,
                 },
             ),
             kit.identify(100_000, "rust-1", "go-1", &["/meshsub/1.1.0"]),

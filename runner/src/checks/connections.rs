@@ -224,6 +224,7 @@ impl Check for Connections {
                 conn_id,
                 direction,
                 remote_addr,
+                ..
             } => {
                 if let Some(addr) = tcp_socket_addr(remote_addr) {
                     self.reported
@@ -415,6 +416,8 @@ mod tests {
                 conn_id: conn.into(),
                 direction: Direction::Outbound,
                 remote_addr: "/ip4/10.0.0.2/tcp/4001".into(),
+                security: None,
+                muxer: None,
             },
         )
     }

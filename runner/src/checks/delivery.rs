@@ -113,6 +113,7 @@ impl Check for Delivery {
                 PeerEvent::Error {
                     cmd: Some(cmd),
                     message,
+                    ..
                 } if cmd == "publish" => {
                     self.publish_errors
                         .entry(rec.peer.clone())
@@ -465,6 +466,7 @@ mod tests {
                 1_100,
                 "rust-1",
                 PeerEvent::Error {
+                    cmd_id: None,
                     cmd: Some("publish".into()),
                     message: "NoPeersSubscribedToTopic".into(),
                 },

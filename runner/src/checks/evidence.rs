@@ -252,6 +252,8 @@ mod tests {
                     conn_id: "3".into(),
                     direction: Direction::Outbound,
                     remote_addr: "x".into(),
+                    security: None,
+                    muxer: None,
                 },
             ),
             kit.identify(

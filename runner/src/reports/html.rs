@@ -737,7 +737,7 @@ mod tests {
                     known_issue: Some("rust-libp2p#6047".into()),
                     ..CheckResult::failed("streams", "expected".into(), vec![])
                 }
-                .skipped(),
+                .as_skipped(),
             ],
             error: None,
             duration_ms: 6000,
@@ -745,8 +745,6 @@ mod tests {
             stopped_early: None,
             unexercised: Vec::new(),
             notes: Vec::new(),
-        unexercised: Vec::new(),
-        notes: Vec::new(),
             timeline: Some(t),
         };
         let passing = CaseResult {
@@ -771,7 +769,7 @@ mod tests {
     }
 
     impl CheckResult {
-        fn skipped(mut self) -> Self {
+        fn as_skipped(mut self) -> Self {
             self.status = Status::Skipped;
             self
         }
