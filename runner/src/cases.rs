@@ -50,6 +50,8 @@ pub struct PeerSpec {
     pub build: BuildSpec,
     /// Identity seed; the same peer of the same case has the same peer id on every run.
     pub seed: u64,
+    /// What its implementation offers instead of the case's security and muxer (TCP only).
+    pub offer: matrix::Offer,
 }
 
 /// What to build for a peer: one image per distinct value in a run.
@@ -83,9 +85,38 @@ impl Case {
         }
     }
 
+    /// The security protocols peer `i` offers, in preference order.
+    pub fn security_offer(&self, i: usize) -> Vec<Security> {
+        self.peers[i].offer.security.clone().unwrap_or_else(|| vec![self.security])
+    }
+
+    /// The muxers peer `i` offers, in preference order.
+    pub fn muxer_offer(&self, i: usize) -> Vec<Muxer> {
+        self.peers[i].offer.muxer.clone().unwrap_or_else(|| vec![self.muxer])
+    }
+
+    /// What a connection dialed by `dialer` to `listener` must negotiate: (security, muxer) in the contract's
+    /// spelling, the dialer's first choice the listener also offers (multistream-select); `None` where they share
+    /// nothing.
+    pub fn expected_negotiation(&self, dialer: usize, listener: usize) -> (Option<String>, Option<String>) {
+        if self.transport == Transport::QuicV1 {
+            return (Some("tls".into()), Some("quic-v1".into()));
+        }
+        fn first<T: PartialEq + Serialize>(ours: Vec<T>, theirs: Vec<T>) -> Option<String> {
+            ours.into_iter().find(|x| theirs.contains(x)).map(|x| label(&x))
+        }
+        (
+            first(self.security_offer(dialer), self.security_offer(listener)),
+            first(self.muxer_offer(dialer), self.muxer_offer(listener)),
+        )
+    }
+
     pub fn stack(&self) -> String {
+        let offers = |f: &dyn Fn(&PeerSpec) -> bool| self.peers.iter().any(f);
+        let security = if offers(&|p| p.offer.security.is_some()) { "offer".into() } else { label(&self.security) };
+        let muxer = if offers(&|p| p.offer.muxer.is_some()) { "offer".into() } else { label(&self.muxer) };
         match self.transport {
-            Transport::Tcp => format!("tcp+{}+{}", label(&self.security), label(&self.muxer)),
+            Transport::Tcp => format!("tcp+{security}+{muxer}"),
             Transport::QuicV1 => "quic-v1".into(),
         }
     }
@@ -105,6 +136,19 @@ impl Case {
         p.insert("transport".into(), label(&self.transport));
         p.insert("security".into(), label(&self.security));
         p.insert("muxer".into(), label(&self.muxer));
+        for (i, peer) in self.peers.iter().enumerate() {
+            let list = |l: Vec<String>| l.join(">");
+            if peer.offer != matrix::Offer::default() && !p.contains_key(&format!("offer.{}", peer.implementation)) {
+                p.insert(
+                    format!("offer.{}", peer.implementation),
+                    format!(
+                        "{} {}",
+                        list(self.security_offer(i).iter().map(label).collect()),
+                        list(self.muxer_offer(i).iter().map(label).collect())
+                    ),
+                );
+            }
+        }
         p.insert(
             "dial".into(),
             format!("{} x{}", label(&self.dial), self.dials),
@@ -131,15 +175,20 @@ pub fn label<T: Serialize>(v: &T) -> String {
 }
 
 /// Every case of a matrix, in file order, axes varying last-listed fastest.
+/// The checks of a network: the defaults, changed by the matrix's `checks` entries, then by the network's.
+pub fn checks_of(m: &Matrix, net: &matrix::Network) -> checks::Settings {
+    let top = m.checks.clone().unwrap_or_default();
+    match &net.checks {
+        Some(over) => top.overridden_by(over),
+        None => top,
+    }
+}
+
 pub fn expand(m: &Matrix) -> Vec<Case> {
-    let top_checks = m.checks.clone().unwrap_or_else(checks::Settings::all);
     let mut cases = Vec::new();
     for net in m.networks.iter().map(|n| &n.value) {
+        let checks = checks_of(m, net);
         for peers in version_combinations(m, net) {
-            let checks = match &net.checks {
-                Some(over) => top_checks.overridden_by(over),
-                None => top_checks.clone(),
-            };
             for &transport in &net.transport.0 {
                 // QUIC brings its own security and muxer: those axes do not multiply it.
                 let (securities, muxers) = match transport {
@@ -161,7 +210,7 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 dial,
                                 dials: net.dials,
                                 gossipsub: net.gossipsub.clone(),
-                                publish: net.publish.clone(),
+                                publish: net.publish.value.clone(),
                                 warmup: net.warmup,
                                 drain: net.drain,
                                 incidents: net.incidents.iter().map(|i| i.value.clone()).collect(),
@@ -264,6 +313,7 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
                             image: imp.image.clone(),
                         },
                         seed: peers.len() as u64 + 1,
+                        offer: imp.offer.clone().unwrap_or_default(),
                     });
                 }
                 next.push(peers);

@@ -137,14 +137,23 @@ pub enum Observation {
         line: String,
         error: String,
     },
-    /// The runner sent this command.
-    Command { json: String },
+    /// The runner sent this command (the exact line); `expect_error` when the case expects the peer to answer it
+    /// with an `error` (a dial that may lose a simultaneous-dial race, a publish from a peer cut off).
+    Command {
+        json: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        expect_error: bool,
+    },
     /// The peer's process ended; `expected` when the runner had told it to stop.
     Exited { code: Option<i64>, expected: bool },
     /// The runner killed the peer.
     Killed { reason: String },
     /// The runner did something to the peer from outside (an incident that is not a command).
     Incident { what: String },
+    /// The kernel's connections of the peer cannot be read, for `reason` (recorded once per peer).
+    SocketsUnavailable { reason: String },
+    /// A command could not be handed to the peer: it stopped reading its stdin.
+    Undelivered { cmd_id: String, reason: String },
     /// The kernel's established TCP connections of the peer's process (remote `ip:port`, sorted), sampled by the
     /// runner; recorded when they change.
     Sockets { established: Vec<String> },
@@ -198,6 +207,9 @@ pub struct Command {
     pub addr: Option<String>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// From the record, not the line: the case expects an `error` answer.
+    #[serde(skip)]
+    pub expect_error: bool,
 }
 
 impl Recorded {
@@ -205,7 +217,11 @@ impl Recorded {
     /// parsed here, once for every check.
     pub fn command(&self) -> Option<Command> {
         match &self.what {
-            Observation::Command { json } => serde_json::from_str(json).ok(),
+            Observation::Command { json, expect_error } => {
+                let mut c: Command = serde_json::from_str(json).ok()?;
+                c.expect_error = *expect_error;
+                Some(c)
+            }
             _ => None,
         }
     }

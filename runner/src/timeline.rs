@@ -142,7 +142,7 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
                 _ => {}
             },
             // Routine commands are the script; these are incidents.
-            Observation::Command { json }
+            Observation::Command { json, .. }
                 if rec
                     .command()
                     .is_some_and(|c| c.cmd == "unsubscribe" || c.cmd == "disconnect") =>

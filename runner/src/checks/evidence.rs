@@ -161,7 +161,7 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                     timeline.push((t, format!("{} {text}", rec.peer)));
                 }
             }
-            Observation::Command { json }
+            Observation::Command { json, .. }
                 if in_window && rec.command().is_none_or(|c| c.cmd != "publish") =>
             {
                 timeline.push((t, format!("{} <- {json}", rec.peer)));

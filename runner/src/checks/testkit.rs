@@ -39,6 +39,7 @@ impl Kit {
                         image: None,
                     },
                     seed: i as u64 + 1,
+                    offer: Default::default(),
                 }
             })
             .collect();
@@ -173,7 +174,10 @@ impl Kit {
         Recorded {
             at: ts,
             peer: peer.into(),
-            what: Observation::Command { json: json.into() },
+            what: Observation::Command {
+                json: json.into(),
+                expect_error: false,
+            },
         }
     }
 

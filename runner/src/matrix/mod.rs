@@ -102,6 +102,20 @@ pub struct Implementation {
     /// With `language: image`: the local image to run (nothing is pulled; build or load it first).
     #[serde(default)]
     pub image: Option<String>,
+    /// Security protocols and muxers this implementation's peers offer, in preference order, instead of the
+    /// network's single `security` / `muxer` value (TCP only; QUIC has its own).
+    #[serde(default)]
+    pub offer: Option<Offer>,
+}
+
+/// What a peer offers in the handshake, in preference order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Vec<Security>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muxer: Option<Vec<Muxer>>,
 }
 
 /// The go sub-libraries a matrix may pin, and the build script's variable for each.
@@ -221,8 +235,8 @@ pub struct Network {
     pub dials: u32,
     #[serde(default)]
     pub gossipsub: Gossipsub,
-    #[serde(default)]
-    pub publish: Publish,
+    #[serde(default = "defaults::publish")]
+    pub publish: Spanned<Publish>,
     /// Longest wait for connections, subscriptions and meshes to form before publishing starts.
     #[serde(default = "defaults::warmup", with = "humantime_serde")]
     pub warmup: Duration,
@@ -375,6 +389,9 @@ pub struct Incident {
     /// The peer it happens to, by name (`go-2`).
     pub peer: String,
     pub action: Action,
+    /// The peer is expected to answer the incident's command with an `error` (it is then not a failure).
+    #[serde(default)]
+    pub expect_error: bool,
 }
 
 /// What an incident makes a peer do. The checks are not told: they must notice.
@@ -395,6 +412,11 @@ pub enum Action {
 
 mod defaults {
     use std::time::Duration;
+
+    pub fn publish() -> serde_saphyr::Spanned<super::Publish> {
+        let unknown = serde_saphyr::Location::UNKNOWN;
+        serde_saphyr::Spanned { value: Default::default(), referenced: unknown, defined: unknown }
+    }
 
     pub fn topics() -> Vec<String> {
         vec!["meshgate".into()]
@@ -552,6 +574,21 @@ impl Matrix {
                     return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to `{version}`, expected an exact version", imp.value.name)));
                 }
             }
+            if let Some(offer) = &imp.value.offer {
+                let dup = |l: &[String]| l.iter().enumerate().any(|(i, x)| l[..i].contains(x));
+                let sec: Vec<String> = offer.security.iter().flatten().map(crate::cases::label).collect();
+                let mux: Vec<String> = offer.muxer.iter().flatten().map(crate::cases::label).collect();
+                if offer.security.as_ref().is_some_and(|l| l.is_empty())
+                    || offer.muxer.as_ref().is_some_and(|l| l.is_empty())
+                    || dup(&sec)
+                    || dup(&mux)
+                {
+                    return Err(err(
+                        &imp.referenced,
+                        format!("implementation `{}`: `offer` lists must be non-empty and name each protocol once", imp.value.name),
+                    ));
+                }
+            }
             for v in imp.value.versions().into_iter().flatten() {
                 check_version(imp.value.language, &v).map_err(|m| {
                     err(
@@ -638,7 +675,21 @@ impl Matrix {
                 }
                 _ => {}
             }
-            for p in n.publish.publishers.iter().flatten() {
+            let checks = crate::cases::checks_of(self, n);
+            let publish = &n.publish;
+            if checks.is_on("delivery")
+                && (publish.value.messages == 0
+                    || publish.value.publishers.as_ref().is_some_and(|p| p.is_empty()))
+            {
+                return Err(err(
+                    &publish.referenced,
+                    format!(
+                        "network `{}` publishes nothing (`messages: 0` or empty `publishers`): expected messages to judge delivery by, or `checks: {{delivery: off}}`",
+                        n.name
+                    ),
+                ));
+            }
+            for p in n.publish.value.publishers.iter().flatten() {
                 if !peer_names.contains(p) {
                     return Err(err(
                         &net.referenced,
@@ -660,6 +711,25 @@ impl Matrix {
                             peer_names.join(", ")
                         ),
                     ));
+                }
+                if let Action::Unsubscribe(topic) = &inc.value.action {
+                    if !n.gossipsub.topics.contains(topic) {
+                        return Err(err(
+                            &inc.referenced,
+                            format!(
+                                "incident unsubscribes from `{topic}`, expected one of the network's topics: {}",
+                                n.gossipsub.topics.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                if let Action::Disconnect(target) | Action::OpenStreams { to: target, .. } = &inc.value.action {
+                    if target == &inc.value.peer {
+                        return Err(err(
+                            &inc.referenced,
+                            format!("incident makes `{target}` act on itself, expected another peer"),
+                        ));
+                    }
                 }
                 if let Action::OpenStreams { to, .. } = &inc.value.action {
                     if !peer_names.contains(to) {
@@ -707,11 +777,7 @@ impl Matrix {
         for rule in self.include.iter().chain(&self.exclude) {
             check_rule(rule, "rule")?;
         }
-        let check_names: Vec<&str> = checks::Settings::all()
-            .instantiate()
-            .iter()
-            .map(|c| c.name())
-            .collect();
+        let check_names = checks::Settings::names();
         for k in &self.known_issues {
             if !check_names.contains(&k.value.check.as_str()) {
                 return Err(err(

@@ -19,7 +19,7 @@ fn minimal_matrix_gets_defaults() {
     let n = &m.networks[0].value;
     assert_eq!(n.transport, Axis(vec![Transport::Tcp]));
     assert_eq!(n.gossipsub.topics, vec!["meshgate"]);
-    assert_eq!(n.publish.messages, 5);
+    assert_eq!(n.publish.value.messages, 5);
     assert!(m.checks.is_none());
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::cases::{Case, PeerSpec, LISTEN_PORT};
+use crate::cases::{Case, LISTEN_PORT};
 use crate::matrix::{MessageId, Muxer, Security, Transport};
 
 #[derive(Debug, Serialize)]
@@ -14,6 +14,15 @@ pub struct PeerConfig {
     pub muxer: Muxer,
     pub gossipsub: GossipsubConfig,
     pub streams_interval_ms: u64,
+    /// Preference orders, sent only when the matrix gives the implementation an `offer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<Offer>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Offer {
+    pub security: Vec<Security>,
+    pub muxer: Vec<Muxer>,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,14 +48,19 @@ fn is_default(m: &MessageId) -> bool {
 }
 
 impl PeerConfig {
-    pub fn for_peer(case: &Case, peer: &PeerSpec) -> Self {
+    /// The configuration of the case's peer `i`.
+    pub fn for_peer(case: &Case, i: usize) -> Self {
         let g = &case.gossipsub;
+        let peer = &case.peers[i];
+        let (security, muxer) = (case.security_offer(i), case.muxer_offer(i));
         PeerConfig {
             seed: peer.seed,
             listen_port: LISTEN_PORT,
             transport: case.transport,
-            security: case.security,
-            muxer: case.muxer,
+            // The first choice, for peers that predate `offer`.
+            security: security[0],
+            muxer: muxer[0],
+            offer: (peer.offer != crate::matrix::Offer::default()).then_some(Offer { security, muxer }),
             gossipsub: GossipsubConfig {
                 topics: g.topics.clone(),
                 d: g.d,
@@ -79,8 +93,8 @@ pub fn dial_addr(case: &Case, addr: std::net::SocketAddr, peer_id: &str) -> Stri
 }
 
 /// A contract command line.
-pub fn command(cmd: &str, fields: serde_json::Value) -> String {
-    let mut obj = serde_json::json!({ "cmd": cmd });
+pub fn command(cmd: &str, cmd_id: &str, fields: serde_json::Value) -> String {
+    let mut obj = serde_json::json!({ "cmd": cmd, "cmd_id": cmd_id });
     if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
         o.extend(f);
     }
@@ -95,7 +109,7 @@ mod tests {
     #[test]
     fn config_matches_the_contract() {
         let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
-        let json = PeerConfig::for_peer(&kit.case, &kit.case.peers[1]).to_json();
+        let json = PeerConfig::for_peer(&kit.case, 1).to_json();
         assert_eq!(
             json,
             r#"{"seed":2,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux","gossipsub":{"topics":["meshgate"]},"streams_interval_ms":1000}"#
@@ -107,17 +121,20 @@ mod tests {
     fn content_message_ids_are_asked_for_only_when_chosen() {
         let mut kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
         kit.case.gossipsub.message_id = MessageId::ContentSha256;
-        let json = PeerConfig::for_peer(&kit.case, &kit.case.peers[0]).to_json();
+        let json = PeerConfig::for_peer(&kit.case, 0).to_json();
         assert!(json.contains(r#""message_id":"content-sha256""#), "{json}");
     }
 
     #[test]
     fn commands_and_addresses() {
         assert_eq!(
-            command("subscribe", serde_json::json!({"topic": "t"})),
-            r#"{"cmd":"subscribe","topic":"t"}"#
+            command("subscribe", "c1", serde_json::json!({"topic": "t"})),
+            r#"{"cmd":"subscribe","cmd_id":"c1","topic":"t"}"#
         );
-        assert_eq!(command("stop", serde_json::json!({})), r#"{"cmd":"stop"}"#);
+        assert_eq!(
+            command("stop", "c2", serde_json::json!({})),
+            r#"{"cmd":"stop","cmd_id":"c2"}"#
+        );
         let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
         assert_eq!(
             dial_addr(&kit.case, "10.1.0.2:4001".parse().unwrap(), "12D3"),

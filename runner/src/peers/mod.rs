@@ -35,6 +35,8 @@ pub type Recipes = BTreeMap<BuildSpec, Recipe>;
 /// How long peers get to start, and to exit after `stop`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write of one command to a peer may take: a peer reads its commands at once.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the kernel's TCP connections of every peer are read.
 const SOCKET_SAMPLING: Duration = Duration::from_millis(500);
 
@@ -50,12 +52,23 @@ pub struct CaseRecord {
     pub stopped_early: Option<String>,
     /// Failures the checks saw while the case ran, with when they were seen.
     pub live_failures: Vec<(crate::events::Micros, String)>,
+    /// What the runner changed to run the case at all.
+    pub notes: Vec<String>,
 }
 
 /// A wait ran out of time. During the warm-up that is the network's verdict, not the runner's failure.
 #[derive(Debug, thiserror::Error)]
 #[error("timed out waiting for {0}")]
 struct TimedOut(String);
+
+/// A wait that ran out of time is not the runner's failure: the case goes on with what is there.
+fn go_on(e: anyhow::Error) -> anyhow::Result<()> {
+    if e.is::<TimedOut>() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
 
 /// A check failed while the case ran, and the run was asked to stop there.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +80,10 @@ struct Peer {
     process: Option<PeerProcess>,
     image: String,
     stdout_lines: u64,
+    /// It stopped reading its stdin: it gets no more commands.
+    deaf: bool,
+    /// Its kernel view could not be read (recorded once).
+    sockets_unavailable: bool,
     events_log: std::fs::File,
     stderr_log: std::fs::File,
 }
@@ -93,6 +110,9 @@ pub struct Driver<'a, B: Backend> {
     announced: Vec<&'static str>,
     fail_fast: bool,
     progress: Option<&'a Progress>,
+    commands_sent: u64,
+    /// What the runner changed to run the case (an edge dialed the other way round, ...).
+    notes: Vec<String>,
 }
 
 impl<'a, B: Backend> Driver<'a, B> {
@@ -112,6 +132,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 process: None,
                 image: String::new(),
                 stdout_lines: 0,
+                deaf: false,
+                sockets_unavailable: false,
                 events_log: std::fs::File::create(dir.join(format!("{}.events.jsonl", spec.name)))?,
                 stderr_log: std::fs::File::create(dir.join(format!("{}.stderr", spec.name)))?,
             });
@@ -138,6 +160,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             announced: Vec::new(),
             fail_fast: false,
             progress: None,
+            commands_sent: 0,
+            notes: Vec::new(),
         })
     }
 
@@ -175,6 +199,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             error.get_or_insert(format!("cannot write the record: {e}"));
         }
         CaseRecord {
+            notes: std::mem::take(&mut self.notes),
             stopped_early,
             live_failures: std::mem::take(&mut self.live_failures),
             peers: self.peer_reports(),
@@ -186,11 +211,11 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     async fn script(&mut self, recipes: &Recipes) -> anyhow::Result<()> {
         let case = self.case;
-        self.backend
-            .create_network(self.case_index, &case.name)
+        let backend = self.backend;
+        self.bounded(backend.create_network(self.case_index, &case.name))
             .await?;
 
-        // Start every peer, then wait until each has said who it is and where it listens.
+        // Start every peer, then wait until each has said who it is and where it lists, or has exited.
         for (i, spec) in case.peers.iter().enumerate() {
             let recipe = recipes
                 .get(&spec.build)
@@ -200,9 +225,11 @@ impl<'a, B: Backend> Driver<'a, B> {
             let launch = PeerLaunch {
                 name: spec.name.clone(),
                 recipe,
-                config: PeerConfig::for_peer(case, spec),
+                config: PeerConfig::for_peer(case, i),
             };
-            let mut process = self.backend.start_peer(self.case_index, launch).await?;
+            let mut process = self
+                .bounded(backend.start_peer(self.case_index, launch))
+                .await?;
             let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
             let tx = self.inbox_tx.clone();
             tokio::spawn(async move {
@@ -215,79 +242,122 @@ impl<'a, B: Backend> Driver<'a, B> {
             self.peers[i].process = Some(process);
         }
         let n = case.peers.len();
-        self.wait_until(START_TIMEOUT, "every peer to start and listen", |w| {
-            w.ready_count() == n || w.gave_up()
-        })
-        .await?;
-        self.bail_if_gave_up()?;
+        // From here on, what the network does is the peers' verdict: a wait that runs out goes on with what is
+        // there, and the checks (connectivity, liveness, ...) say what it led to.
+        let _ = self
+            .wait_until(START_TIMEOUT, "every peer to start and listen", |w| {
+                w.gave_up() || (0..n).all(|i| w.ready(i) || w.exited(i))
+            })
+            .await
+            .or_else(go_on)?;
+        if let Some(u) = &self.world.unsupported {
+            bail!("unsupported: {u}");
+        }
 
         // Connect along the topology's edges.
         let warmup_deadline = Instant::now() + case.warmup;
-        for &(a, b) in &case.edges {
-            let addr = {
-                let proc = self.peers[b].process.as_ref().expect("started");
-                dial_addr(case, proc.address, self.world.peer_id(b).expect("ready"))
-            };
-            let mode = match case.dial {
-                DialMode::Dedup | DialMode::Simultaneous => "dedup",
-                DialMode::New => "new",
-            };
+        for (a, b, mode) in self.dial_plan() {
+            if !self.world.ready(a) || !self.world.ready(b) {
+                continue;
+            }
+            let addr = self.dial_addr_of(b);
+            // A simultaneous dial may lose its race: its error is expected.
+            let racing = case.dial == DialMode::Simultaneous;
             for _ in 0..case.dials {
-                self.send(a, command("dial", json!({ "addr": addr, "mode": mode })))
+                self.send(a, "dial", json!({ "addr": addr, "mode": mode }), racing)
                     .await;
             }
-            if case.dial == DialMode::Simultaneous {
+            if racing {
                 // The other end dials back at once: both dials are in flight together.
-                let back = {
-                    let proc = self.peers[a].process.as_ref().expect("started");
-                    dial_addr(case, proc.address, self.world.peer_id(a).expect("ready"))
-                };
-                self.send(b, command("dial", json!({ "addr": back, "mode": "dedup" })))
+                let back = self.dial_addr_of(a);
+                self.send(b, "dial", json!({ "addr": back, "mode": "dedup" }), true)
                     .await;
             }
         }
         let edges = case.edges.clone();
-        self.wait_until_instant(
-            warmup_deadline,
-            "every edge of the topology to connect",
-            |w| {
-                edges
-                    .iter()
-                    .all(|&(a, b)| w.connected(a, b) && w.connected(b, a))
-                    || w.gave_up()
-            },
-        )
-        .await?;
-        self.bail_if_gave_up()?;
+        let _ = self
+            .wait_until_instant(
+                warmup_deadline,
+                "every edge of the topology to connect",
+                |w| {
+                    edges.iter().all(|&(a, b)| {
+                        !w.up(a) || !w.up(b) || (w.connected(a, b) && w.connected(b, a))
+                    })
+                },
+            )
+            .await
+            .or_else(go_on)?;
 
-        // Subscribe everyone, then give meshes until the end of the warm-up to form. A mesh that does not form is
-        // not an error of the runner: the checks will say what it led to.
+        // Subscribe everyone, then give meshes until the end of the warm-up to form.
         for i in 0..n {
             for topic in &case.gossipsub.topics {
-                self.send(i, command("subscribe", json!({ "topic": topic })))
+                self.send(i, "subscribe", json!({ "topic": topic }), false)
                     .await;
             }
         }
         let topics = case.gossipsub.topics.clone();
-        let formed = self
+        let _ = self
             .wait_until_instant(warmup_deadline, "subscriptions and meshes to form", |w| {
-                w.gave_up()
-                    || edges.iter().all(|&(a, b)| {
-                        topics
+                edges.iter().all(|&(a, b)| {
+                    !w.up(a)
+                        || !w.up(b)
+                        || topics
                             .iter()
                             .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
-                    }) && (0..n).all(|i| topics.iter().all(|t| w.mesh_size(i, t) > 0))
+                }) && (0..n).all(|i| !w.up(i) || topics.iter().all(|t| w.mesh_size(i, t) > 0))
             })
-            .await;
-        match formed {
-            Err(e) if !e.is::<TimedOut>() => return Err(e),
-            _ => {}
-        }
-        self.bail_if_gave_up()?;
+            .await
+            .or_else(go_on)?;
 
         self.publish_phase().await?;
         self.pump_for(case.drain).await?;
         Ok(())
+    }
+
+    /// Who dials whom, in which mode. With `dial: new`, the end of an edge that can force a new connection dials
+    /// it (peers announce `dial-mode-new` in `started`); where neither end can, the edge is dialed deduplicated
+    /// and the case says so.
+    fn dial_plan(&mut self) -> Vec<(usize, usize, &'static str)> {
+        let case = self.case;
+        let mut plan = Vec::new();
+        for &(a, b) in &case.edges {
+            if case.dial != DialMode::New {
+                plan.push((a, b, "dedup"));
+                continue;
+            }
+            let can = |i: usize| self.world.may_do(i, "dial-mode-new");
+            let (na, nb) = (&case.peers[a].name, &case.peers[b].name);
+            if can(a) {
+                plan.push((a, b, "new"));
+            } else if can(b) {
+                self.notes.push(format!(
+                    "{nb} dials {na} (not the other way round): {na} cannot force a new connection"
+                ));
+                plan.push((b, a, "new"));
+            } else {
+                self.notes.push(format!(
+                    "{na} dials {nb} deduplicated: neither can force a new connection"
+                ));
+                plan.push((a, b, "dedup"));
+            }
+        }
+        plan
+    }
+
+    fn dial_addr_of(&self, i: usize) -> String {
+        let proc = self.peers[i].process.as_ref().expect("started");
+        dial_addr(self.case, proc.address, self.world.peer_id(i).expect("ready"))
+    }
+
+    /// Awaits an engine call, unless the case is cancelled first (a hung engine must not outlive the case).
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            r = call => r,
+            _ = self.cancel.cancelled() => bail!("interrupted"),
+        }
     }
 
     /// Publishes on every topic from every publisher at the case's rate, and fires incidents on time.
@@ -324,6 +394,8 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
         steps.sort_by_key(|(at, _)| *at);
 
+        // Peers an incident was made to: their publishes may fail (no peers left to publish to), as intended.
+        let mut disturbed = vec![false; case.peers.len()];
         let start = Instant::now();
         for (at, step) in steps {
             self.pump_until(start + at).await?;
@@ -331,11 +403,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 Step::Publish { peer, topic, seq } => {
                     let id = format!("{}/{}/{seq}", case.peers[peer].name, topic);
                     let size = case.publish.size;
-                    self.send(
-                        peer,
-                        command("publish", json!({ "topic": topic, "id": id, "size": size })),
-                    )
-                    .await;
+                    let fields = json!({ "topic": topic, "id": id, "size": size });
+                    self.send(peer, "publish", fields, disturbed[peer]).await;
                 }
                 Step::Incident(inc) => {
                     let peer = case
@@ -343,29 +412,26 @@ impl<'a, B: Backend> Driver<'a, B> {
                         .iter()
                         .position(|p| p.name == inc.peer)
                         .expect("validated");
+                    disturbed[peer] = true;
                     let index_of = |name: &str| {
                         case.peers
                             .iter()
                             .position(|p| p.name == name)
                             .expect("validated")
                     };
-                    let cmd = match &inc.action {
-                        Action::Unsubscribe(topic) => {
-                            command("unsubscribe", json!({ "topic": topic }))
-                        }
-                        Action::Disconnect(target) if target == "all" => {
-                            command("disconnect", json!({}))
-                        }
-                        Action::Disconnect(target) => command(
+                    let (cmd, fields) = match &inc.action {
+                        Action::Unsubscribe(topic) => ("unsubscribe", json!({ "topic": topic })),
+                        Action::Disconnect(target) if target == "all" => ("disconnect", json!({})),
+                        Action::Disconnect(target) => (
                             "disconnect",
                             json!({ "peer": self.world.peer_id(index_of(target)) }),
                         ),
-                        Action::OpenStreams { to, count } => command(
+                        Action::OpenStreams { to, count } => (
                             "open_streams",
                             json!({ "peer": self.world.peer_id(index_of(to)), "count": count }),
                         ),
                         Action::DropProtocol(protocol) => {
-                            command("drop_protocol", json!({ "protocol": protocol }))
+                            ("drop_protocol", json!({ "protocol": protocol }))
                         }
                         Action::CutOff => {
                             // Not a command to the peer: the backend pulls its cable.
@@ -380,11 +446,12 @@ impl<'a, B: Backend> Driver<'a, B> {
                                 .as_ref()
                                 .map(|p| p.id.clone())
                                 .unwrap_or_default();
-                            self.backend.isolate(self.case_index, &id).await?;
+                            let backend = self.backend;
+                            self.bounded(backend.isolate(self.case_index, &id)).await?;
                             continue;
                         }
                     };
-                    self.send(peer, cmd).await;
+                    self.send(peer, cmd, fields, inc.expect_error).await;
                 }
             }
         }
@@ -396,7 +463,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         for i in 0..self.peers.len() {
             if self.peers[i].process.is_some() && !self.world.exited(i) {
                 self.world.stop_sent[i] = true;
-                self.send(i, command("stop", json!({}))).await;
+                self.send(i, "stop", json!({}), false).await;
             }
         }
         let started: Vec<usize> = (0..self.peers.len())
@@ -434,17 +501,45 @@ impl<'a, B: Backend> Driver<'a, B> {
         self.cancel = cancel;
     }
 
-    /// Writes one command line to a peer and records it.
-    async fn send(&mut self, i: usize, line: String) {
-        self.observe(i, Observation::Command { json: line.clone() });
+    /// Writes one command to a peer, with a `cmd_id` of its own, and records it. A write that does not finish
+    /// (the peer stopped reading) is bounded: the command is recorded as undelivered and the peer gets no more.
+    async fn send(&mut self, i: usize, cmd: &str, fields: serde_json::Value, expect_error: bool) {
+        self.commands_sent += 1;
+        let cmd_id = format!("c{}", self.commands_sent);
+        let line = command(cmd, &cmd_id, fields);
+        self.observe(
+            i,
+            Observation::Command {
+                json: line.clone(),
+                expect_error,
+            },
+        );
+        if self.world.exited(i) || self.peers[i].deaf {
+            return;
+        }
         let Some(p) = self.peers[i].process.as_mut() else {
             return;
         };
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
-        // A peer that is gone cannot read: its exit is on record already or will be.
-        if p.stdin.write_all(&bytes).await.is_ok() {
-            let _ = p.stdin.flush().await;
+        let write = async {
+            p.stdin.write_all(&bytes).await?;
+            p.stdin.flush().await
+        };
+        let undelivered = tokio::select! {
+            r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
+                // A peer that is gone cannot read: its exit is on record already or will be.
+                Ok(_) => None,
+                Err(_) => Some(format!(
+                    "stopped reading its commands: writing to its stdin did not finish within {} s",
+                    WRITE_TIMEOUT.as_secs()
+                )),
+            },
+            _ = self.cancel.cancelled() => Some("the case was cancelled while writing to the peer".to_owned()),
+        };
+        if let Some(reason) = undelivered {
+            self.peers[i].deaf = true;
+            self.observe(i, Observation::Undelivered { cmd_id, reason });
         }
     }
 
@@ -496,13 +591,23 @@ impl<'a, B: Backend> Driver<'a, B> {
             return;
         }
         for i in 0..self.peers.len() {
-            let Some(pid) = self.peers[i].process.as_ref().and_then(|p| p.pid) else {
+            let Some(process) = self.peers[i].process.as_ref() else {
                 continue;
             };
-            if self.world.exited(i) {
+            if self.world.exited(i) || self.peers[i].sockets_unavailable {
                 continue;
             }
-            let Some(remotes) = crate::backend::sockets::established_remotes(pid) else {
+            let remotes = match process.pid {
+                None => None,
+                Some(pid) => crate::backend::sockets::established_remotes(pid),
+            };
+            let Some(remotes) = remotes else {
+                let reason = match process.pid {
+                    None => "the backend does not know the peer's process".to_owned(),
+                    Some(pid) => format!("/proc/{pid}/net/tcp cannot be read"),
+                };
+                self.peers[i].sockets_unavailable = true;
+                self.observe(i, Observation::SocketsUnavailable { reason });
                 continue;
             };
             let established: Vec<String> = remotes.iter().map(|a| a.to_string()).collect();
@@ -588,40 +693,6 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         Ok(())
-    }
-
-    fn bail_if_gave_up(&self) -> anyhow::Result<()> {
-        if let Some(u) = &self.world.unsupported {
-            bail!("unsupported: {u}");
-        }
-        if let Some(i) = self.world.first_exited() {
-            let tail = self.stderr_tail(i);
-            bail!(
-                "{} exited before it was told to stop{}",
-                self.peers[i].name,
-                tail
-            );
-        }
-        Ok(())
-    }
-
-    fn stderr_tail(&self, i: usize) -> String {
-        let lines: Vec<&str> = self
-            .record
-            .iter()
-            .filter(|r| r.peer == self.peers[i].name)
-            .filter_map(|r| match &r.what {
-                Observation::Stderr { line } => Some(line.as_str()),
-                _ => None,
-            })
-            .collect();
-        match lines.len() {
-            0 => String::new(),
-            n => format!(
-                "; last stderr: {}",
-                lines[n.saturating_sub(3)..].join(" | ")
-            ),
-        }
     }
 
     fn peer_names(&self) -> Vec<String> {

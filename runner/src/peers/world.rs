@@ -19,7 +19,10 @@ pub struct World {
     pub stop_sent: Vec<bool>,
     exited: Vec<bool>,
     pub exit_code: Vec<Option<i64>>,
+    /// Why the case cannot run at all: a peer answered `unsupported` at start, before `started`.
     pub unsupported: Option<String>,
+    /// The optional features each peer announced in `started` (`None`: not said).
+    pub features: Vec<Option<Vec<String>>>,
 }
 
 impl World {
@@ -35,6 +38,7 @@ impl World {
             exited: vec![false; n],
             exit_code: vec![None; n],
             unsupported: None,
+            features: vec![None; n],
         }
     }
 
@@ -48,8 +52,11 @@ impl World {
                     PeerEvent::Started {
                         implementation,
                         versions,
-                        ..
-                    } => self.started[i] = Some((implementation.clone(), versions.clone())),
+                        features,
+                    } => {
+                        self.started[i] = Some((implementation.clone(), versions.clone()));
+                        self.features[i] = features.clone();
+                    }
                     PeerEvent::Listening { addrs } => self.listening[i] = !addrs.is_empty(),
                     PeerEvent::ConnectionOpened {
                         remote, conn_id, ..
@@ -70,7 +77,8 @@ impl World {
                     PeerEvent::Mesh { topic, peers } => {
                         self.meshes.insert((i, topic.clone()), peers.len());
                     }
-                    PeerEvent::Unsupported { feature, reason, .. } => {
+                    // Later answers mark one step as not exercised; the case goes on.
+                    PeerEvent::Unsupported { feature, reason, cmd_id: None } if self.started[i].is_none() => {
                         self.unsupported.get_or_insert_with(|| {
                             format!("{} cannot do {feature}: {reason}", rec.peer)
                         });
@@ -90,10 +98,9 @@ impl World {
         self.peer_ids[i].as_deref()
     }
 
-    pub fn ready_count(&self) -> usize {
-        (0..self.started.len())
-            .filter(|&i| self.started[i].is_some() && self.listening[i])
-            .count()
+    /// Whether peer `i` said who it is and where it listens, and still runs.
+    pub fn ready(&self, i: usize) -> bool {
+        self.started[i].is_some() && self.listening[i] && !self.exited[i]
     }
 
     /// Whether peer `a` has a connection to peer `b`.
@@ -122,14 +129,21 @@ impl World {
         self.exited[i]
     }
 
-    /// The first peer that exited without being told to stop.
-    pub fn first_exited(&self) -> Option<usize> {
-        (0..self.exited.len()).find(|&i| self.exited[i] && !self.stop_sent[i])
+    /// Whether the case cannot run at all: a peer cannot do what it needs.
+    pub fn gave_up(&self) -> bool {
+        self.unsupported.is_some()
     }
 
-    /// Whether waiting makes no more sense: a peer left or cannot do what is asked.
-    pub fn gave_up(&self) -> bool {
-        self.unsupported.is_some() || self.first_exited().is_some()
+    /// Whether peer `i` can be waited for: it started and has not exited.
+    pub fn up(&self, i: usize) -> bool {
+        self.started[i].is_some() && !self.exited[i]
+    }
+
+    /// Whether peer `i` said it can do `feature`; a peer that did not announce its features may.
+    pub fn may_do(&self, i: usize, feature: &str) -> bool {
+        self.features[i]
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|x| x == feature))
     }
 
     /// Where each peer stands, for a timeout message.

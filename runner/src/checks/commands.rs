@@ -1,0 +1,273 @@
+//! `commands`: every command the runner sent was carried out. A peer that answers a command with `error` (naming
+//! its `cmd_id`) failed a step of the script, and the case with it, unless the step expected that error. Errors of
+//! the library's own activity (no command named) are evidence, not failures; `unsupported` answers mark a step
+//! as not exercised.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Check, Context};
+use crate::events::{Command, Micros, PeerEvent, Recorded};
+use crate::results::CheckResult;
+
+pub const NAME: &str = "commands";
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {}
+
+struct Answer {
+    peer: String,
+    cmd_id: Option<String>,
+    cmd: Option<String>,
+    message: String,
+    at: Micros,
+}
+
+#[derive(Default)]
+pub struct Commands {
+    /// (peer name, cmd_id) -> the command.
+    sent: BTreeMap<(String, String), Command>,
+    count: usize,
+    errors: Vec<Answer>,
+    unsupported: usize,
+}
+
+impl Commands {
+    pub fn new(_: Settings) -> Self {
+        Self::default()
+    }
+}
+
+/// `unsubscribe (c17, topic meshgate)`: a command as a maintainer reads it.
+fn describe(cmd: &Command, ctx: &Context) -> String {
+    let mut args = Vec::new();
+    if let Some(id) = &cmd.cmd_id {
+        args.push(id.clone());
+    }
+    if !cmd.topic.is_empty() {
+        args.push(format!("topic {}", cmd.topic));
+    }
+    if let Some(p) = &cmd.peer {
+        args.push(format!("peer {}", ctx.name_of(p)));
+    }
+    if let Some(a) = &cmd.addr {
+        args.push(a.clone());
+    }
+    format!("`{}` ({})", cmd.cmd, args.join(", "))
+}
+
+impl Check for Commands {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, rec: &Recorded) {
+        if let Some(cmd) = rec.command() {
+            self.count += 1;
+            if let Some(id) = &cmd.cmd_id {
+                self.sent.insert((rec.peer.clone(), id.clone()), cmd);
+            }
+            return;
+        }
+        match rec.event() {
+            Some(PeerEvent::Error {
+                cmd,
+                cmd_id,
+                message,
+            }) => self.errors.push(Answer {
+                peer: rec.peer.clone(),
+                cmd_id: cmd_id.clone(),
+                cmd: cmd.clone(),
+                message: message.clone(),
+                at: rec.time(),
+            }),
+            Some(PeerEvent::Unsupported {
+                cmd_id: Some(_), ..
+            }) => self.unsupported += 1,
+            _ => {}
+        }
+    }
+
+    fn verdict(&self, ctx: &Context) -> CheckResult {
+        let (mut failed, mut expected, mut own) = (Vec::new(), 0, Vec::new());
+        for e in &self.errors {
+            let sent = e
+                .cmd_id
+                .as_ref()
+                .and_then(|id| self.sent.get(&(e.peer.clone(), id.clone())));
+            match (sent, &e.cmd_id) {
+                (Some(cmd), _) if cmd.expect_error => expected += 1,
+                (Some(cmd), _) => failed.push((e, describe(cmd, ctx))),
+                // A peer naming a command id the runner never sent it breaks the contract.
+                (None, Some(id)) => failed.push((e, format!("an unknown command ({id})"))),
+                // No id: the library's own activity (or a peer that predates command ids): evidence only.
+                (None, None) => own.push(e),
+            }
+        }
+        let mut coverage = format!(
+            "{} command(s) sent, {} answered with an error ({expected} expected)",
+            self.count,
+            failed.len() + expected
+        );
+        if self.unsupported > 0 {
+            coverage.push_str(&format!(", {} not exercised (unsupported)", self.unsupported));
+        }
+        if !own.is_empty() {
+            coverage.push_str(&format!("; {} error(s) of the libraries' own activity", own.len()));
+        }
+        let own_evidence = own.iter().take(5).map(|e| {
+            format!(
+                "{} {}: {}{}",
+                super::clock(e.at),
+                e.peer,
+                e.cmd.as_deref().map(|c| format!("({c}) ")).unwrap_or_default(),
+                e.message
+            )
+        });
+        if self.count == 0 {
+            return CheckResult::inconclusive(NAME, "the runner sent no command".into(), vec![]).covering(coverage);
+        }
+        let Some((first, what)) = failed.first() else {
+            return CheckResult::passed(NAME, own_evidence.collect()).covering(coverage);
+        };
+        let mut evidence: Vec<String> = failed
+            .iter()
+            .take(10)
+            .map(|(e, what)| format!("{} {} answered {what}: {}", super::clock(e.at), e.peer, e.message))
+            .collect();
+        if failed.len() > 10 {
+            evidence.push(format!("… and {} more", failed.len() - 10));
+        }
+        evidence.extend(own_evidence);
+        let more = match failed.len() {
+            1 => String::new(),
+            n => format!(" ({} more command(s) failed)", n - 1),
+        };
+        CheckResult::failed(
+            NAME,
+            format!("{} answered {what} with error: {}{more}", ctx.describe(&first.peer), first.message),
+            evidence,
+        )
+        .involving([first.peer.clone()])
+        .at(first.at)
+        .covering(coverage)
+    }
+}
+
+/// The steps a peer answered `unsupported` to, one line each, for the case's result.
+pub fn unexercised(record: &[Recorded]) -> Vec<String> {
+    let mut sent: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for rec in record {
+        if let Some(cmd) = rec.command() {
+            if let Some(id) = &cmd.cmd_id {
+                sent.insert((rec.peer.clone(), id.clone()), cmd.cmd.clone());
+            }
+        } else if let Some(PeerEvent::Unsupported {
+            feature,
+            reason,
+            cmd_id: Some(id),
+        }) = rec.event()
+        {
+            let cmd = sent.get(&(rec.peer.clone(), id.clone())).map(String::as_str).unwrap_or("?");
+            let line = format!("{}: `{cmd}` not exercised: {feature} ({reason})", rec.peer);
+            // The same gap once per peer and command, with how often.
+            match out.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, n)) => *n += 1,
+                None => out.push((line, 1)),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(l, n)| if n > 1 { format!("{l}, {n} times") } else { l })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testkit::Kit;
+    use crate::events::Observation;
+    use crate::results::Status;
+
+    fn error(kit: &Kit, peer: &str, cmd_id: Option<&str>, message: &str) -> Recorded {
+        kit.event(
+            5,
+            peer,
+            PeerEvent::Error {
+                cmd: Some("unsubscribe".into()),
+                cmd_id: cmd_id.map(Into::into),
+                message: message.into(),
+            },
+        )
+    }
+
+    fn judge(kit: &Kit, record: &[Recorded]) -> CheckResult {
+        let mut c = Commands::new(Settings::default());
+        for r in record {
+            c.observe(r);
+        }
+        c.verdict(&kit.context())
+    }
+
+    #[test]
+    fn an_error_answering_a_command_fails_unless_expected() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let sent = kit.command(1, "go-1", r#"{"cmd":"unsubscribe","cmd_id":"c7","topic":"meshgate"}"#);
+        let record = vec![sent.clone(), error(&kit, "go-1", Some("c7"), "not subscribed")];
+        let v = judge(&kit, &record);
+        assert_eq!(v.status, Status::Failed, "{v:?}");
+        let m = v.message.unwrap();
+        assert!(m.contains("go-1") && m.contains("`unsubscribe` (c7, topic meshgate)") && m.contains("not subscribed"), "{m}");
+
+        let mut expected = sent;
+        if let Observation::Command { expect_error, .. } = &mut expected.what {
+            *expect_error = true;
+        }
+        let v = judge(&kit, &[expected, error(&kit, "go-1", Some("c7"), "not subscribed")]);
+        assert_eq!(v.status, Status::Passed, "{v:?}");
+        assert!(v.coverage.unwrap().contains("1 expected"));
+    }
+
+    #[test]
+    fn errors_of_the_librarys_own_activity_are_evidence() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let record = vec![
+            kit.command(1, "go-1", r#"{"cmd":"stop","cmd_id":"c1"}"#),
+            error(&kit, "go-1", None, "bad payload"),
+        ];
+        let v = judge(&kit, &record);
+        assert_eq!(v.status, Status::Passed, "{v:?}");
+        assert!(v.evidence[0].contains("bad payload"));
+        // Nothing sent: nothing judged.
+        assert_eq!(judge(&kit, &[]).status, Status::Inconclusive);
+    }
+
+    #[test]
+    fn unsupported_answers_are_listed_as_not_exercised() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let unsupported = || {
+            kit.event(
+                2,
+                "go-1",
+                PeerEvent::Unsupported {
+                    feature: "dial-mode-new".into(),
+                    reason: "cannot force".into(),
+                    cmd_id: Some("c3".into()),
+                },
+            )
+        };
+        let record = vec![
+            kit.command(1, "go-1", r#"{"cmd":"dial","cmd_id":"c3","addr":"/ip4/1.2.3.4/tcp/1","mode":"new"}"#),
+            unsupported(),
+            unsupported(),
+        ];
+        assert_eq!(
+            unexercised(&record),
+            vec!["go-1: `dial` not exercised: dial-mode-new (cannot force), 2 times"]
+        );
+        assert_eq!(judge(&kit, &record).status, Status::Passed);
+    }
+}
