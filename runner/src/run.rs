@@ -393,15 +393,20 @@ async fn run_case<B: Backend>(
     result.peers = record.peers;
     result.duration_ms = started.elapsed().as_millis() as u64;
     result.stopped_early = record.stopped_early;
+    result.notes = record.notes;
+    result.unexercised = checks::unexercised(&record.record);
     if let Some(reason) = record.unsupported {
         result.checks = checks::skip_all(&case.checks, &reason);
-    } else if let Some(error) = record.error {
-        result.error = Some(if timed_out {
-            format!("timed out after {} s: {error}", timeout.as_secs())
-        } else {
-            error
-        });
+    } else if let Some(error) = record.error.filter(|_| !timed_out) {
+        result.error = Some(error);
     } else {
+        if timed_out {
+            // The case is errored, and what was recorded until then is still judged, for the evidence.
+            result.error = Some(format!(
+                "hit --case-timeout after {} s; the checks judged what was recorded until then",
+                timeout.as_secs()
+            ));
+        }
         let ctx = checks::Context {
             case,
             peers: &result.peers,

@@ -4,6 +4,7 @@
 //! line in [`Settings::instantiate`].
 
 mod commands;
+pub use commands::unexercised;
 mod connections;
 mod connectivity;
 mod delivery;

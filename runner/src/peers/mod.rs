@@ -61,6 +61,17 @@ pub struct CaseRecord {
 #[error("timed out waiting for {0}")]
 struct TimedOut(String);
 
+/// Awaits an engine call, unless the case is cancelled first (a hung engine must not outlive the case).
+async fn bounded<T>(
+    cancel: CancellationToken,
+    call: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = call => r,
+        _ = cancel.cancelled() => bail!("interrupted"),
+    }
+}
+
 /// A wait that ran out of time is not the runner's failure: the case goes on with what is there.
 fn go_on(e: anyhow::Error) -> anyhow::Result<()> {
     if e.is::<TimedOut>() {
@@ -212,7 +223,7 @@ impl<'a, B: Backend> Driver<'a, B> {
     async fn script(&mut self, recipes: &Recipes) -> anyhow::Result<()> {
         let case = self.case;
         let backend = self.backend;
-        self.bounded(backend.create_network(self.case_index, &case.name))
+        bounded(self.cancel.clone(), backend.create_network(self.case_index, &case.name))
             .await?;
 
         // Start every peer, then wait until each has said who it is and where it lists, or has exited.
@@ -227,9 +238,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 recipe,
                 config: PeerConfig::for_peer(case, i),
             };
-            let mut process = self
-                .bounded(backend.start_peer(self.case_index, launch))
-                .await?;
+            let mut process =
+                bounded(self.cancel.clone(), backend.start_peer(self.case_index, launch)).await?;
             let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
             let tx = self.inbox_tx.clone();
             tokio::spawn(async move {
@@ -349,17 +359,6 @@ impl<'a, B: Backend> Driver<'a, B> {
         dial_addr(self.case, proc.address, self.world.peer_id(i).expect("ready"))
     }
 
-    /// Awaits an engine call, unless the case is cancelled first (a hung engine must not outlive the case).
-    async fn bounded<T>(
-        &self,
-        call: impl std::future::Future<Output = anyhow::Result<T>>,
-    ) -> anyhow::Result<T> {
-        tokio::select! {
-            r = call => r,
-            _ = self.cancel.cancelled() => bail!("interrupted"),
-        }
-    }
-
     /// Publishes on every topic from every publisher at the case's rate, and fires incidents on time.
     async fn publish_phase(&mut self) -> anyhow::Result<()> {
         let case = self.case;
@@ -447,7 +446,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                                 .map(|p| p.id.clone())
                                 .unwrap_or_default();
                             let backend = self.backend;
-                            self.bounded(backend.isolate(self.case_index, &id)).await?;
+                            bounded(self.cancel.clone(), backend.isolate(self.case_index, &id)).await?;
                             continue;
                         }
                     };
