@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Check, Context};
-use crate::events::{Command, Micros, PeerEvent, Recorded};
+use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "commands";
@@ -32,6 +32,8 @@ pub struct Commands {
     count: usize,
     errors: Vec<Answer>,
     unsupported: usize,
+    /// Commands that could not be handed over (the peer stopped reading).
+    undelivered: Vec<Answer>,
 }
 
 impl Commands {
@@ -69,6 +71,16 @@ impl Check for Commands {
             if let Some(id) = &cmd.cmd_id {
                 self.sent.insert((rec.peer.clone(), id.clone()), cmd);
             }
+            return;
+        }
+        if let Observation::Undelivered { cmd_id, reason } = &rec.what {
+            self.undelivered.push(Answer {
+                peer: rec.peer.clone(),
+                cmd_id: Some(cmd_id.clone()),
+                cmd: None,
+                message: reason.clone(),
+                at: rec.at,
+            });
             return;
         }
         match rec.event() {
@@ -126,6 +138,16 @@ impl Check for Commands {
                 e.message
             )
         });
+        if let Some(u) = self.undelivered.first() {
+            return CheckResult::failed(
+                NAME,
+                format!("{} {}", ctx.describe(&u.peer), u.message),
+                vec![format!("{} {}: command {} undelivered", super::clock(u.at), u.peer, u.cmd_id.as_deref().unwrap_or("?"))],
+            )
+            .involving([u.peer.clone()])
+            .at(u.at)
+            .covering(coverage);
+        }
         if self.count == 0 {
             return CheckResult::inconclusive(NAME, "the runner sent no command".into(), vec![]).covering(coverage);
         }
@@ -189,7 +211,6 @@ pub fn unexercised(record: &[Recorded]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::checks::testkit::Kit;
-    use crate::events::Observation;
     use crate::results::Status;
 
     fn error(kit: &Kit, peer: &str, cmd_id: Option<&str>, message: &str) -> Recorded {

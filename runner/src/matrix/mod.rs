@@ -311,6 +311,9 @@ pub enum DialMode {
     New,
     /// Both ends dial each other at the same moment (deduplicating).
     Simultaneous,
+    /// A negative control: dial the listener's address with a peer id that is not the listener's (seed 0's, which
+    /// no peer of a case has), so the security handshake must fail and the edge never connects.
+    WrongPeerId,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]

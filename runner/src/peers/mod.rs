@@ -35,6 +35,8 @@ pub type Recipes = BTreeMap<BuildSpec, Recipe>;
 /// How long peers get to start, and to exit after `stop`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The peer id of identity seed 0 (docs/peer-contract.md), which no peer of a case has: `dial: wrong-peer-id`.
+const SEED_0_PEER_ID: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 /// Longest a write of one command to a peer may take: a peer reads its commands at once.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the kernel's TCP connections of every peer are read.
@@ -270,11 +272,19 @@ impl<'a, B: Backend> Driver<'a, B> {
             if !self.world.ready(a) || !self.world.ready(b) {
                 continue;
             }
-            let addr = self.dial_addr_of(b);
+            let addr = match case.dial {
+                DialMode::WrongPeerId => {
+                    let proc = self.peers[b].process.as_ref().expect("started");
+                    dial_addr(case, proc.address, SEED_0_PEER_ID)
+                }
+                _ => self.dial_addr_of(b),
+            };
             // A simultaneous dial may lose its race: its error is expected.
             let racing = case.dial == DialMode::Simultaneous;
+            // The negative control's dial must fail: that error is its point, judged by `connectivity`.
+            let doomed = racing || case.dial == DialMode::WrongPeerId;
             for _ in 0..case.dials {
-                self.send(a, "dial", json!({ "addr": addr, "mode": mode }), racing)
+                self.send(a, "dial", json!({ "addr": addr, "mode": mode }), doomed)
                     .await;
             }
             if racing {

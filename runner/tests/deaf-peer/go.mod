@@ -1,0 +1,3 @@
+module meshgate/deaf-peer
+
+go 1.22
