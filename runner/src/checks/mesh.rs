@@ -267,6 +267,8 @@ mod tests {
                     conn_id: "1".into(),
                     direction: Direction::Outbound,
                     remote_addr: "x".into(),
+                    security: None,
+                    muxer: None,
                 },
             ));
             ev.push(kit.command(
