@@ -553,7 +553,9 @@ mod tests {
         let r = run(&[], &kit);
         assert_eq!(r.status, Status::Inconclusive);
         assert!(
-            r.message.unwrap().contains("no peer reported any connection"),
+            r.message
+                .unwrap()
+                .contains("no peer reported any connection"),
             "{:?}",
             r.coverage
         );

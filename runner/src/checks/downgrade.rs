@@ -375,7 +375,10 @@ mod tests {
             msg.starts_with("go-1 (go-libp2p v0.51.0) got no identify from rust-1 (rust-libp2p 0.57.1) on connection 7, open 8 s from 00:00:01.000"),
             "{msg}"
         );
-        assert!(r.coverage.unwrap().contains("1 of 2 connection(s) identified"));
+        assert!(r
+            .coverage
+            .unwrap()
+            .contains("1 of 2 connection(s) identified"));
 
         // Once identified (a library that does not name the connection counts by time), it passes; a connection
         // closed before the settle time is not judged.

@@ -150,9 +150,9 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                         "error ({}): {message}",
                         cmd.as_deref().unwrap_or("-")
                     )),
-                    PeerEvent::Unsupported { feature, reason, .. } => {
-                        Some(format!("unsupported {feature}: {reason}"))
-                    }
+                    PeerEvent::Unsupported {
+                        feature, reason, ..
+                    } => Some(format!("unsupported {feature}: {reason}")),
                     PeerEvent::Stopped {} => Some("stopped".into()),
                     // Messages and publications are the delivery check's own evidence; here they would drown the rest.
                     _ => None,

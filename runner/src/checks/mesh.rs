@@ -58,10 +58,23 @@ fn default_settle() -> Duration {
 /// What a peer reported that shapes its meshes, in the order it happened.
 #[derive(Debug, Clone)]
 enum Step {
-    Opened { remote: String, conn: String },
-    Closed { remote: String, conn: String },
-    Remote { remote: String, topic: String, subscribed: bool },
-    Mesh { topic: String, peers: BTreeSet<String> },
+    Opened {
+        remote: String,
+        conn: String,
+    },
+    Closed {
+        remote: String,
+        conn: String,
+    },
+    Remote {
+        remote: String,
+        topic: String,
+        subscribed: bool,
+    },
+    Mesh {
+        topic: String,
+        peers: BTreeSet<String>,
+    },
     /// A command or incident: who is expected where may have changed.
     Leaving,
 }
@@ -129,7 +142,13 @@ fn track<K: Ord + Clone, I: Clone>(
     }
 }
 
-fn close<K, I>(k: K, s: Spell<I>, end: Micros, allowed: Micros, lasting: &mut Vec<(K, Lasting<I>)>) {
+fn close<K, I>(
+    k: K,
+    s: Spell<I>,
+    end: Micros,
+    allowed: Micros,
+    lasting: &mut Vec<(K, Lasting<I>)>,
+) {
     let start = s.start.max(s.from);
     if end - start > allowed {
         lasting.push((k, (start, end, s.worst)));
@@ -242,8 +261,7 @@ impl Mesh {
                         .filter(|(_, t)| t == topic)
                         .filter(|(r, _)| {
                             let name = ctx.name_of(r);
-                            st.connected_since(r)
-                                .is_some_and(|c| !cut(peer, &name, c))
+                            st.connected_since(r).is_some_and(|c| !cut(peer, &name, c))
                                 && held(&name, topic).is_some()
                         })
                         .count();
@@ -673,14 +691,19 @@ mod tests {
         ev.push(kit.disconnect(4_000_000, "go-1", Some("rust-1")));
         ev.push(mesh(&kit, 4_100_000, "go-1", &["go-2"]));
         ev.push(kit.stderr(20_000_000, "go-1", "end"));
-        assert_eq!(run(&ev, &kit).status, Status::Passed, "stays connected, but cut");
+        assert_eq!(
+            run(&ev, &kit).status,
+            Status::Passed,
+            "stays connected, but cut"
+        );
         let mut one_sided = ev.clone();
         one_sided.push(mesh(&kit, 4_200_000, "go-2", &["rust-1"]));
         let r = run(&one_sided, &kit);
         assert_eq!(r.status, Status::Failed);
-        assert!(
-            r.message.unwrap().starts_with("go-1 (go-libp2p v0.51.0) kept go-2 (go-libp2p v0.51.0) in its mesh"),
-        );
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("go-1 (go-libp2p v0.51.0) kept go-2 (go-libp2p v0.51.0) in its mesh"),);
         // Nor is go-1's mesh excused for go-2, who is still there.
         ev.push(mesh(&kit, 4_200_000, "go-1", &[]));
         ev.push(mesh(&kit, 4_200_000, "go-2", &["rust-1"]));
@@ -713,8 +736,9 @@ mod tests {
         ev.push(kit.mesh(5_100_000, "go-1", TOPIC, &[]));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
-        assert!(
-            r.message.unwrap().starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate"),
-        );
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate"),);
     }
 }

@@ -264,7 +264,9 @@ mod tests {
         assert!(results
             .iter()
             .filter(|r| r.name != "delivery")
-            .all(|r| matches!(r.status, Status::Passed | Status::Inconclusive)
-                && r.known_issue.is_none()));
+            .all(
+                |r| matches!(r.status, Status::Passed | Status::Inconclusive)
+                    && r.known_issue.is_none()
+            ));
     }
 }

@@ -281,7 +281,10 @@ mod tests {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let r = run(&[], &kit);
         assert_eq!(r.status, Status::Inconclusive);
-        assert!(r.message.unwrap().contains("no peer reported any stream count"));
+        assert!(r
+            .message
+            .unwrap()
+            .contains("no peer reported any stream count"));
     }
 
     #[test]

@@ -607,7 +607,11 @@ mod tests {
         assert_eq!(l.subscribed_since("go-1", TOPIC, 150), Some(10));
         assert_eq!(l.subscribed_since("go-1", "other", 150), None);
         assert_eq!(l.cut(&ctx, "go-1", "rust-1", 0), Some(200));
-        assert_eq!(l.cut(&ctx, "rust-1", "go-2", 0), Some(300), "go-2 left everyone");
+        assert_eq!(
+            l.cut(&ctx, "rust-1", "go-2", 0),
+            Some(300),
+            "go-2 left everyone"
+        );
         assert_eq!(l.cut(&ctx, "rust-1", "go-1", 250), None, "a later period");
         assert_eq!(l.cut(&ctx, "go-1", "go-2", 0), Some(300));
         assert!(!l.gone_by("go-1", 1_000));
