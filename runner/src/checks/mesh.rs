@@ -186,7 +186,7 @@ struct Findings {
     one_sided: Vec<((String, String, String), Lasting<()>)>,
     /// (peer, topic) -> the window judged (from, until).
     judged: BTreeMap<(String, String), (Micros, Micros)>,
-    /// (peer, topic) judged while subscribers were available, without a single mesh report.
+    /// (peer, topic) judged while subscribers were available, without a single mesh report in the whole record.
     silent: BTreeSet<(String, String)>,
     /// (A, B, topic) links whose symmetry was judged.
     links: BTreeSet<(String, String, String)>,
@@ -269,7 +269,8 @@ impl Mesh {
                     if now >= from {
                         let w = f.judged.entry(key.clone()).or_insert((from, now));
                         w.1 = now;
-                        if available > 0 && !st.reported.contains(topic) {
+                        // Silent only if no mesh report comes at all: decided once the replay is over.
+                        if available > 0 {
                             f.silent.insert(key.clone());
                         }
                     }
@@ -369,6 +370,8 @@ impl Mesh {
         }
         let end = self.last;
         evaluate(&state, end, &mut f);
+        f.silent
+            .retain(|(peer, topic)| state.get(peer).is_none_or(|s| !s.reported.contains(topic)));
         for (k, s) in std::mem::take(&mut short_now) {
             close(k, s, end, settle, &mut f.short);
         }
@@ -599,6 +602,17 @@ mod tests {
             msg.starts_with("no mesh events where subscriptions were expected: go-1 (go-libp2p v0.51.0) for meshgate, rust-1"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_first_mesh_report_after_the_warmup_is_no_silence() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = setup(&kit);
+        ev.push(mesh(&kit, 3_500_000, "rust-1", &["go-1"]));
+        ev.push(mesh(&kit, 3_500_000, "go-1", &["rust-1"]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
     }
 
     #[test]
