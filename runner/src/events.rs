@@ -150,13 +150,14 @@ pub enum Observation {
     Killed { reason: String },
     /// The runner did something to the peer from outside (an incident that is not a command).
     Incident { what: String },
-    /// The kernel's connections of the peer cannot be read, for `reason` (recorded once per peer).
-    SocketsUnavailable { reason: String },
     /// A command could not be handed to the peer: it stopped reading its stdin.
     Undelivered { cmd_id: String, reason: String },
-    /// The kernel's established TCP connections of the peer's process (remote `ip:port`, sorted), sampled by the
-    /// runner; recorded when they change.
+    /// The kernel's established TCP connections of the peer's process (remote `ip:port`, sorted, one entry per
+    /// socket: two sockets to one listener are listed twice), sampled by the runner; recorded when they change.
     Sockets { established: Vec<String> },
+    /// The runner cannot read the kernel's connections of this peer (`reason` says why); recorded once per peer,
+    /// so that a check that compares with the kernel says it did not, rather than passing silently.
+    SocketsUnavailable { reason: String },
 }
 
 /// One observation of one peer, stamped with the runner's clock on arrival.

@@ -8,11 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// `01` in /proc/net/tcp's `st` column.
 const ESTABLISHED: &str = "01";
 
-/// Remote ends of the process's established TCP connections, or `None` when /proc cannot tell (process gone, no
-/// permission).
-pub fn established_remotes(pid: u32) -> Option<BTreeSet<SocketAddr>> {
+/// Remote ends of the process's established TCP connections, sorted, one per socket, or `None` when /proc cannot
+/// tell (process gone, no permission). Not deduplicated: a dialer's two connections to one listener have the same
+/// remote end, and that duplicate is exactly what the `connections` check must see.
+pub fn established_remotes(pid: u32) -> Option<Vec<SocketAddr>> {
     let inodes = socket_inodes(pid)?;
-    let mut remotes = BTreeSet::new();
+    let mut remotes = Vec::new();
     for file in ["tcp", "tcp6"] {
         let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
             continue;
@@ -23,6 +24,7 @@ pub fn established_remotes(pid: u32) -> Option<BTreeSet<SocketAddr>> {
                 .map(|(remote, _)| remote),
         );
     }
+    remotes.sort();
     Some(remotes)
 }
 
@@ -106,5 +108,20 @@ mod tests {
         let remotes = established_remotes(std::process::id()).unwrap();
         assert!(remotes.contains(&addr), "{remotes:?}");
         assert!(remotes.contains(&client_addr), "{remotes:?}");
+    }
+
+    #[test]
+    fn two_sockets_to_one_listener_are_listed_twice() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _first = std::net::TcpStream::connect(addr).unwrap();
+        let _second = std::net::TcpStream::connect(addr).unwrap();
+        let _accepted = (listener.accept().unwrap(), listener.accept().unwrap());
+        let remotes = established_remotes(std::process::id()).unwrap();
+        assert_eq!(
+            remotes.iter().filter(|r| **r == addr).count(),
+            2,
+            "{remotes:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
@@ -224,8 +225,31 @@ impl Check for Delivery {
             ));
         }
 
+        let coverage = format!(
+            "{} message(s) published, {} deliveries expected, {} made within {} ms",
+            count(self.publications.len() - unpublished.len()),
+            count(expected),
+            count(latencies.len()),
+            self.deadline_us / 1000
+        );
         if misses.is_empty() && unpublished.is_empty() {
-            return CheckResult::passed(NAME, evidence);
+            // A green delivery must have watched a message travel: no publication, or nobody to deliver to, is
+            // no verdict.
+            let why = if self.publications.is_empty() {
+                Some("nothing was published: no publish command was sent to any peer".to_owned())
+            } else if expected == 0 {
+                Some(format!(
+                    "{} message(s) published, but no other subscriber was there to receive them",
+                    self.publications.len()
+                ))
+            } else {
+                None
+            };
+            return match why {
+                Some(why) => CheckResult::inconclusive(NAME, why, evidence),
+                None => CheckResult::passed(NAME, evidence),
+            }
+            .covering(coverage);
         }
 
         let mut headline = Vec::new();
@@ -321,7 +345,9 @@ impl Check for Delivery {
                     .collect()
             })
             .unwrap_or_else(|| unpublished.iter().map(|u| u.0.to_owned()).collect());
-        let result = CheckResult::failed(NAME, headline.join("; "), evidence).involving(involved);
+        let result = CheckResult::failed(NAME, headline.join("; "), evidence)
+            .involving(involved)
+            .covering(coverage);
         match first {
             Some(t) => result.at(t),
             None => result,
@@ -370,6 +396,33 @@ mod tests {
             "{:?}",
             r.evidence
         );
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("1 message(s) published, 2 deliveries expected, 2 made within 10000 ms")
+        );
+    }
+
+    #[test]
+    fn nothing_published_is_inconclusive() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let r = run(&[], &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(r.message.unwrap().contains("nothing was published"));
+        // Deliveries without any publication the runner asked for judge nothing either.
+        let r = run(&[kit.message(3_000, "go-1", "rust-1", "x", 1_000)], &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+    }
+
+    #[test]
+    fn a_lonely_publisher_is_inconclusive() {
+        let kit = Kit::new(&["rust-1"]);
+        let r = run(&kit.publish(1_000, "rust-1", "rust-1/0"), &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(
+            r.message.unwrap().contains("no other subscriber"),
+            "{:?}",
+            r.coverage
+        );
     }
 
     #[test]
@@ -387,6 +440,10 @@ mod tests {
         }
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("4 message(s) published, 8 deliveries expected, 6 made within 10000 ms")
+        );
         let msg = r.message.unwrap();
         assert!(
             msg.starts_with(
@@ -466,8 +523,8 @@ mod tests {
                 1_100,
                 "rust-1",
                 PeerEvent::Error {
-                    cmd_id: None,
                     cmd: Some("publish".into()),
+                    cmd_id: None,
                     message: "NoPeersSubscribedToTopic".into(),
                 },
             ),

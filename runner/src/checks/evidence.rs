@@ -150,9 +150,9 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                         "error ({}): {message}",
                         cmd.as_deref().unwrap_or("-")
                     )),
-                    PeerEvent::Unsupported { feature, reason, .. } => {
-                        Some(format!("unsupported {feature}: {reason}"))
-                    }
+                    PeerEvent::Unsupported {
+                        feature, reason, ..
+                    } => Some(format!("unsupported {feature}: {reason}")),
                     PeerEvent::Stopped {} => Some("stopped".into()),
                     // Messages and publications are the delivery check's own evidence; here they would drown the rest.
                     _ => None,
@@ -234,11 +234,45 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
     out
 }
 
+/// `3,600` for 3600: the numbers of coverage lines, readable at a glance.
+pub fn count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `18 s`, `2.5 s`: a duration of microseconds for coverage lines.
+pub fn seconds(us: Micros) -> String {
+    let s = us as f64 / 1e6;
+    if s >= 10.0 || s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checks::testkit::{id, Kit};
     use crate::events::Direction;
+
+    #[test]
+    fn numbers_for_coverage_lines() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(3600), "3,600");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(seconds(18_400_000), "18 s");
+        assert_eq!(seconds(2_500_000), "2.5 s");
+        assert_eq!(seconds(3_000_000), "3 s");
+    }
 
     #[test]
     fn context_names_versions_identify_connections_streams_and_stderr() {

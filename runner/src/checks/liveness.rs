@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, Recorded};
 use crate::results::CheckResult;
@@ -45,6 +46,11 @@ pub struct Liveness {
     /// When each peer last said anything on stdout, and whether it was told to stop since.
     last_event: std::collections::BTreeMap<String, Micros>,
     told_to_stop: std::collections::BTreeSet<String>,
+    /// Peers that exited after they were told to stop, for the coverage line.
+    stopped_on_request: std::collections::BTreeSet<String>,
+    /// The span of the record watched.
+    first: Option<Micros>,
+    last: Micros,
 }
 
 impl Liveness {
@@ -55,6 +61,9 @@ impl Liveness {
             killed: Vec::new(),
             last_event: Default::default(),
             told_to_stop: Default::default(),
+            stopped_on_request: Default::default(),
+            first: None,
+            last: 0,
         }
     }
 }
@@ -65,6 +74,11 @@ impl Check for Liveness {
     }
 
     fn observe(&mut self, rec: &Recorded) {
+        self.first.get_or_insert(rec.at);
+        self.last = self.last.max(rec.at);
+        if let Observation::Exited { expected: true, .. } = rec.what {
+            self.stopped_on_request.insert(rec.peer.clone());
+        }
         // A live peer samples its streams every second: a long silence before it was told to stop is a hang.
         let silence_us = self.settings.silence.as_micros() as Micros;
         let stop = rec.command().is_some_and(|c| c.cmd == "stop");
@@ -127,6 +141,13 @@ impl Check for Liveness {
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
+        // Liveness always judges: a record with nothing wrong in exits and stderr is the verdict.
+        let coverage = format!(
+            "{} peers watched for {}, {} stopped on request",
+            count(ctx.peers.len()),
+            seconds(self.last - self.first.unwrap_or(self.last)),
+            count(self.stopped_on_request.len())
+        );
         let Some((at, peer, what)) = self.problems.first() else {
             return CheckResult::passed(
                 NAME,
@@ -134,7 +155,8 @@ impl Check for Liveness {
                     "{} peer(s) ran until told to stop and exited cleanly",
                     ctx.peers.len()
                 )],
-            );
+            )
+            .covering(coverage);
         };
         let evidence = self
             .problems
@@ -152,6 +174,7 @@ impl Check for Liveness {
         )
         .at(*at)
         .involving([peer.clone()])
+        .covering(coverage)
     }
 }
 
@@ -173,9 +196,25 @@ mod tests {
         let ev = [
             kit.stderr(1, "go-1", "INFO all good"),
             kit.exited(2, "rust-1", Some(0), true),
-            kit.exited(2, "go-1", Some(0), true),
+            kit.exited(2_500_000, "go-1", Some(0), true),
         ];
-        assert_eq!(run(&ev, &kit).status, Status::Passed);
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed);
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("2 peers watched for 2.5 s, 2 stopped on request")
+        );
+    }
+
+    #[test]
+    fn an_empty_record_is_judged() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let r = run(&[], &kit);
+        assert_eq!(r.status, Status::Passed);
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("2 peers watched for 0 s, 0 stopped on request")
+        );
     }
 
     #[test]

@@ -1,11 +1,19 @@
 //! `mesh`: after a warm-up, each peer's gossipsub mesh for each topic holds at least D_lo peers, or all its
 //! connected subscribers when there are fewer, and stays so. A mesh below that forwards messages by luck.
+//!
+//! Meshes are also symmetric: gossipsub links are grafted and pruned in pairs, so when A keeps B in its mesh for a
+//! topic past a few heartbeats, B keeps A. A one-sided link is one that A forwards on and B ignores.
+//!
+//! Leaving is scoped ([`Leaving`]): a peer told to disconnect from X is excused for the pair with X only, and one
+//! told to unsubscribe from T for T only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::{count, seconds};
+use super::subscriptions::Leaving;
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
@@ -14,6 +22,10 @@ pub const NAME: &str = "mesh";
 
 /// D_lo when the matrix leaves it to the library: 5 in rust-libp2p (`mesh_n_low`) and go-libp2p-pubsub (`Dlo`).
 const LIBRARY_D_LO: usize = 5;
+/// D_hi likewise: 12 in both (`mesh_n_high`, `Dhi`). A peer whose mesh is full refuses new grafts.
+const LIBRARY_D_HI: usize = 12;
+/// The heartbeat likewise: 1 s in both.
+const LIBRARY_HEARTBEAT_US: Micros = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -43,29 +55,114 @@ fn default_settle() -> Duration {
     Duration::from_secs(3)
 }
 
-/// One peer's view of one topic at a moment.
-#[derive(Debug, Clone, Copy)]
-struct Snapshot {
-    at: Micros,
-    mesh: usize,
-    /// Remote peers connected to it that it sees subscribed to the topic.
-    available: usize,
+/// What a peer reported that shapes its meshes, in the order it happened.
+#[derive(Debug, Clone)]
+enum Step {
+    Opened {
+        remote: String,
+        conn: String,
+    },
+    Closed {
+        remote: String,
+        conn: String,
+    },
+    Remote {
+        remote: String,
+        topic: String,
+        subscribed: bool,
+    },
+    Mesh {
+        topic: String,
+        peers: BTreeSet<String>,
+    },
+    /// A command or incident: who is expected where may have changed.
+    Leaving,
 }
 
+/// One peer's state during the replay.
 #[derive(Default)]
 struct PeerState {
-    subscribed: BTreeMap<String, Micros>,
-    conns: BTreeMap<String, BTreeSet<String>>,
+    /// Remote id -> open connections, and since when at least one has been open.
+    conns: BTreeMap<String, (BTreeSet<String>, Micros)>,
     remote_topics: BTreeSet<(String, String)>,
-    meshes: BTreeMap<String, usize>,
-    left: Option<Micros>,
+    meshes: BTreeMap<String, BTreeSet<String>>,
+    /// Topics it reported a mesh for at all.
+    reported: BTreeSet<String>,
 }
+
+impl PeerState {
+    fn connected_since(&self, remote: &str) -> Option<Micros> {
+        self.conns
+            .get(remote)
+            .filter(|(open, _)| !open.is_empty())
+            .map(|(_, since)| *since)
+    }
+}
+
+/// A condition that holds from `start` (judged from `from`), with what it looked like at its worst.
+#[derive(Debug, Clone)]
+struct Spell<I> {
+    start: Micros,
+    from: Micros,
+    worst: I,
+}
+
+/// A condition that held for longer than allowed: (judged from, until, worst).
+type Lasting<I> = (Micros, Micros, I);
+
+/// Opens, keeps and closes spells of keys that are bad at `now`; closed spells longer than `allowed` are kept.
+fn track<K: Ord + Clone, I: Clone>(
+    ongoing: &mut BTreeMap<K, Spell<I>>,
+    bad: BTreeMap<K, (Micros, I)>,
+    now: Micros,
+    allowed: Micros,
+    worse: impl Fn(&I, &I) -> bool,
+    lasting: &mut Vec<(K, Lasting<I>)>,
+) {
+    let ended: Vec<K> = ongoing
+        .keys()
+        .filter(|k| !bad.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in ended {
+        if let Some(s) = ongoing.remove(&k) {
+            close(k, s, now, allowed, lasting);
+        }
+    }
+    for (k, (from, info)) in bad {
+        let s = ongoing.entry(k).or_insert_with(|| Spell {
+            start: now,
+            from,
+            worst: info.clone(),
+        });
+        s.from = from;
+        if worse(&info, &s.worst) {
+            s.worst = info;
+        }
+    }
+}
+
+fn close<K, I>(
+    k: K,
+    s: Spell<I>,
+    end: Micros,
+    allowed: Micros,
+    lasting: &mut Vec<(K, Lasting<I>)>,
+) {
+    let start = s.start.max(s.from);
+    if end - start > allowed {
+        lasting.push((k, (start, end, s.worst)));
+    }
+}
+
+/// A mesh too small at its worst: (its size, connected subscribers available).
+type Short = (usize, usize);
 
 pub struct Mesh {
     settings: Settings,
-    peers: BTreeMap<String, PeerState>,
-    /// (peer, topic) -> snapshots at every change.
-    history: BTreeMap<(String, String), Vec<Snapshot>>,
+    leaving: Leaving,
+    /// (time, peer, step), in arrival order; replayed in time order by the verdict.
+    steps: Vec<(Micros, String, Step)>,
     last: Micros,
 }
 
@@ -73,34 +170,215 @@ impl Mesh {
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
-            peers: BTreeMap::new(),
-            history: BTreeMap::new(),
+            leaving: Leaving::default(),
+            steps: Vec::new(),
             last: 0,
         }
     }
+}
 
-    fn snapshot(&mut self, peer: &str, at: Micros) {
-        let Some(state) = self.peers.get(peer) else {
-            return;
-        };
-        for topic in state.subscribed.keys() {
-            let available = state
-                .remote_topics
+/// What the replay found.
+#[derive(Default)]
+struct Findings {
+    /// (peer, topic) kept too small.
+    short: Vec<((String, String), Lasting<Short>)>,
+    /// (A, B, topic): A kept B, B did not keep A.
+    one_sided: Vec<((String, String, String), Lasting<()>)>,
+    /// (peer, topic) -> the window judged (from, until).
+    judged: BTreeMap<(String, String), (Micros, Micros)>,
+    /// (peer, topic) judged while subscribers were available, without a single mesh report in the whole record.
+    silent: BTreeSet<(String, String)>,
+    /// (A, B, topic) links whose symmetry was judged.
+    links: BTreeSet<(String, String, String)>,
+}
+
+impl Mesh {
+    fn replay(&self, ctx: &Context) -> Findings {
+        let leaving = &self.leaving;
+        let d_lo = ctx
+            .case
+            .gossipsub
+            .d_lo
+            .map(|d| d as usize)
+            .unwrap_or(LIBRARY_D_LO);
+        let d_hi = ctx
+            .case
+            .gossipsub
+            .d_hi
+            .map(|d| d as usize)
+            .unwrap_or(LIBRARY_D_HI);
+        let warmup = self.settings.warmup.as_micros() as Micros;
+        let settle = self.settings.settle.as_micros() as Micros;
+        // Grafts and prunes travel with heartbeats: a one-sided link is allowed a few of them.
+        let heartbeat = ctx
+            .case
+            .gossipsub
+            .heartbeat
+            .map(|h| h.as_micros() as Micros)
+            .unwrap_or(LIBRARY_HEARTBEAT_US);
+        let symmetry_settle = settle.max(3 * heartbeat);
+        let id_of = |name: &str| {
+            ctx.peers
                 .iter()
-                .filter(|(remote, t)| {
-                    t == topic && state.conns.get(remote).is_some_and(|c| !c.is_empty())
-                })
-                .count();
-            let mesh = state.meshes.get(topic).copied().unwrap_or(0);
-            self.history
-                .entry((peer.to_owned(), topic.clone()))
-                .or_default()
-                .push(Snapshot {
-                    at,
-                    mesh,
-                    available,
-                });
+                .find(|p| p.name == name)
+                .and_then(|p| p.peer_id.clone())
+        };
+        let topics: Vec<String> = leaving.topics().into_iter().map(str::to_owned).collect();
+
+        let mut steps: Vec<&(Micros, String, Step)> = self.steps.iter().collect();
+        steps.sort_by_key(|(t, _, _)| *t);
+        let mut state: BTreeMap<String, PeerState> = ctx
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), PeerState::default()))
+            .collect();
+        let mut f = Findings::default();
+        let mut short_now: BTreeMap<(String, String), Spell<Short>> = BTreeMap::new();
+        let mut one_sided_now: BTreeMap<(String, String, String), Spell<()>> = BTreeMap::new();
+
+        let mut evaluate = |state: &BTreeMap<String, PeerState>, now: Micros, f: &mut Findings| {
+            // Whether `peer` is held to its mesh for `topic` at `now`, and since when it is subscribed.
+            let held = |peer: &str, topic: &str| {
+                leaving
+                    .subscribed_since(peer, topic, now)
+                    .filter(|_| !leaving.gone_by(peer, now))
+            };
+            // A remote counts for `peer` unless the pair was cut in this connected period.
+            let cut = |a: &str, b: &str, since: Micros| {
+                leaving.cut(ctx, a, b, since).is_some_and(|d| d <= now)
+            };
+            let mut short = BTreeMap::new();
+            let mut one_sided = BTreeMap::new();
+            for (peer, st) in state {
+                for topic in &topics {
+                    let Some(since) = held(peer, topic) else {
+                        continue;
+                    };
+                    let from = since + warmup;
+                    let available = st
+                        .remote_topics
+                        .iter()
+                        .filter(|(_, t)| t == topic)
+                        .filter(|(r, _)| {
+                            let name = ctx.name_of(r);
+                            st.connected_since(r).is_some_and(|c| !cut(peer, &name, c))
+                                && held(&name, topic).is_some()
+                        })
+                        .count();
+                    let key = (peer.clone(), topic.clone());
+                    if now >= from {
+                        let w = f.judged.entry(key.clone()).or_insert((from, now));
+                        w.1 = now;
+                        // Silent only if no mesh report comes at all: decided once the replay is over.
+                        if available > 0 {
+                            f.silent.insert(key.clone());
+                        }
+                    }
+                    let empty = BTreeSet::new();
+                    let mesh = st.meshes.get(topic).unwrap_or(&empty);
+                    if mesh.len() < d_lo.min(available) {
+                        short.insert(key, (from, (mesh.len(), available)));
+                    }
+                    // Symmetry: every B that `peer` keeps must keep `peer`, while both are connected to each
+                    // other in this period, both subscribed, and B's mesh has room for it.
+                    let Some(own_id) = id_of(peer) else {
+                        continue;
+                    };
+                    for b_id in mesh {
+                        let b = ctx.name_of(b_id);
+                        let (Some(b_since), Some(b_st)) = (held(&b, topic), state.get(&b)) else {
+                            continue;
+                        };
+                        let (Some(a_conn), Some(b_conn)) =
+                            (st.connected_since(b_id), b_st.connected_since(&own_id))
+                        else {
+                            continue;
+                        };
+                        if cut(peer, &b, a_conn) || cut(&b, peer, b_conn) {
+                            continue;
+                        }
+                        let b_mesh = b_st.meshes.get(topic).unwrap_or(&empty);
+                        if b_mesh.len() >= d_hi {
+                            continue;
+                        }
+                        let from = since.max(b_since) + warmup;
+                        let link = (peer.clone(), b.clone(), topic.clone());
+                        if now >= from {
+                            f.links.insert(link.clone());
+                        }
+                        if !b_mesh.contains(&own_id) {
+                            one_sided.insert(link, (from, ()));
+                        }
+                    }
+                }
+            }
+            track(
+                &mut short_now,
+                short,
+                now,
+                settle,
+                |a: &Short, b: &Short| a.0 < b.0,
+                &mut f.short,
+            );
+            track(
+                &mut one_sided_now,
+                one_sided,
+                now,
+                symmetry_settle,
+                |_, _| false,
+                &mut f.one_sided,
+            );
+        };
+
+        for (at, peer, step) in steps {
+            let st = state.entry(peer.clone()).or_default();
+            match step {
+                Step::Opened { remote, conn } => {
+                    let e = st
+                        .conns
+                        .entry(remote.clone())
+                        .or_insert_with(|| (BTreeSet::new(), *at));
+                    if e.0.is_empty() {
+                        e.1 = *at;
+                    }
+                    e.0.insert(conn.clone());
+                }
+                Step::Closed { remote, conn } => {
+                    if let Some(e) = st.conns.get_mut(remote) {
+                        e.0.remove(conn);
+                    }
+                }
+                Step::Remote {
+                    remote,
+                    topic,
+                    subscribed,
+                } => {
+                    let key = (remote.clone(), topic.clone());
+                    if *subscribed {
+                        st.remote_topics.insert(key);
+                    } else {
+                        st.remote_topics.remove(&key);
+                    }
+                }
+                Step::Mesh { topic, peers } => {
+                    st.reported.insert(topic.clone());
+                    st.meshes.insert(topic.clone(), peers.clone());
+                }
+                Step::Leaving => {}
+            }
+            evaluate(&state, *at, &mut f);
         }
+        let end = self.last;
+        evaluate(&state, end, &mut f);
+        f.silent
+            .retain(|(peer, topic)| state.get(peer).is_none_or(|s| !s.reported.contains(topic)));
+        for (k, s) in std::mem::take(&mut short_now) {
+            close(k, s, end, settle, &mut f.short);
+        }
+        for (k, s) in std::mem::take(&mut one_sided_now) {
+            close(k, s, end, symmetry_settle, &mut f.one_sided);
+        }
+        f
     }
 }
 
@@ -111,62 +389,43 @@ impl Check for Mesh {
 
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
-        let state = self.peers.entry(rec.peer.clone()).or_default();
-        match &rec.what {
-            Observation::Command { .. } => {
-                let Some(cmd) = rec.command() else {
-                    return;
-                };
-                match cmd.cmd.as_str() {
-                    "subscribe" => {
-                        state.subscribed.entry(cmd.topic).or_insert(rec.at);
-                    }
-                    // What happens to a mesh after this was asked for.
-                    "unsubscribe" | "disconnect" | "stop" => {
-                        state.left.get_or_insert(rec.at);
-                    }
-                    _ => {}
-                }
-            }
-            Observation::Incident { .. }
-            | Observation::Exited { .. }
-            | Observation::Killed { .. } => {
-                state.left.get_or_insert(rec.at);
-            }
-            Observation::Event { line } => {
-                match &line.event {
-                    PeerEvent::ConnectionOpened {
-                        remote, conn_id, ..
-                    } => {
-                        state
-                            .conns
-                            .entry(remote.clone())
-                            .or_default()
-                            .insert(conn_id.clone());
-                    }
-                    PeerEvent::ConnectionClosed {
-                        remote, conn_id, ..
-                    } => {
-                        if let Some(c) = state.conns.get_mut(remote) {
-                            c.remove(conn_id);
-                        }
-                    }
-                    PeerEvent::Subscribed { remote, topic } => {
-                        state.remote_topics.insert((remote.clone(), topic.clone()));
-                    }
-                    PeerEvent::Unsubscribed { remote, topic } => {
-                        state.remote_topics.remove(&(remote.clone(), topic.clone()));
-                    }
-                    PeerEvent::Mesh { topic, peers } => {
-                        state.meshes.insert(topic.clone(), peers.len());
-                    }
-                    _ => return,
-                }
-                let peer = rec.peer.clone();
-                self.snapshot(&peer, line.ts);
-            }
-            _ => {}
+        if self.leaving.observe(rec) {
+            self.steps.push((rec.at, rec.peer.clone(), Step::Leaving));
+            return;
         }
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
+        let step = match &line.event {
+            PeerEvent::ConnectionOpened {
+                remote, conn_id, ..
+            } => Step::Opened {
+                remote: remote.clone(),
+                conn: conn_id.clone(),
+            },
+            PeerEvent::ConnectionClosed {
+                remote, conn_id, ..
+            } => Step::Closed {
+                remote: remote.clone(),
+                conn: conn_id.clone(),
+            },
+            PeerEvent::Subscribed { remote, topic } => Step::Remote {
+                remote: remote.clone(),
+                topic: topic.clone(),
+                subscribed: true,
+            },
+            PeerEvent::Unsubscribed { remote, topic } => Step::Remote {
+                remote: remote.clone(),
+                topic: topic.clone(),
+                subscribed: false,
+            },
+            PeerEvent::Mesh { topic, peers } => Step::Mesh {
+                topic: topic.clone(),
+                peers: peers.iter().cloned().collect(),
+            },
+            _ => return,
+        };
+        self.steps.push((line.ts, rec.peer.clone(), step));
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
@@ -176,127 +435,133 @@ impl Check for Mesh {
             .d_lo
             .map(|d| d as usize)
             .unwrap_or(LIBRARY_D_LO);
-        let (warmup, settle) = (
-            self.settings.warmup.as_micros() as Micros,
-            self.settings.settle.as_micros() as Micros,
+        let f = self.replay(ctx);
+
+        let peers: BTreeSet<&String> = f.judged.keys().map(|(p, _)| p).collect();
+        let topics: BTreeSet<&String> = f.judged.keys().map(|(_, t)| t).collect();
+        let span = match (
+            f.judged.values().map(|w| w.0).min(),
+            f.judged.values().map(|w| w.1).max(),
+        ) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        let coverage = format!(
+            "meshes of {} peer(s) on {} topic(s) judged over {}; {} mesh link(s) checked for symmetry",
+            count(peers.len()),
+            count(topics.len()),
+            seconds(span),
+            count(f.links.len())
         );
-        // (since, until, peer, topic, worst snapshot)
-        let mut short: Vec<(Micros, Micros, &str, &str, Snapshot)> = Vec::new();
-        for ((peer, topic), snaps) in &self.history {
-            let Some(state) = self.peers.get(peer) else {
-                continue;
-            };
-            let Some(subscribed) = state.subscribed.get(topic) else {
-                continue;
-            };
-            let from = subscribed + warmup;
-            let until = state.left.unwrap_or(self.last);
-            let mut deficit: Option<(Micros, Snapshot)> = None;
-            let close = |start: Micros, end: Micros, worst: Snapshot, short: &mut Vec<_>| {
-                let start = start.max(from);
-                if end.min(until) - start > settle {
-                    short.push((start, end.min(until), peer.as_str(), topic.as_str(), worst));
-                }
-            };
-            for s in snaps {
-                let wanted = d_lo.min(s.available);
-                match (&mut deficit, s.mesh < wanted) {
-                    (None, true) => deficit = Some((s.at, *s)),
-                    (Some((_, worst)), true) if s.mesh < worst.mesh => *worst = *s,
-                    (Some((start, worst)), false) => {
-                        close(*start, s.at, *worst, &mut short);
-                        deficit = None;
-                    }
-                    _ => {}
-                }
-            }
-            if let Some((start, worst)) = deficit {
-                close(start, until, worst, &mut short);
-            }
+
+        // (since, kind, line, involved): a mesh too small first when both start together.
+        let mut problems: Vec<(Micros, u8, String, Vec<String>)> = Vec::new();
+        for ((peer, topic), (since, until, (mesh, available))) in &f.short {
+            problems.push((
+                *since,
+                0,
+                format!(
+                    "{} kept {mesh} peer(s) in its mesh for {topic} for {:.1} s from {} while {available} connected subscriber(s) were available (D_lo {d_lo})",
+                    ctx.describe(peer),
+                    (until - since) as f64 / 1e6,
+                    clock(*since),
+                ),
+                vec![peer.clone()],
+            ));
         }
-        short.sort_by_key(|s| s.0);
-        let describe = |(since, until, peer, topic, worst): &(
-            Micros,
-            Micros,
-            &str,
-            &str,
-            Snapshot,
-        )| {
-            format!(
-                "{} kept {} peer(s) in its mesh for {topic} for {:.1} s from {} while {} connected subscriber(s) were available (D_lo {d_lo})",
-                ctx.describe(peer),
-                worst.mesh,
-                (until - since) as f64 / 1e6,
-                clock(*since),
-                worst.available
+        for ((a, b, topic), (since, until, ())) in &f.one_sided {
+            problems.push((
+                *since,
+                1,
+                format!(
+                    "{} kept {} in its mesh for {topic} for {:.1} s from {} while {} did not keep {} (both connected and subscribed)",
+                    ctx.describe(a),
+                    ctx.describe(b),
+                    (until - since) as f64 / 1e6,
+                    clock(*since),
+                    b,
+                    a
+                ),
+                vec![a.clone(), b.clone()],
+            ));
+        }
+        problems.sort_by_key(|p| (p.0, p.1));
+        if let Some((at, _, first, involved)) = problems.first() {
+            let more = if problems.len() > 1 {
+                format!(" ({} problems in all)", problems.len())
+            } else {
+                String::new()
+            };
+            return CheckResult::failed(
+                NAME,
+                format!("{first}{more}"),
+                problems.iter().map(|p| p.2.clone()).collect(),
             )
-        };
-        let Some(first) = short.first() else {
-            return CheckResult::passed(NAME, vec![format!("{} mesh(es) held at least min(D_lo {d_lo}, connected subscribers) after the warm-up", self.history.len())]);
-        };
-        let more = if short.len() > 1 {
-            format!(" ({} meshes in all)", short.len())
+            .at(*at)
+            .involving(involved.clone())
+            .covering(coverage);
+        }
+
+        let why = if self.leaving.subscribes() == 0 {
+            Some("nothing subscribed: the runner sent no subscribe command".to_owned())
+        } else if f.judged.is_empty() {
+            Some(format!(
+                "no peer stayed subscribed past the warm-up of {} ms",
+                self.settings.warmup.as_millis()
+            ))
+        } else if !f.silent.is_empty() {
+            let who: Vec<String> = f
+                .silent
+                .iter()
+                .map(|(p, t)| format!("{} for {t}", ctx.describe(p)))
+                .collect();
+            Some(format!(
+                "no mesh events where subscriptions were expected: {}",
+                who.join(", ")
+            ))
         } else {
-            String::new()
+            None
         };
-        CheckResult::failed(
-            NAME,
-            format!("{}{more}", describe(first)),
-            short.iter().map(describe).collect(),
-        )
-        .at(first.0)
-        .involving([first.2.to_owned()])
+        let evidence = vec![format!(
+            "{} mesh(es) held at least min(D_lo {d_lo}, connected subscribers) after the warm-up, and every link was kept from both ends",
+            f.judged.len()
+        )];
+        match why {
+            Some(why) => CheckResult::inconclusive(NAME, why, evidence),
+            None => CheckResult::passed(NAME, evidence),
+        }
+        .covering(coverage)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{id, Kit, TOPIC};
-    use crate::events::Direction;
+    use crate::checks::testkit::{Kit, TOPIC};
     use crate::results::Status;
 
-    fn setup(kit: &Kit) -> Vec<Recorded> {
+    /// Every pair of `names` connected, subscribed and seeing each other's subscription.
+    fn setup_all(kit: &Kit, names: &[&str]) -> Vec<Recorded> {
         let mut ev = Vec::new();
-        for (a, b) in [("rust-1", "go-1"), ("go-1", "rust-1")] {
-            ev.push(kit.event(
-                0,
-                a,
-                PeerEvent::ConnectionOpened {
-                    remote: id(b),
-                    conn_id: "1".into(),
-                    direction: Direction::Outbound,
-                    remote_addr: "x".into(),
-                    security: None,
-                    muxer: None,
-                },
-            ));
-            ev.push(kit.command(
-                10,
-                a,
-                &format!(r#"{{"cmd":"subscribe","topic":"{TOPIC}"}}"#),
-            ));
-            ev.push(kit.event(
-                20,
-                a,
-                PeerEvent::Subscribed {
-                    remote: id(b),
-                    topic: TOPIC.into(),
-                },
-            ));
+        for a in names {
+            ev.push(kit.subscribe(10, a, TOPIC));
+        }
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                ev.extend(kit.connect(0, a, b));
+                ev.push(kit.remote_sub(20, a, b, TOPIC, true));
+                ev.push(kit.remote_sub(20, b, a, TOPIC, true));
+            }
         }
         ev
     }
 
+    fn setup(kit: &Kit) -> Vec<Recorded> {
+        setup_all(kit, &["rust-1", "go-1"])
+    }
+
     fn mesh(kit: &Kit, ts: Micros, peer: &str, members: &[&str]) -> Recorded {
-        kit.event(
-            ts,
-            peer,
-            PeerEvent::Mesh {
-                topic: TOPIC.into(),
-                peers: members.iter().map(|m| id(m)).collect(),
-            },
-        )
+        kit.mesh(ts, peer, TOPIC, members)
     }
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
@@ -312,7 +577,42 @@ mod tests {
         ev.push(mesh(&kit, 700_000, "rust-1", &["go-1"]));
         ev.push(mesh(&kit, 700_000, "go-1", &["rust-1"]));
         ev.push(kit.stderr(20_000_000, "go-1", "end"));
-        assert_eq!(run(&ev, &kit).status, Status::Passed);
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("meshes of 2 peer(s) on 1 topic(s) judged over 17 s; 2 mesh link(s) checked for symmetry")
+        );
+    }
+
+    #[test]
+    fn nothing_subscribed_or_no_mesh_events_is_inconclusive() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let r = run(&[], &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(r.message.unwrap().starts_with("nothing subscribed"));
+
+        // Subscribed with a subscriber available, but no mesh reported: briefly (no verdict on size), so silent.
+        let mut ev = setup(&kit);
+        ev.push(kit.stderr(4_000_000, "go-1", "end"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Inconclusive, "{r:?}");
+        let msg = r.message.unwrap();
+        assert!(
+            msg.starts_with("no mesh events where subscriptions were expected: go-1 (go-libp2p v0.51.0) for meshgate, rust-1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_first_mesh_report_after_the_warmup_is_no_silence() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = setup(&kit);
+        ev.push(mesh(&kit, 3_500_000, "rust-1", &["go-1"]));
+        ev.push(mesh(&kit, 3_500_000, "go-1", &["rust-1"]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
     }
 
     #[test]
@@ -323,6 +623,7 @@ mod tests {
         ev.push(kit.stderr(20_000_000, "go-1", "end"));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
+        assert!(r.coverage.is_some());
         let msg = r.message.unwrap();
         assert!(msg.starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate for 17.0 s from 00:00:03.000 while 1 connected subscriber(s) were available"), "{msg}");
     }
@@ -339,5 +640,119 @@ mod tests {
         ev.push(mesh(&kit, 8_100_000, "go-1", &[]));
         ev.push(kit.stderr(20_000_000, "go-1", "end"));
         assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    /// Three peers, so that go-1 keeps a mesh of one (D_lo is 5, 2 available) while it ignores rust-1.
+    fn three(kit: &Kit) -> Vec<Recorded> {
+        let mut ev = setup_all(kit, &["rust-1", "go-1", "go-2"]);
+        ev.push(mesh(kit, 700_000, "rust-1", &["go-1", "go-2"]));
+        ev.push(mesh(kit, 700_000, "go-2", &["go-1", "rust-1"]));
+        ev.push(mesh(kit, 700_000, "go-1", &["go-2", "rust-1"]));
+        ev
+    }
+
+    #[test]
+    fn a_lasting_one_sided_link_fails() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut ev = three(&kit);
+        // go-1 drops rust-1 and never takes it back; rust-1 keeps go-1. go-1's mesh (1) stays below 2 available,
+        // which fails on its own: give go-1 D_lo 1 so only the asymmetry is judged.
+        ev.push(mesh(&kit, 4_000_000, "go-1", &["go-2"]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        let mut kit = kit;
+        kit.case.gossipsub.d_lo = Some(1);
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        let msg = r.message.unwrap();
+        assert!(
+            msg.starts_with("rust-1 (rust-libp2p 0.57.1) kept go-1 (go-libp2p v0.51.0) in its mesh for meshgate for 16.0 s from 00:00:04.000 while go-1 did not keep rust-1"),
+            "{msg}"
+        );
+        assert_eq!(r.involved, vec!["rust-1", "go-1"]);
+    }
+
+    #[test]
+    fn a_transient_one_sided_link_passes() {
+        let mut kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        kit.case.gossipsub.d_lo = Some(1);
+        let mut ev = three(&kit);
+        // go-1 prunes rust-1; rust-1 drops it a heartbeat later, then both graft again.
+        ev.push(mesh(&kit, 4_000_000, "go-1", &["go-2"]));
+        ev.push(mesh(&kit, 5_000_000, "rust-1", &["go-2"]));
+        ev.push(mesh(&kit, 9_000_000, "rust-1", &["go-1", "go-2"]));
+        ev.push(mesh(&kit, 10_500_000, "go-1", &["go-2", "rust-1"]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+    }
+
+    #[test]
+    fn a_full_mesh_may_refuse_and_a_disconnect_excuses_its_pair_only() {
+        let mut kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        kit.case.gossipsub.d_lo = Some(1);
+        // go-1 at D_hi (2 here) may refuse rust-1's graft.
+        kit.case.gossipsub.d_hi = Some(2);
+        let mut ev = setup_all(&kit, &["rust-1", "go-1", "go-2"]);
+        ev.push(mesh(&kit, 700_000, "rust-1", &["go-1", "go-2"]));
+        ev.push(mesh(&kit, 700_000, "go-2", &["rust-1", "go-1"]));
+        ev.push(mesh(&kit, 700_000, "go-1", &["go-2", "x"]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+
+        // go-1 told to leave rust-1: their link is excused, the others are not.
+        kit.case.gossipsub.d_hi = None;
+        let mut ev = three(&kit);
+        ev.push(kit.disconnect(4_000_000, "go-1", Some("rust-1")));
+        ev.push(mesh(&kit, 4_100_000, "go-1", &["go-2"]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        assert_eq!(
+            run(&ev, &kit).status,
+            Status::Passed,
+            "stays connected, but cut"
+        );
+        let mut one_sided = ev.clone();
+        one_sided.push(mesh(&kit, 4_200_000, "go-2", &["rust-1"]));
+        let r = run(&one_sided, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("go-1 (go-libp2p v0.51.0) kept go-2 (go-libp2p v0.51.0) in its mesh"),);
+        // Nor is go-1's mesh excused for go-2, who is still there.
+        ev.push(mesh(&kit, 4_200_000, "go-1", &[]));
+        ev.push(mesh(&kit, 4_200_000, "go-2", &["rust-1"]));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert!(
+            r.message.unwrap().starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate for 15.8 s from 00:00:04.200 while 1 connected subscriber(s) were available"),
+        );
+    }
+
+    #[test]
+    fn an_unsubscribe_excuses_its_topic_only() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let other = "other";
+        let mut ev = setup(&kit);
+        ev.push(kit.subscribe(10, "rust-1", other));
+        ev.push(kit.subscribe(10, "go-1", other));
+        ev.push(kit.remote_sub(20, "rust-1", "go-1", other, true));
+        ev.push(kit.remote_sub(20, "go-1", "rust-1", other, true));
+        for t in [TOPIC, other] {
+            ev.push(kit.mesh(700_000, "rust-1", t, &["go-1"]));
+            ev.push(kit.mesh(700_000, "go-1", t, &["rust-1"]));
+        }
+        // go-1 leaves `other`: its empty mesh there is expected, and rust-1 no longer counts it.
+        ev.push(kit.unsubscribe(5_000_000, "go-1", other));
+        ev.push(kit.mesh(5_100_000, "go-1", other, &[]));
+        ev.push(kit.stderr(20_000_000, "go-1", "end"));
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+        // ... but not in the topic it stayed in.
+        ev.push(kit.mesh(5_100_000, "go-1", TOPIC, &[]));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate"),);
     }
 }

@@ -1,15 +1,19 @@
 //! `streams`: open streams per connection stay below a limit. A peer that leaks streams runs into yamux's window of
 //! 256 un-ACKed outbound streams, after which the remote resets new ones; this catches the leak long before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "streams";
+
+/// How long a connection may be held before its first stream count is due: peers sample every second.
+const SETTLE_US: Micros = 3_000_000;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -40,10 +44,22 @@ struct Peak {
     at: Micros,
 }
 
+/// A connection as its holder reported it.
+struct Held {
+    remote: String,
+    opened: Micros,
+    closed: Option<Micros>,
+}
+
 pub struct Streams {
     settings: Settings,
     /// (peer name, connection id) -> the highest count seen.
     peaks: BTreeMap<(String, String), Peak>,
+    /// (peer name, connection id) -> the connection, to find those never counted.
+    held: BTreeMap<(String, String), Held>,
+    /// When each peer was told to stop or went away: its counts are not expected beyond.
+    ended: BTreeMap<String, Micros>,
+    last: Micros,
 }
 
 impl Streams {
@@ -51,7 +67,26 @@ impl Streams {
         Self {
             settings,
             peaks: BTreeMap::new(),
+            held: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            last: 0,
         }
+    }
+
+    /// Connections held past the settle time whose holder never reported a stream count for them.
+    fn uncounted(&self) -> Vec<(&(String, String), &Held, Micros)> {
+        self.held
+            .iter()
+            .filter(|(key, _)| !self.peaks.contains_key(*key))
+            .filter_map(|(key, h)| {
+                let end = [h.closed, self.ended.get(&key.0).copied()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(self.last);
+                (end - h.opened > SETTLE_US).then_some((key, h, end - h.opened))
+            })
+            .collect()
     }
 }
 
@@ -61,9 +96,41 @@ impl Check for Streams {
     }
 
     fn observe(&mut self, rec: &Recorded) {
+        self.last = self.last.max(rec.time());
+        let ends = match &rec.what {
+            Observation::Command { .. } => rec.command().is_some_and(|c| c.cmd == "stop"),
+            Observation::Exited { .. } | Observation::Killed { .. } => true,
+            Observation::Event { line } => matches!(line.event, PeerEvent::Stopped {}),
+            _ => false,
+        };
+        if ends {
+            self.ended.entry(rec.peer.clone()).or_insert(rec.time());
+        }
         let Observation::Event { line } = &rec.what else {
             return;
         };
+        match &line.event {
+            PeerEvent::ConnectionOpened {
+                remote, conn_id, ..
+            } => {
+                self.held.insert(
+                    (rec.peer.clone(), conn_id.clone()),
+                    Held {
+                        remote: remote.clone(),
+                        opened: line.ts,
+                        closed: None,
+                    },
+                );
+                return;
+            }
+            PeerEvent::ConnectionClosed { conn_id, .. } => {
+                if let Some(h) = self.held.get_mut(&(rec.peer.clone(), conn_id.clone())) {
+                    h.closed.get_or_insert(line.ts);
+                }
+                return;
+            }
+            _ => {}
+        }
         let PeerEvent::Streams {
             remote,
             conn_id,
@@ -106,7 +173,51 @@ impl Check for Streams {
                 clock(p.at)
             )
         };
+        let uncounted = self.uncounted();
+        let peers: BTreeSet<&String> = self
+            .held
+            .keys()
+            .chain(self.peaks.keys())
+            .map(|(p, _)| p)
+            .collect();
+        let short: BTreeSet<&String> = uncounted.iter().map(|((p, _), _, _)| p).collect();
+        let coverage = format!(
+            "{} of {} peers reported stream counts on all their connections; {} connection(s) counted, peak {} (limit {limit})",
+            count(peers.len() - short.len()),
+            count(peers.len()),
+            count(self.peaks.len()),
+            highest.map(|(_, p)| p.total).unwrap_or(0)
+        );
         let Some((key, peak)) = over.first() else {
+            // Counts missing for a connection would hide exactly the leak this check is for.
+            if self.peaks.is_empty() {
+                return CheckResult::inconclusive(
+                    NAME,
+                    "no peer reported any stream count".into(),
+                    vec![],
+                )
+                .covering(coverage);
+            }
+            if !uncounted.is_empty() {
+                let lines: Vec<String> = uncounted
+                    .iter()
+                    .map(|((peer, conn), h, held)| {
+                        format!(
+                            "{} never reported stream counts for connection {conn} to {}, held {} from {}",
+                            ctx.describe(peer),
+                            ctx.describe(&ctx.name_of(&h.remote)),
+                            seconds(*held),
+                            clock(h.opened)
+                        )
+                    })
+                    .collect();
+                let more = match lines.len() {
+                    1 => String::new(),
+                    n => format!(" ({n} connections in all)"),
+                };
+                return CheckResult::inconclusive(NAME, format!("{}{more}", lines[0]), lines)
+                    .covering(coverage);
+            }
             let summary = match highest {
                 Some((key, p)) => format!(
                     "peak over {} connection(s): {}",
@@ -118,7 +229,8 @@ impl Check for Streams {
             return CheckResult::passed(
                 NAME,
                 vec![summary, format!("limit {limit} per connection")],
-            );
+            )
+            .covering(coverage);
         };
         let evidence = over.iter().map(|(k, p)| describe(k, p)).collect();
         CheckResult::failed(
@@ -128,35 +240,15 @@ impl Check for Streams {
         )
         .at(peak.at)
         .involving([key.0.clone(), ctx.name_of(&peak.remote)])
+        .covering(coverage)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{id, Kit};
+    use crate::checks::testkit::Kit;
     use crate::results::Status;
-
-    fn streams(
-        kit: &Kit,
-        ts: Micros,
-        peer: &str,
-        remote: &str,
-        conn: &str,
-        inbound: u32,
-        outbound: u32,
-    ) -> Recorded {
-        kit.event(
-            ts,
-            peer,
-            PeerEvent::Streams {
-                remote: id(remote),
-                conn_id: conn.into(),
-                inbound,
-                outbound,
-            },
-        )
-    }
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
         let mut c = Streams::new(Settings::default());
@@ -168,8 +260,8 @@ mod tests {
     fn few_streams_pass_and_report_the_peak() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
-            streams(&kit, 1, "rust-1", "go-1", "1", 2, 3),
-            streams(&kit, 2, "rust-1", "go-1", "1", 1, 1),
+            kit.streams(1, "rust-1", "go-1", "1", 2, 3),
+            kit.streams(2, "rust-1", "go-1", "1", 1, 1),
         ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Passed);
@@ -178,18 +270,61 @@ mod tests {
             "{:?}",
             r.evidence
         );
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("1 of 1 peers reported stream counts on all their connections; 1 connection(s) counted, peak 5 (limit 64)")
+        );
+    }
+
+    #[test]
+    fn no_stream_counts_are_inconclusive() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let r = run(&[], &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(r
+            .message
+            .unwrap()
+            .contains("no peer reported any stream count"));
+    }
+
+    #[test]
+    fn a_connection_never_counted_is_inconclusive_naming_its_holder() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.opened(1_000_000, "go-1", "rust-1", "c7"),
+            kit.streams(1_500_000, "rust-1", "go-1", "1", 1, 1),
+            // Held only briefly: not due yet.
+            kit.opened(2_000_000, "rust-1", "go-1", "2"),
+            kit.closed(3_000_000, "rust-1", "go-1", "2"),
+            kit.stderr(9_000_000, "go-1", "later"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Inconclusive, "{r:?}");
+        let msg = r.message.unwrap();
+        assert_eq!(msg, "go-1 (go-libp2p v0.51.0) never reported stream counts for connection c7 to rust-1 (rust-libp2p 0.57.1), held 8 s from 00:00:01.000");
+        assert!(r
+            .coverage
+            .unwrap()
+            .starts_with("1 of 2 peers reported stream counts on all their connections"));
+        // Until it stopped: a peer told to stop early is not expected to count.
+        let mut early = ev[..3].to_vec();
+        early.push(kit.command(2_000_000, "go-1", r#"{"cmd":"stop"}"#));
+        early.push(kit.stderr(9_000_000, "go-1", "later"));
+        assert_eq!(run(&early, &kit).status, Status::Passed);
     }
 
     #[test]
     fn a_leak_fails_naming_the_connection() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
-            streams(&kit, 1_000_000, "go-1", "rust-1", "c7", 1, 10),
-            streams(&kit, 2_000_000, "go-1", "rust-1", "c7", 1, 90),
-            streams(&kit, 3_000_000, "go-1", "rust-1", "c7", 1, 2),
+            kit.streams(1_000_000, "go-1", "rust-1", "c7", 1, 10),
+            kit.streams(2_000_000, "go-1", "rust-1", "c7", 1, 90),
+            kit.streams(3_000_000, "go-1", "rust-1", "c7", 1, 2),
         ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
+        assert!(r.coverage.is_some());
         let msg = r.message.unwrap();
         assert!(msg.starts_with("go-1 (go-libp2p v0.51.0) had 91 streams open (1 inbound, 90 outbound) on connection c7 to rust-1"), "{msg}");
         assert!(msg.ends_with("(limit 64)"), "{msg}");

@@ -1,12 +1,17 @@
 //! `subscriptions`: every subscriber of a topic is seen as subscribed by every peer connected to it, and nobody
 //! sees an unsubscribe its sender did not ask for. A peer that "forgets" a remote's subscription (as go-libp2p-pubsub
 //! can when a second connection replaces the first stream) stops sending it messages without any error.
+//!
+//! What is expected comes from the runner's own record of the subscribe and unsubscribe commands it sent, never
+//! from what peers claim. Leaving is scoped: a peer told to disconnect from X is excused for the pair with X only,
+//! and one told to unsubscribe from T for T only ([`Leaving`], shared with `mesh`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
@@ -33,18 +38,162 @@ fn default_within() -> Duration {
     Duration::from_secs(3)
 }
 
+/// An `unsubscribed` whose connection closes within this is explained by the closing: libraries report the
+/// remote leaving the topic as the connection goes, sometimes just before the `connection_closed` event.
+const CLOSING_GRACE_US: Micros = 1_000_000;
+
+/// Who was told to leave what, from the runner's record of its own commands and of what it did to peers. Scoped:
+/// leaving one pair or one topic excuses that pair or that topic only.
+#[derive(Default)]
+pub(super) struct Leaving {
+    /// (peer, topic) -> its subscribe (`true`) and unsubscribe (`false`) commands, in order.
+    topic_commands: BTreeMap<(String, String), Vec<(Micros, bool)>>,
+    /// Every disconnect command: when, who was told, and the peer id it named (`None`: every peer).
+    disconnects: Vec<(Micros, String, Option<String>)>,
+    /// When a peer was told to stop, exited, was killed or cut off: from then it is gone from every pair.
+    gone: BTreeMap<String, Micros>,
+}
+
+impl Leaving {
+    /// Takes in a record; true when it was a command or incident that changes who is expected where.
+    pub fn observe(&mut self, rec: &Recorded) -> bool {
+        match &rec.what {
+            Observation::Command { .. } => {
+                let Some(cmd) = rec.command() else {
+                    return false;
+                };
+                match cmd.cmd.as_str() {
+                    "subscribe" | "unsubscribe" => {
+                        self.topic_commands
+                            .entry((rec.peer.clone(), cmd.topic))
+                            .or_default()
+                            .push((rec.at, cmd.cmd == "subscribe"));
+                    }
+                    "disconnect" => self.disconnects.push((rec.at, rec.peer.clone(), cmd.peer)),
+                    "stop" => {
+                        self.gone.entry(rec.peer.clone()).or_insert(rec.at);
+                    }
+                    _ => return false,
+                }
+                true
+            }
+            Observation::Incident { .. }
+            | Observation::Exited { .. }
+            | Observation::Killed { .. } => {
+                self.gone.entry(rec.peer.clone()).or_insert(rec.at);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many subscribe commands the runner sent.
+    pub fn subscribes(&self) -> usize {
+        self.topic_commands
+            .values()
+            .flatten()
+            .filter(|(_, on)| *on)
+            .count()
+    }
+
+    /// Every topic some peer was told to subscribe to.
+    pub fn topics(&self) -> BTreeSet<&str> {
+        self.topic_commands
+            .keys()
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+
+    /// When `peer` left every pair (told to stop, exited, killed, cut off), if it did.
+    pub fn gone(&self, peer: &str) -> Option<Micros> {
+        self.gone.get(peer).copied()
+    }
+
+    pub fn gone_by(&self, peer: &str, at: Micros) -> bool {
+        self.gone(peer).is_some_and(|g| g <= at)
+    }
+
+    /// The times `peer` was told to be subscribed to `topic`: from a subscribe to the next unsubscribe (or on).
+    pub fn intervals(&self, peer: &str, topic: &str) -> Vec<(Micros, Option<Micros>)> {
+        let mut out: Vec<(Micros, Option<Micros>)> = Vec::new();
+        for (at, on) in self
+            .topic_commands
+            .get(&(peer.to_owned(), topic.to_owned()))
+            .into_iter()
+            .flatten()
+        {
+            match (on, out.last_mut()) {
+                (true, Some((_, None))) => {}
+                (true, _) => out.push((*at, None)),
+                (false, Some(last @ (_, None))) => last.1 = Some(*at),
+                (false, _) => {}
+            }
+        }
+        out
+    }
+
+    /// Since when `peer` is told to be subscribed to `topic` at `at`, if it is.
+    pub fn subscribed_since(&self, peer: &str, topic: &str, at: Micros) -> Option<Micros> {
+        self.intervals(peer, topic)
+            .into_iter()
+            .find(|(from, until)| *from <= at && until.is_none_or(|u| u > at))
+            .map(|(from, _)| from)
+    }
+
+    /// Whether `peer`'s last command for `topic` by `at` was to unsubscribe.
+    pub fn told_unsubscribed(&self, peer: &str, topic: &str, at: Micros) -> bool {
+        self.topic_commands
+            .get(&(peer.to_owned(), topic.to_owned()))
+            .and_then(|cmds| cmds.iter().rfind(|(t, _)| *t <= at))
+            .is_some_and(|(_, on)| !on)
+    }
+
+    /// The first disconnect at or after `from` that cuts the pair `a`–`b`: either told to disconnect from the
+    /// other, or from every peer.
+    pub fn cut(&self, ctx: &Context, a: &str, b: &str, from: Micros) -> Option<Micros> {
+        self.disconnects
+            .iter()
+            .filter(|(at, _, _)| *at >= from)
+            .filter(|(_, sender, target)| {
+                let other = match sender.as_str() {
+                    s if s == a => b,
+                    s if s == b => a,
+                    _ => return false,
+                };
+                target.as_ref().is_none_or(|id| ctx.name_of(id) == other)
+            })
+            .map(|(at, _, _)| *at)
+            .min()
+    }
+}
+
+/// The connections an observer holds to one remote, and the periods during which it held at least one.
+#[derive(Default)]
+struct Pair {
+    open: BTreeSet<String>,
+    periods: Vec<(Micros, Option<Micros>)>,
+}
+
+impl Pair {
+    /// The connected period containing `at`, as (start, end).
+    fn period_at(&self, at: Micros) -> Option<(Micros, Option<Micros>)> {
+        self.periods
+            .iter()
+            .copied()
+            .find(|(start, end)| *start <= at && end.is_none_or(|e| e > at))
+    }
+}
+
 pub struct Subscriptions {
     within_us: Micros,
-    /// (subscriber name, topic) -> when it was told to subscribe / unsubscribe.
-    subscribed_at: BTreeMap<(String, String), Micros>,
-    unsubscribed_at: BTreeMap<(String, String), Micros>,
-    /// Peers told to stop or to disconnect: what others see of them afterwards is expected.
-    left_at: BTreeMap<String, Micros>,
-    /// (observer, remote id) -> open connection ids, and since when the pair has been connected.
-    conns: BTreeMap<(String, String), (BTreeSet<String>, Micros)>,
-    /// (observer, remote id, topic) -> when the observer first saw the subscription.
-    seen: BTreeMap<(String, String, String), Micros>,
-    unrequested: Vec<(Micros, String, String, String)>,
+    leaving: Leaving,
+    /// (observer, remote id) -> its connections to the remote.
+    pairs: BTreeMap<(String, String), Pair>,
+    /// (observer, remote id, topic) -> what the observer reported of the remote in the topic: subscribed (`true`)
+    /// or unsubscribed, in order.
+    views: BTreeMap<(String, String, String), Vec<(Micros, bool)>>,
+    /// Every `unsubscribed` reported: (when, observer, remote id, topic).
+    unsubscribes: Vec<(Micros, String, String, String)>,
     last: Micros,
 }
 
@@ -52,16 +201,26 @@ impl Subscriptions {
     pub fn new(settings: Settings) -> Self {
         Self {
             within_us: settings.within.as_micros() as Micros,
-            subscribed_at: BTreeMap::new(),
-            unsubscribed_at: BTreeMap::new(),
-            left_at: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            seen: BTreeMap::new(),
-            unrequested: Vec::new(),
+            leaving: Leaving::default(),
+            pairs: BTreeMap::new(),
+            views: BTreeMap::new(),
+            unsubscribes: Vec::new(),
             last: 0,
         }
     }
+
+    /// Whether the observer's view of the remote in the topic at `at` is "subscribed", from a report made at or
+    /// after `since` (so that it is news of this subscription, not of an earlier one).
+    fn sees_subscribed(&self, key: &(String, String, String), since: Micros, at: Micros) -> bool {
+        self.views
+            .get(key)
+            .and_then(|v| v.iter().rfind(|(t, _)| *t <= at))
+            .is_some_and(|(t, on)| *on && *t >= since)
+    }
 }
+
+/// One thing wrong: when, the line, who.
+type Problem = (Micros, String, Vec<String>);
 
 impl Check for Subscriptions {
     fn name(&self) -> &'static str {
@@ -70,90 +229,76 @@ impl Check for Subscriptions {
 
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
-        match &rec.what {
-            Observation::Command { .. } => {
-                let Some(cmd) = rec.command() else {
-                    return;
-                };
-                match cmd.cmd.as_str() {
-                    "subscribe" => {
-                        self.subscribed_at
-                            .entry((rec.peer.clone(), cmd.topic))
-                            .or_insert(rec.at);
+        self.leaving.observe(rec);
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
+        match &line.event {
+            PeerEvent::ConnectionOpened {
+                remote, conn_id, ..
+            } => {
+                let pair = self
+                    .pairs
+                    .entry((rec.peer.clone(), remote.clone()))
+                    .or_default();
+                if pair.open.is_empty() {
+                    pair.periods.push((line.ts, None));
+                }
+                pair.open.insert(conn_id.clone());
+            }
+            PeerEvent::ConnectionClosed {
+                remote, conn_id, ..
+            } => {
+                if let Some(pair) = self.pairs.get_mut(&(rec.peer.clone(), remote.clone())) {
+                    if pair.open.remove(conn_id) && pair.open.is_empty() {
+                        if let Some(last) = pair.periods.last_mut() {
+                            last.1 = Some(line.ts);
+                        }
                     }
-                    "unsubscribe" => {
-                        self.unsubscribed_at
-                            .entry((rec.peer.clone(), cmd.topic))
-                            .or_insert(rec.at);
-                    }
-                    "stop" | "disconnect" => {
-                        self.left_at.entry(rec.peer.clone()).or_insert(rec.at);
-                    }
-                    _ => {}
                 }
             }
-            Observation::Incident { .. }
-            | Observation::Exited { .. }
-            | Observation::Killed { .. } => {
-                self.left_at.entry(rec.peer.clone()).or_insert(rec.at);
+            PeerEvent::Subscribed { remote, topic } | PeerEvent::Unsubscribed { remote, topic } => {
+                let on = matches!(line.event, PeerEvent::Subscribed { .. });
+                self.views
+                    .entry((rec.peer.clone(), remote.clone(), topic.clone()))
+                    .or_default()
+                    .push((line.ts, on));
+                if !on {
+                    self.unsubscribes.push((
+                        line.ts,
+                        rec.peer.clone(),
+                        remote.clone(),
+                        topic.clone(),
+                    ));
+                }
             }
-            Observation::Event { line } => match &line.event {
-                PeerEvent::ConnectionOpened {
-                    remote, conn_id, ..
-                } => {
-                    let e = self
-                        .conns
-                        .entry((rec.peer.clone(), remote.clone()))
-                        .or_insert((BTreeSet::new(), line.ts));
-                    if e.0.is_empty() {
-                        e.1 = line.ts;
-                    }
-                    e.0.insert(conn_id.clone());
-                }
-                PeerEvent::ConnectionClosed {
-                    remote, conn_id, ..
-                } => {
-                    if let Some(e) = self.conns.get_mut(&(rec.peer.clone(), remote.clone())) {
-                        e.0.remove(conn_id);
-                    }
-                }
-                PeerEvent::Subscribed { remote, topic } => {
-                    self.seen
-                        .entry((rec.peer.clone(), remote.clone(), topic.clone()))
-                        .or_insert(line.ts);
-                }
-                PeerEvent::Unsubscribed { remote, topic } => {
-                    let connected = self
-                        .conns
-                        .get(&(rec.peer.clone(), remote.clone()))
-                        .is_some_and(|c| !c.0.is_empty());
-                    // `seen` keeps the first sighting: losing it again is the unrequested unsubscribe's business.
-                    // Checked against the sender's commands once the name of the sender is known, in `verdict`.
-                    if connected && !self.left_at.contains_key(&rec.peer) {
-                        self.unrequested.push((
-                            line.ts,
-                            rec.peer.clone(),
-                            remote.clone(),
-                            topic.clone(),
-                        ));
-                    }
-                }
-                _ => {}
-            },
             _ => {}
         }
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
-        let mut problems: Vec<(Micros, String, Vec<String>)> = Vec::new();
-        for (at, observer, remote_id, topic) in &self.unrequested {
+        let leaving = &self.leaving;
+        let mut problems: Vec<Problem> = Vec::new();
+
+        // An unsubscribe seen while the pair stays connected must have been asked of the remote, for that topic.
+        for (at, observer, remote_id, topic) in &self.unsubscribes {
             let remote = ctx.name_of(remote_id);
-            let asked = self
-                .unsubscribed_at
-                .get(&(remote.clone(), topic.clone()))
-                .is_some_and(|t| t <= at);
-            let left = self.left_at.get(&remote).is_some_and(|t| t <= at);
-            if !asked && !left {
+            let Some((start, end)) = self
+                .pairs
+                .get(&(observer.clone(), remote_id.clone()))
+                .and_then(|p| p.period_at(*at))
+            else {
+                continue;
+            };
+            let closing = end.is_some_and(|e| e <= at + CLOSING_GRACE_US);
+            let excused = closing
+                || leaving.told_unsubscribed(&remote, topic, *at)
+                || leaving.gone_by(&remote, *at)
+                || leaving.gone_by(observer, *at)
+                || leaving
+                    .cut(ctx, observer, &remote, start)
+                    .is_some_and(|d| d <= *at);
+            if !excused {
                 problems.push((
                     *at,
                     format!(
@@ -166,51 +311,89 @@ impl Check for Subscriptions {
                 ));
             }
         }
-        // Every connected pair in which the remote subscribed: the observer must have seen it in time.
-        for ((observer, remote_id), (_, connected_since)) in &self.conns {
+
+        // Every subscription the runner asked for, in every period its subscriber was connected to an observer
+        // long enough: the observer must see it within `within`.
+        let (mut expected, mut seen) = (0usize, 0usize);
+        let mut judged_pairs: BTreeSet<(String, String)> = BTreeSet::new();
+        for ((observer, remote_id), pair) in &self.pairs {
             let remote = ctx.name_of(remote_id);
-            for ((subscriber, topic), subscribed) in &self.subscribed_at {
-                if subscriber != &remote {
-                    continue;
-                }
-                let due = subscribed.max(connected_since) + self.within_us;
-                let ended = [
-                    self.left_at.get(observer),
-                    self.left_at.get(&remote),
-                    self.unsubscribed_at.get(&(remote.clone(), topic.clone())),
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-                .copied()
-                .unwrap_or(self.last);
-                let seen = self
-                    .seen
-                    .get(&(observer.clone(), remote_id.clone(), topic.clone()));
-                if seen.is_none_or(|t| *t > due) && ended > due {
-                    problems.push((
-                        due,
-                        format!(
-                            "{} never saw {} subscribe to {topic} (subscribed at {})",
-                            ctx.describe(observer),
-                            ctx.describe(&remote),
-                            clock(*subscribed)
-                        ),
-                        vec![observer.clone(), remote.clone()],
-                    ));
+            for topic in leaving.topics() {
+                for (subscribed, unsubscribed) in leaving.intervals(&remote, topic) {
+                    for (connected, disconnected) in &pair.periods {
+                        let start = subscribed.max(*connected);
+                        let due = start + self.within_us;
+                        let end = [
+                            unsubscribed,
+                            *disconnected,
+                            leaving.gone(observer),
+                            leaving.gone(&remote),
+                            leaving.cut(ctx, observer, &remote, *connected),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(self.last)
+                        .min(self.last);
+                        if end <= due {
+                            continue;
+                        }
+                        expected += 1;
+                        judged_pairs.insert(if *observer < remote {
+                            (observer.clone(), remote.clone())
+                        } else {
+                            (remote.clone(), observer.clone())
+                        });
+                        let key = (observer.clone(), remote_id.clone(), topic.to_owned());
+                        if self.sees_subscribed(&key, subscribed, due) {
+                            seen += 1;
+                            continue;
+                        }
+                        problems.push((
+                            due,
+                            format!(
+                                "{} never saw {} subscribe to {topic} within {} ms (subscribed at {}, connected from {})",
+                                ctx.describe(observer),
+                                ctx.describe(&remote),
+                                self.within_us / 1000,
+                                clock(subscribed),
+                                clock(*connected)
+                            ),
+                            vec![observer.clone(), remote.clone()],
+                        ));
+                    }
                 }
             }
         }
+        let coverage = format!(
+            "{} subscriptions expected over {} connected pair(s), {} seen within {} ms; {} unsubscribe(s) reported",
+            count(expected),
+            count(judged_pairs.len()),
+            count(seen),
+            self.within_us / 1000,
+            count(self.unsubscribes.len())
+        );
+
         problems.sort_by_key(|p| p.0);
         let Some((at, first, involved)) = problems.first() else {
-            return CheckResult::passed(
-                NAME,
-                vec![format!(
-                    "{} subscription(s) seen across {} connected pair(s)",
-                    self.seen.len(),
-                    self.conns.len()
-                )],
-            );
+            let why = match (leaving.subscribes(), expected) {
+                (0, _) => Some("nothing subscribed: the runner sent no subscribe command".to_owned()),
+                (n, 0) => Some(format!(
+                    "{n} subscribe command(s) sent, but no subscriber stayed connected to another peer for {} ms: no subscription to expect",
+                    self.within_us / 1000
+                )),
+                _ => None,
+            };
+            let evidence = vec![format!(
+                "{} subscription(s) seen across {} connected pair(s)",
+                seen,
+                judged_pairs.len()
+            )];
+            return match why {
+                Some(why) => CheckResult::inconclusive(NAME, why, evidence),
+                None => CheckResult::passed(NAME, evidence),
+            }
+            .covering(coverage);
         };
         let more = if problems.len() > 1 {
             format!(" ({} problems in all)", problems.len())
@@ -224,33 +407,15 @@ impl Check for Subscriptions {
         )
         .at(*at)
         .involving(involved.clone())
+        .covering(coverage)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{id, Kit, TOPIC};
-    use crate::events::Direction;
+    use crate::checks::testkit::{Kit, TOPIC};
     use crate::results::Status;
-
-    fn connect(kit: &Kit, ts: Micros, a: &str, b: &str) -> [Recorded; 2] {
-        let open = |x: &str, y: &str| {
-            kit.event(
-                ts,
-                x,
-                PeerEvent::ConnectionOpened {
-                    remote: id(y),
-                    conn_id: "1".into(),
-                    direction: Direction::Outbound,
-                    remote_addr: "x".into(),
-                    security: None,
-                    muxer: None,
-                },
-            )
-        };
-        [open(a, b), open(b, a)]
-    }
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
         let mut c = Subscriptions::new(Settings::default());
@@ -258,49 +423,57 @@ mod tests {
         c.verdict(&kit.context())
     }
 
-    fn subscribe(kit: &Kit, ts: Micros, peer: &str) -> Recorded {
-        kit.command(
-            ts,
-            peer,
-            &format!(r#"{{"cmd":"subscribe","topic":"{TOPIC}"}}"#),
-        )
-    }
-
-    fn seen(kit: &Kit, ts: Micros, observer: &str, remote: &str, sub: bool) -> Recorded {
-        let (remote, topic) = (id(remote), TOPIC.to_string());
-        let e = if sub {
-            PeerEvent::Subscribed { remote, topic }
-        } else {
-            PeerEvent::Unsubscribed { remote, topic }
-        };
-        kit.event(ts, observer, e)
+    /// rust-1 and go-1 connected, both subscribed to the topic, each seeing the other.
+    fn subscribed_pair(kit: &Kit) -> Vec<Recorded> {
+        let mut ev = kit.connect(0, "rust-1", "go-1").to_vec();
+        ev.extend([
+            kit.subscribe(10, "rust-1", TOPIC),
+            kit.subscribe(10, "go-1", TOPIC),
+            kit.remote_sub(20, "rust-1", "go-1", TOPIC, true),
+            kit.remote_sub(20, "go-1", "rust-1", TOPIC, true),
+        ]);
+        ev
     }
 
     #[test]
-    fn seen_subscriptions_pass() {
+    fn seen_subscriptions_pass_and_say_what_was_judged() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let mut ev = connect(&kit, 0, "rust-1", "go-1").to_vec();
-        ev.extend([
-            subscribe(&kit, 10, "rust-1"),
-            subscribe(&kit, 10, "go-1"),
-            seen(&kit, 20, "rust-1", "go-1", true),
-            seen(&kit, 20, "go-1", "rust-1", true),
-        ]);
+        let mut ev = subscribed_pair(&kit);
         ev.push(kit.stderr(10_000_000, "rust-1", "later"));
-        assert_eq!(run(&ev, &kit).status, Status::Passed);
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("2 subscriptions expected over 1 connected pair(s), 2 seen within 3000 ms; 0 unsubscribe(s) reported")
+        );
     }
 
     #[test]
-    fn a_forgotten_subscription_fails() {
+    fn nothing_subscribed_is_inconclusive() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let mut ev = connect(&kit, 0, "rust-1", "go-1").to_vec();
-        ev.extend([
-            subscribe(&kit, 10, "rust-1"),
-            subscribe(&kit, 10, "go-1"),
-            seen(&kit, 20, "rust-1", "go-1", true),
-            seen(&kit, 20, "go-1", "rust-1", true),
-        ]);
-        ev.push(seen(&kit, 1_000_000, "go-1", "rust-1", false));
+        let r = run(&[], &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(r.message.unwrap().starts_with("nothing subscribed"));
+        // Subscribed, but never connected to anyone: nothing to expect either.
+        let r = run(
+            &[
+                kit.subscribe(10, "rust-1", TOPIC),
+                kit.stderr(10_000_000, "rust-1", "later"),
+            ],
+            &kit,
+        );
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(r
+            .message
+            .unwrap()
+            .contains("no subscriber stayed connected"));
+    }
+
+    #[test]
+    fn an_unrequested_unsubscribe_fails() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = subscribed_pair(&kit);
+        ev.push(kit.remote_sub(1_000_000, "go-1", "rust-1", TOPIC, false));
         ev.push(kit.stderr(10_000_000, "rust-1", "later"));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
@@ -308,28 +481,139 @@ mod tests {
     }
 
     #[test]
+    fn an_unsubscribe_from_another_topic_excuses_nothing_here() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = subscribed_pair(&kit);
+        ev.push(kit.unsubscribe(500_000, "rust-1", "other"));
+        ev.push(kit.remote_sub(1_000_000, "go-1", "rust-1", TOPIC, false));
+        ev.push(kit.stderr(10_000_000, "rust-1", "later"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(r.message.unwrap().contains("unsubscribe from meshgate"));
+
+        // Asked for this topic: expected.
+        let mut ev = subscribed_pair(&kit);
+        ev.push(kit.unsubscribe(500_000, "rust-1", TOPIC));
+        ev.push(kit.remote_sub(1_000_000, "go-1", "rust-1", TOPIC, false));
+        ev.push(kit.stderr(10_000_000, "rust-1", "later"));
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn a_disconnect_from_one_peer_excuses_that_pair_only() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut ev = kit.connect(0, "rust-1", "go-1").to_vec();
+        ev.extend(kit.connect(0, "rust-1", "go-2"));
+        for p in ["rust-1", "go-1", "go-2"] {
+            ev.push(kit.subscribe(10, p, TOPIC));
+        }
+        for (a, b) in [("rust-1", "go-1"), ("rust-1", "go-2")] {
+            ev.push(kit.remote_sub(20, a, b, TOPIC, true));
+            ev.push(kit.remote_sub(20, b, a, TOPIC, true));
+        }
+        // rust-1 is told to leave go-1; go-1 sees it go while the connection is still up (for seconds: only the
+        // disconnect explains it).
+        ev.push(kit.disconnect(1_000_000, "rust-1", Some("go-1")));
+        ev.push(kit.remote_sub(1_100_000, "go-1", "rust-1", TOPIC, false));
+        ev.extend(kit.disconnect_pair(3_000_000, "rust-1", "go-1"));
+        ev.push(kit.stderr(10_000_000, "rust-1", "later"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+
+        // go-2 seeing rust-1 unsubscribe is not excused by rust-1 leaving go-1.
+        ev.push(kit.remote_sub(2_000_000, "go-2", "rust-1", TOPIC, false));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(
+            r.message.unwrap().starts_with(
+                "go-2 (go-libp2p v0.51.0) saw rust-1 (rust-libp2p 0.57.1) unsubscribe from meshgate at 00:00:02.000"
+            )
+        );
+    }
+
+    #[test]
     fn a_subscription_never_announced_fails_and_asked_unsubscribes_pass() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let mut ev = connect(&kit, 0, "rust-1", "go-1").to_vec();
+        let mut ev = kit.connect(0, "rust-1", "go-1").to_vec();
         ev.extend([
-            subscribe(&kit, 10, "rust-1"),
-            subscribe(&kit, 10, "go-1"),
-            seen(&kit, 20, "go-1", "rust-1", true),
+            kit.subscribe(10, "rust-1", TOPIC),
+            kit.subscribe(10, "go-1", TOPIC),
+            kit.remote_sub(20, "go-1", "rust-1", TOPIC, true),
         ]);
-        ev.push(kit.command(
-            2_000_000,
-            "rust-1",
-            r#"{"cmd":"unsubscribe","topic":"meshgate"}"#,
-        ));
-        ev.push(seen(&kit, 2_100_000, "go-1", "rust-1", false));
+        ev.push(kit.unsubscribe(5_000_000, "rust-1", TOPIC));
+        ev.push(kit.remote_sub(5_100_000, "go-1", "rust-1", TOPIC, false));
         ev.push(kit.stderr(10_000_000, "rust-1", "later"));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
         let msg = r.message.unwrap();
-        assert!(msg.starts_with("rust-1 (rust-libp2p 0.57.1) never saw go-1 (go-libp2p v0.51.0) subscribe to meshgate"), "{msg}");
+        assert!(msg.starts_with("rust-1 (rust-libp2p 0.57.1) never saw go-1 (go-libp2p v0.51.0) subscribe to meshgate within 3000 ms (subscribed at 00:00:00.000"), "{msg}");
         assert!(
             !msg.contains("problems in all"),
             "the asked-for unsubscribe is no problem: {msg}"
         );
+        assert_eq!(
+            r.coverage.as_deref(),
+            Some("2 subscriptions expected over 1 connected pair(s), 1 seen within 3000 ms; 1 unsubscribe(s) reported")
+        );
+    }
+
+    #[test]
+    fn a_late_or_stale_sighting_is_no_sighting() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        // Seen only after `within`.
+        let mut ev = kit.connect(0, "rust-1", "go-1").to_vec();
+        ev.push(kit.subscribe(10, "go-1", TOPIC));
+        ev.push(kit.remote_sub(4_000_000, "rust-1", "go-1", TOPIC, true));
+        ev.push(kit.stderr(10_000_000, "rust-1", "later"));
+        assert_eq!(run(&ev, &kit).status, Status::Failed);
+        // Resubscribed after an asked-for unsubscribe: the old sighting is not news of the new subscription.
+        let mut ev = kit.connect(0, "rust-1", "go-1").to_vec();
+        ev.push(kit.subscribe(10, "go-1", TOPIC));
+        ev.push(kit.remote_sub(20, "rust-1", "go-1", TOPIC, true));
+        ev.push(kit.unsubscribe(1_000_000, "go-1", TOPIC));
+        ev.push(kit.subscribe(2_000_000, "go-1", TOPIC));
+        ev.push(kit.stderr(10_000_000, "rust-1", "later"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(r.message.unwrap().contains("subscribed at 00:00:02.000"));
+    }
+
+    #[test]
+    fn a_connection_that_closes_explains_its_unsubscribe() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = subscribed_pair(&kit);
+        ev.push(kit.remote_sub(5_000_000, "go-1", "rust-1", TOPIC, false));
+        ev.extend(kit.disconnect_pair(5_300_000, "rust-1", "go-1"));
+        ev.push(kit.stderr(10_000_000, "rust-1", "later"));
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn leaving_scopes() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut l = Leaving::default();
+        for r in [
+            kit.subscribe(10, "go-1", TOPIC),
+            kit.subscribe(10, "go-1", "other"),
+            kit.unsubscribe(100, "go-1", "other"),
+            kit.disconnect(200, "rust-1", Some("go-1")),
+            kit.disconnect(300, "go-2", None),
+        ] {
+            assert!(l.observe(&r));
+        }
+        let ctx = kit.context();
+        assert!(l.told_unsubscribed("go-1", "other", 150));
+        assert!(!l.told_unsubscribed("go-1", TOPIC, 150));
+        assert_eq!(l.subscribed_since("go-1", TOPIC, 150), Some(10));
+        assert_eq!(l.subscribed_since("go-1", "other", 150), None);
+        assert_eq!(l.cut(&ctx, "go-1", "rust-1", 0), Some(200));
+        assert_eq!(
+            l.cut(&ctx, "rust-1", "go-2", 0),
+            Some(300),
+            "go-2 left everyone"
+        );
+        assert_eq!(l.cut(&ctx, "rust-1", "go-1", 250), None, "a later period");
+        assert_eq!(l.cut(&ctx, "go-1", "go-2", 0), Some(300));
+        assert!(!l.gone_by("go-1", 1_000));
     }
 }

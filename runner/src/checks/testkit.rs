@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Context;
 use crate::cases::{BuildSpec, Case, PeerSpec};
-use crate::events::{EventLine, Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Direction, EventLine, Micros, Observation, PeerEvent, Recorded};
 use crate::matrix::{DialMode, Gossipsub, Language, Muxer, Publish, Security, Topology, Transport};
 use crate::results::PeerReport;
 
@@ -194,6 +194,167 @@ impl Kit {
             at: ts,
             peer: peer.into(),
             what: Observation::Exited { code, expected },
+        }
+    }
+
+    /// `holder` reports a connection `conn` to `remote` whose far end is `remote_addr`.
+    pub fn opened_at(
+        &self,
+        ts: Micros,
+        holder: &str,
+        remote: &str,
+        conn: &str,
+        direction: Direction,
+        remote_addr: &str,
+    ) -> Recorded {
+        self.event(
+            ts,
+            holder,
+            PeerEvent::ConnectionOpened {
+                remote: id(remote),
+                conn_id: conn.into(),
+                direction,
+                remote_addr: remote_addr.into(),
+                security: None,
+                muxer: None,
+            },
+        )
+    }
+
+    /// An outbound connection `conn` from `holder` to `remote`, at a placeholder address.
+    pub fn opened(&self, ts: Micros, holder: &str, remote: &str, conn: &str) -> Recorded {
+        self.opened_at(
+            ts,
+            holder,
+            remote,
+            conn,
+            Direction::Outbound,
+            "/ip4/10.0.0.2/tcp/4001",
+        )
+    }
+
+    pub fn closed(&self, ts: Micros, holder: &str, remote: &str, conn: &str) -> Recorded {
+        self.event(
+            ts,
+            holder,
+            PeerEvent::ConnectionClosed {
+                remote: id(remote),
+                conn_id: conn.into(),
+                direction: Direction::Outbound,
+                remote_addr: "/ip4/10.0.0.2/tcp/4001".into(),
+                reason: None,
+            },
+        )
+    }
+
+    /// Both sides of one connection between `a` and `b`, connection id `1` on each.
+    pub fn connect(&self, ts: Micros, a: &str, b: &str) -> [Recorded; 2] {
+        [self.opened(ts, a, b, "1"), self.opened(ts, b, a, "1")]
+    }
+
+    /// Both sides of the connection `connect` opened, closed.
+    pub fn disconnect_pair(&self, ts: Micros, a: &str, b: &str) -> [Recorded; 2] {
+        [self.closed(ts, a, b, "1"), self.closed(ts, b, a, "1")]
+    }
+
+    pub fn subscribe(&self, ts: Micros, peer: &str, topic: &str) -> Recorded {
+        self.command(
+            ts,
+            peer,
+            &format!(r#"{{"cmd":"subscribe","topic":"{topic}"}}"#),
+        )
+    }
+
+    pub fn unsubscribe(&self, ts: Micros, peer: &str, topic: &str) -> Recorded {
+        self.command(
+            ts,
+            peer,
+            &format!(r#"{{"cmd":"unsubscribe","topic":"{topic}"}}"#),
+        )
+    }
+
+    /// The runner tells `peer` to disconnect from `from` (by peer id), or from everyone.
+    pub fn disconnect(&self, ts: Micros, peer: &str, from: Option<&str>) -> Recorded {
+        let json = match from {
+            Some(f) => format!(r#"{{"cmd":"disconnect","peer":"{}"}}"#, id(f)),
+            None => r#"{"cmd":"disconnect"}"#.to_string(),
+        };
+        self.command(ts, peer, &json)
+    }
+
+    /// `observer` reports that `remote` subscribed to (or, with `on` false, unsubscribed from) `topic`.
+    pub fn remote_sub(
+        &self,
+        ts: Micros,
+        observer: &str,
+        remote: &str,
+        topic: &str,
+        on: bool,
+    ) -> Recorded {
+        let (remote, topic) = (id(remote), topic.to_string());
+        let e = if on {
+            PeerEvent::Subscribed { remote, topic }
+        } else {
+            PeerEvent::Unsubscribed { remote, topic }
+        };
+        self.event(ts, observer, e)
+    }
+
+    /// `peer`'s whole mesh for `topic`.
+    pub fn mesh(&self, ts: Micros, peer: &str, topic: &str, members: &[&str]) -> Recorded {
+        self.event(
+            ts,
+            peer,
+            PeerEvent::Mesh {
+                topic: topic.into(),
+                peers: members.iter().map(|m| id(m)).collect(),
+            },
+        )
+    }
+
+    pub fn streams(
+        &self,
+        ts: Micros,
+        peer: &str,
+        remote: &str,
+        conn: &str,
+        inbound: u32,
+        outbound: u32,
+    ) -> Recorded {
+        self.event(
+            ts,
+            peer,
+            PeerEvent::Streams {
+                remote: id(remote),
+                conn_id: conn.into(),
+                inbound,
+                outbound,
+            },
+        )
+    }
+
+    pub fn stopped(&self, ts: Micros, peer: &str) -> Recorded {
+        self.event(ts, peer, PeerEvent::Stopped {})
+    }
+
+    /// The kernel's established sockets of `peer`, as the runner samples them.
+    pub fn sockets(&self, at: Micros, peer: &str, established: &[&str]) -> Recorded {
+        Recorded {
+            at,
+            peer: peer.into(),
+            what: Observation::Sockets {
+                established: established.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    pub fn sockets_unavailable(&self, at: Micros, peer: &str, reason: &str) -> Recorded {
+        Recorded {
+            at,
+            peer: peer.into(),
+            what: Observation::SocketsUnavailable {
+                reason: reason.into(),
+            },
         }
     }
 }
