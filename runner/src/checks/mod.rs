@@ -50,6 +50,14 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
                     _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
                 }
             }
+            // YAML 1.1 reads an unquoted `off` as false (and `on` as true).
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    self.visit_unit()
+                } else {
+                    Ok(Toggle::Off)
+                }
+            }
             fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
                 T::deserialize(serde::de::value::MapDeserializer::<
                     std::iter::Empty<((), ())>,

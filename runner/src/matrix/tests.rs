@@ -221,3 +221,33 @@ fn image_implementations_need_an_image_and_nothing_to_build() {
     .unwrap_err();
     assert!(e.to_string().contains("has no version"), "{e}");
 }
+
+#[test]
+fn check_entries_merge_into_the_defaults_and_off_is_explicit() {
+    let m = parse(&format!(
+        "{GOOD}checks:\n  delivery: {{deadline: 2s}}\n  streams: off\n"
+    ))
+    .unwrap();
+    let case = &crate::cases::expand(&m)[0];
+    let names: Vec<&str> = case.checks.instantiate().iter().map(|c| c.name()).collect();
+    // Every check but the one turned off runs; naming one check does not drop the others.
+    assert!(!names.contains(&"streams"), "{names:?}");
+    for n in ["connectivity", "no-protocol-downgrade", "delivery", "subscriptions", "mesh", "connections", "commands", "liveness"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let results = crate::checks::skip_all(&case.checks, "x");
+    let streams = results.iter().find(|r| r.name == "streams").unwrap();
+    assert_eq!(streams.message.as_deref(), Some("off in the matrix"));
+
+    // A network's entry changes its check only.
+    let m = parse(&GOOD.replace(
+        "    peers: {rust: 1, go: 1}\n",
+        "    peers: {rust: 1, go: 1}\n    checks: {streams: off}\n",
+    ))
+    .unwrap();
+    let checks = &crate::cases::expand(&m)[0].checks;
+    assert!(!checks.is_on("streams") && checks.is_on("delivery"));
+    // `messages: 0` is fine once delivery is off.
+    let quiet = GOOD.replace("    peers:", "    publish: {messages: 0}\n    checks: {delivery: off}\n    peers:");
+    assert!(parse(&quiet).is_ok(), "{:?}", parse(&quiet).err());
+}
