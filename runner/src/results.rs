@@ -448,8 +448,63 @@ impl Outcome {
     }
 }
 
-/// Longest headline; past it the line is cut.
+/// Longest headline, in characters.
 const HEADLINE_MAX: usize = 400;
+
+/// How much of each part of a headline is spelled out (characters; 0: only counted).
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The first failure's message.
+    lead: usize,
+    /// Errors, skip reasons and inconclusive checks of cases.
+    cases: usize,
+    /// Known issue references.
+    refs: usize,
+    /// Reasons of checks skipped in cases otherwise judged.
+    skips: usize,
+    /// Steps not exercised.
+    steps: usize,
+}
+
+impl Limits {
+    const LEVELS: [Limits; 5] = [
+        Limits {
+            lead: 160,
+            cases: 120,
+            refs: 60,
+            skips: 120,
+            steps: 60,
+        },
+        Limits {
+            lead: 120,
+            cases: 90,
+            refs: 40,
+            skips: 90,
+            steps: 40,
+        },
+        Limits {
+            lead: 100,
+            cases: 60,
+            refs: 30,
+            skips: 60,
+            steps: 0,
+        },
+        Limits {
+            lead: 80,
+            cases: 40,
+            refs: 0,
+            skips: 40,
+            steps: 0,
+        },
+        Limits {
+            lead: 80,
+            cases: 0,
+            refs: 0,
+            skips: 0,
+            steps: 0,
+        },
+    ];
+}
 
 impl RunResults {
     /// 0 when something was judged and every case passed (known and skipped allowed), 1 when a case failed, was
@@ -477,6 +532,17 @@ impl RunResults {
     /// else inconclusive check), then how many cases ended how, how many checks were judged, and what was skipped
     /// and why. `PASSED 2 cases, 13 checks judged, 1 skipped (streams: off in the matrix)`.
     pub fn headline(&self) -> String {
+        // The fullest line that fits: first with reasons named, then shorter ones, then counts only.
+        for limits in Limits::LEVELS {
+            let line = self.headline_within(limits);
+            if line.chars().count() <= HEADLINE_MAX {
+                return line;
+            }
+        }
+        clip(&self.headline_within(Limits::LEVELS[4]), HEADLINE_MAX)
+    }
+
+    fn headline_within(&self, limits: Limits) -> String {
         let cases = &self.cases;
         let failed = cases
             .iter()
@@ -490,17 +556,17 @@ impl RunResults {
         let (mut lead, lead_case, lead_check) = if outcome == Outcome::CouldNotRun {
             ("NOTHING JUDGED:".to_owned(), None, None)
         } else if let Some((case, c)) = failed {
-            let what = clip(c.message.as_deref().unwrap_or("failed"), 160);
+            let what = clip(c.message.as_deref().unwrap_or("failed"), limits.lead);
             (
                 format!("FAILED {} [{}]: {what};", case.name, c.name),
                 Some(case),
                 Some(c),
             )
         } else if let Some(case) = errored {
-            let what = clip(case.error.as_deref().unwrap_or_default(), 160);
+            let what = clip(case.error.as_deref().unwrap_or_default(), limits.lead);
             (format!("ERROR {}: {what};", case.name), Some(case), None)
         } else if let Some((case, c)) = inconclusive {
-            let what = clip(c.message.as_deref().unwrap_or_default(), 160);
+            let what = clip(c.message.as_deref().unwrap_or_default(), limits.lead);
             (
                 format!("INCONCLUSIVE {} [{}]: {what};", case.name, c.name),
                 Some(case),
@@ -550,7 +616,7 @@ impl RunResults {
                     .collect(),
                 _ => Vec::new(),
             };
-            listed(items, 120, " ")
+            listed(items, limits.cases, " ")
         };
         let all_passed = by_status.len() == 1 && by_status[0].0 == CaseStatus::Passed;
         let case_part = match by_status.as_slice() {
@@ -591,7 +657,7 @@ impl RunResults {
                 parts.push(format!(
                     "{} known{}",
                     n(Status::Known),
-                    listed(refs, 80, " ")
+                    listed(refs, limits.refs, " ")
                 ));
             }
             if n(Status::Inconclusive) > 0 {
@@ -606,7 +672,10 @@ impl RunResults {
                 let reasons = group_by_reason(partly.iter().flat_map(|c| c.with(Status::Skipped)))
                     .into_iter()
                     .map(|(why, names)| format!("{}: {why}", names.join(", ")));
-                parts.push(format!("{skipped} skipped{}", listed(reasons, 140, " ")));
+                parts.push(format!(
+                    "{skipped} skipped{}",
+                    listed(reasons, limits.skips, " ")
+                ));
             }
             lead.push_str(if all_passed { ", " } else { "; " });
             lead.push_str(&parts.join(", "));
@@ -617,10 +686,10 @@ impl RunResults {
             lead.push_str(&format!(
                 "; {} not exercised{}",
                 count(steps.len(), "step", "steps"),
-                listed(steps, 60, " ")
+                listed(steps, limits.steps, " ")
             ));
         }
-        clip(&lead, HEADLINE_MAX)
+        lead
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
@@ -657,12 +726,15 @@ pub fn clip(s: &str, max: usize) -> String {
     format!("{}…", kept.trim_end())
 }
 
-/// Distinct items, in order, in parentheses after `sep`, each at most 90 characters, as many as fit in `budget`
-/// characters (at least one), then `…and N more`. Empty without items.
+/// Distinct items, in order, in parentheses after `sep`, each at most 90 characters (and `budget`), as many as fit
+/// in `budget` characters (at least one), then `…and N more`. Empty without items or without a budget.
 pub fn listed(items: impl IntoIterator<Item = String>, budget: usize, sep: &str) -> String {
+    if budget == 0 {
+        return String::new();
+    }
     let mut distinct: Vec<String> = Vec::new();
     for item in items {
-        let item = clip(&item, 90);
+        let item = clip(&item, budget.min(90));
         if !item.is_empty() && !distinct.contains(&item) {
             distinct.push(item);
         }

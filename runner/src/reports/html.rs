@@ -55,7 +55,7 @@ struct Cell {
 
 #[derive(Clone)]
 struct Failure {
-    /// CSS class and tag: fail, inconclusive or known.
+    /// CSS class and tag: fail, inconclusive, known, or error (a case that could not be carried out: no check).
     kind: &'static str,
     tag: String,
     anchor: String,
@@ -141,6 +141,19 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
             cells,
         });
         let section = section(case, anchor)?;
+        if let Some(error) = &case.error {
+            failures.push(Failure {
+                kind: "error",
+                tag: "ERROR".into(),
+                anchor: anchor.clone(),
+                case: case.name.clone(),
+                check: String::new(),
+                message: first_line(error).to_owned(),
+                at: None,
+                evidence: Vec::new(),
+                attempts: String::new(),
+            });
+        }
         failures.extend(section.failures.iter().map(Failure::summary));
         sections.push(section);
     }
@@ -913,6 +926,9 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("No time line: the case did not run."));
+        assert!(html.contains(
+            "<li><span class=\"tag error\">ERROR</span> <a href=\"#case-rust-x-go-quic-v1-pair\">rust x go / quic-v1 / pair</a>: image build failed</li>"
+        ), "{html}");
         Ok(())
     }
 

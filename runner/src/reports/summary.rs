@@ -208,7 +208,7 @@ pub fn render(results: &RunResults) -> String {
             .map(|(why, checks, cases)| {
                 let names: Vec<String> = checks.iter().map(|c| format!("`{c}`")).collect();
                 format!(
-                    "- {why}: {} in {} case{}",
+                    "- {} in {} case{}: {why}",
                     names.join(", "),
                     cases.len(),
                     if cases.len() == 1 { "" } else { "s" }
@@ -310,7 +310,7 @@ mod tests {
         );
         assert!(md.contains("## Known issues\n\n- **judged** `mesh`: known issue rust-libp2p#6047: go-1 missed 2\n"), "{md}");
         assert!(
-            md.contains("## Skipped\n\n- off in the matrix: `streams` in 2 cases\n"),
+            md.contains("## Skipped\n\n- `streams` in 2 cases: off in the matrix\n"),
             "{md}"
         );
         assert!(
