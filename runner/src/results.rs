@@ -311,16 +311,20 @@ impl CaseResult {
             status @ (CaseStatus::Known | CaseStatus::Passed) => {
                 let mut counts = vec![count(judged, "check", "checks") + " judged"];
                 if status == CaseStatus::Known {
-                    counts.push(format!(
-                        "{} known{}",
-                        self.with(Status::Known).count(),
-                        listed(
-                            self.with(Status::Known)
-                                .filter_map(|c| c.known_issue.clone()),
-                            80,
-                            " "
-                        )
-                    ));
+                    let mut refs: Vec<String> = Vec::new();
+                    for r in self
+                        .with(Status::Known)
+                        .filter_map(|c| c.known_issue.clone())
+                    {
+                        if !refs.contains(&r) {
+                            refs.push(r);
+                        }
+                    }
+                    let n = self.with(Status::Known).count();
+                    counts.push(match refs.is_empty() {
+                        true => format!("{n} known"),
+                        false => format!("{n} known: {}", refs.join(", ")),
+                    });
                 }
                 if skipped > 0 {
                     counts.push(format!("{skipped} skipped"));
@@ -1010,7 +1014,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             r.cases[0].verdict_line(),
-            "known (1 check judged, 1 known (go-libp2p#3000))"
+            "known (1 check judged, 1 known: go-libp2p#3000)"
         );
     }
 
