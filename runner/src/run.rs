@@ -21,7 +21,7 @@ use crate::peers::Driver;
 use crate::peers::Recipes;
 use crate::progress::Progress;
 use crate::reports;
-use crate::results::{CaseResult, CheckResult, MatrixRef, RunResults, Status};
+use crate::results::{CaseResult, MatrixRef, RunResults};
 use crate::timeline;
 
 pub struct RunOptions {
@@ -418,31 +418,7 @@ async fn run_case<B: Backend>(
 }
 
 fn case_verdict_line(case: &CaseResult) -> String {
-    if let Some(e) = &case.error {
-        return format!("ERROR {e}");
-    }
-    let failed: Vec<&CheckResult> = case
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .collect();
-    match failed.first() {
-        Some(c) => format!(
-            "FAIL [{}] {}",
-            c.name,
-            c.message.as_deref().unwrap_or_default()
-        ),
-        None if case.checks.iter().all(|c| c.status == Status::Skipped) => {
-            format!(
-                "SKIP {}",
-                case.checks
-                    .first()
-                    .and_then(|c| c.message.as_deref())
-                    .unwrap_or_default()
-            )
-        }
-        None => format!("pass ({} checks)", case.checks.len()),
-    }
+    case.verdict_line()
 }
 
 /// A file-name-safe form of a case name.

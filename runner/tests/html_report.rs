@@ -85,7 +85,7 @@ fn results() -> RunResults {
             ),
         ],
         checks: vec![
-            CheckResult::passed("connections", vec![]),
+            CheckResult::passed("connections", vec![]).covering("2 connections over 1 pair"),
             CheckResult::failed(
                 "delivery",
                 FAILURE.into(),
@@ -95,10 +95,24 @@ fn results() -> RunResults {
                 ],
             )
             .at(1_003_000_000),
+            CheckResult {
+                status: Status::Known,
+                message: Some("known issue rust-libp2p#6047: rust-1 opened 70 streams".into()),
+                known_issue: Some("rust-libp2p#6047".into()),
+                ..CheckResult::passed("streams", vec![])
+            },
+            CheckResult::skipped("mesh", "off in the matrix".into()),
+            CheckResult::inconclusive(
+                "subscriptions",
+                "no peer subscribed to a topic".into(),
+                vec!["0 subscriptions seen".into()],
+            ),
         ],
         error: None,
         duration_ms: 8000,
         logs: "cases/000-pair".into(),
+        unexercised: vec!["go-1: unsubscribe (unsupported)".into()],
+        notes: vec!["rust-1 -> go-1 dialed once (deduplicated)".into()],
         stopped_early: None,
         timeline: Some(timeline),
     };
@@ -108,6 +122,8 @@ fn results() -> RunResults {
             CheckResult::passed("connections", vec![]),
             CheckResult::passed("delivery", vec![]),
         ],
+        unexercised: vec![],
+        notes: vec![],
         timeline: None,
         ..failing.clone()
     };
@@ -217,6 +233,37 @@ fn chromium_shows_charts_marks_and_failure_rows() {
     assert!(
         dom.contains("missed: rust-1/meshgate/5, rust-1/meshgate/6"),
         "evidence: {dom}"
+    );
+    // Every outcome has its own class and says why; the case says what was not exercised and what the runner changed.
+    assert!(
+        dom.contains("<td class=\"skipped\" title=\"off in the matrix\">skipped</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!("<td class=\"inconclusive\" title=\"no peer subscribed to a topic\"><a href=\"#{anchor}\">inconclusive</a></td>")),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!("<td class=\"known\" title=\"known issue rust-libp2p#6047: rust-1 opened 70 streams\"><a href=\"#{anchor}\">known</a></td>")),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!(
+            "<tr class=\"inconclusive\" id=\"{anchor}-subscriptions\">"
+        )),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td class=\"coverage\">2 connections over 1 pair</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<li>go-1: unsubscribe (unsupported)</li>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<li>rust-1 -&gt; go-1 dialed once (deduplicated)</li>"),
+        "{dom}"
     );
     // Peer output is text in the page, never an element the browser made.
     assert!(

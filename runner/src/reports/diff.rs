@@ -11,7 +11,12 @@ enum Verdict {
     Failed,
     /// Failed in some attempts only (`--repeat`).
     Flaky,
+    /// Failed as a known issue of the matrix says it does.
+    Known,
     Skipped,
+    /// Ran with nothing to judge.
+    Inconclusive,
+    /// The case could not be carried out.
     Error,
 }
 
@@ -26,7 +31,9 @@ fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
                 Status::Failed if c.flaky => Verdict::Flaky,
                 Status::Passed => Verdict::Passed,
                 Status::Failed => Verdict::Failed,
-                Status::Skipped | Status::Known | Status::Inconclusive => Verdict::Skipped,
+                Status::Known => Verdict::Known,
+                Status::Skipped => Verdict::Skipped,
+                Status::Inconclusive => Verdict::Inconclusive,
             };
             v.insert((case.name.clone(), c.name.clone()), verdict);
         }
@@ -35,9 +42,14 @@ fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
 }
 
 pub struct Diff {
+    /// Now failed, or the case could not be carried out.
     pub new_failures: Vec<String>,
     pub newly_flaky: Vec<String>,
+    /// Now without a verdict although the check ran: it lost what it judges.
+    pub newly_inconclusive: Vec<String>,
+    /// Failed, flaky, errored, inconclusive or known before, passed now.
     pub fixed: Vec<String>,
+    /// Everything else: now known or skipped, new checks, checks gone.
     pub other: Vec<String>,
 }
 
@@ -47,6 +59,7 @@ impl Diff {
         let mut d = Diff {
             new_failures: Vec::new(),
             newly_flaky: Vec::new(),
+            newly_inconclusive: Vec::new(),
             fixed: Vec::new(),
             other: Vec::new(),
         };
@@ -61,9 +74,19 @@ impl Diff {
                 (_, Verdict::Failed | Verdict::Error) => d
                     .new_failures
                     .push(format!("{label}: {} -> {after:?}", name(before))),
-                (Some(Verdict::Failed | Verdict::Flaky | Verdict::Error), Verdict::Passed) => {
-                    d.fixed.push(label)
-                }
+                (_, Verdict::Inconclusive) => d
+                    .newly_inconclusive
+                    .push(format!("{label}: {} -> Inconclusive", name(before))),
+                (
+                    Some(
+                        Verdict::Failed
+                        | Verdict::Flaky
+                        | Verdict::Error
+                        | Verdict::Inconclusive
+                        | Verdict::Known,
+                    ),
+                    Verdict::Passed,
+                ) => d.fixed.push(label),
                 (b, a) => d.other.push(format!("{label}: {} -> {a:?}", name(b))),
             }
         }
@@ -76,10 +99,19 @@ impl Diff {
         d
     }
 
+    /// Whether the new run is worse somewhere: a new failure, a newly flaky or newly inconclusive check.
+    pub fn worse(&self) -> bool {
+        !(self.new_failures.is_empty()
+            && self.newly_flaky.is_empty()
+            && self.newly_inconclusive.is_empty())
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (title, items) in [
             ("new failures", &self.new_failures),
+            ("newly flaky", &self.newly_flaky),
+            ("newly inconclusive", &self.newly_inconclusive),
             ("fixed", &self.fixed),
             ("other changes", &self.other),
         ] {
@@ -131,5 +163,49 @@ mod tests {
         assert_eq!(d.newly_flaky.len(), 1);
         assert!(d.fixed[0].ends_with("[mesh]"));
         assert!(d.other.is_empty());
+        assert!(d.worse());
+        assert!(d.render().contains("newly flaky: 1\n"), "{}", d.render());
+    }
+
+    #[test]
+    fn inconclusive_is_reported_and_known_is_not_a_new_failure() {
+        let pass = |n: &str| CheckResult::passed(n, vec![]);
+        let fail = |n: &str| CheckResult::failed(n, "x".into(), vec![]);
+        let unsure = |n: &str| CheckResult::inconclusive(n, "nothing published".into(), vec![]);
+        let old = run(vec![
+            pass("delivery"),
+            fail("mesh"),
+            unsure("streams"),
+            pass("connections"),
+        ]);
+        let new = run(vec![
+            unsure("delivery"),
+            crate::results::tests::known("mesh", "rust-libp2p#6047"),
+            pass("streams"),
+            crate::results::tests::known("connections", "go-libp2p#1"),
+        ]);
+        let d = Diff::between(&old, &new);
+        assert!(d.new_failures.is_empty(), "{}", d.render());
+        assert_eq!(
+            d.newly_inconclusive,
+            vec![format!(
+                "{} [delivery]: Passed -> Inconclusive",
+                new.cases[0].name
+            )]
+        );
+        assert!(d.fixed[0].ends_with("[streams]"), "{}", d.render());
+        assert_eq!(d.other.len(), 2, "{}", d.render());
+        assert!(
+            d.other[0].ends_with("[connections]: Passed -> Known"),
+            "{}",
+            d.render()
+        );
+        assert!(
+            d.other[1].ends_with("[mesh]: Failed -> Known"),
+            "{}",
+            d.render()
+        );
+        assert!(d.worse());
+        assert!(d.render().contains("newly inconclusive: 1\n"));
     }
 }

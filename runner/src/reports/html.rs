@@ -1,6 +1,8 @@
 //! `index.html`: the run on one self-contained page (inline CSS and SVG, nothing fetched), so it can be archived as a
-//! CI artifact and opened anywhere. The verdict, the matrix as a table of cases x checks, then per case its peers,
-//! failures and charts of its time line, with the marked moments on every chart.
+//! CI artifact and opened anywhere. The verdict, the matrix as a table of cases x checks (pass, fail, known, skipped,
+//! inconclusive, error: each its own class and colour), then per case what each check judged, its failures,
+//! inconclusive checks and known issues with evidence, skips, steps not exercised, the runner's notes, its peers and
+//! charts of its time line, with the marked moments on every chart.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,7 +12,7 @@ use askama::Template;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::results::{CaseResult, CheckResult, Outcome, RunResults, Status};
+use crate::results::{CaseResult, CaseStatus, CheckResult, Outcome, RunResults, Status};
 use crate::timeline::{Mark, MarkKind, Timeline};
 
 pub const FILE: &str = "index.html";
@@ -44,7 +46,7 @@ struct Row {
 }
 
 struct Cell {
-    /// CSS class and text: pass, fail, known, skipped, or none when the case has no such check.
+    /// CSS class and text: pass, fail, known, skipped, inconclusive, or none when the case has no such check.
     class: &'static str,
     text: &'static str,
     title: String,
@@ -53,6 +55,9 @@ struct Cell {
 
 #[derive(Clone)]
 struct Failure {
+    /// CSS class and tag: fail, inconclusive, known, or error (a case that could not be carried out: no check).
+    kind: &'static str,
+    tag: String,
     anchor: String,
     case: String,
     check: String,
@@ -60,7 +65,6 @@ struct Failure {
     /// Seconds into the case, when the check said when.
     at: Option<String>,
     evidence: Vec<String>,
-    known_issue: Option<String>,
     /// With `--repeat`: every attempt's verdict, `pass FAIL pass`.
     attempts: String,
 }
@@ -76,11 +80,25 @@ struct Section {
     stopped_early: Option<String>,
     properties: Vec<(String, String)>,
     peers: Vec<Peer>,
+    /// Every check: what it judged and how it ended.
+    checks: Vec<CheckRow>,
+    /// Failed, inconclusive and known checks, with their evidence.
     failures: Vec<Failure>,
-    known: Vec<Failure>,
     passed: Vec<Failure>,
+    unexercised: Vec<String>,
+    notes: Vec<String>,
     charts: Vec<String>,
     marks: Vec<MarkRow>,
+}
+
+struct CheckRow {
+    name: String,
+    /// CSS class and text of its outcome, as in the matrix.
+    class: &'static str,
+    text: &'static str,
+    coverage: String,
+    /// The failure, the known issue, why it was skipped or inconclusive.
+    message: String,
 }
 
 struct Peer {
@@ -123,29 +141,65 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
             cells,
         });
         let section = section(case, anchor)?;
-        failures.extend(
-            section
-                .failures
-                .iter()
-                .chain(&section.known)
-                .map(Failure::summary),
-        );
+        if let Some(error) = &case.error {
+            failures.push(Failure {
+                kind: "error",
+                tag: "ERROR".into(),
+                anchor: anchor.clone(),
+                case: case.name.clone(),
+                check: String::new(),
+                message: first_line(error).to_owned(),
+                at: None,
+                evidence: Vec::new(),
+                attempts: String::new(),
+            });
+        }
+        failures.extend(section.failures.iter().map(Failure::summary));
         sections.push(section);
     }
-    let checks: usize = results.cases.iter().map(|c| c.checks.len()).sum();
-    let failed = results
-        .cases
+    let count = |what: &str, of: Vec<(usize, &str)>| {
+        let total: usize = of.iter().map(|(n, _)| n).sum();
+        let parts: Vec<String> = of
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, label)| format!("{n} {label}"))
+            .collect();
+        match parts.is_empty() {
+            true => format!("{total} {what}"),
+            false => format!("{total} {what}: {}", parts.join(", ")),
+        }
+    };
+    let cases = CaseStatus::ALL
         .iter()
-        .flat_map(|c| &c.checks)
-        .filter(|c| c.status == Status::Failed)
-        .count();
-    let errors = results.cases.iter().filter(|c| c.error.is_some()).count();
+        .map(|s| {
+            let n = results.cases.iter().filter(|c| c.status() == *s).count();
+            (n, s.label())
+        })
+        .collect();
+    let checks = [
+        Status::Failed,
+        Status::Inconclusive,
+        Status::Known,
+        Status::Skipped,
+        Status::Passed,
+    ]
+    .iter()
+    .map(|s| {
+        let n = results
+            .cases
+            .iter()
+            .flat_map(|c| &c.checks)
+            .filter(|c| c.status == *s)
+            .count();
+        (n, s.label())
+    })
+    .collect();
     let page = Page {
         headline: results.headline(),
         verdict: match results.outcome() {
             Outcome::Passed => "pass",
             Outcome::ChecksFailed => "fail",
-            Outcome::CouldNotRun => "error",
+            Outcome::CouldNotRun => "nothing",
         },
         matrix: results.matrix.name.clone(),
         file: results.matrix.file.clone(),
@@ -156,8 +210,9 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
         .to_string(),
         duration: seconds(results.duration_ms),
         counts: format!(
-            "{} case(s), {checks} check(s), {failed} failed, {errors} could not run",
-            results.cases.len()
+            "{} · {}",
+            count("case(s)", cases),
+            count("check(s)", checks)
         ),
         span: columns.len().max(1),
         columns,
@@ -183,37 +238,56 @@ fn cell(check: Option<&CheckResult>) -> Cell {
         };
     };
     let message = check.message.clone().unwrap_or_default();
-    match (check.status, &check.known_issue) {
-        (Status::Passed, _) => Cell {
-            class: "pass",
-            text: "pass",
-            title: message,
-            link: false,
+    let coverage = check.coverage.clone().unwrap_or_default();
+    // The tooltip: what broke (or why there is no verdict), then what the check judged.
+    let title = [message.as_str(), coverage.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" · judged: ");
+    let (class, text) = outcome(check);
+    Cell {
+        class,
+        text,
+        title: match check.status {
+            Status::Passed if !coverage.is_empty() => format!("judged: {coverage}"),
+            _ => title,
         },
-        (Status::Failed, _) => Cell {
-            class: "fail",
-            text: if check.flaky { "FLAKY" } else { "FAIL" },
-            title: message,
-            link: true,
-        },
-        (Status::Known | Status::Skipped, Some(issue)) => Cell {
-            class: "known",
-            text: "known",
-            title: format!("{issue}: {message}"),
-            link: true,
-        },
-        (Status::Skipped | Status::Known | Status::Inconclusive, _) => Cell {
-            class: "skipped",
-            text: "skipped",
-            title: message,
-            link: false,
-        },
+        link: matches!(
+            check.status,
+            Status::Failed | Status::Known | Status::Inconclusive
+        ),
+    }
+}
+
+/// CSS class and text of a check's outcome.
+fn outcome(check: &CheckResult) -> (&'static str, &'static str) {
+    match check.status {
+        Status::Passed => ("pass", "pass"),
+        Status::Failed if check.flaky => ("fail", "FLAKY"),
+        Status::Failed => ("fail", "FAIL"),
+        Status::Known => ("known", "known"),
+        Status::Skipped => ("skipped", "skipped"),
+        Status::Inconclusive => ("inconclusive", "inconclusive"),
     }
 }
 
 fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
     let start_us = case.timeline.as_ref().map(|t| t.start_us);
     let failure = |c: &CheckResult| Failure {
+        kind: match c.status {
+            Status::Failed => "fail",
+            Status::Inconclusive => "inconclusive",
+            _ => "known",
+        },
+        tag: match (c.status, &c.known_issue) {
+            (Status::Failed, _) if c.flaky => "FLAKY".to_owned(),
+            (Status::Failed, _) => "FAIL".to_owned(),
+            (Status::Inconclusive, _) => "INCONCLUSIVE".to_owned(),
+            (_, Some(issue)) => format!("known {issue}"),
+            _ => "known".to_owned(),
+        },
         anchor: anchor.to_owned(),
         case: case.name.clone(),
         check: c.name.clone(),
@@ -223,7 +297,6 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
             .zip(start_us)
             .map(|(at, start)| format!("{:.1} s", (at - start) as f64 / 1e6)),
         evidence: c.evidence.clone(),
-        known_issue: c.known_issue.clone(),
         attempts: c
             .attempts
             .iter()
@@ -244,13 +317,13 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
             .map(failure)
             .collect::<Vec<_>>()
     };
-    let failed = case.checks.iter().any(|c| c.status == Status::Failed);
-    let (verdict, badge) = if failed {
-        ("fail", "FAIL")
-    } else if case.error.is_some() {
-        ("error", "ERROR")
-    } else {
-        ("pass", "pass")
+    let (verdict, badge) = match case.status() {
+        CaseStatus::Passed => ("pass", "pass"),
+        CaseStatus::Failed => ("fail", "FAIL"),
+        CaseStatus::Known => ("known", "known"),
+        CaseStatus::Skipped => ("skipped", "SKIPPED"),
+        CaseStatus::Inconclusive => ("inconclusive", "INCONCLUSIVE"),
+        CaseStatus::Errored => ("error", "ERROR"),
     };
     let charts = match &case.timeline {
         Some(t) => charts(t)?,
@@ -285,14 +358,27 @@ fn section(case: &CaseResult, anchor: &str) -> anyhow::Result<Section> {
                 exit_bad: p.exit_code.is_some_and(|c| c != 0),
             })
             .collect(),
-        failures: with(Status::Failed),
-        known: case
+        checks: case
             .checks
             .iter()
-            .filter(|c| c.status == Status::Skipped && c.known_issue.is_some())
-            .map(failure)
+            .map(|c| {
+                let (class, text) = outcome(c);
+                CheckRow {
+                    name: c.name.clone(),
+                    class,
+                    text,
+                    coverage: c.coverage.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                }
+            })
+            .collect(),
+        failures: [Status::Failed, Status::Inconclusive, Status::Known]
+            .into_iter()
+            .flat_map(with)
             .collect(),
         passed: with(Status::Passed),
+        unexercised: case.unexercised.clone(),
+        notes: case.notes.clone(),
         charts,
         marks: marks
             .map(|(i, m)| MarkRow {
@@ -734,10 +820,14 @@ mod tests {
                 )
                 .at(1_002_500_000),
                 CheckResult {
+                    status: Status::Known,
                     known_issue: Some("rust-libp2p#6047".into()),
-                    ..CheckResult::failed("streams", "expected".into(), vec![])
-                }
-                .as_skipped(),
+                    ..CheckResult::failed(
+                        "streams",
+                        "known issue rust-libp2p#6047: expected".into(),
+                        vec![],
+                    )
+                },
             ],
             error: None,
             duration_ms: 6000,
@@ -765,13 +855,6 @@ mod tests {
             started_us: 1_000_000_000,
             duration_ms: 12_000,
             cases: vec![passing, failing],
-        }
-    }
-
-    impl CheckResult {
-        fn as_skipped(mut self) -> Self {
-            self.status = Status::Skipped;
-            self
         }
     }
 
@@ -843,6 +926,9 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("No time line: the case did not run."));
+        assert!(html.contains(
+            "<li><span class=\"tag error\">ERROR</span> <a href=\"#case-rust-x-go-quic-v1-pair\">rust x go / quic-v1 / pair</a>: image build failed</li>"
+        ), "{html}");
         Ok(())
     }
 
@@ -864,6 +950,66 @@ mod tests {
         let html = render(&run)?;
         assert!(html.contains(">FLAKY</a>"));
         assert!(html.contains("attempts: pass FAIL"));
+        Ok(())
+    }
+
+    #[test]
+    fn every_outcome_has_its_class_coverage_and_reason() -> anyhow::Result<()> {
+        let mut run = failing_run();
+        let case = &mut run.cases[1];
+        case.checks[0] = case.checks[0].clone().covering("2 connections over 1 pair");
+        case.checks
+            .push(CheckResult::skipped("mesh", "off in the matrix".into()));
+        case.checks.push(CheckResult::inconclusive(
+            "subscriptions",
+            "no peer subscribed".into(),
+            vec!["0 subscriptions seen".into()],
+        ));
+        case.unexercised = vec!["go-1: unsubscribe (unsupported)".into()];
+        case.notes = vec!["rust-1 -> go-1 dialed once (deduplicated)".into()];
+        let html = render(&run)?;
+        let anchor = "case-rust-x-go-tcp-noise-yamux-pair";
+        assert!(
+            html.contains("<td class=\"skipped\" title=\"off in the matrix\">skipped</td>"),
+            "{html}"
+        );
+        assert!(html.contains(&format!(
+            "<td class=\"inconclusive\" title=\"no peer subscribed\"><a href=\"#{anchor}\">inconclusive</a></td>"
+        )));
+        assert!(
+            html.contains("title=\"judged: 2 connections over 1 pair\""),
+            "{html}"
+        );
+        assert!(html.contains(&format!(
+            "<tr class=\"inconclusive\" id=\"{anchor}-subscriptions\">"
+        )));
+        assert!(html.contains(&format!("<tr class=\"known\" id=\"{anchor}-streams\">")));
+        assert!(html.contains("<span class=\"tag inconclusive\">INCONCLUSIVE</span>"));
+        assert!(html.contains("<span class=\"tag known\">known rust-libp2p#6047</span>"));
+        assert!(html.contains("<td class=\"coverage\">2 connections over 1 pair</td>"));
+        assert!(html.contains("<li>go-1: unsubscribe (unsupported)</li>"));
+        assert!(html.contains("<li>rust-1 -&#62; go-1 dialed once (deduplicated)</li>"));
+        assert!(
+            html.contains(
+                "2 case(s): 1 failed, 1 passed · 7 check(s): 1 failed, 1 inconclusive, 1 known, 1 skipped, 3 passed"
+            ),
+            "{html}"
+        );
+
+        // Only skipped cases: nothing judged, in grey.
+        let mut skipped = failing_run();
+        skipped.cases.truncate(1);
+        skipped.cases[0].checks = vec![CheckResult::skipped(
+            "delivery",
+            "go-1 cannot do mplex".into(),
+        )];
+        let html = render(&skipped)?;
+        assert!(
+            html.contains("<header class=\"verdict nothing\">"),
+            "{html}"
+        );
+        assert!(html.contains("<h1>NOTHING JUDGED: 1 case skipped (go-1 cannot do mplex)</h1>"));
+        assert!(html.contains("<span class=\"tag skipped\">SKIPPED</span>"));
         Ok(())
     }
 
