@@ -2,12 +2,13 @@
 """Runs two rust-peer instances on loopback and checks what they report, per the peer contract.
 
 Usage: loopback-check.py BINARY STACK [--b OTHER_BINARY] [--samples]
-STACK is tcp-noise, tcp-tls, tcp-offer or quic. Peer a runs BINARY, peer b runs OTHER_BINARY
+STACK is tcp-noise, tcp-tls, tcp-offer, tcp-offer-tls or quic. Peer a runs BINARY, peer b runs OTHER_BINARY
 (default: BINARY too; any contract peer, e.g. the go peer). Exits non-zero on the first failed
 check. With --samples, prints one line of each event type seen.
 
 tcp-offer gives both peers both security protocols in opposite orders (`offer`: a tls,noise,
 b noise,tls): the connection b dials must be noise, b's first choice, on both ends.
+tcp-offer-tls swaps the two lists (a noise,tls with `muxer` only, b tls,noise): it must be tls.
 """
 
 import json
@@ -27,16 +28,19 @@ STACKS = {
     "quic": {"transport": "quic-v1"},
     # `security` / `muxer` stay the first entries, for peers that do not know `offer`.
     "tcp-offer": {"transport": "tcp", "security": "tls", "muxer": "yamux"},
+    "tcp-offer-tls": {"transport": "tcp", "security": "noise", "muxer": "yamux"},
 }
 OFFERS = {
     "tcp-offer": ({"security": ["tls", "noise"], "muxer": ["yamux"]},
                   {"security": ["noise", "tls"], "muxer": ["yamux"]}),
+    "tcp-offer-tls": ({"security": ["noise", "tls"]}, {"security": ["tls", "noise"]}),
 }
 # What a connection b dials must negotiate, on both ends: (security, muxer).
 NEGOTIATED = {
     "tcp-noise": ("noise", "yamux"),
     "tcp-tls": ("tls", "yamux"),
     "tcp-offer": ("noise", "yamux"),
+    "tcp-offer-tls": ("tls", "yamux"),
     "quic": ("tls", "quic-v1"),
 }
 FEATURES = {"dial-mode-new", "drop-protocol", "open-streams", "security-tls", "security-noise",
