@@ -45,7 +45,7 @@ func watchBus(ctx context.Context, h host.Host, sub event.Subscription, out *Emi
 func reportListening(h host.Host, out *Emitter, last []string) []string {
 	addrs, err := h.Network().InterfaceListenAddresses()
 	if err != nil {
-		out.Error("", err)
+		out.Error("", "", err)
 		return last
 	}
 	current := multiaddrStrings(addrs)

@@ -16,7 +16,10 @@ import (
 // command is any stdin line; each command reads the fields it needs and
 // unknown fields are ignored.
 type command struct {
-	Cmd   string `json:"cmd"`
+	Cmd string `json:"cmd"`
+	// CmdID is unique within the case; every error or unsupported event that
+	// answers the command carries it.
+	CmdID string `json:"cmd_id"`
 	Addr  string `json:"addr"`
 	Mode  string `json:"mode"`
 	Topic string `json:"topic"`
@@ -42,25 +45,40 @@ func (p *Peer) readCommands(r io.Reader) {
 		}
 		var cmd command
 		if err := json.Unmarshal([]byte(line), &cmd); err != nil {
-			p.out.Error("", fmt.Errorf("bad command line: %w", err))
+			// A field of the wrong type: still answer with the command's
+			// name and cmd_id where they can be read.
+			name, id := commandNames(line)
+			p.out.Error(name, id, fmt.Errorf("bad command line: %w", err))
 			continue
 		}
 		if cmd.Cmd == "stop" {
 			return
 		}
 		if err := p.handle(cmd); err != nil {
-			p.out.Error(cmd.Cmd, err)
+			p.out.Error(cmd.Cmd, cmd.CmdID, err)
 		}
 	}
 	if err := scanner.Err(); err != nil {
-		p.out.Error("", fmt.Errorf("reading stdin: %w", err))
+		p.out.Error("", "", fmt.Errorf("reading stdin: %w", err))
 	}
+}
+
+// commandNames reads `cmd` and `cmd_id` of a line that is not a valid
+// command, where they are strings; otherwise they are empty.
+func commandNames(line string) (cmd, cmdID string) {
+	var fields map[string]any
+	if json.Unmarshal([]byte(line), &fields) != nil {
+		return "", ""
+	}
+	cmd, _ = fields["cmd"].(string)
+	cmdID, _ = fields["cmd_id"].(string)
+	return cmd, cmdID
 }
 
 func (p *Peer) handle(cmd command) error {
 	switch cmd.Cmd {
 	case "dial":
-		return p.dial(cmd.Addr, cmd.Mode)
+		return p.dial(cmd)
 	case "subscribe":
 		if cmd.Topic == "" {
 			return errors.New("subscribe needs a topic")
@@ -89,29 +107,27 @@ func (p *Peer) handle(cmd command) error {
 // dial starts a connection and returns at once: like a rust-libp2p dial, the
 // outcome is a connection_opened event or an error event, and later commands
 // do not wait for it.
-func (p *Peer) dial(addr, mode string) error {
-	switch mode {
+func (p *Peer) dial(cmd command) error {
+	switch cmd.Mode {
 	case "dedup":
 	case "new":
 		// The swarm hands back any existing connection (bestAcceptableConnToPeer
 		// in swarm_dial.go, even with WithForceDirectDial once it is direct), and
 		// adopting a transport-dialed connection (Swarm.addConn) is not public.
-		p.out.Emit("unsupported", unsupportedEvent{
-			Feature: "dial-mode-new",
-			Reason:  "go-libp2p's swarm reuses an existing connection to the peer and offers no public way to force another",
-		})
+		p.out.Unsupported(cmd.CmdID, "dial-mode-new",
+			"go-libp2p's swarm reuses an existing connection to the peer and offers no public way to force another")
 		return nil
 	default:
-		return fmt.Errorf("unknown dial mode %q", mode)
+		return fmt.Errorf("unknown dial mode %q", cmd.Mode)
 	}
-	info, err := peer.AddrInfoFromString(addr)
+	info, err := peer.AddrInfoFromString(cmd.Addr)
 	if err != nil {
 		return err
 	}
 	go func() {
 		// host.Connect does nothing when connected and joins a dial in progress.
 		if err := p.host.Connect(p.ctx, *info); err != nil && p.ctx.Err() == nil {
-			p.out.Error("dial", err)
+			p.out.Error("dial", cmd.CmdID, err)
 		}
 	}()
 	return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -18,8 +19,17 @@ type Config struct {
 	Transport         string           `json:"transport"`
 	Security          string           `json:"security"`
 	Muxer             string           `json:"muxer"`
+	Offer             *OfferConfig     `json:"offer"`
 	Gossipsub         *GossipsubConfig `json:"gossipsub"`
 	StreamsIntervalMs *int             `json:"streams_interval_ms"`
+}
+
+// OfferConfig lists, each in order of preference, the security protocols and
+// muxers the peer offers (as dialer) and accepts (as listener). A list given
+// replaces the single `security` / `muxer` value; either may be absent.
+type OfferConfig struct {
+	Security []string `json:"security"`
+	Muxer    []string `json:"muxer"`
 }
 
 // GossipsubConfig holds the gossipsub knobs the runner may set.
@@ -87,7 +97,7 @@ func (c *Config) validate() error {
 	switch c.Security {
 	case "noise", "tls":
 	case "":
-		if c.Transport == "tcp" {
+		if c.Transport == "tcp" && (c.Offer == nil || c.Offer.Security == nil) {
 			return errors.New("security is required for tcp")
 		}
 	default:
@@ -96,11 +106,19 @@ func (c *Config) validate() error {
 	switch c.Muxer {
 	case "yamux", "mplex":
 	case "":
-		if c.Transport == "tcp" {
+		if c.Transport == "tcp" && (c.Offer == nil || c.Offer.Muxer == nil) {
 			return errors.New("muxer is required for tcp")
 		}
 	default:
 		return fmt.Errorf("unknown muxer %q", c.Muxer)
+	}
+	if o := c.Offer; o != nil {
+		if err := checkOffer("offer.security", o.Security, "noise", "tls"); err != nil {
+			return err
+		}
+		if err := checkOffer("offer.muxer", o.Muxer, "yamux", "mplex"); err != nil {
+			return err
+		}
 	}
 	if c.StreamsIntervalMs != nil && *c.StreamsIntervalMs <= 0 {
 		return fmt.Errorf("streams_interval_ms must be positive, got %d", *c.StreamsIntervalMs)
@@ -131,10 +149,54 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// checkOffer validates one preference list of `offer`: present means
+// non-empty, every entry known and named once.
+func checkOffer(name string, list []string, known ...string) error {
+	if list == nil {
+		return nil
+	}
+	if len(list) == 0 {
+		return fmt.Errorf("%s must not be empty", name)
+	}
+	for i, v := range list {
+		if !slices.Contains(known, v) {
+			return fmt.Errorf("unknown %s entry %q", name, v)
+		}
+		if slices.Contains(list[:i], v) {
+			return fmt.Errorf("%s names %q twice", name, v)
+		}
+	}
+	return nil
+}
+
+// securityOffers is the security protocols to offer, in order of preference:
+// `offer.security` when given, else the single `security`.
+func (c *Config) securityOffers() []string {
+	if c.Offer != nil && c.Offer.Security != nil {
+		return c.Offer.Security
+	}
+	if c.Security == "" {
+		return nil
+	}
+	return []string{c.Security}
+}
+
+// muxerOffers is the muxers to offer, in order of preference: `offer.muxer`
+// when given, else the single `muxer`.
+func (c *Config) muxerOffers() []string {
+	if c.Offer != nil && c.Offer.Muxer != nil {
+		return c.Offer.Muxer
+	}
+	if c.Muxer == "" {
+		return nil
+	}
+	return []string{c.Muxer}
+}
+
 // checkSupported reports the configured values that go-libp2p cannot honour.
 func (c *Config) checkSupported() error {
 	// go-libp2p no longer has mplex; QUIC ignores the muxer setting.
-	if c.Transport == "tcp" && c.Muxer == "mplex" {
+	if c.Transport == "tcp" && slices.Contains(c.muxerOffers(), "mplex") {
 		return &UnsupportedError{Feature: "muxer-mplex", Reason: "go-libp2p no longer ships the mplex stream muxer"}
 	}
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,63 @@ func TestParseConfigMessageID(t *testing.T) {
 	// The id both implementations must agree on: lowercase hex SHA-256 of the data.
 	if got := contentSHA256ID(&pb.Message{Data: []byte("abc")}); got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
 		t.Fatalf("content-sha256 id %s", got)
+	}
+}
+
+func TestParseConfigOffer(t *testing.T) {
+	cfg, err := parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","security":"tls","muxer":"yamux",
+		"offer":{"security":["tls","noise"],"muxer":["yamux"]}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.securityOffers(); !slices.Equal(got, []string{"tls", "noise"}) {
+		t.Fatalf("security offers %v", got)
+	}
+	if got := cfg.muxerOffers(); !slices.Equal(got, []string{"yamux"}) {
+		t.Fatalf("muxer offers %v", got)
+	}
+	// Either list may be absent; the single value stands in for it. With an
+	// offer, the single value may be absent too.
+	cfg, err = parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","muxer":"yamux","offer":{"security":["noise","tls"]}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.securityOffers(); !slices.Equal(got, []string{"noise", "tls"}) {
+		t.Fatalf("security offers %v", got)
+	}
+	if got := cfg.muxerOffers(); !slices.Equal(got, []string{"yamux"}) {
+		t.Fatalf("muxer offers %v", got)
+	}
+	cfg, err = parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","security":"noise","muxer":"yamux"}`)
+	if err != nil || !slices.Equal(cfg.securityOffers(), []string{"noise"}) || !slices.Equal(cfg.muxerOffers(), []string{"yamux"}) {
+		t.Fatalf("without offer: %v %v", cfg, err)
+	}
+	for _, tc := range []struct{ name, offer, want string }{
+		{"unknown security", `{"security":["noise","plaintext"]}`, "unknown offer.security"},
+		{"unknown muxer", `{"muxer":["spdy"]}`, "unknown offer.muxer"},
+		{"empty", `{"security":[]}`, "must not be empty"},
+		{"twice", `{"security":["tls","tls"]}`, "twice"},
+		{"not a list", `{"security":"tls"}`, "parsing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","security":"tls","muxer":"yamux","offer":` + tc.offer + `}`)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+	// mplex anywhere in the muxer offer cannot be honoured; over QUIC it is ignored.
+	cfg, err = parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","security":"tls","muxer":"yamux","offer":{"muxer":["yamux","mplex"]}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unsupported *UnsupportedError
+	if err := cfg.checkSupported(); !errors.As(err, &unsupported) || unsupported.Feature != "muxer-mplex" {
+		t.Fatalf("want muxer-mplex unsupported, got %v", err)
+	}
+	cfg.Transport = "quic-v1"
+	if err := cfg.checkSupported(); err != nil {
+		t.Fatalf("quic ignores the offer, got %v", err)
 	}
 }
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // connTracker announces connections and remembers the ones announced, so that
@@ -38,7 +40,8 @@ func (t *connTracker) opened(c network.Conn) {
 		return
 	}
 	t.conns[c.ID()] = c
-	t.out.Emit("connection_opened", connFields(c))
+	security, muxer := negotiated(c.ConnState())
+	t.out.Emit("connection_opened", connectionOpenedEvent{connectionEvent: connFields(c), Security: security, Muxer: muxer})
 }
 
 func (t *connTracker) closed(c network.Conn) {
@@ -48,7 +51,7 @@ func (t *connTracker) closed(c network.Conn) {
 		return
 	}
 	delete(t.conns, c.ID())
-	t.out.Emit("connection_closed", connectionClosedEvent{connectionOpenedEvent: connFields(c)})
+	t.out.Emit("connection_closed", connectionClosedEvent{connectionEvent: connFields(c)})
 }
 
 // each calls f for every announced connection, in conn id order, holding the
@@ -66,8 +69,8 @@ func (t *connTracker) each(f func(network.Conn)) {
 	}
 }
 
-func connFields(c network.Conn) connectionOpenedEvent {
-	return connectionOpenedEvent{
+func connFields(c network.Conn) connectionEvent {
+	return connectionEvent{
 		Remote:     c.RemotePeer().String(),
 		ConnID:     c.ID(),
 		Direction:  directionName(c.Stat().Direction),
@@ -83,4 +86,28 @@ func directionName(d network.Direction) string {
 		return "outbound"
 	}
 	return "unknown"
+}
+
+// Protocol ids as negotiated, in the configuration's spelling.
+var (
+	securityNames = map[protocol.ID]string{"/noise": "noise", "/tls/1.0.0": "tls"}
+	muxerNames    = map[protocol.ID]string{"/yamux/1.0.0": "yamux", "/mplex/6.7.0": "mplex"}
+)
+
+// negotiated names what a connection's upgrade selected (ConnState, not the
+// configuration): the security protocol and the muxer, in the configuration's
+// spelling, or the raw protocol id when it has none. QUIC connections carry
+// no upgrader state: their security is TLS 1.3 and their streams are QUIC's.
+func negotiated(state network.ConnectionState) (security, muxer string) {
+	if strings.HasPrefix(state.Transport, "quic") && state.Security == "" && state.StreamMultiplexer == "" {
+		return "tls", state.Transport
+	}
+	security, muxer = string(state.Security), string(state.StreamMultiplexer)
+	if name, ok := securityNames[state.Security]; ok {
+		security = name
+	}
+	if name, ok := muxerNames[state.StreamMultiplexer]; ok {
+		muxer = name
+	}
+	return security, muxer
 }

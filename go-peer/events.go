@@ -66,13 +66,24 @@ func (e *Emitter) Close() {
 	e.mu.Unlock()
 }
 
-// Error reports a failed command (cmd non-empty) or an event that could not be handled.
-func (e *Emitter) Error(cmd string, err error) {
-	ev := errorEvent{Message: err.Error()}
-	if cmd != "" {
-		ev.Cmd = &cmd
+// Error reports a failed command (cmd non-empty, with the command's cmd_id
+// when it had one) or an event that could not be handled (both empty: null).
+func (e *Emitter) Error(cmd, cmdID string, err error) {
+	e.Emit("error", errorEvent{Cmd: nullable(cmd), CmdID: nullable(cmdID), Message: err.Error()})
+}
+
+// Unsupported reports a feature this peer cannot do, answering the command
+// cmdID (empty: at start, null).
+func (e *Emitter) Unsupported(cmdID, feature, reason string) {
+	e.Emit("unsupported", unsupportedEvent{Feature: feature, Reason: reason, CmdID: nullable(cmdID)})
+}
+
+// nullable is nil for the empty string, so that it is written as null.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
 	}
-	e.Emit("error", ev)
+	return &s
 }
 
 // The event bodies of docs/peer-contract.md §3; the header is added by Emit.
@@ -80,21 +91,31 @@ func (e *Emitter) Error(cmd string, err error) {
 type startedEvent struct {
 	Implementation string            `json:"implementation"`
 	Versions       map[string]string `json:"versions"`
+	// Features are the optional features this build can do, sorted (features.go).
+	Features []string `json:"features"`
 }
 
 type listeningEvent struct {
 	Addrs []string `json:"addrs"`
 }
 
-type connectionOpenedEvent struct {
+type connectionEvent struct {
 	Remote     string `json:"remote"`
 	ConnID     string `json:"conn_id"`
 	Direction  string `json:"direction"`
 	RemoteAddr string `json:"remote_addr"`
 }
 
+type connectionOpenedEvent struct {
+	connectionEvent
+	// What the connection negotiated, in the configuration's spelling
+	// (noise, tls; yamux, mplex; QUIC: tls and quic-v1), else the protocol id.
+	Security string `json:"security"`
+	Muxer    string `json:"muxer"`
+}
+
 type connectionClosedEvent struct {
-	connectionOpenedEvent
+	connectionEvent
 	// go-libp2p does not tell why a connection closed, so this stays null.
 	Reason *string `json:"reason"`
 }
@@ -142,10 +163,12 @@ type streamsEvent struct {
 
 type errorEvent struct {
 	Cmd     *string `json:"cmd"`
+	CmdID   *string `json:"cmd_id"`
 	Message string  `json:"message"`
 }
 
 type unsupportedEvent struct {
-	Feature string `json:"feature"`
-	Reason  string `json:"reason"`
+	Feature string  `json:"feature"`
+	Reason  string  `json:"reason"`
+	CmdID   *string `json:"cmd_id"`
 }

@@ -187,7 +187,7 @@ func (g *gossip) readMessages(name string, sub *pubsub.Subscription) {
 		msg, err := sub.Next(g.ctx)
 		if err != nil {
 			if !errors.Is(err, pubsub.ErrSubscriptionCancelled) && g.ctx.Err() == nil {
-				g.out.Error("", fmt.Errorf("topic %s: %w", name, err))
+				g.out.Error("", "", fmt.Errorf("topic %s: %w", name, err))
 			}
 			return
 		}
@@ -198,7 +198,7 @@ func (g *gossip) readMessages(name string, sub *pubsub.Subscription) {
 		}
 		hdr, err := decodePayload(msg.Data)
 		if err != nil {
-			g.out.Error("", fmt.Errorf("message on %s from %s: %w", name, msg.GetFrom(), err))
+			g.out.Error("", "", fmt.Errorf("message on %s from %s: %w", name, msg.GetFrom(), err))
 			continue
 		}
 		g.out.Emit("message", messageEvent{

@@ -82,7 +82,7 @@ func (p *Peer) openStreams(cmd command) error {
 		}
 		sort.Strings(texts)
 		for _, text := range texts {
-			p.out.Error("open_streams", fmt.Errorf("%s (%d of %d streams)", text, failures[text], count))
+			p.out.Error("open_streams", cmd.CmdID, fmt.Errorf("%s (%d of %d streams)", text, failures[text], count))
 		}
 	}()
 	return nil

@@ -54,11 +54,15 @@ func hostOptions(cfg *Config, priv crypto.PrivKey) ([]libp2p.Option, error) {
 	switch cfg.Transport {
 	case "tcp":
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
-		switch cfg.Security {
-		case "noise":
-			opts = append(opts, libp2p.Security(noise.ID, noise.New))
-		case "tls":
-			opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+		// The order of Security options is the order of preference: a dialer
+		// proposes them in it, a listener takes the first proposal it has.
+		for _, security := range cfg.securityOffers() {
+			switch security {
+			case "noise":
+				opts = append(opts, libp2p.Security(noise.ID, noise.New))
+			case "tls":
+				opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
+			}
 		}
 	case "quic-v1":
 		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
@@ -66,7 +70,8 @@ func hostOptions(cfg *Config, priv crypto.PrivKey) ([]libp2p.Option, error) {
 		// TLS here only keeps go-libp2p from adding its default security list.
 		opts = append(opts, libp2p.Security(libp2ptls.ID, libp2ptls.New))
 	}
-	// yamux is the only muxer left in go-libp2p (checkSupported rejects mplex).
+	// yamux is the only muxer left in go-libp2p (checkSupported rejects mplex
+	// in any offer), so the muxer preference is yamux alone.
 	opts = append(opts, libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
 	return opts, nil
 }

@@ -54,7 +54,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	switch {
 	case errors.As(err, &unsupported):
 		fmt.Fprintln(stderr, "unsupported:", unsupported)
-		out.Emit("unsupported", unsupportedEvent{Feature: unsupported.Feature, Reason: unsupported.Reason})
+		out.Unsupported("", unsupported.Feature, unsupported.Reason)
 		return exitUnsupported
 	case err != nil:
 		fmt.Fprintln(stderr, "configuration error:", err)
@@ -93,7 +93,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	// Like gossipsub's, the hold protocol is listed in the first identify.
 	acceptHeldStreams(h)
 
-	out.Emit("started", startedEvent{Implementation: "go-libp2p", Versions: libraryVersions()})
+	out.Emit("started", startedEvent{Implementation: "go-libp2p", Versions: libraryVersions(), Features: supportedFeatures()})
 
 	conns := newConnTracker(out)
 	h.Network().Notify(conns.notifiee())
@@ -108,7 +108,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	// subscriptions be reported from the start.
 	for _, t := range cfg.topics() {
 		if _, err := g.join(t); err != nil {
-			out.Error("", fmt.Errorf("joining topic %s: %w", t, err))
+			out.Error("", "", fmt.Errorf("joining topic %s: %w", t, err))
 		}
 	}
 

@@ -34,11 +34,20 @@ func startTestPeer(t *testing.T, seed int, transport string) *testPeer {
 // startTestPeerWith adds gossip, `"field":value` pairs, to the gossipsub configuration.
 func startTestPeerWith(t *testing.T, seed int, transport, gossip string) *testPeer {
 	t.Helper()
+	return startTestPeerConfig(t, seed, transport, gossip, "")
+}
+
+// startTestPeerConfig also adds extra, `"field":value` pairs, to the configuration.
+func startTestPeerConfig(t *testing.T, seed int, transport, gossip, extra string) *testPeer {
+	t.Helper()
 	if gossip != "" {
 		gossip = "," + gossip
 	}
+	if extra != "" {
+		extra = "," + extra
+	}
 	cfg := fmt.Sprintf(`{"seed":%d,"listen_port":0,"transport":%q,"security":"noise","muxer":"yamux",
-		"gossipsub":{"topics":["meshgate"],"d":2,"d_lo":1,"d_hi":3,"heartbeat_ms":100%s},"streams_interval_ms":200}`, seed, transport, gossip)
+		"gossipsub":{"topics":["meshgate"],"d":2,"d_lo":1,"d_hi":3,"heartbeat_ms":100%s},"streams_interval_ms":200%s}`, seed, transport, gossip, extra)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	p := &testPeer{t: t, stdin: inW, events: make(chan map[string]any, 1024), exit: make(chan int, 1)}
@@ -62,6 +71,12 @@ func startTestPeerWith(t *testing.T, seed int, transport, gossip string) *testPe
 	p.id = first["peer"].(string)
 	if len(p.seen) != 1 {
 		t.Fatalf("started is not the first event: %v", p.seen)
+	}
+	// The features go-libp2p has at every supported release, sorted; not
+	// dial-mode-new nor muxer-mplex.
+	want := []string{"drop-protocol", "muxer-yamux", "open-streams", "security-noise", "security-tls", "transport-quic-v1", "transport-tcp"}
+	if got := strings_(first["features"]); !slices.Equal(got, want) {
+		t.Fatalf("started features %v, want %v", got, want)
 	}
 	t.Cleanup(func() { inW.Close() })
 	return p
@@ -161,6 +176,15 @@ func testTwoPeers(t *testing.T, transport string) {
 	if inbound["direction"] != "inbound" {
 		t.Fatalf("a's connection should be inbound: %v", inbound)
 	}
+	security, muxer := "noise", "yamux"
+	if transport == "quic-v1" {
+		security, muxer = "tls", "quic-v1"
+	}
+	for _, ev := range []map[string]any{opened, inbound} {
+		if ev["security"] != security || ev["muxer"] != muxer {
+			t.Fatalf("connection negotiated %v/%v, want %s/%s: %v", ev["security"], ev["muxer"], security, muxer, ev)
+		}
+	}
 
 	id := b.waitFor("identify", field("remote", a.id))
 	if id["conn_id"] != opened["conn_id"] {
@@ -203,18 +227,39 @@ func testTwoPeers(t *testing.T, transport string) {
 	a.waitFor("streams", func(ev map[string]any) bool {
 		return ev["conn_id"] == inbound["conn_id"] && ev["inbound"].(float64) >= held
 	})
-	b.send(`{"cmd":"open_streams","peer":"` + b.id + `","count":1}`)
-	if ev := b.waitFor("error", nil); ev["cmd"] != "open_streams" || !strings.Contains(ev["message"].(string), "not connected") {
+	b.send(`{"cmd":"open_streams","cmd_id":"c1","peer":"` + b.id + `","count":1}`)
+	if ev := b.waitFor("error", nil); ev["cmd"] != "open_streams" || ev["cmd_id"] != "c1" || !strings.Contains(ev["message"].(string), "not connected") {
 		t.Fatalf("open_streams to an unconnected peer: %v", ev)
 	}
 
-	b.send(`{"cmd":"dial","addr":"/ip4/127.0.0.1/tcp/1/p2p/` + a.id + `","mode":"new"}`)
-	if ev := b.waitFor("unsupported", nil); ev["feature"] != "dial-mode-new" {
+	b.send(`{"cmd":"dial","cmd_id":"c2","addr":"/ip4/127.0.0.1/tcp/1/p2p/` + a.id + `","mode":"new"}`)
+	if ev := b.waitFor("unsupported", nil); ev["feature"] != "dial-mode-new" || ev["cmd_id"] != "c2" {
 		t.Fatalf("unsupported %v", ev)
 	}
-	b.send(`{"cmd":"frobnicate"}`)
-	if ev := b.waitFor("error", nil); ev["cmd"] != "frobnicate" {
+	b.send(`{"cmd":"frobnicate","cmd_id":"c3"}`)
+	if ev := b.waitFor("error", nil); ev["cmd"] != "frobnicate" || ev["cmd_id"] != "c3" {
 		t.Fatalf("error %v", ev)
+	}
+	// A field of the wrong type still answers with the command's cmd_id.
+	b.send(`{"cmd":"publish","cmd_id":"c4","topic":"meshgate","id":"x","size":"big"}`)
+	if ev := b.waitFor("error", nil); ev["cmd"] != "publish" || ev["cmd_id"] != "c4" {
+		t.Fatalf("error %v", ev)
+	}
+	if transport == "tcp" {
+		// A dial that fails later answers with its cmd_id too.
+		priv, _ := identityFromSeed(99)
+		nobody, _ := peer.IDFromPrivateKey(priv)
+		b.send(`{"cmd":"dial","cmd_id":"c5","addr":"/ip4/127.0.0.1/tcp/1/p2p/` + nobody.String() + `","mode":"dedup"}`)
+		if ev := b.waitFor("error", field("cmd_id", "c5")); ev["cmd"] != "dial" {
+			t.Fatalf("failed dial: %v", ev)
+		}
+	}
+	for _, ev := range b.seen {
+		if ev["event"] == "error" || ev["event"] == "unsupported" {
+			if _, ok := ev["cmd_id"]; !ok {
+				t.Fatalf("%s without cmd_id: %v", ev["event"], ev)
+			}
+		}
 	}
 
 	b.send(`{"cmd":"unsubscribe","topic":"meshgate"}`)
@@ -281,14 +326,72 @@ func TestContentSHA256MessageID(t *testing.T) {
 	a.waitFor("stopped", nil)
 }
 
+// TestNegotiatedSecurity: with tls,noise offered on one peer and noise,tls
+// on the other, a connection uses the dialer's first choice (the listener
+// supports both), and both ends report the same security and muxer, read
+// from the connection.
+func TestNegotiatedSecurity(t *testing.T) {
+	a := startTestPeerConfig(t, 40, "tcp", "", `"offer":{"security":["tls","noise"],"muxer":["yamux"]}`)
+	b := startTestPeerConfig(t, 41, "tcp", "", `"offer":{"security":["noise","tls"]}`)
+	// c offers noise alone: a, preferring tls, must settle for it.
+	c := startTestPeerConfig(t, 42, "tcp", "", `"offer":{"security":["noise"]}`)
+	loopback := func(p *testPeer) string {
+		t.Helper()
+		for _, s := range strings_(p.waitFor("listening", nil)["addrs"]) {
+			if strings.HasPrefix(s, "/ip4/127.0.0.1/") {
+				return s + "/p2p/" + p.id
+			}
+		}
+		t.Fatalf("%s has no loopback address", p.id)
+		return ""
+	}
+	addrA, addrB, addrC := loopback(a), loopback(b), loopback(c)
+	for _, tc := range []struct {
+		dialer, listener *testPeer
+		addr, security   string
+	}{
+		{b, a, addrA, "noise"}, // b's first choice
+		{a, b, addrB, "tls"},   // a's first choice
+		{a, c, addrC, "noise"}, // a's second: c has only noise
+	} {
+		tc.dialer.send(`{"cmd":"dial","cmd_id":"d1","addr":"` + tc.addr + `","mode":"dedup"}`)
+		out := tc.dialer.waitFor("connection_opened", field("remote", tc.listener.id))
+		in := tc.listener.waitFor("connection_opened", field("remote", tc.dialer.id))
+		if out["direction"] != "outbound" || in["direction"] != "inbound" {
+			t.Fatalf("directions %v, %v", out, in)
+		}
+		for _, ev := range []map[string]any{out, in} {
+			if ev["security"] != tc.security || ev["muxer"] != "yamux" {
+				t.Fatalf("%s dialing %s: got %v/%v, want %s/yamux: %v", tc.dialer.id, tc.listener.id, ev["security"], ev["muxer"], tc.security, ev)
+			}
+		}
+		tc.dialer.send(`{"cmd":"disconnect","peer":"` + tc.listener.id + `"}`)
+		tc.dialer.waitFor("connection_closed", field("remote", tc.listener.id))
+		tc.listener.waitFor("connection_closed", field("remote", tc.dialer.id))
+	}
+	for _, p := range []*testPeer{a, b, c} {
+		p.send(`{"cmd":"stop"}`)
+		p.waitFor("stopped", nil)
+	}
+}
+
 func TestRunExitCodes(t *testing.T) {
 	if code := run(`{"seed":1}`, strings.NewReader(""), io.Discard, io.Discard); code != exitConfig {
 		t.Fatalf("bad config: exit %d", code)
 	}
 	var out strings.Builder
 	code := run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"mplex"}`, strings.NewReader(""), &out, io.Discard)
-	if code != exitUnsupported || !strings.Contains(out.String(), `"event":"unsupported","feature":"muxer-mplex"`) {
+	if code != exitUnsupported || !strings.Contains(out.String(), `"event":"unsupported","feature":"muxer-mplex"`) ||
+		!strings.Contains(out.String(), `"cmd_id":null`) {
 		t.Fatalf("mplex: exit %d, stdout %q", code, out.String())
+	}
+	out.Reset()
+	code = run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","offer":{"muxer":["yamux","mplex"]}}`, strings.NewReader(""), &out, io.Discard)
+	if code != exitUnsupported || !strings.Contains(out.String(), `"feature":"muxer-mplex"`) {
+		t.Fatalf("mplex offered: exit %d, stdout %q", code, out.String())
+	}
+	if code := run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","offer":{"security":["ssl"]}}`, strings.NewReader(""), io.Discard, io.Discard); code != exitConfig {
+		t.Fatalf("unknown offer: exit %d", code)
 	}
 }
 

@@ -2,9 +2,13 @@
 """Runs two rust-peer instances on loopback and checks what they report, per the peer contract.
 
 Usage: loopback-check.py BINARY STACK [--b OTHER_BINARY] [--samples]
-STACK is tcp-noise, tcp-tls or quic. Peer a runs BINARY, peer b runs OTHER_BINARY (default:
-BINARY too; any contract peer, e.g. the go peer). Exits non-zero on the first failed check.
-With --samples, prints one line of each event type seen.
+STACK is tcp-noise, tcp-tls, tcp-offer, tcp-offer-tls or quic. Peer a runs BINARY, peer b runs OTHER_BINARY
+(default: BINARY too; any contract peer, e.g. the go peer). Exits non-zero on the first failed
+check. With --samples, prints one line of each event type seen.
+
+tcp-offer gives both peers both security protocols in opposite orders (`offer`: a tls,noise,
+b noise,tls): the connection b dials must be noise, b's first choice, on both ends.
+tcp-offer-tls swaps the two lists (a noise,tls with `muxer` only, b tls,noise): it must be tls.
 """
 
 import json
@@ -22,7 +26,25 @@ STACKS = {
     "tcp-noise": {"transport": "tcp", "security": "noise", "muxer": "yamux"},
     "tcp-tls": {"transport": "tcp", "security": "tls", "muxer": "yamux"},
     "quic": {"transport": "quic-v1"},
+    # `security` / `muxer` stay the first entries, for peers that do not know `offer`.
+    "tcp-offer": {"transport": "tcp", "security": "tls", "muxer": "yamux"},
+    "tcp-offer-tls": {"transport": "tcp", "security": "noise", "muxer": "yamux"},
 }
+OFFERS = {
+    "tcp-offer": ({"security": ["tls", "noise"], "muxer": ["yamux"]},
+                  {"security": ["noise", "tls"], "muxer": ["yamux"]}),
+    "tcp-offer-tls": ({"security": ["noise", "tls"]}, {"security": ["tls", "noise"]}),
+}
+# What a connection b dials must negotiate, on both ends: (security, muxer).
+NEGOTIATED = {
+    "tcp-noise": ("noise", "yamux"),
+    "tcp-tls": ("tls", "yamux"),
+    "tcp-offer": ("noise", "yamux"),
+    "tcp-offer-tls": ("tls", "yamux"),
+    "quic": ("tls", "quic-v1"),
+}
+FEATURES = {"dial-mode-new", "drop-protocol", "open-streams", "security-tls", "security-noise",
+            "muxer-yamux", "muxer-mplex", "transport-tcp", "transport-quic-v1"}
 
 
 def free_port(kind):
@@ -32,13 +54,16 @@ def free_port(kind):
 
 
 class Peer:
-    def __init__(self, binary, name, seed, stack):
+    def __init__(self, binary, name, seed, stack, offer=None):
         self.name = name
+        self.commands = 0
         udp = STACKS[stack]["transport"] == "quic-v1"
         self.port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         config = dict(STACKS[stack], seed=seed, listen_port=self.port,
                       gossipsub={"topics": [TOPIC], "heartbeat_ms": 200},
                       streams_interval_ms=500)
+        if offer:
+            config["offer"] = offer
         env = dict(os.environ, MESHGATE_PEER_CONFIG=json.dumps(config), RUST_LOG="info")
         self.stderr = open(f"/tmp/loopback-{name}.stderr", "w")
         self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -49,6 +74,7 @@ class Peer:
         started = self.wait(lambda e: e["event"] == "started", "started")
         self.id = started["peer"]
         self.implementation = started["implementation"]
+        self.features = started.get("features")
         proto = "udp" if udp else "tcp"
         suffix = "/quic-v1" if udp else ""
         self.addr = f"/ip4/127.0.0.1/{proto}/{self.port}{suffix}/p2p/{self.id}"
@@ -66,8 +92,12 @@ class Peer:
         self.lines.put(("eof", None))
 
     def send(self, **command):
-        self.proc.stdin.write(json.dumps(command) + "\n")
+        """Sends a command with a fresh cmd_id (unique in the run) and returns the id."""
+        self.commands += 1
+        cmd_id = f"{self.name}-c{self.commands}"
+        self.proc.stdin.write(json.dumps(dict(command, cmd_id=cmd_id)) + "\n")
         self.proc.stdin.flush()
+        return cmd_id
 
     def wait(self, predicate, what, timeout=10.0):
         """Returns the first event (seen before or arriving later) matching predicate."""
@@ -121,10 +151,11 @@ def main():
     binary, stack = sys.argv[1], sys.argv[2]
     samples = "--samples" in sys.argv
     other = sys.argv[sys.argv.index("--b") + 1] if "--b" in sys.argv else binary
-    a = Peer(binary, f"{stack}-a", 1, stack)
-    b = Peer(other, f"{stack}-b", 2, stack)
+    offer_a, offer_b = OFFERS.get(stack, (None, None))
+    a = Peer(binary, f"{stack}-a", 1, stack, offer_a)
+    b = Peer(other, f"{stack}-b", 2, stack, offer_b)
     try:
-        run(a, b)
+        run(a, b, stack)
         if samples:
             seen = {}
             for e in a.events + b.events:
@@ -137,7 +168,17 @@ def main():
                 p.proc.kill()
 
 
-def run(a, b):
+def run(a, b, stack):
+    for p in (a, b):
+        f = p.features
+        check(isinstance(f, list) and f == sorted(f) and set(f) <= FEATURES,
+              f"{p.name} started lists its features: {f}")
+        if p.implementation == "rust-libp2p":
+            check("dial-mode-new" in f and "drop-protocol" not in f and "muxer-mplex" not in f,
+                  f"{p.name} rust-libp2p features")
+        if p.implementation == "go-libp2p":
+            check("dial-mode-new" not in f and "drop-protocol" in f and "muxer-mplex" not in f,
+                  f"{p.name} go-libp2p features")
     for p in (a, b):
         p.wait(lambda e: e["event"] == "listening" and any(str(p.port) in x for x in e["addrs"]),
                "listening")
@@ -149,6 +190,11 @@ def run(a, b):
     opened_a = a.wait(lambda e: e["event"] == "connection_opened" and e["remote"] == b.id,
                       "connection_opened")
     check(opened_a["direction"] == "inbound", "listener sees an inbound connection")
+    want = NEGOTIATED[stack]
+    for p, opened in ((b, opened_b), (a, opened_a)):
+        got = (opened.get("security"), opened.get("muxer"))
+        check(got == want, f"{p.name} ({p.implementation}) connection negotiated {got}, "
+                           f"expected {want}")
 
     for p, other in ((a, b), (b, a)):
         ident = p.wait(lambda e: e["event"] == "identify" and e["remote"] == other.id, "identify")
@@ -206,16 +252,32 @@ def run(a, b):
         b.wait(lambda e: e["event"] == "streams" and e["conn_id"] == conn, f"streams for {conn}")
     check(True, f"streams reported for each of {sorted(conns)}")
 
+    new_ids = [e.get("cmd_id") for e in b.events
+               if e["event"] == "unsupported" and e["feature"] == "dial-mode-new"]
+    check(all(i is not None and i.startswith(b.name) for i in new_ids),
+          f"unsupported dial-mode-new answers with the dials' cmd_ids: {new_ids}")
+
     if b.implementation == "rust-libp2p":  # go-libp2p publishes to nobody without complaint
-        b.send(cmd="publish", topic="nobody-here", id="b-2", size=10)
+        cmd_id = b.send(cmd="publish", topic="nobody-here", id="b-2", size=10)
         err = b.wait(lambda e: e["event"] == "error" and e["cmd"] == "publish", "publish error")
+        check(err["cmd_id"] == cmd_id, f"publish error carries its cmd_id {cmd_id}")
         # gossipsub 0.49 (libp2p 0.56) on; older releases call it InsufficientPeers.
         check(any(name in err["message"] for name in ("NoPeersSubscribedToTopic",
                                                        "InsufficientPeers")),
               f"publish without subscribers fails: {err['message']}")
-    b.send(cmd="frobnicate")
+    cmd_id = b.send(cmd="frobnicate")
     err = b.wait(lambda e: e["event"] == "error" and e["cmd"] == "frobnicate", "unknown cmd")
-    check(True, f"unknown command answered: {err['message']}")
+    check(err["cmd_id"] == cmd_id, f"unknown command answered with its cmd_id: {err}")
+    if stack != "quic":  # a refused TCP connect fails at once; a QUIC dial only times out
+        # The peer id of seed 0: nobody runs it, and nothing listens on the port.
+        nobody = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+        port = free_port(socket.SOCK_STREAM)
+        cmd_id = b.send(cmd="dial", addr=f"/ip4/127.0.0.1/tcp/{port}/p2p/{nobody}", mode="dedup")
+        err = b.wait(lambda e: e["event"] == "error" and e.get("cmd_id") == cmd_id, "dial error")
+        check(err["cmd"] == "dial", f"a failed dial answers later with its cmd_id: {err['message']}")
+    for p in (a, b):
+        check(all("cmd_id" in e for e in p.events if e["event"] in ("error", "unsupported")),
+              f"{p.name} every error and unsupported has cmd_id")
 
     b.send(cmd="unsubscribe", topic=TOPIC)
     a.wait(lambda e: e["event"] == "unsubscribed" and e["remote"] == b.id, "unsubscribed")
@@ -280,10 +342,11 @@ def check_open_streams(a, b, count=8):
         check(s["inbound"] >= expected_in and s["outbound"] >= expected_out,
               f"{p.name} still holds them after 11 s: in {s['inbound']} >= {expected_in}, "
               f"out {s['outbound']} >= {expected_out}")
-    a.send(cmd="open_streams", peer=a.id, count=1)
+    cmd_id = a.send(cmd="open_streams", peer=a.id, count=1)
     err = a.wait(lambda e: e["event"] == "error" and e["cmd"] == "open_streams"
                  and "not connected" in e["message"], "open_streams error")
-    check(True, f"open_streams to an unconnected peer fails: {err['message']}")
+    check(err["cmd_id"] == cmd_id,
+          f"open_streams to an unconnected peer fails, with its cmd_id: {err['message']}")
 
 
 if __name__ == "__main__":

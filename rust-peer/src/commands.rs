@@ -63,38 +63,91 @@ impl Command {
     }
 }
 
-/// Why a line is not a command; `cmd` is the command's name when the line got that far.
+/// A command and its `cmd_id` (unique within the case), which every `error` or `unsupported`
+/// answering it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub cmd_id: Option<String>,
+    pub command: Command,
+}
+
+/// Why a line is not a command; `cmd` is the command's name and `cmd_id` its id when the line
+/// got that far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
     pub cmd: Option<String>,
+    pub cmd_id: Option<String>,
     pub message: String,
 }
 
 /// Parses one line. Unknown fields are ignored; unknown commands are errors naming them.
-pub fn parse(line: &str) -> Result<Command, CommandError> {
+pub fn parse(line: &str) -> Result<Request, CommandError> {
     let value: Value = serde_json::from_str(line).map_err(|e| CommandError {
         cmd: None,
+        cmd_id: None,
         message: format!("not a JSON command: {e}"),
     })?;
+    let cmd_id = value
+        .get("cmd_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let Some(name) = value.get("cmd").and_then(Value::as_str).map(str::to_owned) else {
         return Err(CommandError {
             cmd: None,
+            cmd_id,
             message: "command without a string `cmd` field".into(),
         });
     };
-    serde_json::from_value(value).map_err(|e| CommandError {
-        message: if e.to_string().starts_with("unknown variant") {
-            format!("unknown command `{name}`")
-        } else {
-            e.to_string()
-        },
-        cmd: Some(name),
-    })
+    match serde_json::from_value(value) {
+        Ok(command) => Ok(Request { cmd_id, command }),
+        Err(e) => Err(CommandError {
+            message: if e.to_string().starts_with("unknown variant") {
+                format!("unknown command `{name}`")
+            } else {
+                e.to_string()
+            },
+            cmd: Some(name),
+            cmd_id,
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The command of a line, without its id.
+    fn parse(line: &str) -> Result<Command, CommandError> {
+        super::parse(line).map(|request| request.command)
+    }
+
+    #[test]
+    fn carries_the_cmd_id() {
+        let request = super::parse(r#"{"cmd":"subscribe","cmd_id":"c17","topic":"t"}"#);
+        assert_eq!(
+            request,
+            Ok(Request {
+                cmd_id: Some("c17".into()),
+                command: Command::Subscribe { topic: "t".into() },
+            })
+        );
+        assert_eq!(super::parse(r#"{"cmd":"stop"}"#).unwrap().cmd_id, None);
+        // Errors answering a command carry its id, unknown commands included.
+        let unknown = super::parse(r#"{"cmd":"reboot","cmd_id":"c3"}"#).expect_err("unknown");
+        assert_eq!(
+            (unknown.cmd.as_deref(), unknown.cmd_id.as_deref()),
+            (Some("reboot"), Some("c3"))
+        );
+        let bad =
+            super::parse(r#"{"cmd":"publish","cmd_id":"c4","topic":"t","id":"x","size":"big"}"#)
+                .expect_err("bad size");
+        assert_eq!(bad.cmd_id.as_deref(), Some("c4"));
+        let nameless = super::parse(r#"{"cmd_id":"c5"}"#).expect_err("no cmd");
+        assert_eq!(
+            (nameless.cmd, nameless.cmd_id.as_deref()),
+            (None, Some("c5"))
+        );
+    }
 
     #[test]
     fn parses_the_contract_examples() {

@@ -11,6 +11,22 @@ pub fn libp2p_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The optional features of docs/peer-contract.md this build can do, sorted, for `started`.
+/// The same at libp2p 0.54 to 0.57: tcp with noise or tls and yamux, quic-v1, a new connection
+/// on request (`PeerCondition::Always` with a new port), raw streams (libp2p-stream). Not
+/// `drop-protocol` (no behaviour can withdraw a protocol while running) nor `muxer-mplex`.
+pub fn features() -> Vec<&'static str> {
+    vec![
+        "dial-mode-new",
+        "muxer-yamux",
+        "open-streams",
+        "security-noise",
+        "security-tls",
+        "transport-quic-v1",
+        "transport-tcp",
+    ]
+}
+
 /// Leaves a gossipsub topic: `Ok(false)` if it was not joined.
 ///
 /// gossipsub 0.47 (libp2p 0.54) returns `Result<bool, PublishError>`; later ones a `bool`.
@@ -26,6 +42,16 @@ pub fn unsubscribe(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn features_are_sorted_and_known() {
+        let features = super::features();
+        let mut sorted = features.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(features, sorted);
+        assert!(!features.contains(&"drop-protocol") && !features.contains(&"muxer-mplex"));
+    }
+
     #[test]
     fn cfgs_match_the_compiled_version() {
         let version = super::libp2p_version();

@@ -23,6 +23,9 @@ pub struct Config {
     /// Required for `tcp`, ignored for `quic-v1`.
     #[serde(default)]
     pub muxer: Option<Muxer>,
+    /// Preference lists that replace `security` / `muxer` where given.
+    #[serde(default)]
+    pub offer: Offer,
     #[serde(default)]
     pub gossipsub: GossipsubParams,
     #[serde(default = "default_streams_interval_ms")]
@@ -53,6 +56,16 @@ pub enum Security {
 pub enum Muxer {
     Yamux,
     Mplex,
+}
+
+/// What the peer offers as dialer and accepts as listener, each list in order of preference.
+/// A list given replaces the single `security` / `muxer`; ignored for `quic-v1`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Offer {
+    #[serde(default)]
+    pub security: Option<Vec<Security>>,
+    #[serde(default)]
+    pub muxer: Option<Vec<Muxer>>,
 }
 
 /// Absent fields mean the library's defaults.
@@ -94,10 +107,11 @@ pub fn content_sha256_id(data: &[u8]) -> String {
         })
 }
 
-/// What the transport is actually built from, once the configuration is resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the transport is actually built from, once the configuration is resolved: for tcp,
+/// the security protocols in order of preference (the muxer is yamux, the only one there is).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stack {
-    Tcp(Security),
+    Tcp(Vec<Security>),
     Quic,
 }
 
@@ -132,15 +146,17 @@ impl Config {
         let config: Config =
             serde_json::from_str(json).map_err(|e| ConfigError(format!("{CONFIG_VAR}: {e}")))?;
         if config.transport == Transport::Tcp {
-            if config.security.is_none() {
+            if config.security_offers().is_empty() {
                 return Err(ConfigError(
                     "`security` is required for transport tcp".into(),
                 ));
             }
-            if config.muxer.is_none() {
+            if config.muxer_offers().is_empty() {
                 return Err(ConfigError("`muxer` is required for transport tcp".into()));
             }
         }
+        check_offer("offer.security", config.offer.security.as_deref())?;
+        check_offer("offer.muxer", config.offer.muxer.as_deref())?;
         if config.streams_interval_ms == 0 {
             return Err(ConfigError("`streams_interval_ms` must be positive".into()));
         }
@@ -154,11 +170,28 @@ impl Config {
         Self::from_json(&json)
     }
 
+    /// The security protocols to offer, in order of preference: `offer.security` when given,
+    /// else the single `security`.
+    pub fn security_offers(&self) -> Vec<Security> {
+        match &self.offer.security {
+            Some(list) => list.clone(),
+            None => self.security.into_iter().collect(),
+        }
+    }
+
+    /// The muxers to offer, in order of preference: `offer.muxer` when given, else `muxer`.
+    pub fn muxer_offers(&self) -> Vec<Muxer> {
+        match &self.offer.muxer {
+            Some(list) => list.clone(),
+            None => self.muxer.into_iter().collect(),
+        }
+    }
+
     /// Resolves the transport stack, or says what this implementation cannot do.
     pub fn stack(&self) -> Result<Stack, Unsupported> {
-        match (self.transport, self.security, self.muxer) {
-            (Transport::QuicV1, _, _) => Ok(Stack::Quic),
-            (Transport::Tcp, _, Some(Muxer::Mplex)) => Err(Unsupported {
+        match self.transport {
+            Transport::QuicV1 => Ok(Stack::Quic),
+            Transport::Tcp if self.muxer_offers().contains(&Muxer::Mplex) => Err(Unsupported {
                 feature: "muxer-mplex".into(),
                 reason: format!(
                     "rust-libp2p {} ships no mplex stream muxer (libp2p-mplex was deprecated and \
@@ -166,9 +199,8 @@ impl Config {
                     crate::compat::libp2p_version()
                 ),
             }),
-            (Transport::Tcp, Some(security), _) => Ok(Stack::Tcp(security)),
-            // `from_json` guarantees security is present for tcp.
-            (Transport::Tcp, None, _) => Ok(Stack::Tcp(Security::Noise)),
+            // `from_json` guarantees at least one security protocol for tcp.
+            Transport::Tcp => Ok(Stack::Tcp(self.security_offers())),
         }
     }
 
@@ -229,6 +261,25 @@ impl Config {
     }
 }
 
+/// A preference list of `offer`, if given, must name something, each value once.
+fn check_offer<T: PartialEq + fmt::Debug>(
+    name: &str,
+    list: Option<&[T]>,
+) -> Result<(), ConfigError> {
+    let Some(list) = list else {
+        return Ok(());
+    };
+    if list.is_empty() {
+        return Err(ConfigError(format!("`{name}` must not be empty")));
+    }
+    for (i, value) in list.iter().enumerate() {
+        if list[..i].contains(value) {
+            return Err(ConfigError(format!("`{name}` names {value:?} twice")));
+        }
+    }
+    Ok(())
+}
+
 /// The Ed25519 identity of a seed: the secret is the seed's 8 little-endian bytes followed by
 /// 24 zero bytes, so every implementation derives the same peer id from the same seed.
 pub fn keypair(seed: u64) -> identity::Keypair {
@@ -255,7 +306,7 @@ mod tests {
         let config = Config::from_json(FULL).expect("valid config");
         assert_eq!(config.seed, 3);
         assert_eq!(config.listen_port, 4001);
-        assert_eq!(config.stack(), Ok(Stack::Tcp(Security::Noise)));
+        assert_eq!(config.stack(), Ok(Stack::Tcp(vec![Security::Noise])));
         assert_eq!(config.gossipsub.topics, vec!["meshgate".to_string()]);
         assert_eq!(config.streams_interval(), Duration::from_millis(250));
         let gs = config.gossipsub_config().expect("valid gossipsub config");
@@ -328,6 +379,57 @@ mod tests {
         let config = Config::from_json(json).expect("valid config");
         let unsupported = config.stack().expect_err("mplex is not available");
         assert_eq!(unsupported.feature, "muxer-mplex");
+    }
+
+    #[test]
+    fn offer_lists_replace_the_single_values() {
+        let config = Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"tls","muxer":"yamux",
+                "offer":{"security":["tls","noise"],"muxer":["yamux"]}}"#,
+        )
+        .expect("valid config");
+        assert_eq!(
+            config.stack(),
+            Ok(Stack::Tcp(vec![Security::Tls, Security::Noise]))
+        );
+        // Either list may be absent; with it, the single value may be too.
+        let config = Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"tcp","muxer":"yamux",
+                "offer":{"security":["noise","tls"]}}"#,
+        )
+        .expect("valid config");
+        assert_eq!(
+            config.stack(),
+            Ok(Stack::Tcp(vec![Security::Noise, Security::Tls]))
+        );
+        assert_eq!(config.muxer_offers(), vec![Muxer::Yamux]);
+        // mplex anywhere in the muxer offer cannot be honoured; quic ignores the offer.
+        let config = Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"tcp","security":"tls","muxer":"yamux",
+                "offer":{"muxer":["yamux","mplex"]}}"#,
+        )
+        .expect("valid config");
+        assert_eq!(config.stack().expect_err("mplex").feature, "muxer-mplex");
+        let config = Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"quic-v1","offer":{"muxer":["mplex"]}}"#,
+        )
+        .expect("valid config");
+        assert_eq!(config.stack(), Ok(Stack::Quic));
+        for bad in [
+            r#"{"security":[]}"#,
+            r#"{"security":["tls","tls"]}"#,
+            r#"{"security":["plaintext"]}"#,
+            r#"{"muxer":["spdy"]}"#,
+            r#"{"security":"tls"}"#,
+        ] {
+            let json = format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"tcp","security":"tls","muxer":"yamux","offer":{bad}}}"#
+            );
+            assert!(
+                Config::from_json(&json).is_err(),
+                "offer {bad} was accepted"
+            );
+        }
     }
 
     #[test]

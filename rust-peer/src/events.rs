@@ -14,6 +14,8 @@ pub enum Event {
     Started {
         implementation: &'static str,
         versions: BTreeMap<String, String>,
+        /// The optional features this build can do, sorted (`compat::features`).
+        features: Vec<&'static str>,
     },
     Listening {
         addrs: Vec<String>,
@@ -23,6 +25,10 @@ pub enum Event {
         conn_id: String,
         direction: Direction,
         remote_addr: String,
+        /// What the connection's upgrade selected (`noise`, `tls`; `yamux`; QUIC: `tls`,
+        /// `quic-v1`).
+        security: String,
+        muxer: String,
     },
     ConnectionClosed {
         remote: String,
@@ -72,11 +78,15 @@ pub enum Event {
     },
     Error {
         cmd: Option<String>,
+        /// The `cmd_id` of the command this answers; `null` for errors of no command.
+        cmd_id: Option<String>,
         message: String,
     },
     Unsupported {
         feature: String,
         reason: String,
+        /// The `cmd_id` of the command this answers; `null` at start.
+        cmd_id: Option<String>,
     },
     Stopped,
 }
@@ -89,9 +99,12 @@ pub enum Direction {
 }
 
 impl Event {
-    pub fn error(cmd: Option<&str>, message: impl ToString) -> Self {
+    /// An error answering the command `cmd` (with its `cmd_id`, where it had one), or of no
+    /// command (`cmd` and `cmd_id` `None`).
+    pub fn error(cmd: Option<&str>, cmd_id: Option<&str>, message: impl ToString) -> Self {
         Event::Error {
             cmd: cmd.map(str::to_owned),
+            cmd_id: cmd_id.map(str::to_owned),
             message: message.to_string(),
         }
     }
@@ -180,8 +193,36 @@ mod tests {
                    "reason":null})
         );
         assert_eq!(
-            parsed(Event::error(None, "bad")),
-            json!({"ts":42,"peer":"12D3KooWA","event":"error","cmd":null,"message":"bad"})
+            parsed(Event::error(None, None, "bad")),
+            json!({"ts":42,"peer":"12D3KooWA","event":"error","cmd":null,"cmd_id":null,
+                   "message":"bad"})
+        );
+        assert_eq!(
+            parsed(Event::error(Some("dial"), Some("c7"), "refused")),
+            json!({"ts":42,"peer":"12D3KooWA","event":"error","cmd":"dial","cmd_id":"c7",
+                   "message":"refused"})
+        );
+        assert_eq!(
+            parsed(Event::Unsupported {
+                feature: "drop-protocol".into(),
+                reason: "no".into(),
+                cmd_id: Some("c8".into()),
+            }),
+            json!({"ts":42,"peer":"12D3KooWA","event":"unsupported","feature":"drop-protocol",
+                   "reason":"no","cmd_id":"c8"})
+        );
+        assert_eq!(
+            parsed(Event::ConnectionOpened {
+                remote: "B".into(),
+                conn_id: "1".into(),
+                direction: Direction::Outbound,
+                remote_addr: "/ip4/127.0.0.1/tcp/1".into(),
+                security: "tls".into(),
+                muxer: "yamux".into(),
+            }),
+            json!({"ts":42,"peer":"12D3KooWA","event":"connection_opened","remote":"B",
+                   "conn_id":"1","direction":"outbound","remote_addr":"/ip4/127.0.0.1/tcp/1",
+                   "security":"tls","muxer":"yamux"})
         );
         assert_eq!(
             parsed(Event::Stopped),

@@ -32,12 +32,13 @@ pub fn accept(control: &mut libp2p_stream::Control) -> Result<(), String> {
 }
 
 /// Opens `count` streams to `peer` one after another and holds each open. Each distinct
-/// failure is sent to `events` once, as an `open_streams` error with how many streams failed
-/// that way.
+/// failure is sent to `events` once, as an `open_streams` error (with the command's `cmd_id`)
+/// with how many streams failed that way.
 pub fn open(
     mut control: libp2p_stream::Control,
     peer: PeerId,
     count: usize,
+    cmd_id: Option<String>,
     events: UnboundedSender<Event>,
 ) {
     tokio::spawn(async move {
@@ -53,6 +54,7 @@ pub fn open(
         for (text, failed) in failures {
             let _ = events.send(Event::error(
                 Some("open_streams"),
+                cmd_id.as_deref(),
                 format!("{text} ({failed} of {count} streams)"),
             ));
         }

@@ -7,6 +7,7 @@ mod compat;
 mod config;
 mod events;
 mod hold;
+mod negotiated;
 mod payload;
 mod peer;
 mod streams;
@@ -48,6 +49,7 @@ async fn main() {
             emitter.emit(Event::Unsupported {
                 feature: unsupported.feature,
                 reason: unsupported.reason,
+                cmd_id: None,
             });
             process::exit(EXIT_UNSUPPORTED);
         }

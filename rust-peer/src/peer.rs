@@ -2,7 +2,7 @@
 //! that sample stream counts and meshes.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
     time::Duration,
 };
@@ -28,7 +28,7 @@ use tokio::{
 
 use crate::{
     behaviour::{Behaviour, BehaviourEvent},
-    commands::{self, Command, DialMode},
+    commands::{self, Command, DialMode, Request},
     compat,
     config::{Config, Stack},
     events::{now_us, Direction, Emitter, Event},
@@ -72,6 +72,9 @@ struct Peer {
     streams: libp2p_stream::Control,
     /// Events from tasks off the loop (held streams that failed to open).
     task_events: mpsc::UnboundedSender<Event>,
+    /// The `cmd_id` of the `dial` that started each outgoing connection still being set up,
+    /// for the error if it fails.
+    dials: HashMap<ConnectionId, Option<String>>,
 }
 
 enum Flow {
@@ -82,6 +85,7 @@ enum Flow {
 /// Builds the host, reports `started`, and runs until `stop` or end of stdin.
 pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitter) -> ExitStatus {
     let registry = StreamRegistry::new();
+    let listen = listen_addr(&stack, config.listen_port);
     let swarm = match build_swarm(&config, stack, &keypair, &registry) {
         Ok(swarm) => swarm,
         Err(e) => {
@@ -92,6 +96,7 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
     emitter.emit(Event::Started {
         implementation: "rust-libp2p",
         versions: crate::versions(),
+        features: compat::features(),
     });
 
     let mut streams = swarm.behaviour().stream.new_control();
@@ -109,12 +114,13 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         meshes: BTreeMap::new(),
         streams,
         task_events,
+        dials: HashMap::new(),
     };
     // Topics are joined only on `subscribe`; gossipsub needs no preparation for them.
     tracing::info!(topics = ?config.gossipsub.topics, "topics of this run");
-    let listen = listen_addr(stack, config.listen_port);
     if let Err(e) = peer.swarm.listen_on(listen.clone()) {
         peer.emitter.emit(Event::error(
+            None,
             None,
             format!("cannot listen on {listen}: {}", chain(&e)),
         ));
@@ -141,7 +147,7 @@ fn build_swarm(
     ))
 }
 
-fn listen_addr(stack: Stack, port: u16) -> Multiaddr {
+fn listen_addr(stack: &Stack, port: u16) -> Multiaddr {
     let addr = Multiaddr::empty().with(Protocol::Ip4([0, 0, 0, 0].into()));
     match stack {
         Stack::Tcp(_) => addr.with(Protocol::Tcp(port)),
@@ -259,10 +265,16 @@ impl Peer {
                     reason: cause.map(|c| c.to_string()),
                 });
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
                 let message = chain(&error);
                 tracing::warn!(peer = ?peer_id, "dial failed: {message}");
-                self.emitter.emit(Event::error(Some("dial"), message));
+                let cmd_id = self.dials.remove(&connection_id).flatten();
+                self.emitter
+                    .emit(Event::error(Some("dial"), cmd_id.as_deref(), message));
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -287,10 +299,19 @@ impl Peer {
         connection_id: ConnectionId,
         endpoint: &ConnectedPoint,
     ) {
+        self.dials.remove(&connection_id);
         let counts = self.registry.claim(peer, endpoint);
         if counts.is_none() {
             tracing::warn!(%peer, %connection_id, ?endpoint, "no stream counters for connection");
         }
+        // Every upgraded connection is filed with its labels; "unknown" only if it was not.
+        let (security, muxer) = counts.as_ref().map_or_else(
+            || ("unknown".to_owned(), "unknown".to_owned()),
+            |counts| {
+                let labels = counts.labels();
+                (labels.security.clone(), labels.muxer.clone())
+            },
+        );
         self.connections.insert(
             connection_id,
             Connection {
@@ -305,6 +326,8 @@ impl Peer {
             conn_id: connection_id.to_string(),
             direction,
             remote_addr,
+            security,
+            muxer,
         });
         self.report_streams(false);
     }
@@ -353,6 +376,7 @@ impl Peer {
                 }),
                 Err(e) => self.emitter.emit(Event::error(
                     None,
+                    None,
                     format!(
                         "message on {} from {}: {e}",
                         message.topic, propagation_source
@@ -384,27 +408,32 @@ impl Peer {
         if line.trim().is_empty() {
             return Flow::Continue;
         }
-        let command = match commands::parse(line) {
-            Ok(command) => command,
+        let Request { cmd_id, command } = match commands::parse(line) {
+            Ok(request) => request,
             Err(e) => {
-                self.emitter.emit(Event::error(e.cmd.as_deref(), e.message));
+                self.emitter.emit(Event::error(
+                    e.cmd.as_deref(),
+                    e.cmd_id.as_deref(),
+                    e.message,
+                ));
                 return Flow::Continue;
             }
         };
         let name = command.name();
-        tracing::debug!(?command, "command");
-        match self.execute(command) {
+        tracing::debug!(?command, ?cmd_id, "command");
+        match self.execute(command, cmd_id.as_deref()) {
             Ok(flow) => flow,
             Err(message) => {
-                self.emitter.emit(Event::error(Some(name), message));
+                self.emitter
+                    .emit(Event::error(Some(name), cmd_id.as_deref(), message));
                 Flow::Continue
             }
         }
     }
 
-    fn execute(&mut self, command: Command) -> Result<Flow, String> {
+    fn execute(&mut self, command: Command, cmd_id: Option<&str>) -> Result<Flow, String> {
         match command {
-            Command::Dial { addr, mode } => self.dial(&addr, mode)?,
+            Command::Dial { addr, mode } => self.dial(&addr, mode, cmd_id)?,
             Command::Subscribe { topic } => {
                 self.swarm
                     .behaviour_mut()
@@ -458,7 +487,13 @@ impl Peer {
                 if !self.swarm.is_connected(&peer) {
                     return Err(format!("not connected to {peer}"));
                 }
-                hold::open(self.streams.clone(), peer, count, self.task_events.clone());
+                hold::open(
+                    self.streams.clone(),
+                    peer,
+                    count,
+                    cmd_id.map(str::to_owned),
+                    self.task_events.clone(),
+                );
             }
             Command::DropProtocol { protocol } => {
                 // Each behaviour's connection handlers advertise the protocols it was built
@@ -470,6 +505,7 @@ impl Peer {
                         "rust-libp2p cannot remove a protocol from a running behaviour; \
                          nothing changed for {protocol}"
                     ),
+                    cmd_id: cmd_id.map(str::to_owned),
                 });
             }
             Command::Stop => return Ok(Flow::Stop),
@@ -477,7 +513,7 @@ impl Peer {
         Ok(Flow::Continue)
     }
 
-    fn dial(&mut self, addr: &str, mode: DialMode) -> Result<(), String> {
+    fn dial(&mut self, addr: &str, mode: DialMode, cmd_id: Option<&str>) -> Result<(), String> {
         let addr: Multiaddr = addr
             .parse()
             .map_err(|e| format!("invalid multiaddr {addr}: {e}"))?;
@@ -491,8 +527,14 @@ impl Peer {
             // remote address, so a forced new connection also gets a fresh local port.
             DialMode::New => opts.condition(PeerCondition::Always).allocate_new_port(),
         };
-        match self.swarm.dial(opts.build()) {
-            Ok(()) => Ok(()),
+        let opts = opts.build();
+        let connection_id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                // Forgotten when the connection is established or fails.
+                self.dials.insert(connection_id, cmd_id.map(str::to_owned));
+                Ok(())
+            }
             // `dedup` asked for nothing when a connection exists or is under way.
             Err(DialError::DialPeerConditionFalse(condition)) => {
                 tracing::info!(%peer, ?condition, "already connected or dialing, not dialing");

@@ -7,7 +7,8 @@
 //! The muxer is created inside the transport, before the swarm has assigned a `ConnectionId`.
 //! The transport therefore files each connection's counters under (peer id, remote address) in
 //! a [`StreamRegistry`], and the event loop claims them in `SwarmEvent::ConnectionEstablished`,
-//! which carries the same peer id and endpoint.
+//! which carries the same peer id and endpoint. The counters also carry what the connection
+//! negotiated ([`Labels`]), for `connection_opened`.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -34,22 +35,31 @@ use libp2p::{
 };
 use tokio::sync::Notify;
 
-/// Open substreams of one connection, by direction.
+use crate::negotiated::Labels;
+
+/// Open substreams of one connection, by direction, and what the connection negotiated.
 #[derive(Debug)]
 pub struct StreamCounts {
     inbound: AtomicUsize,
     outbound: AtomicUsize,
     /// Wakes the event loop so that a change is reported at once, not at the next sample.
     changed: Arc<Notify>,
+    labels: Labels,
 }
 
 impl StreamCounts {
-    fn new(changed: Arc<Notify>) -> Self {
+    fn new(changed: Arc<Notify>, labels: Labels) -> Self {
         Self {
             inbound: AtomicUsize::new(0),
             outbound: AtomicUsize::new(0),
             changed,
+            labels,
         }
+    }
+
+    /// The security protocol and muxer the connection's upgrade selected.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 
     /// Current (inbound, outbound) counts.
@@ -128,8 +138,14 @@ impl StreamRegistry {
 
     /// Wraps a freshly upgraded connection's muxer and files its counters for
     /// [`StreamRegistry::claim`].
-    pub fn wrap<M>(&self, peer: PeerId, endpoint: &ConnectedPoint, muxer: M) -> CountingMuxer<M> {
-        let counts = Arc::new(StreamCounts::new(Arc::clone(&self.changed)));
+    pub fn wrap<M>(
+        &self,
+        peer: PeerId,
+        endpoint: &ConnectedPoint,
+        muxer: M,
+        labels: Labels,
+    ) -> CountingMuxer<M> {
+        let counts = Arc::new(StreamCounts::new(Arc::clone(&self.changed), labels));
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending
             .entry(key(peer, endpoint))
@@ -344,6 +360,13 @@ mod tests {
         }
     }
 
+    fn labels(security: &str) -> Labels {
+        Labels {
+            security: security.into(),
+            muxer: "yamux".into(),
+        }
+    }
+
     fn ready<T>(poll: Poll<Result<T, io::Error>>) -> T {
         match poll {
             Poll::Ready(Ok(value)) => value,
@@ -357,7 +380,7 @@ mod tests {
         let registry = StreamRegistry::new();
         let peer = PeerId::random();
         let endpoint = dialer("/ip4/127.0.0.1/tcp/4001");
-        let mut muxer = registry.wrap(peer, &endpoint, fake(2, 1));
+        let mut muxer = registry.wrap(peer, &endpoint, fake(2, 1), Labels::quic());
         let counts = registry.claim(peer, &endpoint).expect("counters filed");
         let mut cx = Context::from_waker(noop_waker_ref());
 
@@ -387,9 +410,9 @@ mod tests {
         let plain = dialer("/ip4/127.0.0.1/tcp/4001");
         let with_p2p = dialer(&format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"));
 
-        let dead = registry.wrap(peer, &with_p2p, fake(0, 0));
-        let mut first = registry.wrap(peer, &plain, fake(1, 0));
-        let second = registry.wrap(peer, &with_p2p, fake(0, 0));
+        let dead = registry.wrap(peer, &with_p2p, fake(0, 0), labels("noise"));
+        let mut first = registry.wrap(peer, &plain, fake(1, 0), labels("tls"));
+        let second = registry.wrap(peer, &with_p2p, fake(0, 0), labels("noise"));
         drop(dead);
 
         let mut cx = Context::from_waker(noop_waker_ref());
@@ -397,6 +420,7 @@ mod tests {
 
         let claimed_first = registry.claim(peer, &plain).expect("first connection");
         assert_eq!(claimed_first.get(), (1, 0));
+        assert_eq!(claimed_first.labels(), &labels("tls"));
         let claimed_second = registry.claim(peer, &plain).expect("second connection");
         assert_eq!(claimed_second.get(), (0, 0));
         assert!(registry.claim(peer, &plain).is_none());
