@@ -616,7 +616,10 @@ where
     tokio::select! {
         r = tokio::time::timeout(limit, call) => match r {
             Ok(r) => r.map_err(|e| e.into().context(format!("{what} failed"))),
-            Err(_) => Err(anyhow!("{what}: the Docker engine did not answer within {} s", limit.as_secs())),
+            Err(_) => Err(anyhow!(
+                "{what}: the Docker engine did not answer within {}",
+                humantime::format_duration(limit)
+            )),
         },
         _ = cancelled => Err(anyhow!("{what}: interrupted")),
     }
@@ -630,4 +633,52 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hung_engine_call_times_out_naming_the_call() {
+        let hung = std::future::pending::<Result<(), bollard::errors::Error>>();
+        let e = bounded(
+            "creating container meshgate-1-c0-go-1",
+            std::time::Duration::from_millis(50),
+            None,
+            hung,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "creating container meshgate-1-c0-go-1: the Docker engine did not answer within 50ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_engine_call_returns_at_once() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let hung = std::future::pending::<Result<(), bollard::errors::Error>>();
+        let started = std::time::Instant::now();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            c.cancel();
+        });
+        let e = bounded("starting container x", CREATE_TIMEOUT, Some(&cancel), hung)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "starting container x: interrupted");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // An engine error keeps its cause, under the call's name.
+        let failed = async { Err::<(), _>(anyhow!("no such image")) };
+        let e = bounded("creating container y", CREATE_TIMEOUT, None, failed)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "creating container y failed: no such image"
+        );
+    }
 }

@@ -551,10 +551,19 @@ mod defaults {
     }
 }
 
-/// Default memory limit of a peer. MEASURED_LATER
-pub const DEFAULT_MEMORY: u64 = 256 << 20;
-/// Default pids limit of a peer. MEASURED_LATER
-pub const DEFAULT_PIDS: u64 = 512;
+// The defaults, as measured on a 2-core 24 GiB machine (Docker, cgroup v1, peak `memory.max_usage_in_bytes` and
+// `pids.current`): runner/tests/matrices/unsubscribe.yaml (3 peers, 128 B messages, the size of the repository's
+// matrices) used 5-9 MiB per peer; a deliberately heavy 12-peer full mesh publishing 256 KiB messages 10 times a
+// second from every peer peaked at 69-118 MiB; no peer ran more than 8 threads. 128 MiB is over 10x the usual
+// and above the heaviest seen, and 200 peers at 128 MiB are 25 GiB: only if every peer of a run sat at its limit
+// at once would they fill the machine. 128 pids is 16x the threads seen, and 200 peers at 128 stay below the
+// kernel's default pid_max (32768), so that no runaway peer can exhaust the machine's processes. Heavier networks
+// say so with `limits`.
+
+/// Default memory limit of a peer.
+pub const DEFAULT_MEMORY: u64 = 128 << 20;
+/// Default pids limit of a peer (processes and threads).
+pub const DEFAULT_PIDS: u64 = 128;
 
 /// A matrix file could not be used. Displays as `file:line:column: what was expected`.
 #[derive(Debug, thiserror::Error)]
