@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::checks;
 use crate::matrix::{
-    self, rule_matches, DialMode, Gossipsub, Incident, KnownIssue, Language, Matrix, Muxer,
+    self, rule_matches, DialMode, Gossipsub, Incident, KnownIssue, Language, Limits, Matrix, Muxer,
     Publish, Security, Topology, Transport,
 };
 
@@ -33,6 +33,8 @@ pub struct Case {
     pub warmup: Duration,
     pub drain: Duration,
     pub incidents: Vec<Incident>,
+    /// What each peer may use.
+    pub limits: Limits,
     pub checks: checks::Settings,
     /// The known issues that apply to this case.
     pub known_issues: Vec<KnownIssue>,
@@ -214,6 +216,7 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 warmup: net.warmup,
                                 drain: net.drain,
                                 incidents: net.incidents.iter().map(|i| i.value.clone()).collect(),
+                                limits: net.limits,
                                 checks: checks.clone(),
                                 known_issues: Vec::new(),
                                 axes: BTreeMap::new(),

@@ -145,7 +145,19 @@ pub enum Observation {
         expect_error: bool,
     },
     /// The peer's process ended; `expected` when the runner had told it to stop.
-    Exited { code: Option<i64>, expected: bool },
+    Exited {
+        code: Option<i64>,
+        expected: bool,
+        /// The kernel killed it for going over its memory limit.
+        #[serde(default)]
+        oom_killed: bool,
+        /// The most memory it used, where the backend could measure it.
+        #[serde(default)]
+        peak_memory_bytes: Option<u64>,
+        /// The memory limit the backend gave it, when it could give one.
+        #[serde(default)]
+        memory_limit_bytes: Option<u64>,
+    },
     /// The runner killed the peer.
     Killed { reason: String },
     /// The runner did something to the peer from outside (an incident that is not a command).
@@ -257,6 +269,24 @@ mod tests {
         }
         let s = EventLine::parse(r#"{"ts":1,"peer":"A","event":"stopped"}"#).unwrap();
         assert_eq!(s.event, PeerEvent::Stopped {});
+    }
+
+    #[test]
+    fn exits_recorded_before_memory_was_measured_still_parse() {
+        let r: Recorded = serde_json::from_str(
+            r#"{"at":1,"peer":"go-1","kind":"exited","code":137,"expected":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.what,
+            Observation::Exited {
+                code: Some(137),
+                expected: false,
+                oom_killed: false,
+                peak_memory_bytes: None,
+                memory_limit_bytes: None,
+            }
+        );
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
             Observation::Exited {
                 code,
                 expected: false,
+                ..
             } => {
                 t.marks.push(Mark {
                     at_ms: ms(rec.at),

@@ -736,3 +736,153 @@ fn a_case_an_implementation_cannot_run_is_skipped_with_its_reason() {
         Some(checks.len().to_string().as_str())
     );
 }
+
+/// `docker inspect` of one container, as JSON.
+fn inspect(name: &str) -> serde_json::Value {
+    let out = Command::new("docker")
+        .args(["inspect", name])
+        .output()
+        .expect("docker client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+#[test]
+fn peers_run_as_nobody_without_capabilities_on_a_read_only_root_within_their_limits() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = meshgate()
+        .args([
+            "run",
+            "runner/tests/matrices/unsubscribe.yaml",
+            "--backend",
+            "docker",
+            "--out",
+        ])
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for_stderr(&mut child, "[1/1]", Duration::from_secs(900));
+    // The peers are up once every one of them runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let containers = loop {
+        let peers: Vec<String> = objects_owned_by(pid)
+            .into_iter()
+            .filter(|n| inspect(n)["State"]["Running"] == true)
+            .filter(|n| ["rust-1", "go-1", "go-2"].iter().any(|p| n.ends_with(p)))
+            .collect();
+        if peers.len() == 3 {
+            break peers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the peers did not all run: {peers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    for name in &containers {
+        let c = inspect(name);
+        let host = &c["HostConfig"];
+        assert_eq!(c["Config"]["User"], "65534:65534", "{name}");
+        assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{name}");
+        assert_eq!(host["CapAdd"], serde_json::Value::Null, "{name}");
+        assert_eq!(host["Privileged"], false, "{name}");
+        assert_eq!(host["ReadonlyRootfs"], true, "{name}");
+        assert_eq!(
+            host["SecurityOpt"],
+            serde_json::json!(["no-new-privileges"]),
+            "{name}"
+        );
+        assert_eq!(host["Memory"], 128 << 20, "{name}: the default limit");
+        assert_eq!(host["MemorySwap"], 128 << 20, "{name}: no swap beyond it");
+        assert_eq!(host["PidsLimit"], 128, "{name}");
+        // What the kernel says of the peer's process: uid nobody, and no capability in any set.
+        let peer_pid = c["State"]["Pid"].as_u64().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{peer_pid}/status")).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(field("Uid:"), ["65534"; 4], "{name}");
+        assert_eq!(field("Gid:"), ["65534"; 4], "{name}");
+        for caps in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(field(caps), ["0000000000000000"], "{name} {caps}");
+        }
+        assert_eq!(field("NoNewPrivs:"), ["1"], "{name}");
+    }
+    // Confined, they still do everything the case asks: the verdict is the one without confinement.
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    let results = results_of(out.path());
+    let failed: Vec<(&str, &str)> = results["cases"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "failed")
+        .map(|c| (c["name"].as_str().unwrap(), c["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "delivery", "{failed:?}");
+    assert!(failed[0].1.starts_with("go-2 (go-libp2p v0."), "{failed:?}");
+    let case = std::fs::read_dir(out.path().join("cases"))
+        .unwrap()
+        .next()
+        .expect("the case's folder")
+        .unwrap()
+        .path();
+    let record = std::fs::read_to_string(case.join("record.jsonl")).unwrap();
+    let exits: Vec<serde_json::Value> = record
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "exited")
+        .collect();
+    assert_eq!(exits.len(), 3, "{record}");
+    for e in &exits {
+        assert_eq!(e["oom_killed"], false, "{e}");
+        assert_eq!(e["memory_limit_bytes"], 128 << 20, "{e}");
+        let peak = e["peak_memory_bytes"]
+            .as_u64()
+            .expect("a peak was measured");
+        assert!(peak > 1 << 20 && peak < 128 << 20, "{e}");
+    }
+}
+
+#[test]
+fn a_peer_over_its_memory_limit_fails_liveness_out_of_memory() {
+    let out = tempfile::tempdir().unwrap();
+    let o = meshgate()
+        .args([
+            "run",
+            "runner/tests/matrices/out-of-memory.yaml",
+            "--backend",
+            "docker",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let results = results_of(out.path());
+    let liveness = results["cases"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "liveness")
+        .unwrap()
+        .clone();
+    assert_eq!(liveness["status"], "failed", "{liveness}");
+    let message = liveness["message"].as_str().unwrap();
+    assert!(
+        message.contains(") was killed: out of memory (limit 24 MiB, peak 24 MiB) at "),
+        "{message}"
+    );
+}

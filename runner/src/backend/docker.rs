@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::lines::LineBuffer;
 use super::owner::{owner_alive, owner_of};
-use super::{Backend, Output, PeerLaunch, PeerProcess};
+use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
 use crate::images::Recipe;
 
 pub const LABEL_RUN: &str = "io.meshgate.run";
@@ -44,13 +44,22 @@ impl DockerBackend {
         let hint = "start one (Debian: `apt-get install -y docker.io && dockerd &`), or let `bin/meshgate` do it";
         let api = Docker::connect_with_local_defaults()
             .map_err(|e| anyhow!("no Docker engine configured ({e}); {hint}"))?;
-        let api = api
-            .negotiate_version()
-            .await
-            .map_err(|e| anyhow!("no Docker engine reachable ({e}); {hint}"))?;
-        api.ping()
-            .await
-            .map_err(|e| anyhow!("the Docker engine does not answer ({e}); {hint}"))?;
+        let api = bounded(
+            "asking the Docker engine its API version",
+            CONNECT_TIMEOUT,
+            None,
+            api.negotiate_version(),
+        )
+        .await
+        .map_err(|e| anyhow!("no Docker engine reachable ({e:#}); {hint}"))?;
+        bounded(
+            "pinging the Docker engine",
+            CONNECT_TIMEOUT,
+            None,
+            api.ping(),
+        )
+        .await
+        .map_err(|e| anyhow!("the Docker engine does not answer ({e:#}); {hint}"))?;
         Ok(Self {
             api,
             run_id: run_id.to_owned(),
@@ -144,7 +153,10 @@ impl DockerBackend {
     }
 
     async fn image_exists(&self, tag: &str) -> bool {
-        self.api.inspect_image(tag).await.is_ok()
+        let what = format!("inspecting image {tag}");
+        bounded(&what, INSPECT_TIMEOUT, None, self.api.inspect_image(tag))
+            .await
+            .is_ok()
     }
 }
 
@@ -175,15 +187,16 @@ impl Backend for DockerBackend {
         let mut stream = self
             .api
             .build_image(opts, None, Some(bollard::body_full(context.into())));
-        while let Some(item) = stream.next().await {
-            let info = item.with_context(|| format!("building image {tag}"))?;
-            if let Some(detail) = info.error_detail {
-                bail!(
-                    "building image {tag}: {}",
-                    detail.message.unwrap_or_default()
-                );
+        let build = async {
+            while let Some(item) = stream.next().await {
+                let info = item?;
+                if let Some(detail) = info.error_detail {
+                    bail!("{}", detail.message.unwrap_or_default());
+                }
             }
-        }
+            Ok(())
+        };
+        bounded(&format!("building image {tag}"), BUILD_TIMEOUT, None, build).await?;
         if !self.image_exists(&tag).await {
             bail!("building image {tag} ended without an image");
         }
@@ -201,16 +214,16 @@ impl Backend for DockerBackend {
             labels: Some(labels),
             ..Default::default()
         };
-        self.api
-            .create_network(req)
-            .await
-            .with_context(|| format!("cannot create network {}", self.network_name(case)))?;
+        let what = format!("creating network {}", self.network_name(case));
+        bounded(&what, CREATE_TIMEOUT, None, self.api.create_network(req)).await?;
         Ok(())
     }
 
     async fn start_peer(&self, case: usize, launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
         let name = format!("meshgate-{}-c{case}-{}", self.run_id, launch.name);
         let network = self.network_name(case);
+        let cancel = Some(&launch.cancel);
+        let memory = launch.limits.memory.0;
         let body = ContainerCreateBody {
             image: Some(launch.recipe.image_tag()),
             env: Some(vec![format!(
@@ -224,20 +237,32 @@ impl Backend for DockerBackend {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
+            // Confined: no root, no capability, nothing to write, no way to gain privileges, bounded memory and
+            // processes. Faults that need privileges are applied from outside (see `isolate`).
+            user: Some(PEER_USER.into()),
             host_config: Some(HostConfig {
                 network_mode: Some(network.clone()),
+                cap_drop: Some(vec!["ALL".into()]),
+                readonly_rootfs: Some(true),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                memory: i64::try_from(memory).ok(),
+                // Swap as large as the memory: none beyond the limit (Docker's default would double it).
+                memory_swap: i64::try_from(memory).ok(),
+                pids_limit: i64::try_from(launch.limits.pids).ok(),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        let created = self
-            .api
-            .create_container(
+        let created = bounded(
+            &format!("creating container {name}"),
+            CREATE_TIMEOUT,
+            cancel,
+            self.api.create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
                 body,
-            )
-            .await
-            .with_context(|| format!("cannot create container {name}"))?;
+            ),
+        )
+        .await?;
         let id = created.id;
         // Attach before start, so that not a byte of output is lost.
         let attach = AttachContainerOptionsBuilder::default()
@@ -247,16 +272,27 @@ impl Backend for DockerBackend {
             .stream(true)
             .logs(true)
             .build();
-        let io = self
-            .api
-            .attach_container(&id, Some(attach))
-            .await
-            .with_context(|| format!("cannot attach to {name}"))?;
-        self.api
-            .start_container(&id, None)
-            .await
-            .with_context(|| format!("cannot start container {name}"))?;
-        let inspect = self.api.inspect_container(&id, None).await?;
+        let io = bounded(
+            &format!("attaching to container {name}"),
+            ATTACH_TIMEOUT,
+            cancel,
+            self.api.attach_container(&id, Some(attach)),
+        )
+        .await?;
+        bounded(
+            &format!("starting container {name}"),
+            START_TIMEOUT,
+            cancel,
+            self.api.start_container(&id, None),
+        )
+        .await?;
+        let inspect = bounded(
+            &format!("inspecting container {name}"),
+            INSPECT_TIMEOUT,
+            cancel,
+            self.api.inspect_container(&id, None),
+        )
+        .await?;
         let pid = inspect
             .state
             .as_ref()
@@ -283,7 +319,14 @@ impl Backend for DockerBackend {
         };
 
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(pump_output(self.api.clone(), id.clone(), io.output, tx));
+        let watch = Watch {
+            api: self.api.clone(),
+            id: id.clone(),
+            name,
+            pid,
+            memory_limit: memory,
+        };
+        tokio::spawn(pump_output(watch, io.output, tx));
         Ok(PeerProcess {
             id,
             address,
@@ -299,26 +342,48 @@ impl Backend for DockerBackend {
             container: id.to_owned(),
             force: Some(true),
         };
-        self.api
-            .disconnect_network(&network, req)
-            .await
-            .with_context(|| format!("cannot disconnect {id} from {network}"))
+        let what = format!("disconnecting container {id} from network {network}");
+        bounded(
+            &what,
+            DISCONNECT_TIMEOUT,
+            None,
+            self.api.disconnect_network(&network, req),
+        )
+        .await
     }
 
     async fn kill(&self, id: &str) {
         let opts = KillContainerOptionsBuilder::default()
             .signal("KILL")
             .build();
-        // It may be gone already; either way it is not running afterwards.
-        let _ = self.api.kill_container(id, Some(opts)).await;
+        // It may be gone already; either way it is not running afterwards, unless the engine does not answer.
+        let what = format!("killing container {id}");
+        match bounded(
+            &what,
+            KILL_TIMEOUT,
+            None,
+            self.api.kill_container(id, Some(opts)),
+        )
+        .await
+        {
+            Err(e)
+                if !e
+                    .chain()
+                    .any(|c| c.downcast_ref().is_some_and(is_not_found)) =>
+            {
+                tracing::warn!("{e:#}")
+            }
+            _ => {}
+        }
     }
 
     async fn remove_case(&self, case: usize) -> anyhow::Result<()> {
         let run = self.run_id.clone();
-        self.remove_labelled(format!("{LABEL_CASE}={case}"), |l| {
+        let sweep = self.remove_labelled(format!("{LABEL_CASE}={case}"), |l| {
             l.get(LABEL_RUN) != Some(&run)
-        })
-        .await?;
+        });
+        let what = format!("removing the containers and network of case {case}");
+        bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
         Ok(())
     }
 
@@ -331,8 +396,12 @@ impl Backend for DockerBackend {
     }
 
     async fn remove_run(&self) -> anyhow::Result<()> {
-        self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false)
-            .await?;
+        let sweep = self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false);
+        let what = format!(
+            "removing the containers and networks of run {}",
+            self.run_id
+        );
+        bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
         Ok(())
     }
 }
@@ -341,11 +410,37 @@ type OutputStream = std::pin::Pin<
     Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
 >;
 
-/// Splits the attached stream into lines per channel, then reports the exit status.
-async fn pump_output(api: Docker, id: String, mut output: OutputStream, tx: mpsc::Sender<Output>) {
+/// What the output pump needs to report a container's exit.
+struct Watch {
+    api: Docker,
+    id: String,
+    /// The container's name, for errors.
+    name: String,
+    /// Its process on this machine, through which its cgroup is found.
+    pid: Option<u32>,
+    memory_limit: u64,
+}
+
+/// Splits the attached stream into lines per channel, then reports the exit: status, whether the kernel killed it
+/// for memory, and the most memory it used.
+async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Output>) {
     let mut out = LineBuffer::default();
     let mut err = LineBuffer::default();
-    while let Some(Ok(chunk)) = output.next().await {
+    // The engine removes a container's cgroup as soon as it exits, so its peak is read while it runs.
+    let mut peak = PeakMemory::find(&watch.id, watch.pid);
+    let mut sampling = tokio::time::interval(MEMORY_SAMPLING);
+    sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.next() => match chunk {
+                Some(Ok(chunk)) => chunk,
+                _ => break,
+            },
+            _ = sampling.tick() => {
+                peak.sample();
+                continue;
+            }
+        };
         let (buf, stdout) = match &chunk {
             LogOutput::StdOut { .. } | LogOutput::Console { .. } => (&mut out, true),
             LogOutput::StdErr { .. } => (&mut err, false),
@@ -362,18 +457,172 @@ async fn pump_output(api: Docker, id: String, mut output: OutputStream, tx: mpsc
             }
         }
     }
+    peak.sample();
     if let Some(line) = out.finish() {
         let _ = tx.send(Output::Stdout(line)).await;
     }
     if let Some(line) = err.finish() {
         let _ = tx.send(Output::Stderr(line)).await;
     }
-    let code = match api.wait_container(&id, None).next().await {
-        Some(Ok(r)) => Some(r.status_code),
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
-        _ => None,
+    let what = format!("waiting for container {} to exit", watch.name);
+    let wait = async {
+        watch
+            .api
+            .wait_container(&watch.id, None)
+            .next()
+            .await
+            .transpose()
     };
-    let _ = tx.send(Output::Exited(code)).await;
+    let code = match bounded(&what, WAIT_TIMEOUT, None, wait).await {
+        Ok(Some(r)) => Some(r.status_code),
+        Ok(None) => None,
+        Err(e) => match e.downcast_ref::<bollard::errors::Error>() {
+            Some(bollard::errors::Error::DockerContainerWaitError { code, .. }) => Some(*code),
+            _ => {
+                tracing::warn!("{e:#}");
+                None
+            }
+        },
+    };
+    let what = format!("inspecting container {}", watch.name);
+    let oom_killed = bounded(
+        &what,
+        INSPECT_TIMEOUT,
+        None,
+        watch.api.inspect_container(&watch.id, None),
+    )
+    .await
+    .map_err(|e| tracing::warn!("{e:#}"))
+    .ok()
+    .and_then(|i| i.state?.oom_killed)
+    .unwrap_or(false);
+    // Killed by the limit means its use reached the limit (the kernel kills when a charge would go over it), even
+    // when the last sample was taken before the final climb.
+    let peak_memory_bytes = match (peak.max, oom_killed) {
+        (p, true) => Some(p.unwrap_or(0).max(watch.memory_limit)),
+        (p, false) => p,
+    };
+    let _ = tx
+        .send(Output::Exited(Exit {
+            code,
+            oom_killed,
+            peak_memory_bytes,
+            memory_limit_bytes: Some(watch.memory_limit),
+        }))
+        .await;
+}
+
+/// The most memory a container used, read from its cgroup: cgroup v2 `memory.peak` (or `memory.current` on kernels
+/// before 5.19), cgroup v1 `memory.max_usage_in_bytes`.
+struct PeakMemory {
+    file: Option<std::path::PathBuf>,
+    max: Option<u64>,
+}
+
+impl PeakMemory {
+    /// The cgroup file of the container, from its process's `/proc/<pid>/cgroup`, or where the engine puts
+    /// containers by default (cgroupfs and systemd drivers).
+    fn find(id: &str, pid: Option<u32>) -> Self {
+        let root = Path::new("/sys/fs/cgroup");
+        let mut candidates = Vec::new();
+        let listed = pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok())
+            .unwrap_or_default();
+        for line in listed.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let path = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                candidates.push(root.join(path).join("memory.peak"));
+                candidates.push(root.join(path).join("memory.current"));
+            } else if controllers.split(',').any(|c| c == "memory") {
+                candidates.push(
+                    root.join("memory")
+                        .join(path)
+                        .join("memory.max_usage_in_bytes"),
+                );
+            }
+        }
+        for dir in [
+            format!("docker/{id}"),
+            format!("system.slice/docker-{id}.scope"),
+        ] {
+            candidates.push(root.join(&dir).join("memory.peak"));
+            candidates.push(
+                root.join("memory")
+                    .join(&dir)
+                    .join("memory.max_usage_in_bytes"),
+            );
+        }
+        let file = candidates.into_iter().find(|f| f.is_file());
+        let mut peak = Self { file, max: None };
+        peak.sample();
+        peak
+    }
+
+    fn sample(&mut self) {
+        let Some(file) = &self.file else { return };
+        if let Some(v) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            self.max = Some(self.max.map_or(v, |m| m.max(v)));
+        }
+    }
+}
+
+/// The user peers run as: `nobody`, by number, since `FROM scratch` images have no /etc/passwd.
+pub const PEER_USER: &str = "65534:65534";
+
+/// How long each kind of engine call may take before the run gives up on it. Generous: a loaded engine is slow,
+/// a hung one never answers.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// From the end of a container's output to the engine reporting its exit status.
+const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Building a `FROM scratch` image is copying one binary.
+const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Removing every container and the network of a case (or of a run), which are removed side by side.
+const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How often a running container's memory use is read.
+const MEMORY_SAMPLING: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs one engine call bounded by `limit` and, when given, by `cancel`. Every error names the call and what it
+/// was about (`what`: "creating container meshgate-...").
+async fn bounded<T, E>(
+    what: &str,
+    limit: std::time::Duration,
+    cancel: Option<&tokio_util::sync::CancellationToken>,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<T>
+where
+    E: Into<anyhow::Error>,
+{
+    let cancelled = async {
+        match cancel {
+            Some(c) => c.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(limit, call) => match r {
+            Ok(r) => r.map_err(|e| e.into().context(format!("{what} failed"))),
+            Err(_) => Err(anyhow!(
+                "{what}: the Docker engine did not answer within {}",
+                humantime::format_duration(limit)
+            )),
+        },
+        _ = cancelled => Err(anyhow!("{what}: interrupted")),
+    }
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -384,4 +633,52 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hung_engine_call_times_out_naming_the_call() {
+        let hung = std::future::pending::<Result<(), bollard::errors::Error>>();
+        let e = bounded(
+            "creating container meshgate-1-c0-go-1",
+            std::time::Duration::from_millis(50),
+            None,
+            hung,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "creating container meshgate-1-c0-go-1: the Docker engine did not answer within 50ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_engine_call_returns_at_once() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let hung = std::future::pending::<Result<(), bollard::errors::Error>>();
+        let started = std::time::Instant::now();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            c.cancel();
+        });
+        let e = bounded("starting container x", CREATE_TIMEOUT, Some(&cancel), hung)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "starting container x: interrupted");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // An engine error keeps its cause, under the call's name.
+        let failed = async { Err::<(), _>(anyhow!("no such image")) };
+        let e = bounded("creating container y", CREATE_TIMEOUT, None, failed)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "creating container y failed: no such image"
+        );
+    }
 }

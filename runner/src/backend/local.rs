@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::lines::LineBuffer;
 use super::netns;
 use super::owner::{owner_alive, owner_of, running_pid};
-use super::{Backend, Output, PeerLaunch, PeerProcess};
+use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
 use crate::images::{cache_dir, Recipe};
+use crate::matrix::Limits;
 
 /// How the local backend connects peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +47,12 @@ pub struct LocalBackend {
     started: Mutex<HashMap<usize, usize>>,
     /// Loopback ports handed out in this run; not reused, so no peer meets another's lingering connections.
     ports: Mutex<HashSet<u16>>,
+    /// Peers give up root for [`PEER_UID`] (meshgate runs as root); else they run as meshgate's own user.
+    drop_root: bool,
+    /// Where each peer's cgroup goes, or why peers get none.
+    cgroups: Result<Cgroups, String>,
+    /// Binaries placed where [`PEER_UID`] can run them, by their cached path.
+    runnable: Mutex<HashMap<PathBuf, PathBuf>>,
 }
 
 struct Running {
@@ -81,6 +88,7 @@ impl LocalBackend {
             }
             LocalNet::Auto => netns::usable(&probe).await.err().map(|e| format!("{e:#}")),
         };
+        let drop_root = is_root();
         Ok(Self {
             run_id: run_id.to_owned(),
             netns: why_loopback.is_none(),
@@ -89,18 +97,69 @@ impl LocalBackend {
             peers: Mutex::default(),
             started: Mutex::default(),
             ports: Mutex::default(),
+            drop_root,
+            cgroups: Cgroups::make(run_id),
+            runnable: Mutex::default(),
         })
+    }
+
+    /// How peers are confined, for [`describe`](Self::describe).
+    fn confinement(&self) -> String {
+        let user = if self.drop_root {
+            format!("as uid {PEER_UID}")
+        } else {
+            "as this user".to_owned()
+        };
+        match &self.cgroups {
+            Ok(c) => format!(
+                "{user}, each in a cgroup {} with memory and pids limits",
+                c.describe()
+            ),
+            Err(why) => format!("{user}, without memory or pids limits ({why})"),
+        }
+    }
+
+    /// The binary to start: where it is built when [`PEER_UID`] can reach it, else a copy in the run's own
+    /// directory (the cache usually lives under root's home, which nobody else may enter).
+    fn runnable(&self, binary: &Path) -> anyhow::Result<PathBuf> {
+        if !self.drop_root || reachable_by_anyone(binary) {
+            return Ok(binary.to_owned());
+        }
+        let mut placed = self.runnable.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = placed.get(binary) {
+            return Ok(p.clone());
+        }
+        let dir = run_dir(&self.run_id);
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let to = dir.join(binary.file_name().unwrap_or_default());
+        if std::fs::hard_link(binary, &to).is_err() {
+            std::fs::copy(binary, &to)
+                .with_context(|| format!("cannot copy {} to {}", binary.display(), to.display()))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} runnable", to.display()))?;
+        placed.insert(binary.to_owned(), to.clone());
+        Ok(to)
     }
 
     /// One line for the user: where the peers run.
     pub fn describe(&self) -> String {
         match &self.why_loopback {
             None => format!(
-                "running the peers as local processes, each in its own network namespace ({}*, 10.213.0.0/16 per case, no route out)",
-                netns::prefix(&self.run_id, None)
+                "running the peers as local processes, each in its own network namespace ({}*, 10.213.0.0/16 per case, no route out), {}",
+                netns::prefix(&self.run_id, None),
+                self.confinement()
             ),
             Some(why) => format!(
-                "running the peers as local processes on 127.0.0.1, each on its own port (no network namespaces: {why})"
+                "running the peers as local processes on 127.0.0.1, each on its own port (no network namespaces: {why}), {}",
+                self.confinement()
             ),
         }
     }
@@ -201,7 +260,7 @@ impl Backend for LocalBackend {
     }
 
     async fn start_peer(&self, case: usize, mut launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
-        let binary = self.binary(&launch.recipe)?;
+        let binary = self.runnable(&self.binary(&launch.recipe)?)?;
         let index = {
             let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
             let n = started.entry(case).or_default();
@@ -219,7 +278,12 @@ impl Backend for LocalBackend {
                 .await
                 .with_context(|| format!("cannot wire {} into its network", launch.name))?;
             let mut c = tokio::process::Command::new("ip");
-            c.args(["netns", "exec", &id]).arg(&binary);
+            c.args(["netns", "exec", &id]);
+            if self.drop_root {
+                // Entering the namespace needs root: the peer gives it up inside, just before it starts.
+                c.arg("setpriv").args(SETPRIV_ARGS).arg("--");
+            }
+            c.arg(&binary);
             (
                 c,
                 SocketAddr::new(IpAddr::V4(ip), launch.config.listen_port),
@@ -228,8 +292,35 @@ impl Backend for LocalBackend {
             launch.config.listen_port = self.pick_port()?;
             let address =
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), launch.config.listen_port);
-            (tokio::process::Command::new(&binary), address)
+            let mut c = tokio::process::Command::new(&binary);
+            if self.drop_root {
+                // Without supplementary groups: the standard library drops them when root sets a uid.
+                c.uid(PEER_UID).gid(PEER_GID);
+            }
+            (c, address)
         };
+        let cgroup = match &self.cgroups {
+            Ok(c) => Some(
+                c.add_peer(&id, &launch.limits)
+                    .with_context(|| format!("cannot make the cgroup of {}", launch.name))?,
+            ),
+            Err(_) => None,
+        };
+        if let Some(cg) = &cgroup {
+            let procs = cg.procs_files()?;
+            // SAFETY: between fork and exec the child only writes to descriptors opened here: no allocation, no
+            // lock. Writing "0" to `cgroup.procs` moves the writer itself, so the peer is charged from its first
+            // page on.
+            unsafe {
+                command.pre_exec(move || {
+                    use std::io::Write;
+                    for mut f in &procs {
+                        f.write_all(b"0")?;
+                    }
+                    Ok(())
+                });
+            }
+        }
         // Like a container: its own environment, `/` as working directory, and its own process group, so that a
         // Ctrl-C on the terminal reaches the runner (which stops peers in order), not the peers.
         command
@@ -284,10 +375,19 @@ impl Backend for LocalBackend {
             };
             // Every line first, then the exit: the protocol the driver expects of every backend.
             let (_, status) = tokio::join!(lines, status);
+            let mut exit = Exit {
+                code: status.ok().and_then(exit_code),
+                ..Exit::default()
+            };
+            if let Some(cg) = cgroup {
+                // The process is reaped: its cgroup holds its counters until removed.
+                exit.oom_killed = cg.oom_killed();
+                exit.peak_memory_bytes = cg.peak_memory();
+                exit.memory_limit_bytes = Some(cg.memory_limit);
+                cg.remove();
+            }
             exited.cancel();
-            let _ = tx
-                .send(Output::Exited(status.ok().and_then(exit_code)))
-                .await;
+            let _ = tx.send(Output::Exited(exit)).await;
         });
         Ok(PeerProcess {
             id,
@@ -359,6 +459,273 @@ fn exit_code(status: std::process::ExitStatus) -> Option<i64> {
         .code()
         .map(i64::from)
         .or_else(|| status.signal().map(|s| 128 + i64::from(s)))
+}
+
+/// The user and group local peers run as when meshgate runs as root: `nobody`, as in the containers.
+const PEER_UID: u32 = 65534;
+const PEER_GID: u32 = 65534;
+/// `setpriv` (util-linux) drops root inside a peer's namespace, as `Command::uid` would outside one.
+const SETPRIV_ARGS: &[&str] = &["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+fn is_root() -> bool {
+    // The effective uid is the second field of `Uid:`.
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// Whether any user may run `path`: every directory above it searchable, the file executable, by others.
+fn reachable_by_anyone(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let others_x =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    path.ancestors().all(others_x)
+}
+
+/// A run's own directory on this machine, outside the cache: the binaries its unprivileged peers run.
+fn run_dir(run: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("meshgate-{run}"))
+}
+
+/// The cgroups of a run: a parent `meshgate-<run>` at the top of the hierarchy (v2) or of the memory and pids
+/// hierarchies (v1), and one child per peer in it, with the peer's limits.
+struct Cgroups {
+    v2: bool,
+    /// The run's parents: one for v2; memory, then pids, for v1.
+    parents: Vec<PathBuf>,
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where a run's parent cgroups are, or would be: v2, then v1 memory and pids.
+fn cgroup_parents(run: &str) -> [PathBuf; 3] {
+    let root = Path::new(CGROUP_ROOT);
+    let name = format!("meshgate-{run}");
+    [
+        root.join(&name),
+        root.join("memory").join(&name),
+        root.join("pids").join(&name),
+    ]
+}
+
+fn write(path: &Path, value: &str) -> anyhow::Result<()> {
+    std::fs::write(path, value)
+        .with_context(|| format!("cannot write {value:?} to {}", path.display()))
+}
+
+fn read_counter(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`memory.events`, `memory.oom_control`).
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl Cgroups {
+    /// Makes the run's parent cgroups, or says why it cannot: what the kernel offers decides (v2 when
+    /// `/sys/fs/cgroup` is the unified hierarchy, else the v1 memory and pids hierarchies).
+    fn make(run: &str) -> Result<Self, String> {
+        let root = Path::new(CGROUP_ROOT);
+        let [v2, memory, pids] = cgroup_parents(run);
+        let made = if let Ok(controllers) = std::fs::read_to_string(root.join("cgroup.controllers"))
+        {
+            let have: Vec<&str> = controllers.split_whitespace().collect();
+            if !have.contains(&"memory") || !have.contains(&"pids") {
+                return Err(format!(
+                    "cgroup v2 offers no memory and pids controllers (it has: {})",
+                    have.join(" ")
+                ));
+            }
+            let parent = v2;
+            (|| {
+                let enable = root.join("cgroup.subtree_control");
+                let enabled = std::fs::read_to_string(&enable).unwrap_or_default();
+                if !(enabled.contains("memory") && enabled.contains("pids")) {
+                    write(&enable, "+memory +pids")?;
+                }
+                std::fs::create_dir(&parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+                write(&parent.join("cgroup.subtree_control"), "+memory +pids")?;
+                Ok(Self {
+                    v2: true,
+                    parents: vec![parent.clone()],
+                })
+            })()
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir(&parent);
+            })
+        } else if root.join("memory/cgroup.procs").is_file()
+            && root.join("pids/cgroup.procs").is_file()
+        {
+            (|| {
+                for p in [&memory, &pids] {
+                    std::fs::create_dir(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?;
+                }
+                Ok(Self {
+                    v2: false,
+                    parents: vec![memory.clone(), pids.clone()],
+                })
+            })()
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir(&memory);
+                let _ = std::fs::remove_dir(&pids);
+            })
+        } else {
+            return Err(format!(
+                "no cgroup v2, nor v1 memory and pids hierarchies, under {CGROUP_ROOT}"
+            ));
+        };
+        made.map_err(|e: anyhow::Error| format!("{e:#}"))
+    }
+
+    fn describe(&self) -> String {
+        let version = if self.v2 { "v2" } else { "v1" };
+        format!("{version} under {}", self.parents[0].display())
+    }
+
+    /// A peer's cgroup (`name` is its namespace-safe id), with its limits written.
+    fn add_peer(&self, name: &str, limits: &Limits) -> anyhow::Result<PeerCgroup> {
+        let dirs: Vec<PathBuf> = self.parents.iter().map(|p| p.join(name)).collect();
+        let cg = PeerCgroup {
+            v2: self.v2,
+            dirs,
+            memory_limit: limits.memory.0,
+        };
+        for d in &cg.dirs {
+            std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let (mem, pids) = (&cg.dirs[0], cg.dirs.last().expect("a cgroup"));
+        let bytes = limits.memory.0.to_string();
+        let set = || -> anyhow::Result<()> {
+            if self.v2 {
+                write(&mem.join("memory.max"), &bytes)?;
+                // No swap beyond the limit, where the kernel has swap accounting.
+                if mem.join("memory.swap.max").exists() {
+                    write(&mem.join("memory.swap.max"), "0")?;
+                }
+            } else {
+                write(&mem.join("memory.limit_in_bytes"), &bytes)?;
+                if mem.join("memory.memsw.limit_in_bytes").exists() {
+                    write(&mem.join("memory.memsw.limit_in_bytes"), &bytes)?;
+                }
+            }
+            write(&pids.join("pids.max"), &limits.pids.to_string())
+        };
+        set().inspect_err(|_| cg.remove())?;
+        Ok(cg)
+    }
+}
+
+/// One peer's cgroup; removed once the peer is reaped and its counters read.
+struct PeerCgroup {
+    v2: bool,
+    /// Memory first; for v1 then pids.
+    dirs: Vec<PathBuf>,
+    memory_limit: u64,
+}
+
+impl PeerCgroup {
+    /// `cgroup.procs` of each of its hierarchies, opened for the child to move itself in before it executes.
+    fn procs_files(&self) -> anyhow::Result<Vec<std::fs::File>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let f = d.join("cgroup.procs");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .with_context(|| format!("cannot open {}", f.display()))
+            })
+            .collect()
+    }
+
+    fn oom_killed(&self) -> bool {
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        read_key(&self.dirs[0].join(file), key).is_some_and(|n| n > 0)
+    }
+
+    fn peak_memory(&self) -> Option<u64> {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        read_counter(&self.dirs[0].join(file))
+    }
+
+    fn remove(&self) {
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Kills what is left in a run's cgroups, then removes them, children first. Returns how many went.
+async fn remove_cgroups(run: &str) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    for parent in cgroup_parents(run).iter().filter(|p| p.is_dir()) {
+        let children: Vec<PathBuf> = std::fs::read_dir(parent)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for dir in children.iter().chain([parent]) {
+            let pids: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            netns::kill(&pids).await;
+            match std::fs::remove_dir(dir) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Run ids that have cgroups or a run directory on this machine.
+fn runs_with_leftovers() -> Vec<String> {
+    let mut runs = Vec::new();
+    let root = Path::new(CGROUP_ROOT);
+    for dir in [
+        root.to_owned(),
+        root.join("memory"),
+        root.join("pids"),
+        std::env::temp_dir(),
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(run) = name.strip_prefix("meshgate-") {
+                if netns::run_of(&format!("mg-{run}-")).is_some() {
+                    runs.push(run.to_owned());
+                }
+            }
+        }
+    }
+    runs
 }
 
 /// A name-safe form of a peer name (matrix names are free text).
@@ -437,6 +804,9 @@ async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow
             runs.entry(run.to_owned()).or_insert(None);
         }
     }
+    for run in runs_with_leftovers() {
+        runs.entry(run).or_insert(None);
+    }
     let mut removed = 0;
     for (run, state) in &runs {
         if !doomed(run, state.as_ref()) {
@@ -450,6 +820,14 @@ async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow
         let prefix = netns::prefix(run, None);
         for ns in namespaces.iter().filter(|n| n.starts_with(&prefix)) {
             removed += netns::remove(ns).await?;
+        }
+        removed += remove_cgroups(run).await?;
+        match std::fs::remove_dir_all(run_dir(run)) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot remove {}", run_dir(run).display()))
+            }
         }
         match std::fs::remove_file(state_file(run)) {
             Ok(()) => removed += 1,
@@ -533,6 +911,9 @@ mod tests {
             peers: Mutex::default(),
             started: Mutex::default(),
             ports: Mutex::default(),
+            drop_root: false,
+            cgroups: Err("test".into()),
+            runnable: Mutex::default(),
         };
         let ports: HashSet<u16> = (0..20).map(|_| b.pick_port().unwrap()).collect();
         assert_eq!(ports.len(), 20);

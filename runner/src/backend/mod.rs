@@ -15,6 +15,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use crate::images::Recipe;
+use crate::matrix::Limits;
 use crate::peers::config::PeerConfig;
 
 /// What the backend needs to start one peer.
@@ -25,6 +26,10 @@ pub struct PeerLaunch {
     /// The peer configuration (`MESHGATE_PEER_CONFIG` of the peer contract). A backend may change the listen
     /// port, e.g. when peers share one address.
     pub config: PeerConfig,
+    /// What the peer may use; the backend enforces it from outside the peer where it can.
+    pub limits: Limits,
+    /// Cancelled when the case is interrupted: a start still waiting on the engine gives up.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// What a peer produces, in order, as the backend sees it.
@@ -32,8 +37,21 @@ pub struct PeerLaunch {
 pub enum Output {
     Stdout(String),
     Stderr(String),
-    /// The process ended; `None` when its status could not be learned.
-    Exited(Option<i64>),
+    /// The process ended.
+    Exited(Exit),
+}
+
+/// How a peer's process ended, as far as the backend could learn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit status (128 + signal when a signal ended it); `None` when it could not be learned.
+    pub code: Option<i64>,
+    /// The kernel killed it for going over its memory limit.
+    pub oom_killed: bool,
+    /// The most memory it used, where the backend could measure it.
+    pub peak_memory_bytes: Option<u64>,
+    /// The memory limit the backend gave it; `None` when it could give none.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// A started peer.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, Recorded};
+use crate::matrix::format_bytes;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "liveness";
@@ -109,9 +110,24 @@ impl Check for Liveness {
             {
                 Some(format!("panicked: {line}"))
             }
+            // Killed by its memory limit, whether or not it had been told to stop: its status only says "signal 9".
+            Observation::Exited {
+                oom_killed: true,
+                peak_memory_bytes,
+                memory_limit_bytes,
+                ..
+            } => {
+                let of = |b: &Option<u64>| b.map_or("unknown".to_owned(), format_bytes);
+                Some(format!(
+                    "was killed: out of memory (limit {}, peak {})",
+                    of(memory_limit_bytes),
+                    of(peak_memory_bytes)
+                ))
+            }
             Observation::Exited {
                 code,
                 expected: false,
+                ..
             } => Some(match code {
                 Some(c) => format!("exited with status {c} before it was told to stop"),
                 None => "disappeared before it was told to stop".into(),
@@ -119,6 +135,7 @@ impl Check for Liveness {
             Observation::Exited {
                 code: Some(c),
                 expected: true,
+                ..
             } if *c != 0 && !self.killed.contains(&rec.peer) => {
                 Some(format!("exited with status {c} after stop"))
             }
@@ -272,6 +289,30 @@ mod tests {
             .status,
             Status::Passed
         );
+    }
+
+    #[test]
+    fn a_peer_killed_by_its_memory_limit_is_out_of_memory() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let oom = |expected| Recorded {
+            at: 3_000_000,
+            peer: "go-1".into(),
+            what: Observation::Exited {
+                code: Some(137),
+                expected,
+                oom_killed: true,
+                peak_memory_bytes: Some(256 << 20),
+                memory_limit_bytes: Some(256 << 20),
+            },
+        };
+        for expected in [false, true] {
+            let r = run(&[oom(expected)], &kit);
+            assert_eq!(r.status, Status::Failed);
+            assert_eq!(
+                r.message.unwrap(),
+                "go-1 (go-libp2p v0.51.0) was killed: out of memory (limit 256 MiB, peak 256 MiB) at 00:00:03.000"
+            );
+        }
     }
 
     #[test]

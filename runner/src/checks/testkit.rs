@@ -79,6 +79,7 @@ impl Kit {
             warmup: Duration::from_secs(1),
             drain: Duration::from_secs(1),
             incidents: vec![],
+            limits: Default::default(),
             checks: Default::default(),
             known_issues: vec![],
             axes: BTreeMap::new(),
@@ -193,7 +194,13 @@ impl Kit {
         Recorded {
             at: ts,
             peer: peer.into(),
-            what: Observation::Exited { code, expected },
+            what: Observation::Exited {
+                code,
+                expected,
+                oom_killed: false,
+                peak_memory_bytes: None,
+                memory_limit_bytes: None,
+            },
         }
     }
 

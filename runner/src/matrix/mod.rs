@@ -249,6 +249,132 @@ pub struct Network {
     /// Overrides of the matrix-level check settings, check by check.
     #[serde(default)]
     pub checks: Option<checks::Settings>,
+    /// What each peer of the network may use; absent keys take the defaults.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What each peer may use, enforced from outside the peer: a container's cgroup, or a local process's cgroup where
+/// the machine has one to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory the peer may use (resident, page cache included); beyond it the kernel kills the peer.
+    #[serde(default = "defaults::memory", deserialize_with = "memory_limit")]
+    pub memory: Size,
+    /// Processes and threads the peer may run at once.
+    #[serde(default = "defaults::pids", deserialize_with = "at_least_one")]
+    pub pids: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: defaults::memory(),
+            pids: defaults::pids(),
+        }
+    }
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match u64::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "a pids limit of 0 leaves a peer no process: expected at least 1",
+        )),
+        n => Ok(n),
+    }
+}
+
+/// A number of bytes, written `512MiB`, `64 KiB`, `1GiB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+/// The least memory a peer may be given: the Docker engine refuses containers with less than 6 MiB.
+pub const MIN_MEMORY: u64 = 6 << 20;
+
+const UNITS: &[(&str, u64)] = &[
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("B", 1),
+];
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = (&t[..digits], t[digits..].trim_start());
+        let expected = "expected a size like 256MiB (a whole number of B, KiB, MiB or GiB)";
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("size `{text}`: {expected}"))?;
+        let scale = match unit {
+            "" => 1,
+            u => UNITS
+                .iter()
+                .find(|(name, _)| *name == u)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| format!("size `{text}` has unit `{u}`: {expected}"))?,
+        };
+        n.checked_mul(scale)
+            .map(Size)
+            .ok_or_else(|| format!("size `{text}` is too large"))
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&format_bytes(self.0))
+    }
+}
+
+/// Bytes for people, in the largest unit they reach: exact when it divides them (`256 MiB`), else to a tenth
+/// (`7.9 MiB`).
+pub fn format_bytes(bytes: u64) -> String {
+    match UNITS.iter().find(|(_, scale)| bytes >= *scale) {
+        Some(&(name, scale)) if bytes % scale == 0 => format!("{} {name}", bytes / scale),
+        Some(&(name, scale)) => format!("{:.1} {name}", bytes as f64 / scale as f64),
+        None => "0 B".to_owned(),
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        let size = match Written::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a size like 256MiB (a whole number of B, KiB, MiB or GiB)",
+            )
+        })? {
+            Written::Bytes(n) => Size(n),
+            Written::Text(t) => t.parse().map_err(serde::de::Error::custom)?,
+        };
+        Ok(size)
+    }
+}
+
+fn memory_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+    let size = Size::deserialize(d)?;
+    if size.0 < MIN_MEMORY {
+        return Err(serde::de::Error::custom(format!(
+            "memory limit {size} is below {}, the least the Docker engine accepts",
+            Size(MIN_MEMORY)
+        )));
+    }
+    Ok(size)
+}
+
+impl serde::Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string().replace(' ', ""))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -442,7 +568,27 @@ mod defaults {
     pub fn drain() -> Duration {
         Duration::from_secs(3)
     }
+    pub fn memory() -> super::Size {
+        super::Size(super::DEFAULT_MEMORY)
+    }
+    pub fn pids() -> u64 {
+        super::DEFAULT_PIDS
+    }
 }
+
+// The defaults, as measured on a 2-core 24 GiB machine (Docker, cgroup v1, peak `memory.max_usage_in_bytes` and
+// `pids.current`): runner/tests/matrices/unsubscribe.yaml (3 peers, 128 B messages, the size of the repository's
+// matrices) used 5-9 MiB per peer; a deliberately heavy 12-peer full mesh publishing 256 KiB messages 10 times a
+// second from every peer peaked at 69-118 MiB; no peer ran more than 8 threads. 128 MiB is over 10x the usual
+// and above the heaviest seen, and 200 peers at 128 MiB are 25 GiB: only if every peer of a run sat at its limit
+// at once would they fill the machine. 128 pids is 16x the threads seen, and 200 peers at 128 stay below the
+// kernel's default pid_max (32768), so that no runaway peer can exhaust the machine's processes. Heavier networks
+// say so with `limits`.
+
+/// Default memory limit of a peer.
+pub const DEFAULT_MEMORY: u64 = 128 << 20;
+/// Default pids limit of a peer (processes and threads).
+pub const DEFAULT_PIDS: u64 = 128;
 
 /// A matrix file could not be used. Displays as `file:line:column: what was expected`.
 #[derive(Debug, thiserror::Error)]
@@ -842,3 +988,81 @@ pub fn peer_names(net: &Network) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    const NET: &str = r#"name: t
+implementations:
+  - {name: rust, language: rust}
+  - {name: go, language: go}
+networks:
+  - name: pair
+    peers: {rust: 1, go: 1}
+"#;
+
+    fn limits(yaml: &str) -> Result<Limits, MatrixError> {
+        Matrix::parse(Path::new("m.yaml"), &format!("{NET}{yaml}"))
+            .map(|m| m.networks[0].value.limits)
+    }
+
+    #[test]
+    fn limits_default_and_parse_sizes() {
+        assert_eq!(limits("").unwrap(), Limits::default());
+        let l = limits("    limits: {memory: 512MiB, pids: 1024}\n").unwrap();
+        assert_eq!(
+            l,
+            Limits {
+                memory: Size(512 << 20),
+                pids: 1024
+            }
+        );
+        let l = limits("    limits: {memory: 1 GiB}\n").unwrap();
+        assert_eq!(l.memory, Size(1 << 30));
+        assert_eq!(l.pids, DEFAULT_PIDS, "an absent key keeps its default");
+        assert_eq!(
+            limits("    limits: {memory: 8388608}\n").unwrap().memory,
+            Size(8 << 20)
+        );
+        assert_eq!("64KiB".parse::<Size>().unwrap(), Size(64 << 10));
+        assert_eq!("7B".parse::<Size>().unwrap(), Size(7));
+    }
+
+    #[test]
+    fn bad_limits_name_file_line_and_column() {
+        let e = limits("    limits: {memory: 512MB}\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.yaml:8:22: size `512MB` has unit `MB`: expected a size like 256MiB (a whole number of B, KiB, MiB or GiB)"
+        );
+        let e = limits("    limits:\n      memory: 1.5GiB\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.yaml:9:15: size `1.5GiB`"),
+            "{e}"
+        );
+        let e = limits("    limits: {memory: 4MiB}\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.yaml:8:22: memory limit 4 MiB is below 6 MiB, the least the Docker engine accepts"
+        );
+        let e = limits("    limits: {pids: 0}\n").unwrap_err();
+        assert!(e.to_string().starts_with("m.yaml:8:"), "{e}");
+        assert!(e.to_string().contains("expected at least 1"), "{e}");
+        let e = limits("    limits: {cpu: 2}\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `cpu`"), "{e}");
+        let e = limits("    limits: {memory: 99999999999GiB}\n").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn bytes_read_like_people_write_them() {
+        assert_eq!(format_bytes(256 << 20), "256 MiB");
+        assert_eq!(format_bytes(8 << 20), "8 MiB");
+        assert_eq!(format_bytes((8 << 20) - 4096), "8.0 MiB");
+        assert_eq!(format_bytes(3 << 30), "3 GiB");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(Size(512 << 20).to_string(), "512 MiB");
+    }
+}

@@ -239,6 +239,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 name: spec.name.clone(),
                 recipe,
                 config: PeerConfig::for_peer(case, i),
+                limits: case.limits,
+                cancel: self.cancel.clone(),
             };
             let mut process =
                 bounded(self.cancel.clone(), backend.start_peer(self.case_index, launch)).await?;
@@ -646,9 +648,12 @@ impl<'a, B: Backend> Driver<'a, B> {
                 let _ = writeln!(self.peers[i].stderr_log, "{line}");
                 Observation::Stderr { line }
             }
-            Output::Exited(code) => Observation::Exited {
-                code,
+            Output::Exited(exit) => Observation::Exited {
+                code: exit.code,
                 expected: self.world.stop_sent[i],
+                oom_killed: exit.oom_killed,
+                peak_memory_bytes: exit.peak_memory_bytes,
+                memory_limit_bytes: exit.memory_limit_bytes,
             },
         };
         self.observe(i, what);
