@@ -264,13 +264,20 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
             }
         }
     };
-    // Every path comes here: remove whatever the run made on the engine.
-    if let Err(e) = run::clean_up(&run_id, choice).await {
-        if !matches!(outcome, Ok(Err(_))) {
-            eprintln!("meshgate: warning: clean-up failed: {e:#}");
-        }
-    }
-    match outcome {
+    // Every path comes here (checks passed or failed, an error, Ctrl-C, SIGTERM, a timeout, a panic of the run):
+    // remove whatever the run made. Its own task, so that even a panic there is reported rather than fatal.
+    let cleanup = match tokio::spawn({
+        let run_id = run_id.clone();
+        async move { run::clean_up(&run_id, choice).await }
+    })
+    .await
+    {
+        Ok(errors) => errors,
+        Err(e) => vec![anyhow::anyhow!(
+            "what the run made: the clean-up itself failed (a bug in meshgate): {e}"
+        )],
+    };
+    let code = match outcome {
         Ok(Ok(results)) => {
             eprintln!(
                 "meshgate: {} (reports in {})",
@@ -282,6 +289,15 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
         Ok(Err(e)) => fail(e),
         Err(e) if e.is_panic() => fail(format!("internal error (a bug in meshgate): {e}")),
         Err(e) => fail(e),
+    };
+    for e in &cleanup {
+        eprintln!("meshgate: clean-up: could not remove {e:#}");
+    }
+    // A run that passed but left something behind could not be carried out cleanly; failed checks stay exit 1.
+    if !cleanup.is_empty() && code == 0 {
+        2
+    } else {
+        code
     }
 }
 
