@@ -1,4 +1,10 @@
-//! The `meshgate` command. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not be carried out.
+//! The `meshgate` command. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not be carried out
+//! (bad matrix, no engine, interrupted, a panic), or it passed but something of it could not be removed. Whatever
+//! clean-up could not remove is printed, one `meshgate: clean-up: could not remove ...` line per object, on every
+//! exit path.
+//!
+//! Test hook: `MESHGATE_TEST_PANIC=after-start` panics the runner once the first peers of a case started (read in
+//! `run::test_panic_hook` alone), for the end-to-end test of clean-up after a panic.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
