@@ -915,6 +915,24 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Whatever the assertions say, the other job ends (interrupted, it removes its own) and no fixture stays.
+    struct Tidy(Vec<String>, u32);
+    impl Drop for Tidy {
+        fn drop(&mut self) {
+            if let Ok(o) = Command::new("pgrep").args(["-P", &self.1.to_string()]).output() {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-INT", pid]).status();
+                }
+            }
+            for run in &self.0 {
+                for name in objects_labelled(&format!("io.meshgate.run={run}")) {
+                    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+                    let _ = Command::new("docker").args(["network", "rm", &name]).output();
+                }
+            }
+        }
+    }
+    let _tidy = Tidy(vec![dead.clone(), young.clone()], other.id());
     let seen = wait_for_stderr(&mut other, "[1/2]", Duration::from_secs(900));
     assert!(
         seen.contains("left on the engine by earlier runs that died"),
@@ -978,8 +996,4 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
         Vec::<String>::new(),
         "the other job removed its own when interrupted"
     );
-    for name in objects_labelled(&format!("io.meshgate.run={young}")) {
-        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
-        let _ = Command::new("docker").args(["network", "rm", &name]).output();
-    }
 }
