@@ -299,7 +299,14 @@ mod tests {
     fn git(dir: &Path, args: &[&str]) {
         let ok = std::process::Command::new("git")
             .current_dir(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .stdout(Stdio::null())
             .status()
@@ -388,7 +395,11 @@ mod tests {
                 .env_remove("MESHGATE_RUST_PINS")
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap()
         });
     }

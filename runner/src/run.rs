@@ -493,10 +493,14 @@ async fn test_panic_hook(case_dir: &Path) {
         return std::future::pending().await;
     }
     loop {
-        let started = std::fs::read_dir(case_dir).into_iter().flatten().flatten().any(|e| {
-            e.file_name().to_string_lossy().ends_with(".events.jsonl")
-                && e.metadata().is_ok_and(|m| m.len() > 0)
-        });
+        let started = std::fs::read_dir(case_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().ends_with(".events.jsonl")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            });
         if started {
             panic!("MESHGATE_TEST_PANIC=after-start: the test hook panics the runner after the first peers started");
         }

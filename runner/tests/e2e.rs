@@ -786,7 +786,9 @@ fn sigterm_mid_run_leaves_nothing_behind_and_writes_partial_results() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["error"].as_str().is_some_and(|e| e.contains("interrupted"))),
+            .any(|c| c["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("interrupted"))),
         "partial results say why: {results}"
     );
 }
@@ -828,7 +830,10 @@ fn a_panic_in_the_runner_is_reported_and_leaves_nothing_behind() {
 
 /// Runs the docker client; its stdout.
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker client");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker client");
     assert!(
         out.status.success(),
         "docker {args:?}: {}",
@@ -843,7 +848,14 @@ fn objects_labelled(label: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for args in [
         &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"][..],
-        &["network", "ls", "--filter", &filter, "--format", "{{.Name}}"][..],
+        &[
+            "network",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ][..],
     ] {
         found.extend(docker(args).lines().map(str::to_owned));
     }
@@ -897,7 +909,10 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
     let tag = format!("{:x}", std::process::id());
     let (dead, young) = (format!("dead0{tag}"), format!("young0{tag}"));
     leave_exited_objects(&dead, &unseen_owner, &image);
-    assert_eq!(objects_labelled(&format!("io.meshgate.run={dead}")).len(), 2);
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={dead}")).len(),
+        2
+    );
     // Older than the runner's grace period (2 minutes) for objects of owners it cannot see.
     std::thread::sleep(Duration::from_secs(130));
     leave_exited_objects(&young, &unseen_owner, &image);
@@ -908,7 +923,15 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
     let mut other = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc"])
         .arg(env!("CARGO_BIN_EXE_meshgate"))
-        .args(["run", "--backend", "docker", "matrices/smoke.yaml", "--repeat", "5", "--out"])
+        .args([
+            "run",
+            "--backend",
+            "docker",
+            "matrices/smoke.yaml",
+            "--repeat",
+            "5",
+            "--out",
+        ])
         .arg(out.path())
         .current_dir(root())
         .stderr(Stdio::piped())
@@ -919,7 +942,10 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
     struct Tidy(Vec<String>, u32);
     impl Drop for Tidy {
         fn drop(&mut self) {
-            if let Ok(o) = Command::new("pgrep").args(["-P", &self.1.to_string()]).output() {
+            if let Ok(o) = Command::new("pgrep")
+                .args(["-P", &self.1.to_string()])
+                .output()
+            {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-INT", pid]).status();
                 }
@@ -927,7 +953,9 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
             for run in &self.0 {
                 for name in objects_labelled(&format!("io.meshgate.run={run}")) {
                     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
-                    let _ = Command::new("docker").args(["network", "rm", &name]).output();
+                    let _ = Command::new("docker")
+                        .args(["network", "rm", &name])
+                        .output();
                 }
             }
         }
@@ -942,10 +970,19 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
         objects_labelled(&format!("io.meshgate.run={dead}")),
         Vec::<String>::new()
     );
-    assert_eq!(objects_labelled(&format!("io.meshgate.run={young}")).len(), 2);
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={young}")).len(),
+        2
+    );
     std::thread::sleep(Duration::from_secs(3));
     // The other job's run, as the engine labels it: its owner names its own pid namespace.
-    let other_pid = docker(&["ps", "--filter", "label=io.meshgate.owner", "--format", "{{.Label \"io.meshgate.run\"}} {{.Label \"io.meshgate.owner\"}}"]);
+    let other_pid = docker(&[
+        "ps",
+        "--filter",
+        "label=io.meshgate.owner",
+        "--format",
+        "{{.Label \"io.meshgate.run\"}} {{.Label \"io.meshgate.owner\"}}",
+    ]);
     let child_pid = String::from_utf8(
         Command::new("pgrep")
             .args(["-P", &other.id().to_string()])
@@ -984,7 +1021,10 @@ fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_w
         live.iter().all(|o| still.contains(o)),
         "the other job's objects stay: {live:?} then {still:?}"
     );
-    assert_eq!(objects_labelled(&format!("io.meshgate.run={young}")).len(), 2);
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={young}")).len(),
+        2
+    );
 
     for pid in [mine.id().to_string(), child_pid] {
         let _ = Command::new("kill").args(["-INT", &pid]).status();

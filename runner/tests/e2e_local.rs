@@ -203,13 +203,23 @@ fn the_leak_assertions_fail_when_their_tools_are_missing() {
     let empty = tempfile::tempdir().unwrap();
     let path = Some(empty.path().as_os_str());
     for (what, probe) in [
-        ("ip", Box::new(move || drop(namespaces_in(path, "mg-"))) as Box<dyn Fn() + std::panic::RefUnwindSafe>),
-        ("pgrep", Box::new(move || {
-            let _ = alive_in(path, "b:1:1:1");
-        })),
+        (
+            "ip",
+            Box::new(move || drop(namespaces_in(path, "mg-")))
+                as Box<dyn Fn() + std::panic::RefUnwindSafe>,
+        ),
+        (
+            "pgrep",
+            Box::new(move || {
+                let _ = alive_in(path, "b:1:1:1");
+            }),
+        ),
     ] {
         let caught = std::panic::catch_unwind(|| probe());
-        assert!(caught.is_err(), "without `{what}`, the assertion must fail, not report nothing left");
+        assert!(
+            caught.is_err(),
+            "without `{what}`, the assertion must fail, not report nothing left"
+        );
     }
 }
 
@@ -448,11 +458,17 @@ fn assert_each_unremoved_namespace_reported(w: &Watched) {
     let err = w.stderr();
     let mut left = namespaces_of(&run);
     left.sort();
-    assert_eq!(left.len(), 2, "only the two undeletable namespaces stay: {left:?}\n{err}");
+    assert_eq!(
+        left.len(),
+        2,
+        "only the two undeletable namespaces stay: {left:?}\n{err}"
+    );
     for (ns, peer) in left.iter().zip(["-c0-p1-", "-c0-p2-"]) {
         assert!(ns.contains(peer), "{left:?}");
         assert!(
-            err.lines().any(|l| l.starts_with(&format!("meshgate: clean-up: could not remove namespace {ns}: "))),
+            err.lines().any(|l| l.starts_with(&format!(
+                "meshgate: clean-up: could not remove namespace {ns}: "
+            ))),
             "{ns} reported: {err}"
         );
     }
@@ -478,14 +494,26 @@ fn a_passing_run_whose_clean_up_fails_names_every_namespace_left_and_exits_2() {
     let out = tempfile::tempdir().unwrap();
     let path = path_with(fake.path());
     let mut w = Watched::start_with(
-        &["matrices/smoke.yaml", "--filter", "quic", "--backend", "local", "--local-net", "netns"],
+        &[
+            "matrices/smoke.yaml",
+            "--filter",
+            "quic",
+            "--backend",
+            "local",
+            "--local-net",
+            "netns",
+        ],
         out.path(),
         &[("PATH", &path)],
     );
     let code = w.wait();
     let err = w.stderr();
     assert!(err.contains("meshgate: PASSED 1 case(s)"), "{err}");
-    assert_eq!(code, Some(2), "the checks passed, the clean-up did not: {err}");
+    assert_eq!(
+        code,
+        Some(2),
+        "the checks passed, the clean-up did not: {err}"
+    );
     assert_each_unremoved_namespace_reported(&w);
 }
 
@@ -499,7 +527,13 @@ fn an_interrupted_run_reports_what_its_clean_up_could_not_remove() {
     let out = tempfile::tempdir().unwrap();
     let path = path_with(fake.path());
     let mut w = Watched::start_with(
-        &["matrices/smoke.yaml", "--backend", "local", "--local-net", "netns"],
+        &[
+            "matrices/smoke.yaml",
+            "--backend",
+            "local",
+            "--local-net",
+            "netns",
+        ],
         out.path(),
         &[("PATH", &path)],
     );

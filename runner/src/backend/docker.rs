@@ -4,9 +4,9 @@
 //! the next run can tell leftovers of a dead run from objects of a live one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::{LazyLock, Mutex};
 
 use anyhow::{anyhow, bail, Context as _};
 use bollard::container::LogOutput;
@@ -433,14 +433,18 @@ impl Backend for DockerBackend {
         };
         let mut owners: HashMap<String, String> = HashMap::new();
         for c in all.containers {
-            let Some(run) = run_of(&c.labels) else { continue };
+            let Some(run) = run_of(&c.labels) else {
+                continue;
+            };
             if let Some(o) = owner_of_run(&c.labels) {
                 owners.entry(run.clone()).or_insert(o);
             }
             runs.entry(run).or_default().containers.push(c);
         }
         for n in all.networks {
-            let Some(run) = run_of(&n.labels) else { continue };
+            let Some(run) = run_of(&n.labels) else {
+                continue;
+            };
             if let Some(o) = owner_of_run(&n.labels) {
                 owners.entry(run.clone()).or_insert(o);
             }

@@ -475,7 +475,9 @@ async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow
             netns::kill(&pids).await;
             for &pid in &pids {
                 if netns::running(pid) {
-                    errors.push(anyhow!("process {pid} (a peer of run {run}): it survived SIGKILL"));
+                    errors.push(anyhow!(
+                        "process {pid} (a peer of run {run}): it survived SIGKILL"
+                    ));
                 } else {
                     removed += 1;
                 }
@@ -587,7 +589,11 @@ mod tests {
         let (_, pid_start) = rest.split_once(':').unwrap();
         // Seen from here: /proc decides, whatever the file's age.
         assert!(!stale(Some(&state(&me, 3600)), now));
-        let reused = format!("{boot}:{}:{}:1", rest.split(':').next().unwrap(), std::process::id());
+        let reused = format!(
+            "{boot}:{}:{}:1",
+            rest.split(':').next().unwrap(),
+            std::process::id()
+        );
         assert!(stale(Some(&state(&reused, 0)), now));
         // Out of sight (another pid namespace): alive while the heartbeat is recent.
         let unseen = format!("{boot}:1:{pid_start}");
@@ -595,7 +601,10 @@ mod tests {
         assert!(stale(Some(&state(&unseen, GRACE.as_secs() + 5)), now));
         // Old-format owners of other hosts likewise, no longer alive forever.
         assert!(!stale(Some(&state("old-ci-host:1:1", 5)), now));
-        assert!(stale(Some(&state("old-ci-host:1:1", GRACE.as_secs() + 5)), now));
+        assert!(stale(
+            Some(&state("old-ci-host:1:1", GRACE.as_secs() + 5)),
+            now
+        ));
         // Namespaces without a state file have no owner.
         assert!(stale(None, now));
         assert!(HEARTBEAT * 3 < GRACE);

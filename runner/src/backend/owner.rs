@@ -151,9 +151,11 @@ fn judge_from(place: Option<&Place>, host: &str, owner: &str) -> Verdict {
             }
             _ => Verdict::Unseen,
         },
-        Some(Parsed::Legacy { host: h, pid, start }) if h == host && alive(pid, start) => {
-            Verdict::Alive
-        }
+        Some(Parsed::Legacy {
+            host: h,
+            pid,
+            start,
+        }) if h == host && alive(pid, start) => Verdict::Alive,
         Some(Parsed::Legacy { .. }) | None => Verdict::Unseen,
     }
 }
@@ -310,7 +312,10 @@ mod tests {
         assert_eq!(judge(&other_ns), Verdict::Unseen);
         assert_eq!(running_pid(&other_ns), None);
         // Another boot: rebooted, or another machine on a remote engine.
-        let other_boot = format!("00000000-0000-0000-0000-000000000000:{}:{pid}:{start}", p.pidns);
+        let other_boot = format!(
+            "00000000-0000-0000-0000-000000000000:{}:{pid}:{start}",
+            p.pidns
+        );
         assert_eq!(judge(&other_boot), Verdict::Unseen);
         assert_eq!(running_pid(&other_boot), None);
         // Without a place of our own (no /proc), nothing is seen.
@@ -373,7 +378,10 @@ mod tests {
             running: true,
             newest: Some(now - 10 * grace),
         };
-        assert!(evidence_says_alive(&running_old, now), "a running container");
+        assert!(
+            evidence_says_alive(&running_old, now),
+            "a running container"
+        );
         let exited_young = Evidence {
             running: false,
             newest: Some(now - grace + 5),
@@ -388,7 +396,10 @@ mod tests {
             running: false,
             newest: None,
         };
-        assert!(evidence_says_alive(&unknown_age, now), "an unknown age is young");
+        assert!(
+            evidence_says_alive(&unknown_age, now),
+            "an unknown age is young"
+        );
     }
 
     #[test]
@@ -402,7 +413,10 @@ mod tests {
             parse_rfc3339("2024-06-01T14:00:00.5+02:00"),
             Some(1_717_243_200)
         );
-        assert_eq!(parse_rfc3339("2024-06-01T07:00:00-05:00"), Some(1_717_243_200));
+        assert_eq!(
+            parse_rfc3339("2024-06-01T07:00:00-05:00"),
+            Some(1_717_243_200)
+        );
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
         // Docker's "never" for a container that has not finished.
         assert!(parse_rfc3339("0001-01-01T00:00:00Z").unwrap() < 0);
