@@ -294,4 +294,113 @@ mod tests {
         assert_eq!(older.label(), "rust 0.56");
         assert!(rust.image_tag().starts_with("meshgate-peer-rust:"));
     }
+
+    /// Runs `git` in `dir`, quietly, as a test fixture.
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .current_dir(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    /// The edits that must change a local checkout's hash, and those that must not, for `hash` (the recipe
+    /// hash of a checkout): an untracked file of a git checkout, any file of a checkout outside git; not an
+    /// ignored file, nor anything under target/.
+    fn a_checkout_is_hashed_by_content(manifest: &str, hash: impl Fn(&Path) -> String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("in-git");
+        std::fs::create_dir(&repo).unwrap();
+        std::fs::write(repo.join(manifest), "tracked\n").unwrap();
+        std::fs::write(repo.join(".gitignore"), "ignored.txt\n").unwrap();
+        git(&repo, &["init", "-q"]);
+        git(&repo, &["add", "."]);
+        git(&repo, &["commit", "-qm", "first"]);
+        std::fs::write(repo.join("untracked.src"), "one").unwrap();
+        let a = hash(&repo);
+        assert_eq!(a, hash(&repo), "stable");
+        std::fs::write(repo.join("untracked.src"), "two").unwrap();
+        let b = hash(&repo);
+        assert_ne!(a, b, "an edit of an untracked file rebuilds");
+        std::fs::write(repo.join("ignored.txt"), "litter").unwrap();
+        assert_eq!(b, hash(&repo), "ignored files do not count");
+        std::fs::write(repo.join(manifest), "tracked, edited\n").unwrap();
+        assert_ne!(b, hash(&repo), "an uncommitted edit rebuilds");
+
+        let plain = tmp.path().join("no-git");
+        std::fs::create_dir_all(plain.join("src")).unwrap();
+        std::fs::create_dir_all(plain.join("target")).unwrap();
+        std::fs::write(plain.join(manifest), "plain\n").unwrap();
+        std::fs::write(plain.join("src/lib.src"), "one").unwrap();
+        let c = hash(&plain);
+        std::fs::write(plain.join("target/out"), "build output").unwrap();
+        assert_eq!(c, hash(&plain), "target/ does not count");
+        std::fs::write(plain.join("src/lib.src"), "two").unwrap();
+        assert_ne!(c, hash(&plain), "an edit of a file outside git rebuilds");
+    }
+
+    #[test]
+    fn a_local_go_checkout_is_hashed_by_content() {
+        let root = project_root();
+        a_checkout_is_hashed_by_content("go.mod", |dir| {
+            let spec = BuildSpec {
+                language: Language::Go,
+                version: None,
+                env: [("MESHGATE_GO_PATH".to_owned(), dir.display().to_string())].into(),
+                image: None,
+            };
+            Recipe::load(&root, &spec).unwrap().hash
+        });
+    }
+
+    #[test]
+    fn a_local_rust_checkout_is_hashed_by_content() {
+        // The script's fingerprint, as Recipe::load hashes it, in a cache of its own; a stand-in cargo keeps
+        // the standalone workspace it prepares there from resolving anything.
+        let cache = tempfile::tempdir().unwrap();
+        let bin = cache.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let cargo = bin.join("cargo");
+        std::fs::write(
+            &cargo,
+            "#!/bin/sh\ncase $1 in -V) echo 'cargo 0.0.0-test';; metadata) ;; *) exit 1;; esac\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let script = project_root().join("images/rust/build");
+        a_checkout_is_hashed_by_content("Cargo.toml", |dir| {
+            let out = std::process::Command::new(&script)
+                .arg("--fingerprint")
+                .env("PATH", &path)
+                .env("MESHGATE_CACHE", cache.path())
+                .env("MESHGATE_RUST_PATH", dir)
+                .env_remove("MESHGATE_VERSION")
+                .env_remove("MESHGATE_RUST_PINS")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        });
+    }
 }

@@ -1,4 +1,10 @@
-//! The `meshgate` command. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not be carried out.
+//! The `meshgate` command. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not be carried out
+//! (bad matrix, no engine, interrupted, a panic), or it passed but something of it could not be removed. Whatever
+//! clean-up could not remove is printed, one `meshgate: clean-up: could not remove ...` line per object, on every
+//! exit path.
+//!
+//! Test hook: `MESHGATE_TEST_PANIC=after-start` panics the runner once the first peers of a case started (read in
+//! `run::test_panic_hook` alone), for the end-to-end test of clean-up after a panic.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -264,13 +270,20 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
             }
         }
     };
-    // Every path comes here: remove whatever the run made on the engine.
-    if let Err(e) = run::clean_up(&run_id, choice).await {
-        if !matches!(outcome, Ok(Err(_))) {
-            eprintln!("meshgate: warning: clean-up failed: {e:#}");
-        }
-    }
-    match outcome {
+    // Every path comes here (checks passed or failed, an error, Ctrl-C, SIGTERM, a timeout, a panic of the run):
+    // remove whatever the run made. Its own task, so that even a panic there is reported rather than fatal.
+    let cleanup = match tokio::spawn({
+        let run_id = run_id.clone();
+        async move { run::clean_up(&run_id, choice).await }
+    })
+    .await
+    {
+        Ok(errors) => errors,
+        Err(e) => vec![anyhow::anyhow!(
+            "what the run made: the clean-up itself failed (a bug in meshgate): {e}"
+        )],
+    };
+    let code = match outcome {
         Ok(Ok(results)) => {
             eprintln!(
                 "meshgate: {} (reports in {})",
@@ -282,6 +295,15 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
         Ok(Err(e)) => fail(e),
         Err(e) if e.is_panic() => fail(format!("internal error (a bug in meshgate): {e}")),
         Err(e) => fail(e),
+    };
+    for e in &cleanup {
+        eprintln!("meshgate: clean-up: could not remove {e:#}");
+    }
+    // A run that passed but left something behind could not be carried out cleanly; failed checks stay exit 1.
+    if !cleanup.is_empty() && code == 0 {
+        2
+    } else {
+        code
     }
 }
 

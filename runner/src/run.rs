@@ -380,14 +380,14 @@ async fn run_case<B: Backend>(
     let driver = driver
         .with_cancel(case_cancel)
         .with_live(progress, opts.fail_fast);
-    let record = driver.run(recipes).await;
+    let record = tokio::select! {
+        r = driver.run(recipes) => r,
+        () = test_panic_hook(&dir) => unreachable!("the test hook panics"),
+    };
     let timed_out = timer.is_finished() && !cancel.is_cancelled();
     timer.abort();
     if let Err(e) = backend.remove_case(index).await {
-        progress.line(format!(
-            "warning: could not remove the containers of {}: {e:#}",
-            case.name
-        ));
+        progress.line(format!("warning: clean-up of {}: {e:#}", case.name));
     }
 
     result.peers = record.peers;
@@ -435,21 +435,58 @@ fn slug(name: &str) -> String {
 }
 
 /// Removes everything the run made, whatever state the run ended in (`main` calls it on every path). It does not
-/// need the run's backend value, which an aborted or panicked run no longer has.
-pub async fn clean_up(run_id: &str, choice: BackendChoice) -> anyhow::Result<()> {
-    let docker = match choice {
-        BackendChoice::Local => Ok(()),
-        BackendChoice::Docker => DockerBackend::connect(run_id).await?.remove_run().await,
-        // Without an engine, the run cannot have made anything on one.
-        BackendChoice::Auto => match DockerBackend::connect(run_id).await {
-            Ok(b) => b.remove_run().await,
-            Err(_) => Ok(()),
-        },
+/// need the run's backend value, which an aborted or panicked run no longer has. Returns every object that could
+/// not be removed, one error each, each naming the object (`container ...`, `namespace ...`).
+pub async fn clean_up(run_id: &str, choice: BackendChoice) -> Vec<anyhow::Error> {
+    let mut errors = Vec::new();
+    let split = |e: anyhow::Error, what: &str| match e.downcast::<local::Unremoved>() {
+        Ok(u) => u.0,
+        Err(e) => vec![e.context(what.to_owned())],
     };
-    if choice != BackendChoice::Docker {
-        local::clean_up_run(run_id).await?;
+    if choice != BackendChoice::Local {
+        // An engine this run never reached cannot hold anything of it.
+        let reached = DockerBackend::connected_for(run_id);
+        match DockerBackend::connect(run_id).await {
+            Ok(b) => {
+                if let Err(e) = b.remove_run().await {
+                    errors.extend(split(e, "the run's containers and networks"));
+                }
+            }
+            Err(e) if reached => {
+                errors.push(e.context("the run's containers and networks"));
+            }
+            Err(_) => {}
+        }
     }
-    docker
+    if choice != BackendChoice::Docker {
+        if let Err(e) = local::clean_up_run(run_id).await {
+            errors.extend(split(e, "the run's local processes and namespaces"));
+        }
+    }
+    errors
+}
+
+/// A test hook, read here and nowhere else: `MESHGATE_TEST_PANIC=after-start` makes the runner panic as soon as
+/// the first peer of a case has started (has written an event), so that the end-to-end tests can show that a
+/// panicking runner still removes everything and says why it failed. Without it, this never resolves.
+async fn test_panic_hook(case_dir: &Path) {
+    if std::env::var("MESHGATE_TEST_PANIC").as_deref() != Ok("after-start") {
+        return std::future::pending().await;
+    }
+    loop {
+        let started = std::fs::read_dir(case_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().ends_with(".events.jsonl")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            });
+        if started {
+            panic!("MESHGATE_TEST_PANIC=after-start: the test hook panics the runner after the first peers started");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

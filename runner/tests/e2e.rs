@@ -1,5 +1,6 @@
 //! End to end: the `meshgate` binary against a real Docker engine, with real rust-libp2p and go-libp2p peers.
-//! These tests need a reachable engine (bin/test starts one) and fail without it.
+//! These tests need a reachable engine (bin/test starts one) and fail without it: every run passes
+//! `--backend docker` ([`meshgate_run`]), so that none quietly runs on the local backend instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,9 +15,16 @@ fn meshgate() -> Command {
     c
 }
 
+/// `meshgate run --backend docker`: the Docker backend or an error, never the local backend.
+fn meshgate_run() -> Command {
+    let mut c = meshgate();
+    c.args(["run", "--backend", "docker"]);
+    c
+}
+
 fn run(matrix: &str, out: &Path) -> Output {
-    meshgate()
-        .args(["run", matrix, "--out"])
+    meshgate_run()
+        .args([matrix, "--out"])
         .arg(out)
         .output()
         .expect("meshgate runs")
@@ -24,6 +32,11 @@ fn run(matrix: &str, out: &Path) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The pid an owner label names: `<boot id>:<pid namespace>:<pid>:<start>` (or the old `host:pid:start`).
+fn owner_pid(owner: &str) -> Option<u32> {
+    owner.rsplit(':').nth(1)?.parse().ok()
 }
 
 /// Containers and networks on the engine whose owner label names this process id.
@@ -54,7 +67,7 @@ fn objects_owned_by(pid: u32) -> Vec<String> {
         );
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some((name, owner)) = line.split_once(' ') {
-                if owner.split(':').nth(1) == Some(&pid.to_string()) {
+                if owner_pid(owner) == Some(pid) {
                     found.push(name.to_owned());
                 }
             }
@@ -226,8 +239,8 @@ fn duplicate_connections_from_rust_to_go_fail_connections_with_every_connection_
 #[test]
 fn ctrl_c_mid_run_leaves_nothing_behind() {
     let out = tempfile::tempdir().unwrap();
-    let mut child = meshgate()
-        .args(["run", "matrices/smoke.yaml", "--out"])
+    let mut child = meshgate_run()
+        .args(["matrices/smoke.yaml", "--out"])
         .arg(out.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -253,8 +266,8 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
 #[test]
 fn leftovers_of_a_killed_run_are_removed_by_the_next_run() {
     let out = tempfile::tempdir().unwrap();
-    let mut child = meshgate()
-        .args(["run", "matrices/smoke.yaml", "--out"])
+    let mut child = meshgate_run()
+        .args(["matrices/smoke.yaml", "--out"])
         .arg(out.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -272,8 +285,8 @@ fn leftovers_of_a_killed_run_are_removed_by_the_next_run() {
     );
 
     let next = tempfile::tempdir().unwrap();
-    let o = meshgate()
-        .args(["run", "runner/tests/matrices/unsubscribe.yaml", "--out"])
+    let o = meshgate_run()
+        .args(["runner/tests/matrices/unsubscribe.yaml", "--out"])
         .arg(next.path())
         .output()
         .unwrap();
@@ -294,7 +307,7 @@ fn bad_matrix_exits_2_naming_file_and_line() {
         "name: bad\nimplementations:\n  - {name: rust, language: cobol}\nnetworks: []\n",
     )
     .unwrap();
-    let o = meshgate().arg("run").arg(&path).output().unwrap();
+    let o = meshgate_run().arg(&path).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
@@ -308,12 +321,9 @@ fn bad_matrix_exits_2_naming_file_and_line() {
 #[test]
 fn fail_fast_stops_a_case_at_the_first_live_failure_and_still_judges_the_record() {
     let out = tempfile::tempdir().unwrap();
-    let o = meshgate()
+    let o = meshgate_run()
         .args([
-            "run",
             "runner/tests/matrices/duplicate-connections.yaml",
-            "--backend",
-            "docker",
             "--fail-fast",
             "--out",
         ])
@@ -421,9 +431,8 @@ fn two_versions_of_each_over_two_transports_build_once_and_report_what_they_are(
         .count();
     assert!(builds <= 4, "{}", stderr(&o));
     let again = tempfile::tempdir().unwrap();
-    let o = meshgate()
+    let o = meshgate_run()
         .args([
-            "run",
             "runner/tests/matrices/versions.yaml",
             "--filter",
             "rust-0.56 x go-v0.48.0 / tcp",
@@ -662,14 +671,8 @@ fn a_third_implementation_joins_as_a_prebuilt_image() {
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = meshgate()
-        .args([
-            "run",
-            matrix.to_str().unwrap(),
-            "--backend",
-            "docker",
-            "--out",
-        ])
+    let o = meshgate_run()
+        .args([matrix.to_str().unwrap(), "--out"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -687,8 +690,8 @@ fn a_third_implementation_joins_as_a_prebuilt_image() {
 #[test]
 fn a_whole_run_timeout_stops_it_like_ctrl_c() {
     let out = tempfile::tempdir().unwrap();
-    let child = meshgate()
-        .args(["run", "matrices/smoke.yaml", "--timeout", "4s", "--out"])
+    let child = meshgate_run()
+        .args(["matrices/smoke.yaml", "--timeout", "4s", "--out"])
         .arg(out.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -734,6 +737,304 @@ fn a_case_an_implementation_cannot_run_is_skipped_with_its_reason() {
     assert_eq!(
         doc.root_element().attribute("skipped"),
         Some(checks.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn without_an_engine_the_docker_suite_fails_rather_than_running_locally() {
+    let out = tempfile::tempdir().unwrap();
+    let o = meshgate_run()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["matrices/smoke.yaml", "--filter", "quic", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no Docker engine"), "{err}");
+    assert!(!err.contains("local"), "never the local backend: {err}");
+}
+
+#[test]
+fn sigterm_mid_run_leaves_nothing_behind_and_writes_partial_results() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = meshgate_run()
+        .args(["matrices/smoke.yaml", "--out"])
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for_stderr(&mut child, "[1/2]", Duration::from_secs(900));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !objects_owned_by(pid).is_empty(),
+        "the run had containers up when terminated"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(2), "a terminated run could not be carried out");
+    assert_eq!(objects_owned_by(pid), Vec::<String>::new());
+    let results = results_of(out.path());
+    assert!(
+        results["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("interrupted"))),
+        "partial results say why: {results}"
+    );
+}
+
+#[test]
+fn a_panic_in_the_runner_is_reported_and_leaves_nothing_behind() {
+    let out = tempfile::tempdir().unwrap();
+    let child = meshgate_run()
+        // The runner's test hook: it panics once the first peers of a case have started.
+        .env("MESHGATE_TEST_PANIC", "after-start")
+        .args(["matrices/smoke.yaml", "--out"])
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("meshgate: internal error (a bug in meshgate)")
+            && err.contains("MESHGATE_TEST_PANIC=after-start"),
+        "the panic is reported: {err}"
+    );
+    assert!(!err.contains("clean-up: could not remove"), "{err}");
+    // Peers had started (their events are on disk), and nothing of them remains.
+    let started = std::fs::read_dir(out.path().join("cases"))
+        .unwrap()
+        .flatten()
+        .flat_map(|case| std::fs::read_dir(case.path()).unwrap().flatten())
+        .any(|f| {
+            f.file_name().to_string_lossy().ends_with(".events.jsonl")
+                && f.metadata().unwrap().len() > 0
+        });
+    assert!(started, "the panic came after peers started");
+    assert_eq!(objects_owned_by(pid), Vec::<String>::new());
+}
+
+/// Runs the docker client; its stdout.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker client");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Names of the containers and networks labelled with `label` (`key=value`).
+fn objects_labelled(label: &str) -> Vec<String> {
+    let filter = format!("label={label}");
+    let mut found: Vec<String> = Vec::new();
+    for args in [
+        &["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"][..],
+        &[
+            "network",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ][..],
+    ] {
+        found.extend(docker(args).lines().map(str::to_owned));
+    }
+    found.sort();
+    found
+}
+
+/// What a run killed in another CI container leaves: a labelled network, and a container on it that has exited
+/// (a peer without its configuration exits at once).
+fn leave_exited_objects(run: &str, owner: &str, image: &str) {
+    let labels = [
+        "--label".to_owned(),
+        format!("io.meshgate.run={run}"),
+        "--label".to_owned(),
+        format!("io.meshgate.owner={owner}"),
+        "--label".to_owned(),
+        "io.meshgate.case=0".to_owned(),
+    ];
+    let network = format!("meshgate-{run}-c0");
+    let mut args = vec!["network", "create", "--internal"];
+    args.extend(labels.iter().map(String::as_str));
+    args.push(&network);
+    docker(&args);
+    let name = format!("{network}-go-1");
+    let mut args = vec!["run", "--name", &name, "--network", &network];
+    args.extend(labels.iter().map(String::as_str));
+    args.push(image);
+    // It exits with the contract's configuration error; `docker run` says so with its status.
+    let status = Command::new("docker").args(&args).output().unwrap().status;
+    assert!(!status.success(), "the peer exits without a configuration");
+}
+
+#[test]
+fn leftovers_of_another_pid_namespace_are_removed_when_exited_and_old_and_kept_while_running() {
+    let built = meshgate()
+        .args(["build", "matrices/smoke.yaml", "--out"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let listing = String::from_utf8(built.stdout).unwrap();
+    let image = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("go\t"))
+        .expect("the go image")
+        .trim()
+        .to_owned();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // On this kernel, in a pid namespace that is not ours (no real namespace has inode 1): out of sight.
+    let unseen_owner = format!("{}:1:4242:77", boot.trim());
+    let tag = format!("{:x}", std::process::id());
+    let (dead, young) = (format!("dead0{tag}"), format!("young0{tag}"));
+    leave_exited_objects(&dead, &unseen_owner, &image);
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={dead}")).len(),
+        2
+    );
+    // Older than the runner's grace period (2 minutes) for objects of owners it cannot see.
+    std::thread::sleep(Duration::from_secs(130));
+    leave_exited_objects(&young, &unseen_owner, &image);
+
+    // A run in a pid namespace of its own, as another CI job sharing the engine would be: its start removes
+    // the old exited leftovers, and keeps the young ones.
+    let out = tempfile::tempdir().unwrap();
+    let mut other = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_meshgate"))
+        .args([
+            "run",
+            "--backend",
+            "docker",
+            "matrices/smoke.yaml",
+            "--repeat",
+            "5",
+            "--out",
+        ])
+        .arg(out.path())
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Whatever the assertions say, the other job ends (interrupted, it removes its own) and no fixture stays.
+    struct Tidy(Vec<String>, u32);
+    impl Drop for Tidy {
+        fn drop(&mut self) {
+            if let Ok(o) = Command::new("pgrep")
+                .args(["-P", &self.1.to_string()])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-INT", pid]).status();
+                }
+            }
+            for run in &self.0 {
+                for name in objects_labelled(&format!("io.meshgate.run={run}")) {
+                    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+                    let _ = Command::new("docker")
+                        .args(["network", "rm", &name])
+                        .output();
+                }
+            }
+        }
+    }
+    let _tidy = Tidy(vec![dead.clone(), young.clone()], other.id());
+    let seen = wait_for_stderr(&mut other, "[1/2]", Duration::from_secs(900));
+    assert!(
+        seen.contains("left on the engine by earlier runs that died"),
+        "{seen}"
+    );
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={dead}")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={young}")).len(),
+        2
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    // The other job's run, as the engine labels it: its owner names its own pid namespace.
+    let other_pid = docker(&[
+        "ps",
+        "--filter",
+        "label=io.meshgate.owner",
+        "--format",
+        "{{.Label \"io.meshgate.run\"}} {{.Label \"io.meshgate.owner\"}}",
+    ]);
+    let child_pid = String::from_utf8(
+        Command::new("pgrep")
+            .args(["-P", &other.id().to_string()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let ns = std::fs::read_link(format!("/proc/{child_pid}/ns/pid")).unwrap();
+    let ns = ns.to_string_lossy();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
+    let other_run = other_pid
+        .lines()
+        .find_map(|l| {
+            let (run, owner) = l.split_once(' ')?;
+            (owner.split(':').nth(1) == Some(ns)).then(|| run.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no running container of the other job: {other_pid}"));
+    let live = objects_labelled(&format!("io.meshgate.run={other_run}"));
+    assert!(!live.is_empty());
+
+    // A run here cannot see the other job's runner; its running containers keep the run alive.
+    let next = tempfile::tempdir().unwrap();
+    let mut mine = meshgate_run()
+        .args(["runner/tests/matrices/unsubscribe.yaml", "--out"])
+        .arg(next.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_stderr(&mut mine, "[1/1]", Duration::from_secs(900));
+    let still: Vec<String> = objects_labelled(&format!("io.meshgate.run={other_run}"));
+    assert!(
+        live.iter().all(|o| still.contains(o)),
+        "the other job's objects stay: {live:?} then {still:?}"
+    );
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={young}")).len(),
+        2
+    );
+
+    for pid in [mine.id().to_string(), child_pid] {
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+    }
+    assert_eq!(mine.wait().unwrap().code(), Some(2));
+    other.wait().unwrap();
+    assert_eq!(
+        objects_labelled(&format!("io.meshgate.run={other_run}")),
+        Vec::<String>::new(),
+        "the other job removed its own when interrupted"
     );
 }
 

@@ -36,8 +36,13 @@ struct Watched {
 
 impl Watched {
     fn start(args: &[&str], out: &Path) -> Self {
+        Self::start_with(args, out, &[])
+    }
+
+    fn start_with(args: &[&str], out: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
             .current_dir(root())
+            .envs(env.iter().copied())
             .arg("run")
             .args(args)
             .arg("--out")
@@ -72,7 +77,8 @@ impl Watched {
             {
                 let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
                 let owner = text.lines().find_map(|l| l.strip_prefix("owner "));
-                if owner.and_then(|o| o.split(':').nth(1)) == Some(pid.as_str()) {
+                // `<boot id>:<pid namespace>:<pid>:<start>` (or the old `host:pid:start`).
+                if owner.and_then(|o| o.rsplit(':').nth(1)) == Some(pid.as_str()) {
                     *run_w.lock().unwrap() = Some(entry.file_name().to_string_lossy().into_owned());
                     let mut peers = peers_w.lock().unwrap();
                     for p in text.lines().filter_map(|l| l.strip_prefix("peer ")) {
@@ -131,28 +137,59 @@ impl Watched {
     }
 }
 
-/// Namespaces of a run (`ip netns list`).
-fn namespaces_of(run: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output();
-    let Ok(out) = out else { return Vec::new() };
-    String::from_utf8_lossy(&out.stdout)
+/// Runs a tool the leak assertions rely on, and fails the test when it cannot: a missing `ip` or `pgrep` must
+/// never read as "nothing left". `ok` lists the exit codes that are answers (pgrep: 1 is "no such process").
+fn tool_in(path: Option<&std::ffi::OsStr>, name: &str, args: &[&str], ok: &[i32]) -> Vec<u8> {
+    let mut c = Command::new(name);
+    c.args(args);
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    let out = c.output().unwrap_or_else(|e| {
+        panic!("cannot run `{name}`, which the leak assertions need ({e}): install it")
+    });
+    assert!(
+        out.status.code().is_some_and(|c| ok.contains(&c)),
+        "`{name} {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn tool(name: &str, args: &[&str], ok: &[i32]) -> Vec<u8> {
+    tool_in(None, name, args, ok)
+}
+
+/// Namespaces whose name starts with `prefix` (`ip netns list`).
+fn namespaces_in(path: Option<&std::ffi::OsStr>, prefix: &str) -> Vec<String> {
+    String::from_utf8_lossy(&tool_in(path, "ip", &["netns", "list"], &[0]))
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("mg-{run}-")))
+        .filter(|n| n.starts_with(prefix))
         .map(str::to_owned)
         .collect()
 }
 
-/// Whether the process `host:pid:start-time` still runs (not a zombie), as `pgrep` would list it.
+/// Namespaces of a run.
+fn namespaces_of(run: &str) -> Vec<String> {
+    namespaces_in(None, &format!("mg-{run}-"))
+}
+
+/// Whether the process `<...>:pid:start-time` still runs (not a zombie), as `pgrep` would list it.
 fn alive(peer: &str) -> bool {
+    alive_in(None, peer)
+}
+
+fn alive_in(path: Option<&std::ffi::OsStr>, peer: &str) -> bool {
     let mut parts = peer.rsplitn(3, ':');
     let (Some(start), Some(pid)) = (parts.next(), parts.next()) else {
-        return false;
+        panic!("not a process identity: {peer}");
     };
-    let listed = Command::new("pgrep")
-        .args(["-f", "--", "-peer-"])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == pid));
+    let listed = String::from_utf8_lossy(&tool_in(path, "pgrep", &["-f", "--", "-peer-"], &[0, 1]))
+        .lines()
+        .any(|l| l == pid);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
         return false;
@@ -161,12 +198,36 @@ fn alive(peer: &str) -> bool {
     listed && fields.get(19) == Some(&start) && fields.first() != Some(&"Z")
 }
 
+#[test]
+fn the_leak_assertions_fail_when_their_tools_are_missing() {
+    let empty = tempfile::tempdir().unwrap();
+    let path = Some(empty.path().as_os_str());
+    for (what, probe) in [
+        (
+            "ip",
+            Box::new(move || drop(namespaces_in(path, "mg-")))
+                as Box<dyn Fn() + std::panic::RefUnwindSafe>,
+        ),
+        (
+            "pgrep",
+            Box::new(move || {
+                let _ = alive_in(path, "b:1:1:1");
+            }),
+        ),
+    ] {
+        let caught = std::panic::catch_unwind(|| probe());
+        assert!(
+            caught.is_err(),
+            "without `{what}`, the assertion must fail, not report nothing left"
+        );
+    }
+}
+
 /// Nothing of the run remains: no namespace, no link naming it, no peer process, no state file.
 fn assert_nothing_left(w: &Watched) {
     let run = w.run_id();
     assert_eq!(namespaces_of(&run), Vec::<String>::new(), "namespaces left");
-    let links = Command::new("ip").args(["link"]).output().map(|o| o.stdout);
-    let links = String::from_utf8_lossy(&links.unwrap_or_default()).into_owned();
+    let links = String::from_utf8_lossy(&tool("ip", &["link"], &[0])).into_owned();
     assert!(!links.contains(&run), "links left: {links}");
     let peers = w.peers();
     assert!(!peers.is_empty(), "the run recorded its peers");
@@ -362,4 +423,128 @@ fn leftovers_of_a_killed_local_run_are_removed_by_the_next_run() {
     );
     assert_nothing_left(&w);
     assert_nothing_left(&n);
+}
+
+/// A directory holding an `ip` that fails to delete the namespaces of case 0's peers p1 and p2 (and runs the real
+/// one for everything else), to see how a run reports what it could not remove.
+fn failing_ip() -> tempfile::TempDir {
+    let real = String::from_utf8(tool("sh", &["-c", "command -v ip"], &[0])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ip = dir.path().join("ip");
+    std::fs::write(
+        &ip,
+        format!(
+            "#!/bin/sh\nif [ \"$1 $2\" = \"netns del\" ]; then case $3 in *-c0-p1-*|*-c0-p2-*) echo \"Cannot remove $3: simulated\" >&2; exit 1;; esac; fi\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut p = dir.as_os_str().to_owned();
+    p.push(":");
+    p.push(std::env::var_os("PATH").unwrap_or_default());
+    p
+}
+
+/// Asserts that stderr names both namespaces that could not go, each on its own clean-up line, that they alone
+/// are left (everything else of the run went), and then removes them.
+fn assert_each_unremoved_namespace_reported(w: &Watched) {
+    let run = w.run_id();
+    let err = w.stderr();
+    let mut left = namespaces_of(&run);
+    left.sort();
+    assert_eq!(
+        left.len(),
+        2,
+        "only the two undeletable namespaces stay: {left:?}\n{err}"
+    );
+    for (ns, peer) in left.iter().zip(["-c0-p1-", "-c0-p2-"]) {
+        assert!(ns.contains(peer), "{left:?}");
+        assert!(
+            err.lines().any(|l| l.starts_with(&format!(
+                "meshgate: clean-up: could not remove namespace {ns}: "
+            ))),
+            "{ns} reported: {err}"
+        );
+    }
+    let left_peers: Vec<String> = w.peers().into_iter().filter(|p| alive(p)).collect();
+    assert!(left_peers.is_empty(), "peer processes left: {left_peers:?}");
+    assert!(
+        state_dir().join(&run).exists(),
+        "the state file stays while something of the run does, for the next start"
+    );
+    for ns in &left {
+        tool("ip", &["netns", "del", ns], &[0]);
+    }
+    let _ = std::fs::remove_file(state_dir().join(&run));
+}
+
+#[test]
+fn a_passing_run_whose_clean_up_fails_names_every_namespace_left_and_exits_2() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let fake = failing_ip();
+    let out = tempfile::tempdir().unwrap();
+    let path = path_with(fake.path());
+    let mut w = Watched::start_with(
+        &[
+            "matrices/smoke.yaml",
+            "--filter",
+            "quic",
+            "--backend",
+            "local",
+            "--local-net",
+            "netns",
+        ],
+        out.path(),
+        &[("PATH", &path)],
+    );
+    let code = w.wait();
+    let err = w.stderr();
+    assert!(err.contains("meshgate: PASSED 1 case(s)"), "{err}");
+    assert_eq!(
+        code,
+        Some(2),
+        "the checks passed, the clean-up did not: {err}"
+    );
+    assert_each_unremoved_namespace_reported(&w);
+}
+
+#[test]
+fn an_interrupted_run_reports_what_its_clean_up_could_not_remove() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let fake = failing_ip();
+    let out = tempfile::tempdir().unwrap();
+    let path = path_with(fake.path());
+    let mut w = Watched::start_with(
+        &[
+            "matrices/smoke.yaml",
+            "--backend",
+            "local",
+            "--local-net",
+            "netns",
+        ],
+        out.path(),
+        &[("PATH", &path)],
+    );
+    w.wait_for_stderr("[1/2]", Duration::from_secs(900));
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-INT", &w.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(w.wait(), Some(2));
+    assert!(w.stderr().contains("interrupted"), "{}", w.stderr());
+    assert_each_unremoved_namespace_reported(&w);
 }

@@ -3,9 +3,10 @@
 //! Every object carries labels naming the run and its owner process, so that a run removes exactly its own, and
 //! the next run can tell leftovers of a dead run from objects of a live one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::{LazyLock, Mutex};
 
 use anyhow::{anyhow, bail, Context as _};
 use bollard::container::LogOutput;
@@ -22,15 +23,27 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::lines::LineBuffer;
-use super::owner::{owner_alive, owner_of};
+use super::owner::{
+    evidence_says_alive, judge, owner_of, parse_rfc3339, unix_now, Evidence, Unremoved, Verdict,
+};
 use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
 use crate::images::Recipe;
 
 pub const LABEL_RUN: &str = "io.meshgate.run";
-/// `host:pid:start-time` of the process that owns the run, to recognise a dead owner even after pid reuse.
+/// `<boot id>:<pid namespace>:<pid>:<start time>` of the process that owns the run ([`super::owner`]).
 pub const LABEL_OWNER: &str = "io.meshgate.owner";
 pub const LABEL_CASE: &str = "io.meshgate.case";
 pub const LABEL_HASH: &str = "io.meshgate.recipe-hash";
+
+/// Runs for which this process reached an engine: only they can have left objects there.
+static CONNECTED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// Containers and networks, as listed.
+#[derive(Default)]
+struct Labelled {
+    containers: Vec<bollard::models::ContainerSummary>,
+    networks: Vec<bollard::models::Network>,
+}
 
 pub struct DockerBackend {
     api: Docker,
@@ -60,6 +73,10 @@ impl DockerBackend {
         )
         .await
         .map_err(|e| anyhow!("the Docker engine does not answer ({e:#}); {hint}"))?;
+        CONNECTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id.to_owned());
         Ok(Self {
             api,
             run_id: run_id.to_owned(),
@@ -82,13 +99,8 @@ impl DockerBackend {
         format!("meshgate-{}-c{case}", self.run_id)
     }
 
-    /// Removes containers and networks whose label matches `filter` (`key=value` or `key`), and for which `keep`
-    /// says no. Containers first: a network with endpoints cannot go.
-    async fn remove_labelled(
-        &self,
-        filter: String,
-        keep: impl Fn(&HashMap<String, String>) -> bool,
-    ) -> anyhow::Result<usize> {
+    /// Lists the containers and networks whose label matches `filter` (`key=value` or `key`).
+    async fn list_labelled(&self, filter: String) -> anyhow::Result<Labelled> {
         let filters = HashMap::from([("label".to_string(), vec![filter])]);
         let containers = self
             .api
@@ -98,30 +110,8 @@ impl DockerBackend {
                     .filters(&filters)
                     .build(),
             ))
-            .await?;
-        let doomed: Vec<String> = containers
-            .into_iter()
-            .filter(|c| !keep(&c.labels.clone().unwrap_or_default()))
-            .filter_map(|c| c.id)
-            .collect();
-        let opts = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        let results = futures_util::future::join_all(
-            doomed
-                .iter()
-                .map(|id| self.api.remove_container(id, Some(opts.clone()))),
-        )
-        .await;
-        let mut removed = 0;
-        for (id, r) in doomed.iter().zip(results) {
-            match r {
-                Ok(()) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot remove container {id}")),
-            }
-        }
+            .await
+            .context("cannot list the engine's containers")?;
         let networks = self
             .api
             .list_networks(Some(
@@ -129,27 +119,135 @@ impl DockerBackend {
                     .filters(&filters)
                     .build(),
             ))
-            .await?;
-        for n in networks
-            .into_iter()
-            .filter(|n| !keep(&n.labels.clone().unwrap_or_default()))
-        {
-            let Some(id) = n.id else { continue };
-            match self.api.remove_network(&id).await {
+            .await
+            .context("cannot list the engine's networks")?;
+        Ok(Labelled {
+            containers,
+            networks,
+        })
+    }
+
+    /// Removes exactly the listed objects (not what appeared since), containers first: a network with endpoints
+    /// cannot go. Goes through all of them, and names each one that could not be removed ([`Unremoved`]).
+    async fn remove_objects(&self, objects: &Labelled) -> anyhow::Result<usize> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let doomed: Vec<(&str, String)> = objects
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let id = c.id.as_deref()?;
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_else(|| id.to_owned());
+                Some((id, name))
+            })
+            .collect();
+        let results = futures_util::future::join_all(
+            doomed
+                .iter()
+                .map(|(id, _)| self.api.remove_container(id, Some(opts.clone()))),
+        )
+        .await;
+        let (mut removed, mut errors) = (0, Vec::new());
+        for ((_, name), r) in doomed.iter().zip(results) {
+            match r {
                 Ok(()) => removed += 1,
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot remove network {}", n.name.unwrap_or(id)))
-                }
+                Err(e) => errors.push(anyhow::Error::new(e).context(format!("container {name}"))),
             }
         }
-        Ok(removed)
+        for n in &objects.networks {
+            let Some(id) = &n.id else { continue };
+            match self.api.remove_network(id).await {
+                Ok(()) => removed += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => errors.push(
+                    anyhow::Error::new(e)
+                        .context(format!("network {}", n.name.clone().unwrap_or(id.clone()))),
+                ),
+            }
+        }
+        Unremoved::into_result(errors).map(|()| removed)
+    }
+
+    /// Removes containers and networks whose label matches `filter`, and for which `keep` says no.
+    async fn remove_labelled(
+        &self,
+        filter: String,
+        keep: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> anyhow::Result<usize> {
+        let mut objects = self.list_labelled(filter).await?;
+        objects
+            .containers
+            .retain(|c| !keep(&c.labels.clone().unwrap_or_default()));
+        objects
+            .networks
+            .retain(|n| !keep(&n.labels.clone().unwrap_or_default()));
+        self.remove_objects(&objects).await
     }
 
     /// Removes every object meshgate made on this engine, live runs or not (`meshgate clean`).
     pub async fn remove_all(&self) -> anyhow::Result<usize> {
         self.remove_labelled(LABEL_RUN.into(), |_| false).await
+    }
+
+    /// Whether this process connected to an engine for `run` (so that the run may have made objects there).
+    pub fn connected_for(run_id: &str) -> bool {
+        CONNECTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(run_id)
+    }
+
+    /// The engine's clock (object times are by it), else ours.
+    async fn engine_now(&self) -> i64 {
+        self.api
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.system_time)
+            .and_then(|t| parse_rfc3339(&t))
+            .unwrap_or_else(unix_now)
+    }
+
+    /// What a run whose owner cannot be seen from here left, as evidence of its life (see [`super::owner`]).
+    async fn evidence(&self, objects: &Labelled) -> Evidence {
+        use bollard::models::ContainerSummaryStateEnum as S;
+        let mut running = false;
+        // Every object's creation, and every exited container's exit; `None` where a time is not known.
+        let mut times: Vec<Option<i64>> = Vec::new();
+        for c in &objects.containers {
+            times.push(c.created);
+            match (&c.state, &c.id) {
+                (Some(S::EXITED | S::DEAD), Some(id)) => {
+                    let finished = self
+                        .api
+                        .inspect_container(id, None)
+                        .await
+                        .ok()
+                        .and_then(|i| i.state)
+                        .and_then(|s| s.finished_at)
+                        .and_then(|t| parse_rfc3339(&t));
+                    times.push(finished);
+                }
+                // Running, starting, paused, restarting, or a state not known to us: alive.
+                _ => running = true,
+            }
+        }
+        for n in &objects.networks {
+            times.push(n.created.as_deref().and_then(parse_rfc3339));
+        }
+        // An unknown time might be the newest: then the age is unknown, which counts as young.
+        let newest = times
+            .into_iter()
+            .try_fold(i64::MIN, |m, t| t.map(|t| m.max(t)));
+        Evidence { running, newest }
     }
 
     async fn image_exists(&self, tag: &str) -> bool {
@@ -387,12 +485,61 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
-    /// Removes what runs whose owner process is gone left behind. Objects of live runs stay.
+    /// Removes what runs whose owner is gone left behind; objects of live runs stay. Runs are judged whole, by
+    /// their owner where it can be seen from here, else by what they left ([`super::owner`] has the rule).
     async fn remove_stale(&self) -> anyhow::Result<usize> {
-        self.remove_labelled(LABEL_RUN.into(), |labels| {
-            labels.get(LABEL_OWNER).is_some_and(|o| owner_alive(o))
-        })
-        .await
+        let all = self.list_labelled(LABEL_RUN.into()).await?;
+        let mut runs: BTreeMap<String, Labelled> = BTreeMap::new();
+        let run_of = |l: &Option<HashMap<String, String>>| {
+            l.as_ref().and_then(|l| l.get(LABEL_RUN)).cloned()
+        };
+        let owner_of_run = |l: &Option<HashMap<String, String>>| {
+            l.as_ref().and_then(|l| l.get(LABEL_OWNER)).cloned()
+        };
+        let mut owners: HashMap<String, String> = HashMap::new();
+        for c in all.containers {
+            let Some(run) = run_of(&c.labels) else {
+                continue;
+            };
+            if let Some(o) = owner_of_run(&c.labels) {
+                owners.entry(run.clone()).or_insert(o);
+            }
+            runs.entry(run).or_default().containers.push(c);
+        }
+        for n in all.networks {
+            let Some(run) = run_of(&n.labels) else {
+                continue;
+            };
+            if let Some(o) = owner_of_run(&n.labels) {
+                owners.entry(run.clone()).or_insert(o);
+            }
+            runs.entry(run).or_default().networks.push(n);
+        }
+        let mut now = None;
+        let (mut removed, mut errors) = (0, Vec::new());
+        for (run, objects) in &runs {
+            if *run == self.run_id {
+                continue;
+            }
+            let dead = match judge(owners.get(run).map_or("", String::as_str)) {
+                Verdict::Alive => false,
+                Verdict::Dead => true,
+                Verdict::Unseen => {
+                    let now = match now {
+                        Some(n) => n,
+                        None => *now.insert(self.engine_now().await),
+                    };
+                    !evidence_says_alive(&self.evidence(objects).await, now)
+                }
+            };
+            if dead {
+                match self.remove_objects(objects).await {
+                    Ok(n) => removed += n,
+                    Err(e) => errors.extend(Unremoved::split(e)),
+                }
+            }
+        }
+        Unremoved::into_result(errors).map(|()| removed)
     }
 
     async fn remove_run(&self) -> anyhow::Result<()> {

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::LineBuffer;
 use super::netns;
-use super::owner::{owner_alive, owner_of, running_pid};
+pub use super::owner::Unremoved;
+use super::owner::{judge, owner_of, running_pid, Verdict, GRACE, HEARTBEAT};
 use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
 use crate::images::{cache_dir, Recipe};
 use crate::matrix::Limits;
@@ -77,6 +78,9 @@ impl LocalBackend {
         std::fs::write(&partial, format!("owner {owner}\n"))
             .and_then(|()| std::fs::rename(&partial, &state))
             .with_context(|| format!("cannot write {}", state.display()))?;
+        // Owners out of sight of the next run (another pid namespace sharing the cache) are judged by this
+        // file's age: it is refreshed while the run lives.
+        tokio::spawn(heartbeat(state.clone()));
         let probe = format!("{}probe", netns::prefix(run_id, None));
         let why_loopback = match net {
             LocalNet::Loopback => Some("--local-net loopback".to_owned()),
@@ -414,10 +418,13 @@ impl Backend for LocalBackend {
 
     async fn remove_case(&self, case: usize) -> anyhow::Result<()> {
         self.kill_peers(|r| r.case == case).await;
-        for ns in netns::list(&netns::prefix(&self.run_id, Some(case))).await {
-            netns::remove(&ns).await?;
+        let mut errors = Vec::new();
+        for ns in netns::list(&netns::prefix(&self.run_id, Some(case))).await? {
+            if let Err(e) = netns::remove(&ns).await {
+                errors.push(e);
+            }
         }
-        Ok(())
+        Unremoved::into_result(errors)
     }
 
     async fn remove_stale(&self) -> anyhow::Result<usize> {
@@ -427,6 +434,20 @@ impl Backend for LocalBackend {
     async fn remove_run(&self) -> anyhow::Result<()> {
         self.kill_peers(|_| true).await;
         clean_up_run(&self.run_id).await
+    }
+}
+
+/// Refreshes the state file's time while the run lives; stops once the file is gone (never makes it again).
+async fn heartbeat(state: PathBuf) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let touched = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&state)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        if touched.is_err() {
+            return;
+        }
     }
 }
 
@@ -766,6 +787,8 @@ fn record_peer(run: &str, peer: &str) -> anyhow::Result<()> {
 struct RunState {
     owner: Option<String>,
     peers: Vec<String>,
+    /// When the file last changed: its owner refreshes it while it lives.
+    modified: Option<std::time::SystemTime>,
 }
 
 impl RunState {
@@ -783,11 +806,13 @@ impl RunState {
 }
 
 /// Removes the processes, namespaces and state files of every run `doomed` picks (given the run's state, `None`
-/// when namespaces of it exist without one). Returns how many of them went.
+/// when namespaces of it exist without one). Returns how many of them went. Goes through every process and
+/// namespace, and names each one that could not be removed ([`Unremoved`]); a run's state file stays while
+/// anything of it does, so that the next start tries again.
 async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow::Result<usize> {
     // Namespaces first: a run records its state before it makes a namespace, so every namespace listed here either
     // has its state file in the listing below, or belongs to a run that is gone.
-    let namespaces = netns::list("mg-").await;
+    let namespaces = netns::list("mg-").await?;
     let mut runs: HashMap<String, Option<RunState>> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir(state_dir()) {
         for e in entries.flatten() {
@@ -795,7 +820,9 @@ async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow
             // Only files named like run ids are ours.
             if netns::run_of(&format!("mg-{name}-")).is_some() {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                runs.insert(name, Some(RunState::parse(&text)));
+                let mut state = RunState::parse(&text);
+                state.modified = e.metadata().and_then(|m| m.modified()).ok();
+                runs.insert(name, Some(state));
             }
         }
     }
@@ -807,48 +834,79 @@ async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow
     for run in runs_with_leftovers() {
         runs.entry(run).or_insert(None);
     }
-    let mut removed = 0;
+    let (mut removed, mut errors) = (0, Vec::new());
     for (run, state) in &runs {
         if !doomed(run, state.as_ref()) {
             continue;
         }
+        let before = errors.len();
         if let Some(state) = state {
             let pids: Vec<u32> = state.peers.iter().filter_map(|p| running_pid(p)).collect();
             netns::kill(&pids).await;
-            removed += pids.len();
+            for &pid in &pids {
+                if netns::running(pid) {
+                    errors.push(anyhow!(
+                        "process {pid} (a peer of run {run}): it survived SIGKILL"
+                    ));
+                } else {
+                    removed += 1;
+                }
+            }
         }
         let prefix = netns::prefix(run, None);
         for ns in namespaces.iter().filter(|n| n.starts_with(&prefix)) {
-            removed += netns::remove(ns).await?;
+            match netns::remove(ns).await {
+                Ok(n) => removed += n,
+                Err(e) => errors.push(e),
+            }
         }
-        removed += remove_cgroups(run).await?;
+        if errors.len() > before {
+            continue;
+        }
+        match remove_cgroups(run).await {
+            Ok(n) => removed += n,
+            Err(e) => errors.push(e),
+        }
         match std::fs::remove_dir_all(run_dir(run)) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot remove {}", run_dir(run).display()))
-            }
+            Err(e) => errors.push(
+                anyhow::Error::new(e).context(format!("cannot remove {}", run_dir(run).display())),
+            ),
+        }
+        if errors.len() > before {
+            continue;
         }
         match std::fs::remove_file(state_file(run)) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot remove {}", state_file(run).display()))
-            }
+            Err(e) => errors.push(
+                anyhow::Error::new(e).context(format!("state file {}", state_file(run).display())),
+            ),
         }
     }
-    Ok(removed)
+    Unremoved::into_result(errors).map(|()| removed)
+}
+
+/// Whether a run is dead by its state file (`None`: namespaces without one, which have no owner). Its owner is
+/// judged by [`judge`]; one out of sight (another pid namespace or kernel) lives while the file is younger than
+/// [`GRACE`], which its heartbeat sees to.
+fn stale(state: Option<&RunState>, now: std::time::SystemTime) -> bool {
+    let Some(state) = state else { return true };
+    match state.owner.as_deref().map_or(Verdict::Unseen, judge) {
+        Verdict::Alive => false,
+        Verdict::Dead => true,
+        Verdict::Unseen => state
+            .modified
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= GRACE),
+    }
 }
 
 /// Removes what local runs whose owner is gone left behind; namespaces without a state file have no owner.
 pub async fn remove_stale_runs() -> anyhow::Result<usize> {
-    remove_runs(|_, state| {
-        !state
-            .and_then(|s| s.owner.as_deref())
-            .is_some_and(owner_alive)
-    })
-    .await
+    let now = std::time::SystemTime::now();
+    remove_runs(|_, state| stale(state, now)).await
 }
 
 /// Removes everything of one run, whoever made it (`clean_up`, which may not have the run's backend).
@@ -899,6 +957,41 @@ mod tests {
         assert_eq!(s.owner.as_deref(), Some("h:1:2"));
         assert_eq!(s.peers, ["h:3:4", "h:5:6"]);
         assert_eq!(slug("rust 0.56/1"), "rust_0.56_1");
+    }
+
+    #[test]
+    fn stale_runs_by_owner_and_heartbeat() {
+        use std::time::SystemTime;
+        let now = SystemTime::now();
+        let state = |owner: &str, age: u64| RunState {
+            owner: Some(owner.to_owned()),
+            peers: Vec::new(),
+            modified: Some(now - Duration::from_secs(age)),
+        };
+        let me = owner_of(std::process::id()).unwrap();
+        let (boot, rest) = me.split_once(':').unwrap();
+        let (_, pid_start) = rest.split_once(':').unwrap();
+        // Seen from here: /proc decides, whatever the file's age.
+        assert!(!stale(Some(&state(&me, 3600)), now));
+        let reused = format!(
+            "{boot}:{}:{}:1",
+            rest.split(':').next().unwrap(),
+            std::process::id()
+        );
+        assert!(stale(Some(&state(&reused, 0)), now));
+        // Out of sight (another pid namespace): alive while the heartbeat is recent.
+        let unseen = format!("{boot}:1:{pid_start}");
+        assert!(!stale(Some(&state(&unseen, 5)), now));
+        assert!(stale(Some(&state(&unseen, GRACE.as_secs() + 5)), now));
+        // Old-format owners of other hosts likewise, no longer alive forever.
+        assert!(!stale(Some(&state("old-ci-host:1:1", 5)), now));
+        assert!(stale(
+            Some(&state("old-ci-host:1:1", GRACE.as_secs() + 5)),
+            now
+        ));
+        // Namespaces without a state file have no owner.
+        assert!(stale(None, now));
+        assert!(HEARTBEAT * 3 < GRACE);
     }
 
     #[test]

@@ -112,21 +112,41 @@ pub async fn link_down(ns: &str) -> anyhow::Result<()> {
         .map(|_| ())
 }
 
-/// Every namespace whose name starts with `prefix`. Without iproute2 there are none.
-pub async fn list(prefix: &str) -> Vec<String> {
-    let Ok(out) = ip(&["netns", "list"]).await else {
-        return Vec::new();
+/// Every namespace whose name starts with `prefix`. Without iproute2 there are none (nothing can have made them);
+/// an `ip` that runs but fails is an error, not an empty list.
+pub async fn list(prefix: &str) -> anyhow::Result<Vec<String>> {
+    let out = match tokio::process::Command::new("ip")
+        .args(["netns", "list"])
+        .kill_on_drop(true)
+        .output()
+        .await
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).context("cannot run `ip netns list` (iproute2)"),
+        Ok(out) if !out.status.success() => bail!(
+            "`ip netns list` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
     };
-    out.lines()
+    Ok(out
+        .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| n.starts_with(prefix))
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 /// Kills whatever runs in a namespace, then deletes it (with its links). Returns how many processes and
-/// namespaces went: none when the namespace was gone already (its run removed it meanwhile).
+/// namespaces went: none when the namespace was gone already (its run removed it meanwhile). The error names
+/// the namespace.
 pub async fn remove(ns: &str) -> anyhow::Result<usize> {
+    remove_one(ns)
+        .await
+        .with_context(|| format!("namespace {ns}"))
+}
+
+async fn remove_one(ns: &str) -> anyhow::Result<usize> {
     let pids: Vec<u32> = ip(&["netns", "pids", ns])
         .await
         .unwrap_or_default()
@@ -137,7 +157,7 @@ pub async fn remove(ns: &str) -> anyhow::Result<usize> {
     // A namespace deleted while a process still holds it would live on, nameless, with its links.
     match ip(&["netns", "del", ns]).await {
         Ok(_) => Ok(pids.len() + 1),
-        Err(_) if !list(ns).await.iter().any(|n| n == ns) => Ok(pids.len()),
+        Err(_) if list(ns).await.is_ok_and(|l| !l.iter().any(|n| n == ns)) => Ok(pids.len()),
         Err(e) => Err(e),
     }
 }
@@ -161,7 +181,8 @@ pub async fn kill(pids: &[u32]) {
     }
 }
 
-fn running(pid: u32) -> bool {
+/// Whether a process runs (not a zombie).
+pub fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         let state = s.rfind(')').and_then(|i| s[i + 2..].chars().next());
         !matches!(state, Some('Z' | 'X'))
