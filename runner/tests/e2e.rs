@@ -109,7 +109,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let o = run("matrices/smoke.yaml", out.path());
     assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(&o));
     assert!(
-        stderr(&o).contains("meshgate: PASSED 2 case(s), 14 check(s)"),
+        stderr(&o).contains("meshgate: PASSED 2 cases, 18 checks judged"),
         "{}",
         stderr(&o)
     );
@@ -118,7 +118,7 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
     let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let top = doc.root_element();
-    assert_eq!(top.attribute("tests"), Some("14"));
+    assert_eq!(top.attribute("tests"), Some("18"));
     assert_eq!(top.attribute("failures"), Some("0"));
     assert_eq!(top.attribute("errors"), Some("0"));
     let suites: Vec<_> = top
@@ -145,12 +145,14 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
         assert_eq!(
             cases,
             [
+                "connectivity",
                 "no-protocol-downgrade",
                 "delivery",
                 "subscriptions",
                 "mesh",
                 "connections",
                 "streams",
+                "commands",
                 "liveness"
             ]
         );
@@ -718,10 +720,17 @@ fn a_whole_run_timeout_stops_it_like_ctrl_c() {
 }
 
 #[test]
-fn a_case_an_implementation_cannot_run_is_skipped_with_its_reason() {
+fn a_case_an_implementation_cannot_run_is_skipped_with_its_reason_and_judges_nothing() {
     let out = tempfile::tempdir().unwrap();
     let o = run("runner/tests/matrices/unsupported.yaml", out.path());
-    assert_eq!(o.status.code(), Some(0), "nothing failed: {}", stderr(&o));
+    // Nothing failed, and nothing was judged either: that is no pass.
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let headline = err.lines().rfind(|l| l.starts_with("meshgate: ")).unwrap_or_default();
+    assert!(
+        headline.contains("NOTHING JUDGED") && headline.contains("muxer-mplex"),
+        "the headline says nothing was judged, and why: {err}"
+    );
     let results = results_of(out.path());
     let checks = results["cases"][0]["checks"].as_array().unwrap();
     assert!(!checks.is_empty());

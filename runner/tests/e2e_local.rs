@@ -247,7 +247,7 @@ fn smoke_matrix_passes_on_the_local_backend_and_leaves_nothing() {
     let code = w.wait();
     let err = w.stderr();
     assert_eq!(code, Some(0), "stderr:\n{err}");
-    assert!(err.contains("meshgate: PASSED 2 case(s)"), "{err}");
+    assert!(err.contains("meshgate: PASSED 2 cases"), "{err}");
     let mode = if is_root() {
         "each in its own network namespace"
     } else {
@@ -333,7 +333,7 @@ fn smoke_matrix_passes_on_loopback() {
     let code = w.wait();
     let err = w.stderr();
     assert_eq!(code, Some(0), "stderr:\n{err}");
-    assert!(err.contains("meshgate: PASSED 2 case(s)"), "{err}");
+    assert!(err.contains("meshgate: PASSED 2 cases"), "{err}");
     assert!(err.contains("on 127.0.0.1, each on its own port"), "{err}");
     let record = std::fs::read_to_string(
         out.path()
@@ -360,7 +360,7 @@ fn without_a_docker_engine_auto_runs_locally() {
         err.contains("no Docker engine answers, so the local backend runs this"),
         "{err}"
     );
-    assert!(err.contains("meshgate: PASSED 1 case(s)"), "{err}");
+    assert!(err.contains("meshgate: PASSED 1 case"), "{err}");
 }
 
 #[test]
@@ -508,7 +508,7 @@ fn a_passing_run_whose_clean_up_fails_names_every_namespace_left_and_exits_2() {
     );
     let code = w.wait();
     let err = w.stderr();
-    assert!(err.contains("meshgate: PASSED 1 case(s)"), "{err}");
+    assert!(err.contains("meshgate: PASSED 1 case"), "{err}");
     assert_eq!(
         code,
         Some(2),

@@ -1,5 +1,5 @@
 //! End to end, on a real Docker engine with real peers: verdicts a release gate can trust. A network that breaks is
-//! a verdict, a step a peer cannot do is local, `dial: new` is judged where it can be exercised, negotiation is
+//! a verdict, a step a peer cannot do is local (a case no peer can run judges nothing: tests/e2e.rs), `dial: new` is judged where it can be exercised, negotiation is
 //! read from both ends, and a peer that stops reading cannot hang a case. These tests need an engine (bin/test
 //! starts one) and fail without it: every run is `--backend docker`.
 
@@ -81,17 +81,6 @@ fn rust_6047_network_with_new_connections_is_judged_and_fails_connections_on_rus
     for c in dedup["checks"].as_array().unwrap() {
         assert_eq!(c["status"], "passed", "{c:#}");
     }
-}
-
-#[test]
-fn a_matrix_whose_only_case_is_unsupported_judges_nothing_and_does_not_pass() {
-    let out = tempfile::tempdir().unwrap();
-    let o = run("runner/tests/matrices/unsupported.yaml", out.path(), &[]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    let headline = err.lines().find(|l| l.starts_with("meshgate: ")).unwrap_or_default().to_owned();
-    assert!(headline.contains("NOTHING JUDGED"), "{err}");
-    assert!(headline.contains("muxer-mplex"), "the reason is named: {err}");
 }
 
 #[test]

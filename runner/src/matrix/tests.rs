@@ -251,3 +251,14 @@ fn check_entries_merge_into_the_defaults_and_off_is_explicit() {
     let quiet = GOOD.replace("    peers:", "    publish: {messages: 0}\n    checks: {delivery: off}\n    peers:");
     assert!(parse(&quiet).is_ok(), "{:?}", parse(&quiet).err());
 }
+
+#[test]
+fn the_nightly_matrix_runs_every_check() {
+    // It names three checks to change their settings; the others must still run.
+    let m = Matrix::load(&crate::images::project_root().join("matrices/nightly.yaml")).unwrap();
+    for case in crate::cases::expand(&m) {
+        for name in crate::checks::Settings::names() {
+            assert!(case.checks.is_on(name), "{name} is off in {}", case.name);
+        }
+    }
+}

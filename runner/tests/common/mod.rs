@@ -63,11 +63,13 @@ pub fn assert_unsubscribe_verdict(code: Option<i32>, stderr: &str, out: &Path) {
     assert_eq!(
         passed,
         [
+            "connectivity",
             "no-protocol-downgrade",
             "subscriptions",
             "mesh",
             "connections",
             "streams",
+            "commands",
             "liveness"
         ]
     );
