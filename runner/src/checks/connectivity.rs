@@ -109,7 +109,9 @@ impl Check for Connectivity {
                     self.ends.iter().any(|e| e.peer == case.peers[x].name && e.remote == yid && e.at <= end)
                 })
             };
-            if joined(a, b) || joined(b, a) {
+            // Both ends must report it: a dialer that rejects the handshake late (a wrong peer id) may leave the
+            // listener with a connection that never was one.
+            if joined(a, b) && joined(b, a) {
                 connected += 1;
                 continue;
             }
