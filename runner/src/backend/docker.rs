@@ -194,7 +194,8 @@ impl DockerBackend {
 
     /// Removes every object meshgate made on this engine, live runs or not (`meshgate clean`).
     pub async fn remove_all(&self) -> anyhow::Result<usize> {
-        self.remove_labelled(LABEL_RUN.into(), |_| false).await
+        let sweep = self.remove_labelled(LABEL_RUN.into(), |_| false);
+        bounded("removing every meshgate object", SWEEP_TIMEOUT, None, sweep).await
     }
 
     /// Whether this process connected to an engine for `run` (so that the run may have made objects there).
@@ -485,9 +486,26 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
+    async fn remove_run(&self) -> anyhow::Result<()> {
+        let sweep = self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false);
+        let what = format!(
+            "removing the containers and networks of run {}",
+            self.run_id
+        );
+        bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
+        Ok(())
+    }
+
     /// Removes what runs whose owner is gone left behind; objects of live runs stay. Runs are judged whole, by
     /// their owner where it can be seen from here, else by what they left ([`super::owner`] has the rule).
     async fn remove_stale(&self) -> anyhow::Result<usize> {
+        let sweep = self.remove_stale_unbounded();
+        bounded("removing what runs that died left", SWEEP_TIMEOUT, None, sweep).await
+    }
+}
+
+impl DockerBackend {
+    async fn remove_stale_unbounded(&self) -> anyhow::Result<usize> {
         let all = self.list_labelled(LABEL_RUN.into()).await?;
         let mut runs: BTreeMap<String, Labelled> = BTreeMap::new();
         let run_of = |l: &Option<HashMap<String, String>>| {
@@ -542,15 +560,6 @@ impl Backend for DockerBackend {
         Unremoved::into_result(errors).map(|()| removed)
     }
 
-    async fn remove_run(&self) -> anyhow::Result<()> {
-        let sweep = self.remove_labelled(format!("{LABEL_RUN}={}", self.run_id), |_| false);
-        let what = format!(
-            "removing the containers and networks of run {}",
-            self.run_id
-        );
-        bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
-        Ok(())
-    }
 }
 
 type OutputStream = std::pin::Pin<
