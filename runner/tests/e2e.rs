@@ -189,8 +189,12 @@ fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {
             assert!(events.lines().count() > 10, "{peer} said little: {events}");
             assert!(logs.join(format!("{peer}.stderr")).exists());
         }
-        let delivery = &case["checks"][1];
-        assert_eq!(delivery["name"], "delivery");
+        let delivery = case["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "delivery")
+            .expect("delivery judged");
         // 4 peers x 10 messages, each to 3 others.
         assert!(
             delivery["evidence"][0]
