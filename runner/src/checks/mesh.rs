@@ -266,16 +266,19 @@ impl Mesh {
                         })
                         .count();
                     let key = (peer.clone(), topic.clone());
-                    if now >= from {
-                        let w = f.judged.entry(key.clone()).or_insert((from, now));
+                    let empty = BTreeSet::new();
+                    let mesh = st.meshes.get(topic).unwrap_or(&empty);
+                    // A mesh already as large as it must be is judged within the warm-up too: a short case still
+                    // shows that it formed.
+                    let formed = available > 0 && mesh.len() >= d_lo.min(available);
+                    if now >= from || formed {
+                        let w = f.judged.entry(key.clone()).or_insert((from.min(now), now));
                         w.1 = now;
                         // Silent only if no mesh report comes at all: decided once the replay is over.
-                        if available > 0 {
+                        if now >= from && available > 0 {
                             f.silent.insert(key.clone());
                         }
                     }
-                    let empty = BTreeSet::new();
-                    let mesh = st.meshes.get(topic).unwrap_or(&empty);
                     if mesh.len() < d_lo.min(available) {
                         short.insert(key, (from, (mesh.len(), available)));
                     }
@@ -581,8 +584,24 @@ mod tests {
         assert_eq!(r.status, Status::Passed, "{r:?}");
         assert_eq!(
             r.coverage.as_deref(),
-            Some("meshes of 2 peer(s) on 1 topic(s) judged over 17 s; 2 mesh link(s) checked for symmetry")
+            Some("meshes of 2 peer(s) on 1 topic(s) judged over 19 s; 2 mesh link(s) checked for symmetry")
         );
+    }
+
+    #[test]
+    fn a_mesh_that_formed_in_a_case_shorter_than_the_warm_up_is_judged() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut ev = setup(&kit);
+        ev.push(mesh(&kit, 700_000, "rust-1", &["go-1"]));
+        ev.push(mesh(&kit, 700_000, "go-1", &["rust-1"]));
+        // The case ends 2 s after the subscriptions, within the 3 s warm-up.
+        ev.push(kit.stderr(2_000_000, "go-1", "end"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        // No mesh at all in that time: nothing to judge.
+        let mut ev = setup(&kit);
+        ev.push(kit.stderr(2_000_000, "go-1", "end"));
+        assert_eq!(run(&ev, &kit).status, Status::Inconclusive);
     }
 
     #[test]
