@@ -1,5 +1,7 @@
-//! The `meshgate` command. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not be carried out
-//! (bad matrix, no engine, interrupted, a panic), or it passed but something of it could not be removed. Whatever
+//! The `meshgate` command. Exit codes (`results::Outcome`): 0 something was judged and every case passed, was known
+//! or skipped; 1 a case failed, was inconclusive or errored while other checks were judged; 2 nothing was judged, or
+//! the run could not be carried out (bad matrix, no engine, interrupted, a panic), or it passed but something of it
+//! could not be removed. Whatever
 //! clean-up could not remove is printed, one `meshgate: clean-up: could not remove ...` line per object, on every
 //! exit path.
 //!
