@@ -74,15 +74,6 @@ async fn bounded<T>(
     }
 }
 
-/// A wait that ran out of time is not the runner's failure: the case goes on with what is there.
-fn go_on(e: anyhow::Error) -> anyhow::Result<()> {
-    if e.is::<TimedOut>() {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
-
 /// A check failed while the case ran, and the run was asked to stop there.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped at the first failure (--fail-fast): {0}")]
@@ -258,12 +249,12 @@ impl<'a, B: Backend> Driver<'a, B> {
         let n = case.peers.len();
         // From here on, what the network does is the peers' verdict: a wait that runs out goes on with what is
         // there, and the checks (connectivity, liveness, ...) say what it led to.
-        let _ = self
+        let waited = self
             .wait_until(START_TIMEOUT, "every peer to start and listen", |w| {
                 w.gave_up() || (0..n).all(|i| w.ready(i) || w.exited(i))
             })
-            .await
-            .or_else(go_on)?;
+            .await;
+        self.go_on(waited)?;
         if let Some(u) = &self.world.unsupported {
             bail!("unsupported: {u}");
         }
@@ -297,7 +288,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         let edges = case.edges.clone();
-        let _ = self
+        let waited = self
             .wait_until_instant(
                 warmup_deadline,
                 "every edge of the topology to connect",
@@ -307,8 +298,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                     })
                 },
             )
-            .await
-            .or_else(go_on)?;
+            .await;
+        self.go_on(waited)?;
 
         // Subscribe everyone, then give meshes until the end of the warm-up to form.
         for i in 0..n {
@@ -318,7 +309,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         let topics = case.gossipsub.topics.clone();
-        let _ = self
+        let waited = self
             .wait_until_instant(warmup_deadline, "subscriptions and meshes to form", |w| {
                 edges.iter().all(|&(a, b)| {
                     !w.up(a)
@@ -328,8 +319,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                             .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
                 }) && (0..n).all(|i| !w.up(i) || topics.iter().all(|t| w.mesh_size(i, t) > 0))
             })
-            .await
-            .or_else(go_on)?;
+            .await;
+        self.go_on(waited)?;
 
         self.publish_phase().await?;
         self.pump_for(case.drain).await?;
@@ -364,6 +355,18 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         plan
+    }
+
+    /// A wait that ran out of time is not the runner's failure: the case goes on with what is there, and its notes
+    /// say where each peer stood.
+    fn go_on(&mut self, waited: anyhow::Result<()>) -> anyhow::Result<()> {
+        match waited {
+            Err(e) if e.is::<TimedOut>() => {
+                self.notes.push(format!("the warm-up went on without: {e}"));
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     fn dial_addr_of(&self, i: usize) -> String {
