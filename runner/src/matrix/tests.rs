@@ -262,3 +262,67 @@ fn the_nightly_matrix_runs_every_check() {
         }
     }
 }
+
+fn limits(yaml: &str) -> Result<Limits, MatrixError> {
+    Matrix::parse(Path::new("m.yaml"), &format!("{GOOD}{yaml}"))
+        .map(|m| m.networks[0].value.limits)
+}
+
+#[test]
+fn limits_default_and_parse_sizes() {
+    assert_eq!(limits("").unwrap(), Limits::default());
+    let l = limits("    limits: {memory: 512MiB, pids: 1024}\n").unwrap();
+    assert_eq!(
+        l,
+        Limits {
+            memory: Size(512 << 20),
+            pids: 1024
+        }
+    );
+    let l = limits("    limits: {memory: 1 GiB}\n").unwrap();
+    assert_eq!(l.memory, Size(1 << 30));
+    assert_eq!(l.pids, DEFAULT_PIDS, "an absent key keeps its default");
+    assert_eq!(
+        limits("    limits: {memory: 8388608}\n").unwrap().memory,
+        Size(8 << 20)
+    );
+    assert_eq!("64KiB".parse::<Size>().unwrap(), Size(64 << 10));
+    assert_eq!("7B".parse::<Size>().unwrap(), Size(7));
+}
+
+#[test]
+fn bad_limits_name_file_line_and_column() {
+    let e = limits("    limits: {memory: 512MB}\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "m.yaml:8:22: size `512MB` has unit `MB`: expected a size like 256MiB (a whole number of B, KiB, MiB or GiB)"
+    );
+    let e = limits("    limits:\n      memory: 1.5GiB\n").unwrap_err();
+    assert!(
+        e.to_string().starts_with("m.yaml:9:15: size `1.5GiB`"),
+        "{e}"
+    );
+    let e = limits("    limits: {memory: 4MiB}\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "m.yaml:8:22: memory limit 4 MiB is below 6 MiB, the least the Docker engine accepts"
+    );
+    let e = limits("    limits: {pids: 0}\n").unwrap_err();
+    assert!(e.to_string().starts_with("m.yaml:8:"), "{e}");
+    assert!(e.to_string().contains("expected at least 1"), "{e}");
+    let e = limits("    limits: {cpu: 2}\n").unwrap_err();
+    assert!(e.to_string().contains("unknown field `cpu`"), "{e}");
+    let e = limits("    limits: {memory: 99999999999GiB}\n").unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+}
+
+#[test]
+fn bytes_read_like_people_write_them() {
+    assert_eq!(format_bytes(256 << 20), "256 MiB");
+    assert_eq!(format_bytes(8 << 20), "8 MiB");
+    assert_eq!(format_bytes((8 << 20) - 4096), "8.0 MiB");
+    assert_eq!(format_bytes(3 << 30), "3 GiB");
+    assert_eq!(format_bytes(1536), "1.5 KiB");
+    assert_eq!(format_bytes(0), "0 B");
+    assert_eq!(Size(512 << 20).to_string(), "512 MiB");
+}
