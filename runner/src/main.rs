@@ -189,7 +189,7 @@ async fn dispatch(command: Command) -> u8 {
             (Ok(old), Ok(new)) => {
                 let diff = meshgate::reports::diff::Diff::between(&old, &new);
                 print!("{}", diff.render());
-                u8::from(!diff.new_failures.is_empty() || !diff.newly_flaky.is_empty())
+                u8::from(diff.worse())
             }
             (Err(e), _) | (_, Err(e)) => fail(e),
         },
