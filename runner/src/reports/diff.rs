@@ -186,6 +186,9 @@ mod tests {
         ]);
         let d = Diff::between(&old, &new);
         assert!(d.new_failures.is_empty(), "{}", d.render());
+        // A check that stopped judging makes the new run worse (meshgate diff exits 1).
+        assert!(d.worse());
+        assert!(!Diff::between(&new, &new).worse());
         assert_eq!(
             d.newly_inconclusive,
             vec![format!(
