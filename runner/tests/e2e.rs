@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::root;
+use common::{results_of, root, stderr};
 
 fn meshgate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_meshgate"));
@@ -28,10 +28,6 @@ fn run(matrix: &str, out: &Path) -> Output {
         .arg(out)
         .output()
         .expect("meshgate runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The pid an owner label names: `<boot id>:<pid namespace>:<pid>:<start>` (or the old `host:pid:start`).
@@ -242,8 +238,9 @@ fn duplicate_connections_from_rust_to_go_fail_connections_with_every_connection_
     assert_eq!(listed, 3, "{connections}");
 }
 
-#[test]
-fn ctrl_c_mid_run_leaves_nothing_behind() {
+/// Runs the smoke matrix and sends `signal` (`INT`, `TERM`) once its first case has containers up; asserts the
+/// run exits 2 and leaves nothing on the engine. Returns the output folder.
+fn signal_mid_run(signal: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let mut child = meshgate_run()
         .args(["matrices/smoke.yaml", "--out"])
@@ -257,16 +254,22 @@ fn ctrl_c_mid_run_leaves_nothing_behind() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !objects_owned_by(pid).is_empty(),
-        "the run had containers up when interrupted"
+        "the run had containers up when it got SIG{signal}"
     );
     let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let code = child.wait().unwrap().code();
-    assert_eq!(code, Some(2), "an interrupted run could not be carried out");
+    assert_eq!(code, Some(2), "a run stopped by SIG{signal} could not be carried out");
     assert_eq!(objects_owned_by(pid), Vec::<String>::new());
+    out
+}
+
+#[test]
+fn ctrl_c_mid_run_leaves_nothing_behind() {
+    signal_mid_run("INT");
 }
 
 #[test]
@@ -401,10 +404,6 @@ fn copy_tree(from: &Path, to: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn results_of(out: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -770,29 +769,7 @@ fn without_an_engine_the_docker_suite_fails_rather_than_running_locally() {
 
 #[test]
 fn sigterm_mid_run_leaves_nothing_behind_and_writes_partial_results() {
-    let out = tempfile::tempdir().unwrap();
-    let mut child = meshgate_run()
-        .args(["matrices/smoke.yaml", "--out"])
-        .arg(out.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    wait_for_stderr(&mut child, "[1/2]", Duration::from_secs(900));
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        !objects_owned_by(pid).is_empty(),
-        "the run had containers up when terminated"
-    );
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = child.wait().unwrap().code();
-    assert_eq!(code, Some(2), "a terminated run could not be carried out");
-    assert_eq!(objects_owned_by(pid), Vec::<String>::new());
+    let out = signal_mid_run("TERM");
     let results = results_of(out.path());
     assert!(
         results["cases"]

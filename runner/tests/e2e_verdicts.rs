@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::root;
+use common::{results_of, root, stderr};
 
 fn run(matrix: &str, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshgate"))
@@ -20,14 +20,6 @@ fn run(matrix: &str, out: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("meshgate runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn results(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
 }
 
 /// The case of that name, and its check of that name.
@@ -55,7 +47,7 @@ fn rust_6047_network_with_new_connections_is_judged_and_fails_connections_on_rus
     let o = run("runner/tests/matrices/dedup-6047.yaml", out.path(), &["--jobs", "1"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    let r = results(out.path());
+    let r = results_of(out.path());
 
     let new = case(&r, "dial-new");
     assert!(new["error"].is_null(), "{new:#}");
@@ -89,7 +81,7 @@ fn an_edge_that_never_connects_fails_connectivity_naming_both_peers() {
     let o = run("runner/tests/matrices/never-connects.yaml", out.path(), &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    let r = results(out.path());
+    let r = results_of(out.path());
     let pair = case(&r, "pair");
     assert!(pair["error"].is_null(), "a broken network is a verdict: {pair:#}");
     let c = check(pair, "connectivity");
@@ -109,7 +101,7 @@ fn disagreeing_preference_orders_negotiate_the_dialers_first_shared_choice() {
     let o = run("runner/tests/matrices/offers.yaml", out.path(), &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    let r = results(out.path());
+    let r = results_of(out.path());
     let c = check(&r["cases"][0], "connectivity");
     assert_eq!(c["status"], "passed", "{c:#}");
     let coverage = c["coverage"].as_str().unwrap();
@@ -166,7 +158,7 @@ fn a_peer_that_stops_reading_its_commands_cannot_hang_the_case() {
     // 20,000 messages every 2 ms would take 40 s and more; the case timeout ends it, with the peer's stop and kill.
     assert!(took < Duration::from_secs(75), "took {took:?}: {err}");
     assert_eq!(o.status.code(), Some(1), "{err}");
-    let r = results(out.path());
+    let r = results_of(out.path());
     let pair = case(&r, "pair");
     assert!(
         pair["error"].as_str().unwrap_or_default().contains("--case-timeout"),
