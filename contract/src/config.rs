@@ -1,0 +1,151 @@
+//! The configuration a peer gets at start: one JSON object in [`CONFIG_VAR`] (contract section 1).
+//!
+//! Unknown fields are ignored by peers (a newer runner may send more); an unknown value of a known field is a
+//! configuration error ([`crate::exit::CONFIG_ERROR`]).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that holds the whole configuration.
+pub const CONFIG_VAR: &str = "MESHGATE_PEER_CONFIG";
+
+/// How often `streams` events are sampled when the configuration does not say.
+pub const DEFAULT_STREAMS_INTERVAL_MS: u64 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerConfig {
+    /// The identity: the Ed25519 key whose 32-byte secret seed is these 8 bytes little-endian, then 24 zero bytes.
+    pub seed: u64,
+    /// Listened on, on all IPv4 interfaces.
+    pub listen_port: u16,
+    /// The only transport enabled.
+    pub transport: Transport,
+    /// Required for `tcp`, ignored for `quic-v1`; with `offer.security`, its first entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
+    /// Required for `tcp`, ignored for `quic-v1`; with `offer.muxer`, its first entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muxer: Option<Muxer>,
+    /// Preference orders that replace `security` / `muxer` for what the peer offers and accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<Offer>,
+    #[serde(default)]
+    pub gossipsub: Gossipsub,
+    /// How often `streams` events are sampled; absent: 1000.
+    #[serde(default = "default_streams_interval_ms")]
+    pub streams_interval_ms: u64,
+    /// Features (`features.rs` names) the peer must have: one it lacks or does not know is answered with
+    /// `unsupported` and exit status 3, before anything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require: Vec<String>,
+}
+
+fn default_streams_interval_ms() -> u64 {
+    DEFAULT_STREAMS_INTERVAL_MS
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Offer {
+    /// Security protocols in order of preference; not empty, no value twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Vec<Security>>,
+    /// Muxers in order of preference; not empty, no value twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muxer: Option<Vec<Muxer>>,
+}
+
+/// Absent fields mean the library's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Gossipsub {
+    /// Topics the peer subscribes to only when told to (`subscribe`); listed so that it may prepare them.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_lo: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_hi: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+    /// The largest message in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transmit_size: Option<u64>,
+    /// Sent only when not the library's default, so that peers predating the field keep working.
+    #[serde(default, skip_serializing_if = "MessageId::is_default")]
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum Transport {
+    #[serde(rename = "tcp")]
+    Tcp,
+    #[serde(rename = "quic-v1")]
+    QuicV1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    Noise,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Muxer {
+    Yamux,
+    Mplex,
+}
+
+/// The gossipsub message-id function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum MessageId {
+    /// The library's: source peer id and sequence number.
+    #[default]
+    #[serde(rename = "default")]
+    Default,
+    /// The lowercase hex SHA-256 of the message data, the same in every implementation.
+    #[serde(rename = "content-sha256")]
+    ContentSha256,
+}
+
+impl MessageId {
+    pub fn is_default(&self) -> bool {
+        *self == MessageId::Default
+    }
+}
+
+impl Transport {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::QuicV1 => "quic-v1",
+        }
+    }
+}
+
+impl Security {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Noise => "noise",
+            Security::Tls => "tls",
+        }
+    }
+}
+
+impl Muxer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Muxer::Yamux => "yamux",
+            Muxer::Mplex => "mplex",
+        }
+    }
+}
+
+impl PeerConfig {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a configuration is strings, integers and lists")
+    }
+}
