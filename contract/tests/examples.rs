@@ -71,7 +71,7 @@ impl Schemas {
         let validator = &self.0.iter().find(|(k, _)| *k == kind).unwrap().1;
         let mut why: Vec<String> = validator
             .iter_errors(&value)
-            .map(|e| format!("{} at {}", e, e.instance_path))
+            .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
         let generated = contract::schema::all();
         let schema = &generated.iter().find(|(f, _)| *f == kind.schema_file()).unwrap().1;

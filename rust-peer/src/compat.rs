@@ -16,10 +16,11 @@ pub fn libp2p_version() -> String {
 /// on request (`PeerCondition::Always` with a new port), raw streams (libp2p-stream). Not
 /// `drop-protocol` (no behaviour can withdraw a protocol while running) nor `muxer-mplex`.
 pub fn features() -> Vec<&'static str> {
+    use contract::features::{DIAL_MODE_NEW, OPEN_STREAMS};
     vec![
-        "dial-mode-new",
+        DIAL_MODE_NEW,
         "muxer-yamux",
-        "open-streams",
+        OPEN_STREAMS,
         "security-noise",
         "security-tls",
         "transport-quic-v1",

@@ -3,96 +3,24 @@
 use std::{fmt, time::Duration};
 
 use libp2p::{gossipsub, identity};
-use serde::Deserialize;
 
-/// Name of the environment variable holding the whole configuration.
-pub const CONFIG_VAR: &str = "MESHGATE_PEER_CONFIG";
+pub use contract::config::{MessageId as MessageIdFn, Muxer, PeerConfig, Security, Transport};
+use contract::config::CONFIG_VAR;
+#[cfg(test)]
+use contract::config::DEFAULT_STREAMS_INTERVAL_MS;
 
-const DEFAULT_STREAMS_INTERVAL_MS: u64 = 1000;
+/// The contract's configuration once validated: everything that would later fail on a bad value
+/// has failed in [`Config::from_json`]. Unknown fields are ignored so that a newer runner can add
+/// fields without breaking this peer; unknown *values* of known fields are errors.
+#[derive(Debug, Clone)]
+pub struct Config(PeerConfig);
 
-/// Unknown fields are ignored so that a newer runner can add fields without breaking this peer;
-/// unknown *values* of known fields are errors.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Config {
-    pub seed: u64,
-    pub listen_port: u16,
-    pub transport: Transport,
-    /// Required for `tcp`, ignored for `quic-v1`.
-    #[serde(default)]
-    pub security: Option<Security>,
-    /// Required for `tcp`, ignored for `quic-v1`.
-    #[serde(default)]
-    pub muxer: Option<Muxer>,
-    /// Preference lists that replace `security` / `muxer` where given.
-    #[serde(default)]
-    pub offer: Offer,
-    #[serde(default)]
-    pub gossipsub: GossipsubParams,
-    #[serde(default = "default_streams_interval_ms")]
-    pub streams_interval_ms: u64,
-}
+impl std::ops::Deref for Config {
+    type Target = PeerConfig;
 
-fn default_streams_interval_ms() -> u64 {
-    DEFAULT_STREAMS_INTERVAL_MS
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Transport {
-    #[serde(rename = "tcp")]
-    Tcp,
-    #[serde(rename = "quic-v1")]
-    QuicV1,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Security {
-    Noise,
-    Tls,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Muxer {
-    Yamux,
-    Mplex,
-}
-
-/// What the peer offers as dialer and accepts as listener, each list in order of preference.
-/// A list given replaces the single `security` / `muxer`; ignored for `quic-v1`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Offer {
-    #[serde(default)]
-    pub security: Option<Vec<Security>>,
-    #[serde(default)]
-    pub muxer: Option<Vec<Muxer>>,
-}
-
-/// Absent fields mean the library's defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct GossipsubParams {
-    #[serde(default)]
-    pub topics: Vec<String>,
-    pub d: Option<usize>,
-    pub d_lo: Option<usize>,
-    pub d_hi: Option<usize>,
-    pub heartbeat_ms: Option<u64>,
-    pub max_transmit_size: Option<usize>,
-    /// Absent means [`MessageIdFn::Default`].
-    #[serde(default)]
-    pub message_id: MessageIdFn,
-}
-
-/// The gossipsub message-id function.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum MessageIdFn {
-    /// The library's: source peer id + sequence number.
-    #[default]
-    #[serde(rename = "default")]
-    Default,
-    /// Lowercase hex SHA-256 of the message data, the same in every implementation.
-    #[serde(rename = "content-sha256")]
-    ContentSha256,
+    fn deref(&self) -> &PeerConfig {
+        &self.0
+    }
 }
 
 /// The `content-sha256` message id of some message data.
@@ -143,8 +71,9 @@ pub struct Unsupported {
 impl Config {
     /// Parses and validates; everything that would later fail on a bad value fails here.
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            serde_json::from_str(json).map_err(|e| ConfigError(format!("{CONFIG_VAR}: {e}")))?;
+        let config = Config(
+            serde_json::from_str(json).map_err(|e| ConfigError(format!("{CONFIG_VAR}: {e}")))?,
+        );
         if config.transport == Transport::Tcp {
             if config.security_offers().is_empty() {
                 return Err(ConfigError(
@@ -155,8 +84,9 @@ impl Config {
                 return Err(ConfigError("`muxer` is required for transport tcp".into()));
             }
         }
-        check_offer("offer.security", config.offer.security.as_deref())?;
-        check_offer("offer.muxer", config.offer.muxer.as_deref())?;
+        let offer = config.offer.clone().unwrap_or_default();
+        check_offer("offer.security", offer.security.as_deref())?;
+        check_offer("offer.muxer", offer.muxer.as_deref())?;
         if config.streams_interval_ms == 0 {
             return Err(ConfigError("`streams_interval_ms` must be positive".into()));
         }
@@ -173,7 +103,7 @@ impl Config {
     /// The security protocols to offer, in order of preference: `offer.security` when given,
     /// else the single `security`.
     pub fn security_offers(&self) -> Vec<Security> {
-        match &self.offer.security {
+        match self.offer.as_ref().and_then(|o| o.security.as_ref()) {
             Some(list) => list.clone(),
             None => self.security.into_iter().collect(),
         }
@@ -181,10 +111,25 @@ impl Config {
 
     /// The muxers to offer, in order of preference: `offer.muxer` when given, else `muxer`.
     pub fn muxer_offers(&self) -> Vec<Muxer> {
-        match &self.offer.muxer {
+        match self.offer.as_ref().and_then(|o| o.muxer.as_ref()) {
             Some(list) => list.clone(),
             None => self.muxer.into_iter().collect(),
         }
+    }
+
+    /// The first feature that `require` names and this build lacks (`features`), if any: a name
+    /// this peer does not know is lacking too, so that the probe's reserved name always is.
+    pub fn lacking(&self, features: &[&str]) -> Option<Unsupported> {
+        let missing = self.require.iter().find(|f| !features.contains(&f.as_str()))?;
+        Some(Unsupported {
+            feature: missing.clone(),
+            reason: format!(
+                "the configuration requires `{missing}`, which this rust-libp2p {} peer does not have \
+                 (it has: {})",
+                crate::compat::libp2p_version(),
+                features.join(", ")
+            ),
+        })
     }
 
     /// Resolves the transport stack, or says what this implementation cannot do.
@@ -213,9 +158,10 @@ impl Config {
     pub fn gossipsub_config(&self) -> Result<gossipsub::Config, ConfigError> {
         let params = &self.gossipsub;
         let defaults = gossipsub::Config::default();
-        let d = params.d.unwrap_or(defaults.mesh_n());
-        let d_lo = params.d_lo.unwrap_or(defaults.mesh_n_low());
-        let d_hi = params.d_hi.unwrap_or(defaults.mesh_n_high());
+        let degree = |d: Option<u32>, default: usize| d.map_or(default, |d| d as usize);
+        let d = degree(params.d, defaults.mesh_n());
+        let d_lo = degree(params.d_lo, defaults.mesh_n_low());
+        let d_hi = degree(params.d_hi, defaults.mesh_n_high());
         if !(d_lo <= d && d <= d_hi) {
             return Err(ConfigError(format!(
                 "gossipsub: need d_lo <= d <= d_hi, got d={d} d_lo={d_lo} d_hi={d_hi}"
@@ -248,7 +194,7 @@ impl Config {
             builder.heartbeat_interval(Duration::from_millis(ms));
         }
         if let Some(size) = params.max_transmit_size {
-            builder.max_transmit_size(size);
+            builder.max_transmit_size(usize::try_from(size).unwrap_or(usize::MAX));
         }
         if params.message_id == MessageIdFn::ContentSha256 {
             builder.message_id_fn(|m: &gossipsub::Message| {
@@ -370,6 +316,22 @@ mod tests {
             content_sha256_id(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn required_features_it_lacks_are_unsupported() {
+        let with = |require: &str| {
+            Config::from_json(&format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"quic-v1","require":{require}}}"#
+            ))
+            .expect("valid config")
+        };
+        let features = crate::compat::features();
+        assert!(with(r#"["transport-quic-v1","dial-mode-new"]"#).lacking(&features).is_none());
+        let lacking = with(r#"["dial-mode-new","drop-protocol"]"#).lacking(&features);
+        assert_eq!(lacking.expect("drop-protocol").feature, "drop-protocol");
+        let reserved = with(&format!(r#"["{}"]"#, contract::features::PROBE_RESERVED));
+        assert!(reserved.lacking(&features).is_some());
     }
 
     #[test]

@@ -1,122 +1,12 @@
-//! Events written to stdout, one JSON object per line. Stdout carries nothing else.
+//! Events written to stdout, one JSON object per line (the contract's `EventLine`). Stdout carries
+//! nothing else.
 
 use std::{
-    collections::BTreeMap,
     io::{self, Write},
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Started {
-        implementation: &'static str,
-        versions: BTreeMap<String, String>,
-        /// The optional features this build can do, sorted (`compat::features`).
-        features: Vec<&'static str>,
-    },
-    Listening {
-        addrs: Vec<String>,
-    },
-    ConnectionOpened {
-        remote: String,
-        conn_id: String,
-        direction: Direction,
-        remote_addr: String,
-        /// What the connection's upgrade selected (`noise`, `tls`; `yamux`; QUIC: `tls`,
-        /// `quic-v1`).
-        security: String,
-        muxer: String,
-    },
-    ConnectionClosed {
-        remote: String,
-        conn_id: String,
-        direction: Direction,
-        remote_addr: String,
-        reason: Option<String>,
-    },
-    Identify {
-        remote: String,
-        conn_id: Option<String>,
-        agent_version: String,
-        protocol_version: String,
-        protocols: Vec<String>,
-        listen_addrs: Vec<String>,
-    },
-    Subscribed {
-        remote: String,
-        topic: String,
-    },
-    Unsubscribed {
-        remote: String,
-        topic: String,
-    },
-    Mesh {
-        topic: String,
-        peers: Vec<String>,
-    },
-    Message {
-        topic: String,
-        id: String,
-        source: Option<String>,
-        from: Option<String>,
-        size: usize,
-        sent_us: u64,
-    },
-    Published {
-        topic: String,
-        id: String,
-        size: usize,
-    },
-    Streams {
-        remote: String,
-        conn_id: String,
-        inbound: usize,
-        outbound: usize,
-    },
-    Error {
-        cmd: Option<String>,
-        /// The `cmd_id` of the command this answers; `null` for errors of no command.
-        cmd_id: Option<String>,
-        message: String,
-    },
-    Unsupported {
-        feature: String,
-        reason: String,
-        /// The `cmd_id` of the command this answers; `null` at start.
-        cmd_id: Option<String>,
-    },
-    Stopped,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-impl Event {
-    /// An error answering the command `cmd` (with its `cmd_id`, where it had one), or of no
-    /// command (`cmd` and `cmd_id` `None`).
-    pub fn error(cmd: Option<&str>, cmd_id: Option<&str>, message: impl ToString) -> Self {
-        Event::Error {
-            cmd: cmd.map(str::to_owned),
-            cmd_id: cmd_id.map(str::to_owned),
-            message: message.to_string(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    ts: u64,
-    peer: &'a str,
-    #[serde(flatten)]
-    event: &'a Event,
-}
+pub use contract::events::{Direction, Event, EventLine};
 
 /// The one writer of stdout. Each event is written as one line and flushed at once, so the
 /// runner sees it when it happens and lines never interleave.
@@ -143,8 +33,12 @@ impl Emitter {
 }
 
 fn render(peer: &str, ts: u64, event: &Event) -> String {
-    let mut line = serde_json::to_string(&Line { ts, peer, event })
-        .expect("events contain only strings, integers, lists and maps");
+    let mut line = EventLine {
+        ts: i64::try_from(ts).unwrap_or(i64::MAX),
+        peer: peer.to_owned(),
+        event: event.clone(),
+    }
+    .to_json();
     line.push('\n');
     line
 }
@@ -217,8 +111,8 @@ mod tests {
                 conn_id: "1".into(),
                 direction: Direction::Outbound,
                 remote_addr: "/ip4/127.0.0.1/tcp/1".into(),
-                security: "tls".into(),
-                muxer: "yamux".into(),
+                security: Some("tls".into()),
+                muxer: Some("yamux".into()),
             }),
             json!({"ts":42,"peer":"12D3KooWA","event":"connection_opened","remote":"B",
                    "conn_id":"1","direction":"outbound","remote_addr":"/ip4/127.0.0.1/tcp/1",

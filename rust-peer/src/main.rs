@@ -2,7 +2,6 @@
 //! reporting JSON events on stdout, as described in docs/peer-contract.md.
 
 mod behaviour;
-mod commands;
 mod compat;
 mod config;
 mod events;
@@ -15,15 +14,13 @@ mod transport;
 
 use std::{collections::BTreeMap, process};
 
+use contract::exit;
 use tracing_subscriber::EnvFilter;
 
 use crate::{
     config::Config,
     events::{Emitter, Event},
 };
-
-const EXIT_CONFIG: i32 = 2;
-const EXIT_UNSUPPORTED: i32 = 3;
 
 #[tokio::main]
 async fn main() {
@@ -37,12 +34,15 @@ async fn main() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("rust-peer: invalid configuration: {e}");
-            process::exit(EXIT_CONFIG);
+            process::exit(exit::CONFIG_ERROR);
         }
     };
     let keypair = config::keypair(config.seed);
     let emitter = Emitter::new(keypair.public().to_peer_id().to_string());
-    let stack = match config.stack() {
+    let stack = match config
+        .lacking(&compat::features())
+        .map_or_else(|| config.stack(), Err)
+    {
         Ok(stack) => stack,
         Err(unsupported) => {
             tracing::error!(feature = %unsupported.feature, "{}", unsupported.reason);
@@ -51,7 +51,7 @@ async fn main() {
                 reason: unsupported.reason,
                 cmd_id: None,
             });
-            process::exit(EXIT_UNSUPPORTED);
+            process::exit(exit::UNSUPPORTED);
         }
     };
 

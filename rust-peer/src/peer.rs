@@ -26,9 +26,10 @@ use tokio::{
     time::MissedTickBehavior,
 };
 
+use contract::commands::{self, Command, CommandLine, DialMode};
+
 use crate::{
     behaviour::{Behaviour, BehaviourEvent},
-    commands::{self, Command, DialMode, Request},
     compat,
     config::{Config, Stack},
     events::{now_us, Direction, Emitter, Event},
@@ -94,9 +95,10 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         }
     };
     emitter.emit(Event::Started {
-        implementation: "rust-libp2p",
+        implementation: "rust-libp2p".into(),
         versions: crate::versions(),
-        features: compat::features(),
+        features: Some(compat::features().into_iter().map(str::to_owned).collect()),
+        contract_version: Some(contract::VERSION),
     });
 
     let mut streams = swarm.behaviour().stream.new_control();
@@ -326,8 +328,8 @@ impl Peer {
             conn_id: connection_id.to_string(),
             direction,
             remote_addr,
-            security,
-            muxer,
+            security: Some(security),
+            muxer: Some(muxer),
         });
         self.report_streams(false);
     }
@@ -365,16 +367,25 @@ impl Peer {
                 propagation_source,
                 message,
                 ..
-            } => match payload::decode(&message.data) {
-                Ok(header) => self.emitter.emit(Event::Message {
+            } => match (payload::decode(&message.data), message.source) {
+                (Ok(header), Some(source)) => self.emitter.emit(Event::Message {
                     topic: message.topic.into_string(),
                     id: header.id,
-                    source: message.source.map(|p| p.to_string()),
+                    source: source.to_string(),
                     from: Some(propagation_source.to_string()),
-                    size: message.data.len(),
-                    sent_us: header.sent_us,
+                    size: message.data.len() as u64,
+                    sent_us: header.sent_us as i64,
                 }),
-                Err(e) => self.emitter.emit(Event::error(
+                // Strict validation rejects unsigned messages before they get here.
+                (Ok(header), None) => self.emitter.emit(Event::error(
+                    None,
+                    None,
+                    format!(
+                        "message {} on {} from {propagation_source} has no source",
+                        header.id, message.topic
+                    ),
+                )),
+                (Err(e), _) => self.emitter.emit(Event::error(
                     None,
                     None,
                     format!(
@@ -408,7 +419,7 @@ impl Peer {
         if line.trim().is_empty() {
             return Flow::Continue;
         }
-        let Request { cmd_id, command } = match commands::parse(line) {
+        let CommandLine { cmd_id, command } = match commands::parse(line) {
             Ok(request) => request,
             Err(e) => {
                 self.emitter.emit(Event::error(
@@ -455,9 +466,9 @@ impl Peer {
                         id: id.clone(),
                         sent_us: now_us(),
                     },
-                    size,
+                    usize::try_from(size).unwrap_or(usize::MAX),
                 );
-                let size = data.len();
+                let size = data.len() as u64;
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -490,7 +501,7 @@ impl Peer {
                 hold::open(
                     self.streams.clone(),
                     peer,
-                    count,
+                    count as usize,
                     cmd_id.map(str::to_owned),
                     self.task_events.clone(),
                 );
@@ -562,8 +573,8 @@ impl Peer {
                 self.emitter.emit(Event::Streams {
                     remote: connection.remote.to_string(),
                     conn_id: id.to_string(),
-                    inbound: now.0,
-                    outbound: now.1,
+                    inbound: u32::try_from(now.0).unwrap_or(u32::MAX),
+                    outbound: u32::try_from(now.1).unwrap_or(u32::MAX),
                 });
             }
         }
