@@ -5,122 +5,96 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Microseconds since the Unix epoch, the contract's time unit.
-pub type Micros = i64;
+pub use contract::commands::{Command, CommandLine};
+pub use contract::events::{Direction, Event as PeerEvent, EventLine};
+pub use contract::Micros;
 
-/// One event line of the peer contract, minus the envelope (`ts`, `peer`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum PeerEvent {
-    Started {
-        implementation: String,
-        #[serde(default)]
-        versions: std::collections::BTreeMap<String, String>,
-        /// The optional features the peer can do (`dial-mode-new`, `drop-protocol`, ...); absent: not said.
-        #[serde(default)]
-        features: Option<Vec<String>>,
+/// What one stdout line of a peer is, judged against the contract's types and schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// A contract event; `unknown_fields` names fields beyond the contract this runner knows (a newer peer).
+    Event {
+        line: EventLine,
+        unknown_fields: Vec<String>,
     },
-    Listening {
-        addrs: Vec<String>,
-    },
-    ConnectionOpened {
-        remote: String,
-        conn_id: String,
-        direction: Direction,
-        remote_addr: String,
-        /// What the connection negotiated (`noise`, `tls`; `yamux`, `mplex`; QUIC: `tls`, `quic-v1`), where said.
-        #[serde(default)]
-        security: Option<String>,
-        #[serde(default)]
-        muxer: Option<String>,
-    },
-    ConnectionClosed {
-        remote: String,
-        conn_id: String,
-        direction: Direction,
-        remote_addr: String,
-        reason: Option<String>,
-    },
-    Identify {
-        remote: String,
-        conn_id: Option<String>,
-        agent_version: String,
-        protocol_version: String,
-        protocols: Vec<String>,
-        #[serde(default)]
-        listen_addrs: Vec<String>,
-    },
-    Subscribed {
-        remote: String,
-        topic: String,
-    },
-    Unsubscribed {
-        remote: String,
-        topic: String,
-    },
-    Mesh {
-        topic: String,
-        peers: Vec<String>,
-    },
-    Message {
-        topic: String,
-        id: String,
-        source: String,
-        from: Option<String>,
-        size: u64,
-        sent_us: Micros,
-    },
-    Published {
-        topic: String,
-        id: String,
-        size: u64,
-    },
-    Streams {
-        remote: String,
-        conn_id: String,
-        inbound: u32,
-        outbound: u32,
-    },
-    Error {
-        cmd: Option<String>,
-        /// The `cmd_id` of the command this answers; absent for errors of the library's own activity.
-        #[serde(default)]
-        cmd_id: Option<String>,
-        message: String,
-    },
-    Unsupported {
-        feature: String,
-        reason: String,
-        /// The `cmd_id` of the command this answers; absent when the peer cannot run at all (at start).
-        #[serde(default)]
-        cmd_id: Option<String>,
-    },
-    Stopped {},
+    /// An event this runner does not know (a newer peer's): recorded, not judged.
+    UnknownEvent { name: String },
+    /// Not an event: why, in the schema's words.
+    Violation(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-/// The envelope every event line carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventLine {
-    pub ts: Micros,
-    pub peer: String,
-    #[serde(flatten)]
-    pub event: PeerEvent,
-}
-
-impl EventLine {
-    /// Parses one stdout line of a peer. The error says what was expected, for the runner to report with the
-    /// peer's name and line number.
-    pub fn parse(line: &str) -> Result<Self, String> {
-        serde_json::from_str(line)
-            .map_err(|e| format!("expected a peer-contract event object: {e}"))
+impl Line {
+    pub fn parse(text: &str) -> Line {
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return Line::Violation(format!("not JSON: {e}")),
+        };
+        match value.get("event").and_then(serde_json::Value::as_str) {
+            Some(name) if !PeerEvent::NAMES.contains(&name) => {
+                return Line::UnknownEvent {
+                    name: name.to_owned(),
+                }
+            }
+            _ => {}
+        }
+        let Some(name) = value.get("event").and_then(serde_json::Value::as_str) else {
+            return Line::Violation("no string field `event` naming the event".into());
+        };
+        let schema = events_schema();
+        // The event's own schema says which field is wrong; the whole `oneOf` would only say "none matched".
+        let validator = schema.by_event.get(name).unwrap_or(&schema.validator);
+        if let Some(e) = validator.iter_errors(&value).next() {
+            let at = e.instance_path().to_string();
+            return Line::Violation(match at.as_str() {
+                "" => e.to_string(),
+                at => format!("{e} (at {at})"),
+            });
+        }
+        match serde_json::from_value(value.clone()) {
+            Ok(line) => Line::Event {
+                line,
+                unknown_fields: contract::schema::unknown_fields(&schema.schema, &value),
+            },
+            // The schema and the types come from one source; should they still part, say where.
+            Err(e) => Line::Violation(format!("passes the schema but not the contract types: {e}")),
+        }
     }
+}
+
+struct EventsSchema {
+    schema: schemars::Schema,
+    validator: jsonschema::Validator,
+    /// For each event: the envelope and that event's fields, without the other variants.
+    by_event: std::collections::BTreeMap<String, jsonschema::Validator>,
+}
+
+/// The events schema, generated from the contract's types once per process.
+fn events_schema() -> &'static EventsSchema {
+    static SCHEMA: std::sync::OnceLock<EventsSchema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let schema = contract::schema::events();
+        let root = schema.as_value();
+        let validator = jsonschema::validator_for(root).expect("the generated schema is valid");
+        let mut by_event = std::collections::BTreeMap::new();
+        for variant in root["oneOf"].as_array().into_iter().flatten() {
+            let Some(name) = variant["properties"]["event"]["const"].as_str() else {
+                continue;
+            };
+            // `allOf` of one: its errors are the variant's own, where `oneOf` says only that none matched.
+            let mut one = root.clone();
+            if let Some(o) = one.as_object_mut() {
+                o.remove("oneOf");
+                o.insert("allOf".into(), serde_json::Value::Array(vec![variant.clone()]));
+            }
+            let v = jsonschema::validator_for(&one).expect("the generated schema is valid");
+            by_event.insert(name.to_owned(), v);
+        }
+        EventsSchema {
+            schema,
+            validator,
+            by_event,
+        }
+    })
 }
 
 /// What happened to a peer, as recorded by the runner.
@@ -131,16 +105,23 @@ pub enum Observation {
     Event { line: EventLine },
     /// A line the peer wrote to stderr.
     Stderr { line: String },
-    /// A stdout line that is not a contract event.
+    /// A stdout line that is not a contract event: a violation of the contract, `error` says why.
     Malformed {
         line_no: u64,
         line: String,
         error: String,
     },
-    /// The runner sent this command (the exact line); `expect_error` when the case expects the peer to answer it
-    /// with an `error` (a dial that may lose a simultaneous-dial race, a publish from a peer cut off).
+    /// A stdout line beyond the contract this runner knows (`what`: an unknown event, or unknown fields of a known
+    /// one): a newer peer's, recorded and not judged, so that pinned older runners keep working with it.
+    Unknown {
+        line_no: u64,
+        line: String,
+        what: String,
+    },
+    /// The runner sent this command; `expect_error` when the case expects the peer to answer it with an `error`
+    /// (a dial that may lose a simultaneous-dial race, a publish from a peer cut off).
     Command {
-        json: String,
+        command: CommandLine,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         expect_error: bool,
     },
@@ -200,43 +181,57 @@ impl Recorded {
     }
 }
 
-/// The parts of a runner command (peer contract section 2) that checks look at.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct Command {
-    pub cmd: String,
-    /// Unique in the case; a peer's `error` or `unsupported` for this command names it.
-    #[serde(default)]
-    pub cmd_id: Option<String>,
-    #[serde(default)]
-    pub topic: String,
-    /// The message id of a `publish`.
-    #[serde(default)]
-    pub id: String,
-    /// The remote peer id of a `disconnect` (absent: every peer) or `open_streams`.
-    #[serde(default)]
-    pub peer: Option<String>,
-    /// The multiaddr of a `dial`, and its mode.
-    #[serde(default)]
-    pub addr: Option<String>,
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// From the record, not the line: the case expects an `error` answer.
-    #[serde(skip)]
-    pub expect_error: bool,
-}
-
 impl Recorded {
-    /// The command the runner sent, if this is one. Commands are recorded as the exact line sent, so they are
-    /// parsed here, once for every check.
-    pub fn command(&self) -> Option<Command> {
+    /// The command the runner sent, if this is one.
+    pub fn command(&self) -> Option<&Command> {
+        self.sent().map(|(line, _)| &line.command)
+    }
+
+    /// The command line the runner sent, if this is one, and whether the case expects an `error` answer.
+    pub fn sent(&self) -> Option<(&CommandLine, bool)> {
         match &self.what {
-            Observation::Command { json, expect_error } => {
-                let mut c: Command = serde_json::from_str(json).ok()?;
-                c.expect_error = *expect_error;
-                Some(c)
-            }
+            Observation::Command {
+                command,
+                expect_error,
+            } => Some((command, *expect_error)),
             _ => None,
         }
+    }
+}
+
+/// The commands sent to each peer by `cmd_id`, to tell which command an `error` or `unsupported` answers: the
+/// answer's `cmd_id` names it, never the name the peer wrote.
+#[derive(Debug, Default)]
+pub struct Sent(std::collections::BTreeMap<(String, String), (CommandLine, bool)>);
+
+impl Sent {
+    /// Keeps `rec` if it is a command; says whether it was.
+    pub fn observe(&mut self, rec: &Recorded) -> bool {
+        let Some((line, expect_error)) = rec.sent() else {
+            return false;
+        };
+        if let Some(id) = &line.cmd_id {
+            self.0
+                .insert((rec.peer.clone(), id.clone()), (line.clone(), expect_error));
+        }
+        true
+    }
+
+    /// The command `peer` was sent as `cmd_id`, and whether the case expects an `error` answer.
+    pub fn get(&self, peer: &str, cmd_id: Option<&String>) -> Option<(&CommandLine, bool)> {
+        let id = cmd_id?;
+        self.0
+            .get(&(peer.to_owned(), id.clone()))
+            .map(|(line, expect)| (line, *expect))
+    }
+
+    /// How many commands were kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -251,12 +246,18 @@ pub fn now_micros() -> Micros {
 mod tests {
     use super::*;
 
+    fn event(text: &str) -> EventLine {
+        match Line::parse(text) {
+            Line::Event { line, unknown_fields } if unknown_fields.is_empty() => line,
+            other => panic!("not a plain event: {other:?}"),
+        }
+    }
+
     #[test]
     fn parses_contract_examples() {
-        let l = EventLine::parse(
+        let l = event(
             r#"{"ts":1763701200510000,"peer":"12D3KooWA","event":"identify","remote":"12D3KooWB","conn_id":"3","agent_version":"rust-libp2p/0.47.0","protocol_version":"ipfs/0.1.0","protocols":["/ipfs/id/1.0.0","/meshsub/1.1.0"],"listen_addrs":["/ip4/10.88.0.3/tcp/4001"]}"#,
-        )
-        .unwrap();
+        );
         assert_eq!(l.ts, 1763701200510000);
         match l.event {
             PeerEvent::Identify {
@@ -267,8 +268,25 @@ mod tests {
             }
             other => panic!("wrong event {other:?}"),
         }
-        let s = EventLine::parse(r#"{"ts":1,"peer":"A","event":"stopped"}"#).unwrap();
-        assert_eq!(s.event, PeerEvent::Stopped {});
+        let s = event(r#"{"ts":1,"peer":"A","event":"stopped"}"#);
+        assert_eq!(s.event, PeerEvent::Stopped);
+    }
+
+    #[test]
+    fn what_is_beyond_the_contract_is_told_apart_from_what_breaks_it() {
+        assert_eq!(
+            Line::parse(r#"{"ts":1,"peer":"A","event":"teleported","to":"mars"}"#),
+            Line::UnknownEvent {
+                name: "teleported".into()
+            }
+        );
+        match Line::parse(r#"{"ts":1,"peer":"A","event":"stopped","why":"told","extra":{"a":1}}"#) {
+            Line::Event { line, unknown_fields } => {
+                assert_eq!(line.event, PeerEvent::Stopped);
+                assert_eq!(unknown_fields, ["extra", "why"]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -290,12 +308,21 @@ mod tests {
     }
 
     #[test]
-    fn rejects_what_is_not_an_event() {
-        assert!(EventLine::parse("hello").is_err());
-        assert!(EventLine::parse(r#"{"ts":1,"peer":"A","event":"teleported"}"#).is_err());
-        // A known event missing a required field.
-        let e =
-            EventLine::parse(r#"{"ts":1,"peer":"A","event":"message","topic":"t"}"#).unwrap_err();
-        assert!(e.contains("missing field"), "{e}");
+    fn violations_say_why_in_the_schema_s_words() {
+        let violation = |text: &str| match Line::parse(text) {
+            Line::Violation(why) => why,
+            other => panic!("{text} was taken as {other:?}"),
+        };
+        assert!(violation("hello").starts_with("not JSON"));
+        // A known event missing a required field, a wrong type, a value the contract does not know.
+        let missing = violation(r#"{"ts":1,"peer":"A","event":"message","topic":"t"}"#);
+        assert!(missing.contains("required"), "{missing}");
+        let wrong = violation(r#"{"ts":"soon","peer":"A","event":"stopped"}"#);
+        assert!(wrong.contains("/ts"), "{wrong}");
+        let unknown = violation(
+            r#"{"ts":1,"peer":"A","event":"connection_opened","remote":"B","conn_id":"1","direction":"unknown","remote_addr":"/ip4/1.2.3.4/tcp/1"}"#,
+        );
+        assert!(unknown.contains("/direction"), "{unknown}");
+        assert!(violation(r#"{"ts":1,"peer":"A"}"#).contains("event"));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Context;
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 use crate::results::{CheckResult, Status};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,15 +142,13 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
                 _ => {}
             },
             // Routine commands are the script; these are incidents.
-            Observation::Command { json, .. }
-                if rec
-                    .command()
-                    .is_some_and(|c| c.cmd == "unsubscribe" || c.cmd == "disconnect") =>
+            Observation::Command { command, .. }
+                if matches!(command.command, Command::Unsubscribe { .. } | Command::Disconnect { .. }) =>
             {
                 t.marks.push(Mark {
                     at_ms: ms(rec.at),
                     kind: MarkKind::Incident,
-                    text: format!("{}: {json}", rec.peer),
+                    text: format!("{}: {}", rec.peer, command.to_json()),
                 });
             }
             Observation::Incident { what } => {

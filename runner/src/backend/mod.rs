@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::images::Recipe;
 use crate::matrix::Limits;
-use crate::peers::config::PeerConfig;
+use contract::config::PeerConfig;
 
 /// What the backend needs to start one peer.
 pub struct PeerLaunch {

@@ -3,12 +3,11 @@
 //! the library's own activity (no command named) are evidence, not failures; `unsupported` answers mark a step
 //! as not exercised.
 
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Check, Context};
-use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "commands";
@@ -27,8 +26,7 @@ struct Answer {
 
 #[derive(Default)]
 pub struct Commands {
-    /// (peer name, cmd_id) -> the command.
-    sent: BTreeMap<(String, String), Command>,
+    sent: Sent,
     count: usize,
     errors: Vec<Answer>,
     unsupported: usize,
@@ -43,21 +41,19 @@ impl Commands {
 }
 
 /// `unsubscribe (c17, topic meshgate)`: a command as a maintainer reads it.
-fn describe(cmd: &Command, ctx: &Context) -> String {
-    let mut args = Vec::new();
-    if let Some(id) = &cmd.cmd_id {
-        args.push(id.clone());
+fn describe(line: &CommandLine, ctx: &Context) -> String {
+    let mut args: Vec<String> = line.cmd_id.iter().cloned().collect();
+    match &line.command {
+        Command::Subscribe { topic } | Command::Unsubscribe { topic } => args.push(format!("topic {topic}")),
+        Command::Publish { topic, id, .. } => args.push(format!("topic {topic}, message {id}")),
+        Command::Disconnect { peer: Some(p) } => args.push(format!("peer {}", ctx.name_of(p))),
+        Command::Disconnect { peer: None } => args.push("every peer".into()),
+        Command::OpenStreams { peer, count } => args.push(format!("{count} to {}", ctx.name_of(peer))),
+        Command::Dial { addr, .. } => args.push(addr.clone()),
+        Command::DropProtocol { protocol } => args.push(protocol.clone()),
+        Command::Stop => {}
     }
-    if !cmd.topic.is_empty() {
-        args.push(format!("topic {}", cmd.topic));
-    }
-    if let Some(p) = &cmd.peer {
-        args.push(format!("peer {}", ctx.name_of(p)));
-    }
-    if let Some(a) = &cmd.addr {
-        args.push(a.clone());
-    }
-    format!("`{}` ({})", cmd.cmd, args.join(", "))
+    format!("`{}` ({})", line.command.name(), args.join(", "))
 }
 
 impl Check for Commands {
@@ -66,11 +62,8 @@ impl Check for Commands {
     }
 
     fn observe(&mut self, rec: &Recorded) {
-        if let Some(cmd) = rec.command() {
+        if self.sent.observe(rec) {
             self.count += 1;
-            if let Some(id) = &cmd.cmd_id {
-                self.sent.insert((rec.peer.clone(), id.clone()), cmd);
-            }
             return;
         }
         if let Observation::Undelivered { cmd_id, reason } = &rec.what {
@@ -105,13 +98,9 @@ impl Check for Commands {
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let (mut failed, mut expected, mut own) = (Vec::new(), 0, Vec::new());
         for e in &self.errors {
-            let sent = e
-                .cmd_id
-                .as_ref()
-                .and_then(|id| self.sent.get(&(e.peer.clone(), id.clone())));
-            match (sent, &e.cmd_id) {
-                (Some(cmd), _) if cmd.expect_error => expected += 1,
-                (Some(cmd), _) => failed.push((e, describe(cmd, ctx))),
+            match (self.sent.get(&e.peer, e.cmd_id.as_ref()), &e.cmd_id) {
+                (Some((_, true)), _) => expected += 1,
+                (Some((cmd, false)), _) => failed.push((e, describe(cmd, ctx))),
                 // A peer naming a command id the runner never sent it breaks the contract.
                 (None, Some(id)) => failed.push((e, format!("an unknown command ({id})"))),
                 // No id: the library's own activity (or a peer that predates command ids): evidence only.
@@ -180,20 +169,19 @@ impl Check for Commands {
 
 /// The steps a peer answered `unsupported` to, one line each, for the case's result.
 pub fn unexercised(record: &[Recorded]) -> Vec<String> {
-    let mut sent: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut sent = Sent::default();
     let mut out = Vec::new();
     for rec in record {
-        if let Some(cmd) = rec.command() {
-            if let Some(id) = &cmd.cmd_id {
-                sent.insert((rec.peer.clone(), id.clone()), cmd.cmd.clone());
-            }
-        } else if let Some(PeerEvent::Unsupported {
+        if sent.observe(rec) {
+            continue;
+        }
+        if let Some(PeerEvent::Unsupported {
             feature,
             reason,
             cmd_id: Some(id),
         }) = rec.event()
         {
-            let cmd = sent.get(&(rec.peer.clone(), id.clone())).map(String::as_str).unwrap_or("?");
+            let cmd = sent.get(&rec.peer, Some(id)).map_or("?", |(line, _)| line.command.name());
             let line = format!("{}: `{cmd}` not exercised: {feature} ({reason})", rec.peer);
             // The same gap once per peer and command, with how often.
             match out.iter_mut().find(|(l, _)| *l == line) {

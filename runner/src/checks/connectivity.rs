@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Check, Context};
-use crate::events::{Direction, Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, CommandLine, Direction, Micros, Observation, PeerEvent, Recorded, Sent};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "connectivity";
@@ -36,6 +36,7 @@ pub struct Connectivity {
     first_stop: Option<Micros>,
     /// Per peer name: the errors its dials got (`cmd` dial).
     dial_errors: BTreeMap<String, Vec<String>>,
+    sent: Sent,
 }
 
 impl Connectivity {
@@ -51,11 +52,12 @@ impl Check for Connectivity {
 
     fn observe(&mut self, rec: &Recorded) {
         if let Some(cmd) = rec.command() {
-            match cmd.cmd.as_str() {
-                "publish" if self.warmup_end.is_none() => self.warmup_end = Some(rec.at),
-                "stop" if self.first_stop.is_none() => self.first_stop = Some(rec.at),
+            match cmd {
+                Command::Publish { .. } if self.warmup_end.is_none() => self.warmup_end = Some(rec.at),
+                Command::Stop if self.first_stop.is_none() => self.first_stop = Some(rec.at),
                 _ => {}
             }
+            self.sent.observe(rec);
             return;
         }
         let Observation::Event { line } = &rec.what else {
@@ -79,11 +81,12 @@ impl Check for Connectivity {
                 muxer: muxer.clone(),
                 at: line.ts,
             }),
-            PeerEvent::Error {
-                cmd: Some(cmd),
-                message,
-                ..
-            } if cmd == "dial" => {
+            PeerEvent::Error { cmd_id, message, .. }
+                if matches!(
+                    self.sent.get(&rec.peer, cmd_id.as_ref()),
+                    Some((CommandLine { command: Command::Dial { .. }, .. }, _))
+                ) =>
+            {
                 let errors = self.dial_errors.entry(rec.peer.clone()).or_default();
                 if !errors.contains(message) && errors.len() < 3 {
                     errors.push(message.clone());
@@ -249,6 +252,7 @@ mod tests {
         let mut kit = Kit::new(&["rust-1", "go-1"]);
         kit.case.edges = vec![(0, 1)];
         let record = vec![
+            kit.command(0, "rust-1", r#"{"cmd":"dial","cmd_id":"c1","addr":"/ip4/10.0.0.3/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"}"#),
             kit.event(1, "rust-1", PeerEvent::Error { cmd: Some("dial".into()), cmd_id: Some("c1".into()), message: "peer id mismatch".into() }),
             kit.command(2_000, "rust-1", r#"{"cmd":"publish","cmd_id":"c2","topic":"meshgate","id":"x","size":1}"#),
             opened(&kit, 3_000, "rust-1", "go-1", Direction::Outbound, "noise"),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "delivery";
@@ -56,6 +56,7 @@ pub struct Delivery {
     /// By message id, in publication order.
     publications: Vec<(String, Publication)>,
     publish_errors: BTreeMap<String, Vec<String>>,
+    sent: Sent,
     /// (receiver, message id) -> delivery time.
     received: BTreeMap<(String, String), Micros>,
     last_delivery: BTreeMap<String, Micros>,
@@ -68,6 +69,7 @@ impl Delivery {
             gap_us: settings.gap.as_micros() as Micros,
             publications: Vec::new(),
             publish_errors: BTreeMap::new(),
+            sent: Sent::default(),
             received: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
         }
@@ -88,18 +90,17 @@ impl Check for Delivery {
 
     fn observe(&mut self, rec: &Recorded) {
         match &rec.what {
-            Observation::Command { .. } => {
-                if let Some(cmd) = rec.command() {
-                    if cmd.cmd == "publish" {
-                        let p = Publication {
-                            publisher: rec.peer.clone(),
-                            topic: cmd.topic,
-                            at: None,
-                            commanded_at: rec.at,
-                        };
-                        self.publications.push((cmd.id, p));
-                    }
+            Observation::Command { command, .. } => {
+                if let Command::Publish { topic, id, .. } = &command.command {
+                    let p = Publication {
+                        publisher: rec.peer.clone(),
+                        topic: topic.clone(),
+                        at: None,
+                        commanded_at: rec.at,
+                    };
+                    self.publications.push((id.clone(), p));
                 }
+                self.sent.observe(rec);
             }
             Observation::Event { line } => match &line.event {
                 PeerEvent::Published { id, .. } => {
@@ -111,11 +112,12 @@ impl Check for Delivery {
                         p.at = Some(line.ts);
                     }
                 }
-                PeerEvent::Error {
-                    cmd: Some(cmd),
-                    message,
-                    ..
-                } if cmd == "publish" => {
+                PeerEvent::Error { cmd_id, message, .. }
+                    if matches!(
+                        self.sent.get(&rec.peer, cmd_id.as_ref()),
+                        Some((CommandLine { command: Command::Publish { .. }, .. }, _))
+                    ) =>
+                {
                     self.publish_errors
                         .entry(rec.peer.clone())
                         .or_default()
@@ -517,14 +519,14 @@ mod tests {
             kit.command(
                 1_000,
                 "rust-1",
-                r#"{"cmd":"publish","topic":"meshgate","id":"rust-1/0","size":64}"#,
+                r#"{"cmd":"publish","cmd_id":"c4","topic":"meshgate","id":"rust-1/0","size":64}"#,
             ),
             kit.event(
                 1_100,
                 "rust-1",
                 PeerEvent::Error {
                     cmd: Some("publish".into()),
-                    cmd_id: None,
+                    cmd_id: Some("c4".into()),
                     message: "NoPeersSubscribedToTopic".into(),
                 },
             ),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{clock, Context};
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 use crate::results::{CheckResult, Status};
 
 /// How far before and after the failure's moment the time line and stderr reach.
@@ -161,10 +161,10 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                     timeline.push((t, format!("{} {text}", rec.peer)));
                 }
             }
-            Observation::Command { json, .. }
-                if in_window && rec.command().is_none_or(|c| c.cmd != "publish") =>
+            Observation::Command { command, .. }
+                if in_window && !matches!(command.command, Command::Publish { .. }) =>
             {
-                timeline.push((t, format!("{} <- {json}", rec.peer)));
+                timeline.push((t, format!("{} <- {}", rec.peer, command.to_json())));
             }
             Observation::Incident { what } if in_window => {
                 timeline.push((t, format!("{} incident: {what}", rec.peer)))

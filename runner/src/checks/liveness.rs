@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
-use crate::events::{Micros, Observation, Recorded};
+use crate::events::{Command, Micros, Observation, Recorded};
 use crate::matrix::format_bytes;
 use crate::results::CheckResult;
 
@@ -82,7 +82,7 @@ impl Check for Liveness {
         }
         // A live peer samples its streams every second: a long silence before it was told to stop is a hang.
         let silence_us = self.settings.silence.as_micros() as Micros;
-        let stop = rec.command().is_some_and(|c| c.cmd == "stop");
+        let stop = matches!(rec.command(), Some(Command::Stop));
         if matches!(rec.what, Observation::Event { .. }) || stop {
             if let Some(last) = self.last_event.get(&rec.peer) {
                 if !self.told_to_stop.contains(&rec.peer) && rec.at - last > silence_us {

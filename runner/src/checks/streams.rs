@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "streams";
@@ -98,7 +98,7 @@ impl Check for Streams {
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
         let ends = match &rec.what {
-            Observation::Command { .. } => rec.command().is_some_and(|c| c.cmd == "stop"),
+            Observation::Command { .. } => matches!(rec.command(), Some(Command::Stop)),
             Observation::Exited { .. } | Observation::Killed { .. } => true,
             Observation::Event { line } => matches!(line.event, PeerEvent::Stopped {}),
             _ => false,

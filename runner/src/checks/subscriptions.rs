@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 use crate::results::CheckResult;
 
 pub const NAME: &str = "subscriptions";
@@ -58,19 +58,19 @@ impl Leaving {
     /// Takes in a record; true when it was a command or incident that changes who is expected where.
     pub fn observe(&mut self, rec: &Recorded) -> bool {
         match &rec.what {
-            Observation::Command { .. } => {
-                let Some(cmd) = rec.command() else {
-                    return false;
-                };
-                match cmd.cmd.as_str() {
-                    "subscribe" | "unsubscribe" => {
+            Observation::Command { command, .. } => {
+                match &command.command {
+                    Command::Subscribe { topic } | Command::Unsubscribe { topic } => {
+                        let joins = matches!(command.command, Command::Subscribe { .. });
                         self.topic_commands
-                            .entry((rec.peer.clone(), cmd.topic))
+                            .entry((rec.peer.clone(), topic.clone()))
                             .or_default()
-                            .push((rec.at, cmd.cmd == "subscribe"));
+                            .push((rec.at, joins));
                     }
-                    "disconnect" => self.disconnects.push((rec.at, rec.peer.clone(), cmd.peer)),
-                    "stop" => {
+                    Command::Disconnect { peer } => {
+                        self.disconnects.push((rec.at, rec.peer.clone(), peer.clone()))
+                    }
+                    Command::Stop => {
                         self.gone.entry(rec.peer.clone()).or_insert(rec.at);
                     }
                     _ => return false,

@@ -176,7 +176,7 @@ impl Kit {
             at: ts,
             peer: peer.into(),
             what: Observation::Command {
-                json: json.into(),
+                command: contract::commands::parse(json).expect("a command line"),
                 expect_error: false,
             },
         }

@@ -1,81 +1,69 @@
 //! The configuration a peer gets at start (`MESHGATE_PEER_CONFIG`, section 1 of docs/peer-contract.md).
 
-use serde::Serialize;
+use contract::config::{self as wire, PeerConfig};
 
 use crate::cases::{Case, LISTEN_PORT};
 use crate::matrix::{MessageId, Muxer, Security, Transport};
 
-#[derive(Debug, Serialize)]
-pub struct PeerConfig {
-    pub seed: u64,
-    pub listen_port: u16,
-    pub transport: Transport,
-    pub security: Security,
-    pub muxer: Muxer,
-    pub gossipsub: GossipsubConfig,
-    pub streams_interval_ms: u64,
-    /// Preference orders, sent only when the matrix gives the implementation an `offer`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offer: Option<Offer>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Offer {
-    pub security: Vec<Security>,
-    pub muxer: Vec<Muxer>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GossipsubConfig {
-    pub topics: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub d: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub d_lo: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub d_hi: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heartbeat_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_transmit_size: Option<u64>,
-    /// Sent only when not the library default, so peers that predate the field keep working.
-    #[serde(skip_serializing_if = "is_default")]
-    pub message_id: MessageId,
-}
-
-fn is_default(m: &MessageId) -> bool {
-    *m == MessageId::Default
-}
-
-impl PeerConfig {
-    /// The configuration of the case's peer `i`.
-    pub fn for_peer(case: &Case, i: usize) -> Self {
-        let g = &case.gossipsub;
-        let peer = &case.peers[i];
-        let (security, muxer) = (case.security_offer(i), case.muxer_offer(i));
-        PeerConfig {
-            seed: peer.seed,
-            listen_port: LISTEN_PORT,
-            transport: case.transport,
-            // The first choice, for peers that predate `offer`.
-            security: security[0],
-            muxer: muxer[0],
-            offer: (peer.offer != crate::matrix::Offer::default()).then_some(Offer { security, muxer }),
-            gossipsub: GossipsubConfig {
-                topics: g.topics.clone(),
-                d: g.d,
-                d_lo: g.d_lo,
-                d_hi: g.d_hi,
-                heartbeat_ms: g.heartbeat.map(|h| h.as_millis() as u64),
-                max_transmit_size: g.max_transmit_size,
-                message_id: g.message_id,
-            },
-            streams_interval_ms: 1000,
-        }
+/// The configuration of the case's peer `i`.
+pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
+    let g = &case.gossipsub;
+    let peer = &case.peers[i];
+    let security: Vec<wire::Security> = case.security_offer(i).into_iter().map(security_of).collect();
+    let muxer: Vec<wire::Muxer> = case.muxer_offer(i).into_iter().map(muxer_of).collect();
+    PeerConfig {
+        seed: peer.seed,
+        listen_port: LISTEN_PORT,
+        transport: transport_of(case.transport),
+        // The first choice, for peers that predate `offer`.
+        security: Some(security[0]),
+        muxer: Some(muxer[0]),
+        offer: (peer.offer != crate::matrix::Offer::default()).then(|| wire::Offer {
+            security: Some(security),
+            muxer: Some(muxer),
+        }),
+        gossipsub: wire::Gossipsub {
+            topics: g.topics.clone(),
+            d: g.d,
+            d_lo: g.d_lo,
+            d_hi: g.d_hi,
+            heartbeat_ms: g.heartbeat.map(|h| h.as_millis() as u64),
+            max_transmit_size: g.max_transmit_size,
+            message_id: message_id_of(g.message_id),
+        },
+        streams_interval_ms: wire::DEFAULT_STREAMS_INTERVAL_MS,
+        require: Vec::new(),
     }
+}
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("peer config serialises")
+// The matrix's YAML spellings and the contract's wire spellings are separate facts, mapped here one by one, so
+// that renaming either never silently changes the other.
+
+pub fn transport_of(t: Transport) -> wire::Transport {
+    match t {
+        Transport::Tcp => wire::Transport::Tcp,
+        Transport::QuicV1 => wire::Transport::QuicV1,
+    }
+}
+
+pub fn security_of(s: Security) -> wire::Security {
+    match s {
+        Security::Noise => wire::Security::Noise,
+        Security::Tls => wire::Security::Tls,
+    }
+}
+
+pub fn muxer_of(m: Muxer) -> wire::Muxer {
+    match m {
+        Muxer::Yamux => wire::Muxer::Yamux,
+        Muxer::Mplex => wire::Muxer::Mplex,
+    }
+}
+
+fn message_id_of(m: MessageId) -> wire::MessageId {
+    match m {
+        MessageId::Default => wire::MessageId::Default,
+        MessageId::ContentSha256 => wire::MessageId::ContentSha256,
     }
 }
 
@@ -92,15 +80,6 @@ pub fn dial_addr(case: &Case, addr: std::net::SocketAddr, peer_id: &str) -> Stri
     }
 }
 
-/// A contract command line.
-pub fn command(cmd: &str, cmd_id: &str, fields: serde_json::Value) -> String {
-    let mut obj = serde_json::json!({ "cmd": cmd, "cmd_id": cmd_id });
-    if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), fields) {
-        o.extend(f);
-    }
-    obj.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +88,7 @@ mod tests {
     #[test]
     fn config_matches_the_contract() {
         let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
-        let json = PeerConfig::for_peer(&kit.case, 1).to_json();
+        let json = for_peer(&kit.case, 1).to_json();
         assert_eq!(
             json,
             r#"{"seed":2,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux","gossipsub":{"topics":["meshgate"]},"streams_interval_ms":1000}"#
@@ -121,20 +100,12 @@ mod tests {
     fn content_message_ids_are_asked_for_only_when_chosen() {
         let mut kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
         kit.case.gossipsub.message_id = MessageId::ContentSha256;
-        let json = PeerConfig::for_peer(&kit.case, 0).to_json();
+        let json = for_peer(&kit.case, 0).to_json();
         assert!(json.contains(r#""message_id":"content-sha256""#), "{json}");
     }
 
     #[test]
-    fn commands_and_addresses() {
-        assert_eq!(
-            command("subscribe", "c1", serde_json::json!({"topic": "t"})),
-            r#"{"cmd":"subscribe","cmd_id":"c1","topic":"t"}"#
-        );
-        assert_eq!(
-            command("stop", "c2", serde_json::json!({})),
-            r#"{"cmd":"stop","cmd_id":"c2"}"#
-        );
+    fn addresses() {
         let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
         assert_eq!(
             dial_addr(&kit.case, "10.1.0.2:4001".parse().unwrap(), "12D3"),

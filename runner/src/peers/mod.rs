@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -21,12 +20,13 @@ use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::BuildSpec;
 use crate::cases::Case;
 use crate::checks::Check;
-use crate::events::{now_micros, EventLine, Observation, Recorded};
+use crate::events::{now_micros, Command, CommandLine, Line, Observation, Recorded};
 use crate::images::Recipe;
 use crate::matrix::{Action, DialMode};
 use crate::progress::Progress;
 use crate::results::PeerReport;
-use config::{command, dial_addr, PeerConfig};
+use config::dial_addr;
+use contract::commands::DialMode as Dial;
 use world::World;
 
 /// The recipe of every build a run's cases need.
@@ -202,6 +202,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         if let Err(e) = self.write_record() {
             error.get_or_insert(format!("cannot write the record: {e}"));
         }
+        self.notes.extend(beyond_the_contract(&self.record));
         CaseRecord {
             notes: std::mem::take(&mut self.notes),
             stopped_early,
@@ -229,7 +230,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             let launch = PeerLaunch {
                 name: spec.name.clone(),
                 recipe,
-                config: PeerConfig::for_peer(case, i),
+                config: config::for_peer(case, i),
                 limits: case.limits,
                 cancel: self.cancel.clone(),
             };
@@ -277,14 +278,20 @@ impl<'a, B: Backend> Driver<'a, B> {
             // The negative control's dial must fail: that error is its point, judged by `connectivity`.
             let doomed = racing || case.dial == DialMode::WrongPeerId;
             for _ in 0..case.dials {
-                self.send(a, "dial", json!({ "addr": addr, "mode": mode }), doomed)
-                    .await;
+                let dial = Command::Dial {
+                    addr: addr.clone(),
+                    mode,
+                };
+                self.send(a, dial, doomed).await;
             }
             if racing {
                 // The other end dials back at once: both dials are in flight together.
                 let back = self.dial_addr_of(a);
-                self.send(b, "dial", json!({ "addr": back, "mode": "dedup" }), true)
-                    .await;
+                let dial = Command::Dial {
+                    addr: back,
+                    mode: Dial::Dedup,
+                };
+                self.send(b, dial, true).await;
             }
         }
         let edges = case.edges.clone();
@@ -304,8 +311,8 @@ impl<'a, B: Backend> Driver<'a, B> {
         // Subscribe everyone, then give meshes until the end of the warm-up to form.
         for i in 0..n {
             for topic in &case.gossipsub.topics {
-                self.send(i, "subscribe", json!({ "topic": topic }), false)
-                    .await;
+                let topic = topic.clone();
+                self.send(i, Command::Subscribe { topic }, false).await;
             }
         }
         let topics = case.gossipsub.topics.clone();
@@ -330,28 +337,28 @@ impl<'a, B: Backend> Driver<'a, B> {
     /// Who dials whom, in which mode. With `dial: new`, the end of an edge that can force a new connection dials
     /// it (peers announce `dial-mode-new` in `started`); where neither end can, the edge is dialed deduplicated
     /// and the case says so.
-    fn dial_plan(&mut self) -> Vec<(usize, usize, &'static str)> {
+    fn dial_plan(&mut self) -> Vec<(usize, usize, contract::commands::DialMode)> {
         let case = self.case;
         let mut plan = Vec::new();
         for &(a, b) in &case.edges {
             if case.dial != DialMode::New {
-                plan.push((a, b, "dedup"));
+                plan.push((a, b, Dial::Dedup));
                 continue;
             }
             let can = |i: usize| self.world.may_do(i, "dial-mode-new");
             let (na, nb) = (&case.peers[a].name, &case.peers[b].name);
             if can(a) {
-                plan.push((a, b, "new"));
+                plan.push((a, b, Dial::New));
             } else if can(b) {
                 self.notes.push(format!(
                     "{nb} dials {na} (not the other way round): {na} cannot force a new connection"
                 ));
-                plan.push((b, a, "new"));
+                plan.push((b, a, Dial::New));
             } else {
                 self.notes.push(format!(
                     "{na} dials {nb} deduplicated: neither can force a new connection"
                 ));
-                plan.push((a, b, "dedup"));
+                plan.push((a, b, Dial::Dedup));
             }
         }
         plan
@@ -417,8 +424,12 @@ impl<'a, B: Backend> Driver<'a, B> {
                 Step::Publish { peer, topic, seq } => {
                     let id = format!("{}/{}/{seq}", case.peers[peer].name, topic);
                     let size = case.publish.size;
-                    let fields = json!({ "topic": topic, "id": id, "size": size });
-                    self.send(peer, "publish", fields, disturbed[peer]).await;
+                    let publish = Command::Publish {
+                        topic: topic.to_owned(),
+                        id,
+                        size: size.into(),
+                    };
+                    self.send(peer, publish, disturbed[peer]).await;
                 }
                 Step::Incident(inc) => {
                     let peer = case
@@ -433,20 +444,22 @@ impl<'a, B: Backend> Driver<'a, B> {
                             .position(|p| p.name == name)
                             .expect("validated")
                     };
-                    let (cmd, fields) = match &inc.action {
-                        Action::Unsubscribe(topic) => ("unsubscribe", json!({ "topic": topic })),
-                        Action::Disconnect(target) if target == "all" => ("disconnect", json!({})),
-                        Action::Disconnect(target) => (
-                            "disconnect",
-                            json!({ "peer": self.world.peer_id(index_of(target)) }),
-                        ),
-                        Action::OpenStreams { to, count } => (
-                            "open_streams",
-                            json!({ "peer": self.world.peer_id(index_of(to)), "count": count }),
-                        ),
-                        Action::DropProtocol(protocol) => {
-                            ("drop_protocol", json!({ "protocol": protocol }))
-                        }
+                    let peer_id = |i: usize| self.world.peer_id(i).unwrap_or_default().to_owned();
+                    let command = match &inc.action {
+                        Action::Unsubscribe(topic) => Command::Unsubscribe {
+                            topic: topic.clone(),
+                        },
+                        Action::Disconnect(target) if target == "all" => Command::Disconnect { peer: None },
+                        Action::Disconnect(target) => Command::Disconnect {
+                            peer: Some(peer_id(index_of(target))),
+                        },
+                        Action::OpenStreams { to, count } => Command::OpenStreams {
+                            peer: peer_id(index_of(to)),
+                            count: *count,
+                        },
+                        Action::DropProtocol(protocol) => Command::DropProtocol {
+                            protocol: protocol.clone(),
+                        },
                         Action::CutOff => {
                             // Not a command to the peer: the backend pulls its cable.
                             self.observe(
@@ -465,7 +478,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                             continue;
                         }
                     };
-                    self.send(peer, cmd, fields, inc.expect_error).await;
+                    self.send(peer, command, inc.expect_error).await;
                 }
             }
         }
@@ -477,7 +490,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         for i in 0..self.peers.len() {
             if self.peers[i].process.is_some() && !self.world.exited(i) {
                 self.world.stop_sent[i] = true;
-                self.send(i, "stop", json!({}), false).await;
+                self.send(i, Command::Stop, false).await;
             }
         }
         let started: Vec<usize> = (0..self.peers.len())
@@ -517,14 +530,18 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     /// Writes one command to a peer, with a `cmd_id` of its own, and records it. A write that does not finish
     /// (the peer stopped reading) is bounded: the command is recorded as undelivered and the peer gets no more.
-    async fn send(&mut self, i: usize, cmd: &str, fields: serde_json::Value, expect_error: bool) {
+    async fn send(&mut self, i: usize, command: Command, expect_error: bool) {
         self.commands_sent += 1;
         let cmd_id = format!("c{}", self.commands_sent);
-        let line = command(cmd, &cmd_id, fields);
+        let command = CommandLine {
+            command,
+            cmd_id: Some(cmd_id.clone()),
+        };
+        let line = command.to_json();
         self.observe(
             i,
             Observation::Command {
-                json: line.clone(),
+                command,
                 expect_error,
             },
         );
@@ -638,13 +655,24 @@ impl<'a, B: Backend> Driver<'a, B> {
                 let peer = &mut self.peers[i];
                 peer.stdout_lines += 1;
                 let _ = writeln!(peer.events_log, "{line}");
-                match EventLine::parse(&line) {
-                    Ok(line) => Observation::Event { line },
-                    Err(error) => Observation::Malformed {
-                        line_no: peer.stdout_lines,
+                let line_no = peer.stdout_lines;
+                match Line::parse(&line) {
+                    Line::Event {
+                        line: event,
+                        unknown_fields,
+                    } => {
+                        if !unknown_fields.is_empty() {
+                            let what = format!("fields it does not know: {}", unknown_fields.join(", "));
+                            self.observe(i, Observation::Unknown { line_no, line, what });
+                        }
+                        Observation::Event { line: event }
+                    }
+                    Line::UnknownEvent { name } => Observation::Unknown {
+                        line_no,
                         line,
-                        error,
+                        what: format!("an event it does not know: `{name}`"),
                     },
+                    Line::Violation(error) => Observation::Malformed { line_no, line, error },
                 }
             }
             Output::Stderr(line) => {
@@ -745,3 +773,44 @@ impl<'a, B: Backend> Driver<'a, B> {
         f.flush()
     }
 }
+/// One note per peer that wrote lines beyond the contract this runner knows (a newer peer's events or fields):
+/// not failures, but a maintainer should know that part of what the peer said was not judged.
+fn beyond_the_contract(record: &[Recorded]) -> Vec<String> {
+    let mut by_peer: BTreeMap<&str, (usize, String)> = BTreeMap::new();
+    let mut revisions: BTreeMap<&str, u32> = BTreeMap::new();
+    for rec in record {
+        match &rec.what {
+            Observation::Unknown { line_no, what, .. } => {
+                let seen = by_peer
+                    .entry(&rec.peer)
+                    .or_insert_with(|| (0, format!("line {line_no}: {what}")));
+                seen.0 += 1;
+            }
+            Observation::Event { line } => {
+                if let crate::events::PeerEvent::Started {
+                    contract_version: Some(v),
+                    ..
+                } = line.event
+                {
+                    revisions.insert(&rec.peer, v);
+                }
+            }
+            _ => {}
+        }
+    }
+    by_peer
+        .into_iter()
+        .map(|(peer, (n, first))| {
+            let speaks = revisions
+                .get(peer)
+                .map(|v| format!(", it speaks revision {v}"))
+                .unwrap_or_default();
+            format!(
+                "{peer} wrote {n} line(s) beyond the peer contract this runner knows (revision {}{speaks}), \
+                 recorded but not judged; first, {first}",
+                contract::VERSION
+            )
+        })
+        .collect()
+}
+

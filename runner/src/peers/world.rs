@@ -53,6 +53,7 @@ impl World {
                         implementation,
                         versions,
                         features,
+                        ..
                     } => {
                         self.started[i] = Some((implementation.clone(), versions.clone()));
                         self.features[i] = features.clone();
