@@ -1,0 +1,428 @@
+//! The `connections` check's cross-check against the kernel: over TCP, the runner samples each peer process's
+//! established sockets (`Observation::Sockets`), and a peer whose reported connections differ from them for longer
+//! than the settling time fails the check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::NAME;
+use crate::checks::evidence::count;
+use crate::checks::{clock, Context};
+use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::matrix::Transport;
+use crate::results::CheckResult;
+
+/// `10.0.0.2:4001` for `/ip4/10.0.0.2/tcp/4001[/p2p/…]`; `None` for anything not TCP.
+fn tcp_socket_addr(multiaddr: &str) -> Option<SocketAddr> {
+    let parts: Vec<&str> = multiaddr.split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4" | "ip6", ip, "tcp", port, ..] => {
+            Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// A time a peer's reported TCP connections differed from the kernel's.
+#[derive(Debug, Clone)]
+pub(super) struct Misreport {
+    peer: String,
+    since: Micros,
+    until: Option<Micros>,
+    /// Per remote end whose counts differ: (connections the peer reports open to it, sockets the kernel holds).
+    diffs: BTreeMap<SocketAddr, (usize, usize)>,
+}
+
+/// How many times each remote end occurs: connections are compared as multisets, since N connections from one
+/// dialer to one listener share the listener's address and all N count.
+fn tally(addrs: impl IntoIterator<Item = SocketAddr>) -> BTreeMap<SocketAddr, usize> {
+    let mut counts = BTreeMap::new();
+    for a in addrs {
+        *counts.entry(a).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// What the peers reported of their TCP connections, against the kernel's sockets.
+pub(super) struct KernelCheck {
+    /// How long a disagreement may last before it counts.
+    settle: Duration,
+    /// Per peer: the remote ends of its reported open TCP connections, by connection id.
+    reported: BTreeMap<String, BTreeMap<String, SocketAddr>>,
+    /// (peer, remote end) -> the remote peer id a connection to it was reported with, to name it.
+    remote_of: BTreeMap<(String, SocketAddr), String>,
+    /// Per peer: the kernel's established remote ends, one per socket, from the runner's latest sample.
+    kernel: BTreeMap<String, Vec<SocketAddr>>,
+    /// Peers the kernel was sampled for at least once, and peers the runner said it cannot sample (why).
+    sampled: BTreeSet<String>,
+    unavailable: BTreeMap<String, String>,
+    misreporting: BTreeMap<String, Misreport>,
+    misreports: Vec<Misreport>,
+    stopped: BTreeSet<String>,
+    kernel_samples: usize,
+}
+
+impl KernelCheck {
+    pub(super) fn new(settle: Duration) -> Self {
+        Self {
+            settle,
+            reported: BTreeMap::new(),
+            remote_of: BTreeMap::new(),
+            kernel: BTreeMap::new(),
+            sampled: BTreeSet::new(),
+            unavailable: BTreeMap::new(),
+            misreporting: BTreeMap::new(),
+            misreports: Vec::new(),
+            stopped: BTreeSet::new(),
+            kernel_samples: 0,
+        }
+    }
+
+    pub(super) fn observe(&mut self, rec: &Recorded) {
+        let line = match &rec.what {
+            Observation::Sockets { established } => {
+                // A peer that said `stopped` is no longer compared.
+                if self.kernel.contains_key(&rec.peer) || !self.stopped.contains(&rec.peer) {
+                    self.kernel_samples += 1;
+                    self.sampled.insert(rec.peer.clone());
+                    // Every socket counts, duplicates included.
+                    self.kernel.insert(
+                        rec.peer.clone(),
+                        established.iter().filter_map(|a| a.parse().ok()).collect(),
+                    );
+                    self.compare(&rec.peer.clone(), rec.at);
+                }
+                return;
+            }
+            Observation::SocketsUnavailable { reason } => {
+                self.unavailable
+                    .entry(rec.peer.clone())
+                    .or_insert_with(|| reason.clone());
+                return;
+            }
+            Observation::Event { line } => line,
+            _ => return,
+        };
+        match &line.event {
+            PeerEvent::ConnectionOpened {
+                remote,
+                conn_id,
+                remote_addr,
+                ..
+            } => {
+                if let Some(addr) = tcp_socket_addr(remote_addr) {
+                    self.reported
+                        .entry(rec.peer.clone())
+                        .or_default()
+                        .insert(conn_id.clone(), addr);
+                    self.remote_of
+                        .insert((rec.peer.clone(), addr), remote.clone());
+                    self.compare(&rec.peer, line.ts);
+                }
+            }
+            PeerEvent::ConnectionClosed { conn_id, .. } => {
+                let was_reported = self
+                    .reported
+                    .get_mut(&rec.peer)
+                    .and_then(|r| r.remove(conn_id))
+                    .is_some();
+                if was_reported {
+                    self.compare(&rec.peer, line.ts);
+                }
+            }
+            PeerEvent::Stopped {} => {
+                self.stopped.insert(rec.peer.clone());
+                // From here the peer tears connections down; the kernel lags behind on purpose.
+                self.end_misreport(&rec.peer.clone(), line.ts);
+                self.kernel.remove(&rec.peer);
+            }
+            _ => {}
+        }
+    }
+
+    /// Compares a peer's reported connections with the kernel's, after either changed at `now`.
+    fn compare(&mut self, peer: &str, now: Micros) {
+        let Some(kernel) = self.kernel.get(peer) else {
+            return;
+        };
+        let kernel = tally(kernel.iter().copied());
+        let reported = tally(
+            self.reported
+                .get(peer)
+                .into_iter()
+                .flat_map(|r| r.values().copied()),
+        );
+        let diffs: BTreeMap<SocketAddr, (usize, usize)> = reported
+            .keys()
+            .chain(kernel.keys())
+            .map(|a| {
+                let r = reported.get(a).copied().unwrap_or(0);
+                let k = kernel.get(a).copied().unwrap_or(0);
+                (*a, (r, k))
+            })
+            .filter(|(_, (r, k))| r != k)
+            .collect();
+        if diffs.is_empty() {
+            self.end_misreport(peer, now);
+        } else {
+            let m = self
+                .misreporting
+                .entry(peer.to_owned())
+                .or_insert_with(|| Misreport {
+                    peer: peer.to_owned(),
+                    since: now,
+                    until: None,
+                    diffs: BTreeMap::new(),
+                });
+            m.diffs = diffs;
+        }
+    }
+
+    fn end_misreport(&mut self, peer: &str, now: Micros) {
+        if let Some(mut m) = self.misreporting.remove(peer) {
+            m.until = Some(now);
+            if now - m.since > self.settle_us() {
+                self.misreports.push(m);
+            }
+        }
+    }
+
+    fn settle_us(&self) -> Micros {
+        self.settle.as_micros() as Micros
+    }
+
+    /// What the kernel comparison covered, or why it could not be made, for the coverage line. `holders`: the peers
+    /// that reported connections.
+    pub(super) fn coverage(&self, ctx: &Context, holders: BTreeSet<&String>) -> String {
+        if ctx.case.transport == Transport::QuicV1 {
+            return "not cross-checked with the kernel: QUIC runs over UDP, the kernel keeps no connections to compare".into();
+        }
+        let (checked, missing): (Vec<&String>, Vec<&String>) =
+            holders.iter().partition(|h| self.sampled.contains(**h));
+        let why = |peer: &String| {
+            self.unavailable
+                .get(peer)
+                .cloned()
+                .unwrap_or_else(|| "the runner recorded no kernel sample of it".into())
+        };
+        let reasons: BTreeSet<String> = missing.iter().map(|p| why(p)).collect();
+        // One reason for everyone is said once; otherwise each peer with its own.
+        let missing_text = match reasons.len() {
+            1 => reasons.into_iter().next().unwrap_or_default(),
+            _ => missing
+                .iter()
+                .map(|p| format!("{p}: {}", why(p)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        let checked_text = format!(
+            "cross-checked with the kernel for {} of {} peers ({} samples)",
+            checked.len(),
+            holders.len(),
+            count(self.kernel_samples)
+        );
+        match (checked.is_empty(), missing.is_empty()) {
+            (_, true) => checked_text,
+            (true, false) => format!("not cross-checked with the kernel: {missing_text}"),
+            (false, false) => format!(
+                "{checked_text}; not cross-checked with the kernel for {}: {missing_text}",
+                missing
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The disagreements that lasted beyond the settling time, counting one still going on at `last`, the end of
+    /// the record.
+    pub(super) fn misreports(&self, last: Micros) -> Vec<&Misreport> {
+        let mut misreports: Vec<&Misreport> = self.misreports.iter().collect();
+        misreports.extend(
+            self.misreporting
+                .values()
+                .filter(|m| last - m.since > self.settle_us()),
+        );
+        misreports
+    }
+
+    pub(super) fn describe(&self, m: &Misreport, ctx: &Context, last: Micros) -> String {
+        let diffs: Vec<String> = m
+            .diffs
+            .iter()
+            .map(|(addr, (reported, kernel))| {
+                let who = self
+                    .remote_of
+                    .get(&(m.peer.clone(), *addr))
+                    .map(|id| format!(" ({})", ctx.name_of(id)))
+                    .unwrap_or_default();
+                format!(
+                    "reports {reported} connection(s) to {addr}{who} while the kernel holds {kernel}"
+                )
+            })
+            .collect();
+        format!(
+            "{} {}, for {:.1} s from {}",
+            ctx.describe(&m.peer),
+            diffs.join("; "),
+            (m.until.unwrap_or(last) - m.since) as f64 / 1e6,
+            clock(m.since)
+        )
+    }
+
+    /// The failure of the first of `misreports`, with all of them as evidence; `None` when there is none.
+    pub(super) fn failed(
+        &self,
+        misreports: &[&Misreport],
+        ctx: &Context,
+        last: Micros,
+    ) -> Option<CheckResult> {
+        let first = misreports.first()?;
+        let evidence = misreports
+            .iter()
+            .map(|m| self.describe(m, ctx, last))
+            .collect();
+        let remotes = first
+            .diffs
+            .keys()
+            .filter_map(|a| self.remote_of.get(&(first.peer.clone(), *a)))
+            .map(|id| ctx.name_of(id));
+        Some(
+            CheckResult::failed(NAME, self.describe(first, ctx, last), evidence)
+                .at(first.since)
+                .involving(std::iter::once(first.peer.clone()).chain(remotes)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{run, run_with};
+    use super::super::Settings;
+    use super::*;
+    use crate::checks::testkit::Kit;
+    use crate::results::Status;
+
+    #[test]
+    fn kernel_agreeing_with_the_peer_passes() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.sockets(500_000, "rust-1", &[]),
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.sockets(1_200_000, "rust-1", &["10.0.0.2:4001"]),
+            kit.stopped(20_000_000, "rust-1"),
+            kit.sockets(20_500_000, "rust-1", &[]),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        let coverage = r.coverage.unwrap();
+        assert!(
+            coverage.ends_with("cross-checked with the kernel for 1 of 1 peers (2 samples)"),
+            "{coverage}"
+        );
+    }
+
+    #[test]
+    fn a_peer_hiding_kernel_connections_fails() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.sockets(1_200_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4002"]),
+            kit.stderr(9_000_000, "rust-1", "later"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.unwrap();
+        assert!(
+            msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 0 connection(s) to 10.0.0.2:4002 while the kernel holds 1, for 7.8 s"),
+            "{msg}"
+        );
+    }
+
+    /// rust-libp2p#6047's duplicate seen from the dialer: both sockets have the listener's address. As a set they
+    /// would be one, and a peer reporting one connection would agree with the kernel.
+    #[test]
+    fn two_sockets_to_one_listener_count_as_two() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let two = ["10.0.0.2:4001", "10.0.0.2:4001"];
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.sockets(1_200_000, "rust-1", &two),
+            kit.stderr(9_000_000, "rust-1", "later"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        let msg = r.message.unwrap();
+        assert!(
+            msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 1 connection(s) to 10.0.0.2:4001 (go-1) while the kernel holds 2, for 7.8 s from 00:00:01.200"),
+            "{msg}"
+        );
+        assert_eq!(r.involved, vec!["rust-1", "go-1"]);
+
+        // Both connections reported (and allowed): the kernel agrees.
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.opened(1_000_000, "rust-1", "go-1", "2"),
+            kit.sockets(1_200_000, "rust-1", &two),
+            kit.stderr(9_000_000, "rust-1", "later"),
+        ];
+        let settings = Settings {
+            max_per_pair: 2,
+            ..Settings::default()
+        };
+        let r = run_with(settings, &ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+    }
+
+    #[test]
+    fn a_brief_disagreement_with_the_kernel_passes() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.sockets(1_000_000, "rust-1", &["10.0.0.2:4001"]),
+            kit.opened(1_500_000, "rust-1", "go-1", "1"),
+            kit.stderr(9_000_000, "rust-1", "later"),
+        ];
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn coverage_says_why_the_kernel_was_not_consulted() {
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.opened(1_000_000, "go-1", "rust-1", "1"),
+            kit.sockets_unavailable(1_000_000, "rust-1", "/proc/41/fd: permission denied"),
+            kit.sockets_unavailable(1_000_000, "go-1", "/proc/42/fd: permission denied"),
+            kit.stderr(9_000_000, "rust-1", "later"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed);
+        let coverage = r.coverage.unwrap();
+        assert!(
+            coverage.ends_with("not cross-checked with the kernel: go-1: /proc/42/fd: permission denied; rust-1: /proc/41/fd: permission denied"),
+            "{coverage}"
+        );
+
+        kit.case.transport = Transport::QuicV1;
+        let coverage = run(&ev, &kit).coverage.unwrap();
+        assert!(
+            coverage.ends_with("not cross-checked with the kernel: QUIC runs over UDP, the kernel keeps no connections to compare"),
+            "{coverage}"
+        );
+    }
+
+    #[test]
+    fn multiaddrs_to_sockets() {
+        assert_eq!(
+            tcp_socket_addr("/ip4/10.0.0.2/tcp/4001"),
+            Some("10.0.0.2:4001".parse().unwrap())
+        );
+        assert_eq!(
+            tcp_socket_addr("/ip4/10.0.0.2/tcp/4001/p2p/12D3"),
+            Some("10.0.0.2:4001".parse().unwrap())
+        );
+        assert_eq!(tcp_socket_addr("/ip4/10.0.0.2/udp/4001/quic-v1"), None);
+    }
+}

@@ -1,0 +1,398 @@
+//! `connections`: a peer holds at most N connections to another at once, once simultaneous dials have had time to
+//! settle. Duplicate connections are where gossipsub between implementations quietly breaks (rust-libp2p#6047).
+//!
+//! What peers report is checked against the kernel too (`kernel`): a peer whose reported TCP connections differ
+//! from its process's established sockets for longer than the settling time fails.
+
+mod kernel;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::evidence::count;
+use super::{clock, Check, Context};
+use crate::events::{Direction, Micros, Observation, PeerEvent, Recorded};
+use crate::results::CheckResult;
+use kernel::KernelCheck;
+
+pub const NAME: &str = "connections";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Most connections a peer may hold to one other peer at once.
+    #[serde(default = "default_max")]
+    pub max_per_pair: usize,
+    /// How long an excess may last before it counts (simultaneous dials resolve themselves within this).
+    #[serde(default = "default_settle", with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_per_pair: default_max(),
+            settle: default_settle(),
+        }
+    }
+}
+
+fn default_max() -> usize {
+    1
+}
+
+fn default_settle() -> Duration {
+    Duration::from_secs(3)
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    id: String,
+    direction: Direction,
+    opened: Micros,
+    closed: Option<Micros>,
+}
+
+/// A time a peer held too many connections to another.
+struct Excess {
+    holder: String,
+    remote: String,
+    since: Micros,
+    until: Option<Micros>,
+    peak: usize,
+    conns: Vec<Conn>,
+}
+
+pub struct Connections {
+    settings: Settings,
+    /// What the peers report, against the kernel's sockets.
+    kernel: KernelCheck,
+    /// (holder name, remote peer id) -> every connection, open or closed.
+    pairs: BTreeMap<(String, String), Vec<Conn>>,
+    /// (holder, remote) -> the excess going on now.
+    ongoing: BTreeMap<(String, String), Excess>,
+    excesses: Vec<Excess>,
+    last: Micros,
+}
+
+impl Connections {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            kernel: KernelCheck::new(settings.settle),
+            settings,
+            pairs: BTreeMap::new(),
+            ongoing: BTreeMap::new(),
+            excesses: Vec::new(),
+            last: 0,
+        }
+    }
+
+    fn settle_us(&self) -> Micros {
+        self.settings.settle.as_micros() as Micros
+    }
+
+    /// Opens, grows or ends the excess of a pair after its connections changed at `now`.
+    fn update(&mut self, key: (String, String), now: Micros) {
+        let conns = &self.pairs[&key];
+        let open: Vec<Conn> = conns
+            .iter()
+            .filter(|c| c.closed.is_none())
+            .cloned()
+            .collect();
+        if open.len() > self.settings.max_per_pair {
+            let e = self.ongoing.entry(key.clone()).or_insert_with(|| Excess {
+                holder: key.0.clone(),
+                remote: key.1.clone(),
+                since: now,
+                until: None,
+                peak: 0,
+                conns: Vec::new(),
+            });
+            if open.len() > e.peak {
+                e.peak = open.len();
+                e.conns = open;
+            }
+        } else if let Some(mut e) = self.ongoing.remove(&key) {
+            e.until = Some(now);
+            if now - e.since > self.settle_us() {
+                self.excesses.push(e);
+            }
+        }
+    }
+}
+
+impl Check for Connections {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, rec: &Recorded) {
+        self.last = self.last.max(rec.time());
+        self.kernel.observe(rec);
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
+        match &line.event {
+            PeerEvent::ConnectionOpened {
+                remote,
+                conn_id,
+                direction,
+                ..
+            } => {
+                let key = (rec.peer.clone(), remote.clone());
+                let conn = Conn {
+                    id: conn_id.clone(),
+                    direction: *direction,
+                    opened: line.ts,
+                    closed: None,
+                };
+                self.pairs.entry(key.clone()).or_default().push(conn);
+                self.update(key, line.ts);
+            }
+            PeerEvent::ConnectionClosed {
+                remote, conn_id, ..
+            } => {
+                let key = (rec.peer.clone(), remote.clone());
+                if let Some(c) = self.pairs.get_mut(&key).and_then(|cs| {
+                    cs.iter_mut()
+                        .find(|c| &c.id == conn_id && c.closed.is_none())
+                }) {
+                    c.closed = Some(line.ts);
+                    self.update(key, line.ts);
+                }
+            }
+            // Connections still open when the peer stops are not an excess of the run's steady state.
+            PeerEvent::Stopped {} => {
+                let keys: Vec<_> = self
+                    .ongoing
+                    .keys()
+                    .filter(|(holder, _)| holder == &rec.peer)
+                    .cloned()
+                    .collect();
+                for key in keys {
+                    if let Some(mut e) = self.ongoing.remove(&key) {
+                        e.until = Some(line.ts);
+                        if line.ts - e.since > self.settle_us() {
+                            self.excesses.push(e);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn verdict(&self, ctx: &Context) -> CheckResult {
+        let mut excesses: Vec<&Excess> = self.excesses.iter().collect();
+        // An excess still going on when the record ends counts from its start to the end.
+        excesses.extend(
+            self.ongoing
+                .values()
+                .filter(|e| self.last - e.since > self.settle_us()),
+        );
+        // The peer that dialed the extra connections leads: it caused them (the other side only accepted).
+        excesses.sort_by_key(|e| {
+            (
+                !e.conns.iter().any(|c| c.direction == Direction::Outbound),
+                e.since,
+            )
+        });
+        let views: usize = self.pairs.values().map(Vec::len).sum();
+        let pairs: BTreeSet<(String, String)> = self
+            .pairs
+            .keys()
+            .map(|(holder, remote)| {
+                let remote = ctx.name_of(remote);
+                if *holder < remote {
+                    (holder.clone(), remote)
+                } else {
+                    (remote, holder.clone())
+                }
+            })
+            .collect();
+        let coverage = format!(
+            "{} connection(s) reported over {} peer pair(s), at most {} per pair beyond {} ms; {}",
+            count(views),
+            count(pairs.len()),
+            self.settings.max_per_pair,
+            self.settle_us() / 1000,
+            self.kernel
+                .coverage(ctx, self.pairs.keys().map(|(h, _)| h).collect())
+        );
+        let misreports = self.kernel.misreports(self.last);
+        if excesses.is_empty() {
+            if let Some(failed) = self.kernel.failed(&misreports, ctx, self.last) {
+                return failed.covering(coverage);
+            }
+        }
+        let Some(first) = excesses.first() else {
+            if self.pairs.is_empty() {
+                return CheckResult::inconclusive(
+                    NAME,
+                    "no peer reported any connection: nothing to judge".into(),
+                    vec![],
+                )
+                .covering(coverage);
+            }
+            return CheckResult::passed(
+                NAME,
+                vec![format!("{views} connection(s) over {} peer pair(s), never more than {} per pair for longer than {} ms", pairs.len(), self.settings.max_per_pair, self.settle_us() / 1000)],
+            )
+            .covering(coverage);
+        };
+        let describe = |e: &Excess| {
+            let lasted = e.until.unwrap_or(self.last) - e.since;
+            format!(
+                "{} held {} connections to {} for {:.1} s from {} (limit {})",
+                ctx.describe(&e.holder),
+                e.peak,
+                ctx.describe(&ctx.name_of(&e.remote)),
+                lasted as f64 / 1e6,
+                clock(e.since),
+                self.settings.max_per_pair
+            )
+        };
+        let mut evidence: Vec<String> = misreports
+            .iter()
+            .map(|m| self.kernel.describe(m, ctx, self.last))
+            .collect();
+        for e in &excesses {
+            evidence.push(describe(e));
+            let end = e.until.unwrap_or(self.last);
+            for c in &e.conns {
+                evidence.push(format!(
+                    "  connection {} {} opened {}, {:.1} s old{}",
+                    c.id,
+                    match c.direction {
+                        Direction::Inbound => "inbound",
+                        Direction::Outbound => "outbound",
+                    },
+                    clock(c.opened),
+                    (c.closed.unwrap_or(end) - c.opened) as f64 / 1e6,
+                    c.closed
+                        .map(|t| format!(", closed {}", clock(t)))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let more = if excesses.len() > 1 {
+            format!(" ({} pairs in all)", excesses.len())
+        } else {
+            String::new()
+        };
+        CheckResult::failed(NAME, format!("{}{more}", describe(first)), evidence)
+            .at(first.since)
+            .involving([first.holder.clone(), ctx.name_of(&first.remote)])
+            .covering(coverage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testkit::Kit;
+    use crate::results::Status;
+
+    pub(super) fn run_with(settings: Settings, events: &[Recorded], kit: &Kit) -> CheckResult {
+        let mut c = Connections::new(settings);
+        events.iter().for_each(|e| c.observe(e));
+        c.verdict(&kit.context())
+    }
+
+    pub(super) fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
+        run_with(Settings::default(), events, kit)
+    }
+
+    #[test]
+    fn one_connection_per_pair_passes_and_says_what_it_judged() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000, "rust-1", "go-1", "1"),
+            kit.opened(1_000, "go-1", "rust-1", "a"),
+            kit.stopped(20_000_000, "rust-1"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed);
+        let coverage = r.coverage.unwrap();
+        assert!(
+            coverage.starts_with("2 connection(s) reported over 1 peer pair(s)"),
+            "{coverage}"
+        );
+        assert!(
+            coverage.contains(
+                "not cross-checked with the kernel: the runner recorded no kernel sample of it"
+            ),
+            "{coverage}"
+        );
+    }
+
+    #[test]
+    fn no_connections_at_all_is_inconclusive() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let r = run(&[], &kit);
+        assert_eq!(r.status, Status::Inconclusive);
+        assert!(
+            r.message
+                .unwrap()
+                .contains("no peer reported any connection"),
+            "{:?}",
+            r.coverage
+        );
+        // Kernel sockets alone are no connection report, but a hidden socket is still a failure.
+        let ev = [
+            kit.sockets(1_000_000, "rust-1", &["10.0.0.2:4001"]),
+            kit.stderr(9_000_000, "rust-1", "later"),
+        ];
+        assert_eq!(run(&ev, &kit).status, Status::Failed);
+    }
+
+    #[test]
+    fn a_simultaneous_dial_that_settles_passes() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000, "rust-1", "go-1", "1"),
+            kit.opened(2_000, "rust-1", "go-1", "2"),
+            kit.closed(500_000, "rust-1", "go-1", "2"),
+            kit.stopped(20_000_000, "rust-1"),
+        ];
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn lasting_duplicates_fail_with_every_connection() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.opened(1_100_000, "rust-1", "go-1", "2"),
+            kit.opened(1_200_000, "rust-1", "go-1", "3"),
+            kit.stopped(9_100_000, "rust-1"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.clone().unwrap();
+        assert!(msg.starts_with("rust-1 (rust-libp2p 0.57.1) held 3 connections to go-1 (go-libp2p v0.51.0) for 8.0 s"), "{msg}");
+        assert_eq!(
+            r.evidence
+                .iter()
+                .filter(|l| l.contains("connection ") && l.contains("outbound opened"))
+                .count(),
+            3,
+            "{:?}",
+            r.evidence
+        );
+        assert!(r.coverage.is_some());
+    }
+
+    #[test]
+    fn an_excess_still_open_at_the_end_counts() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            kit.opened(1_000_000, "go-1", "rust-1", "a"),
+            kit.opened(1_000_000, "go-1", "rust-1", "b"),
+            kit.stderr(6_000_000, "go-1", "still here"),
+        ];
+        assert_eq!(run(&ev, &kit).status, Status::Failed);
+    }
+}

@@ -1,0 +1,416 @@
+//! The checks serde cannot make: names that must refer to something (implementations, peers, topics, checks,
+//! axes), counts that must make sense, and a matrix that leaves at least one case. Each error names the file,
+//! and the line and column of the entry at fault.
+
+use std::path::Path;
+
+use serde_saphyr::Spanned;
+
+use super::{
+    check_version, peer_names, Action, Language, Matrix, MatrixError, Rule, Topology, GO_PINS,
+    RULE_AXES,
+};
+use crate::checks;
+
+impl Matrix {
+    pub(super) fn validate(&self, path: &Path) -> Result<(), MatrixError> {
+        let err = |loc: &serde_saphyr::Location, message: String| MatrixError {
+            file: path.to_owned(),
+            location: Some((loc.line(), loc.column())),
+            message,
+        };
+        if self.implementations.is_empty() {
+            return Err(MatrixError {
+                file: path.into(),
+                location: None,
+                message: "`implementations` is empty: expected at least one".into(),
+            });
+        }
+        let mut names = Vec::new();
+        for imp in &self.implementations {
+            if names.contains(&imp.value.name.as_str()) {
+                return Err(err(
+                    &imp.referenced,
+                    format!("implementation `{}` is defined twice", imp.value.name),
+                ));
+            }
+            names.push(imp.value.name.as_str());
+            let is_image = imp.value.language == Language::Image;
+            if is_image != imp.value.image.is_some() {
+                let m = if is_image {
+                    "`language: image` needs `image`, the name of a local image"
+                } else {
+                    "`image` goes with `language: image` only"
+                };
+                return Err(err(
+                    &imp.referenced,
+                    format!("implementation `{}`: {m}", imp.value.name),
+                ));
+            }
+            if is_image && (imp.value.path.is_some() || !imp.value.pins.is_empty()) {
+                return Err(err(
+                    &imp.referenced,
+                    format!(
+                        "implementation `{}`: an image is prebuilt: `path` and `pins` do not apply",
+                        imp.value.name
+                    ),
+                ));
+            }
+            if let Some(p) = &imp.value.path {
+                if !p.is_dir() {
+                    return Err(err(&imp.referenced, format!("implementation `{}`: path {} is not a directory, expected a local checkout", imp.value.name, p.display())));
+                }
+            }
+            for (name, version) in &imp.value.pins {
+                let known = match imp.value.language {
+                    Language::Image => false,
+                    Language::Go => GO_PINS.iter().any(|(n, _)| n == name),
+                    Language::Rust => {
+                        name.starts_with("libp2p")
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    }
+                };
+                if !known {
+                    let expected = match imp.value.language {
+                        Language::Image => "nothing".to_owned(),
+                        Language::Go => "go-libp2p-pubsub or go-yamux".to_owned(),
+                        Language::Rust => {
+                            "a libp2p crate name (libp2p-gossipsub, libp2p-yamux, ...)".to_owned()
+                        }
+                    };
+                    return Err(err(
+                        &imp.referenced,
+                        format!(
+                            "implementation `{}` pins `{name}`, expected {expected}",
+                            imp.value.name
+                        ),
+                    ));
+                }
+                if version.is_empty() || version.contains(char::is_whitespace) {
+                    return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to `{version}`, expected an exact version", imp.value.name)));
+                }
+            }
+            if let Some(offer) = &imp.value.offer {
+                let dup = |l: &[String]| l.iter().enumerate().any(|(i, x)| l[..i].contains(x));
+                let sec: Vec<String> = offer.security.iter().flatten().map(crate::cases::label).collect();
+                let mux: Vec<String> = offer.muxer.iter().flatten().map(crate::cases::label).collect();
+                if offer.security.as_ref().is_some_and(|l| l.is_empty())
+                    || offer.muxer.as_ref().is_some_and(|l| l.is_empty())
+                    || dup(&sec)
+                    || dup(&mux)
+                {
+                    return Err(err(
+                        &imp.referenced,
+                        format!("implementation `{}`: `offer` lists must be non-empty and name each protocol once", imp.value.name),
+                    ));
+                }
+            }
+            for v in imp.value.versions().into_iter().flatten() {
+                check_version(imp.value.language, &v).map_err(|m| {
+                    err(
+                        &imp.referenced,
+                        format!("implementation `{}`: {m}", imp.value.name),
+                    )
+                })?;
+            }
+        }
+        if self.networks.is_empty() {
+            return Err(MatrixError {
+                file: path.into(),
+                location: None,
+                message: "`networks` is empty: expected at least one network".into(),
+            });
+        }
+        for net in &self.networks {
+            let n = &net.value;
+            let mut total = 0;
+            for (imp, count) in &n.peers.value {
+                if !names.contains(&imp.as_str()) {
+                    return Err(err(
+                        &n.peers.referenced,
+                        format!(
+                            "network `{}` uses implementation `{imp}`, expected one of: {}",
+                            n.name,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                total += count;
+            }
+            if total < 2 {
+                return Err(err(
+                    &n.peers.referenced,
+                    format!(
+                        "network `{}` has {total} peer(s), expected at least 2",
+                        n.name
+                    ),
+                ));
+            }
+            if n.gossipsub.topics.is_empty() {
+                return Err(err(
+                    &net.referenced,
+                    format!(
+                        "network `{}`: `gossipsub.topics` is empty, expected at least one topic",
+                        n.name
+                    ),
+                ));
+            }
+            let peer_names = peer_names(n);
+            match &n.topology {
+                Topology::Edges(edges) => {
+                    for (a, b) in edges {
+                        for p in [a, b] {
+                            if !peer_names.contains(p) {
+                                return Err(err(
+                                    &net.referenced,
+                                    format!(
+                                        "network `{}`: edge names peer `{p}`, expected one of: {}",
+                                        n.name,
+                                        peer_names.join(", ")
+                                    ),
+                                ));
+                            }
+                        }
+                        if a == b {
+                            return Err(err(
+                                &net.referenced,
+                                format!("network `{}`: edge from `{a}` to itself", n.name),
+                            ));
+                        }
+                    }
+                }
+                Topology::Random { degree, .. } if *degree == 0 || *degree >= peer_names.len() => {
+                    return Err(err(
+                        &net.referenced,
+                        format!(
+                            "network `{}`: random degree {degree}, expected 1 to {}",
+                            n.name,
+                            peer_names.len() - 1
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            let checks = crate::cases::checks_of(self, n);
+            let publish = &n.publish;
+            if checks.is_on("delivery")
+                && (publish.value.messages == 0
+                    || publish.value.publishers.as_ref().is_some_and(|p| p.is_empty()))
+            {
+                return Err(err(
+                    &publish.referenced,
+                    format!(
+                        "network `{}` publishes nothing (`messages: 0` or empty `publishers`): expected messages to judge delivery by, or `checks: {{delivery: off}}`",
+                        n.name
+                    ),
+                ));
+            }
+            for p in n.publish.value.publishers.iter().flatten() {
+                if !peer_names.contains(p) {
+                    return Err(err(
+                        &net.referenced,
+                        format!(
+                            "network `{}`: publisher `{p}` is not a peer, expected one of: {}",
+                            n.name,
+                            peer_names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for inc in &n.incidents {
+                if !peer_names.contains(&inc.value.peer) {
+                    return Err(err(
+                        &inc.referenced,
+                        format!(
+                            "incident names peer `{}`, expected one of: {}",
+                            inc.value.peer,
+                            peer_names.join(", ")
+                        ),
+                    ));
+                }
+                if let Action::Unsubscribe(topic) = &inc.value.action {
+                    if !n.gossipsub.topics.contains(topic) {
+                        return Err(err(
+                            &inc.referenced,
+                            format!(
+                                "incident unsubscribes from `{topic}`, expected one of the network's topics: {}",
+                                n.gossipsub.topics.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                if let Action::Disconnect(target) | Action::OpenStreams { to: target, .. } = &inc.value.action {
+                    if target == &inc.value.peer {
+                        return Err(err(
+                            &inc.referenced,
+                            format!("incident makes `{target}` act on itself, expected another peer"),
+                        ));
+                    }
+                }
+                if let Action::OpenStreams { to, .. } = &inc.value.action {
+                    if !peer_names.contains(to) {
+                        return Err(err(
+                            &inc.referenced,
+                            format!(
+                                "incident opens streams to `{to}`, expected one of: {}",
+                                peer_names.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                if let Action::Disconnect(target) = &inc.value.action {
+                    if target != "all" && !peer_names.contains(target) {
+                        return Err(err(
+                            &inc.referenced,
+                            format!(
+                                "incident disconnects `{target}`, expected `all` or one of: {}",
+                                peer_names.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let axes: Vec<&str> = RULE_AXES
+            .iter()
+            .copied()
+            .chain(names.iter().copied())
+            .collect();
+        let check_rule = |rule: &Spanned<Rule>, what: &str| match rule
+            .value
+            .keys()
+            .find(|k| !axes.contains(&k.as_str()))
+        {
+            Some(k) => Err(err(
+                &rule.referenced,
+                format!(
+                    "{what} names axis `{k}`, expected one of: {}",
+                    axes.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        };
+        for rule in self.include.iter().chain(&self.exclude) {
+            check_rule(rule, "rule")?;
+        }
+        let check_names = checks::Settings::names();
+        for k in &self.known_issues {
+            if !check_names.contains(&k.value.check.as_str()) {
+                return Err(err(
+                    &k.referenced,
+                    format!(
+                        "known issue {} names check `{}`, expected one of: {}",
+                        k.value.reference,
+                        k.value.check,
+                        check_names.join(", ")
+                    ),
+                ));
+            }
+            if let Some(cases) = &k.value.cases {
+                if let Some(key) = cases.keys().find(|key| !axes.contains(&key.as_str())) {
+                    return Err(err(
+                        &k.referenced,
+                        format!(
+                            "known issue {} names axis `{key}`, expected one of: {}",
+                            k.value.reference,
+                            axes.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if crate::cases::expand(self).is_empty() {
+            let at = self
+                .exclude
+                .first()
+                .or(self.include.first())
+                .map(|r| (r.referenced.line(), r.referenced.column()));
+            return Err(MatrixError {
+                file: path.into(),
+                location: at,
+                message: "no case is left after `include` and `exclude`: expected at least one"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::tests::{parse, GOOD};
+
+    #[test]
+    fn unknown_implementation_names_the_peers_line() {
+        let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: 1, java: 1}")).unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(7), "{e}");
+        assert!(
+            e.to_string().contains("`java`, expected one of: rust, go"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn too_few_peers_and_bad_incident_targets() {
+        let e = parse(&GOOD.replace("{rust: 1, go: 1}", "{rust: 1}")).unwrap_err();
+        assert!(e.to_string().contains("expected at least 2"), "{e}");
+        let e = parse(&format!(
+            "{GOOD}    incidents:\n      - {{at: 1s, peer: go-7, action: {{unsubscribe: meshgate}}}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(9), "{e}");
+        assert!(e.to_string().contains("go-7"), "{e}");
+    }
+
+    /// Every file in tests/matrices/bad/ says on its first line the error it must get: `# expect: L:C: text`.
+    #[test]
+    fn bad_matrix_files_get_their_expected_errors() {
+        let dir = crate::images::project_root().join("runner/tests/matrices/bad");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expect = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .expect("an expect line");
+            let err = Matrix::load(&path)
+                .expect_err(&path.display().to_string())
+                .to_string();
+            let want = format!("{}:{expect}", path.display());
+            assert!(err.starts_with(&want), "\n got: {err}\nwant: {want}");
+            seen += 1;
+        }
+        assert!(seen >= 10, "only {seen} bad matrices");
+    }
+
+    #[test]
+    fn image_implementations_need_an_image_and_nothing_to_build() {
+        let with = |imp: &str| GOOD.replace("{name: go, language: go}", imp);
+        let m = parse(&with("{name: go, language: image, image: \"my-peer:dev\"}")).unwrap();
+        assert_eq!(
+            m.implementation("go").unwrap().image.as_deref(),
+            Some("my-peer:dev")
+        );
+        let e = parse(&with("{name: go, language: image}")).unwrap_err();
+        assert!(
+            e.to_string().contains("`language: image` needs `image`"),
+            "{e}"
+        );
+        let e = parse(&with("{name: go, language: go, image: x}")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`image` goes with `language: image` only"),
+            "{e}"
+        );
+        let e = parse(&with(
+            "{name: go, language: image, image: x, version: v0.41.1}",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("has no version"), "{e}");
+    }
+}

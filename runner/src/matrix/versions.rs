@@ -1,0 +1,81 @@
+//! The versions of rust-libp2p and go-libp2p the peers can be built at: what a matrix may ask for.
+
+use super::Language;
+
+/// Versions the peers can be built at (docs/matrix.md). A version outside is an error of the matrix.
+pub fn check_version(language: Language, version: &str) -> Result<(), String> {
+    let ok = match language {
+        Language::Image => false,
+        Language::Rust => {
+            let v = version.strip_prefix('=').unwrap_or(version);
+            let mut parts = v.split('.');
+            parts.next() == Some("0")
+                && parts
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .is_some_and(|m| (54..=57).contains(&m))
+                && parts.all(|p| p.parse::<u32>().is_ok())
+                && (version.starts_with('=') == (v.split('.').count() == 3))
+        }
+        Language::Go => {
+            let parts: Vec<&str> = version
+                .strip_prefix('v')
+                .unwrap_or("x")
+                .split('.')
+                .collect();
+            parts.len() == 3
+                && parts[0] == "0"
+                && parts[1]
+                    .parse::<u32>()
+                    .is_ok_and(|m| (38..=51).contains(&m))
+                && parts[2].parse::<u32>().is_ok()
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match language {
+        Language::Rust => format!("libp2p version `{version}` is not supported: expected 0.54, 0.55, 0.56 or 0.57, or an exact =0.5x.y"),
+        Language::Go => format!("go-libp2p version `{version}` is not supported: expected a module version from v0.38.0 to v0.51.0, like v0.41.1"),
+        Language::Image => "an image implementation has no version: its image is what runs".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::tests::{parse, GOOD};
+
+    #[test]
+    fn versions_outside_the_supported_range_name_the_implementation() {
+        let e = parse(&GOOD.replace(
+            "{name: rust, language: rust}",
+            "{name: rust, language: rust, version: [0.57, 0.53]}",
+        ))
+        .unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
+        assert!(
+            e.to_string()
+                .contains("libp2p version `0.53` is not supported"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace(
+            "{name: go, language: go}",
+            "{name: go, language: go, version: 0.41.1}",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("go-libp2p version `0.41.1` is not supported"),
+            "{e}"
+        );
+        for ok in ["0.54", "0.57", "=0.55.0"] {
+            assert!(check_version(Language::Rust, ok).is_ok(), "{ok}");
+        }
+        for bad in ["0.55.0", "=0.55", "1.0", "0.58", "latest"] {
+            assert!(check_version(Language::Rust, bad).is_err(), "{bad}");
+        }
+        assert!(check_version(Language::Go, "v0.38.2").is_ok());
+        assert!(check_version(Language::Go, "v0.52.0").is_err());
+    }
+}
