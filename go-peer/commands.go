@@ -21,6 +21,7 @@ type command struct {
 	// answers the command carries it.
 	CmdID string `json:"cmd_id"`
 	Addr  string `json:"addr"`
+	// Mode is dial's "dedup" (also when absent) or "new".
 	Mode  string `json:"mode"`
 	Topic string `json:"topic"`
 	ID    string `json:"id"`
@@ -109,7 +110,7 @@ func (p *Peer) handle(cmd command) error {
 // do not wait for it.
 func (p *Peer) dial(cmd command) error {
 	switch cmd.Mode {
-	case "dedup":
+	case "dedup", "": // the contract's default
 	case "new":
 		// The swarm hands back any existing connection (bestAcceptableConnToPeer
 		// in swarm_dial.go, even with WithForceDirectDial once it is direct), and
@@ -124,7 +125,9 @@ func (p *Peer) dial(cmd command) error {
 	if err != nil {
 		return err
 	}
+	done := p.conns.dialingTo(info.ID)
 	go func() {
+		defer done()
 		// host.Connect does nothing when connected and joins a dial in progress.
 		if err := p.host.Connect(p.ctx, *info); err != nil && p.ctx.Err() == nil {
 			p.out.Error("dial", cmd.CmdID, err)

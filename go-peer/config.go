@@ -22,6 +22,9 @@ type Config struct {
 	Offer             *OfferConfig     `json:"offer"`
 	Gossipsub         *GossipsubConfig `json:"gossipsub"`
 	StreamsIntervalMs *int             `json:"streams_interval_ms"`
+	// Require names features (as `started.features` does) the peer must have;
+	// each it lacks is `unsupported` and exit status 3 (missingFeatures).
+	Require []string `json:"require"`
 }
 
 // OfferConfig lists, each in order of preference, the security protocols and
@@ -200,6 +203,27 @@ func (c *Config) checkSupported() error {
 		return &UnsupportedError{Feature: "muxer-mplex", Reason: "go-libp2p no longer ships the mplex stream muxer"}
 	}
 	return nil
+}
+
+// missingFeatures is the required features this peer lacks, once each, in
+// the order required. A name it does not know is one it lacks.
+func (c *Config) missingFeatures() []*UnsupportedError {
+	have := supportedFeatures()
+	var missing []*UnsupportedError
+	for i, f := range c.Require {
+		if slices.Contains(c.Require[:i], f) {
+			continue
+		}
+		switch {
+		case f == probeReservedFeature:
+			// Checked by name, not only by absence from `have`: the compliance
+			// probe relies on every peer refusing it.
+			missing = append(missing, &UnsupportedError{Feature: f, Reason: "reserved for the compliance probe: not a feature this peer (or any) has"})
+		case !slices.Contains(have, f):
+			missing = append(missing, &UnsupportedError{Feature: f, Reason: "required by the configuration, but not a feature this go-libp2p peer has"})
+		}
+	}
+	return missing
 }
 
 // streamsInterval is the sampling period of `streams` events.

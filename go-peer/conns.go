@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
@@ -16,11 +17,20 @@ import (
 type connTracker struct {
 	out   *Emitter
 	mu    sync.Mutex
-	conns map[string]network.Conn
+	conns map[string]trackedConn
+	// dialing counts the `dial` commands in progress per peer (see direction).
+	dialing map[peer.ID]int
+}
+
+// trackedConn is an announced connection and the direction it was announced
+// with, which its connection_closed repeats.
+type trackedConn struct {
+	network.Conn
+	direction string
 }
 
 func newConnTracker(out *Emitter) *connTracker {
-	return &connTracker{out: out, conns: make(map[string]network.Conn)}
+	return &connTracker{out: out, conns: make(map[string]trackedConn), dialing: make(map[peer.ID]int)}
 }
 
 // notifiee hooks the tracker into the swarm. EvtPeerConnectednessChanged
@@ -39,19 +49,55 @@ func (t *connTracker) opened(c network.Conn) {
 	if _, known := t.conns[c.ID()]; known {
 		return
 	}
-	t.conns[c.ID()] = c
+	tc := trackedConn{Conn: c, direction: t.direction(c)}
+	t.conns[c.ID()] = tc
 	security, muxer := negotiated(c.ConnState())
-	t.out.Emit("connection_opened", connectionOpenedEvent{connectionEvent: connFields(c), Security: security, Muxer: muxer})
+	t.out.Emit("connection_opened", connectionOpenedEvent{connectionEvent: tc.fields(), Security: security, Muxer: muxer})
 }
 
 func (t *connTracker) closed(c network.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, known := t.conns[c.ID()]; !known {
+	tc, known := t.conns[c.ID()]
+	if !known {
 		return
 	}
 	delete(t.conns, c.ID())
-	t.out.Emit("connection_closed", connectionClosedEvent{connectionEvent: connFields(c)})
+	t.out.Emit("connection_closed", connectionClosedEvent{connectionEvent: tc.fields()})
+}
+
+// dialingTo marks a `dial` to p in progress until the returned func is called.
+func (t *connTracker) dialingTo(p peer.ID) (done func()) {
+	t.mu.Lock()
+	t.dialing[p]++
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.dialing[p]--; t.dialing[p] == 0 {
+			delete(t.dialing, p)
+		}
+	}
+}
+
+// direction names who opened c; t.mu must be held. The contract knows only
+// inbound and outbound. The swarm records one of them on every connection it
+// adds (DirInbound from a listener, DirOutbound from a dial), but
+// network.Conn may say DirUnknown. Then the dial record decides: this host
+// dials only on a `dial` command (relay, peer exchange, AutoNAT probes and
+// hole punching are off), so a connection to a peer it is dialing is its
+// own, and any other was accepted.
+func (t *connTracker) direction(c network.Conn) string {
+	switch c.Stat().Direction {
+	case network.DirInbound:
+		return "inbound"
+	case network.DirOutbound:
+		return "outbound"
+	}
+	if t.dialing[c.RemotePeer()] > 0 {
+		return "outbound"
+	}
+	return "inbound"
 }
 
 // each calls f for every announced connection, in conn id order, holding the
@@ -65,27 +111,17 @@ func (t *connTracker) each(f func(network.Conn)) {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		f(t.conns[id])
+		f(t.conns[id].Conn)
 	}
 }
 
-func connFields(c network.Conn) connectionEvent {
+func (c trackedConn) fields() connectionEvent {
 	return connectionEvent{
 		Remote:     c.RemotePeer().String(),
 		ConnID:     c.ID(),
-		Direction:  directionName(c.Stat().Direction),
+		Direction:  c.direction,
 		RemoteAddr: c.RemoteMultiaddr().String(),
 	}
-}
-
-func directionName(d network.Direction) string {
-	switch d {
-	case network.DirInbound:
-		return "inbound"
-	case network.DirOutbound:
-		return "outbound"
-	}
-	return "unknown"
 }
 
 // Protocol ids as negotiated, in the configuration's spelling.

@@ -31,21 +31,10 @@ type eventHeader struct {
 // Emit writes the header fields followed by the fields of body, a struct (or
 // nil). Events after Close are dropped: `stopped` must be the last line.
 func (e *Emitter) Emit(name string, body any) {
-	line, err := json.Marshal(eventHeader{TS: time.Now().UnixMicro(), Peer: e.peer, Event: name})
+	line, err := encodeEvent(eventHeader{TS: time.Now().UnixMicro(), Peer: e.peer, Event: name}, body)
 	if err != nil {
-		panic(err) // three plain fields cannot fail to marshal
-	}
-	if body != nil {
-		fields, err := json.Marshal(body)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "cannot encode %s event: %v\n", name, err)
-			return
-		}
-		// Splice `{"a":1}` into the header object, unless it has no fields.
-		if len(fields) > 2 {
-			line = append(line[:len(line)-1], ',')
-			line = append(line, fields[1:]...)
-		}
+		fmt.Fprintf(os.Stderr, "cannot encode %s event: %v\n", name, err)
+		return
 	}
 	line = append(line, '\n')
 
@@ -57,6 +46,25 @@ func (e *Emitter) Emit(name string, body any) {
 	if _, err := e.w.Write(line); err != nil {
 		fmt.Fprintf(os.Stderr, "cannot write %s event: %v\n", name, err)
 	}
+}
+
+// encodeEvent is one event line without its newline: the header fields, then
+// those of body (a struct, or nil).
+func encodeEvent(header eventHeader, body any) ([]byte, error) {
+	line, err := json.Marshal(header)
+	if err != nil || body == nil {
+		return line, err
+	}
+	fields, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	// Splice `{"a":1}` into the header object, unless it has no fields.
+	if len(fields) > 2 {
+		line = append(line[:len(line)-1], ',')
+		line = append(line, fields[1:]...)
+	}
+	return line, nil
 }
 
 // Close emits nothing further.
@@ -88,11 +96,16 @@ func nullable(s string) *string {
 
 // The event bodies of docs/peer-contract.md §3; the header is added by Emit.
 
+// contractVersion is the revision of the peer contract this peer speaks
+// (contract::VERSION of contract/src/lib.rs), said in `started`.
+const contractVersion = 1
+
 type startedEvent struct {
 	Implementation string            `json:"implementation"`
 	Versions       map[string]string `json:"versions"`
 	// Features are the optional features this build can do, sorted (features.go).
-	Features []string `json:"features"`
+	Features        []string `json:"features"`
+	ContractVersion int      `json:"contract_version"`
 }
 
 type listeningEvent struct {

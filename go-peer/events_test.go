@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 func TestEmitterLines(t *testing.T) {
@@ -23,6 +26,7 @@ func TestEmitterLines(t *testing.T) {
 	out.Close()
 	out.Emit("published", publishedEvent{Topic: "late"})
 
+	contract(t).checkLines(t, buf.String())
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
 	if len(lines) != 7 {
 		t.Fatalf("want 7 lines, got %d: %q", len(lines), buf.String())
@@ -82,5 +86,71 @@ func TestNegotiatedNames(t *testing.T) {
 		if security, muxer := negotiated(tc.state); security != tc.security || muxer != tc.muxer {
 			t.Errorf("%+v: got %s, %s; want %s, %s", tc.state, security, muxer, tc.security, tc.muxer)
 		}
+	}
+}
+
+// fakeConn is the part of a network.Conn the connection tracker reads.
+type fakeConn struct {
+	network.Conn
+	id     string
+	remote peer.ID
+	dir    network.Direction
+}
+
+func (c fakeConn) ID() string                    { return c.id }
+func (c fakeConn) RemotePeer() peer.ID           { return c.remote }
+func (c fakeConn) RemoteMultiaddr() ma.Multiaddr { return ma.StringCast("/ip4/127.0.0.1/tcp/4001") }
+func (c fakeConn) Stat() network.ConnStats {
+	return network.ConnStats{Stats: network.Stats{Direction: c.dir}}
+}
+func (c fakeConn) ConnState() network.ConnectionState {
+	return network.ConnectionState{Transport: "tcp"}
+}
+func (c fakeConn) GetStreams() []network.Stream { return nil }
+
+// TestConnectionDirection: the contract has no "unknown" direction. The
+// swarm's own record wins; without one, a connection to a peer being dialed
+// is outbound and any other inbound, and connection_closed repeats what
+// connection_opened said.
+func TestConnectionDirection(t *testing.T) {
+	var buf bytes.Buffer
+	tracker := newConnTracker(newEmitter(&buf, "12D3KooWSelf"))
+	priv, _ := identityFromSeed(7)
+	remote, _ := peer.IDFromPrivateKey(priv)
+	done := tracker.dialingTo(remote)
+	for _, c := range []fakeConn{
+		{id: "1", remote: remote, dir: network.DirInbound}, // the swarm's record wins
+		{id: "2", remote: remote, dir: network.DirOutbound},
+		{id: "3", remote: remote, dir: network.DirUnknown}, // during our dial: ours
+	} {
+		tracker.opened(c)
+	}
+	done()
+	tracker.opened(fakeConn{id: "4", remote: remote, dir: network.DirUnknown}) // no dial: accepted
+	tracker.closed(fakeConn{id: "3", remote: remote, dir: network.DirUnknown})
+	tracker.closed(fakeConn{id: "4", remote: remote, dir: network.DirUnknown})
+
+	schemas := contract(t)
+	var got []string
+	for _, line := range outputLines(buf.String()) {
+		if err := schemas.check(kindEvent, line); err != nil {
+			t.Errorf("%s: %v", line, err)
+		}
+		var ev connectionEvent
+		var header eventHeader
+		json.Unmarshal([]byte(line), &ev)
+		json.Unmarshal([]byte(line), &header)
+		got = append(got, header.Event+" "+ev.ConnID+" "+ev.Direction)
+	}
+	want := []string{
+		"connection_opened 1 inbound",
+		"connection_opened 2 outbound",
+		"connection_opened 3 outbound",
+		"connection_opened 4 inbound",
+		"connection_closed 3 outbound",
+		"connection_closed 4 inbound",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -17,3 +17,8 @@ func supportedFeatures() []string {
 		"transport-tcp",
 	}
 }
+
+// probeReservedFeature is a feature name no peer has (contract/src/features.rs):
+// a configuration requiring it must always be refused, which a compliance
+// probe relies on.
+const probeReservedFeature = "meshgate-probe-reserved"

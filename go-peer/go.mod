@@ -7,6 +7,7 @@ require (
 	github.com/libp2p/go-libp2p-pubsub v0.17.0
 	github.com/multiformats/go-multiaddr v0.16.1
 	github.com/multiformats/go-multistream v0.6.1
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 )
 
 require (

@@ -23,6 +23,7 @@ type Peer struct {
 	ctx    context.Context
 	host   host.Host
 	gossip *gossip
+	conns  *connTracker
 	out    *Emitter
 }
 
@@ -45,6 +46,16 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 		return exitFailure
 	}
 	out := newEmitter(stdout, self.String())
+
+	// Required features come first: the runner asks for them to learn, before
+	// anything else runs, whether this peer can take part at all.
+	if missing := cfg.missingFeatures(); len(missing) > 0 {
+		for _, u := range missing {
+			fmt.Fprintln(stderr, "unsupported:", u)
+			out.Unsupported("", u.Feature, u.Reason)
+		}
+		return exitUnsupported
+	}
 
 	params, err := gossipParams(cfg.Gossipsub)
 	if err == nil {
@@ -93,7 +104,12 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	// Like gossipsub's, the hold protocol is listed in the first identify.
 	acceptHeldStreams(h)
 
-	out.Emit("started", startedEvent{Implementation: "go-libp2p", Versions: libraryVersions(), Features: supportedFeatures()})
+	out.Emit("started", startedEvent{
+		Implementation:  "go-libp2p",
+		Versions:        libraryVersions(),
+		Features:        supportedFeatures(),
+		ContractVersion: contractVersion,
+	})
 
 	conns := newConnTracker(out)
 	h.Network().Notify(conns.notifiee())
@@ -115,7 +131,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	go watchBus(ctx, h, busSub, out)
 	go sampleStreams(ctx, conns, out, cfg.streamsInterval())
 
-	p := &Peer{ctx: ctx, host: h, gossip: g, out: out}
+	p := &Peer{ctx: ctx, host: h, gossip: g, conns: conns, out: out}
 	p.readCommands(stdin)
 
 	// Stop: end pubsub and the watchers, then close every connection (each

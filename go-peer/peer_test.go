@@ -17,13 +17,14 @@ import (
 
 // testPeer runs the whole peer (run) in-process behind pipes.
 type testPeer struct {
-	t      *testing.T
-	id     string
-	stdin  io.WriteCloser
-	events chan map[string]any
-	seen   []map[string]any
-	used   []bool
-	exit   chan int
+	t       *testing.T
+	id      string
+	schemas contractSchemas
+	stdin   io.WriteCloser
+	events  chan map[string]any
+	seen    []map[string]any
+	used    []bool
+	exit    chan int
 }
 
 func startTestPeer(t *testing.T, seed int, transport string) *testPeer {
@@ -48,9 +49,13 @@ func startTestPeerConfig(t *testing.T, seed int, transport, gossip, extra string
 	}
 	cfg := fmt.Sprintf(`{"seed":%d,"listen_port":0,"transport":%q,"security":"noise","muxer":"yamux",
 		"gossipsub":{"topics":["meshgate"],"d":2,"d_lo":1,"d_hi":3,"heartbeat_ms":100%s},"streams_interval_ms":200%s}`, seed, transport, gossip, extra)
+	schemas := contract(t)
+	if err := schemas.check(kindConfig, cfg); err != nil {
+		t.Fatalf("the test's configuration breaks the contract: %v", err)
+	}
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	p := &testPeer{t: t, stdin: inW, events: make(chan map[string]any, 1024), exit: make(chan int, 1)}
+	p := &testPeer{t: t, schemas: schemas, stdin: inW, events: make(chan map[string]any, 1024), exit: make(chan int, 1)}
 	go func() {
 		p.exit <- run(cfg, inR, outW, io.Discard)
 		outW.Close()
@@ -59,6 +64,10 @@ func startTestPeerConfig(t *testing.T, seed int, transport, gossip, extra string
 		defer close(p.events)
 		scanner := bufio.NewScanner(outR)
 		for scanner.Scan() {
+			// Every line the peer writes, whether a test waits for it or not.
+			if err := schemas.check(kindEvent, scanner.Text()); err != nil {
+				t.Errorf("the peer wrote a line the contract does not allow: %s\n%v", scanner.Text(), err)
+			}
 			var ev map[string]any
 			if err := json.Unmarshal(scanner.Bytes(), &ev); err != nil {
 				t.Errorf("stdout line is not an event: %q", scanner.Text())
@@ -67,6 +76,12 @@ func startTestPeerConfig(t *testing.T, seed int, transport, gossip, extra string
 			p.events <- ev
 		}
 	}()
+	// Stop the peer and read it to the end, so that the lines it writes while
+	// stopping are checked too, while the test can still fail.
+	t.Cleanup(func() {
+		inW.Close()
+		p.finish()
+	})
 	first := p.waitFor("started", nil)
 	p.id = first["peer"].(string)
 	if len(p.seen) != 1 {
@@ -78,14 +93,54 @@ func startTestPeerConfig(t *testing.T, seed int, transport, gossip, extra string
 	if got := strings_(first["features"]); !slices.Equal(got, want) {
 		t.Fatalf("started features %v, want %v", got, want)
 	}
-	t.Cleanup(func() { inW.Close() })
+	if first["contract_version"] != float64(contractVersion) {
+		t.Fatalf("started contract_version %v, want %d", first["contract_version"], contractVersion)
+	}
 	return p
 }
 
+// send writes one command line, which must be one the contract allows.
 func (p *testPeer) send(cmd string) {
 	p.t.Helper()
-	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
+	if err := p.schemas.check(kindCommand, cmd); err != nil {
+		p.t.Fatalf("the test sends a command the contract does not allow: %s\n%v", cmd, err)
+	}
+	p.write(cmd)
+}
+
+// sendInvalid writes a line that is not a valid command, on purpose: the
+// schema must reject it as the peer does.
+func (p *testPeer) sendInvalid(line string) {
+	p.t.Helper()
+	if p.schemas.check(kindCommand, line) == nil {
+		p.t.Fatalf("the commands schema accepts %s, meant to be invalid", line)
+	}
+	p.write(line)
+}
+
+func (p *testPeer) write(line string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
 		p.t.Fatal(err)
+	}
+}
+
+// finish reads the peer's stdout to its end (the peer has been told to
+// stop), keeping the events not yet read in seen.
+func (p *testPeer) finish() {
+	p.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-p.events:
+			if !ok {
+				return
+			}
+			p.seen = append(p.seen, ev)
+			p.used = append(p.used, false)
+		case <-timeout:
+			p.t.Fatalf("%s: stdout still open 10 s after the peer was told to stop", p.id)
+		}
 	}
 }
 
@@ -236,12 +291,12 @@ func testTwoPeers(t *testing.T, transport string) {
 	if ev := b.waitFor("unsupported", nil); ev["feature"] != "dial-mode-new" || ev["cmd_id"] != "c2" {
 		t.Fatalf("unsupported %v", ev)
 	}
-	b.send(`{"cmd":"frobnicate","cmd_id":"c3"}`)
+	b.sendInvalid(`{"cmd":"frobnicate","cmd_id":"c3"}`)
 	if ev := b.waitFor("error", nil); ev["cmd"] != "frobnicate" || ev["cmd_id"] != "c3" {
 		t.Fatalf("error %v", ev)
 	}
 	// A field of the wrong type still answers with the command's cmd_id.
-	b.send(`{"cmd":"publish","cmd_id":"c4","topic":"meshgate","id":"x","size":"big"}`)
+	b.sendInvalid(`{"cmd":"publish","cmd_id":"c4","topic":"meshgate","id":"x","size":"big"}`)
 	if ev := b.waitFor("error", nil); ev["cmd"] != "publish" || ev["cmd_id"] != "c4" {
 		t.Fatalf("error %v", ev)
 	}
@@ -286,6 +341,16 @@ func testTwoPeers(t *testing.T, transport string) {
 	a.waitFor("stopped", nil)
 	if code := <-a.exit; code != exitOK {
 		t.Fatalf("a exit %d", code)
+	}
+
+	// Between them the two peers wrote every event the go peer has, each
+	// checked against the contract as it was read.
+	a.finish()
+	b.finish()
+	for name := range eventBodies {
+		if !slices.ContainsFunc(append(slices.Clone(a.seen), b.seen...), func(ev map[string]any) bool { return ev["event"] == name }) {
+			t.Errorf("no peer wrote a %s event", name)
+		}
 	}
 
 	// Neither peer reports its own publication as a message.
@@ -375,23 +440,94 @@ func TestNegotiatedSecurity(t *testing.T) {
 	}
 }
 
-func TestRunExitCodes(t *testing.T) {
-	if code := run(`{"seed":1}`, strings.NewReader(""), io.Discard, io.Discard); code != exitConfig {
-		t.Fatalf("bad config: exit %d", code)
+// runAtStart runs the peer on cfg with no commands and returns its exit
+// status and stdout, every line of which must be an event the contract
+// allows. valid says whether the contract allows cfg, which is checked too.
+func runAtStart(t *testing.T, cfg string, valid bool) (int, string) {
+	t.Helper()
+	schemas := contract(t)
+	if err := schemas.check(kindConfig, cfg); (err == nil) != valid {
+		t.Fatalf("config schema on %s: %v, want valid %v", cfg, err, valid)
 	}
 	var out strings.Builder
-	code := run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"mplex"}`, strings.NewReader(""), &out, io.Discard)
-	if code != exitUnsupported || !strings.Contains(out.String(), `"event":"unsupported","feature":"muxer-mplex"`) ||
-		!strings.Contains(out.String(), `"cmd_id":null`) {
-		t.Fatalf("mplex: exit %d, stdout %q", code, out.String())
+	code := run(cfg, strings.NewReader(""), &out, io.Discard)
+	schemas.checkLines(t, out.String())
+	return code, out.String()
+}
+
+func TestRunExitCodes(t *testing.T) {
+	if code, _ := runAtStart(t, `{"seed":1}`, false); code != exitConfig {
+		t.Fatalf("bad config: exit %d", code)
 	}
-	out.Reset()
-	code = run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","offer":{"muxer":["yamux","mplex"]}}`, strings.NewReader(""), &out, io.Discard)
-	if code != exitUnsupported || !strings.Contains(out.String(), `"feature":"muxer-mplex"`) {
-		t.Fatalf("mplex offered: exit %d, stdout %q", code, out.String())
+	code, out := runAtStart(t, `{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"mplex"}`, true)
+	if code != exitUnsupported || !strings.Contains(out, `"event":"unsupported","feature":"muxer-mplex"`) ||
+		!strings.Contains(out, `"cmd_id":null`) {
+		t.Fatalf("mplex: exit %d, stdout %q", code, out)
 	}
-	if code := run(`{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","offer":{"security":["ssl"]}}`, strings.NewReader(""), io.Discard, io.Discard); code != exitConfig {
+	code, out = runAtStart(t, `{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","offer":{"muxer":["yamux","mplex"]}}`, true)
+	if code != exitUnsupported || !strings.Contains(out, `"feature":"muxer-mplex"`) {
+		t.Fatalf("mplex offered: exit %d, stdout %q", code, out)
+	}
+	if code, _ := runAtStart(t, `{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","offer":{"security":["ssl"]}}`, false); code != exitConfig {
 		t.Fatalf("unknown offer: exit %d", code)
+	}
+}
+
+// TestRequire: each required feature the peer lacks or does not know is an
+// `unsupported` at start (once, cmd_id null), then exit 3 and nothing else;
+// the probe's reserved name is always refused; features the peer has pass.
+func TestRequire(t *testing.T) {
+	if slices.Contains(supportedFeatures(), probeReservedFeature) {
+		t.Fatalf("supportedFeatures lists %s, which no peer may have", probeReservedFeature)
+	}
+	unsupported := func(out string) (features []string) {
+		t.Helper()
+		for _, line := range outputLines(out) {
+			var ev struct {
+				eventHeader
+				unsupportedEvent
+			}
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Event != "unsupported" || ev.CmdID != nil || ev.Reason == "" {
+				t.Fatalf("want only unsupported events at start, got %s", line)
+			}
+			features = append(features, ev.Feature)
+		}
+		return features
+	}
+
+	// The compliance probe's configuration, as examples.jsonl has it.
+	var probe string
+	for _, ex := range examples(t) {
+		if ex.kind == kindConfig && strings.Contains(ex.text, `"require":["`+probeReservedFeature+`"]`) {
+			probe = ex.text
+		}
+	}
+	if probe == "" {
+		t.Fatalf("examples.jsonl has no configuration requiring only %s", probeReservedFeature)
+	}
+	code, out := runAtStart(t, probe, true)
+	if got := unsupported(out); code != exitUnsupported || !slices.Equal(got, []string{probeReservedFeature}) {
+		t.Fatalf("probe: exit %d, unsupported %v", code, got)
+	}
+
+	// Before any other check: mplex (itself unsupported) is not reported.
+	code, out = runAtStart(t, `{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"mplex",
+		"require":["transport-tcp","dial-mode-new","no-such-feature","dial-mode-new","gossipsub-mesh-degree","`+probeReservedFeature+`"]}`, true)
+	want := []string{"dial-mode-new", "no-such-feature", "gossipsub-mesh-degree", probeReservedFeature}
+	if got := unsupported(out); code != exitUnsupported || !slices.Equal(got, want) {
+		t.Fatalf("exit %d, unsupported %v, want %v", code, got, want)
+	}
+
+	// Requiring everything the peer has starts it.
+	have, _ := json.Marshal(supportedFeatures())
+	p := startTestPeerConfig(t, 50, "tcp", "", `"require":`+string(have))
+	p.send(`{"cmd":"stop","cmd_id":"c1"}`)
+	p.waitFor("stopped", nil)
+	if code := <-p.exit; code != exitOK {
+		t.Fatalf("exit %d", code)
 	}
 }
 
@@ -432,9 +568,13 @@ func TestIdentifyPush(t *testing.T) {
 	defer cancel()
 	go watchBus(ctx, b, sub, out)
 	lines := bufio.NewScanner(pr)
+	schemas := contract(t)
 	next := func(name string, match func(identifyEvent) bool) identifyEvent {
 		t.Helper()
 		for lines.Scan() {
+			if err := schemas.check(kindEvent, lines.Text()); err != nil {
+				t.Fatalf("%s: %v", lines.Text(), err)
+			}
 			var ev struct {
 				Event string `json:"event"`
 				identifyEvent
@@ -499,7 +639,8 @@ func TestDropProtocol(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("no loopback listen address in %v", listening)
 	}
-	b.send(fmt.Sprintf(`{"cmd":"dial","addr":"%s/p2p/%s","mode":"dedup"}`, addr, a.id))
+	// Without a mode: dedup, the contract's default.
+	b.send(fmt.Sprintf(`{"cmd":"dial","addr":"%s/p2p/%s"}`, addr, a.id))
 	const dropped = "/meshsub/1.1.0"
 	first := b.waitFor("identify", field("remote", a.id))
 	before := strings_(first["protocols"])
@@ -521,7 +662,7 @@ func TestDropProtocol(t *testing.T) {
 	if ev := a.waitFor("error", field("cmd", "drop_protocol")); !strings.Contains(ev["message"].(string), dropped) {
 		t.Fatalf("second drop: %v", ev)
 	}
-	a.send(`{"cmd":"drop_protocol"}`)
+	a.sendInvalid(`{"cmd":"drop_protocol"}`)
 	a.waitFor("error", field("cmd", "drop_protocol"))
 
 	// Nothing registers it again (pubsub sets its handlers once): no identify
