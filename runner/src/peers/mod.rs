@@ -737,11 +737,6 @@ impl<'a, B: Backend> Driver<'a, B> {
     }
 
     fn write_record(&self) -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(self.dir.join("record.jsonl"))?);
-        for r in &self.record {
-            serde_json::to_writer(&mut f, r)?;
-            f.write_all(b"\n")?;
-        }
-        f.flush()
+        crate::judge::stored::write_record(&self.dir, &self.record)
     }
 }
