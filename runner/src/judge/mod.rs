@@ -1,6 +1,9 @@
-//! Judging a recorded case: [`case`] is the one place a case's verdict is made, when `meshgate run` ends a case,
-//! from how running it went and its record. What a run stores of both is in [`stored`].
+//! Judging a recorded case: [`case`] is the one place a case's verdict is made, when `meshgate run` ends a case and
+//! when `meshgate judge` takes a stored one up again ([`again`]), with check settings changed by `--set`
+//! ([`overrides`]) if asked. What a run stores for this is in [`stored`].
 
+pub mod again;
+pub mod overrides;
 pub mod stored;
 
 use crate::checks;
