@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checks;
 use crate::matrix::{
@@ -14,7 +14,7 @@ use crate::matrix::{
 /// The port every peer listens on; each peer has its own address, so one port serves all.
 pub const LISTEN_PORT: u16 = 4001;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Case {
     pub name: String,
     pub network: String,
@@ -30,7 +30,9 @@ pub struct Case {
     pub dials: u32,
     pub gossipsub: Gossipsub,
     pub publish: Publish,
+    #[serde(with = "humantime_serde")]
     pub warmup: Duration,
+    #[serde(with = "humantime_serde")]
     pub drain: Duration,
     pub incidents: Vec<Incident>,
     /// What each peer may use.
@@ -42,7 +44,7 @@ pub struct Case {
     pub axes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerSpec {
     /// `rust-1`, `go-2`: implementation name and ordinal.
     pub name: String,
@@ -57,7 +59,7 @@ pub struct PeerSpec {
 }
 
 /// What to build for a peer: one image per distinct value in a run.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BuildSpec {
     pub language: Language,
     /// `None`: the version in the tree.

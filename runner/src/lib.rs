@@ -1,7 +1,8 @@
 //! meshgate: mixed rust-libp2p / go-libp2p networks in containers, judged by what the peers tell each other.
 //!
 //! The modules follow the pipeline: [`matrix`] -> [`cases`] -> [`backend`] (with [`images`]) -> [`peers`] ->
-//! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together.
+//! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together, and [`judge`] makes a
+//! case's verdict, at the end of a run or later from what the run kept.
 
 pub mod backend;
 pub mod cases;
@@ -9,6 +10,7 @@ pub mod checks;
 pub mod doctor;
 pub mod events;
 pub mod images;
+pub mod judge;
 pub mod matrix;
 pub mod peers;
 pub mod progress;

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use meshgate::backend::local::LocalNet;
+use meshgate::judge::overrides::Override;
 use meshgate::run::{self, BackendChoice, CouldNotRun, RunOptions};
 use meshgate::{cases, matrix::Matrix, results::RunResults};
 
@@ -77,6 +78,19 @@ enum Command {
     },
     /// Print the cases of a matrix without running anything.
     List { matrix: PathBuf },
+    /// Judge a run (or one case of it) again from what it recorded, without running anything, and write
+    /// results.json and the reports anew. Exits like `run`: 0 passed, 1 failed, 2 nothing judged or not judgeable.
+    Judge {
+        /// A run's folder (the --out of `meshgate run`) or one of its case folders (cases/NNN-...).
+        path: PathBuf,
+        /// Change a check setting before judging, as the matrix would write it: delivery.deadline=2s,
+        /// streams=off. Repeatable.
+        #[arg(long = "set", value_name = "CHECK.FIELD=VALUE")]
+        set: Vec<Override>,
+        /// Where to write results.json and the reports; by default PATH itself.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Render the reports again from a results.json.
     Report {
         results: PathBuf,
@@ -193,6 +207,27 @@ async fn dispatch(command: Command) -> u8 {
             }
             (Err(e), _) | (_, Err(e)) => fail(e),
         },
+        Command::Judge { path, set, out } => {
+            match meshgate::judge::again::judge(&path, &set, out.as_deref()) {
+                Ok(judged) => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    for case in &judged.results.cases {
+                        // A closed pipe ends the listing; the verdict still goes to stderr.
+                        if writeln!(stdout, "{}: {}", case.name, case.verdict_line()).is_err() {
+                            break;
+                        }
+                    }
+                    eprintln!(
+                        "meshgate: {} (reports in {})",
+                        judged.results.headline(),
+                        judged.out.display()
+                    );
+                    judged.results.outcome().exit_code() as u8
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Report { results, out } => {
             let dir =
                 out.unwrap_or_else(|| results.parent().map(PathBuf::from).unwrap_or_default());

@@ -13,16 +13,18 @@ use crate::backend::local::{self, LocalBackend, LocalNet};
 use crate::backend::Backend;
 use crate::cases::BuildSpec;
 use crate::cases::{self, Case};
-use crate::checks;
 use crate::events::now_micros;
 use crate::images::{cache_dir, project_root, Recipe};
+use crate::judge::{
+    self,
+    stored::{self, StoredCase},
+};
 use crate::matrix::Matrix;
 use crate::peers::Driver;
 use crate::peers::Recipes;
 use crate::progress::Progress;
 use crate::reports;
 use crate::results::{CaseResult, MatrixRef, RunResults};
-use crate::timeline;
 
 pub struct RunOptions {
     pub matrix: PathBuf,
@@ -136,19 +138,20 @@ async fn run_cases<B: Backend>(
             .await
             .map_err(CouldNotRun)?;
 
+    let matrix = MatrixRef {
+        name: matrix.name.clone(),
+        file: opts.matrix.display().to_string(),
+    };
     let mut results = RunResults {
         meshgate: env!("CARGO_PKG_VERSION").into(),
-        matrix: MatrixRef {
-            name: matrix.name.clone(),
-            file: opts.matrix.display().to_string(),
-        },
+        matrix: matrix.clone(),
         started_us,
         duration_ms: 0,
         cases: Vec::new(),
     };
     // Cases run `jobs` at a time, each on its own network; results keep the matrix order.
     let total = cases.len();
-    let (recipes, broken, progress) = (&recipes, &broken, &progress);
+    let (recipes, broken, progress, matrix) = (&recipes, &broken, &progress, &matrix);
     let runs: Vec<_> = cases
         .iter()
         .enumerate()
@@ -172,6 +175,7 @@ async fn run_cases<B: Backend>(
                     attempts.push(
                         run_case(
                             backend,
+                            matrix,
                             i,
                             case,
                             recipes,
@@ -331,6 +335,7 @@ async fn prepare_images<B: Backend>(
 #[allow(clippy::too_many_arguments)]
 async fn run_case<B: Backend>(
     backend: &B,
+    matrix: &MatrixRef,
     index: usize,
     case: &Case,
     recipes: &Recipes,
@@ -340,32 +345,31 @@ async fn run_case<B: Backend>(
     cancel: CancellationToken,
 ) -> CaseResult {
     let (out, timeout) = (opts.out.as_path(), opts.case_timeout);
-    let started = Instant::now();
-    let mut logs = format!("cases/{index:03}-{}", slug(&case.name));
-    if attempt > 1 {
-        logs.push_str(&format!("/attempt-{attempt}"));
-    }
+    let (started, started_us) = (Instant::now(), now_micros());
+    let logs = stored::attempt_logs(&format!("cases/{index:03}-{}", slug(&case.name)), attempt);
     let dir = out.join(&logs);
     progress.status(format!("running {}", case.name));
-    let mut result = CaseResult {
-        name: case.name.clone(),
-        network: case.network.clone(),
-        properties: case.properties(),
-        peers: Vec::new(),
-        checks: Vec::new(),
-        error: None,
-        duration_ms: 0,
+    // How running the case went; kept beside its record, so that `meshgate judge` can judge it again as here.
+    let mut stored = StoredCase {
+        format: stored::FORMAT,
+        matrix: matrix.clone(),
+        case: case.clone(),
+        attempt,
         logs,
+        started_us,
+        duration_ms: 0,
+        peers: Vec::new(),
+        unsupported: None,
+        error: None,
+        timed_out: None,
         stopped_early: None,
-        unexercised: Vec::new(),
         notes: Vec::new(),
-        timeline: None,
     };
     let driver = match Driver::new(backend, index, case, &dir, cancel.clone()) {
         Ok(d) => d,
         Err(e) => {
-            result.error = Some(format!("cannot prepare {}: {e:#}", dir.display()));
-            return result;
+            stored.error = Some(format!("cannot prepare {}: {e:#}", dir.display()));
+            return judge::case(&stored, &[]);
         }
     };
     // The case timeout cancels the driver's script, which then still stops its peers and keeps the record.
@@ -390,29 +394,16 @@ async fn run_case<B: Backend>(
         progress.line(format!("warning: clean-up of {}: {e:#}", case.name));
     }
 
-    result.peers = record.peers;
-    result.duration_ms = started.elapsed().as_millis() as u64;
-    result.stopped_early = record.stopped_early;
-    result.notes = record.notes;
-    result.unexercised = checks::unexercised(&record.record);
-    if let Some(reason) = record.unsupported {
-        result.checks = checks::skip_all(&case.checks, &reason);
-    } else if let Some(error) = record.error.filter(|_| !timed_out) {
-        result.error = Some(error);
-    } else {
-        if timed_out {
-            // The case is errored, and what was recorded until then is still judged, for the evidence.
-            result.error = Some(format!(
-                "hit --case-timeout after {} s; the checks judged what was recorded until then",
-                timeout.as_secs()
-            ));
-        }
-        let ctx = checks::Context {
-            case,
-            peers: &result.peers,
-        };
-        result.checks = checks::evaluate(&record.record, &ctx);
-        result.timeline = Some(timeline::build(&record.record, &ctx, &result.checks));
+    stored.duration_ms = started.elapsed().as_millis() as u64;
+    stored.peers = record.peers;
+    stored.unsupported = record.unsupported;
+    stored.error = record.error;
+    stored.timed_out = timed_out.then_some(timeout);
+    stored.stopped_early = record.stopped_early;
+    stored.notes = record.notes;
+    let mut result = judge::case(&stored, &record.record);
+    if let Err(e) = stored.write(&dir) {
+        result.error.get_or_insert(format!("{e:#}"));
     }
     result
 }

@@ -299,6 +299,111 @@ fn smoke_matrix_passes_on_the_local_backend_and_leaves_nothing() {
         assert!(record.contains("/ip4/10.213.0.3/tcp/4001/p2p/"), "{record}");
     }
     assert_nothing_left(&w);
+    common::assert_judged_again_alike(out.path(), code, &err);
+    judging_again_with_other_settings_or_formats(out.path(), &results);
+}
+
+/// `meshgate judge` over a passing smoke run: a tighter deadline fails delivery alone, one case folder is judged
+/// by itself, and what this meshgate cannot read is refused.
+fn judging_again_with_other_settings_or_formats(run: &Path, results: &serde_json::Value) {
+    let strict = tempfile::tempdir().unwrap();
+    let o = common::judge(&[
+        run.as_os_str(),
+        "--set".as_ref(),
+        "delivery.deadline=1ms".as_ref(),
+        "--out".as_ref(),
+        strict.path().as_os_str(),
+    ]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("meshgate: FAILED rust x go / tcp+noise+yamux / mixed-4 [delivery]: "),
+        "{err}"
+    );
+    let judged = common::results_of(strict.path());
+    for (case, before) in judged["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(results["cases"].as_array().unwrap())
+    {
+        for (check, was) in case["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(before["checks"].as_array().unwrap())
+        {
+            let expected = if check["name"] == "delivery" {
+                "failed"
+            } else {
+                was["status"].as_str().unwrap()
+            };
+            assert_eq!(check["status"], expected, "{check:#}");
+        }
+        // Its logs are named where they are, from the other folder.
+        let logs = std::path::PathBuf::from(case["logs"].as_str().unwrap());
+        assert!(
+            logs.is_absolute() && logs.join("record.jsonl").is_file(),
+            "{logs:?}"
+        );
+    }
+    assert_eq!(
+        common::results_of(run),
+        *results,
+        "the run's own results stay as they were"
+    );
+
+    let case = run.join(results["cases"][0]["logs"].as_str().unwrap());
+    let alone = tempfile::tempdir().unwrap();
+    let o = common::judge(&[case.as_os_str(), "--out".as_ref(), alone.path().as_os_str()]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.starts_with("rust x go / tcp+noise+yamux / mixed-4: pass ("),
+        "{stdout}"
+    );
+    let judged = common::results_of(alone.path());
+    assert_eq!(judged["cases"][0]["checks"], results["cases"][0]["checks"]);
+    assert_eq!(judged["cases"].as_array().unwrap().len(), 1);
+    assert!(alone.path().join("junit.xml").is_file());
+
+    // A case.json, then a record, of a format this meshgate does not know; a folder with neither.
+    let copy = tempfile::tempdir().unwrap();
+    for file in ["case.json", "record.jsonl"] {
+        std::fs::copy(case.join(file), copy.path().join(file)).unwrap();
+    }
+    let text = std::fs::read_to_string(copy.path().join("case.json")).unwrap();
+    std::fs::write(
+        copy.path().join("case.json"),
+        text.replacen("\"format\": 1", "\"format\": 99", 1),
+    )
+    .unwrap();
+    let o = common::judge(&[copy.path().as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("case.json is of format 99; this meshgate"),
+        "{}",
+        common::stderr(&o)
+    );
+    std::fs::write(copy.path().join("case.json"), text).unwrap();
+    let record = std::fs::read_to_string(copy.path().join("record.jsonl")).unwrap();
+    let (_, observations) = record.split_once('\n').unwrap();
+    std::fs::write(copy.path().join("record.jsonl"), observations).unwrap();
+    let o = common::judge(&[copy.path().as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("record.jsonl names no format"),
+        "{}",
+        common::stderr(&o)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let o = common::judge(&[empty.path().as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("neither a case folder"),
+        "{}",
+        common::stderr(&o)
+    );
 }
 
 #[test]
@@ -315,6 +420,7 @@ fn a_peer_that_unsubscribes_fails_delivery_with_its_name_on_the_local_backend() 
     let code = w.wait();
     common::assert_unsubscribe_verdict(code, &w.stderr(), out.path());
     assert_nothing_left(&w);
+    common::assert_judged_again_alike(out.path(), code, &w.stderr());
 }
 
 #[test]

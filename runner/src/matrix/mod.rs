@@ -337,8 +337,12 @@ fn memory_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error
 }
 
 impl serde::Serialize for Size {
+    /// Exact (`512MiB`, else bytes), unlike Display's tenths, so that a stored case reads back the same.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string().replace(' ', ""))
+        match UNITS.iter().find(|(_, scale)| self.0 >= *scale && self.0.is_multiple_of(*scale)) {
+            Some((name, scale)) => s.serialize_str(&format!("{}{name}", self.0 / scale)),
+            None => s.serialize_u64(self.0),
+        }
     }
 }
 

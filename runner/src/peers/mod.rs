@@ -765,12 +765,7 @@ impl<'a, B: Backend> Driver<'a, B> {
     }
 
     fn write_record(&self) -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(self.dir.join("record.jsonl"))?);
-        for r in &self.record {
-            serde_json::to_writer(&mut f, r)?;
-            f.write_all(b"\n")?;
-        }
-        f.flush()
+        crate::judge::stored::write_record(&self.dir, &self.record)
     }
 }
 /// One note per peer that wrote lines beyond the contract this runner knows (a newer peer's events or fields):

@@ -84,3 +84,63 @@ pub fn assert_unsubscribe_verdict(code: Option<i32>, stderr: &str, out: &Path) {
         ]
     );
 }
+
+/// `meshgate judge ARGS...`, from the project's root.
+pub fn judge(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .current_dir(root())
+        .arg("judge")
+        .args(args)
+        .output()
+        .expect("meshgate runs")
+}
+
+/// What `meshgate judge` makes of a finished run's folder, unchanged, is what the run made of it: the same exit
+/// code and headline, the same verdict of every check of every case, the same reports, written anew.
+pub fn assert_judged_again_alike(out: &Path, code: Option<i32>, run_stderr: &str) {
+    let ran = results_of(out);
+    let reports = ["junit.xml", "summary.md", "index.html"];
+    let before: Vec<String> = reports
+        .iter()
+        .map(|r| std::fs::read_to_string(out.join(r)).unwrap())
+        .collect();
+    for r in reports {
+        std::fs::remove_file(out.join(r)).unwrap();
+    }
+    let o = judge(&[out.as_os_str()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), code, "{err}");
+    let headline = err.lines().last().unwrap_or_default();
+    assert!(
+        headline.starts_with("meshgate: ") && run_stderr.lines().any(|l| l == headline),
+        "the run's headline, the same: {headline:?}\nrun:\n{run_stderr}"
+    );
+    let again = results_of(out);
+    let verdicts = |r: &serde_json::Value| -> Vec<(String, String, String, String, String)> {
+        let mut v = Vec::new();
+        for case in r["cases"].as_array().unwrap() {
+            for check in case["checks"].as_array().unwrap() {
+                let field = |k: &str| check[k].to_string();
+                v.push((
+                    case["name"].to_string(),
+                    field("name"),
+                    field("status"),
+                    field("message"),
+                    field("coverage"),
+                ));
+            }
+        }
+        v
+    };
+    assert!(!verdicts(&ran).is_empty(), "{ran:#}");
+    assert_eq!(verdicts(&again), verdicts(&ran));
+    assert_eq!(
+        again["cases"], ran["cases"],
+        "every case's result is the same"
+    );
+    for (r, before) in reports.iter().zip(before) {
+        let after = std::fs::read_to_string(out.join(r))
+            .unwrap_or_else(|e| panic!("{r} written again: {e}"));
+        assert_eq!(after, before, "{r} is the same");
+    }
+}

@@ -1,0 +1,112 @@
+//! Judging a recorded case: [`case`] is the one place a case's verdict is made, when `meshgate run` ends a case and
+//! when `meshgate judge` takes a stored one up again ([`again`]), with check settings changed by `--set`
+//! ([`overrides`]) if asked. What a run stores for this is in [`stored`].
+
+pub mod again;
+pub mod overrides;
+pub mod stored;
+
+use crate::checks;
+use crate::events::Recorded;
+use crate::results::CaseResult;
+use crate::timeline;
+use stored::StoredCase;
+
+/// The result of one attempt of a case, from how running it went and its record.
+pub fn case(stored: &StoredCase, record: &[Recorded]) -> CaseResult {
+    let case = &stored.case;
+    let mut result = CaseResult {
+        name: case.name.clone(),
+        network: case.network.clone(),
+        properties: case.properties(),
+        peers: stored.peers.clone(),
+        checks: Vec::new(),
+        error: None,
+        duration_ms: stored.duration_ms,
+        logs: stored.logs.clone(),
+        stopped_early: stored.stopped_early.clone(),
+        unexercised: checks::unexercised(record),
+        notes: stored.notes.clone(),
+        timeline: None,
+    };
+    if let Some(reason) = &stored.unsupported {
+        result.checks = checks::skip_all(&case.checks, reason);
+    } else if let (Some(error), None) = (&stored.error, stored.timed_out) {
+        result.error = Some(error.clone());
+    } else {
+        if let Some(timeout) = stored.timed_out {
+            // The case is errored, and what was recorded until then is still judged, for the evidence.
+            result.error = Some(format!(
+                "hit --case-timeout after {} s; the checks judged what was recorded until then",
+                timeout.as_secs()
+            ));
+        }
+        let ctx = checks::Context {
+            case,
+            peers: &result.peers,
+        };
+        result.checks = checks::evaluate(record, &ctx);
+        result.timeline = Some(timeline::build(record, &ctx, &result.checks));
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::checks::testkit::Kit;
+    use crate::results::{CaseStatus, Status};
+
+    #[test]
+    fn how_the_case_ran_decides_what_is_judged() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut record: Vec<Recorded> = kit.connect(500, "rust-1", "go-1").into();
+        record.extend(kit.publish(1_000, "rust-1", "rust-1/0"));
+        record.push(kit.message(1_600, "go-1", "rust-1", "rust-1/0", 1_100));
+        let ran = stored::tests::stored(&kit);
+        let judged = case(&ran, &record);
+        assert_eq!(judged.checks.len(), checks::Settings::names().len());
+        assert!(judged.timeline.is_some() && judged.error.is_none());
+        let delivery = judged.checks.iter().find(|c| c.name == "delivery").unwrap();
+        assert_eq!(delivery.status, Status::Passed, "{delivery:?}");
+
+        let unsupported = StoredCase {
+            unsupported: Some("go-1 cannot do muxer-mplex".into()),
+            ..ran.clone()
+        };
+        let judged = case(&unsupported, &record);
+        assert_eq!(judged.status(), CaseStatus::Skipped);
+        assert!(judged
+            .checks
+            .iter()
+            .all(|c| c.message.as_deref() == Some("go-1 cannot do muxer-mplex")));
+
+        let errored = StoredCase {
+            error: Some("peer go-1 did not start".into()),
+            ..ran.clone()
+        };
+        let judged = case(&errored, &record);
+        assert_eq!(judged.error.as_deref(), Some("peer go-1 did not start"));
+        assert!(judged.checks.is_empty() && judged.timeline.is_none());
+
+        // A case that timed out errors, and what it recorded is still judged.
+        let timed_out = StoredCase {
+            timed_out: Some(Duration::from_secs(90)),
+            ..errored
+        };
+        let judged = case(&timed_out, &record);
+        assert!(
+            judged
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("hit --case-timeout after 90 s"),
+            "{judged:?}"
+        );
+        assert_eq!(judged.checks.len(), checks::Settings::names().len());
+        let delivery = judged.checks.iter().find(|c| c.name == "delivery").unwrap();
+        assert_eq!(delivery.status, Status::Passed, "{delivery:?}");
+    }
+}
