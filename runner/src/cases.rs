@@ -1,13 +1,13 @@
 //! Cases: the concrete networks a matrix asks for, one per combination of its axes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks;
 use crate::matrix::{
-    self, rule_matches, DialMode, Gossipsub, Incident, KnownIssue, Language, Limits, Matrix, Muxer,
+    self, label, rule_matches, DialMode, Gossipsub, Incident, KnownIssue, Language, Limits, Matrix, MatrixError, Muxer,
     Publish, Security, Topology, Transport,
 };
 
@@ -37,7 +37,7 @@ pub struct Case {
     pub incidents: Vec<Incident>,
     /// What each peer may use.
     pub limits: Limits,
-    pub checks: checks::Settings,
+    pub checks: crate::matrix::checks::Settings,
     /// The known issues that apply to this case.
     pub known_issues: Vec<KnownIssue>,
     /// The case's value on every axis rules can name (`transport` -> `tcp`, `rust` -> `0.56`).
@@ -170,28 +170,31 @@ impl Case {
     }
 }
 
-/// The YAML spelling of a settings enum value.
-pub fn label<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// Reads a matrix and expands it into its cases; a matrix whose `include` and `exclude` leave no case is an
+/// error at the rule that emptied it.
+pub fn load(path: &Path) -> Result<(Matrix, Vec<Case>), MatrixError> {
+    let m = Matrix::load(path)?;
+    let cases = expand(&m);
+    if cases.is_empty() {
+        let at = m
+            .exclude
+            .first()
+            .or(m.include.first())
+            .map(|r| (r.referenced.line(), r.referenced.column()));
+        return Err(MatrixError {
+            file: path.into(),
+            location: at,
+            message: "no case is left after `include` and `exclude`: expected at least one".into(),
+        });
+    }
+    Ok((m, cases))
 }
 
 /// Every case of a matrix, in file order, axes varying last-listed fastest.
-/// The checks of a network: the defaults, changed by the matrix's `checks` entries, then by the network's.
-pub fn checks_of(m: &Matrix, net: &matrix::Network) -> checks::Settings {
-    let top = m.checks.clone().unwrap_or_default();
-    match &net.checks {
-        Some(over) => top.overridden_by(over),
-        None => top,
-    }
-}
-
 pub fn expand(m: &Matrix) -> Vec<Case> {
     let mut cases = Vec::new();
     for net in m.networks.iter().map(|n| &n.value) {
-        let checks = checks_of(m, net);
+        let checks = m.checks_of(net);
         for peers in version_combinations(m, net) {
             for &transport in &net.transport.0 {
                 // QUIC brings its own security and muxer: those axes do not multiply it.
@@ -387,7 +390,7 @@ mod tests {
 
     #[test]
     fn topologies() {
-        let kit = crate::checks::testkit::Kit::new(&["rust-1", "rust-2", "go-1"]);
+        let kit = crate::testkit::Kit::new(&["rust-1", "rust-2", "go-1"]);
         let peers = &kit.case.peers;
         assert_eq!(
             edges(&Topology::FullMesh, peers),

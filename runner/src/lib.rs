@@ -18,3 +18,7 @@ pub mod reports;
 pub mod results;
 pub mod run;
 pub mod timeline;
+
+/// Fixtures for unit tests: a small case and the records its peers would write.
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -176,11 +176,11 @@ async fn dispatch(command: Command) -> u8 {
                 Err(e) => fail(e),
             }
         }
-        Command::List { matrix } => match Matrix::load(&matrix) {
-            Ok(m) => {
+        Command::List { matrix } => match cases::load(&matrix) {
+            Ok((_, cases)) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout().lock();
-                for case in cases::expand(&m) {
+                for case in cases {
                     // A closed pipe (`| head`) ends the listing, not in a panic.
                     if writeln!(stdout, "{}", case.name).is_err() {
                         break;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::docker::DockerBackend;
 use crate::backend::local::{self, LocalBackend, LocalNet};
 use crate::backend::Backend;
+use crate::checks;
 use crate::cases::BuildSpec;
 use crate::cases::{self, Case};
 use crate::events::now_micros;
@@ -75,8 +76,7 @@ pub async fn run(
 ) -> Result<RunResults, CouldNotRun> {
     let started_us = now_micros();
     let started = Instant::now();
-    let matrix = Matrix::load(&opts.matrix).map_err(|e| CouldNotRun(e.into()))?;
-    let mut cases = cases::expand(&matrix);
+    let (matrix, mut cases) = cases::load(&opts.matrix).map_err(|e| CouldNotRun(e.into()))?;
     if let Some(f) = &opts.filter {
         cases.retain(|c| c.name.contains(f.as_str()));
         if cases.is_empty() {
@@ -223,8 +223,7 @@ pub async fn build(
     jobs: usize,
     cancel: &CancellationToken,
 ) -> Result<Vec<String>, CouldNotRun> {
-    let matrix = Matrix::load(matrix).map_err(|e| CouldNotRun(e.into()))?;
-    let cases = cases::expand(&matrix);
+    let (_, cases) = cases::load(matrix).map_err(|e| CouldNotRun(e.into()))?;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create {}", out.display()))
         .map_err(CouldNotRun)?;
@@ -383,7 +382,7 @@ async fn run_case<B: Backend>(
     };
     let driver = driver
         .with_cancel(case_cancel)
-        .with_live(progress, opts.fail_fast);
+        .with_live(checks::watchers(&case.checks), progress, opts.fail_fast);
     let record = tokio::select! {
         r = driver.run(recipes) => r,
         () = test_panic_hook(&dir) => unreachable!("the test hook panics"),

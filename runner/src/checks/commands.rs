@@ -4,17 +4,12 @@
 //! as not exercised.
 
 
-use serde::{Deserialize, Serialize};
-
 use super::{Check, Context};
 use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
+pub use crate::matrix::checks::commands::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "commands";
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {}
 
 struct Answer {
     peer: String,
@@ -198,7 +193,7 @@ pub fn unexercised(record: &[Recorded]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     fn error(kit: &Kit, peer: &str, cmd_id: Option<&str>, message: &str) -> Recorded {

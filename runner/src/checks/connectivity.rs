@@ -5,17 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 
 use super::{Check, Context};
 use crate::events::{Command, CommandLine, Direction, Micros, Observation, PeerEvent, Recorded, Sent};
+pub use crate::matrix::checks::connectivity::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "connectivity";
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {}
 
 /// One end of a connection as its peer reported it.
 struct End {
@@ -165,9 +161,9 @@ impl Check for Connectivity {
                     let (dn, ln) = (&case.peers[dialer].name, &case.peers[listener].name);
                     let offers = |i: usize| {
                         let l: Vec<String> = if what == "security" {
-                            case.security_offer(i).iter().map(crate::cases::label).collect()
+                            case.security_offer(i).iter().map(crate::matrix::label).collect()
                         } else {
-                            case.muxer_offer(i).iter().map(crate::cases::label).collect()
+                            case.muxer_offer(i).iter().map(crate::matrix::label).collect()
                         };
                         l.join(", ")
                     };
@@ -220,7 +216,7 @@ impl Check for Connectivity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{id, Kit};
+    use crate::testkit::{id, Kit};
     use crate::matrix::{Offer, Security};
     use crate::results::Status;
 

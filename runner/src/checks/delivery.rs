@@ -2,45 +2,15 @@
 //! Expectations come from the runner's publish commands and the matrix, never from what peers claim.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
+pub use crate::matrix::checks::delivery::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "delivery";
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// A message delivered later than this after its publication counts as missed.
-    #[serde(default = "default_deadline", with = "humantime_serde")]
-    pub deadline: Duration,
-    /// A subscriber that receives nothing for this long while messages for it are published has stopped
-    /// receiving (said so, with the moment), rather than missed a few.
-    #[serde(default = "default_gap", with = "humantime_serde")]
-    pub gap: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            deadline: default_deadline(),
-            gap: default_gap(),
-        }
-    }
-}
-
-fn default_gap() -> Duration {
-    Duration::from_secs(1)
-}
-
-fn default_deadline() -> Duration {
-    Duration::from_secs(10)
-}
 
 struct Publication {
     publisher: String,
@@ -375,7 +345,7 @@ fn latency_summary(sorted: &[Micros]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {

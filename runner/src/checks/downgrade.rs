@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
+pub use crate::matrix::checks::downgrade::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "no-protocol-downgrade";
@@ -15,26 +15,6 @@ pub const NAME: &str = "no-protocol-downgrade";
 /// How long a connection may stay open without an identify before the check says it could not judge it: identify
 /// runs right after a connection is established, so a few seconds is plenty.
 const SETTLE_US: Micros = 3_000_000;
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Protocols watched, as glob patterns.
-    #[serde(default = "default_protocols")]
-    pub protocols: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            protocols: default_protocols(),
-        }
-    }
-}
-
-fn default_protocols() -> Vec<String> {
-    vec!["/meshsub/*".into()]
-}
 
 /// What one identify said, kept for evidence.
 #[derive(Debug, Clone)]
@@ -317,7 +297,7 @@ impl NoProtocolDowngrade {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
@@ -387,7 +367,7 @@ mod tests {
             2_000_000,
             "go-1",
             PeerEvent::Identify {
-                remote: crate::checks::testkit::id("rust-1"),
+                remote: crate::testkit::id("rust-1"),
                 conn_id: None,
                 agent_version: "a".into(),
                 protocol_version: "".into(),

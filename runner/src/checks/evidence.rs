@@ -260,7 +260,7 @@ pub fn seconds(us: Micros) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{id, Kit};
+    use crate::testkit::{id, Kit};
     use crate::events::Direction;
 
     #[test]

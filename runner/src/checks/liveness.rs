@@ -1,43 +1,14 @@
 //! `liveness`: no peer exits before it is told to stop, crashes, panics, or breaks the event contract.
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Command, Micros, Observation, Recorded};
 use crate::matrix::format_bytes;
+pub use crate::matrix::checks::liveness::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "liveness";
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Longest time a running peer may say nothing on stdout (peers sample their streams every second).
-    #[serde(default = "default_silence", with = "humantime_serde")]
-    pub silence: std::time::Duration,
-    /// Stderr lines containing any of these mean the peer panicked.
-    #[serde(default = "default_panic_markers")]
-    pub panic_markers: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            silence: default_silence(),
-            panic_markers: default_panic_markers(),
-        }
-    }
-}
-
-/// Rust's panic message, Go's panic and runtime fatal error.
-fn default_silence() -> std::time::Duration {
-    std::time::Duration::from_secs(10)
-}
-
-fn default_panic_markers() -> Vec<String> {
-    vec!["panicked at".into(), "panic:".into(), "fatal error:".into()]
-}
 
 pub struct Liveness {
     settings: Settings,
@@ -198,7 +169,7 @@ impl Check for Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {

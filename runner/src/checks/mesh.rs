@@ -8,14 +8,13 @@
 //! told to unsubscribe from T for T only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::{count, seconds};
 use super::subscriptions::Leaving;
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, PeerEvent, Recorded};
+pub use crate::matrix::checks::mesh::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "mesh";
@@ -26,34 +25,6 @@ const LIBRARY_D_LO: usize = 5;
 const LIBRARY_D_HI: usize = 12;
 /// The heartbeat likewise: 1 s in both.
 const LIBRARY_HEARTBEAT_US: Micros = 1_000_000;
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Time after a peer subscribes before its mesh is judged.
-    #[serde(default = "default_warmup", with = "humantime_serde")]
-    pub warmup: Duration,
-    /// How long a mesh may stay too small (heartbeats repair meshes; this spans a few).
-    #[serde(default = "default_settle", with = "humantime_serde")]
-    pub settle: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            warmup: default_warmup(),
-            settle: default_settle(),
-        }
-    }
-}
-
-fn default_warmup() -> Duration {
-    Duration::from_secs(3)
-}
-
-fn default_settle() -> Duration {
-    Duration::from_secs(3)
-}
 
 /// What a peer reported that shapes its meshes, in the order it happened.
 #[derive(Debug, Clone)]
@@ -540,7 +511,7 @@ impl Check for Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{Kit, TOPIC};
+    use crate::testkit::{Kit, TOPIC};
     use crate::results::Status;
 
     /// Every pair of `names` connected, subscribed and seeing each other's subscription.

@@ -1,7 +1,7 @@
 //! Checks: each judges one property of a case from its record of observations.
 //!
-//! A check is one file implementing [`Check`]; adding one means writing that file, a field in [`Settings`] and a
-//! line in [`Settings::instantiate`].
+//! A check is one file implementing [`Check`], judging by the settings the matrix model holds for it
+//! (`matrix::checks`); adding one means writing that file, its settings there, and a line in the registry below.
 
 mod commands;
 pub use commands::unexercised;
@@ -15,91 +15,14 @@ mod mesh;
 mod streams;
 mod subscriptions;
 
-use serde::{Deserialize, Serialize};
-
 use crate::cases::Case;
+use crate::matrix::checks::{Settings, Toggle};
 use crate::events::{Micros, Recorded};
 use crate::matrix::KnownIssue;
 use crate::results::{CheckResult, PeerReport, Status};
 
-/// A check's entry in a matrix: its settings (a map, partial maps take the defaults for the rest) or `off`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Toggle<T> {
-    On(T),
-    #[serde(serialize_with = "off")]
-    Off,
-}
-
-fn off<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("off")
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A visitor rather than `untagged`, so that an error inside the settings keeps its own words and place.
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
-            type Value = Toggle<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("the check's settings (a map, `{}` for the defaults) or `off`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                match v {
-                    "off" => Ok(Toggle::Off),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
-                }
-            }
-            // YAML 1.1 reads an unquoted `off` as false (and `on` as true).
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                if v {
-                    self.visit_unit()
-                } else {
-                    Ok(Toggle::Off)
-                }
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-                T::deserialize(serde::de::value::MapDeserializer::<
-                    std::iter::Empty<((), ())>,
-                    E,
-                >::new(std::iter::empty()))
-                .map(Toggle::On)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Toggle::On)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// Check settings as written in a matrix (top level or per network): each entry changes the check it names; the
-/// checks not named run with their defaults, and a check runs not at all only when its entry says `off`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_protocol_downgrade: Option<Toggle<downgrade::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<Toggle<delivery::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscriptions: Option<Toggle<subscriptions::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mesh: Option<Toggle<mesh::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connections: Option<Toggle<connections::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub streams: Option<Toggle<streams::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness: Option<Toggle<liveness::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connectivity: Option<Toggle<connectivity::Settings>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commands: Option<Toggle<commands::Settings>>,
-}
-
-/// The registry: every check in report order, built from its (resolved) entry. Adding a check is a file, a field
-/// above and a line here.
+/// The registry: every check in report order, built from its (resolved) entry. Adding a check is a file, its settings
+/// model (`matrix::checks`) and a line here.
 macro_rules! registry {
     ($settings:expr, $f:ident) => {{
         let s = $settings;
@@ -135,34 +58,12 @@ fn entry<T: Clone + Default>(
     }
 }
 
+#[cfg(test)]
 fn name_of<T>(name: &'static str, _: &Option<Toggle<T>>, _: impl Fn(T) -> Box<dyn Check>) -> &'static str {
     name
 }
 
 impl Settings {
-    /// Every check's name, in report order.
-    pub fn names() -> Vec<&'static str> {
-        registry!(&Settings::default(), name_of)
-    }
-
-    /// `over`'s entries replace `self`'s, check by check; checks `over` does not name keep `self`'s entry.
-    pub fn overridden_by(&self, over: &Settings) -> Settings {
-        fn pick<T: Clone>(over: &Option<T>, base: &Option<T>) -> Option<T> {
-            over.clone().or_else(|| base.clone())
-        }
-        Settings {
-            no_protocol_downgrade: pick(&over.no_protocol_downgrade, &self.no_protocol_downgrade),
-            delivery: pick(&over.delivery, &self.delivery),
-            subscriptions: pick(&over.subscriptions, &self.subscriptions),
-            mesh: pick(&over.mesh, &self.mesh),
-            connections: pick(&over.connections, &self.connections),
-            streams: pick(&over.streams, &self.streams),
-            liveness: pick(&over.liveness, &self.liveness),
-            connectivity: pick(&over.connectivity, &self.connectivity),
-            commands: pick(&over.commands, &self.commands),
-        }
-    }
-
     /// Every check, on (with its settings) or off, in report order.
     pub fn entries(&self) -> Vec<Entry> {
         registry!(self, entry)
@@ -209,6 +110,31 @@ impl Context<'_> {
             .find(|p| p.peer_id.as_deref() == Some(peer_id))
             .map(|p| p.name.clone())
             .unwrap_or_else(|| peer_id.to_owned())
+    }
+}
+
+/// The checks of a case as the driver watches them while it runs.
+pub fn watchers(settings: &Settings) -> Vec<Box<dyn crate::peers::Watch>> {
+    settings
+        .instantiate()
+        .into_iter()
+        .map(|c| Box::new(Live(c)) as Box<dyn crate::peers::Watch>)
+        .collect()
+}
+
+struct Live(Box<dyn Check>);
+
+impl crate::peers::Watch for Live {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn observe(&mut self, rec: &Recorded) {
+        self.0.observe(rec)
+    }
+
+    fn failing(&self, case: &Case, peers: &[PeerReport], now: Micros) -> Option<String> {
+        self.0.failing(&Context { case, peers }, now)
     }
 }
 
@@ -310,12 +236,15 @@ pub fn clock(us: crate::events::Micros) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod testkit;
-
-#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
+
+    #[test]
+    fn the_registry_has_every_check_of_the_matrix_model() {
+        let registered: Vec<&str> = registry!(&Settings::default(), name_of);
+        assert_eq!(registered, Settings::NAMES);
+    }
 
     #[test]
     fn known_issues_turn_failures_into_skips_and_passes_into_failures() {

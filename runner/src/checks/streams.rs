@@ -3,37 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
+pub use crate::matrix::checks::streams::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "streams";
 
 /// How long a connection may be held before its first stream count is due: peers sample every second.
 const SETTLE_US: Micros = 3_000_000;
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Most streams (inbound and outbound together) open on one connection at once.
-    #[serde(default = "default_max")]
-    pub max_per_connection: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            max_per_connection: default_max(),
-        }
-    }
-}
-
-fn default_max() -> u32 {
-    64
-}
 
 #[derive(Debug, Clone, Default)]
 struct Peak {
@@ -247,7 +227,7 @@ impl Check for Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {

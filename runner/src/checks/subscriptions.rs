@@ -7,36 +7,15 @@
 //! and one told to unsubscribe from T for T only ([`Leaving`], shared with `mesh`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
+pub use crate::matrix::checks::subscriptions::Settings;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "subscriptions";
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// How long after a subscriber subscribes (or connects) its connected peers have to announce it.
-    #[serde(default = "default_within", with = "humantime_serde")]
-    pub within: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            within: default_within(),
-        }
-    }
-}
-
-fn default_within() -> Duration {
-    Duration::from_secs(3)
-}
 
 /// An `unsubscribed` whose connection closes within this is explained by the closing: libraries report the
 /// remote leaving the topic as the connection goes, sometimes just before the `connection_closed` event.
@@ -417,7 +396,7 @@ impl Check for Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::{Kit, TOPIC};
+    use crate::testkit::{Kit, TOPIC};
     use crate::results::Status;
 
     fn run(events: &[Recorded], kit: &Kit) -> CheckResult {

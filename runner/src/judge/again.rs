@@ -129,7 +129,7 @@ fn logs_from(out: &Path, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::events::Recorded;
     use crate::judge::stored::FORMAT;
     use crate::results::Status;

@@ -5,11 +5,11 @@
 pub mod again;
 pub mod overrides;
 pub mod stored;
+mod timeline;
 
 use crate::checks;
 use crate::events::Recorded;
 use crate::results::CaseResult;
-use crate::timeline;
 use stored::StoredCase;
 
 /// The result of one attempt of a case, from how running it went and its record.
@@ -56,7 +56,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::{CaseStatus, Status};
 
     #[test]
@@ -67,7 +67,7 @@ mod tests {
         record.push(kit.message(1_600, "go-1", "rust-1", "rust-1/0", 1_100));
         let ran = stored::tests::stored(&kit);
         let judged = case(&ran, &record);
-        assert_eq!(judged.checks.len(), checks::Settings::names().len());
+        assert_eq!(judged.checks.len(), crate::matrix::checks::Settings::NAMES.len());
         assert!(judged.timeline.is_some() && judged.error.is_none());
         let delivery = judged.checks.iter().find(|c| c.name == "delivery").unwrap();
         assert_eq!(delivery.status, Status::Passed, "{delivery:?}");
@@ -105,7 +105,7 @@ mod tests {
                 .starts_with("hit --case-timeout after 90 s"),
             "{judged:?}"
         );
-        assert_eq!(judged.checks.len(), checks::Settings::names().len());
+        assert_eq!(judged.checks.len(), crate::matrix::checks::Settings::NAMES.len());
         let delivery = judged.checks.iter().find(|c| c.name == "delivery").unwrap();
         assert_eq!(delivery.status, Status::Passed, "{delivery:?}");
     }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::checks::Settings;
+use crate::matrix::checks::Settings;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -31,7 +31,7 @@ impl std::str::FromStr for Override {
             Some((c, f)) => (c, Some(f.to_owned())),
             None => (key.trim(), None),
         };
-        let names = Settings::names();
+        let names = Settings::NAMES;
         if !names.contains(&check) {
             return Err(format!(
                 "there is no check `{check}`, expected one of: {}",
@@ -132,7 +132,7 @@ fn fields_of(check: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::Toggle;
+    use crate::matrix::checks::Toggle;
     use std::time::Duration;
 
     fn set(text: &str) -> Result<Override, String> {

@@ -159,7 +159,7 @@ pub fn attempt_dirs(case_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
 
     /// Attempt 1 of the kit's case, which ran to its end.
     pub fn stored(kit: &Kit) -> StoredCase {

@@ -6,6 +6,7 @@
 //! using the spans that serde-saphyr records; the versions a matrix may ask for are in `versions`.
 
 mod axis;
+pub mod checks;
 mod validate;
 mod versions;
 
@@ -19,7 +20,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::checks;
 
 /// A matrix as loaded from a file.
 #[derive(Debug, Clone, Deserialize)]
@@ -506,6 +506,25 @@ pub enum Action {
     OpenStreams { to: String, count: u32 },
     /// Stop supporting a protocol (a staged downgrade: the next identify push lacks it).
     DropProtocol(String),
+}
+
+/// The YAML spelling of a settings enum value.
+pub fn label<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl Matrix {
+    /// The checks of a network: the defaults, changed by the matrix's `checks` entries, then by the network's.
+    pub fn checks_of(&self, net: &Network) -> checks::Settings {
+        let top = self.checks.clone().unwrap_or_default();
+        match &net.checks {
+            Some(over) => top.overridden_by(over),
+            None => top,
+        }
+    }
 }
 
 mod defaults {

@@ -153,7 +153,7 @@ fn the_nightly_matrix_runs_every_check() {
     // It names three checks to change their settings; the others must still run.
     let m = Matrix::load(&crate::images::project_root().join("matrices/nightly.yaml")).unwrap();
     for case in crate::cases::expand(&m) {
-        for name in crate::checks::Settings::names() {
+        for name in crate::matrix::checks::Settings::NAMES.iter() {
             assert!(case.checks.is_on(name), "{name} is off in {}", case.name);
         }
     }

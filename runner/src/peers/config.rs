@@ -83,11 +83,11 @@ pub fn dial_addr(case: &Case, addr: std::net::SocketAddr, peer_id: &str) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cases::label;
+    use crate::matrix::label;
 
     #[test]
     fn config_matches_the_contract() {
-        let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
+        let kit = crate::testkit::Kit::new(&["rust-1", "go-1"]);
         let json = for_peer(&kit.case, 1).to_json();
         assert_eq!(
             json,
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn content_message_ids_are_asked_for_only_when_chosen() {
-        let mut kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
+        let mut kit = crate::testkit::Kit::new(&["rust-1", "go-1"]);
         kit.case.gossipsub.message_id = MessageId::ContentSha256;
         let json = for_peer(&kit.case, 0).to_json();
         assert!(json.contains(r#""message_id":"content-sha256""#), "{json}");
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn addresses() {
-        let kit = crate::checks::testkit::Kit::new(&["rust-1", "go-1"]);
+        let kit = crate::testkit::Kit::new(&["rust-1", "go-1"]);
         assert_eq!(
             dial_addr(&kit.case, "10.1.0.2:4001".parse().unwrap(), "12D3"),
             "/ip4/10.1.0.2/tcp/4001/p2p/12D3"

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::BuildSpec;
 use crate::cases::Case;
-use crate::checks::Check;
 use crate::events::{now_micros, Command, CommandLine, Line, Observation, Recorded};
 use crate::images::Recipe;
 use crate::matrix::{Action, DialMode};
@@ -62,6 +61,15 @@ pub struct CaseRecord {
 #[derive(Debug, thiserror::Error)]
 #[error("timed out waiting for {0}")]
 struct TimedOut(String);
+
+/// A check as the driver sees it while a case runs: it is shown every observation as it arrives and says when the
+/// case already fails (for progress lines and `--fail-fast`). The checks implement it; the driver knows no check.
+pub trait Watch: Send {
+    fn name(&self) -> &'static str;
+    fn observe(&mut self, rec: &Recorded);
+    /// Why the case already fails at `now`, if it does.
+    fn failing(&self, case: &Case, peers: &[PeerReport], now: crate::events::Micros) -> Option<String>;
+}
 
 /// Awaits an engine call, unless the case is cancelled first (a hung engine must not outlive the case).
 async fn bounded<T>(
@@ -108,7 +116,7 @@ pub struct Driver<'a, B: Backend> {
     /// The last kernel view recorded per peer, so that only changes are recorded.
     sockets: Vec<Option<Vec<String>>>,
     /// The case's checks, fed as observations arrive, so a failure is known while the case runs.
-    live: Vec<Box<dyn Check>>,
+    live: Vec<Box<dyn Watch>>,
     live_failures: Vec<(crate::events::Micros, String)>,
     /// Checks already seen failing (each is announced once).
     announced: Vec<&'static str>,
@@ -159,7 +167,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                 i
             },
             sockets: vec![None; case.peers.len()],
-            live: case.checks.instantiate(),
+            live: Vec::new(),
             live_failures: Vec::new(),
             announced: Vec::new(),
             fail_fast: false,
@@ -169,8 +177,10 @@ impl<'a, B: Backend> Driver<'a, B> {
         })
     }
 
-    /// Where live failures are announced, and whether the first one stops the case.
-    pub fn with_live(mut self, progress: &'a Progress, fail_fast: bool) -> Self {
+    /// What watches the case while it runs, where its failures are announced, and whether the first one stops
+    /// the case.
+    pub fn with_live(mut self, live: Vec<Box<dyn Watch>>, progress: &'a Progress, fail_fast: bool) -> Self {
+        self.live = live;
         self.progress = Some(progress);
         self.fail_fast = fail_fast;
         self
@@ -578,16 +588,12 @@ impl<'a, B: Backend> Driver<'a, B> {
     fn on_tick(&mut self) -> anyhow::Result<()> {
         self.sample_sockets();
         let peers = self.peer_reports();
-        let ctx = crate::checks::Context {
-            case: self.case,
-            peers: &peers,
-        };
         let now = now_micros();
         for check in &self.live {
             if self.announced.contains(&check.name()) {
                 continue;
             }
-            if let Some(message) = check.failing(&ctx, now) {
+            if let Some(message) = check.failing(self.case, &peers, now) {
                 self.announced.push(check.name());
                 let line = format!("[{}] {message}", check.name());
                 if let Some(p) = self.progress {

@@ -302,7 +302,7 @@ mod tests {
     use super::super::tests::{run, run_with};
     use super::super::Settings;
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     #[test]

@@ -7,45 +7,16 @@
 mod kernel;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Direction, Micros, Observation, PeerEvent, Recorded};
+pub use crate::matrix::checks::connections::Settings;
 use crate::results::CheckResult;
 use kernel::KernelCheck;
 
 pub const NAME: &str = "connections";
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Most connections a peer may hold to one other peer at once.
-    #[serde(default = "default_max")]
-    pub max_per_pair: usize,
-    /// How long an excess may last before it counts (simultaneous dials resolve themselves within this).
-    #[serde(default = "default_settle", with = "humantime_serde")]
-    pub settle: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            max_per_pair: default_max(),
-            settle: default_settle(),
-        }
-    }
-}
-
-fn default_max() -> usize {
-    1
-}
-
-fn default_settle() -> Duration {
-    Duration::from_secs(3)
-}
 
 #[derive(Debug, Clone)]
 struct Conn {
@@ -292,7 +263,7 @@ impl Check for Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testkit::Kit;
+    use crate::testkit::Kit;
     use crate::results::Status;
 
     pub(super) fn run_with(settings: Settings, events: &[Recorded], kit: &Kit) -> CheckResult {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::Context;
+use crate::checks::Context;
 use crate::cases::{BuildSpec, Case, PeerSpec};
 use crate::events::{Direction, EventLine, Micros, Observation, PeerEvent, Recorded};
 use crate::matrix::{DialMode, Gossipsub, Language, Muxer, Publish, Security, Topology, Transport};
