@@ -1,7 +1,8 @@
 //! meshgate: mixed rust-libp2p / go-libp2p networks in containers, judged by what the peers tell each other.
 //!
 //! The modules follow the pipeline: [`matrix`] -> [`cases`] -> [`backend`] (with [`images`]) -> [`peers`] ->
-//! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together.
+//! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together; [`probe`] checks one
+//! implementation against the peer contract before it meets others.
 
 pub mod backend;
 pub mod cases;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod images;
 pub mod matrix;
 pub mod peers;
+pub mod probe;
 pub mod progress;
 pub mod reports;
 pub mod results;

@@ -267,7 +267,7 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
 
 /// Builds (or finds) the image of every build the cases use. A build that fails is returned with its reason, and
 /// fails only the cases that need it; an interruption or a broken engine fails the run.
-async fn prepare_images<B: Backend>(
+pub(crate) async fn prepare_images<B: Backend>(
     backend: &B,
     cases: &[Case],
     out: &Path,

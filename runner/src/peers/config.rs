@@ -17,6 +17,10 @@ pub struct PeerConfig {
     /// Preference orders, sent only when the matrix gives the implementation an `offer`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offer: Option<Offer>,
+    /// Features the peer must have (contract::config::PeerConfig::require); runs send none, `meshgate probe` one
+    /// no peer has.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub require: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +75,7 @@ impl PeerConfig {
                 message_id: g.message_id,
             },
             streams_interval_ms: 1000,
+            require: Vec::new(),
         }
     }
 

@@ -1,0 +1,202 @@
+//! One peer the probe started: its output read as the contract has it (every stdout line an event), kept on
+//! disk, and waited on with deadlines. Nothing here judges but the lines themselves.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::bail;
+use contract::events::{Event, EventLine};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Exit, Output, PeerProcess};
+
+/// Longest a write of one line to a peer may take: a peer reads its commands at once.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stderr lines kept to explain an exit.
+const STDERR_TAIL: usize = 5;
+
+/// How a wait ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// The index (in [`ProbePeer::events`]) of the first event that matched.
+    Event(usize),
+    /// The peer exited first.
+    Exited,
+    TimedOut,
+}
+
+pub struct ProbePeer {
+    /// Its name in the probe (`alone`, `probe-1`); the container's name ends in it.
+    pub name: String,
+    pub process: PeerProcess,
+    /// Stdout lines read so far.
+    lines: u64,
+    /// The first stdout line, as written.
+    pub first_line: Option<String>,
+    /// Every event, with its stdout line number and the line as written.
+    pub events: Vec<(u64, String, EventLine)>,
+    pub exit: Option<Exit>,
+    /// `line N: ...` for every stdout line that is not a contract event.
+    pub violations: Vec<String>,
+    stderr_tail: VecDeque<String>,
+    events_log: std::fs::File,
+    stderr_log: std::fs::File,
+}
+
+impl ProbePeer {
+    pub fn new(name: &str, process: PeerProcess, dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.to_owned(),
+            process,
+            lines: 0,
+            first_line: None,
+            events: Vec::new(),
+            exit: None,
+            violations: Vec::new(),
+            stderr_tail: VecDeque::new(),
+            events_log: std::fs::File::create(dir.join(format!("{name}.events.jsonl")))?,
+            stderr_log: std::fs::File::create(dir.join(format!("{name}.stderr")))?,
+        })
+    }
+
+    /// Stdout lines read so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// The peer id it said in its first event.
+    pub fn peer_id(&self) -> Option<&str> {
+        self.events.first().map(|(_, _, e)| e.peer.as_str())
+    }
+
+    pub fn event(&self, i: usize) -> &Event {
+        &self.events[i].2.event
+    }
+
+    pub fn exited(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// `exited with status 2 (stderr: ...)`, for reasons.
+    pub fn describe_exit(&self) -> String {
+        let status = match self.exit.as_ref().and_then(|e| e.code) {
+            Some(code) => format!("exited with status {code}"),
+            None => "exited (status unknown)".to_owned(),
+        };
+        match self.stderr_tail.back() {
+            Some(line) => format!("{status} (stderr: {})", clip(line, 200)),
+            None => status,
+        }
+    }
+
+    fn record(&mut self, output: Output) {
+        match output {
+            Output::Stdout(line) => {
+                self.lines += 1;
+                let _ = writeln!(self.events_log, "{line}");
+                if self.first_line.is_none() {
+                    self.first_line = Some(line.clone());
+                }
+                match serde_json::from_str::<EventLine>(&line) {
+                    Ok(event) => self.events.push((self.lines, line, event)),
+                    Err(e) => self.violations.push(format!(
+                        "line {} `{}` is not a contract event: {e}",
+                        self.lines,
+                        clip(&line, 120)
+                    )),
+                }
+            }
+            Output::Stderr(line) => {
+                let _ = writeln!(self.stderr_log, "{line}");
+                if self.stderr_tail.len() == STDERR_TAIL {
+                    self.stderr_tail.pop_front();
+                }
+                self.stderr_tail.push_back(line);
+            }
+            Output::Exited(exit) => self.exit = Some(exit),
+        }
+    }
+
+    /// Reads output until an event from index `from` on matches, the peer exits, or `within` passes. Events that
+    /// arrived before the call count. Fails only when the probe is interrupted.
+    pub async fn wait(
+        &mut self,
+        from: usize,
+        within: Duration,
+        cancel: &CancellationToken,
+        matches: impl Fn(&Event) -> bool,
+    ) -> anyhow::Result<Waited> {
+        let deadline = Instant::now() + within;
+        let mut next = from;
+        loop {
+            while next < self.events.len() {
+                if matches(&self.events[next].2.event) {
+                    return Ok(Waited::Event(next));
+                }
+                next += 1;
+            }
+            if self.exit.is_some() {
+                return Ok(Waited::Exited);
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => bail!("interrupted"),
+                o = self.process.output.recv() => match o {
+                    Some(o) => self.record(o),
+                    // The backend lost the output without an exit: as good as gone.
+                    None => self.exit = Some(Exit::default()),
+                },
+                _ = tokio::time::sleep_until(deadline) => return Ok(Waited::TimedOut),
+            }
+        }
+    }
+
+    /// Reads output until the peer exits (`true`) or `within` passes.
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let from = self.events.len();
+        Ok(match self.wait(from, within, cancel, |_| false).await? {
+            Waited::Exited => true,
+            _ => false,
+        })
+    }
+
+    /// Writes one line to the peer's stdin, bounded in time.
+    pub async fn send(&mut self, line: &str) -> Result<(), String> {
+        if self.exited() {
+            return Err(format!("could not be told: it {}", self.describe_exit()));
+        }
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        let stdin = &mut self.process.stdin;
+        let write = async {
+            stdin.write_all(&bytes).await?;
+            stdin.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("writing to its stdin failed: {e}")),
+            Err(_) => Err(format!(
+                "stopped reading its stdin: a write did not finish within {} s",
+                WRITE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// At most `max` characters of `s`, marked when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut cut: String = s.chars().take(max).collect();
+    cut.push('…');
+    cut
+}
