@@ -945,11 +945,13 @@ fn slug(name: &str) -> String {
         .collect()
 }
 
-/// Probes every prebuilt image (`language: image`) the run's recipes hold, once each, before the cases: returns
-/// the images that failed, with the failed steps, for their cases to be errored with. The probes' peers use case
-/// indices from `first_index` on (after the run's cases) and write to `<out>/probes/<image>/`.
+/// Probes every prebuilt image (`language: image`) the run's recipes hold, once each, before the cases, unless
+/// the matrix says `probe: false` for every implementation that names it: returns the images that failed, with the
+/// failed steps, for their cases to be errored with. The probes' peers use case indices from `first_index` on
+/// (after the run's cases) and write to `<out>/probes/<image>/`.
 pub async fn probe_images<B: Backend>(
     backend: &B,
+    matrix: &Matrix,
     recipes: &Recipes,
     first_index: usize,
     out: &Path,
@@ -957,7 +959,15 @@ pub async fn probe_images<B: Backend>(
     cancel: &CancellationToken,
 ) -> BTreeMap<BuildSpec, String> {
     let mut failed = BTreeMap::new();
-    let images = recipes.iter().filter(|(spec, _)| spec.image.is_some());
+    let probed = |image: &String| {
+        matrix
+            .implementations
+            .iter()
+            .any(|i| i.value.image.as_ref() == Some(image) && i.value.probe)
+    };
+    let images = recipes
+        .iter()
+        .filter(|(spec, _)| spec.image.as_ref().is_some_and(probed));
     for (k, (spec, recipe)) in images.enumerate() {
         if cancel.is_cancelled() {
             break;
