@@ -186,7 +186,13 @@ fn an_image_that_writes_a_line_that_is_not_an_event_fails_the_probe_naming_the_l
         "{reason}"
     );
     // The rest is the go peer's, and passes: the probe went on past the violation.
-    for step in ["listening", "unknown-command", "malformed-line", "connect", "message"] {
+    for step in [
+        "listening",
+        "unknown-command",
+        "malformed-line",
+        "connect",
+        "message",
+    ] {
         assert_eq!(row(&table, step).0, "pass", "{step}:\n{table}");
     }
     assert!(err.contains("FAILED"), "{err}");
@@ -197,7 +203,12 @@ fn an_image_that_writes_a_line_that_is_not_an_event_fails_the_probe_naming_the_l
     let o = probe(COMPLIANT, out.path());
     let table = stdout(&o);
     for step in STEPS {
-        assert_eq!(row(&table, step).0, "pass", "{step}:\n{table}\n{}", stderr(&o));
+        assert_eq!(
+            row(&table, step).0,
+            "pass",
+            "{step}:\n{table}\n{}",
+            stderr(&o)
+        );
     }
     assert_eq!(o.status.code(), Some(0), "{table}");
 }
@@ -245,7 +256,10 @@ fn a_run_errors_the_cases_of_an_image_that_fails_the_probe_and_runs_the_others()
         chatty["checks"].as_array().unwrap().is_empty(),
         "{chatty:#}"
     );
-    assert!(chatty["peers"].as_array().unwrap().is_empty(), "not started: {chatty:#}");
+    assert!(
+        chatty["peers"].as_array().unwrap().is_empty(),
+        "not started: {chatty:#}"
+    );
     let compliant = &cases[1];
     assert!(compliant["error"].is_null(), "{compliant:#}");
     for check in compliant["checks"].as_array().unwrap() {
@@ -253,6 +267,12 @@ fn a_run_errors_the_cases_of_an_image_that_fails_the_probe_and_runs_the_others()
     }
     // The probes' peers wrote their output beside the cases.
     assert!(out.path().join("probes").is_dir());
-    assert!(err.contains("probe of image meshgate-test-chatty:latest: FAILED"), "{err}");
-    assert!(err.contains("probe of image meshgate-test-compliant:latest: PASSED"), "{err}");
+    assert!(
+        err.contains("probe of image meshgate-test-chatty:latest: FAILED"),
+        "{err}"
+    );
+    assert!(
+        err.contains("probe of image meshgate-test-compliant:latest: PASSED"),
+        "{err}"
+    );
 }

@@ -220,11 +220,18 @@ fn image_implementations_need_an_image_and_nothing_to_build() {
     ))
     .unwrap_err();
     assert!(e.to_string().contains("has no version"), "{e}");
-    assert!(m.implementation("go").unwrap().probe, "images are probed unless told");
+    assert!(
+        m.implementation("go").unwrap().probe,
+        "images are probed unless told"
+    );
     let m = parse(&with("{name: go, language: image, image: x, probe: false}")).unwrap();
     assert!(!m.implementation("go").unwrap().probe);
     let e = parse(&with("{name: go, language: go, probe: false}")).unwrap_err();
-    assert!(e.to_string().contains("`probe` goes with `language: image` only"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("`probe` goes with `language: image` only"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -367,7 +367,9 @@ impl<B: Backend> Prober<'_, B> {
     /// The first start: `started`, `listening`, the answers to an unknown command and a malformed line, `stop`.
     /// Returns whether the peer started at all.
     async fn alone(&mut self) -> anyhow::Result<bool> {
-        let mut a = self.start("alone", PeerConfig::for_peer(self.case, 0)).await?;
+        let mut a = self
+            .start("alone", PeerConfig::for_peer(self.case, 0))
+            .await?;
         let is_started = |e: &Event| matches!(e, Event::Started { .. });
         let started = match a.wait(0, START_TIMEOUT, self.cancel, is_started).await? {
             Waited::Event(i) => i,
@@ -384,8 +386,10 @@ impl<B: Backend> Prober<'_, B> {
                 for step in ["listening", "unknown-command", "malformed-line"] {
                     self.set(step, Err("not tried: the peer did not start".into()));
                 }
-                self.stops
-                    .push((a.name.clone(), Err("not tried: the peer did not start".into())));
+                self.stops.push((
+                    a.name.clone(),
+                    Err("not tried: the peer did not start".into()),
+                ));
                 self.finish(a).await?;
                 return Ok(false);
             }
@@ -393,12 +397,18 @@ impl<B: Backend> Prober<'_, B> {
         let verdict = self.judge_started(&a, started);
         self.set("started", verdict);
 
-        let verdict = match a.wait(started + 1, START_TIMEOUT, self.cancel, |_| true).await? {
+        let verdict = match a
+            .wait(started + 1, START_TIMEOUT, self.cancel, |_| true)
+            .await?
+        {
             Waited::Event(i) => match a.event(i) {
                 Event::Listening { addrs } => {
                     let port = a.process.address.port();
                     let ends = [format!("/tcp/{port}"), format!("/udp/{port}/quic-v1")];
-                    if addrs.iter().any(|addr| ends.iter().any(|e| addr.ends_with(e.as_str()))) {
+                    if addrs
+                        .iter()
+                        .any(|addr| ends.iter().any(|e| addr.ends_with(e.as_str())))
+                    {
                         Ok(format!("addrs {}", addrs.join(", ")))
                     } else {
                         Err(format!(
@@ -460,7 +470,10 @@ impl<B: Backend> Prober<'_, B> {
         }
         // The type lets `versions` default; the contract has every peer send it.
         let value: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
-        if !value.get("versions").is_some_and(serde_json::Value::is_object) {
+        if !value
+            .get("versions")
+            .is_some_and(serde_json::Value::is_object)
+        {
             problems.push("`started` has no `versions` object".to_owned());
         }
         if let Some(f) = features {
@@ -477,7 +490,9 @@ impl<B: Backend> Prober<'_, B> {
             .find_map(|k| versions.get_key_value(*k))
             .or_else(|| versions.iter().next());
         let versions = match main {
-            Some((k, v)) if versions.len() > 1 => format!("{k} {v} and {} more", versions.len() - 1),
+            Some((k, v)) if versions.len() > 1 => {
+                format!("{k} {v} and {} more", versions.len() - 1)
+            }
             Some((k, v)) => format!("{k} {v}"),
             None => "no versions".to_owned(),
         };
@@ -502,34 +517,35 @@ impl<B: Backend> Prober<'_, B> {
         let from = a.events.len();
         or_fail!(a.send(line).await);
         let is_error = |e: &Event| matches!(e, Event::Error { .. });
-        Ok(match a.wait(from, ANSWER_TIMEOUT, self.cancel, is_error).await? {
-            Waited::Event(i) => {
-                let Event::Error {
-                    cmd: got_cmd,
-                    cmd_id: got_id,
-                    message,
-                } = a.event(i)
-                else {
-                    unreachable!("waited for `error`")
-                };
-                let named = format!("cmd {}, cmd_id {}", show(got_cmd), show(got_id));
-                if got_cmd.as_deref() == cmd && got_id.as_deref() == cmd_id {
-                    Ok(format!("`error` ({named}): {}", clip(message, 120)))
-                } else {
-                    Err(format!(
-                        "the `error` answering it has {named}, expected cmd {}, cmd_id {}: {}",
-                        show(&cmd.map(str::to_owned)),
-                        show(&cmd_id.map(str::to_owned)),
-                        clip(message, 120)
-                    ))
+        Ok(
+            match a.wait(from, ANSWER_TIMEOUT, self.cancel, is_error).await? {
+                Waited::Event(i) => {
+                    let Event::Error {
+                        cmd: got_cmd,
+                        cmd_id: got_id,
+                        message,
+                    } = a.event(i)
+                    else {
+                        unreachable!("waited for `error`")
+                    };
+                    let named = format!("cmd {}, cmd_id {}", show(got_cmd), show(got_id));
+                    if got_cmd.as_deref() == cmd && got_id.as_deref() == cmd_id {
+                        Ok(format!("`error` ({named}): {}", clip(message, 120)))
+                    } else {
+                        Err(format!(
+                            "the `error` answering it has {named}, expected cmd {}, cmd_id {}: {}",
+                            show(&cmd.map(str::to_owned)),
+                            show(&cmd_id.map(str::to_owned)),
+                            clip(message, 120)
+                        ))
+                    }
                 }
-            }
-            Waited::Exited => Err(format!("it {} instead of answering", a.describe_exit())),
-            Waited::TimedOut => Err(format!(
-                "no `error` within {} s",
-                ANSWER_TIMEOUT.as_secs()
-            )),
-        })
+                Waited::Exited => Err(format!("it {} instead of answering", a.describe_exit())),
+                Waited::TimedOut => {
+                    Err(format!("no `error` within {} s", ANSWER_TIMEOUT.as_secs()))
+                }
+            },
+        )
     }
 
     /// Sends `stop`: `stopped`, then exit status 0.
@@ -647,8 +663,12 @@ impl<B: Backend> Prober<'_, B> {
 
     /// Two peers: the second dials the first, both subscribe, the first publishes, the second receives.
     async fn pair(&mut self) -> anyhow::Result<()> {
-        let mut l = self.start("probe-1", PeerConfig::for_peer(self.case, 0)).await?;
-        let mut d = self.start("probe-2", PeerConfig::for_peer(self.case, 1)).await?;
+        let mut l = self
+            .start("probe-1", PeerConfig::for_peer(self.case, 0))
+            .await?;
+        let mut d = self
+            .start("probe-2", PeerConfig::for_peer(self.case, 1))
+            .await?;
         let mut not_ready = Vec::new();
         for p in [&mut l, &mut d] {
             let is_listening = |e: &Event| matches!(e, Event::Listening { .. });
@@ -705,17 +725,40 @@ impl<B: Backend> Prober<'_, B> {
         };
         let (from_l, from_d) = (l.events.len(), d.events.len());
         or_fail!(d.send(&dial.to_json()).await);
-        let to = |remote: String| {
-            move |e: &Event| matches!(e, Event::ConnectionOpened { remote: r, .. } if *r == remote)
-        };
+        let to = |remote: String| move |e: &Event| matches!(e, Event::ConnectionOpened { remote: r, .. } if *r == remote);
         let what = format!("`connection_opened` to {}", l.name);
-        let di = or_fail!(expect(d, from_d, CONNECT_TIMEOUT, self.cancel, &what, Some("p4"), to(lid)).await?);
+        let di = or_fail!(
+            expect(
+                d,
+                from_d,
+                CONNECT_TIMEOUT,
+                self.cancel,
+                &what,
+                Some("p4"),
+                to(lid)
+            )
+            .await?
+        );
         let what = format!("`connection_opened` from {}", d.name);
-        let li = or_fail!(expect(l, from_l, CONNECT_TIMEOUT, self.cancel, &what, None, to(did)).await?);
+        let li = or_fail!(
+            expect(
+                l,
+                from_l,
+                CONNECT_TIMEOUT,
+                self.cancel,
+                &what,
+                None,
+                to(did)
+            )
+            .await?
+        );
         let mut problems = Vec::new();
         let (want_security, want_muxer) = self.case.expected_negotiation(1, 0);
         let mut negotiated = String::new();
-        for (p, i, want) in [(&*d, di, Direction::Outbound), (&*l, li, Direction::Inbound)] {
+        for (p, i, want) in [
+            (&*d, di, Direction::Outbound),
+            (&*l, li, Direction::Inbound),
+        ] {
             let Event::ConnectionOpened {
                 direction,
                 security,
@@ -726,9 +769,15 @@ impl<B: Backend> Prober<'_, B> {
                 unreachable!("waited for `connection_opened`")
             };
             if *direction != want {
-                problems.push(format!("{} reports the connection {direction:?}, expected {want:?}", p.name));
+                problems.push(format!(
+                    "{} reports the connection {direction:?}, expected {want:?}",
+                    p.name
+                ));
             }
-            for (what, got, want) in [("security", security, &want_security), ("muxer", muxer, &want_muxer)] {
+            for (what, got, want) in [
+                ("security", security, &want_security),
+                ("muxer", muxer, &want_muxer),
+            ] {
                 if got.is_some() && got != want {
                     problems.push(format!(
                         "{} reports {what} {}, expected {}",
@@ -760,20 +809,30 @@ impl<B: Backend> Prober<'_, B> {
                 },
                 cmd_id: Some(cmd_id.into()),
             };
-            or_fail!(p.send(&subscribe.to_json()).await.map_err(|why| format!("{} {why}", p.name)));
+            or_fail!(p
+                .send(&subscribe.to_json())
+                .await
+                .map_err(|why| format!("{} {why}", p.name)));
         }
-        let of = |remote: String| {
-            move |e: &Event| {
-                matches!(e, Event::Subscribed { remote: r, topic } if *r == remote && topic == TOPIC)
-            }
-        };
+        let of = |remote: String| move |e: &Event| matches!(e, Event::Subscribed { remote: r, topic } if *r == remote && topic == TOPIC);
         let (l_name, d_name) = (l.name.clone(), d.name.clone());
         for (p, from, cmd_id, other, other_name) in [
             (&mut *l, from_l, "p5", did, d_name),
             (&mut *d, from_d, "p6", lid, l_name),
         ] {
             let what = format!("`subscribed` of {other_name} to `{TOPIC}`");
-            or_fail!(expect(p, from, CONNECT_TIMEOUT, self.cancel, &what, Some(cmd_id), of(other)).await?);
+            or_fail!(
+                expect(
+                    p,
+                    from,
+                    CONNECT_TIMEOUT,
+                    self.cancel,
+                    &what,
+                    Some(cmd_id),
+                    of(other)
+                )
+                .await?
+            );
         }
         Ok(Ok(format!(
             "both subscribed to `{TOPIC}`; each reports the other's subscription"
@@ -796,19 +855,50 @@ impl<B: Backend> Prober<'_, B> {
         };
         let (from_l, from_d) = (l.events.len(), d.events.len());
         let sent = now_micros();
-        or_fail!(l.send(&publish.to_json()).await.map_err(|why| format!("{} {why}", l.name)));
+        or_fail!(l
+            .send(&publish.to_json())
+            .await
+            .map_err(|why| format!("{} {why}", l.name)));
         let is = |id: String| {
             move |e: &Event| match e {
                 Event::Published { id: i, .. } | Event::Message { id: i, .. } => *i == id,
                 _ => false,
             }
         };
-        let pi = or_fail!(expect(l, from_l, ANSWER_TIMEOUT, self.cancel, "`published`", Some("p7"), is(id.clone())).await?);
-        let Event::Published { size: published, .. } = l.event(pi).clone() else {
-            return Ok(Err(format!("{} reports a `message` of its own `{id}`", l.name)));
+        let pi = or_fail!(
+            expect(
+                l,
+                from_l,
+                ANSWER_TIMEOUT,
+                self.cancel,
+                "`published`",
+                Some("p7"),
+                is(id.clone())
+            )
+            .await?
+        );
+        let Event::Published {
+            size: published, ..
+        } = l.event(pi).clone()
+        else {
+            return Ok(Err(format!(
+                "{} reports a `message` of its own `{id}`",
+                l.name
+            )));
         };
         let what = format!("`message` `{id}` (published by {})", l.name);
-        let mi = or_fail!(expect(d, from_d, MESSAGE_TIMEOUT, self.cancel, &what, None, is(id.clone())).await?);
+        let mi = or_fail!(
+            expect(
+                d,
+                from_d,
+                MESSAGE_TIMEOUT,
+                self.cancel,
+                &what,
+                None,
+                is(id.clone())
+            )
+            .await?
+        );
         let ts = d.events[mi].2.ts;
         let Event::Message {
             topic,
@@ -818,7 +908,10 @@ impl<B: Backend> Prober<'_, B> {
             ..
         } = d.event(mi).clone()
         else {
-            return Ok(Err(format!("{} reports `published` for `{id}`, which it did not publish", d.name)));
+            return Ok(Err(format!(
+                "{} reports `published` for `{id}`, which it did not publish",
+                d.name
+            )));
         };
         let mut problems = Vec::new();
         if published != MESSAGE_SIZE {
@@ -831,10 +924,16 @@ impl<B: Backend> Prober<'_, B> {
             problems.push(format!("the message is on `{topic}`, expected `{TOPIC}`"));
         }
         if source != lid {
-            problems.push(format!("its source is {source}, expected {} ({lid})", l.name));
+            problems.push(format!(
+                "its source is {source}, expected {} ({lid})",
+                l.name
+            ));
         }
         if size != published {
-            problems.push(format!("its size is {size}, {} published {published}", l.name));
+            problems.push(format!(
+                "its size is {size}, {} published {published}",
+                l.name
+            ));
         }
         // `sent_us` comes from the payload's header: the publisher's clock when it published (one host's clock).
         const SLACK_US: i64 = 1_000_000;
@@ -859,7 +958,11 @@ impl<B: Backend> Prober<'_, B> {
         let violations: Vec<String> = self
             .done
             .iter()
-            .flat_map(|p| p.violations.iter().map(move |v| format!("{} stdout {v}", p.name)))
+            .flat_map(|p| {
+                p.violations
+                    .iter()
+                    .map(move |v| format!("{} stdout {v}", p.name))
+            })
             .collect();
         let verdict = if violations.is_empty() {
             Ok(format!(
@@ -884,29 +987,36 @@ async fn expect(
     cmd_id: Option<&str>,
     matches: impl Fn(&Event) -> bool,
 ) -> anyhow::Result<Result<usize, String>> {
-    let answers = |e: &Event| {
-        matches!(e, Event::Error { cmd_id: Some(id), .. } if Some(id.as_str()) == cmd_id)
-    };
-    Ok(match p.wait(from, within, cancel, |e| matches(e) || answers(e)).await? {
-        Waited::Event(i) if !answers(p.event(i)) => Ok(i),
-        Waited::Event(i) => {
-            let Event::Error { cmd, message, .. } = p.event(i) else {
-                unreachable!("an error")
-            };
-            Err(format!(
-                "{} answered {} with `error`: {}",
+    let answers = |e: &Event| matches!(e, Event::Error { cmd_id: Some(id), .. } if Some(id.as_str()) == cmd_id);
+    Ok(
+        match p
+            .wait(from, within, cancel, |e| matches(e) || answers(e))
+            .await?
+        {
+            Waited::Event(i) if !answers(p.event(i)) => Ok(i),
+            Waited::Event(i) => {
+                let Event::Error { cmd, message, .. } = p.event(i) else {
+                    unreachable!("an error")
+                };
+                Err(format!(
+                    "{} answered {} with `error`: {}",
+                    p.name,
+                    show(cmd),
+                    clip(message, 160)
+                ))
+            }
+            Waited::Exited => Err(format!(
+                "{} {} while waiting for {what}",
                 p.name,
-                show(cmd),
-                clip(message, 160)
-            ))
-        }
-        Waited::Exited => Err(format!("{} {} while waiting for {what}", p.name, p.describe_exit())),
-        Waited::TimedOut => Err(format!(
-            "{}: no {what} within {} s",
-            p.name,
-            within.as_secs()
-        )),
-    })
+                p.describe_exit()
+            )),
+            Waited::TimedOut => Err(format!(
+                "{}: no {what} within {} s",
+                p.name,
+                within.as_secs()
+            )),
+        },
+    )
 }
 
 /// The peer id of a peer that started.
@@ -941,7 +1051,13 @@ fn first_line_note(p: &ProbePeer) -> String {
 /// A file-name-safe form of a target.
 fn slug(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -981,15 +1097,28 @@ pub async fn probe_images<B: Backend>(
         };
         match report {
             Ok(report) if report.passed() => {
-                progress.line(format!("{} (peers' output in {})", report.headline(), dir.display()));
+                progress.line(format!(
+                    "{} (peers' output in {})",
+                    report.headline(),
+                    dir.display()
+                ));
             }
             Ok(report) => {
-                progress.line(format!("{} (peers' output in {})", report.headline(), dir.display()));
+                progress.line(format!(
+                    "{} (peers' output in {})",
+                    report.headline(),
+                    dir.display()
+                ));
                 failed.insert(spec.clone(), report.failures());
             }
             Err(e) => {
-                progress.line(format!("the probe of {label} could not be carried out: {e:#}"));
-                failed.insert(spec.clone(), format!("the probe could not be carried out: {e:#}"));
+                progress.line(format!(
+                    "the probe of {label} could not be carried out: {e:#}"
+                ));
+                failed.insert(
+                    spec.clone(),
+                    format!("the probe could not be carried out: {e:#}"),
+                );
             }
         }
     }
@@ -1052,8 +1181,15 @@ async fn on_backend<B: Backend>(
         eprintln!("meshgate: warning: could not remove leftovers of earlier runs: {e:#}");
     }
     let progress = Progress::new(0);
-    let prepared =
-        crate::run::prepare_images(backend, std::slice::from_ref(case), &opts.out, &progress, cancel, 1).await;
+    let prepared = crate::run::prepare_images(
+        backend,
+        std::slice::from_ref(case),
+        &opts.out,
+        &progress,
+        cancel,
+        1,
+    )
+    .await;
     progress.finish();
     let (recipes, broken) = prepared.map_err(CouldNotRun)?;
     if let Some(why) = broken.values().next() {
@@ -1120,7 +1256,8 @@ pub async fn main(opts: ProbeOptions) -> u8 {
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.
 async fn interrupted() -> &'static str {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -1144,7 +1281,10 @@ mod tests {
         assert!(case.peers.iter().all(|p| p.build == spec));
         let config = PeerConfig::for_peer(&case, 1);
         assert_eq!(config.seed, 2);
-        assert!(!config.to_json().contains("require"), "runs require nothing");
+        assert!(
+            !config.to_json().contains("require"),
+            "runs require nothing"
+        );
         let go = probe_case(&target_spec("go")).unwrap();
         assert_eq!(go.peers[0].build.language, Language::Go);
         assert_eq!(go.peers[0].build.image, None);
@@ -1183,14 +1323,25 @@ mod tests {
             "probe of image x:1: FAILED 1 of 10 steps: events"
         );
         let table = report.table();
-        assert!(table.starts_with("meshgate probe image x:1: x:1, x-libp2p, contract version 1\n"), "{table}");
+        assert!(
+            table.starts_with("meshgate probe image x:1: x:1, x-libp2p, contract version 1\n"),
+            "{table}"
+        );
         for name in STEPS {
             assert!(
-                table.lines().any(|l| l.starts_with(name) && l.contains(&format!("{name} reason"))),
+                table
+                    .lines()
+                    .any(|l| l.starts_with(name) && l.contains(&format!("{name} reason"))),
                 "{name}: {table}"
             );
         }
-        assert!(table.contains("\nevents           FAIL     events reason\n"), "{table}");
-        assert!(table.contains("\nstarted          pass     started reason\n"), "{table}");
+        assert!(
+            table.contains("\nevents           FAIL     events reason\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("\nstarted          pass     started reason\n"),
+            "{table}"
+        );
     }
 }

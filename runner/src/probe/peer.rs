@@ -162,10 +162,8 @@ impl ProbePeer {
         cancel: &CancellationToken,
     ) -> anyhow::Result<bool> {
         let from = self.events.len();
-        Ok(match self.wait(from, within, cancel, |_| false).await? {
-            Waited::Exited => true,
-            _ => false,
-        })
+        let waited = self.wait(from, within, cancel, |_| false).await?;
+        Ok(matches!(waited, Waited::Exited))
     }
 
     /// Writes one line to the peer's stdin, bounded in time.
