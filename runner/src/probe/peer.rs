@@ -198,3 +198,88 @@ pub fn clip(s: &str, max: usize) -> String {
     cut.push('…');
     cut
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// A peer whose output is what the test sends, and whose stdin goes nowhere.
+    fn fake(dir: &Path) -> (ProbePeer, mpsc::Sender<Output>) {
+        let (tx, rx) = mpsc::channel(16);
+        let process = PeerProcess {
+            id: "fake".into(),
+            address: "10.0.0.2:4001".parse().unwrap(),
+            pid: None,
+            stdin: Box::pin(tokio::io::sink()),
+            output: rx,
+        };
+        (ProbePeer::new("alone", process, dir).unwrap(), tx)
+    }
+
+    #[tokio::test]
+    async fn lines_that_are_not_events_are_named_with_their_number_and_the_rest_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, tx) = fake(dir.path());
+        for line in [
+            "hello",
+            r#"{"ts":1,"peer":"12D3KooWA","event":"started","implementation":"x","versions":{}}"#,
+            r#"{"ts":2,"peer":"12D3KooWA","event":"message","topic":"t"}"#,
+            r#"{"ts":3,"peer":"12D3KooWA","event":"listening","addrs":["/ip4/10.0.0.2/tcp/4001"]}"#,
+        ] {
+            tx.send(Output::Stdout(line.into())).await.unwrap();
+        }
+        tx.send(Output::Stderr("bye".into())).await.unwrap();
+        let cancel = CancellationToken::new();
+        let listening = |e: &Event| matches!(e, Event::Listening { .. });
+        let waited = p
+            .wait(0, Duration::from_secs(5), &cancel, listening)
+            .await
+            .unwrap();
+        assert!(matches!(waited, Waited::Event(1)), "{waited:?}");
+        assert_eq!(p.events[1].0, 4, "stdout line numbers count every line");
+        assert_eq!(p.first_line.as_deref(), Some("hello"));
+        assert_eq!(p.peer_id(), Some("12D3KooWA"));
+        assert_eq!(p.violations.len(), 2, "{:?}", p.violations);
+        assert!(
+            p.violations[0].starts_with("line 1 `hello` is not a contract event"),
+            "{:?}",
+            p.violations
+        );
+        assert!(
+            p.violations[1].starts_with("line 3 ") && p.violations[1].contains("missing field"),
+            "{:?}",
+            p.violations
+        );
+
+        tx.send(Output::Exited(Exit {
+            code: Some(2),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        assert!(p.wait_exit(Duration::from_secs(5), &cancel).await.unwrap());
+        assert_eq!(p.describe_exit(), "exited with status 2 (stderr: bye)");
+        assert!(p.send("{}").await.is_err(), "an exited peer cannot be told");
+        // Everything written is kept as written.
+        let kept = std::fs::read_to_string(dir.path().join("alone.events.jsonl")).unwrap();
+        assert_eq!(kept.lines().count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, _tx) = fake(dir.path());
+        let cancel = CancellationToken::new();
+        let waited = p
+            .wait(0, Duration::from_millis(50), &cancel, |_| true)
+            .await
+            .unwrap();
+        assert!(matches!(waited, Waited::TimedOut), "{waited:?}");
+        cancel.cancel();
+        assert!(p
+            .wait(0, Duration::from_secs(5), &cancel, |_| true)
+            .await
+            .is_err());
+    }
+}
