@@ -2,7 +2,8 @@
 //!
 //! The modules follow the pipeline: [`matrix`] -> [`cases`] -> [`backend`] (with [`images`]) -> [`peers`] ->
 //! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together, and [`judge`] makes a
-//! case's verdict, at the end of a run or later from what the run kept.
+//! case's verdict, at the end of a run or later from what the run kept; [`probe`] checks one implementation
+//! against the peer contract before it meets others.
 
 pub mod backend;
 pub mod cases;
@@ -13,6 +14,7 @@ pub mod images;
 pub mod judge;
 pub mod matrix;
 pub mod peers;
+pub mod probe;
 pub mod progress;
 pub mod reports;
 pub mod results;

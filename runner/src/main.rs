@@ -101,6 +101,21 @@ enum Command {
     /// List the verdicts that changed between two results.json (new failures, fixed, other changes).
     /// Exits 1 when there are new failures or newly flaky checks.
     Diff { old: PathBuf, new: PathBuf },
+    /// Check that an implementation speaks the peer contract (docs/peer-contract.md): one peer alone, then two.
+    /// Prints a table of steps; exits 0 when every step passed, 1 when one failed, 2 when it could not run.
+    Probe {
+        /// `rust` or `go` (built as a run builds them), or a local image for a `language: image` peer.
+        target: String,
+        /// Folder for the peers' output and probe.json.
+        #[arg(long, default_value = "reports/probe")]
+        out: PathBuf,
+        /// Where the peers run (auto: Docker when an engine answers, else local; images need Docker).
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        /// How local peers are connected.
+        #[arg(long, value_enum, default_value_t = LocalNet::Auto)]
+        local_net: LocalNet,
+    },
     /// Report what a run needs on this machine (engine, toolchains, namespaces, disk) and what is missing.
     Doctor,
     /// Remove every container and network meshgate left on the engine, and every local peer and namespace.
@@ -190,6 +205,20 @@ async fn dispatch(command: Command) -> u8 {
             }
             Err(e) => fail(e),
         },
+        Command::Probe {
+            target,
+            out,
+            backend,
+            local_net,
+        } => {
+            meshgate::probe::main(meshgate::probe::ProbeOptions {
+                target,
+                out,
+                backend,
+                local_net,
+            })
+            .await
+        }
         Command::Doctor => {
             let (text, ok) = meshgate::doctor::render(&meshgate::doctor::examine().await);
             print!("{text}");

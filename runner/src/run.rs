@@ -137,6 +137,17 @@ async fn run_cases<B: Backend>(
         prepare_images(backend, &cases, &opts.out, &progress, &cancel, opts.jobs)
             .await
             .map_err(CouldNotRun)?;
+    // Prebuilt images are probed before their cases; one that does not speak the contract errors its cases alone.
+    let unfit = crate::probe::probe_images(
+        backend,
+        matrix,
+        &recipes,
+        cases.len(),
+        &opts.out,
+        &progress,
+        &cancel,
+    )
+    .await;
 
     let matrix = MatrixRef {
         name: matrix.name.clone(),
@@ -151,7 +162,7 @@ async fn run_cases<B: Backend>(
     };
     // Cases run `jobs` at a time, each on its own network; results keep the matrix order.
     let total = cases.len();
-    let (recipes, broken, progress, matrix) = (&recipes, &broken, &progress, &matrix);
+    let (recipes, broken, unfit, progress, matrix) = (&recipes, &broken, &unfit, &progress, &matrix);
     let runs: Vec<_> = cases
         .iter()
         .enumerate()
@@ -164,6 +175,14 @@ async fn run_cases<B: Backend>(
                     .find_map(|p| broken.get(&p.build).map(|why| (&p.implementation, why)))
                 {
                     return unbuilt_case(i, case, label, why);
+                }
+                if let Some((label, why)) = case
+                    .peers
+                    .iter()
+                    .find_map(|p| unfit.get(&p.build).map(|why| (&p.implementation, why)))
+                {
+                    let error = format!("the {label} image failed `meshgate probe`: {why}");
+                    return errored_case(i, case, error);
                 }
                 progress.line(format!("[{}/{total}] {}", i + 1, case.name));
                 // Attempts of a case run one after the other: they share the case's network name.
@@ -250,15 +269,22 @@ pub async fn build(
 
 /// A case whose peer could not be built: an error of that case alone, with the build's own words.
 fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> CaseResult {
+    errored_case(
+        index,
+        case,
+        format!("the {implementation} peer could not be built: {why}"),
+    )
+}
+
+/// A case that was not run, for `error`.
+fn errored_case(index: usize, case: &Case, error: String) -> CaseResult {
     CaseResult {
         name: case.name.clone(),
         network: case.network.clone(),
         properties: case.properties(),
         peers: Vec::new(),
         checks: Vec::new(),
-        error: Some(format!(
-            "the {implementation} peer could not be built: {why}"
-        )),
+        error: Some(error),
         duration_ms: 0,
         logs: format!("cases/{index:03}-{}", slug(&case.name)),
         stopped_early: None,
@@ -270,7 +296,7 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
 
 /// Builds (or finds) the image of every build the cases use. A build that fails is returned with its reason, and
 /// fails only the cases that need it; an interruption or a broken engine fails the run.
-async fn prepare_images<B: Backend>(
+pub(crate) async fn prepare_images<B: Backend>(
     backend: &B,
     cases: &[Case],
     out: &Path,

@@ -106,6 +106,10 @@ pub struct Implementation {
     /// With `language: image`: the local image to run (nothing is pulled; build or load it first).
     #[serde(default)]
     pub image: Option<String>,
+    /// With `language: image`: whether `meshgate run` probes the image against the peer contract before its cases
+    /// (default true; `false` for a test double that does not speak all of it on purpose).
+    #[serde(default = "yes")]
+    pub probe: bool,
     /// Security protocols and muxers this implementation's peers offer, in preference order, instead of the
     /// network's single `security` / `muxer` value (TCP only; QUIC has its own).
     #[serde(default)]
@@ -120,6 +124,10 @@ pub struct Offer {
     pub security: Option<Vec<Security>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muxer: Option<Vec<Muxer>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The go sub-libraries a matrix may pin, and the build script's variable for each.

@@ -46,6 +46,15 @@ impl Matrix {
                     format!("implementation `{}`: {m}", imp.value.name),
                 ));
             }
+            if !is_image && !imp.value.probe {
+                return Err(err(
+                    &imp.referenced,
+                    format!(
+                        "implementation `{}`: `probe` goes with `language: image` only (only images are probed)",
+                        imp.value.name
+                    ),
+                ));
+            }
             if is_image && (imp.value.path.is_some() || !imp.value.pins.is_empty()) {
                 return Err(err(
                     &imp.referenced,
@@ -326,7 +335,6 @@ impl Matrix {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::matrix::tests::{parse, GOOD};
 
     #[test]
@@ -400,5 +408,17 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().contains("has no version"), "{e}");
+        assert!(
+            m.implementation("go").unwrap().probe,
+            "images are probed unless told"
+        );
+        let m = parse(&with("{name: go, language: image, image: x, probe: false}")).unwrap();
+        assert!(!m.implementation("go").unwrap().probe);
+        let e = parse(&with("{name: go, language: go, probe: false}")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`probe` goes with `language: image` only"),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,3 @@
+module meshgate/chatty-peer
+
+go 1.22
