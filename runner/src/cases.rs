@@ -64,8 +64,12 @@ pub struct BuildSpec {
     pub language: Language,
     /// `None`: the version in the tree.
     pub version: Option<String>,
-    /// The build script's variables for a local checkout and pinned sub-libraries.
-    pub env: BTreeMap<String, String>,
+    /// A local checkout of the library to build against instead of a release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    /// Sub-libraries pinned to a version (`libp2p-gossipsub` -> `0.49.0`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
     /// A prebuilt image to run instead of building (`language: image`).
     pub image: Option<String>,
 }
@@ -317,7 +321,8 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
                         build: BuildSpec {
                             language: imp.language,
                             version: version.clone(),
-                            env: imp.build_env(),
+                            path: imp.path.clone(),
+                            pins: imp.pins.clone(),
                             image: imp.image.clone(),
                         },
                         seed: peers.len() as u64 + 1,
@@ -483,7 +488,8 @@ networks:
             BuildSpec {
                 language: Language::Rust,
                 version: Some("=0.57.1".into()),
-                env: BTreeMap::new(),
+                path: None,
+                pins: BTreeMap::new(),
                 image: None,
             }
         );

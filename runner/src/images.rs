@@ -13,18 +13,55 @@ use sha2::{Digest, Sha256};
 use crate::cases::BuildSpec;
 use crate::matrix::Language;
 
-/// The build script reads the version to build from here (unset: the version in the tree).
+// The build scripts' variables (images/*/build), named here and nowhere else in the runner.
+/// The version to build (unset: the version in the tree).
 const VERSION_ENV: &str = "MESHGATE_VERSION";
-
-/// Every variable the build scripts read besides the cache.
-const BUILD_ENV: &[&str] = &[
-    "MESHGATE_VERSION",
-    "MESHGATE_RUST_PINS",
-    "MESHGATE_RUST_PATH",
-    "MESHGATE_GO_PUBSUB",
-    "MESHGATE_GO_YAMUX",
-    "MESHGATE_GO_PATH",
+/// A local rust-libp2p checkout, and `crate@version` pins.
+const RUST_PATH_ENV: &str = "MESHGATE_RUST_PATH";
+const RUST_PINS_ENV: &str = "MESHGATE_RUST_PINS";
+/// A local go-libp2p checkout, and the version of each pinnable sub-library (`matrix::GO_PINNABLE`).
+const GO_PATH_ENV: &str = "MESHGATE_GO_PATH";
+const GO_PIN_ENV: &[(&str, &str)] = &[
+    ("go-libp2p-pubsub", "MESHGATE_GO_PUBSUB"),
+    ("go-yamux", "MESHGATE_GO_YAMUX"),
 ];
+
+/// Every variable the build scripts read besides the cache, cleared before each build so that the caller's
+/// environment cannot change what is built.
+fn build_vars() -> impl Iterator<Item = &'static str> {
+    [VERSION_ENV, RUST_PATH_ENV, RUST_PINS_ENV, GO_PATH_ENV]
+        .into_iter()
+        .chain(GO_PIN_ENV.iter().map(|(_, var)| *var))
+}
+
+/// The build script's variables for a build besides the version: the local checkout and the pins.
+pub fn build_env(spec: &BuildSpec) -> std::collections::BTreeMap<String, String> {
+    let mut env = std::collections::BTreeMap::new();
+    let path = spec.path.as_ref().map(|p| p.display().to_string());
+    match spec.language {
+        Language::Rust => {
+            if let Some(p) = path {
+                env.insert(RUST_PATH_ENV.to_owned(), p);
+            }
+            if !spec.pins.is_empty() {
+                let pins: Vec<String> = spec.pins.iter().map(|(c, v)| format!("{c}@{v}")).collect();
+                env.insert(RUST_PINS_ENV.to_owned(), pins.join(" "));
+            }
+        }
+        Language::Go => {
+            if let Some(p) = path {
+                env.insert(GO_PATH_ENV.to_owned(), p);
+            }
+            for (name, var) in GO_PIN_ENV {
+                if let Some(v) = spec.pins.get(*name) {
+                    env.insert((*var).to_owned(), v.clone());
+                }
+            }
+        }
+        Language::Image => {}
+    }
+    env
+}
 
 /// Where the project lives: `MESHGATE_ROOT`, else the checkout meshgate was built from.
 pub fn project_root() -> PathBuf {
@@ -49,6 +86,9 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     base.join("meshgate")
 }
+
+/// The recipe of every build a run's cases need.
+pub type Recipes = std::collections::BTreeMap<BuildSpec, Recipe>;
 
 /// A peer implementation's recipe, identified by the hash of everything that goes into it.
 #[derive(Debug, Clone)]
@@ -90,7 +130,7 @@ impl Recipe {
         c.env("MESHGATE_CACHE", cache_dir());
         // Only what the recipe says reaches the script: a variable left in the caller's environment would build
         // something other than what the hash names.
-        for var in BUILD_ENV {
+        for var in build_vars() {
             c.env_remove(var);
         }
         if let Some(v) = &self.version {
@@ -135,7 +175,7 @@ impl Recipe {
         let recipe = Recipe {
             language,
             version: spec.version.clone(),
-            env: spec.env.clone(),
+            env: build_env(spec),
             dir: dir.clone(),
             hash: String::new(),
             image: None,
@@ -157,7 +197,7 @@ impl Recipe {
         let mut hasher = Sha256::new();
         hasher.update(&fingerprint.stdout);
         hasher.update(spec.version.as_deref().unwrap_or("tree").as_bytes());
-        for (k, v) in &spec.env {
+        for (k, v) in &recipe.env {
             hasher.update(format!("\0{k}={v}").as_bytes());
         }
         for file in ["build", "inputs", "Dockerfile"] {
@@ -271,10 +311,19 @@ mod tests {
     }
 
     #[test]
+    fn every_pinnable_go_library_has_its_variable() {
+        for name in crate::matrix::GO_PINNABLE {
+            assert!(GO_PIN_ENV.iter().any(|(n, _)| n == name), "{name}");
+        }
+        assert_eq!(GO_PIN_ENV.len(), crate::matrix::GO_PINNABLE.len());
+    }
+
+    #[test]
     fn recipes_of_this_project_hash_and_differ() {
         let root = project_root();
         let spec = |language, version: Option<&str>| BuildSpec {
-            env: Default::default(),
+            path: None,
+            pins: Default::default(),
             image: None,
             language,
             version: version.map(str::to_owned),
@@ -357,7 +406,8 @@ mod tests {
             let spec = BuildSpec {
                 language: Language::Go,
                 version: None,
-                env: [("MESHGATE_GO_PATH".to_owned(), dir.display().to_string())].into(),
+                path: Some(dir.to_owned()),
+                pins: Default::default(),
                 image: None,
             };
             Recipe::load(&root, &spec).unwrap().hash

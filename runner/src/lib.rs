@@ -17,8 +17,10 @@ pub mod peers;
 pub mod probe;
 pub mod progress;
 pub mod reports;
+pub mod rejudge;
 pub mod results;
 pub mod run;
+pub mod stored;
 pub mod timeline;
 
 /// Fixtures for unit tests: a small case and the records its peers would write.

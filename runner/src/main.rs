@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use meshgate::backend::local::LocalNet;
 use meshgate::judge::overrides::Override;
-use meshgate::run::{self, BackendChoice, CouldNotRun, RunOptions};
-use meshgate::{cases, matrix::Matrix, results::RunResults};
+use meshgate::backend::{self, BackendChoice};
+use meshgate::results::CouldNotRun;
+use meshgate::run::{self, RunOptions};
+use meshgate::{cases, results::RunResults};
 
 #[derive(Parser)]
 #[command(
@@ -237,7 +239,7 @@ async fn dispatch(command: Command) -> u8 {
             (Err(e), _) | (_, Err(e)) => fail(e),
         },
         Command::Judge { path, set, out } => {
-            match meshgate::judge::again::judge(&path, &set, out.as_deref()) {
+            match meshgate::rejudge::judge(&path, &set, out.as_deref()) {
                 Ok(judged) => {
                     use std::io::Write;
                     let mut stdout = std::io::stdout().lock();
@@ -303,7 +305,7 @@ fn fail(e: impl std::fmt::Display) -> u8 {
 
 /// Runs a matrix in its own task, so that Ctrl-C, SIGTERM and panics all end in the same clean-up.
 async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
-    let run_id = run::new_run_id();
+    let run_id = backend::new_run_id();
     let choice = opts.backend;
     let cancel = CancellationToken::new();
     let out = opts.out.clone();
@@ -340,7 +342,7 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
     // remove whatever the run made. Its own task, so that even a panic there is reported rather than fatal.
     let cleanup = match tokio::spawn({
         let run_id = run_id.clone();
-        async move { run::clean_up(&run_id, choice).await }
+        async move { backend::clean_up(&run_id, choice).await }
     })
     .await
     {

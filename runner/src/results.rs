@@ -784,6 +784,11 @@ fn group_by_reason<'a>(
     groups
 }
 
+/// Why a run could not be carried out at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct CouldNotRun(pub anyhow::Error);
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -35,7 +35,8 @@ impl Kit {
                     build: BuildSpec {
                         language: if rust { Language::Rust } else { Language::Go },
                         version: None,
-                        env: BTreeMap::new(),
+                        path: None,
+                        pins: BTreeMap::new(),
                         image: None,
                     },
                     seed: i as u64 + 1,
@@ -341,7 +342,7 @@ impl Kit {
     }
 
     pub fn stopped(&self, ts: Micros, peer: &str) -> Recorded {
-        self.event(ts, peer, PeerEvent::Stopped {})
+        self.event(ts, peer, PeerEvent::Stopped)
     }
 
     /// The kernel's established sockets of `peer`, as the runner samples them.

@@ -932,7 +932,8 @@ mod tests {
             &BuildSpec {
                 language: Language::Go,
                 version: None,
-                env: Default::default(),
+                path: None,
+                pins: Default::default(),
                 image: None,
             },
         )

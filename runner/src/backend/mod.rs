@@ -5,6 +5,7 @@
 pub mod docker;
 mod lines;
 pub mod local;
+mod session;
 mod netns;
 mod owner;
 pub mod sockets;
@@ -13,6 +14,8 @@ use std::net::SocketAddr;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
+
+pub use session::{clean_up, new_run_id, prepare_images, BackendChoice};
 
 use crate::images::Recipe;
 use crate::matrix::Limits;

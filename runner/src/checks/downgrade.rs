@@ -94,7 +94,7 @@ impl Check for NoProtocolDowngrade {
         let ends = match &rec.what {
             Observation::Command { .. } => matches!(rec.command(), Some(Command::Stop)),
             Observation::Exited { .. } | Observation::Killed { .. } => true,
-            Observation::Event { line } => matches!(line.event, PeerEvent::Stopped {}),
+            Observation::Event { line } => matches!(line.event, PeerEvent::Stopped),
             _ => false,
         };
         if ends {

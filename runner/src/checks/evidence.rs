@@ -153,7 +153,7 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                     PeerEvent::Unsupported {
                         feature, reason, ..
                     } => Some(format!("unsupported {feature}: {reason}")),
-                    PeerEvent::Stopped {} => Some("stopped".into()),
+                    PeerEvent::Stopped => Some("stopped".into()),
                     // Messages and publications are the delivery check's own evidence; here they would drown the rest.
                     _ => None,
                 };

@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn a_peer_silent_for_long_before_stop_fails() {
         let kit = Kit::new(&["rust-1", "go-1"]);
-        let tick = |t| kit.event(t, "go-1", crate::events::PeerEvent::Stopped {});
+        let tick = |t| kit.event(t, "go-1", crate::events::PeerEvent::Stopped);
         let ev = [tick(1_000_000), tick(2_000_000), tick(15_000_000)];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);

@@ -1,16 +1,14 @@
 //! Judging a recorded case: [`case`] is the one place a case's verdict is made, when `meshgate run` ends a case and
-//! when `meshgate judge` takes a stored one up again ([`again`]), with check settings changed by `--set`
-//! ([`overrides`]) if asked. What a run stores for this is in [`stored`].
+//! when `meshgate judge` takes a stored one up again (`rejudge`), with check settings changed by `--set`
+//! ([`overrides`]) if asked. What a run stores for this is in `stored`.
 
-pub mod again;
 pub mod overrides;
-pub mod stored;
 mod timeline;
 
 use crate::checks;
 use crate::events::Recorded;
 use crate::results::CaseResult;
-use stored::StoredCase;
+use crate::stored::StoredCase;
 
 /// The result of one attempt of a case, from how running it went and its record.
 pub fn case(stored: &StoredCase, record: &[Recorded]) -> CaseResult {
@@ -65,7 +63,7 @@ mod tests {
         let mut record: Vec<Recorded> = kit.connect(500, "rust-1", "go-1").into();
         record.extend(kit.publish(1_000, "rust-1", "rust-1/0"));
         record.push(kit.message(1_600, "go-1", "rust-1", "rust-1/0", 1_100));
-        let ran = stored::tests::stored(&kit);
+        let ran = crate::stored::tests::stored(&kit);
         let judged = case(&ran, &record);
         assert_eq!(judged.checks.len(), crate::matrix::checks::Settings::NAMES.len());
         assert!(judged.timeline.is_some() && judged.error.is_none());

@@ -130,42 +130,8 @@ fn yes() -> bool {
     true
 }
 
-/// The go sub-libraries a matrix may pin, and the build script's variable for each.
-pub const GO_PINS: &[(&str, &str)] = &[
-    ("go-libp2p-pubsub", "MESHGATE_GO_PUBSUB"),
-    ("go-yamux", "MESHGATE_GO_YAMUX"),
-];
-
-impl Implementation {
-    /// What the build script needs besides the version: variables for the checkout and the pins.
-    pub fn build_env(&self) -> BTreeMap<String, String> {
-        let mut env = BTreeMap::new();
-        match self.language {
-            Language::Rust => {
-                if let Some(p) = &self.path {
-                    env.insert("MESHGATE_RUST_PATH".into(), p.display().to_string());
-                }
-                if !self.pins.is_empty() {
-                    let pins: Vec<String> =
-                        self.pins.iter().map(|(c, v)| format!("{c}@{v}")).collect();
-                    env.insert("MESHGATE_RUST_PINS".into(), pins.join(" "));
-                }
-            }
-            Language::Go => {
-                if let Some(p) = &self.path {
-                    env.insert("MESHGATE_GO_PATH".into(), p.display().to_string());
-                }
-                for (name, var) in GO_PINS {
-                    if let Some(v) = self.pins.get(*name) {
-                        env.insert((*var).into(), v.clone());
-                    }
-                }
-            }
-            Language::Image => {}
-        }
-        env
-    }
-}
+/// The go sub-libraries a matrix may pin (`pins:`), besides go-libp2p itself (`version:`).
+pub const GO_PINNABLE: &[&str] = &["go-libp2p-pubsub", "go-yamux"];
 
 impl Implementation {
     /// The versions to build, `None` standing for the one in the tree.
@@ -307,7 +273,7 @@ impl std::fmt::Display for Size {
 /// (`7.9 MiB`).
 pub fn format_bytes(bytes: u64) -> String {
     match UNITS.iter().find(|(_, scale)| bytes >= *scale) {
-        Some(&(name, scale)) if bytes % scale == 0 => format!("{} {name}", bytes / scale),
+        Some(&(name, scale)) if bytes.is_multiple_of(scale) => format!("{} {name}", bytes / scale),
         Some(&(name, scale)) => format!("{:.1} {name}", bytes as f64 / scale as f64),
         None => "0 B".to_owned(),
     }

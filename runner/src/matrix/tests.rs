@@ -71,6 +71,13 @@ fn shipped_matrices_load() {
     }
 }
 
+/// The build script's variables of an implementation's peers, as a run hands them over.
+fn env_of(m: &Matrix, implementation: &str) -> std::collections::BTreeMap<String, String> {
+    let case = &crate::cases::expand(m)[0];
+    let peer = case.peers.iter().find(|p| p.implementation == implementation).unwrap();
+    crate::images::build_env(&peer.build)
+}
+
 #[test]
 fn checkouts_and_pins_become_build_variables() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,7 +87,7 @@ fn checkouts_and_pins_become_build_variables() {
         "{name: go, language: go, path: go-libp2p, pins: {go-libp2p-pubsub: v0.13.0}}",
     );
     let m = Matrix::parse(&dir.path().join("m.yaml"), &yaml).unwrap();
-    let env = m.implementation("go").unwrap().build_env();
+    let env = env_of(&m, "go");
     assert_eq!(
         env["MESHGATE_GO_PATH"],
         dir.path().join("go-libp2p").display().to_string()
@@ -113,7 +120,7 @@ fn checkouts_and_pins_become_build_variables() {
     ))
     .unwrap();
     assert_eq!(
-        rust.implementation("rust").unwrap().build_env()["MESHGATE_RUST_PINS"],
+        env_of(&rust, "rust")["MESHGATE_RUST_PINS"],
         "libp2p-gossipsub@0.49.0 libp2p-yamux@0.47.0"
     );
 }

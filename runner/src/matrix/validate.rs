@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use super::{
-    check_version, peer_names, Action, Language, Matrix, MatrixError, Rule, Topology, GO_PINS,
+    check_version, peer_names, Action, Language, Matrix, MatrixError, Rule, Topology, GO_PINNABLE,
     RULE_AXES,
 };
 
@@ -72,7 +72,7 @@ impl Matrix {
             for (name, version) in &imp.value.pins {
                 let known = match imp.value.language {
                     Language::Image => false,
-                    Language::Go => GO_PINS.iter().any(|(n, _)| n == name),
+                    Language::Go => GO_PINNABLE.contains(&name.as_str()),
                     Language::Rust => {
                         name.starts_with("libp2p")
                             && name

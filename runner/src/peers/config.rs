@@ -18,7 +18,7 @@ pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
         // The first choice, for peers that predate `offer`.
         security: Some(security[0]),
         muxer: Some(muxer[0]),
-        offer: (peer.offer != crate::matrix::Offer::default()).then(|| wire::Offer {
+        offer: (peer.offer != crate::matrix::Offer::default()).then_some(wire::Offer {
             security: Some(security),
             muxer: Some(muxer),
         }),

@@ -17,19 +17,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
-use crate::cases::BuildSpec;
 use crate::cases::Case;
 use crate::events::{now_micros, Command, CommandLine, Line, Observation, Recorded};
-use crate::images::Recipe;
+use crate::images::Recipes;
 use crate::matrix::{Action, DialMode};
 use crate::progress::Progress;
 use crate::results::PeerReport;
 use config::dial_addr;
 use contract::commands::DialMode as Dial;
 use world::World;
-
-/// The recipe of every build a run's cases need.
-pub type Recipes = BTreeMap<BuildSpec, Recipe>;
 
 /// How long peers get to start, and to exit after `stop`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -771,7 +767,7 @@ impl<'a, B: Backend> Driver<'a, B> {
     }
 
     fn write_record(&self) -> std::io::Result<()> {
-        crate::judge::stored::write_record(&self.dir, &self.record)
+        crate::stored::write_record(&self.dir, &self.record)
     }
 }
 /// One note per peer that wrote lines beyond the contract this runner knows (a newer peer's events or fields):

@@ -39,9 +39,10 @@ use crate::images::Recipe;
 use crate::matrix::{Language, Matrix};
 use crate::peers::config::{self as peer_config, dial_addr};
 use contract::config::PeerConfig;
-use crate::peers::Recipes;
+use crate::images::Recipes;
 use crate::progress::Progress;
-use crate::run::{BackendChoice, CouldNotRun};
+use crate::backend::BackendChoice;
+use crate::results::CouldNotRun;
 use peer::{clip, ProbePeer, Waited};
 
 /// Every step, in the order the table lists them.
@@ -177,7 +178,8 @@ pub fn target_spec(target: &str) -> BuildSpec {
     BuildSpec {
         language,
         version: None,
-        env: BTreeMap::new(),
+        path: None,
+        pins: BTreeMap::new(),
         image,
     }
 }
@@ -1182,7 +1184,7 @@ async fn on_backend<B: Backend>(
         eprintln!("meshgate: warning: could not remove leftovers of earlier runs: {e:#}");
     }
     let progress = Progress::new(0);
-    let prepared = crate::run::prepare_images(
+    let prepared = crate::backend::prepare_images(
         backend,
         std::slice::from_ref(case),
         &opts.out,
@@ -1214,7 +1216,7 @@ async fn on_backend<B: Backend>(
 /// carried out (no engine, a build failed, interrupted). The table goes to stdout, the headline to stderr; whatever
 /// the probe made is removed on every path, Ctrl-C and SIGTERM included.
 pub async fn main(opts: ProbeOptions) -> u8 {
-    let run_id = crate::run::new_run_id();
+    let run_id = crate::backend::new_run_id();
     let choice = opts.backend;
     let cancel = CancellationToken::new();
     let mut task = tokio::spawn({
@@ -1229,7 +1231,7 @@ pub async fn main(opts: ProbeOptions) -> u8 {
             (&mut task).await
         }
     };
-    let cleanup = crate::run::clean_up(&run_id, choice).await;
+    let cleanup = crate::backend::clean_up(&run_id, choice).await;
     let code = match outcome {
         Ok(Ok(report)) => {
             print!("{}", report.table());

@@ -131,7 +131,7 @@ impl KernelCheck {
                     self.compare(&rec.peer, line.ts);
                 }
             }
-            PeerEvent::Stopped {} => {
+            PeerEvent::Stopped => {
                 self.stopped.insert(rec.peer.clone());
                 // From here the peer tears connections down; the kernel lags behind on purpose.
                 self.end_misreport(&rec.peer.clone(), line.ts);

@@ -135,7 +135,7 @@ impl Check for Connections {
                 }
             }
             // Connections still open when the peer stops are not an excess of the run's steady state.
-            PeerEvent::Stopped {} => {
+            PeerEvent::Stopped => {
                 let keys: Vec<_> = self
                     .ongoing
                     .keys()

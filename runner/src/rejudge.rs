@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 
-use super::overrides::{apply_all, Override};
-use super::stored::{self, StoredCase, CASE_FILE, RECORD_FILE};
+use crate::judge::overrides::{apply_all, Override};
+use crate::stored::{self, StoredCase, CASE_FILE, RECORD_FILE};
 use crate::reports;
 use crate::results::{CaseResult, RunResults, RESULTS_FILE};
 
@@ -100,7 +100,7 @@ fn case_folder(
         let record = stored::read_record(&attempt_dir)?;
         stored.case.checks = apply_all(overrides, &stored.case.checks).map_err(|e| anyhow!(e))?;
         stored.logs = logs_from(out, &attempt_dir);
-        attempts.push(super::case(&stored, &record));
+        attempts.push(crate::judge::case(&stored, &record));
         first.get_or_insert(stored);
     }
     let mut merged =
@@ -131,7 +131,7 @@ mod tests {
     use super::*;
     use crate::testkit::Kit;
     use crate::events::Recorded;
-    use crate::judge::stored::FORMAT;
+    use crate::stored::FORMAT;
     use crate::results::Status;
 
     fn attempt(kit: &Kit, n: u32) -> StoredCase {
