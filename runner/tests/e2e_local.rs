@@ -215,7 +215,7 @@ fn the_leak_assertions_fail_when_their_tools_are_missing() {
             }),
         ),
     ] {
-        let caught = std::panic::catch_unwind(probe);
+        let caught = std::panic::catch_unwind(&*probe);
         assert!(
             caught.is_err(),
             "without `{what}`, the assertion must fail, not report nothing left"
