@@ -115,6 +115,28 @@ fn every_example_keeps_the_contract() {
 }
 
 #[test]
+fn the_examples_of_the_contract_page_keep_it_too() {
+    // docs/peer-contract.md shows examples for readers; they are held to the schemas like examples.jsonl.
+    let page = std::fs::read_to_string(docs("../peer-contract.md")).unwrap();
+    let schemas = Schemas::load();
+    let mut checked = 0;
+    for block in page.split("```json\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        // A block is one pretty-printed object, or one object a line.
+        let objects: Vec<String> = match serde_json::from_str::<Value>(block) {
+            Ok(v) => vec![v.to_string()],
+            Err(_) => block.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect(),
+        };
+        for line in objects {
+            let why = schemas.violations(&line);
+            assert!(why.is_empty(), "docs/peer-contract.md example: {}\n{line}", why.join("; "));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} examples found on the page");
+}
+
+#[test]
 fn every_event_and_command_has_an_example() {
     let (mut events, mut commands, mut configs) = (BTreeSet::new(), BTreeSet::new(), 0);
     for (_, line) in examples() {
