@@ -195,6 +195,34 @@ mod tests {
     }
 
     #[test]
+    fn lines_beyond_the_contract_are_no_failure_but_lines_that_break_it_are() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let line = |what: Observation| Recorded { at: 1, peer: "go-1".into(), what };
+        let mut ev = vec![
+            line(Observation::Unknown {
+                line_no: 3,
+                line: r#"{"ts":1,"peer":"A","event":"teleported"}"#.into(),
+                what: "an event it does not know: `teleported`".into(),
+            }),
+            kit.exited(2, "rust-1", Some(0), true),
+            kit.exited(3, "go-1", Some(0), true),
+        ];
+        assert_eq!(run(&ev, &kit).status, Status::Passed);
+        ev.insert(
+            0,
+            line(Observation::Malformed {
+                line_no: 2,
+                line: r#"{"ts":1,"peer":"A","event":"message"}"#.into(),
+                error: "\"topic\" is a required property".into(),
+            }),
+        );
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        let m = r.message.unwrap();
+        assert!(m.contains("line 2") && m.contains("\"topic\" is a required property"), "{m}");
+    }
+
+    #[test]
     fn an_empty_record_is_judged() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let r = run(&[], &kit);

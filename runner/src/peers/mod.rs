@@ -351,7 +351,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                 plan.push((a, b, Dial::Dedup));
                 continue;
             }
-            let can = |i: usize| self.world.may_do(i, "dial-mode-new");
+            let can = |i: usize| self.world.may_do(i, contract::features::DIAL_MODE_NEW);
             let (na, nb) = (&case.peers[a].name, &case.peers[b].name);
             if can(a) {
                 plan.push((a, b, Dial::New));
@@ -811,3 +811,39 @@ fn beyond_the_contract(record: &[Recorded]) -> Vec<String> {
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Kit;
+
+    #[test]
+    fn lines_beyond_the_contract_are_noted_once_per_peer() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let unknown = |line_no| Recorded {
+            at: 1,
+            peer: "go-1".into(),
+            what: Observation::Unknown {
+                line_no,
+                line: String::new(),
+                what: "fields it does not know: hops".into(),
+            },
+        };
+        let started = kit.event(
+            0,
+            "go-1",
+            crate::events::PeerEvent::Started {
+                implementation: "go-libp2p".into(),
+                versions: Default::default(),
+                features: None,
+                contract_version: Some(contract::VERSION + 1),
+            },
+        );
+        let notes = beyond_the_contract(&[started, unknown(4), unknown(9)]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let n = &notes[0];
+        assert!(n.starts_with("go-1 wrote 2 line(s) beyond the peer contract"), "{n}");
+        assert!(n.contains(&format!("it speaks revision {}", contract::VERSION + 1)), "{n}");
+        assert!(n.contains("line 4: fields it does not know: hops"), "{n}");
+        assert!(beyond_the_contract(&[]).is_empty());
+    }
+}
