@@ -213,7 +213,7 @@ async fn dispatch(command: Command) -> u8 {
             backend,
             local_net,
         } => {
-            meshgate::probe::main(meshgate::probe::ProbeOptions {
+            probe(meshgate::probe::ProbeOptions {
                 target,
                 out,
                 backend,
@@ -303,17 +303,22 @@ fn fail(e: impl std::fmt::Display) -> u8 {
     2
 }
 
-/// Runs a matrix in its own task, so that Ctrl-C, SIGTERM and panics all end in the same clean-up.
-async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
+/// Runs `work` in its own task under a new run id, so that Ctrl-C, SIGTERM, the `timeout` and panics all end in
+/// the same clean-up of whatever it made; `done` turns what it gave into the exit status. An interruption cancels
+/// the work, which still stops its peers and keeps what it recorded; a second one aborts it.
+async fn supervised<T: Send + 'static, F>(
+    choice: BackendChoice,
+    timeout: Option<Duration>,
+    what: &str,
+    work: impl FnOnce(String, CancellationToken) -> F,
+    done: impl FnOnce(T) -> u8,
+) -> u8
+where
+    F: std::future::Future<Output = Result<T, CouldNotRun>> + Send + 'static,
+{
     let run_id = backend::new_run_id();
-    let choice = opts.backend;
     let cancel = CancellationToken::new();
-    let out = opts.out.clone();
-    let mut task = tokio::spawn({
-        let (run_id, cancel) = (run_id.clone(), cancel.clone());
-        async move { run::run(&opts, &run_id, cancel).await }
-    });
-    // The whole-run timeout ends a run the way Ctrl-C does: peers stopped, record kept, everything removed.
+    let mut task = tokio::spawn(work(run_id.clone(), cancel.clone()));
     let stop = async {
         match timeout {
             Some(t) => tokio::select! {
@@ -326,7 +331,7 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
     let outcome = tokio::select! {
         r = &mut task => r,
         signal = stop => {
-            eprintln!("meshgate: {signal}: stopping peers and cleaning up (again to force)");
+            eprintln!("meshgate: {signal}: stopping {what} and cleaning up (again to force)");
             cancel.cancel();
             tokio::select! {
                 r = &mut task => r,
@@ -338,8 +343,8 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
             }
         }
     };
-    // Every path comes here (checks passed or failed, an error, Ctrl-C, SIGTERM, a timeout, a panic of the run):
-    // remove whatever the run made. Its own task, so that even a panic there is reported rather than fatal.
+    // Every path comes here (checks passed or failed, an error, Ctrl-C, SIGTERM, a timeout, a panic of the work):
+    // remove whatever it made. Its own task, so that even a panic there is reported rather than fatal.
     let cleanup = match tokio::spawn({
         let run_id = run_id.clone();
         async move { backend::clean_up(&run_id, choice).await }
@@ -352,14 +357,7 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
         )],
     };
     let code = match outcome {
-        Ok(Ok(results)) => {
-            eprintln!(
-                "meshgate: {} (reports in {})",
-                results.headline(),
-                out.display()
-            );
-            results.outcome().exit_code() as u8
-        }
+        Ok(Ok(value)) => done(value),
         Ok(Err(e)) => fail(e),
         Err(e) if e.is_panic() => fail(format!("internal error (a bug in meshgate): {e}")),
         Err(e) => fail(e),
@@ -367,12 +365,48 @@ async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
     for e in &cleanup {
         eprintln!("meshgate: clean-up: could not remove {e:#}");
     }
-    // A run that passed but left something behind could not be carried out cleanly; failed checks stay exit 1.
+    // Work that passed but left something behind could not be carried out cleanly; failed checks stay exit 1.
     if !cleanup.is_empty() && code == 0 {
         2
     } else {
         code
     }
+}
+
+/// `meshgate run`: the matrix's cases, then the headline and the exit status of its outcome.
+async fn run_matrix(opts: RunOptions, timeout: Option<Duration>) -> u8 {
+    let (choice, out) = (opts.backend, opts.out.clone());
+    supervised(
+        choice,
+        timeout,
+        "peers",
+        move |run_id, cancel| async move { run::run(&opts, &run_id, cancel).await },
+        |results: RunResults| {
+            eprintln!(
+                "meshgate: {} (reports in {})",
+                results.headline(),
+                out.display()
+            );
+            results.outcome().exit_code() as u8
+        },
+    )
+    .await
+}
+
+/// `meshgate probe`: the table on stdout, the headline on stderr; 0 every step passed, 1 a step failed.
+async fn probe(opts: meshgate::probe::ProbeOptions) -> u8 {
+    supervised(
+        opts.backend,
+        None,
+        "the probe's peers",
+        move |run_id, cancel| async move { meshgate::probe::command(&opts, &run_id, &cancel).await },
+        |report: meshgate::probe::Report| {
+            print!("{}", report.table());
+            eprintln!("meshgate: {}", report.headline());
+            u8::from(!report.passed())
+        },
+    )
+    .await
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.

@@ -60,14 +60,9 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
 
-    let docker = match opts.backend {
-        BackendChoice::Local => None,
-        BackendChoice::Docker => Some(DockerBackend::connect(run_id).await.map_err(CouldNotRun)?),
-        BackendChoice::Auto => DockerBackend::connect(run_id)
-            .await
-            .inspect_err(|e| tracing::info!("no Docker engine: {e:#}"))
-            .ok(),
-    };
+    let docker = crate::backend::docker_for(opts.backend, run_id)
+        .await
+        .map_err(CouldNotRun)?;
     if let Some(backend) = docker {
         return run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await;
     }

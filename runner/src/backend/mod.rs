@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
-pub use session::{clean_up, new_run_id, prepare_images, BackendChoice};
+pub use session::{clean_up, docker_for, new_run_id, prepare_images, BackendChoice};
 
 use crate::images::Recipe;
 use crate::matrix::Limits;

@@ -26,6 +26,19 @@ pub enum BackendChoice {
     Local,
 }
 
+/// The Docker backend when the choice takes it: `Docker` insists (no engine is an error), `Auto` takes it when an
+/// engine answers, `Local` never.
+pub async fn docker_for(choice: BackendChoice, run_id: &str) -> anyhow::Result<Option<DockerBackend>> {
+    Ok(match choice {
+        BackendChoice::Local => None,
+        BackendChoice::Docker => Some(DockerBackend::connect(run_id).await?),
+        BackendChoice::Auto => DockerBackend::connect(run_id)
+            .await
+            .inspect_err(|e| tracing::info!("no Docker engine: {e:#}"))
+            .ok(),
+    })
+}
+
 /// A unique, short run id; it names every object the run makes on the engine.
 pub fn new_run_id() -> String {
     format!(

@@ -30,7 +30,6 @@ use contract::features::PROBE_RESERVED;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::docker::DockerBackend;
 use crate::backend::local::{LocalBackend, LocalNet};
 use crate::backend::{Backend, PeerLaunch};
 use crate::cases::{self, BuildSpec, Case};
@@ -1149,14 +1148,9 @@ pub async fn command(
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
-    let docker = match opts.backend {
-        BackendChoice::Local => None,
-        BackendChoice::Docker => Some(DockerBackend::connect(run_id).await.map_err(CouldNotRun)?),
-        BackendChoice::Auto => DockerBackend::connect(run_id)
-            .await
-            .inspect_err(|e| tracing::info!("no Docker engine: {e:#}"))
-            .ok(),
-    };
+    let docker = crate::backend::docker_for(opts.backend, run_id)
+        .await
+        .map_err(CouldNotRun)?;
     if let Some(backend) = docker {
         return on_backend(&backend, &spec, &case, opts, cancel).await;
     }
@@ -1212,62 +1206,6 @@ async fn on_backend<B: Backend>(
     Ok(report)
 }
 
-/// `meshgate probe` from start to exit status: 0 every step passed, 1 a step failed, 2 the probe could not be
-/// carried out (no engine, a build failed, interrupted). The table goes to stdout, the headline to stderr; whatever
-/// the probe made is removed on every path, Ctrl-C and SIGTERM included.
-pub async fn main(opts: ProbeOptions) -> u8 {
-    let run_id = crate::backend::new_run_id();
-    let choice = opts.backend;
-    let cancel = CancellationToken::new();
-    let mut task = tokio::spawn({
-        let (run_id, cancel) = (run_id.clone(), cancel.clone());
-        async move { command(&opts, &run_id, &cancel).await }
-    });
-    let outcome = tokio::select! {
-        r = &mut task => r,
-        signal = interrupted() => {
-            eprintln!("meshgate: {signal}: stopping the probe's peers and cleaning up");
-            cancel.cancel();
-            (&mut task).await
-        }
-    };
-    let cleanup = crate::backend::clean_up(&run_id, choice).await;
-    let code = match outcome {
-        Ok(Ok(report)) => {
-            print!("{}", report.table());
-            eprintln!("meshgate: {}", report.headline());
-            u8::from(!report.passed())
-        }
-        Ok(Err(e)) => {
-            eprintln!("meshgate: {e:#}");
-            2
-        }
-        Err(e) => {
-            eprintln!("meshgate: internal error (a bug in meshgate): {e}");
-            2
-        }
-    };
-    for e in &cleanup {
-        eprintln!("meshgate: clean-up: could not remove {e:#}");
-    }
-    if !cleanup.is_empty() && code == 0 {
-        2
-    } else {
-        code
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM, naming which.
-async fn interrupted() -> &'static str {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = term.recv() => "terminated",
-    }
-}
 
 #[cfg(test)]
 mod tests {
