@@ -251,7 +251,7 @@ fn errored_case(index: usize, case: &Case, error: String) -> CaseResult {
         checks: Vec::new(),
         error: Some(error),
         duration_ms: 0,
-        logs: format!("cases/{index:03}-{}", slug(&case.name)),
+        logs: format!("cases/{index:03}-{}", stored::slug(&case.name)),
         stopped_early: None,
         unexercised: Vec::new(),
         notes: Vec::new(),
@@ -274,7 +274,7 @@ async fn run_case<B: Backend>(
 ) -> CaseResult {
     let (out, timeout) = (opts.out.as_path(), opts.case_timeout);
     let (started, started_us) = (Instant::now(), now_micros());
-    let logs = stored::attempt_logs(&format!("cases/{index:03}-{}", slug(&case.name)), attempt);
+    let logs = stored::attempt_logs(&format!("cases/{index:03}-{}", stored::slug(&case.name)), attempt);
     let dir = out.join(&logs);
     progress.status(format!("running {}", case.name));
     // How running the case went; kept beside its record, so that `meshgate judge` can judge it again as here.
@@ -340,18 +340,6 @@ fn case_verdict_line(case: &CaseResult) -> String {
     case.verdict_line()
 }
 
-/// A file-name-safe form of a case name.
-fn slug(name: &str) -> String {
-    let mut s = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-            s.push(c);
-        } else if !s.ends_with('_') {
-            s.push('_');
-        }
-    }
-    s.trim_matches('_').to_owned()
-}
 
 
 /// A test hook, read here and nowhere else: `MESHGATE_TEST_PANIC=after-start` makes the runner panic as soon as
@@ -379,11 +367,4 @@ async fn test_panic_hook(case_dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn slugs() {
-        assert_eq!(
-            super::slug("rust x go / tcp+noise+yamux / mixed-4"),
-            "rust_x_go_tcp_noise_yamux_mixed-4"
-        );
-    }
 }

@@ -156,8 +156,29 @@ pub fn attempt_dirs(case_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// A file-name-safe form of a name (matrix names are free text): case folders, probe folders, process names.
+pub fn slug(name: &str) -> String {
+    let mut s = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            s.push(c);
+        } else if !s.ends_with('_') {
+            s.push('_');
+        }
+    }
+    s.trim_matches('_').to_owned()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(
+            super::slug("rust x go / tcp+noise+yamux / mixed-4"),
+            "rust_x_go_tcp_noise_yamux_mixed-4"
+        );
+    }
+
     use super::*;
     use crate::testkit::Kit;
 

@@ -274,7 +274,7 @@ impl Backend for LocalBackend {
         let id = netns::name(
             &self.run_id,
             case,
-            &format!("p{index}-{}", slug(&launch.name)),
+            &format!("p{index}-{}", short_slug(&launch.name)),
         );
         let (mut command, address) = if self.netns {
             let ip = netns::address(index)?;
@@ -749,19 +749,6 @@ fn runs_with_leftovers() -> Vec<String> {
     runs
 }
 
-/// A name-safe form of a peer name (matrix names are free text).
-fn slug(name: &str) -> String {
-    name.chars()
-        .take(32)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 fn state_dir() -> PathBuf {
     cache_dir().join("local")
@@ -919,6 +906,11 @@ pub async fn remove_all() -> anyhow::Result<usize> {
     remove_runs(|_, _| true).await
 }
 
+/// A name-safe form of a peer name, short enough for a process or namespace name.
+fn short_slug(name: &str) -> String {
+    crate::stored::slug(name).chars().take(32).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -957,7 +949,7 @@ mod tests {
         let s = RunState::parse("owner h:1:2\npeer h:3:4\npeer h:5:6\njunk\n");
         assert_eq!(s.owner.as_deref(), Some("h:1:2"));
         assert_eq!(s.peers, ["h:3:4", "h:5:6"]);
-        assert_eq!(slug("rust 0.56/1"), "rust_0.56_1");
+        assert_eq!(short_slug("rust 0.56/1"), "rust_0.56_1");
     }
 
     #[test]

@@ -1,0 +1,854 @@
+//! One probe of one recipe on a backend: the steps, each ending in its verdict (the table is in the module's
+//! documentation).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use contract::commands::{Command, CommandLine, DialMode};
+use contract::events::{Direction, Event};
+use contract::features::PROBE_RESERVED;
+use tokio_util::sync::CancellationToken;
+
+use super::peer::{clip, ProbePeer, Waited};
+use crate::backend::{Backend, PeerLaunch};
+use crate::cases::Case;
+use crate::events::now_micros;
+use crate::images::Recipe;
+use crate::peers::config::{self as peer_config, dial_addr};
+use contract::config::PeerConfig;
+use super::{Report, Step, ANSWER_TIMEOUT, CONNECT_TIMEOUT, MALFORMED_LINE, MESH_WAIT, MESSAGE_SIZE, MESSAGE_TIMEOUT, START_TIMEOUT, STEPS, STOP_TIMEOUT, TOPIC, UNKNOWN_COMMAND};
+
+/// Probes one implementation on `backend`, in a network of its own (`case_index` names it). The peers' output goes
+/// to `dir`. An error means the probe could not be carried out (the engine failed, it was interrupted); what the
+/// peers did is in the report.
+pub async fn probe<B: Backend>(
+    backend: &B,
+    case: &Case,
+    recipe: &Recipe,
+    case_index: usize,
+    dir: &Path,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut prober = Prober {
+        backend,
+        case,
+        recipe,
+        case_index,
+        dir,
+        cancel,
+        steps: BTreeMap::new(),
+        stops: Vec::new(),
+        done: Vec::new(),
+        report: Report {
+            target: match &recipe.image {
+                Some(image) => format!("image {image}"),
+                None => recipe.label(),
+            },
+            image: recipe.image_tag(),
+            ..Default::default()
+        },
+    };
+    let network = format!("probe of {}", recipe.label());
+    tokio::select! {
+        r = backend.create_network(case_index, &network) => r?,
+        _ = cancel.cancelled() => bail!("interrupted"),
+    }
+    let result = prober.run().await;
+    let removed = backend.remove_case(case_index).await;
+    result?;
+    if let Err(e) = removed {
+        tracing::warn!("clean-up of the probe of {}: {e:#}", recipe.label());
+    }
+    Ok(prober.into_report())
+}
+
+/// A step's outcome: the evidence, or the reason it failed.
+type Verdict = Result<String, String>;
+
+/// Returns a failed verdict from the enclosing step.
+macro_rules! or_fail {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(why) => return Ok(Err(why)),
+        }
+    };
+}
+
+struct Prober<'a, B: Backend> {
+    backend: &'a B,
+    case: &'a Case,
+    recipe: &'a Recipe,
+    case_index: usize,
+    dir: &'a Path,
+    cancel: &'a CancellationToken,
+    steps: BTreeMap<&'static str, Verdict>,
+    /// How each peer started normally took `stop`.
+    stops: Vec<(String, Verdict)>,
+    /// Peers that are gone, for the `events` step.
+    done: Vec<ProbePeer>,
+    report: Report,
+}
+
+impl<B: Backend> Prober<'_, B> {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        let started = self.alone().await?;
+        self.require().await?;
+        if started {
+            self.pair().await?;
+        } else {
+            for step in ["connect", "subscribe", "message"] {
+                self.set(step, Err("not tried: the peer did not start alone".into()));
+            }
+        }
+        self.stop_step();
+        self.events_step();
+        Ok(())
+    }
+
+    fn into_report(mut self) -> Report {
+        self.report.steps = STEPS
+            .iter()
+            .map(|&name| {
+                let verdict = self
+                    .steps
+                    .remove(name)
+                    .unwrap_or_else(|| Err("not tried".into()));
+                Step {
+                    name: name.to_owned(),
+                    passed: verdict.is_ok(),
+                    reason: match verdict {
+                        Ok(r) | Err(r) => r,
+                    },
+                }
+            })
+            .collect();
+        self.report
+    }
+
+    fn set(&mut self, step: &'static str, verdict: Verdict) {
+        debug_assert!(STEPS.contains(&step));
+        self.steps.insert(step, verdict);
+    }
+
+    async fn start(&mut self, name: &str, config: PeerConfig) -> anyhow::Result<ProbePeer> {
+        let launch = PeerLaunch {
+            name: name.to_owned(),
+            recipe: self.recipe.clone(),
+            config,
+            limits: self.case.limits,
+            cancel: self.cancel.clone(),
+        };
+        let process = tokio::select! {
+            r = self.backend.start_peer(self.case_index, launch) => {
+                r.with_context(|| format!("cannot start the {} peer `{name}`", self.recipe.label()))?
+            }
+            _ = self.cancel.cancelled() => bail!("interrupted"),
+        };
+        ProbePeer::new(name, process, self.dir)
+    }
+
+    /// Ends a peer that is still running (`stop`, then a kill), and keeps it for the `events` step.
+    async fn finish(&mut self, mut p: ProbePeer) -> anyhow::Result<()> {
+        if !p.exited() {
+            let stop = CommandLine {
+                command: Command::Stop,
+                cmd_id: Some("p-end".into()),
+            };
+            let exited = p.send(&stop.to_json()).await.is_ok()
+                && p.wait_exit(STOP_TIMEOUT, self.cancel).await?;
+            if !exited {
+                self.backend.kill(&p.process.id).await;
+                p.wait_exit(Duration::from_secs(5), self.cancel).await?;
+            }
+        }
+        self.done.push(p);
+        Ok(())
+    }
+
+    /// The first start: `started`, `listening`, the answers to an unknown command and a malformed line, `stop`.
+    /// Returns whether the peer started at all.
+    async fn alone(&mut self) -> anyhow::Result<bool> {
+        let mut a = self
+            .start("alone", peer_config::for_peer(self.case, 0))
+            .await?;
+        let is_started = |e: &Event| matches!(e, Event::Started { .. });
+        let started = match a.wait(0, START_TIMEOUT, self.cancel, is_started).await? {
+            Waited::Event(i) => i,
+            waited => {
+                let why = match waited {
+                    Waited::Exited => format!("it {} before `started`", a.describe_exit()),
+                    _ => format!(
+                        "no `started` within {} s{}",
+                        START_TIMEOUT.as_secs(),
+                        first_line_note(&a)
+                    ),
+                };
+                self.set("started", Err(why));
+                for step in ["listening", "unknown-command", "malformed-line"] {
+                    self.set(step, Err("not tried: the peer did not start".into()));
+                }
+                self.stops.push((
+                    a.name.clone(),
+                    Err("not tried: the peer did not start".into()),
+                ));
+                self.finish(a).await?;
+                return Ok(false);
+            }
+        };
+        let verdict = self.judge_started(&a, started);
+        self.set("started", verdict);
+
+        let verdict = match a
+            .wait(started + 1, START_TIMEOUT, self.cancel, |_| true)
+            .await?
+        {
+            Waited::Event(i) => match a.event(i) {
+                Event::Listening { addrs } => {
+                    let port = a.process.address.port();
+                    let ends = [format!("/tcp/{port}"), format!("/udp/{port}/quic-v1")];
+                    if addrs
+                        .iter()
+                        .any(|addr| ends.iter().any(|e| addr.ends_with(e.as_str())))
+                    {
+                        Ok(format!("addrs {}", addrs.join(", ")))
+                    } else {
+                        Err(format!(
+                            "`listening` does not list the listen port {port}: [{}]",
+                            addrs.join(", ")
+                        ))
+                    }
+                }
+                other => Err(format!(
+                    "the event after `started` is `{}`, not `listening`",
+                    event_name(other)
+                )),
+            },
+            Waited::Exited => Err(format!("it {} before `listening`", a.describe_exit())),
+            Waited::TimedOut => Err(format!(
+                "no event after `started` within {} s",
+                START_TIMEOUT.as_secs()
+            )),
+        };
+        self.set("listening", verdict);
+
+        let unknown = format!(r#"{{"cmd":"{UNKNOWN_COMMAND}","cmd_id":"p1"}}"#);
+        let verdict = self
+            .answered(&mut a, &unknown, Some(UNKNOWN_COMMAND), Some("p1"))
+            .await?;
+        self.set("unknown-command", verdict);
+        let verdict = self.answered(&mut a, MALFORMED_LINE, None, None).await?;
+        self.set("malformed-line", verdict);
+
+        let verdict = self.stop(&mut a, "p3").await?;
+        self.stops.push((a.name.clone(), verdict));
+        self.finish(a).await?;
+        Ok(true)
+    }
+
+    fn judge_started(&mut self, a: &ProbePeer, i: usize) -> Verdict {
+        let (line_no, raw, line) = &a.events[i];
+        let Event::Started {
+            implementation,
+            versions,
+            features,
+            contract_version,
+        } = &line.event
+        else {
+            unreachable!("waited for `started`")
+        };
+        self.report.implementation = Some(implementation.clone());
+        self.report.versions = versions.clone();
+        self.report.contract_version = *contract_version;
+        let mut problems = Vec::new();
+        if *line_no != 1 {
+            problems.push(format!(
+                "the first stdout line is not `started`: line 1 is `{}` (`started` is line {line_no})",
+                clip(a.first_line.as_deref().unwrap_or_default(), 120)
+            ));
+        }
+        if implementation.is_empty() {
+            problems.push("`implementation` is empty".to_owned());
+        }
+        // The type lets `versions` default; the contract has every peer send it.
+        let value: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+        if !value
+            .get("versions")
+            .is_some_and(serde_json::Value::is_object)
+        {
+            problems.push("`started` has no `versions` object".to_owned());
+        }
+        if let Some(f) = features {
+            if !f.is_sorted() {
+                problems.push(format!("`features` is not sorted: [{}]", f.join(", ")));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        // The library's own version first, where it is one meshgate knows, then how many more were said.
+        let main = ["libp2p", "github.com/libp2p/go-libp2p"]
+            .iter()
+            .find_map(|k| versions.get_key_value(*k))
+            .or_else(|| versions.iter().next());
+        let versions = match main {
+            Some((k, v)) if versions.len() > 1 => {
+                format!("{k} {v} and {} more", versions.len() - 1)
+            }
+            Some((k, v)) => format!("{k} {v}"),
+            None => "no versions".to_owned(),
+        };
+        let contract = match contract_version {
+            Some(v) => format!("contract version {v}"),
+            None => "no contract_version (revision 0)".to_owned(),
+        };
+        Ok(format!("{implementation}, {versions}; {contract}"))
+    }
+
+    /// Sends `line` and expects the next `error` to name `cmd` and `cmd_id`.
+    async fn answered(
+        &mut self,
+        a: &mut ProbePeer,
+        line: &str,
+        cmd: Option<&str>,
+        cmd_id: Option<&str>,
+    ) -> anyhow::Result<Verdict> {
+        if a.exited() {
+            return Ok(Err(format!("not tried: the peer {}", a.describe_exit())));
+        }
+        let from = a.events.len();
+        or_fail!(a.send(line).await);
+        let is_error = |e: &Event| matches!(e, Event::Error { .. });
+        Ok(
+            match a.wait(from, ANSWER_TIMEOUT, self.cancel, is_error).await? {
+                Waited::Event(i) => {
+                    let Event::Error {
+                        cmd: got_cmd,
+                        cmd_id: got_id,
+                        message,
+                    } = a.event(i)
+                    else {
+                        unreachable!("waited for `error`")
+                    };
+                    let named = format!("cmd {}, cmd_id {}", show(got_cmd), show(got_id));
+                    if got_cmd.as_deref() == cmd && got_id.as_deref() == cmd_id {
+                        Ok(format!("`error` ({named}): {}", clip(message, 120)))
+                    } else {
+                        Err(format!(
+                            "the `error` answering it has {named}, expected cmd {}, cmd_id {}: {}",
+                            show(&cmd.map(str::to_owned)),
+                            show(&cmd_id.map(str::to_owned)),
+                            clip(message, 120)
+                        ))
+                    }
+                }
+                Waited::Exited => Err(format!("it {} instead of answering", a.describe_exit())),
+                Waited::TimedOut => {
+                    Err(format!("no `error` within {} s", ANSWER_TIMEOUT.as_secs()))
+                }
+            },
+        )
+    }
+
+    /// Sends `stop`: `stopped`, then exit status 0.
+    async fn stop(&mut self, a: &mut ProbePeer, cmd_id: &str) -> anyhow::Result<Verdict> {
+        if a.exited() {
+            return Ok(Err(format!("not tried: it {}", a.describe_exit())));
+        }
+        let from = a.events.len();
+        let stop = CommandLine {
+            command: Command::Stop,
+            cmd_id: Some(cmd_id.to_owned()),
+        };
+        or_fail!(a.send(&stop.to_json()).await);
+        let is_stopped = |e: &Event| matches!(e, Event::Stopped);
+        let stopped = matches!(
+            a.wait(from, STOP_TIMEOUT, self.cancel, is_stopped).await?,
+            Waited::Event(_)
+        );
+        let exited = a.exited() || a.wait_exit(STOP_TIMEOUT, self.cancel).await?;
+        if !exited {
+            self.backend.kill(&a.process.id).await;
+            a.wait_exit(Duration::from_secs(5), self.cancel).await?;
+            return Ok(Err(format!(
+                "{}, and no exit within {} s",
+                if stopped { "`stopped`" } else { "no `stopped`" },
+                STOP_TIMEOUT.as_secs()
+            )));
+        }
+        let code = a.exit.as_ref().and_then(|e| e.code);
+        Ok(match (stopped, code) {
+            (true, Some(0)) => Ok("`stopped`, exit status 0".to_owned()),
+            (false, Some(0)) => Err("exit status 0 without `stopped`".to_owned()),
+            (true, _) => Err(format!("`stopped`, then it {}", a.describe_exit())),
+            (false, _) => Err(format!("no `stopped`; it {}", a.describe_exit())),
+        })
+    }
+
+    fn stop_step(&mut self) {
+        let failed: Vec<String> = self
+            .stops
+            .iter()
+            .filter_map(|(name, v)| v.as_ref().err().map(|why| format!("{name}: {why}")))
+            .collect();
+        let names: Vec<&str> = self.stops.iter().map(|(n, _)| n.as_str()).collect();
+        let verdict = if failed.is_empty() {
+            Ok(format!("`stopped`, exit status 0 ({})", names.join(", ")))
+        } else {
+            Err(failed.join("; "))
+        };
+        self.set("stop", verdict);
+    }
+
+    /// A start that requires the reserved feature, which no peer has: `unsupported` naming it, exit status 3.
+    async fn require(&mut self) -> anyhow::Result<()> {
+        let mut config = peer_config::for_peer(self.case, 0);
+        config.require = vec![PROBE_RESERVED.to_owned()];
+        let mut r = self.start("require", config).await?;
+        let verdict = self.refuses(&mut r).await?;
+        self.set("require", verdict);
+        self.finish(r).await
+    }
+
+    async fn refuses(&mut self, r: &mut ProbePeer) -> anyhow::Result<Verdict> {
+        let refused_or_running =
+            |e: &Event| matches!(e, Event::Unsupported { .. } | Event::Listening { .. });
+        Ok(match r.wait(0, START_TIMEOUT, self.cancel, refused_or_running).await? {
+            Waited::Event(i) => match r.event(i).clone() {
+                Event::Unsupported {
+                    feature,
+                    reason,
+                    cmd_id,
+                } if feature == PROBE_RESERVED => {
+                    let exited = r.exited() || r.wait_exit(STOP_TIMEOUT, self.cancel).await?;
+                    let code = r.exit.as_ref().and_then(|e| e.code);
+                    if !exited {
+                        Err(format!(
+                            "`unsupported` {PROBE_RESERVED}, but no exit within {} s",
+                            STOP_TIMEOUT.as_secs()
+                        ))
+                    } else if code != Some(contract::exit::UNSUPPORTED.into()) {
+                        Err(format!(
+                            "`unsupported` {PROBE_RESERVED}, then it {}; expected exit status {}",
+                            r.describe_exit(),
+                            contract::exit::UNSUPPORTED
+                        ))
+                    } else if let Some(id) = cmd_id {
+                        Err(format!(
+                            "`unsupported` {PROBE_RESERVED} answers no command, but has cmd_id `{id}` (expected null)"
+                        ))
+                    } else {
+                        Ok(format!(
+                            "`unsupported` {PROBE_RESERVED} ({}), exit status 3",
+                            clip(&reason, 100)
+                        ))
+                    }
+                }
+                Event::Unsupported { feature, .. } => Err(format!(
+                    "`unsupported` names `{feature}`, expected `{PROBE_RESERVED}`"
+                )),
+                _ => Err(format!(
+                    "it started and listens: a configuration with `require: [\"{PROBE_RESERVED}\"]` must be \
+                     refused with `unsupported` and exit status 3"
+                )),
+            },
+            Waited::Exited => Err(format!(
+                "it {} without `unsupported` naming {PROBE_RESERVED}",
+                r.describe_exit()
+            )),
+            Waited::TimedOut => Err(format!(
+                "neither `unsupported` nor `listening` within {} s",
+                START_TIMEOUT.as_secs()
+            )),
+        })
+    }
+
+    /// Two peers: the second dials the first, both subscribe, the first publishes, the second receives.
+    async fn pair(&mut self) -> anyhow::Result<()> {
+        let mut l = self
+            .start("probe-1", peer_config::for_peer(self.case, 0))
+            .await?;
+        let mut d = self
+            .start("probe-2", peer_config::for_peer(self.case, 1))
+            .await?;
+        let mut not_ready = Vec::new();
+        for p in [&mut l, &mut d] {
+            let is_listening = |e: &Event| matches!(e, Event::Listening { .. });
+            match p.wait(0, START_TIMEOUT, self.cancel, is_listening).await? {
+                Waited::Event(_) => {}
+                Waited::Exited => not_ready.push(format!("{} {}", p.name, p.describe_exit())),
+                Waited::TimedOut => not_ready.push(format!(
+                    "{} did not start and listen within {} s",
+                    p.name,
+                    START_TIMEOUT.as_secs()
+                )),
+            }
+        }
+        if !not_ready.is_empty() {
+            self.set("connect", Err(not_ready.join("; ")));
+            for step in ["subscribe", "message"] {
+                self.set(step, Err("not tried: the peers did not connect".into()));
+            }
+        } else {
+            let connected = self.connect(&mut l, &mut d).await?;
+            let ok = connected.is_ok();
+            self.set("connect", connected);
+            let subscribed = if ok {
+                self.subscribe(&mut l, &mut d).await?
+            } else {
+                Err("not tried: the peers did not connect".into())
+            };
+            let ok = subscribed.is_ok();
+            self.set("subscribe", subscribed);
+            let delivered = if ok {
+                self.message(&mut l, &mut d).await?
+            } else {
+                Err("not tried: the peers did not subscribe".into())
+            };
+            self.set("message", delivered);
+        }
+        for (p, cmd_id) in [(&mut l, "p8"), (&mut d, "p9")] {
+            let verdict = self.stop(p, cmd_id).await?;
+            self.stops.push((p.name.clone(), verdict));
+        }
+        self.finish(l).await?;
+        self.finish(d).await
+    }
+
+    async fn connect(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Verdict> {
+        let (lid, did) = (id_of(l), id_of(d));
+        let addr = dial_addr(self.case, l.process.address, &lid);
+        let dial = CommandLine {
+            command: Command::Dial {
+                addr: addr.clone(),
+                mode: DialMode::Dedup,
+            },
+            cmd_id: Some("p4".into()),
+        };
+        let (from_l, from_d) = (l.events.len(), d.events.len());
+        or_fail!(d.send(&dial.to_json()).await);
+        let to = |remote: String| move |e: &Event| matches!(e, Event::ConnectionOpened { remote: r, .. } if *r == remote);
+        let what = format!("`connection_opened` to {}", l.name);
+        let di = or_fail!(
+            expect(
+                d,
+                from_d,
+                CONNECT_TIMEOUT,
+                self.cancel,
+                &what,
+                Some("p4"),
+                to(lid)
+            )
+            .await?
+        );
+        let what = format!("`connection_opened` from {}", d.name);
+        let li = or_fail!(
+            expect(
+                l,
+                from_l,
+                CONNECT_TIMEOUT,
+                self.cancel,
+                &what,
+                None,
+                to(did)
+            )
+            .await?
+        );
+        let mut problems = Vec::new();
+        let (want_security, want_muxer) = self.case.expected_negotiation(1, 0);
+        let mut negotiated = String::new();
+        for (p, i, want) in [
+            (&*d, di, Direction::Outbound),
+            (&*l, li, Direction::Inbound),
+        ] {
+            let Event::ConnectionOpened {
+                direction,
+                security,
+                muxer,
+                ..
+            } = p.event(i)
+            else {
+                unreachable!("waited for `connection_opened`")
+            };
+            if *direction != want {
+                problems.push(format!(
+                    "{} reports the connection {direction:?}, expected {want:?}",
+                    p.name
+                ));
+            }
+            for (what, got, want) in [
+                ("security", security, &want_security),
+                ("muxer", muxer, &want_muxer),
+            ] {
+                if got.is_some() && got != want {
+                    problems.push(format!(
+                        "{} reports {what} {}, expected {}",
+                        p.name,
+                        show(got),
+                        show(want)
+                    ));
+                }
+            }
+            let said = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not said)".into());
+            negotiated = format!("{}+{}", said(security), said(muxer));
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems.join("; ")));
+        }
+        Ok(Ok(format!(
+            "{} dialed {addr}: outbound there, inbound on {}, {negotiated}",
+            d.name, l.name
+        )))
+    }
+
+    async fn subscribe(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Verdict> {
+        let (lid, did) = (id_of(l), id_of(d));
+        let (from_l, from_d) = (l.events.len(), d.events.len());
+        for (p, cmd_id) in [(&mut *l, "p5"), (&mut *d, "p6")] {
+            let subscribe = CommandLine {
+                command: Command::Subscribe {
+                    topic: TOPIC.into(),
+                },
+                cmd_id: Some(cmd_id.into()),
+            };
+            or_fail!(p
+                .send(&subscribe.to_json())
+                .await
+                .map_err(|why| format!("{} {why}", p.name)));
+        }
+        let of = |remote: String| move |e: &Event| matches!(e, Event::Subscribed { remote: r, topic } if *r == remote && topic == TOPIC);
+        let (l_name, d_name) = (l.name.clone(), d.name.clone());
+        for (p, from, cmd_id, other, other_name) in [
+            (&mut *l, from_l, "p5", did, d_name),
+            (&mut *d, from_d, "p6", lid, l_name),
+        ] {
+            let what = format!("`subscribed` of {other_name} to `{TOPIC}`");
+            or_fail!(
+                expect(
+                    p,
+                    from,
+                    CONNECT_TIMEOUT,
+                    self.cancel,
+                    &what,
+                    Some(cmd_id),
+                    of(other)
+                )
+                .await?
+            );
+        }
+        Ok(Ok(format!(
+            "both subscribed to `{TOPIC}`; each reports the other's subscription"
+        )))
+    }
+
+    async fn message(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Verdict> {
+        let (lid, did) = (id_of(l), id_of(d));
+        // Publishing floods to subscribers, but a mesh that holds the other peer is the usual path: wait a little.
+        let in_mesh = |e: &Event| matches!(e, Event::Mesh { topic, peers } if topic == TOPIC && peers.contains(&did));
+        l.wait(0, MESH_WAIT, self.cancel, in_mesh).await?;
+        let id = format!("{}/{TOPIC}/0", l.name);
+        let publish = CommandLine {
+            command: Command::Publish {
+                topic: TOPIC.into(),
+                id: id.clone(),
+                size: MESSAGE_SIZE,
+            },
+            cmd_id: Some("p7".into()),
+        };
+        let (from_l, from_d) = (l.events.len(), d.events.len());
+        let sent = now_micros();
+        or_fail!(l
+            .send(&publish.to_json())
+            .await
+            .map_err(|why| format!("{} {why}", l.name)));
+        let is = |id: String| {
+            move |e: &Event| match e {
+                Event::Published { id: i, .. } | Event::Message { id: i, .. } => *i == id,
+                _ => false,
+            }
+        };
+        let pi = or_fail!(
+            expect(
+                l,
+                from_l,
+                ANSWER_TIMEOUT,
+                self.cancel,
+                "`published`",
+                Some("p7"),
+                is(id.clone())
+            )
+            .await?
+        );
+        let Event::Published {
+            size: published, ..
+        } = l.event(pi).clone()
+        else {
+            return Ok(Err(format!(
+                "{} reports a `message` of its own `{id}`",
+                l.name
+            )));
+        };
+        let what = format!("`message` `{id}` (published by {})", l.name);
+        let mi = or_fail!(
+            expect(
+                d,
+                from_d,
+                MESSAGE_TIMEOUT,
+                self.cancel,
+                &what,
+                None,
+                is(id.clone())
+            )
+            .await?
+        );
+        let ts = d.events[mi].2.ts;
+        let Event::Message {
+            topic,
+            source,
+            size,
+            sent_us,
+            ..
+        } = d.event(mi).clone()
+        else {
+            return Ok(Err(format!(
+                "{} reports `published` for `{id}`, which it did not publish",
+                d.name
+            )));
+        };
+        let mut problems = Vec::new();
+        if published != MESSAGE_SIZE {
+            problems.push(format!(
+                "{} published {published} bytes, asked for {MESSAGE_SIZE} (the header fits)",
+                l.name
+            ));
+        }
+        if topic != TOPIC {
+            problems.push(format!("the message is on `{topic}`, expected `{TOPIC}`"));
+        }
+        if source != lid {
+            problems.push(format!(
+                "its source is {source}, expected {} ({lid})",
+                l.name
+            ));
+        }
+        if size != published {
+            problems.push(format!(
+                "its size is {size}, {} published {published}",
+                l.name
+            ));
+        }
+        // `sent_us` comes from the payload's header: the publisher's clock when it published (one host's clock).
+        const SLACK_US: i64 = 1_000_000;
+        if sent_us < sent - SLACK_US || sent_us > ts + SLACK_US {
+            problems.push(format!(
+                "its sent_us {sent_us} is not between the publish command ({sent}) and the delivery ({ts})"
+            ));
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems.join("; ")));
+        }
+        Ok(Ok(format!(
+            "{} received `{id}` ({size} bytes) from {} after {} ms",
+            d.name,
+            l.name,
+            (ts - sent_us).max(0) / 1000
+        )))
+    }
+
+    fn events_step(&mut self) {
+        let lines: u64 = self.done.iter().map(|p| p.lines()).sum();
+        let violations: Vec<String> = self
+            .done
+            .iter()
+            .flat_map(|p| {
+                p.violations
+                    .iter()
+                    .map(move |v| format!("{} stdout {v}", p.name))
+            })
+            .collect();
+        let verdict = if violations.is_empty() {
+            Ok(format!(
+                "{lines} stdout lines of {} peers, each a contract event",
+                self.done.len()
+            ))
+        } else {
+            Err(violations.join("; "))
+        };
+        self.set("events", verdict);
+    }
+}
+
+/// Waits at `p` for an event matching `matches`; an `error` answering `cmd_id`, an exit or the deadline fail the
+/// step, naming the peer and what it waited for.
+async fn expect(
+    p: &mut ProbePeer,
+    from: usize,
+    within: Duration,
+    cancel: &CancellationToken,
+    what: &str,
+    cmd_id: Option<&str>,
+    matches: impl Fn(&Event) -> bool,
+) -> anyhow::Result<Result<usize, String>> {
+    let answers = |e: &Event| matches!(e, Event::Error { cmd_id: Some(id), .. } if Some(id.as_str()) == cmd_id);
+    Ok(
+        match p
+            .wait(from, within, cancel, |e| matches(e) || answers(e))
+            .await?
+        {
+            Waited::Event(i) if !answers(p.event(i)) => Ok(i),
+            Waited::Event(i) => {
+                let Event::Error { cmd, message, .. } = p.event(i) else {
+                    unreachable!("an error")
+                };
+                Err(format!(
+                    "{} answered {} with `error`: {}",
+                    p.name,
+                    show(cmd),
+                    clip(message, 160)
+                ))
+            }
+            Waited::Exited => Err(format!(
+                "{} {} while waiting for {what}",
+                p.name,
+                p.describe_exit()
+            )),
+            Waited::TimedOut => Err(format!(
+                "{}: no {what} within {} s",
+                p.name,
+                within.as_secs()
+            )),
+        },
+    )
+}
+
+/// The peer id of a peer that started.
+fn id_of(p: &ProbePeer) -> String {
+    p.peer_id().unwrap_or_default().to_owned()
+}
+
+/// `` `x` `` or `null`.
+fn show(v: &Option<String>) -> String {
+    match v {
+        Some(s) => format!("`{s}`"),
+        None => "null".to_owned(),
+    }
+}
+
+/// The event's name on the wire.
+fn event_name(e: &Event) -> String {
+    serde_json::to_value(e)
+        .ok()
+        .and_then(|v| v.get("event").and_then(|n| n.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `; its first stdout line is ...`, when there is one.
+fn first_line_note(p: &ProbePeer) -> String {
+    match &p.first_line {
+        Some(l) => format!("; its first stdout line is `{}`", clip(l, 120)),
+        None => "; it wrote nothing on stdout".to_owned(),
+    }
+}
