@@ -50,11 +50,9 @@ impl Line {
                 at => format!("{e} (at {at})"),
             });
         }
-        match serde_json::from_value(value.clone()) {
-            Ok(line) => Line::Event {
-                line,
-                unknown_fields: contract::schema::unknown_fields(&schema.schema, &value),
-            },
+        let unknown_fields = contract::schema::unknown_fields(&schema.schema, &value);
+        match serde_json::from_value(value) {
+            Ok(line) => Line::Event { line, unknown_fields },
             // The schema and the types come from one source; should they still part, say where.
             Err(e) => Line::Violation(format!("passes the schema but not the contract types: {e}")),
         }
