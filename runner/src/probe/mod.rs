@@ -26,7 +26,6 @@ pub use report::{Report, Step};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use tokio_util::sync::CancellationToken;
@@ -55,21 +54,8 @@ pub const STEPS: [&str; 10] = [
 
 /// The command no peer knows, and its `cmd_id`.
 pub const UNKNOWN_COMMAND: &str = "meshgate-probe-unknown";
-/// A line that is not JSON.
-const MALFORMED_LINE: &str = "meshgate-probe: this line is not JSON";
+/// The topic the pair subscribes to.
 const TOPIC: &str = "meshgate";
-/// The payload size asked for: room for the header, so that the message is exactly this long.
-const MESSAGE_SIZE: u64 = 256;
-
-/// How long a peer gets to say `started` and `listening` (as in runs), to answer a command, to exit after `stop`,
-/// to connect, and to deliver the message.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the publisher's mesh may take to hold the other peer (a heartbeat or two) before it publishes anyway.
-const MESH_WAIT: Duration = Duration::from_secs(3);
 
 /// What to probe, from the command line: `rust`, `go` (built as runs build them), or a local image.
 pub fn target_spec(target: &str) -> BuildSpec {

@@ -12,13 +12,28 @@ use contract::features::PROBE_RESERVED;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::{clip, ProbePeer, Waited};
+use super::{Report, Step, STEPS, TOPIC, UNKNOWN_COMMAND};
 use crate::backend::{Backend, PeerLaunch};
 use crate::cases::Case;
 use crate::events::now_micros;
 use crate::images::Recipe;
 use crate::peers::config::{self as peer_config, dial_addr};
 use contract::config::PeerConfig;
-use super::{Report, Step, ANSWER_TIMEOUT, CONNECT_TIMEOUT, MALFORMED_LINE, MESH_WAIT, MESSAGE_SIZE, MESSAGE_TIMEOUT, START_TIMEOUT, STEPS, STOP_TIMEOUT, TOPIC, UNKNOWN_COMMAND};
+
+/// A line that is not JSON.
+const MALFORMED_LINE: &str = "meshgate-probe: this line is not JSON";
+/// The payload size asked for: room for the header, so that the message is exactly this long.
+const MESSAGE_SIZE: u64 = 256;
+
+/// How long a peer gets to say `started` and `listening` (as in runs), to answer a command, to exit after `stop`,
+/// to connect, and to deliver the message.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the publisher's mesh may take to hold the other peer (a heartbeat or two) before it publishes anyway.
+const MESH_WAIT: Duration = Duration::from_secs(3);
 
 /// Probes one implementation on `backend`, in a network of its own (`case_index` names it). The peers' output goes
 /// to `dir`. An error means the probe could not be carried out (the engine failed, it was interrupted); what the
