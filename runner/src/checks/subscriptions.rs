@@ -201,61 +201,22 @@ impl Subscriptions {
 /// One thing wrong: when, the line, who.
 type Problem = (Micros, String, Vec<String>);
 
-impl Check for Subscriptions {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+/// While the case runs, a problem is announced only once this long has passed since it: an `unsubscribed` may
+/// still be explained by its connection closing (within [`CLOSING_GRACE_US`]), and a peer's report of that
+/// closing may arrive a little after other peers' later events.
+const SETTLE_US: Micros = CLOSING_GRACE_US + 1_000_000;
 
-    fn observe(&mut self, rec: &Recorded) {
-        self.last = self.last.max(rec.time());
-        self.leaving.observe(rec);
-        let Observation::Event { line } = &rec.what else {
-            return;
-        };
-        match &line.event {
-            PeerEvent::ConnectionOpened {
-                remote, conn_id, ..
-            } => {
-                let pair = self
-                    .pairs
-                    .entry((rec.peer.clone(), remote.clone()))
-                    .or_default();
-                if pair.open.is_empty() {
-                    pair.periods.push((line.ts, None));
-                }
-                pair.open.insert(conn_id.clone());
-            }
-            PeerEvent::ConnectionClosed {
-                remote, conn_id, ..
-            } => {
-                if let Some(pair) = self.pairs.get_mut(&(rec.peer.clone(), remote.clone())) {
-                    if pair.open.remove(conn_id) && pair.open.is_empty() {
-                        if let Some(last) = pair.periods.last_mut() {
-                            last.1 = Some(line.ts);
-                        }
-                    }
-                }
-            }
-            PeerEvent::Subscribed { remote, topic } | PeerEvent::Unsubscribed { remote, topic } => {
-                let on = matches!(line.event, PeerEvent::Subscribed { .. });
-                self.views
-                    .entry((rec.peer.clone(), remote.clone(), topic.clone()))
-                    .or_default()
-                    .push((line.ts, on));
-                if !on {
-                    self.unsubscribes.push((
-                        line.ts,
-                        rec.peer.clone(),
-                        remote.clone(),
-                        topic.clone(),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
+/// What the check found over what it observed.
+struct Judged {
+    problems: Vec<Problem>,
+    expected: usize,
+    seen: usize,
+    judged_pairs: BTreeSet<(String, String)>,
+}
 
-    fn verdict(&self, ctx: &Context) -> CheckResult {
+impl Subscriptions {
+    /// Every problem over what was observed, and what was judged.
+    fn judge(&self, ctx: &Context) -> Judged {
         let leaving = &self.leaving;
         let mut problems: Vec<Problem> = Vec::new();
 
@@ -347,6 +308,78 @@ impl Check for Subscriptions {
                 }
             }
         }
+        Judged {
+            problems,
+            expected,
+            seen,
+            judged_pairs,
+        }
+    }
+}
+
+
+impl Check for Subscriptions {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, rec: &Recorded) {
+        self.last = self.last.max(rec.time());
+        self.leaving.observe(rec);
+        let Observation::Event { line } = &rec.what else {
+            return;
+        };
+        match &line.event {
+            PeerEvent::ConnectionOpened {
+                remote, conn_id, ..
+            } => {
+                let pair = self
+                    .pairs
+                    .entry((rec.peer.clone(), remote.clone()))
+                    .or_default();
+                if pair.open.is_empty() {
+                    pair.periods.push((line.ts, None));
+                }
+                pair.open.insert(conn_id.clone());
+            }
+            PeerEvent::ConnectionClosed {
+                remote, conn_id, ..
+            } => {
+                if let Some(pair) = self.pairs.get_mut(&(rec.peer.clone(), remote.clone())) {
+                    if pair.open.remove(conn_id) && pair.open.is_empty() {
+                        if let Some(last) = pair.periods.last_mut() {
+                            last.1 = Some(line.ts);
+                        }
+                    }
+                }
+            }
+            PeerEvent::Subscribed { remote, topic } | PeerEvent::Unsubscribed { remote, topic } => {
+                let on = matches!(line.event, PeerEvent::Subscribed { .. });
+                self.views
+                    .entry((rec.peer.clone(), remote.clone(), topic.clone()))
+                    .or_default()
+                    .push((line.ts, on));
+                if !on {
+                    self.unsubscribes.push((
+                        line.ts,
+                        rec.peer.clone(),
+                        remote.clone(),
+                        topic.clone(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn verdict(&self, ctx: &Context) -> CheckResult {
+        let Judged {
+            mut problems,
+            expected,
+            seen,
+            judged_pairs,
+        } = self.judge(ctx);
+        let leaving = &self.leaving;
         let coverage = format!(
             "{} subscriptions expected over {} connected pair(s), {} seen within {} ms; {} unsubscribe(s) reported",
             count(expected),
@@ -390,6 +423,16 @@ impl Check for Subscriptions {
         .at(*at)
         .involving(involved.clone())
         .covering(coverage)
+    }
+
+    /// Only problems that later observations can no longer excuse (see [`SETTLE_US`]).
+    fn failing(&self, ctx: &Context, now: Micros) -> Option<String> {
+        self.judge(ctx)
+            .problems
+            .into_iter()
+            .filter(|(at, _, _)| at + SETTLE_US <= now)
+            .min_by_key(|(at, _, _)| *at)
+            .map(|(_, line, _)| line)
     }
 }
 
@@ -568,6 +611,30 @@ mod tests {
         ev.extend(kit.disconnect_pair(5_300_000, "rust-1", "go-1"));
         ev.push(kit.stderr(10_000_000, "rust-1", "later"));
         assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn while_running_an_unsubscribe_is_not_announced_before_its_closing_could_explain_it() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut c = Subscriptions::new(Settings::default());
+        let mut ev = subscribed_pair(&kit);
+        ev.push(kit.remote_sub(5_000_000, "go-1", "rust-1", TOPIC, false));
+        ev.iter().for_each(|e| c.observe(e));
+        // Just after the unsubscribe, the connection may still close and explain it: nothing is certain yet.
+        assert_eq!(c.failing(&kit.context(), 5_500_000), None);
+        // The connection closes within the grace: nothing was ever wrong.
+        kit.disconnect_pair(5_300_000, "rust-1", "go-1")
+            .iter()
+            .for_each(|e| c.observe(e));
+        assert_eq!(c.failing(&kit.context(), 9_000_000), None);
+
+        // Without the closing, the same unsubscribe is announced once it has settled.
+        let mut c = Subscriptions::new(Settings::default());
+        let mut ev = subscribed_pair(&kit);
+        ev.push(kit.remote_sub(5_000_000, "go-1", "rust-1", TOPIC, false));
+        ev.iter().for_each(|e| c.observe(e));
+        let line = c.failing(&kit.context(), 5_000_000 + SETTLE_US).expect("settled");
+        assert!(line.contains("never asked to do"), "{line}");
     }
 
     #[test]
