@@ -35,6 +35,9 @@ pub struct Case {
     #[serde(with = "humantime_serde")]
     pub drain: Duration,
     pub incidents: Vec<Incident>,
+    /// Steps on the time line besides the incidents: commands to peers and faults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<matrix::timeline::Step>,
     /// What each peer may use.
     pub limits: Limits,
     pub checks: crate::matrix::checks::Settings,
@@ -162,6 +165,17 @@ impl Case {
             format!("{} x{}", label(&self.dial), self.dials),
         );
         p.insert("topology".into(), self.topology.to_string());
+        let faults: Vec<String> = self
+            .incidents
+            .iter()
+            .map(|i| i.as_step())
+            .chain(self.timeline.iter().cloned())
+            .filter(|s| s.action.is_fault())
+            .map(|s| s.summary())
+            .collect();
+        if !faults.is_empty() {
+            p.insert("faults".into(), faults.join("; "));
+        }
         p.insert(
             "seeds".into(),
             self.peers
@@ -225,6 +239,7 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 warmup: net.warmup,
                                 drain: net.drain,
                                 incidents: net.incidents.iter().map(|i| i.value.clone()).collect(),
+                                timeline: net.timeline.iter().map(|s| s.value.clone()).collect(),
                                 limits: net.limits,
                                 checks: checks.clone(),
                                 known_issues: Vec::new(),

@@ -131,6 +131,10 @@ pub enum Observation {
     Killed { reason: String },
     /// The runner did something to the peer from outside (an incident that is not a command).
     Incident { what: String },
+    /// The runner made a fault of the time line to the peer from outside, as applied; `step` names the step.
+    Fault { fault: Fault, step: String },
+    /// A step of the time line was not carried out (`reason`: its condition never held, ...).
+    NotRun { step: String, reason: String },
     /// A command could not be handed to the peer: it stopped reading its stdin.
     Undelivered { cmd_id: String, reason: String },
     /// The kernel's established TCP connections of the peer's process (remote `ip:port`, sorted, one entry per
@@ -139,6 +143,49 @@ pub enum Observation {
     /// The runner cannot read the kernel's connections of this peer (`reason` says why); recorded once per peer,
     /// so that a check that compares with the kernel says it did not, rather than passing silently.
     SocketsUnavailable { reason: String },
+}
+
+/// A fault made to one peer from outside, as recorded. A partition is recorded once per peer it cuts, naming the
+/// peers that peer can no longer reach, so that every check reads who was apart from whom from the record alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// No packet goes between the peer and these peers any more.
+    Partition { from: Vec<String> },
+    /// Every partition of the peer undone.
+    Heal,
+    /// Its traffic shaped (`with`: only its link with that peer).
+    Shape {
+        shape: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+    },
+    /// Every shaping of the peer undone.
+    Unshape,
+    /// SIGKILLed by the runner.
+    Kill,
+    /// Started again after a kill: the same identity and address.
+    Restart,
+    /// Frozen: it runs nothing, its sockets stay open.
+    Pause,
+    Resume,
+}
+
+impl Fault {
+    /// `partitioned from go-1, go-2`, `killed`: for evidence lines and chart marks.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::Partition { from } => format!("partitioned from {}", from.join(", ")),
+            Fault::Heal => "partition healed".into(),
+            Fault::Shape { shape, with: None } => format!("shaped: {shape}"),
+            Fault::Shape { shape, with: Some(w) } => format!("link with {w} shaped: {shape}"),
+            Fault::Unshape => "shaping undone".into(),
+            Fault::Kill => "killed (SIGKILL)".into(),
+            Fault::Restart => "restarted".into(),
+            Fault::Pause => "paused".into(),
+            Fault::Resume => "resumed".into(),
+        }
+    }
 }
 
 /// One observation of one peer, stamped with the runner's clock on arrival.

@@ -20,6 +20,7 @@ pub mod reports;
 pub mod rejudge;
 pub mod results;
 pub mod run;
+pub mod scenario;
 pub mod stored;
 pub mod timeline;
 

@@ -80,6 +80,7 @@ impl Kit {
             warmup: Duration::from_secs(1),
             drain: Duration::from_secs(1),
             incidents: vec![],
+            timeline: vec![],
             limits: Default::default(),
             checks: Default::default(),
             known_issues: vec![],

@@ -36,6 +36,8 @@ pub enum MarkKind {
     Identify,
     /// The runner made something go wrong on purpose.
     Incident,
+    /// A fault of the time line began or ended (partition, heal, shape, kill, restart, pause, resume).
+    Fault,
     /// A peer exited or was killed.
     Exit,
     /// A check failed here.

@@ -424,6 +424,54 @@ fn a_peer_that_unsubscribes_fails_delivery_with_its_name_on_the_local_backend() 
 }
 
 #[test]
+fn the_faults_matrix_passes_in_namespaces_on_the_local_backend_and_leaves_nothing() {
+    assert!(is_root(), "faults are made in the peers' namespaces: these tests need root");
+    let out = tempfile::tempdir().unwrap();
+    let mut w = Watched::start(
+        &["matrices/faults.yaml", "--backend", "local", "--local-net", "netns"],
+        out.path(),
+    );
+    let code = w.wait();
+    let err = w.stderr();
+    assert_eq!(code, Some(0), "stderr:\n{err}");
+    assert!(err.contains("meshgate: PASSED 5 cases"), "{err}");
+    let results = common::results_of(out.path());
+    for case in results["cases"].as_array().unwrap() {
+        let record = std::fs::read_to_string(out.path().join(case["logs"].as_str().unwrap()).join("record.jsonl")).unwrap();
+        assert!(record.contains(r#""kind":"fault""#), "{} recorded no fault", case["name"]);
+    }
+    assert_nothing_left(&w);
+    common::assert_judged_again_alike(out.path(), code, &err);
+}
+
+#[test]
+fn network_faults_on_loopback_skip_their_case_with_the_reason() {
+    let out = tempfile::tempdir().unwrap();
+    let mut w = Watched::start(
+        &[
+            "matrices/faults.yaml",
+            "--backend",
+            "local",
+            "--local-net",
+            "loopback",
+            "--filter",
+            "partition",
+        ],
+        out.path(),
+    );
+    let code = w.wait();
+    let err = w.stderr();
+    assert_eq!(code, Some(2), "a run that judged nothing: {err}");
+    let headline = err.lines().last().unwrap_or_default();
+    assert!(
+        headline.starts_with("meshgate: NOTHING JUDGED: 1 case skipped (network faults cannot be made to rust-1: ")
+            && headline.contains("loopback"),
+        "{headline}"
+    );
+    assert_nothing_left(&w);
+}
+
+#[test]
 fn smoke_matrix_passes_on_loopback() {
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     // The pipeline: matrix -> cases -> backend -> peers -> events -> checks -> results -> reports.
     "matrix",
     "cases",
+    "scenario",
     "stored",
     "images",
     "backend",

@@ -170,6 +170,10 @@ pub fn unexercised(record: &[Recorded]) -> Vec<String> {
         if sent.observe(rec) {
             continue;
         }
+        if let Observation::NotRun { step, reason } = &rec.what {
+            out.push((format!("{step} not run: {reason}"), 1));
+            continue;
+        }
         if let Some(PeerEvent::Unsupported {
             feature,
             reason,

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 
-use super::evidence::count;
+use super::evidence::{count, seconds};
+use super::outages::Outages;
 use super::{clock, Check, Context};
 use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::delivery::Settings;
@@ -30,6 +31,9 @@ pub struct Delivery {
     /// (receiver, message id) -> delivery time.
     received: BTreeMap<(String, String), Micros>,
     last_delivery: BTreeMap<String, Micros>,
+    recovery_us: Micros,
+    /// The time line's faults: nothing is expected across them.
+    outages: Outages,
 }
 
 impl Delivery {
@@ -42,7 +46,66 @@ impl Delivery {
             sent: Sent::default(),
             received: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
+            recovery_us: settings.recovery.as_micros() as Micros,
+            outages: Outages::default(),
         }
+    }
+
+    /// Whether a fault of the time line excuses `subscriber` missing a message of `publisher` published at `at`.
+    fn excused(&self, publisher: &str, subscriber: &str, at: Micros) -> bool {
+        self.outages
+            .excusing(publisher, subscriber, at, at + self.deadline_us, self.recovery_us)
+            .is_some()
+    }
+
+    /// For each end of an outage: how long until a message crossed it again (published after the end, received
+    /// across it), or that none did within the recovery.
+    fn recoveries(&self, ctx: &Context) -> Vec<String> {
+        let published: BTreeMap<&str, (&str, Micros)> = self
+            .publications
+            .iter()
+            .filter_map(|(id, p)| Some((id.as_str(), (p.publisher.as_str(), p.at?))))
+            .collect();
+        self.outages
+            .ends()
+            .into_iter()
+            .map(|(end, what)| {
+                let healed = self.outages.healed_at(end);
+                let across = |publisher: &str, receiver: &str| {
+                    if healed.is_empty() {
+                        self.outages.came_back_at(publisher, end) || self.outages.came_back_at(receiver, end)
+                    } else {
+                        let k = if publisher <= receiver {
+                            (publisher.to_owned(), receiver.to_owned())
+                        } else {
+                            (receiver.to_owned(), publisher.to_owned())
+                        };
+                        healed.contains(&k)
+                    }
+                };
+                let first = self
+                    .received
+                    .iter()
+                    .filter_map(|((receiver, id), &at)| {
+                        let (publisher, sent) = published.get(id.as_str())?;
+                        (sent >= &end && at >= end && across(publisher, receiver)).then_some(at)
+                    })
+                    .min();
+                let ended = if healed.is_empty() {
+                    format!("{} came back", ctx.describe(&what))
+                } else {
+                    format!("{what} healed")
+                };
+                match first {
+                    Some(at) => format!(
+                        "recovery: {ended} at {}; first delivery across it {} later",
+                        clock(end),
+                        seconds(at - end)
+                    ),
+                    None => format!("recovery: {ended} at {}; no delivery across it afterwards", clock(end)),
+                }
+            })
+            .collect()
     }
 }
 
@@ -59,6 +122,9 @@ impl Check for Delivery {
     }
 
     fn observe(&mut self, rec: &Recorded) {
+        if self.outages.observe(rec) {
+            return;
+        }
         match &rec.what {
             Observation::Command { command, .. } => {
                 if let Command::Publish { topic, id, .. } = &command.command {
@@ -118,6 +184,7 @@ impl Check for Delivery {
             {
                 match self.received.get(&(sub.name.clone(), id.clone())) {
                     Some(&at) if at - published <= self.deadline_us => {}
+                    _ if self.excused(&p.publisher, &sub.name, published) => {}
                     _ => {
                         return Some(format!(
                             "{} did not receive {id} from {} within {} ms",
@@ -146,9 +213,15 @@ impl Check for Delivery {
         let mut pairs: BTreeMap<(String, String), (Vec<Micros>, usize)> = BTreeMap::new();
         let mut misses: BTreeMap<&str, Miss> = BTreeMap::new();
         let mut unpublished = Vec::new();
+        let mut excused = 0usize;
         for (id, p) in &self.publications {
             let Some(published) = p.at else {
-                unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
+                // A peer cut apart by the time line may have nobody to publish to.
+                if self.outages.disturbs(&p.publisher, p.commanded_at, self.recovery_us) {
+                    excused += 1;
+                } else {
+                    unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
+                }
                 continue;
             };
             for sub in ctx
@@ -156,6 +229,14 @@ impl Check for Delivery {
                 .subscribers(&p.topic)
                 .filter(|s| s.name != p.publisher)
             {
+                let delivered = self
+                    .received
+                    .get(&(sub.name.clone(), id.clone()))
+                    .is_some_and(|&at| at - published <= self.deadline_us);
+                if !delivered && self.excused(&p.publisher, &sub.name, published) {
+                    excused += 1;
+                    continue;
+                }
                 let miss = misses.entry(&sub.name).or_insert_with(|| Miss {
                     subscriber: &sub.name,
                     missed: vec![],
@@ -187,6 +268,13 @@ impl Check for Delivery {
             self.deadline_us / 1000,
             latency_summary(&latencies)
         )];
+        if !self.outages.is_empty() {
+            evidence.push(format!(
+                "{excused} deliveries not expected across the time line's faults (their span and {} ms of recovery after each)",
+                self.recovery_us / 1000
+            ));
+            evidence.extend(self.recoveries(ctx));
+        }
         for ((from, to), (delivered, n)) in &mut pairs {
             delivered.sort_unstable();
             evidence.push(format!(
@@ -197,13 +285,16 @@ impl Check for Delivery {
             ));
         }
 
-        let coverage = format!(
+        let mut coverage = format!(
             "{} message(s) published, {} deliveries expected, {} made within {} ms",
             count(self.publications.len() - unpublished.len()),
             count(expected),
             count(latencies.len()),
             self.deadline_us / 1000
         );
+        if excused > 0 {
+            coverage.push_str(&format!("; {} not expected across faults", count(excused)));
+        }
         if misses.is_empty() && unpublished.is_empty() {
             // A green delivery must have watched a message travel: no publication, or nobody to deliver to, is
             // no verdict.

@@ -169,6 +169,12 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
             Observation::Incident { what } if in_window => {
                 timeline.push((t, format!("{} incident: {what}", rec.peer)))
             }
+            Observation::Fault { fault, step } if in_window => {
+                timeline.push((t, format!("{} {} ({step})", rec.peer, fault.describe())))
+            }
+            Observation::NotRun { step, reason } if in_window => {
+                timeline.push((t, format!("{step} not run: {reason}")))
+            }
             Observation::Exited { code, .. } if in_window => {
                 timeline.push((t, format!("{} exited ({code:?})", rec.peer)))
             }

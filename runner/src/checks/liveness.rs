@@ -3,7 +3,7 @@
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
-use crate::events::{Command, Micros, Observation, Recorded};
+use crate::events::{Command, Fault, Micros, Observation, Recorded};
 use crate::matrix::format_bytes;
 pub use crate::matrix::checks::liveness::Settings;
 use crate::results::CheckResult;
@@ -18,6 +18,8 @@ pub struct Liveness {
     /// When each peer last said anything on stdout, and whether it was told to stop since.
     last_event: std::collections::BTreeMap<String, Micros>,
     told_to_stop: std::collections::BTreeSet<String>,
+    /// Peers the time line killed or froze, until their restart or resume.
+    down: std::collections::BTreeSet<String>,
     /// Peers that exited after they were told to stop, for the coverage line.
     stopped_on_request: std::collections::BTreeSet<String>,
     /// The span of the record watched.
@@ -33,6 +35,7 @@ impl Liveness {
             killed: Vec::new(),
             last_event: Default::default(),
             told_to_stop: Default::default(),
+            down: Default::default(),
             stopped_on_request: Default::default(),
             first: None,
             last: 0,
@@ -51,10 +54,26 @@ impl Check for Liveness {
         if let Observation::Exited { expected: true, .. } = rec.what {
             self.stopped_on_request.insert(rec.peer.clone());
         }
+        // A peer the time line kills or freezes is silent by the runner's doing; its silence counts again from its
+        // restart or resume.
+        if let Observation::Fault { fault, .. } = &rec.what {
+            match fault {
+                Fault::Kill | Fault::Pause => {
+                    self.last_event.remove(&rec.peer);
+                    self.down.insert(rec.peer.clone());
+                }
+                Fault::Restart | Fault::Resume => {
+                    self.last_event.insert(rec.peer.clone(), rec.at);
+                    self.down.remove(&rec.peer);
+                }
+                _ => {}
+            }
+            return;
+        }
         // A live peer samples its streams every second: a long silence before it was told to stop is a hang.
         let silence_us = self.settings.silence.as_micros() as Micros;
         let stop = matches!(rec.command(), Some(Command::Stop));
-        if matches!(rec.what, Observation::Event { .. }) || stop {
+        if (matches!(rec.what, Observation::Event { .. }) || stop) && !self.down.contains(&rec.peer) {
             if let Some(last) = self.last_event.get(&rec.peer) {
                 if !self.told_to_stop.contains(&rec.peer) && rec.at - last > silence_us {
                     let what = format!(

@@ -12,6 +12,7 @@ mod downgrade;
 mod evidence;
 mod liveness;
 mod mesh;
+mod outages;
 mod streams;
 mod subscriptions;
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
-use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Command, Fault, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::subscriptions::Settings;
 use crate::results::CheckResult;
 
@@ -29,8 +29,9 @@ pub(super) struct Leaving {
     topic_commands: BTreeMap<(String, String), Vec<(Micros, bool)>>,
     /// Every disconnect command: when, who was told, and the peer id it named (`None`: every peer).
     disconnects: Vec<(Micros, String, Option<String>)>,
-    /// When a peer was told to stop, exited, was killed or cut off: from then it is gone from every pair.
-    gone: BTreeMap<String, Micros>,
+    /// When a peer was told to stop, exited, was killed or cut off, until the time line restarted it: then it is
+    /// gone from every pair.
+    gone: BTreeMap<String, Vec<(Micros, Option<Micros>)>>,
 }
 
 impl Leaving {
@@ -49,17 +50,27 @@ impl Leaving {
                     Command::Disconnect { peer } => {
                         self.disconnects.push((rec.at, rec.peer.clone(), peer.clone()))
                     }
-                    Command::Stop => {
-                        self.gone.entry(rec.peer.clone()).or_insert(rec.at);
-                    }
+                    Command::Stop => self.leaves(&rec.peer, rec.at),
                     _ => return false,
                 }
                 true
             }
             Observation::Incident { .. }
             | Observation::Exited { .. }
-            | Observation::Killed { .. } => {
-                self.gone.entry(rec.peer.clone()).or_insert(rec.at);
+            | Observation::Killed { .. }
+            | Observation::Fault {
+                fault: Fault::Kill, ..
+            } => {
+                self.leaves(&rec.peer, rec.at);
+                true
+            }
+            Observation::Fault {
+                fault: Fault::Restart,
+                ..
+            } => {
+                if let Some((_, end @ None)) = self.gone.get_mut(&rec.peer).and_then(|g| g.last_mut()) {
+                    *end = Some(rec.at);
+                }
                 true
             }
             _ => false,
@@ -83,13 +94,30 @@ impl Leaving {
             .collect()
     }
 
-    /// When `peer` left every pair (told to stop, exited, killed, cut off), if it did.
-    pub fn gone(&self, peer: &str) -> Option<Micros> {
-        self.gone.get(peer).copied()
+    fn leaves(&mut self, peer: &str, at: Micros) {
+        let periods = self.gone.entry(peer.to_owned()).or_default();
+        if periods.last().is_none_or(|(_, end)| end.is_some()) {
+            periods.push((at, None));
+        }
     }
 
+    /// When `peer` next left every pair (told to stop, exited, killed, cut off) at or after `from`, or was gone
+    /// already then.
+    pub fn gone_after(&self, peer: &str, from: Micros) -> Option<Micros> {
+        self.gone
+            .get(peer)?
+            .iter()
+            .find(|(_, end)| end.is_none_or(|e| e > from))
+            .map(|(start, _)| (*start).max(from))
+    }
+
+    /// Whether `peer` is gone at `at` (and not restarted since).
     pub fn gone_by(&self, peer: &str, at: Micros) -> bool {
-        self.gone(peer).is_some_and(|g| g <= at)
+        self.gone
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .any(|(start, end)| *start <= at && end.is_none_or(|e| e > at))
     }
 
     /// The times `peer` was told to be subscribed to `topic`: from a subscribe to the next unsubscribe (or on).
@@ -266,8 +294,8 @@ impl Subscriptions {
                         let end = [
                             unsubscribed,
                             *disconnected,
-                            leaving.gone(observer),
-                            leaving.gone(&remote),
+                            leaving.gone_after(observer, start),
+                            leaving.gone_after(&remote, start),
                             leaving.cut(ctx, observer, &remote, *connected),
                         ]
                         .into_iter()

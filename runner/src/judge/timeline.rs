@@ -114,6 +114,20 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
                     text: format!("{}: {}", rec.peer, command.to_json()),
                 });
             }
+            Observation::Fault { fault, step } => {
+                // One mark per step: a partition is recorded once for each peer it cuts.
+                let what = format!("{} {}", rec.peer, fault.describe());
+                match t.marks.last_mut() {
+                    Some(m) if m.kind == MarkKind::Fault && m.text.starts_with(&format!("{step}: ")) && ms(rec.at).saturating_sub(m.at_ms) < 1000 => {
+                        m.text.push_str(&format!("; {what}"));
+                    }
+                    _ => t.marks.push(Mark {
+                        at_ms: ms(rec.at),
+                        kind: MarkKind::Fault,
+                        text: format!("{step}: {what}"),
+                    }),
+                }
+            }
             Observation::Incident { what } => {
                 t.marks.push(Mark {
                     at_ms: ms(rec.at),
@@ -195,7 +209,7 @@ mod tests {
         let kinds: Vec<MarkKind> = t.marks.iter().map(|m| m.kind).collect();
         assert_eq!(
             kinds,
-            vec![MarkKind::Identify, MarkKind::Incident, MarkKind::Failure]
+            vec![MarkKind::Identify, MarkKind::Incident, MarkKind::Fault, MarkKind::Failure]
         );
         assert!(
             t.marks[0].text.contains("-/meshsub/1.1.0 +/ipfs/id/1.0.0"),

@@ -161,6 +161,10 @@ pub mod delivery {
         /// receiving (said so, with the moment), rather than missed a few.
         #[serde(default = "default_gap", with = "humantime_serde")]
         pub gap: Duration,
+        /// After a fault of the time line ends (a heal, a restart, a resume), how long deliveries across it may
+        /// still fail while the peers find each other again; from then on every message is expected again.
+        #[serde(default = "default_recovery", with = "humantime_serde")]
+        pub recovery: Duration,
     }
 
     impl Default for Settings {
@@ -168,8 +172,13 @@ pub mod delivery {
             Self {
                 deadline: default_deadline(),
                 gap: default_gap(),
+                recovery: default_recovery(),
             }
         }
+    }
+
+    fn default_recovery() -> Duration {
+        Duration::from_secs(10)
     }
 
     fn default_gap() -> Duration {

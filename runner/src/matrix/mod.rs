@@ -7,10 +7,12 @@
 
 mod axis;
 pub mod checks;
+pub mod timeline;
 mod validate;
 mod versions;
 
 pub use axis::Axis;
+pub use timeline::Action;
 pub use versions::check_version;
 
 use std::collections::BTreeMap;
@@ -182,9 +184,13 @@ pub struct Network {
     /// How long to keep listening after the last publish, for late deliveries.
     #[serde(default = "defaults::drain", with = "humantime_serde")]
     pub drain: Duration,
-    /// Things made to go wrong on purpose, at times relative to the start of publishing.
+    /// Things made to go wrong on purpose, at times relative to the start of publishing (time line steps written
+    /// the older way).
     #[serde(default)]
     pub incidents: Vec<Spanned<Incident>>,
+    /// Steps at offsets from the start of publishing or after conditions: commands to peers and faults.
+    #[serde(default)]
+    pub timeline: Vec<Spanned<timeline::Step>>,
     /// Overrides of the matrix-level check settings, check by check.
     #[serde(default)]
     pub checks: Option<checks::Settings>,
@@ -466,20 +472,21 @@ pub struct Incident {
     pub expect_error: bool,
 }
 
-/// What an incident makes a peer do. The checks are not told: they must notice.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Action {
-    /// Leave a topic while still expected to receive on it.
-    Unsubscribe(String),
-    /// Close connections to one peer (by name) or to all (`all`).
-    Disconnect(String),
-    /// Cut the peer off from the network (its container's network link goes away); it runs on, unreachable.
-    CutOff,
-    /// Open streams to another peer and never close them.
-    OpenStreams { to: String, count: u32 },
-    /// Stop supporting a protocol (a staged downgrade: the next identify push lacks it).
-    DropProtocol(String),
+impl Incident {
+    /// The time line step it is.
+    pub fn as_step(&self) -> timeline::Step {
+        timeline::Step {
+            name: None,
+            at: Some(self.at),
+            after: None,
+            every: None,
+            times: None,
+            peer: Some(self.peer.clone()),
+            action: self.action.clone(),
+            rejoin: Default::default(),
+            expect_error: self.expect_error,
+        }
+    }
 }
 
 /// The YAML spelling of a settings enum value.

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use super::{
-    check_version, peer_names, Action, Language, Matrix, MatrixError, Rule, Topology, GO_PINNABLE,
+    check_version, peer_names, Language, Matrix, MatrixError, Rule, Topology, GO_PINNABLE,
     RULE_AXES,
 };
 
@@ -227,58 +227,17 @@ impl Matrix {
                     ));
                 }
             }
-            for inc in &n.incidents {
-                if !peer_names.contains(&inc.value.peer) {
-                    return Err(err(
-                        &inc.referenced,
-                        format!(
-                            "incident names peer `{}`, expected one of: {}",
-                            inc.value.peer,
-                            peer_names.join(", ")
-                        ),
-                    ));
-                }
-                if let Action::Unsubscribe(topic) = &inc.value.action {
-                    if !n.gossipsub.topics.contains(topic) {
-                        return Err(err(
-                            &inc.referenced,
-                            format!(
-                                "incident unsubscribes from `{topic}`, expected one of the network's topics: {}",
-                                n.gossipsub.topics.join(", ")
-                            ),
-                        ));
-                    }
-                }
-                if let Action::Disconnect(target) | Action::OpenStreams { to: target, .. } = &inc.value.action {
-                    if target == &inc.value.peer {
-                        return Err(err(
-                            &inc.referenced,
-                            format!("incident makes `{target}` act on itself, expected another peer"),
-                        ));
-                    }
-                }
-                if let Action::OpenStreams { to, .. } = &inc.value.action {
-                    if !peer_names.contains(to) {
-                        return Err(err(
-                            &inc.referenced,
-                            format!(
-                                "incident opens streams to `{to}`, expected one of: {}",
-                                peer_names.join(", ")
-                            ),
-                        ));
-                    }
-                }
-                if let Action::Disconnect(target) = &inc.value.action {
-                    if target != "all" && !peer_names.contains(target) {
-                        return Err(err(
-                            &inc.referenced,
-                            format!(
-                                "incident disconnects `{target}`, expected `all` or one of: {}",
-                                peer_names.join(", ")
-                            ),
-                        ));
-                    }
-                }
+            // Incidents are time line steps written the older way: one set of rules for both.
+            let mut named: Vec<String> = Vec::new();
+            let steps = n
+                .incidents
+                .iter()
+                .map(|i| (i.value.as_step(), &i.referenced, "incident"))
+                .chain(n.timeline.iter().map(|s| (s.value.clone(), &s.referenced, "time line step")));
+            for (step, at, what) in steps {
+                step.check(&peer_names, &n.gossipsub.topics, &named)
+                    .map_err(|m| err(at, format!("{what}: {m}")))?;
+                named.extend(step.name);
             }
         }
         let axes: Vec<&str> = RULE_AXES

@@ -3,10 +3,12 @@
 //! for the checks; nothing here judges.
 
 pub mod config;
+mod faults;
+mod ingest;
+mod recorder;
 mod world;
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,13 +20,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::Case;
-use crate::events::{now_micros, Command, CommandLine, Line, Observation, Recorded};
+use crate::events::{Command, CommandLine, Observation, Recorded};
 use crate::images::Recipes;
-use crate::matrix::{Action, DialMode};
+use crate::matrix::timeline::{Action, Condition, StepDial};
+use crate::matrix::DialMode;
+use crate::scenario::{Phase, Scenario, Timed, What, When};
 use crate::progress::Progress;
 use crate::results::PeerReport;
 use config::dial_addr;
 use contract::commands::DialMode as Dial;
+use ingest::{PeerOutput, Sockets};
+use recorder::{FailFast, Recorder};
 use world::World;
 
 /// How long peers get to start, and to exit after `stop`.
@@ -78,49 +84,39 @@ async fn bounded<T>(
     }
 }
 
-/// A check failed while the case ran, and the run was asked to stop there.
-#[derive(Debug, thiserror::Error)]
-#[error("stopped at the first failure (--fail-fast): {0}")]
-struct FailFast(String);
 
 struct Peer {
     name: String,
     process: Option<PeerProcess>,
     image: String,
-    stdout_lines: u64,
     /// It stopped reading its stdin: it gets no more commands.
     deaf: bool,
-    /// Its kernel view could not be read (recorded once).
-    sockets_unavailable: bool,
-    events_log: std::fs::File,
-    stderr_log: std::fs::File,
 }
 
+/// Carries out a case's scenario: the only part that acts. What the peers say comes in through `ingest`, is taken
+/// into the record by `recorder` (whose listeners are the world's model and the live checks), and the driver waits
+/// on the world for what it needs next.
 pub struct Driver<'a, B: Backend> {
     backend: &'a B,
     case_index: usize,
     case: &'a Case,
     peers: Vec<Peer>,
-    world: World,
-    record: Vec<Recorded>,
+    rec: Recorder<'a>,
+    outputs: Vec<PeerOutput>,
     inbox: mpsc::Receiver<(usize, Output)>,
     inbox_tx: mpsc::Sender<(usize, Output)>,
     cancel: CancellationToken,
     dir: PathBuf,
     /// Ticks when the kernel's view of the peers' connections is due for another look.
     sampler: tokio::time::Interval,
-    /// The last kernel view recorded per peer, so that only changes are recorded.
-    sockets: Vec<Option<Vec<String>>>,
-    /// The case's checks, fed as observations arrive, so a failure is known while the case runs.
-    live: Vec<Box<dyn Watch>>,
-    live_failures: Vec<(crate::events::Micros, String)>,
-    /// Checks already seen failing (each is announced once).
-    announced: Vec<&'static str>,
-    fail_fast: bool,
-    progress: Option<&'a Progress>,
+    sockets: Sockets,
     commands_sent: u64,
     /// What the runner changed to run the case (an edge dialed the other way round, ...).
     notes: Vec<String>,
+    /// (peer, topic) for every topic a peer was last told to subscribe to: what it rejoins after a restart.
+    subscribed: BTreeSet<(usize, String)>,
+    /// Network faults in force.
+    in_force: Vec<faults::InForce>,
 }
 
 impl<'a, B: Backend> Driver<'a, B> {
@@ -134,25 +130,23 @@ impl<'a, B: Backend> Driver<'a, B> {
         std::fs::create_dir_all(dir)?;
         let (inbox_tx, inbox) = mpsc::channel(4096);
         let mut peers = Vec::new();
+        let mut outputs = Vec::new();
         for spec in &case.peers {
             peers.push(Peer {
                 name: spec.name.clone(),
                 process: None,
                 image: String::new(),
-                stdout_lines: 0,
                 deaf: false,
-                sockets_unavailable: false,
-                events_log: std::fs::File::create(dir.join(format!("{}.events.jsonl", spec.name)))?,
-                stderr_log: std::fs::File::create(dir.join(format!("{}.stderr", spec.name)))?,
             });
+            outputs.push(PeerOutput::create(dir, &spec.name)?);
         }
         Ok(Self {
             backend,
             case_index,
             case,
-            world: World::new(case.peers.len()),
+            rec: Recorder::new(case.peers.iter().map(|p| p.name.clone()).collect()),
             peers,
-            record: Vec::new(),
+            outputs,
             inbox,
             inbox_tx,
             cancel,
@@ -162,23 +156,18 @@ impl<'a, B: Backend> Driver<'a, B> {
                 i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 i
             },
-            sockets: vec![None; case.peers.len()],
-            live: Vec::new(),
-            live_failures: Vec::new(),
-            announced: Vec::new(),
-            fail_fast: false,
-            progress: None,
+            sockets: Sockets::new(case.peers.len()),
             commands_sent: 0,
             notes: Vec::new(),
+            subscribed: BTreeSet::new(),
+            in_force: Vec::new(),
         })
     }
 
     /// What watches the case while it runs, where its failures are announced, and whether the first one stops
     /// the case.
     pub fn with_live(mut self, live: Vec<Box<dyn Watch>>, progress: &'a Progress, fail_fast: bool) -> Self {
-        self.live = live;
-        self.progress = Some(progress);
-        self.fail_fast = fail_fast;
+        self.rec.with_live(live, progress, fail_fast);
         self
     }
 
@@ -198,23 +187,29 @@ impl<'a, B: Backend> Driver<'a, B> {
                 result = Ok(());
             }
         }
-        // Whatever happened, peers still running are stopped, then killed, so their exit is on record.
+        // Whatever happened, faults are lifted and paused peers thawed, then peers still running are stopped, then
+        // killed, so their exit is on record.
+        let undone = self.lift_all();
+        self.resume_all().await;
         self.stop_all().await;
         let mut error = result.err().map(|e| format!("{e:#}"));
-        let unsupported = self.world.unsupported.clone();
+        if let Some(u) = undone {
+            error.get_or_insert(u);
+        }
+        let unsupported = self.rec.world.unsupported.clone();
         if unsupported.is_some() {
             error = None;
         }
         if let Err(e) = self.write_record() {
             error.get_or_insert(format!("cannot write the record: {e}"));
         }
-        self.notes.extend(beyond_the_contract(&self.record));
+        self.notes.extend(beyond_the_contract(&self.rec.record));
         CaseRecord {
             notes: std::mem::take(&mut self.notes),
             stopped_early,
-            live_failures: std::mem::take(&mut self.live_failures),
+            live_failures: std::mem::take(&mut self.rec.live_failures),
             peers: self.peer_reports(),
-            record: self.record,
+            record: self.rec.record,
             error,
             unsupported,
         }
@@ -225,8 +220,37 @@ impl<'a, B: Backend> Driver<'a, B> {
         let backend = self.backend;
         bounded(self.cancel.clone(), backend.create_network(self.case_index, &case.name))
             .await?;
+        let scenario = Scenario::of(case);
+        // Connecting and subscribing share the warm-up: it starts with the first dial.
+        let mut warmup_deadline = Instant::now() + case.warmup;
+        for phase in &scenario.setup {
+            match phase {
+                Phase::Start => {
+                    self.start_all(recipes).await?;
+                    // A fault that cannot be made here skips the case: it is never judged without its faults.
+                    if let Some(why) = self.cannot_make(&scenario) {
+                        self.rec.world.unsupported.get_or_insert(why);
+                    }
+                    if let Some(u) = &self.rec.world.unsupported {
+                        bail!("unsupported: {u}");
+                    }
+                }
+                Phase::Connect => {
+                    warmup_deadline = Instant::now() + case.warmup;
+                    self.connect_all(warmup_deadline).await?;
+                }
+                Phase::Subscribe => self.subscribe_all(warmup_deadline).await?,
+            }
+        }
+        self.run_timeline(&scenario).await?;
+        self.pump_for(scenario.drain).await?;
+        Ok(())
+    }
 
-        // Start every peer, then wait until each has said who it is and where it lists, or has exited.
+    /// Starts every peer, then waits until each has said who it is and where it listens, or has exited.
+    async fn start_all(&mut self, recipes: &Recipes) -> anyhow::Result<()> {
+        let case = self.case;
+        let backend = self.backend;
         for (i, spec) in case.peers.iter().enumerate() {
             let recipe = recipes
                 .get(&spec.build)
@@ -240,18 +264,9 @@ impl<'a, B: Backend> Driver<'a, B> {
                 limits: case.limits,
                 cancel: self.cancel.clone(),
             };
-            let mut process =
+            let process =
                 bounded(self.cancel.clone(), backend.start_peer(self.case_index, launch)).await?;
-            let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
-            let tx = self.inbox_tx.clone();
-            tokio::spawn(async move {
-                while let Some(o) = output.recv().await {
-                    if tx.send((i, o)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            self.peers[i].process = Some(process);
+            self.attach(i, process);
         }
         let n = case.peers.len();
         // From here on, what the network does is the peers' verdict: a wait that runs out goes on with what is
@@ -261,15 +276,30 @@ impl<'a, B: Backend> Driver<'a, B> {
                 w.gave_up() || (0..n).all(|i| w.ready(i) || w.exited(i))
             })
             .await;
-        self.go_on(waited)?;
-        if let Some(u) = &self.world.unsupported {
-            bail!("unsupported: {u}");
-        }
+        self.go_on(waited)
+    }
 
-        // Connect along the topology's edges.
-        let warmup_deadline = Instant::now() + case.warmup;
+    /// Takes a started process of peer `i`: its output goes to the inbox, tagged with the peer.
+    fn attach(&mut self, i: usize, mut process: PeerProcess) {
+        let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
+        let tx = self.inbox_tx.clone();
+        tokio::spawn(async move {
+            while let Some(o) = output.recv().await {
+                if tx.send((i, o)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.peers[i].process = Some(process);
+        self.peers[i].deaf = false;
+        self.sockets.forget(i);
+    }
+
+    /// Dials along the topology's edges and waits, within the warm-up, for both ends of each to report it.
+    async fn connect_all(&mut self, warmup_deadline: Instant) -> anyhow::Result<()> {
+        let case = self.case;
         for (a, b, mode) in self.dial_plan() {
-            if !self.world.ready(a) || !self.world.ready(b) {
+            if !self.rec.world.ready(a) || !self.rec.world.ready(b) {
                 continue;
             }
             let addr = match case.dial {
@@ -305,38 +335,250 @@ impl<'a, B: Backend> Driver<'a, B> {
             .wait_until_instant(
                 warmup_deadline,
                 "every edge of the topology to connect",
-                |w| {
-                    edges.iter().all(|&(a, b)| {
-                        !w.up(a) || !w.up(b) || (w.connected(a, b) && w.connected(b, a))
-                    })
-                },
+                |w| all_connected(w, &edges),
             )
             .await;
-        self.go_on(waited)?;
+        self.go_on(waited)
+    }
 
-        // Subscribe everyone, then give meshes until the end of the warm-up to form.
-        for i in 0..n {
+    /// Subscribes everyone to every topic, then gives meshes until the end of the warm-up to form.
+    async fn subscribe_all(&mut self, warmup_deadline: Instant) -> anyhow::Result<()> {
+        let case = self.case;
+        for i in 0..case.peers.len() {
             for topic in &case.gossipsub.topics {
                 let topic = topic.clone();
                 self.send(i, Command::Subscribe { topic }, false).await;
             }
         }
-        let topics = case.gossipsub.topics.clone();
         let waited = self
             .wait_until_instant(warmup_deadline, "subscriptions and meshes to form", |w| {
-                edges.iter().all(|&(a, b)| {
-                    !w.up(a)
-                        || !w.up(b)
-                        || topics
-                            .iter()
-                            .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
-                }) && (0..n).all(|i| !w.up(i) || topics.iter().all(|t| w.mesh_size(i, t) > 0))
+                meshed(w, case)
             })
             .await;
-        self.go_on(waited)?;
+        self.go_on(waited)
+    }
 
-        self.publish_phase().await?;
-        self.pump_for(case.drain).await?;
+    /// Carries out the time line from the start of publishing: each step when its time comes or its condition
+    /// holds. Steps whose condition has not held by the time every other step is done get one warm-up more,
+    /// then are recorded as not run, with why.
+    async fn run_timeline(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
+        let case = self.case;
+        let start = Instant::now();
+        let received_before: Vec<u64> = (0..case.peers.len()).map(|i| self.rec.world.received(i)).collect();
+        let mut timed: std::collections::VecDeque<&Timed> = scenario
+            .timeline
+            .iter()
+            .filter(|t| matches!(t.when, When::At(_)))
+            .collect();
+        let mut waiting: Vec<&Timed> = scenario
+            .timeline
+            .iter()
+            .filter(|t| matches!(t.when, When::After { .. }))
+            .collect();
+        // When each condition first held, and how many repetitions of each named step are done.
+        let mut held: Vec<(Condition, Instant)> = Vec::new();
+        let mut done: BTreeMap<String, usize> = BTreeMap::new();
+        // Peers a step was made to: their publishes may fail (no peers left to publish to), as intended.
+        let mut disturbed = vec![false; case.peers.len()];
+        let mut last_progress = start;
+        loop {
+            let now = Instant::now();
+            for t in &waiting {
+                let When::After { condition, .. } = &t.when else { continue };
+                if held.iter().all(|(c, _)| c != condition)
+                    && self.holds(condition, scenario, &done, &received_before)
+                {
+                    held.push((condition.clone(), now));
+                }
+            }
+            let due_of = |t: &Timed| match &t.when {
+                When::At(d) => Some(start + *d),
+                When::After { condition, plus } => held
+                    .iter()
+                    .find(|(c, _)| c == condition)
+                    .map(|(_, at)| *at + *plus),
+            };
+            // The earliest step due now: the time-ordered queue's head, or a waiting step whose condition held.
+            let head = timed.front().and_then(|t| due_of(t));
+            let ready = waiting
+                .iter()
+                .enumerate()
+                .filter_map(|(k, t)| due_of(t).map(|d| (d, k)))
+                .min();
+            let next = match (head, ready) {
+                (Some(h), Some((r, k))) if r < h => Some((r, Some(k))),
+                (Some(h), _) => Some((h, None)),
+                (None, Some((r, k))) => Some((r, Some(k))),
+                (None, None) => None,
+            };
+            match next {
+                Some((due, which)) if due <= now => {
+                    let t = match which {
+                        Some(k) => waiting.remove(k),
+                        None => timed.pop_front().expect("a head"),
+                    };
+                    self.carry_out(t, &mut disturbed).await?;
+                    if let Some(name) = t.origin.step_name() {
+                        *done.entry(name.to_owned()).or_default() += 1;
+                    }
+                    last_progress = Instant::now();
+                }
+                Some((due, _)) => {
+                    self.pump_until(due).await?;
+                }
+                None if waiting.is_empty() => return Ok(()),
+                None => {
+                    // Only steps whose conditions have not held are left: they get one warm-up more.
+                    let give_up = last_progress + case.warmup;
+                    if now >= give_up {
+                        for t in std::mem::take(&mut waiting) {
+                            let When::After { condition, .. } = &t.when else { continue };
+                            let peer = match &t.what {
+                                What::Publish { peer, .. } | What::Peer { peer, .. } => *peer,
+                                What::Network(_) => 0,
+                            };
+                            let reason = format!(
+                                "its condition ({}) did not hold within {} of the step before",
+                                describe_condition(condition),
+                                humantime::format_duration(case.warmup)
+                            );
+                            self.observe(
+                                peer,
+                                Observation::NotRun {
+                                    step: t.origin.label(),
+                                    reason,
+                                },
+                            );
+                        }
+                        return Ok(());
+                    }
+                    // Conditions are looked at again after every observation.
+                    self.step(give_up).await?;
+                }
+            }
+        }
+    }
+
+    /// Whether a step's condition holds now.
+    fn holds(
+        &self,
+        condition: &Condition,
+        scenario: &Scenario,
+        done: &BTreeMap<String, usize>,
+        received_before: &[u64],
+    ) -> bool {
+        let case = self.case;
+        match condition {
+            Condition::Connected => all_connected(&self.rec.world, &case.edges),
+            Condition::Meshed => meshed(&self.rec.world, case),
+            Condition::Step(name) => done.get(name).copied().unwrap_or(0) >= scenario.count_of(name),
+            Condition::Received { peer, messages } => case
+                .peers
+                .iter()
+                .position(|p| &p.name == peer)
+                .is_some_and(|i| self.rec.world.received(i) - received_before[i] >= u64::from(*messages)),
+        }
+    }
+
+    /// Carries out one step of the time line.
+    async fn carry_out(&mut self, t: &Timed, disturbed: &mut [bool]) -> anyhow::Result<()> {
+        let case = self.case;
+        let (peer, action) = match &t.what {
+            What::Publish {
+                peer,
+                topic,
+                id,
+                size,
+            } => {
+                // A peer that is down publishes nothing: nothing is expected of a message never sent.
+                if self.rec.world.exited(*peer) || self.rec.world.paused[*peer] {
+                    return Ok(());
+                }
+                let publish = Command::Publish {
+                    topic: topic.clone(),
+                    id: id.clone(),
+                    size: (*size).into(),
+                };
+                self.send(*peer, publish, disturbed[*peer] || t.expect_error).await;
+                return Ok(());
+            }
+            What::Network(action) => return self.network_fault(action, t).await,
+            What::Peer { peer, action } => (*peer, action),
+        };
+        disturbed[peer] = true;
+        let index_of = |name: &str| {
+            case.peers
+                .iter()
+                .position(|p| p.name == name)
+                .expect("validated")
+        };
+        let command = match action {
+            Action::Unsubscribe(topic) => Command::Unsubscribe {
+                topic: topic.clone(),
+            },
+            Action::Subscribe(topic) => Command::Subscribe {
+                topic: topic.clone(),
+            },
+            Action::Disconnect(target) if target == "all" => Command::Disconnect { peer: None },
+            Action::Disconnect(target) | Action::OpenStreams { to: target, .. } => {
+                let Some(id) = self.rec.world.peer_id(index_of(target)).map(str::to_owned) else {
+                    return self.not_run(peer, t, format!("{target} never said its peer id"));
+                };
+                match action {
+                    Action::OpenStreams { count, .. } => Command::OpenStreams { peer: id, count: *count },
+                    _ => Command::Disconnect { peer: Some(id) },
+                }
+            }
+            Action::Dial(d) => {
+                let to = index_of(&d.to);
+                if self.rec.world.peer_id(to).is_none() {
+                    return self.not_run(peer, t, format!("{} never said its peer id", d.to));
+                }
+                let mode = match d.mode {
+                    StepDial::Dedup => Dial::Dedup,
+                    StepDial::New => Dial::New,
+                };
+                Command::Dial {
+                    addr: self.dial_addr_of(to),
+                    mode,
+                }
+            }
+            Action::DropProtocol(protocol) => Command::DropProtocol {
+                protocol: protocol.clone(),
+            },
+            Action::Publish(_) => unreachable!("a burst is its messages (scenario)"),
+            Action::CutOff => {
+                // Not a command to the peer: the backend pulls its cable.
+                self.observe(
+                    peer,
+                    Observation::Incident {
+                        what: "cut off from the network".into(),
+                    },
+                );
+                let id = self.peers[peer]
+                    .process
+                    .as_ref()
+                    .map(|p| p.id.clone())
+                    .unwrap_or_default();
+                let backend = self.backend;
+                bounded(self.cancel.clone(), backend.isolate(self.case_index, &id)).await?;
+                return Ok(());
+            }
+            fault => return self.peer_fault(peer, fault, t).await,
+        };
+        self.send(peer, command, t.expect_error).await;
+        Ok(())
+    }
+
+    /// Records that a step could not be carried out, and why.
+    fn not_run(&mut self, peer: usize, t: &Timed, reason: String) -> anyhow::Result<()> {
+        self.observe(
+            peer,
+            Observation::NotRun {
+                step: t.origin.label(),
+                reason,
+            },
+        );
         Ok(())
     }
 
@@ -351,7 +593,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                 plan.push((a, b, Dial::Dedup));
                 continue;
             }
-            let can = |i: usize| self.world.may_do(i, contract::features::DIAL_MODE_NEW);
+            let can = |i: usize| self.rec.world.may_do(i, contract::features::DIAL_MODE_NEW);
             let (na, nb) = (&case.peers[a].name, &case.peers[b].name);
             if can(a) {
                 plan.push((a, b, Dial::New));
@@ -384,118 +626,28 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     fn dial_addr_of(&self, i: usize) -> String {
         let proc = self.peers[i].process.as_ref().expect("started");
-        dial_addr(self.case, proc.address, self.world.peer_id(i).expect("ready"))
+        dial_addr(self.case, proc.address, self.rec.world.peer_id(i).expect("ready"))
     }
 
-    /// Publishes on every topic from every publisher at the case's rate, and fires incidents on time.
-    async fn publish_phase(&mut self) -> anyhow::Result<()> {
-        let case = self.case;
-        enum Step<'c> {
-            Publish {
-                peer: usize,
-                topic: &'c str,
-                seq: u32,
-            },
-            Incident(&'c crate::matrix::Incident),
-        }
-        let publishers: Vec<usize> = case
-            .publishers()
-            .iter()
-            .filter_map(|name| case.peers.iter().position(|p| &p.name == name))
-            .collect();
-        let mut steps: Vec<(Duration, Step)> = Vec::new();
-        // Publishers are spread over each interval, so that they do not all publish in the same instant.
-        let slot = case.publish.interval / (publishers.len().max(1) as u32);
-        for seq in 0..case.publish.messages {
-            for (k, &peer) in publishers.iter().enumerate() {
-                for topic in &case.gossipsub.topics {
-                    steps.push((
-                        case.publish.interval * seq + slot * k as u32,
-                        Step::Publish { peer, topic, seq },
-                    ));
+    /// Thaws every paused peer, so that it can hear `stop`.
+    async fn resume_all(&mut self) {
+        for i in 0..self.peers.len() {
+            if self.rec.world.paused[i] {
+                if let Some(id) = self.peers[i].process.as_ref().map(|p| p.id.clone()) {
+                    if let Err(e) = self.backend.resume(&id).await {
+                        tracing::warn!("resuming {}: {e:#}", self.peers[i].name);
+                    }
                 }
+                self.rec.world.paused[i] = false;
             }
         }
-        for inc in &case.incidents {
-            steps.push((inc.at, Step::Incident(inc)));
-        }
-        steps.sort_by_key(|(at, _)| *at);
-
-        // Peers an incident was made to: their publishes may fail (no peers left to publish to), as intended.
-        let mut disturbed = vec![false; case.peers.len()];
-        let start = Instant::now();
-        for (at, step) in steps {
-            self.pump_until(start + at).await?;
-            match step {
-                Step::Publish { peer, topic, seq } => {
-                    let id = format!("{}/{}/{seq}", case.peers[peer].name, topic);
-                    let size = case.publish.size;
-                    let publish = Command::Publish {
-                        topic: topic.to_owned(),
-                        id,
-                        size: size.into(),
-                    };
-                    self.send(peer, publish, disturbed[peer]).await;
-                }
-                Step::Incident(inc) => {
-                    let peer = case
-                        .peers
-                        .iter()
-                        .position(|p| p.name == inc.peer)
-                        .expect("validated");
-                    disturbed[peer] = true;
-                    let index_of = |name: &str| {
-                        case.peers
-                            .iter()
-                            .position(|p| p.name == name)
-                            .expect("validated")
-                    };
-                    let peer_id = |i: usize| self.world.peer_id(i).unwrap_or_default().to_owned();
-                    let command = match &inc.action {
-                        Action::Unsubscribe(topic) => Command::Unsubscribe {
-                            topic: topic.clone(),
-                        },
-                        Action::Disconnect(target) if target == "all" => Command::Disconnect { peer: None },
-                        Action::Disconnect(target) => Command::Disconnect {
-                            peer: Some(peer_id(index_of(target))),
-                        },
-                        Action::OpenStreams { to, count } => Command::OpenStreams {
-                            peer: peer_id(index_of(to)),
-                            count: *count,
-                        },
-                        Action::DropProtocol(protocol) => Command::DropProtocol {
-                            protocol: protocol.clone(),
-                        },
-                        Action::CutOff => {
-                            // Not a command to the peer: the backend pulls its cable.
-                            self.observe(
-                                peer,
-                                Observation::Incident {
-                                    what: "cut off from the network".into(),
-                                },
-                            );
-                            let id = self.peers[peer]
-                                .process
-                                .as_ref()
-                                .map(|p| p.id.clone())
-                                .unwrap_or_default();
-                            let backend = self.backend;
-                            bounded(self.cancel.clone(), backend.isolate(self.case_index, &id)).await?;
-                            continue;
-                        }
-                    };
-                    self.send(peer, command, inc.expect_error).await;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Sends `stop` to every running peer, waits for them to exit, and kills those that do not.
     async fn stop_all(&mut self) {
         for i in 0..self.peers.len() {
-            if self.peers[i].process.is_some() && !self.world.exited(i) {
-                self.world.stop_sent[i] = true;
+            if self.peers[i].process.is_some() && !self.rec.world.exited(i) {
+                self.rec.world.stop_sent[i] = true;
                 self.send(i, Command::Stop, false).await;
             }
         }
@@ -511,8 +663,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             .is_err()
         {
             for &i in &started {
-                if !self.world.exited(i) {
-                    self.world.stop_sent[i] = true;
+                if !self.rec.world.exited(i) {
+                    self.rec.world.stop_sent[i] = true;
                     self.observe(
                         i,
                         Observation::Killed {
@@ -537,6 +689,15 @@ impl<'a, B: Backend> Driver<'a, B> {
     /// Writes one command to a peer, with a `cmd_id` of its own, and records it. A write that does not finish
     /// (the peer stopped reading) is bounded: the command is recorded as undelivered and the peer gets no more.
     async fn send(&mut self, i: usize, command: Command, expect_error: bool) {
+        match &command {
+            Command::Subscribe { topic } => {
+                self.subscribed.insert((i, topic.clone()));
+            }
+            Command::Unsubscribe { topic } => {
+                self.subscribed.remove(&(i, topic.clone()));
+            }
+            _ => {}
+        }
         self.commands_sent += 1;
         let cmd_id = format!("c{}", self.commands_sent);
         let command = CommandLine {
@@ -551,7 +712,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 expect_error,
             },
         );
-        if self.world.exited(i) || self.peers[i].deaf {
+        // A frozen peer reads nothing: a write would fill its pipe and make it look deaf.
+        if self.rec.world.exited(i) || self.peers[i].deaf || self.rec.world.paused[i] {
             return;
         }
         let Some(p) = self.peers[i].process.as_mut() else {
@@ -580,41 +742,19 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
     }
 
-    /// Every sampling period: the kernel's view of connections, then the live checks.
+    /// Every sampling period: the faults still work, the kernel's view of connections, then the live checks.
     fn on_tick(&mut self) -> anyhow::Result<()> {
+        if let Some(why) = self.broken_fault() {
+            bail!("{why}");
+        }
         self.sample_sockets();
         let peers = self.peer_reports();
-        let now = now_micros();
-        for check in &self.live {
-            if self.announced.contains(&check.name()) {
-                continue;
-            }
-            if let Some(message) = check.failing(self.case, &peers, now) {
-                self.announced.push(check.name());
-                let line = format!("[{}] {message}", check.name());
-                if let Some(p) = self.progress {
-                    p.line(format!("  {}: failing {line}", self.case.name));
-                }
-                self.live_failures.push((now, line.clone()));
-                if self.fail_fast {
-                    return Err(FailFast(line).into());
-                }
-            }
-        }
+        self.rec.watch(self.case, &peers)?;
         Ok(())
     }
 
     fn observe(&mut self, i: usize, what: Observation) {
-        let rec = Recorded {
-            at: now_micros(),
-            peer: self.peers[i].name.clone(),
-            what,
-        };
-        self.world.apply(i, &rec);
-        for check in self.live.iter_mut() {
-            check.observe(&rec);
-        }
-        self.record.push(rec);
+        self.rec.observe(i, what);
     }
 
     /// Records each running peer's established TCP connections as the kernel sees them, when they changed. QUIC
@@ -624,72 +764,23 @@ impl<'a, B: Backend> Driver<'a, B> {
             return;
         }
         for i in 0..self.peers.len() {
+            if self.rec.world.exited(i) {
+                continue;
+            }
             let Some(process) = self.peers[i].process.as_ref() else {
                 continue;
             };
-            if self.world.exited(i) || self.peers[i].sockets_unavailable {
-                continue;
-            }
-            let remotes = match process.pid {
-                None => None,
-                Some(pid) => crate::backend::sockets::established_remotes(pid),
-            };
-            let Some(remotes) = remotes else {
-                let reason = match process.pid {
-                    None => "the backend does not know the peer's process".to_owned(),
-                    Some(pid) => format!("/proc/{pid}/net/tcp cannot be read"),
-                };
-                self.peers[i].sockets_unavailable = true;
-                self.observe(i, Observation::SocketsUnavailable { reason });
-                continue;
-            };
-            let established: Vec<String> = remotes.iter().map(|a| a.to_string()).collect();
-            if self.sockets[i].as_ref() != Some(&established) {
-                self.sockets[i] = Some(established.clone());
-                self.observe(i, Observation::Sockets { established });
+            if let Some(o) = self.sockets.sample(i, process) {
+                self.observe(i, o);
             }
         }
     }
 
     fn handle(&mut self, i: usize, output: Output) {
-        let what = match output {
-            Output::Stdout(line) => {
-                let peer = &mut self.peers[i];
-                peer.stdout_lines += 1;
-                let _ = writeln!(peer.events_log, "{line}");
-                let line_no = peer.stdout_lines;
-                match Line::parse(&line) {
-                    Line::Event {
-                        line: event,
-                        unknown_fields,
-                    } => {
-                        if !unknown_fields.is_empty() {
-                            let what = format!("fields it does not know: {}", unknown_fields.join(", "));
-                            self.observe(i, Observation::Unknown { line_no, line, what });
-                        }
-                        Observation::Event { line: event }
-                    }
-                    Line::UnknownEvent { name } => Observation::Unknown {
-                        line_no,
-                        line,
-                        what: format!("an event it does not know: `{name}`"),
-                    },
-                    Line::Violation(error) => Observation::Malformed { line_no, line, error },
-                }
-            }
-            Output::Stderr(line) => {
-                let _ = writeln!(self.peers[i].stderr_log, "{line}");
-                Observation::Stderr { line }
-            }
-            Output::Exited(exit) => Observation::Exited {
-                code: exit.code,
-                expected: self.world.stop_sent[i],
-                oom_killed: exit.oom_killed,
-                peak_memory_bytes: exit.peak_memory_bytes,
-                memory_limit_bytes: exit.memory_limit_bytes,
-            },
-        };
-        self.observe(i, what);
+        let stop_sent = self.rec.world.stop_sent[i];
+        for o in self.outputs[i].observations(output, stop_sent) {
+            self.observe(i, o);
+        }
     }
 
     /// Handles the next thing to happen: a line from a peer, a sampling tick, or the deadline (then `true`).
@@ -733,9 +824,9 @@ impl<'a, B: Backend> Driver<'a, B> {
         what: &str,
         done: impl Fn(&World) -> bool,
     ) -> anyhow::Result<()> {
-        while !done(&self.world) {
+        while !done(&self.rec.world) {
             if self.step(deadline).await? {
-                let state = self.world.describe_wait(&self.peer_names());
+                let state = self.rec.world.describe_wait(&self.peer_names());
                 return Err(TimedOut(format!("{what}: {state}")).into());
             }
         }
@@ -752,24 +843,52 @@ impl<'a, B: Backend> Driver<'a, B> {
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let started = self.world.started[i].clone();
+                let started = self.rec.world.started[i].clone();
                 PeerReport {
                     name: spec.name.clone(),
                     implementation: spec.implementation.clone(),
                     library: started.as_ref().map(|s| s.0.clone()),
                     versions: started.map(|s| s.1).unwrap_or_default(),
-                    peer_id: self.world.peer_id(i).map(str::to_owned),
+                    peer_id: self.rec.world.peer_id(i).map(str::to_owned),
                     image: self.peers[i].image.clone(),
-                    exit_code: self.world.exit_code[i],
+                    exit_code: self.rec.world.exit_code[i],
                 }
             })
             .collect()
     }
 
     fn write_record(&self) -> std::io::Result<()> {
-        crate::stored::write_record(&self.dir, &self.record)
+        crate::stored::write_record(&self.dir, &self.rec.record)
     }
 }
+/// Whether both ends of every edge whose peers run report the connection.
+fn all_connected(w: &World, edges: &[(usize, usize)]) -> bool {
+    edges
+        .iter()
+        .all(|&(a, b)| !w.up(a) || !w.up(b) || (w.connected(a, b) && w.connected(b, a)))
+}
+
+/// Whether the ends of every edge see each other subscribed to every topic, and every running peer has a mesh.
+fn meshed(w: &World, case: &Case) -> bool {
+    let topics = &case.gossipsub.topics;
+    case.edges.iter().all(|&(a, b)| {
+        !w.up(a)
+            || !w.up(b)
+            || topics
+                .iter()
+                .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
+    }) && (0..case.peers.len()).all(|i| !w.up(i) || topics.iter().all(|t| w.mesh_size(i, t) > 0))
+}
+
+fn describe_condition(c: &Condition) -> String {
+    match c {
+        Condition::Connected => "every edge connected".into(),
+        Condition::Meshed => "meshes formed".into(),
+        Condition::Step(name) => format!("step `{name}` done"),
+        Condition::Received { peer, messages } => format!("{peer} received {messages} message(s)"),
+    }
+}
+
 /// One note per peer that wrote lines beyond the contract this runner knows (a newer peer's events or fields):
 /// not failures, but a maintainer should know that part of what the peer said was not judged.
 fn beyond_the_contract(record: &[Recorded]) -> Vec<String> {

@@ -23,6 +23,10 @@ pub struct World {
     pub unsupported: Option<String>,
     /// The optional features each peer announced in `started` (`None`: not said).
     pub features: Vec<Option<Vec<String>>>,
+    /// Gossipsub messages each peer received, in all.
+    received: Vec<u64>,
+    /// Paused by the runner (frozen, not exited).
+    pub paused: Vec<bool>,
 }
 
 impl World {
@@ -39,7 +43,27 @@ impl World {
             exit_code: vec![None; n],
             unsupported: None,
             features: vec![None; n],
+            received: vec![0; n],
+            paused: vec![false; n],
         }
+    }
+
+    /// Forgets what peer `i` knew and had before it was started again: a restarted process knows nothing.
+    pub fn restarted(&mut self, i: usize) {
+        self.listening[i] = false;
+        self.exited[i] = false;
+        self.exit_code[i] = None;
+        self.stop_sent[i] = false;
+        self.conns[i].clear();
+        self.subscriptions.retain(|(o, _, _)| *o != i);
+        self.meshes.retain(|(p, _), _| *p != i);
+        // What the others knew of it goes with their connections to the dead process: their `connection_closed`
+        // events (or their idle timeouts) say so, not the runner.
+    }
+
+    /// Gossipsub messages peer `i` received, in all.
+    pub fn received(&self, i: usize) -> u64 {
+        self.received[i]
     }
 
     pub fn apply(&mut self, i: usize, rec: &Recorded) {
@@ -75,6 +99,7 @@ impl World {
                         self.subscriptions
                             .remove(&(i, remote.clone(), topic.clone()));
                     }
+                    PeerEvent::Message { .. } => self.received[i] += 1,
                     PeerEvent::Mesh { topic, peers } => {
                         self.meshes.insert((i, topic.clone()), peers.len());
                     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::NAME;
 use crate::checks::evidence::count;
 use crate::checks::{clock, Context};
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Fault, Micros, Observation, PeerEvent, Recorded};
 use crate::matrix::Transport;
 use crate::results::CheckResult;
 
@@ -102,6 +102,15 @@ impl KernelCheck {
                 return;
             }
             Observation::Event { line } => line,
+            // The killed process's connections died with it; its restarted process is compared afresh.
+            Observation::Fault {
+                fault: Fault::Kill, ..
+            } => {
+                self.reported.remove(&rec.peer);
+                self.end_misreport(&rec.peer.clone(), rec.at);
+                self.kernel.remove(&rec.peer);
+                return;
+            }
             _ => return,
         };
         match &line.event {

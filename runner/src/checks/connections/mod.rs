@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::evidence::count;
 use super::{clock, Check, Context};
-use crate::events::{Direction, Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Direction, Fault, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::connections::Settings;
 use crate::results::CheckResult;
 use kernel::KernelCheck;
@@ -24,6 +24,9 @@ struct Conn {
     direction: Direction,
     opened: Micros,
     closed: Option<Micros>,
+    /// A connection to a process the time line killed, which its holder keeps until it notices (a QUIC idle
+    /// timeout): not a duplicate of the connection to the restarted peer.
+    stale: bool,
 }
 
 /// A time a peer held too many connections to another.
@@ -46,6 +49,8 @@ pub struct Connections {
     ongoing: BTreeMap<(String, String), Excess>,
     excesses: Vec<Excess>,
     last: Micros,
+    /// Each peer's id, from its first event: to find the connections to a killed peer.
+    ids: BTreeMap<String, String>,
 }
 
 impl Connections {
@@ -57,6 +62,30 @@ impl Connections {
             ongoing: BTreeMap::new(),
             excesses: Vec::new(),
             last: 0,
+            ids: BTreeMap::new(),
+        }
+    }
+
+    /// A peer killed at `at`: its own connections ended with its process; the others' connections to it are stale.
+    fn killed(&mut self, peer: &str, at: Micros) {
+        let id = self.ids.get(peer).cloned();
+        let keys: Vec<(String, String)> = self
+            .pairs
+            .keys()
+            .filter(|(holder, remote)| holder == peer || Some(remote) == id.as_ref())
+            .cloned()
+            .collect();
+        for key in keys {
+            for c in self.pairs.get_mut(&key).into_iter().flatten() {
+                if c.closed.is_none() {
+                    if key.0 == peer {
+                        c.closed = Some(at);
+                    } else {
+                        c.stale = true;
+                    }
+                }
+            }
+            self.update(key, at);
         }
     }
 
@@ -69,7 +98,7 @@ impl Connections {
         let conns = &self.pairs[&key];
         let open: Vec<Conn> = conns
             .iter()
-            .filter(|c| c.closed.is_none())
+            .filter(|c| c.closed.is_none() && !c.stale)
             .cloned()
             .collect();
         if open.len() > self.settings.max_per_pair {
@@ -102,9 +131,17 @@ impl Check for Connections {
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
         self.kernel.observe(rec);
+        if let Observation::Fault {
+            fault: Fault::Kill, ..
+        } = &rec.what
+        {
+            self.killed(&rec.peer, rec.at);
+            return;
+        }
         let Observation::Event { line } = &rec.what else {
             return;
         };
+        self.ids.entry(rec.peer.clone()).or_insert_with(|| line.peer.clone());
         match &line.event {
             PeerEvent::ConnectionOpened {
                 remote,
@@ -118,6 +155,7 @@ impl Check for Connections {
                     direction: *direction,
                     opened: line.ts,
                     closed: None,
+                    stale: false,
                 };
                 self.pairs.entry(key.clone()).or_default().push(conn);
                 self.update(key, line.ts);

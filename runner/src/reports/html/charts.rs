@@ -11,6 +11,7 @@ fn mark_colour(kind: MarkKind) -> &'static str {
     match kind {
         MarkKind::Identify => "#7b4fc9",
         MarkKind::Incident => "#e07b00",
+        MarkKind::Fault => "#7b3fb5",
         MarkKind::Exit => "#222222",
         MarkKind::Failure => "#d62728",
     }

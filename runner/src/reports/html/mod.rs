@@ -471,6 +471,7 @@ fn kind_name(kind: MarkKind) -> &'static str {
     match kind {
         MarkKind::Identify => "identify",
         MarkKind::Incident => "incident",
+        MarkKind::Fault => "fault",
         MarkKind::Exit => "exit",
         MarkKind::Failure => "failure",
     }

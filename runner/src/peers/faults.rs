@@ -1,0 +1,401 @@
+//! The faults of the time line, as the driver makes them: kill, restart, pause and resume through the backend;
+//! partitions and shaping inside the peers' own network namespaces ([`crate::backend::netfault`]). Every fault is
+//! recorded as applied, kept while it lasts, and undone when it is lifted, when the case ends, or when the driver
+//! is dropped (an interrupted or panicking case).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+
+use super::{bounded, Driver, START_TIMEOUT, STOP_TIMEOUT};
+use crate::backend::netfault::{self, Applied, Netns, Shaping};
+use crate::backend::Backend;
+use crate::events::{Command, Fault, Observation};
+use crate::matrix::timeline::{self, Action, Rejoin};
+use crate::scenario::{Scenario, Timed};
+use contract::commands::DialMode as Dial;
+
+/// A network fault in force: what it is, so that it can be made again in a restarted peer's new namespace, and
+/// its handle, which undoes it.
+pub(super) struct InForce {
+    pub peer: usize,
+    pub kind: Kind,
+    pub applied: Option<Applied>,
+}
+
+#[derive(Clone)]
+pub(super) enum Kind {
+    /// The peer drops every packet to and from these peers.
+    Partition(Vec<usize>),
+    Shape(timeline::Shape),
+}
+
+impl<B: Backend> Driver<'_, B> {
+    /// Why this case's faults cannot be made where it runs, if they cannot: asked once every peer has started, so
+    /// that such a case is skipped with the reason instead of being judged without its faults.
+    pub(super) fn cannot_make(&self, scenario: &Scenario) -> Option<String> {
+        let case = self.case;
+        if scenario.has(|a| matches!(a, Action::Pause)) {
+            if let Some(why) = self.backend.cannot_pause() {
+                return Some(format!("pause cannot be made here: {why}"));
+            }
+        }
+        let network = scenario.has(|a| matches!(a, Action::Partition(_) | Action::Shape(_)));
+        if !network {
+            return None;
+        }
+        if let Err(why) = netfault::available() {
+            return Some(format!("network faults cannot be made here: {why}"));
+        }
+        if let Some(why) = scenario
+            .timeline
+            .iter()
+            .find_map(|t| match &t.what {
+                crate::scenario::What::Peer {
+                    action: Action::Shape(s),
+                    ..
+                } => netfault::cannot_shape(&shaping_of(s, None)).err(),
+                _ => None,
+            })
+        {
+            return Some(why);
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            let Some(process) = p.process.as_ref() else { continue };
+            if let Err(why) = self.backend.netns(process) {
+                return Some(format!(
+                    "network faults cannot be made to {}: {why}",
+                    case.peers[i].name
+                ));
+            }
+        }
+        None
+    }
+
+    /// A fault made to one peer.
+    pub(super) async fn peer_fault(&mut self, peer: usize, action: &Action, t: &Timed) -> anyhow::Result<()> {
+        let step = t.origin.label();
+        let name = self.case.peers[peer].name.clone();
+        let Some(id) = self.peers[peer].process.as_ref().map(|p| p.id.clone()) else {
+            return self.not_run(peer, t, format!("{name} was never started"));
+        };
+        let backend = self.backend;
+        match action {
+            Action::Kill => {
+                if self.rec.world.exited(peer) {
+                    return self.not_run(peer, t, format!("{name} is not running"));
+                }
+                // Its exit is the runner's doing: expected, not a crash.
+                self.rec.world.stop_sent[peer] = true;
+                self.record_fault(peer, Fault::Kill, &step);
+                bounded(self.cancel.clone(), async {
+                    backend.kill(&id).await;
+                    Ok(())
+                })
+                .await?;
+                let waited = self
+                    .wait_until(STOP_TIMEOUT, &format!("{name} to exit after SIGKILL"), |w| w.exited(peer))
+                    .await;
+                self.go_on(waited)?;
+                // Its namespace went with it: what was made there is gone, and is made again after a restart.
+                for f in self.in_force.iter_mut().filter(|f| f.peer == peer) {
+                    if let Some(mut a) = f.applied.take() {
+                        // Nothing is left to undo in a namespace that is gone; its delay lines stop.
+                        let _ = a.undo();
+                    }
+                }
+            }
+            Action::Restart => {
+                if !self.rec.world.exited(peer) {
+                    return self.not_run(peer, t, format!("{name} is running: `restart` follows a `kill`"));
+                }
+                let process = bounded(
+                    self.cancel.clone(),
+                    backend.restart_peer(self.case_index, &id, self.cancel.clone()),
+                )
+                .await?;
+                self.rec.world.restarted(peer);
+                self.attach(peer, process);
+                self.record_fault(peer, Fault::Restart, &step);
+                let waited = self
+                    .wait_until(START_TIMEOUT, &format!("{name} to start again"), |w| {
+                        w.ready(peer) || w.exited(peer)
+                    })
+                    .await;
+                self.go_on(waited)?;
+                self.make_again(peer).await?;
+                if t.rejoin == Rejoin::Replay && self.rec.world.ready(peer) {
+                    self.rejoin(peer, None, true).await;
+                }
+            }
+            Action::Pause => {
+                if self.rec.world.exited(peer) || self.rec.world.paused[peer] {
+                    return self.not_run(peer, t, format!("{name} is not running"));
+                }
+                bounded(self.cancel.clone(), backend.pause(&id)).await?;
+                self.rec.world.paused[peer] = true;
+                self.record_fault(peer, Fault::Pause, &step);
+            }
+            Action::Resume => {
+                if !self.rec.world.paused[peer] {
+                    return self.not_run(peer, t, format!("{name} is not paused"));
+                }
+                bounded(self.cancel.clone(), backend.resume(&id)).await?;
+                self.rec.world.paused[peer] = false;
+                self.record_fault(peer, Fault::Resume, &step);
+                if t.rejoin == Rejoin::Replay {
+                    self.rejoin(peer, None, false).await;
+                }
+            }
+            Action::Shape(shape) => {
+                let kind = Kind::Shape(shape.clone());
+                let applied = self.make(peer, &kind).await?;
+                self.in_force.push(InForce {
+                    peer,
+                    kind,
+                    applied: Some(applied),
+                });
+                self.record_fault(
+                    peer,
+                    Fault::Shape {
+                        shape: shape.to_string(),
+                        with: shape.with.clone(),
+                    },
+                    &step,
+                );
+            }
+            Action::Unshape => {
+                let lifted = self.lift(|f| f.peer == peer && matches!(f.kind, Kind::Shape(_)));
+                if lifted.is_empty() {
+                    return self.not_run(peer, t, format!("{name} is not shaped"));
+                }
+                self.record_fault(peer, Fault::Unshape, &step);
+            }
+            other => bail!("`{}` is not a fault made to a peer", other.name()),
+        }
+        Ok(())
+    }
+
+    /// A fault made to the network: partition, heal.
+    pub(super) async fn network_fault(&mut self, action: &Action, t: &Timed) -> anyhow::Result<()> {
+        let step = t.origin.label();
+        let case = self.case;
+        match action {
+            Action::Partition(groups) => {
+                let groups: Vec<Vec<usize>> = groups
+                    .iter()
+                    .map(|g| g.iter().map(|n| self.index_of(n)).collect())
+                    .collect();
+                for (k, group) in groups.iter().enumerate() {
+                    let others: Vec<usize> = groups
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != k)
+                        .flat_map(|(_, g)| g.iter().copied())
+                        .collect();
+                    for &peer in group {
+                        let kind = Kind::Partition(others.clone());
+                        let applied = self.make(peer, &kind).await?;
+                        self.in_force.push(InForce {
+                            peer,
+                            kind,
+                            applied: Some(applied),
+                        });
+                        let from = others.iter().map(|&o| case.peers[o].name.clone()).collect();
+                        self.record_fault(peer, Fault::Partition { from }, &step);
+                    }
+                }
+            }
+            Action::Heal => {
+                let lifted = self.lift(|f| matches!(f.kind, Kind::Partition(_)));
+                if lifted.is_empty() {
+                    return self.not_run(0, t, "no partition to heal".into());
+                }
+                let mut healed: Vec<usize> = lifted.iter().map(|f| f.peer).collect();
+                healed.dedup();
+                for &peer in &healed {
+                    self.record_fault(peer, Fault::Heal, &step);
+                }
+                if t.rejoin == Rejoin::Replay {
+                    // The edges that crossed the partition are dialed again.
+                    for f in &lifted {
+                        if let Kind::Partition(others) = &f.kind {
+                            self.rejoin(f.peer, Some(others), false).await;
+                        }
+                    }
+                }
+            }
+            other => bail!("`{}` is not a fault made to the network", other.name()),
+        }
+        Ok(())
+    }
+
+    /// Makes a network fault in a peer's namespace.
+    async fn make(&self, peer: usize, kind: &Kind) -> anyhow::Result<Applied> {
+        let name = &self.case.peers[peer].name;
+        let process = self.peers[peer]
+            .process
+            .as_ref()
+            .ok_or_else(|| anyhow!("{name} was never started"))?;
+        let ns = Netns::new(
+            self.backend
+                .netns(process)
+                .map_err(|why| anyhow!("no network namespace of {name} to make a fault in: {why}"))?,
+        );
+        let kind = kind.clone();
+        let address_of = |i: usize| -> anyhow::Result<Ipv4Addr> {
+            match self.peers[i].process.as_ref().map(|p| p.address.ip()) {
+                Some(IpAddr::V4(a)) => Ok(a),
+                other => bail!("{} has no IPv4 address ({other:?})", self.case.peers[i].name),
+            }
+        };
+        let made = match &kind {
+            Kind::Partition(others) => {
+                let addrs = others
+                    .iter()
+                    .map(|&o| address_of(o))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                tokio::task::spawn_blocking(move || netfault::partition(&ns, &addrs)).await?
+            }
+            Kind::Shape(shape) => {
+                let remote = match &shape.with {
+                    Some(w) => Some(address_of(self.index_of(w))?),
+                    None => None,
+                };
+                let shaping = shaping_of(shape, remote);
+                tokio::task::spawn_blocking(move || netfault::shape(&ns, &shaping).map_err(anyhow::Error::from))
+                    .await?
+            }
+        };
+        made.map_err(|e| anyhow!("making a fault in {name}'s namespace: {e:#}"))
+    }
+
+    /// After a restart: the network faults still in force on the peer, made again in its new namespace.
+    async fn make_again(&mut self, peer: usize) -> anyhow::Result<()> {
+        let kinds: Vec<(usize, Kind)> = self
+            .in_force
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.peer == peer && f.applied.is_none())
+            .map(|(k, f)| (k, f.kind.clone()))
+            .collect();
+        for (k, kind) in kinds {
+            let applied = self.make(peer, &kind).await?;
+            self.in_force[k].applied = Some(applied);
+        }
+        Ok(())
+    }
+
+    /// Lifts the faults in force that match, undoing each; returns them.
+    fn lift(&mut self, which: impl Fn(&InForce) -> bool) -> Vec<InForce> {
+        let (lifted, kept): (Vec<InForce>, Vec<InForce>) =
+            std::mem::take(&mut self.in_force).into_iter().partition(|f| which(f));
+        self.in_force = kept;
+        lifted
+            .into_iter()
+            .map(|mut f| {
+                if let Some(mut a) = f.applied.take() {
+                    if let Err(e) = a.undo() {
+                        tracing::warn!("undoing a fault of {}: {e:#}", self.case.peers[f.peer].name);
+                    }
+                }
+                f
+            })
+            .collect()
+    }
+
+    /// Undoes every fault still in force (the end of the case); says what could not be undone.
+    pub(super) fn lift_all(&mut self) -> Option<String> {
+        let mut failed = Vec::new();
+        for mut f in std::mem::take(&mut self.in_force) {
+            if let Some(mut a) = f.applied.take() {
+                if let Err(e) = a.undo() {
+                    failed.push(format!("{}: {e:#}", self.case.peers[f.peer].name));
+                }
+            }
+        }
+        (!failed.is_empty()).then(|| format!("faults could not be undone: {}", failed.join("; ")))
+    }
+
+    /// Why a fault in force stopped working (a delay line died), if one did: the case cannot be judged as if it
+    /// had been made.
+    pub(super) fn broken_fault(&self) -> Option<String> {
+        self.in_force.iter().find_map(|f| {
+            let why = f.applied.as_ref()?.health().err()?;
+            Some(format!(
+                "a fault of {} stopped working: {why}",
+                self.case.peers[f.peer].name
+            ))
+        })
+    }
+
+    /// What a peer needs to rejoin: its dials along the topology (to every neighbour, or to `only` those) and,
+    /// after a restart, its subscriptions.
+    async fn rejoin(&mut self, peer: usize, only: Option<&Vec<usize>>, subscribe: bool) {
+        let neighbours: Vec<usize> = self
+            .case
+            .edges
+            .iter()
+            .filter_map(|&(a, b)| match () {
+                _ if a == peer => Some(b),
+                _ if b == peer => Some(a),
+                _ => None,
+            })
+            .filter(|n| only.is_none_or(|o| o.contains(n)))
+            .collect();
+        for n in neighbours {
+            if self.rec.world.ready(n) && !self.rec.world.paused[n] {
+                let addr = self.dial_addr_of(n);
+                // The other end may still hold the connection, or dial back at once: an error is no failure.
+                self.send(peer, Command::Dial { addr, mode: Dial::Dedup }, true).await;
+            }
+        }
+        if subscribe {
+            let topics: Vec<String> = self
+                .subscribed
+                .iter()
+                .filter(|(p, _)| *p == peer)
+                .map(|(_, t)| t.clone())
+                .collect();
+            for topic in topics {
+                self.send(peer, Command::Subscribe { topic }, false).await;
+            }
+        }
+    }
+
+    fn record_fault(&mut self, peer: usize, fault: Fault, step: &str) {
+        self.observe(
+            peer,
+            Observation::Fault {
+                fault,
+                step: step.to_owned(),
+            },
+        );
+    }
+
+    fn index_of(&self, name: &str) -> usize {
+        self.case
+            .peers
+            .iter()
+            .position(|p| p.name == name)
+            .expect("validated")
+    }
+}
+
+/// The matrix's shaping, for the namespace.
+fn shaping_of(shape: &timeline::Shape, remote: Option<Ipv4Addr>) -> Shaping {
+    Shaping {
+        latency: shape.latency.unwrap_or(Duration::ZERO),
+        jitter: shape.jitter.unwrap_or(Duration::ZERO),
+        loss_percent: shape.loss.unwrap_or(0.0),
+        rate_bits_per_sec: shape.rate,
+        duplicate_percent: shape.duplicate.unwrap_or(0.0),
+        direction: match shape.direction {
+            timeline::Direction::To => netfault::Direction::To,
+            timeline::Direction::From => netfault::Direction::From,
+            timeline::Direction::Both => netfault::Direction::Both,
+        },
+        remote,
+    }
+}

@@ -1,0 +1,114 @@
+//! What the peers say and what the kernel says of them, turned into observations: every stdout line judged against
+//! the contract (and kept in `<peer>.events.jsonl`), stderr lines (kept in `<peer>.stderr`), exits, and samples
+//! of each peer process's established TCP sockets. Nothing here decides what the case does next.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::backend::{Output, PeerProcess};
+use crate::events::{Line, Observation};
+
+/// One peer's output as it is read: its log files and how many stdout lines it wrote.
+pub struct PeerOutput {
+    stdout_lines: u64,
+    events_log: std::fs::File,
+    stderr_log: std::fs::File,
+}
+
+impl PeerOutput {
+    pub fn create(dir: &Path, name: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            stdout_lines: 0,
+            events_log: std::fs::File::create(dir.join(format!("{name}.events.jsonl")))?,
+            stderr_log: std::fs::File::create(dir.join(format!("{name}.stderr")))?,
+        })
+    }
+
+    /// What one piece of output is. `stop_sent`: the runner told the peer to stop (or stopped it), so an exit
+    /// is expected. A line beyond the contract gives two observations: the note, then the event.
+    pub fn observations(&mut self, output: Output, stop_sent: bool) -> Vec<Observation> {
+        match output {
+            Output::Stdout(line) => {
+                self.stdout_lines += 1;
+                let _ = writeln!(self.events_log, "{line}");
+                let line_no = self.stdout_lines;
+                match Line::parse(&line) {
+                    Line::Event {
+                        line: event,
+                        unknown_fields,
+                    } => {
+                        let mut out = Vec::new();
+                        if !unknown_fields.is_empty() {
+                            let what = format!("fields it does not know: {}", unknown_fields.join(", "));
+                            out.push(Observation::Unknown { line_no, line, what });
+                        }
+                        out.push(Observation::Event { line: event });
+                        out
+                    }
+                    Line::UnknownEvent { name } => vec![Observation::Unknown {
+                        line_no,
+                        line,
+                        what: format!("an event it does not know: `{name}`"),
+                    }],
+                    Line::Violation(error) => vec![Observation::Malformed { line_no, line, error }],
+                }
+            }
+            Output::Stderr(line) => {
+                let _ = writeln!(self.stderr_log, "{line}");
+                vec![Observation::Stderr { line }]
+            }
+            Output::Exited(exit) => vec![Observation::Exited {
+                code: exit.code,
+                expected: stop_sent,
+                oom_killed: exit.oom_killed,
+                peak_memory_bytes: exit.peak_memory_bytes,
+                memory_limit_bytes: exit.memory_limit_bytes,
+            }],
+        }
+    }
+}
+
+/// The kernel's view of each peer's TCP connections, recorded when it changes.
+pub struct Sockets {
+    /// The last view recorded per peer.
+    last: Vec<Option<Vec<String>>>,
+    /// Peers whose view cannot be read (recorded once).
+    unavailable: Vec<bool>,
+}
+
+impl Sockets {
+    pub fn new(peers: usize) -> Self {
+        Self {
+            last: vec![None; peers],
+            unavailable: vec![false; peers],
+        }
+    }
+
+    /// A new process of peer `i` (a restart): its view is read afresh.
+    pub fn forget(&mut self, i: usize) {
+        self.last[i] = None;
+        self.unavailable[i] = false;
+    }
+
+    /// Peer `i`'s established TCP connections as the kernel sees them, if they changed since the last sample.
+    pub fn sample(&mut self, i: usize, process: &PeerProcess) -> Option<Observation> {
+        if self.unavailable[i] {
+            return None;
+        }
+        let remotes = process.pid.and_then(crate::backend::sockets::established_remotes);
+        let Some(remotes) = remotes else {
+            let reason = match process.pid {
+                None => "the backend does not know the peer's process".to_owned(),
+                Some(pid) => format!("/proc/{pid}/net/tcp cannot be read"),
+            };
+            self.unavailable[i] = true;
+            return Some(Observation::SocketsUnavailable { reason });
+        };
+        let established: Vec<String> = remotes.iter().map(|a| a.to_string()).collect();
+        if self.last[i].as_ref() == Some(&established) {
+            return None;
+        }
+        self.last[i] = Some(established.clone());
+        Some(Observation::Sockets { established })
+    }
+}

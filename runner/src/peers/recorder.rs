@@ -1,0 +1,88 @@
+//! The case's record as it grows: every observation in arrival order, stamped with the runner's clock and shown
+//! to its listeners as it is taken in: the world's model (what the driver waits for) and the live checks (what it
+//! announces). The driver appends to it; nothing here decides what to do next, and nothing here judges.
+
+use crate::cases::Case;
+use crate::events::{now_micros, Micros, Observation, Recorded};
+use crate::progress::Progress;
+use crate::results::PeerReport;
+
+use super::world::World;
+use super::Watch;
+
+/// A check failed while the case ran, and the run was asked to stop there.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at the first failure (--fail-fast): {0}")]
+pub struct FailFast(pub String);
+
+pub struct Recorder<'a> {
+    /// Peer names by index.
+    names: Vec<String>,
+    pub record: Vec<Recorded>,
+    pub world: World,
+    /// The case's checks, fed as observations arrive, so a failure is known while the case runs.
+    live: Vec<Box<dyn Watch>>,
+    /// Checks already seen failing (each is announced once).
+    announced: Vec<&'static str>,
+    pub live_failures: Vec<(Micros, String)>,
+    fail_fast: bool,
+    progress: Option<&'a Progress>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(names: Vec<String>) -> Self {
+        Self {
+            world: World::new(names.len()),
+            names,
+            record: Vec::new(),
+            live: Vec::new(),
+            announced: Vec::new(),
+            live_failures: Vec::new(),
+            fail_fast: false,
+            progress: None,
+        }
+    }
+
+    pub fn with_live(&mut self, live: Vec<Box<dyn Watch>>, progress: &'a Progress, fail_fast: bool) {
+        self.live = live;
+        self.progress = Some(progress);
+        self.fail_fast = fail_fast;
+    }
+
+    /// Takes in one observation of peer `i`.
+    pub fn observe(&mut self, i: usize, what: Observation) {
+        let rec = Recorded {
+            at: now_micros(),
+            peer: self.names[i].clone(),
+            what,
+        };
+        self.world.apply(i, &rec);
+        for check in self.live.iter_mut() {
+            check.observe(&rec);
+        }
+        self.record.push(rec);
+    }
+
+    /// Asks the live checks whether the case already fails; each failure is announced once, and with
+    /// `--fail-fast` the first one stops the case.
+    pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {
+        let now = now_micros();
+        for check in &self.live {
+            if self.announced.contains(&check.name()) {
+                continue;
+            }
+            if let Some(message) = check.failing(case, peers, now) {
+                self.announced.push(check.name());
+                let line = format!("[{}] {message}", check.name());
+                if let Some(p) = self.progress {
+                    p.line(format!("  {}: failing {line}", case.name));
+                }
+                self.live_failures.push((now, line.clone()));
+                if self.fail_fast {
+                    return Err(FailFast(line));
+                }
+            }
+        }
+        Ok(())
+    }
+}
