@@ -25,6 +25,8 @@ const QUEUE_TRIES: u16 = 64;
 /// How many packets the kernel keeps for us before it drops new ones (its default, 1024, is a few hundred
 /// milliseconds of a busy link).
 const QUEUE_MAX_LEN: u32 = 16_384;
+/// Bytes of each packet copied to us: an IPv4 header, though nothing reads it.
+const COPY_RANGE: u16 = 20;
 /// nfq gives no file descriptor to poll, so the loop polls the socket at this period: the releases' precision.
 const TICK: Duration = Duration::from_millis(1);
 /// With a rate, a packet that would wait longer than this for the link is dropped, as a full qdisc drops it:
@@ -211,14 +213,16 @@ fn open_in(ns: &File) -> anyhow::Result<(nfq::Queue, u16)> {
                 bound = Some(num);
                 break;
             }
-            // Another delay line of this namespace holds it.
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+            // Another delay line of this namespace holds it: the kernel says EPERM when another socket owns the
+            // queue, EBUSY when it is ours.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot bind NFQUEUE {num}")),
         }
     }
     let num = bound.ok_or_else(|| anyhow!("NFQUEUE {QUEUE_BASE}..{} are all taken", QUEUE_BASE + QUEUE_TRIES))?;
-    // Only the metadata: the packet's length comes with it, and verdicts need no payload.
-    queue.set_copy_range(num, 0).context("set the queue's copy range")?;
+    // Verdicts need no payload, so only its first bytes come up; the kernel then adds the full length (which it
+    // does not with a copy range of 0, metadata only), and the rate needs that length.
+    queue.set_copy_range(num, COPY_RANGE).context("set the queue's copy range")?;
     queue.set_queue_max_len(num, QUEUE_MAX_LEN).context("set the queue's length")?;
     queue.set_fail_open(num, false).context("make the queue fail closed")?;
     queue.set_nonblocking(true);
