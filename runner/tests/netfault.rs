@@ -49,7 +49,11 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     let file = File::open(format!("/run/netns/{ns}")).expect("open the namespace");
     std::thread::spawn(move || {
         // SAFETY: the descriptor is open for the call.
-        assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
         f()
     })
 }
@@ -67,14 +71,36 @@ impl Pair {
         let a = format!("mgt-{}-{tag}-a", std::process::id());
         let b = format!("mgt-{}-{tag}-b", std::process::id());
         run("ip", &["netns", "add", &a]);
-        let mut pair = Pair { a, b, stop: Arc::new(AtomicBool::new(false)), echoes: Vec::new() };
+        let mut pair = Pair {
+            a,
+            b,
+            stop: Arc::new(AtomicBool::new(false)),
+            echoes: Vec::new(),
+        };
         run("ip", &["netns", "add", &pair.b]);
         let (a, b) = (pair.a.clone(), pair.b.clone());
         // Both ends are made inside the namespaces: nothing appears in the host's.
-        run("ip", &["-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b]);
+        run(
+            "ip",
+            &[
+                "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+                &b,
+            ],
+        );
         for (ns, addrs) in [(&a, vec![A]), (&b, vec![B, B2])] {
             for addr in addrs {
-                run("ip", &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        ns,
+                        "addr",
+                        "add",
+                        &format!("{addr}/24"),
+                        "dev",
+                        "eth0",
+                    ],
+                );
             }
             run("ip", &["-n", ns, "link", "set", "eth0", "up"]);
             run("ip", &["-n", ns, "link", "set", "lo", "up"]);
@@ -94,7 +120,9 @@ impl Pair {
                     }
                 }
             }));
-            ready_rx.recv_timeout(Duration::from_secs(5)).expect("echo server ready");
+            ready_rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("echo server ready");
         }
         pair
     }
@@ -127,10 +155,20 @@ impl Probes {
         self.rtts.iter().filter(|r| r.is_none()).count()
     }
     fn min(&self) -> Duration {
-        self.rtts.iter().flatten().min().copied().expect("some reply")
+        self.rtts
+            .iter()
+            .flatten()
+            .min()
+            .copied()
+            .expect("some reply")
     }
     fn max(&self) -> Duration {
-        self.rtts.iter().flatten().max().copied().expect("some reply")
+        self.rtts
+            .iter()
+            .flatten()
+            .max()
+            .copied()
+            .expect("some reply")
     }
     fn reordered(&self) -> bool {
         self.order.windows(2).any(|w| w[0] > w[1])
@@ -139,7 +177,14 @@ impl Probes {
 
 /// Sends `count` UDP probes of `size` bytes from namespace `ns` to `target`'s echo server, one per `interval`, and
 /// waits up to `wait` after the last for the replies.
-fn probe(ns: &str, target: Ipv4Addr, count: usize, interval: Duration, size: usize, wait: Duration) -> Probes {
+fn probe(
+    ns: &str,
+    target: Ipv4Addr,
+    count: usize,
+    interval: Duration,
+    size: usize,
+    wait: Duration,
+) -> Probes {
     in_ns(ns, move || {
         let sock = UdpSocket::bind("0.0.0.0:0").expect("probe socket");
         sock.set_read_timeout(Some(ms(1))).unwrap();
@@ -188,9 +233,15 @@ fn ping(ns: &str, target: Ipv4Addr) -> Probes {
 /// Nothing of meshgate left in the namespace, nor a delay-line thread in this process.
 fn assert_clean(ns: &str) {
     let rules = run("ip", &["netns", "exec", ns, "iptables", "-S"]);
-    assert!(!rules.contains(CHAIN_PREFIX), "rules left in {ns}:\n{rules}");
+    assert!(
+        !rules.contains(CHAIN_PREFIX),
+        "rules left in {ns}:\n{rules}"
+    );
     let qdiscs = run("ip", &["netns", "exec", ns, "tc", "qdisc", "show"]);
-    assert!(!qdiscs.contains("netem") && !qdiscs.contains("tbf"), "qdiscs left in {ns}:\n{qdiscs}");
+    assert!(
+        !qdiscs.contains("netem") && !qdiscs.contains("tbf"),
+        "qdiscs left in {ns}:\n{qdiscs}"
+    );
     let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
@@ -200,7 +251,11 @@ fn assert_clean(ns: &str) {
 }
 
 fn latency(ms_: u64, direction: Direction) -> Shaping {
-    Shaping { latency: ms(ms_), direction, ..Shaping::default() }
+    Shaping {
+        latency: ms(ms_),
+        direction,
+        ..Shaping::default()
+    }
 }
 
 #[test]
@@ -212,7 +267,12 @@ fn latency_from_one_side_then_both_then_none() {
     let mut from = netfault::shape(&a, &latency(300, Direction::From)).unwrap();
     let p = ping(&pair.a, B);
     assert_eq!(p.lost(), 0);
-    assert!(p.min() >= ms(300) && p.max() < ms(600), "{:?}..{:?}", p.min(), p.max());
+    assert!(
+        p.min() >= ms(300) && p.max() < ms(600),
+        "{:?}..{:?}",
+        p.min(),
+        p.max()
+    );
     from.health().unwrap();
     from.undo().unwrap();
     from.undo().unwrap(); // idempotent
@@ -240,12 +300,22 @@ fn jitter_spreads_and_reorders() {
     let _t = turn();
     let pair = Pair::new("jit");
     let a = Pair::netns(&pair.a);
-    let shaping = Shaping { latency: ms(200), jitter: ms(100), direction: Direction::From, ..Shaping::default() };
+    let shaping = Shaping {
+        latency: ms(200),
+        jitter: ms(100),
+        direction: Direction::From,
+        ..Shaping::default()
+    };
     let mut applied = netfault::shape(&a, &shaping).unwrap();
     let p = probe(&pair.a, B, 30, ms(10), 64, ms(1000));
     applied.undo().unwrap();
     assert_eq!(p.lost(), 0);
-    assert!(p.min() >= ms(100) && p.max() < ms(400), "{:?}..{:?}", p.min(), p.max());
+    assert!(
+        p.min() >= ms(100) && p.max() < ms(400),
+        "{:?}..{:?}",
+        p.min(),
+        p.max()
+    );
     assert!(p.max() - p.min() > ms(50), "{:?}..{:?}", p.min(), p.max());
     assert!(p.reordered(), "order {:?}", p.order);
     assert_clean(&pair.a);
@@ -256,7 +326,11 @@ fn loss_to_the_peer() {
     let _t = turn();
     let pair = Pair::new("loss");
     let a = Pair::netns(&pair.a);
-    let shaping = Shaping { loss_percent: 30.0, direction: Direction::To, ..Shaping::default() };
+    let shaping = Shaping {
+        loss_percent: 30.0,
+        direction: Direction::To,
+        ..Shaping::default()
+    };
     let mut applied = netfault::shape(&a, &shaping).unwrap();
     let p = probe(&pair.a, B, 200, ms(2), 64, ms(300));
     assert!((30..=90).contains(&p.lost()), "{} of 200 lost", p.lost());
@@ -274,7 +348,11 @@ fn rate_spaces_a_burst() {
     let pair = Pair::new("rate");
     let a = Pair::netns(&pair.a);
     // 1000-byte datagrams (1028 bytes with headers) at 800 kbit/s: about 10 ms each.
-    let shaping = Shaping { rate_bits_per_sec: Some(800_000), direction: Direction::From, ..Shaping::default() };
+    let shaping = Shaping {
+        rate_bits_per_sec: Some(800_000),
+        direction: Direction::From,
+        ..Shaping::default()
+    };
     let mut applied = netfault::shape(&a, &shaping).unwrap();
     let p = probe(&pair.a, B, 10, Duration::ZERO, 1000, ms(1000));
     applied.undo().unwrap();
@@ -305,18 +383,36 @@ fn link_shapes_touch_only_their_address_and_compose() {
     let _t = turn();
     let pair = Pair::new("link");
     let a = Pair::netns(&pair.a);
-    let link = Shaping { remote: Some(B), ..latency(300, Direction::From) };
+    let link = Shaping {
+        remote: Some(B),
+        ..latency(300, Direction::From)
+    };
     let mut link = netfault::shape(&a, &link).unwrap();
     let p = ping(&pair.a, B);
-    assert!(p.min() >= ms(300) && p.max() < ms(600), "{:?}..{:?}", p.min(), p.max());
+    assert!(
+        p.min() >= ms(300) && p.max() < ms(600),
+        "{:?}..{:?}",
+        p.min(),
+        p.max()
+    );
     assert!(ping(&pair.a, B2).max() < ms(50));
 
     // A whole-peer shape beside it: the link keeps its own delay, the rest gets the whole-peer one.
     let mut whole = netfault::shape(&a, &latency(100, Direction::From)).unwrap();
     let p = ping(&pair.a, B);
-    assert!(p.min() >= ms(300) && p.max() < ms(400), "link: {:?}..{:?}", p.min(), p.max());
+    assert!(
+        p.min() >= ms(300) && p.max() < ms(400),
+        "link: {:?}..{:?}",
+        p.min(),
+        p.max()
+    );
     let p = ping(&pair.a, B2);
-    assert!(p.min() >= ms(100) && p.max() < ms(200), "rest: {:?}..{:?}", p.min(), p.max());
+    assert!(
+        p.min() >= ms(100) && p.max() < ms(200),
+        "rest: {:?}..{:?}",
+        p.min(),
+        p.max()
+    );
 
     // A partition applied last still comes first.
     let mut cut = netfault::partition(&a, &[B]).unwrap();
@@ -333,9 +429,14 @@ fn link_shapes_touch_only_their_address_and_compose() {
 fn duplication_is_unsupported() {
     let _t = turn();
     let pair = Pair::new("dup");
-    let shaping = Shaping { duplicate_percent: 5.0, ..latency(10, Direction::Both) };
+    let shaping = Shaping {
+        duplicate_percent: 5.0,
+        ..latency(10, Direction::Both)
+    };
     match netfault::shape(&Pair::netns(&pair.a), &shaping) {
-        Err(e @ ShapeError::Unsupported(_)) => assert!(e.to_string().contains("unsupported"), "{e}"),
+        Err(e @ ShapeError::Unsupported(_)) => {
+            assert!(e.to_string().contains("unsupported"), "{e}")
+        }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("duplication was accepted"),
     }
@@ -361,7 +462,11 @@ fn a_dead_delay_line_fails_closed() {
         }
     };
     assert!(why.contains("delay line died"), "{why}");
-    assert_eq!(ping(&pair.a, B).lost(), 5, "traffic passed without its delay line");
+    assert_eq!(
+        ping(&pair.a, B).lost(),
+        5,
+        "traffic passed without its delay line"
+    );
 
     applied.undo().unwrap();
     assert_clean(&pair.a);

@@ -51,7 +51,10 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(params: Params) -> Self {
-        Self { params, previous: None }
+        Self {
+            params,
+            previous: None,
+        }
     }
 
     /// When a packet of `len` bytes that arrived at `arrival` goes out, or `None` when the rate's backlog is full
@@ -126,7 +129,9 @@ impl DelayLine {
     /// Starts a delay line in the namespace `ns` (an open `/proc/<pid>/ns/net` or `/run/netns/<name>`), and returns
     /// once its queue is bound, so that the caller can point a rule at it.
     pub fn start(ns: &File, params: Params, thread_name: &str) -> anyhow::Result<Self> {
-        let ns = ns.try_clone().context("cannot duplicate the namespace's descriptor")?;
+        let ns = ns
+            .try_clone()
+            .context("cannot duplicate the namespace's descriptor")?;
         let control = Arc::new(Control::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let c = Arc::clone(&control);
@@ -160,12 +165,22 @@ impl DelayLine {
                 bail!("the delay line's thread ended before binding its queue");
             }
         };
-        Ok(Self { queue, control, thread: Some(thread) })
+        Ok(Self {
+            queue,
+            control,
+            thread: Some(thread),
+        })
     }
 
     /// Why the delay line is no longer shaping, when it has died; `None` while it runs (or after a clean stop).
     pub fn death(&self) -> Option<String> {
-        if let Some(why) = self.control.death.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(why) = self
+            .control
+            .death
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Some(why);
         }
         let ended = self.thread.as_ref().is_some_and(JoinHandle::is_finished);
@@ -203,9 +218,11 @@ impl Drop for DelayLine {
 fn open_in(ns: &File) -> anyhow::Result<(nfq::Queue, u16)> {
     // SAFETY: setns only reads the descriptor, which `ns` keeps open for the call.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("setns into the peer's network namespace");
+        return Err(std::io::Error::last_os_error())
+            .context("setns into the peer's network namespace");
     }
-    let mut queue = nfq::Queue::open().context("cannot open an NFQUEUE netlink socket (nfnetlink_queue)")?;
+    let mut queue =
+        nfq::Queue::open().context("cannot open an NFQUEUE netlink socket (nfnetlink_queue)")?;
     let mut bound = None;
     for num in QUEUE_BASE..QUEUE_BASE + QUEUE_TRIES {
         match queue.bind(num) {
@@ -219,12 +236,23 @@ fn open_in(ns: &File) -> anyhow::Result<(nfq::Queue, u16)> {
             Err(e) => return Err(e).with_context(|| format!("cannot bind NFQUEUE {num}")),
         }
     }
-    let num = bound.ok_or_else(|| anyhow!("NFQUEUE {QUEUE_BASE}..{} are all taken", QUEUE_BASE + QUEUE_TRIES))?;
+    let num = bound.ok_or_else(|| {
+        anyhow!(
+            "NFQUEUE {QUEUE_BASE}..{} are all taken",
+            QUEUE_BASE + QUEUE_TRIES
+        )
+    })?;
     // Verdicts need no payload, so only its first bytes come up; the kernel then adds the full length (which it
     // does not with a copy range of 0, metadata only), and the rate needs that length.
-    queue.set_copy_range(num, COPY_RANGE).context("set the queue's copy range")?;
-    queue.set_queue_max_len(num, QUEUE_MAX_LEN).context("set the queue's length")?;
-    queue.set_fail_open(num, false).context("make the queue fail closed")?;
+    queue
+        .set_copy_range(num, COPY_RANGE)
+        .context("set the queue's copy range")?;
+    queue
+        .set_queue_max_len(num, QUEUE_MAX_LEN)
+        .context("set the queue's length")?;
+    queue
+        .set_fail_open(num, false)
+        .context("make the queue fail closed")?;
     queue.set_nonblocking(true);
     Ok((queue, num))
 }
@@ -250,7 +278,11 @@ fn run(queue: &mut nfq::Queue, params: Params, control: &Control) -> anyhow::Res
             match queue.recv() {
                 Ok(msg) => {
                     let now = Instant::now();
-                    let draw = if params.jitter.is_zero() { 0.0 } else { rng.random_range(-1.0..=1.0) };
+                    let draw = if params.jitter.is_zero() {
+                        0.0
+                    } else {
+                        rng.random_range(-1.0..=1.0)
+                    };
                     match schedule.release(now, msg.get_original_len(), draw) {
                         Some(at) => {
                             seq += 1;
@@ -273,9 +305,9 @@ fn run(queue: &mut nfq::Queue, params: Params, control: &Control) -> anyhow::Res
             let Some(Reverse(h)) = held.pop() else { break };
             accept(queue, h.msg)?;
         }
-        let wait = held
-            .peek()
-            .map_or(TICK, |Reverse(h)| h.at.saturating_duration_since(Instant::now()).min(TICK));
+        let wait = held.peek().map_or(TICK, |Reverse(h)| {
+            h.at.saturating_duration_since(Instant::now()).min(TICK)
+        });
         std::thread::sleep(wait);
     }
 }
@@ -302,7 +334,11 @@ mod tests {
     }
 
     fn params(latency: u64, jitter: u64, rate: Option<u64>) -> Params {
-        Params { latency: ms(latency), jitter: ms(jitter), rate_bits_per_sec: rate }
+        Params {
+            latency: ms(latency),
+            jitter: ms(jitter),
+            rate_bits_per_sec: rate,
+        }
     }
 
     #[test]

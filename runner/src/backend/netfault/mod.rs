@@ -95,7 +95,9 @@ pub struct Netns {
 
 impl Netns {
     pub fn of_pid(pid: u32) -> Self {
-        Self { path: PathBuf::from(format!("/proc/{pid}/ns/net")) }
+        Self {
+            path: PathBuf::from(format!("/proc/{pid}/ns/net")),
+        }
     }
 
     pub fn at(path: impl Into<PathBuf>) -> Self {
@@ -109,9 +111,18 @@ impl Netns {
     /// Opens the namespace: the open file keeps it alive and keeps naming the same namespace even if the peer's
     /// pid ends and is reused, so undo always reaches the namespace the fault went into.
     fn pin(&self) -> anyhow::Result<Pinned> {
-        let file = File::open(&self.path).with_context(|| format!("cannot open {}", self.path.display()))?;
-        let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()));
-        Ok(Pinned { file, path, shown: self.path.clone() })
+        let file = File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            file.as_raw_fd()
+        ));
+        Ok(Pinned {
+            file,
+            path,
+            shown: self.path.clone(),
+        })
     }
 }
 
@@ -139,7 +150,11 @@ pub enum ShapeError {
 /// Makes `unreachable` unreachable from the namespace and the namespace from them, for TCP and UDP alike, until
 /// [`Applied::undo`] (the heal).
 pub fn partition(ns: &Netns, unreachable: &[Ipv4Addr]) -> anyhow::Result<Applied> {
-    let list = unreachable.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let list = unreachable
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut applied = Applied::new(ns, format!("partition from {list}"))?;
     let chain = rules::chain_name(Kind::Partition.letter(), applied.id, None);
     applied.chain(&chain, &rules::partition_rules(&chain, unreachable))?;
@@ -153,8 +168,14 @@ pub fn partition(ns: &Netns, unreachable: &[Ipv4Addr]) -> anyhow::Result<Applied
 pub fn shape(ns: &Netns, shaping: &Shaping) -> Result<Applied, ShapeError> {
     validate(shaping)?;
     let mut applied = Applied::new(ns, describe_shaping(shaping))?;
-    let delayed = !shaping.latency.is_zero() || !shaping.jitter.is_zero() || shaping.rate_bits_per_sec.is_some();
-    let kind = if shaping.remote.is_some() { Kind::Link } else { Kind::Whole };
+    let delayed = !shaping.latency.is_zero()
+        || !shaping.jitter.is_zero()
+        || shaping.rate_bits_per_sec.is_some();
+    let kind = if shaping.remote.is_some() {
+        Kind::Link
+    } else {
+        Kind::Whole
+    };
     for &hook in shaping.direction.hooks() {
         let queue = if delayed {
             let params = Params {
@@ -166,8 +187,12 @@ pub fn shape(ns: &Netns, shaping: &Shaping) -> Result<Applied, ShapeError> {
                 Hook::Input => "mg-delay-in",
                 Hook::Output => "mg-delay-out",
             };
-            let line = DelayLine::start(&applied.ns.file, params, name)
-                .with_context(|| format!("cannot start the delay line in {}", applied.ns.shown.display()))?;
+            let line = DelayLine::start(&applied.ns.file, params, name).with_context(|| {
+                format!(
+                    "cannot start the delay line in {}",
+                    applied.ns.shown.display()
+                )
+            })?;
             let q = line.queue;
             applied.lines.push(line);
             Some(q)
@@ -175,7 +200,12 @@ pub fn shape(ns: &Netns, shaping: &Shaping) -> Result<Applied, ShapeError> {
             None
         };
         let chain = rules::chain_name(kind.letter(), applied.id, Some(hook));
-        let chain_rules = rules::shape_rules(&chain, shaping.loss_percent, queue, shaping.remote.is_some());
+        let chain_rules = rules::shape_rules(
+            &chain,
+            shaping.loss_percent,
+            queue,
+            shaping.remote.is_some(),
+        );
         if chain_rules.is_empty() {
             continue;
         }
@@ -190,7 +220,10 @@ fn validate(s: &Shaping) -> Result<(), ShapeError> {
         return Err(ShapeError::Unsupported("packet duplication"));
     }
     if !(0.0..=100.0).contains(&s.loss_percent) {
-        return Err(ShapeError::Invalid(format!("loss {}% is not within 0..=100", s.loss_percent)));
+        return Err(ShapeError::Invalid(format!(
+            "loss {}% is not within 0..=100",
+            s.loss_percent
+        )));
     }
     if s.rate_bits_per_sec == Some(0) {
         return Err(ShapeError::Invalid("a rate of 0 bit/s".into()));
@@ -264,7 +297,13 @@ impl Applied {
         Ok(())
     }
 
-    fn jump(&mut self, hook: Hook, chain: &str, remote: Option<Ipv4Addr>, kind: Kind) -> anyhow::Result<()> {
+    fn jump(
+        &mut self,
+        hook: Hook,
+        chain: &str,
+        remote: Option<Ipv4Addr>,
+        kind: Kind,
+    ) -> anyhow::Result<()> {
         let spec = rules::jump_spec(hook, chain, remote);
         let listing = rules::iptables(&self.ns.path, &["-S".into(), hook.chain().into()])?;
         let mut args = match rules::jump_position(kind, &listing) {
@@ -314,8 +353,16 @@ impl Applied {
         match errors.len() {
             0 => Ok(()),
             _ => {
-                let all = errors.iter().map(|e| format!("{e:#}")).collect::<Vec<_>>().join("; ");
-                Err(anyhow!("undoing {} in {}: {all}", self.what, self.ns.shown.display()))
+                let all = errors
+                    .iter()
+                    .map(|e| format!("{e:#}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Err(anyhow!(
+                    "undoing {} in {}: {all}",
+                    self.what,
+                    self.ns.shown.display()
+                ))
             }
         }
     }
@@ -325,7 +372,11 @@ impl Applied {
     pub fn health(&self) -> Result<(), String> {
         for line in &self.lines {
             if let Some(why) = line.death() {
-                return Err(format!("{} in {}: delay line died: {why}", self.what, self.ns.shown.display()));
+                return Err(format!(
+                    "{} in {}: delay line died: {why}",
+                    self.what,
+                    self.ns.shown.display()
+                ));
             }
         }
         Ok(())
@@ -376,7 +427,9 @@ impl ShapingPath {
             Err(e) => format!("no netem ({e})"),
         };
         match &self.nfqueue {
-            Ok(()) => format!("{netem}; shaping by meshgate's NFQUEUE delay line works (no duplication)"),
+            Ok(()) => {
+                format!("{netem}; shaping by meshgate's NFQUEUE delay line works (no duplication)")
+            }
             Err(e) => format!("{netem}; NFQUEUE unusable, so no shaping: {e}"),
         }
     }
@@ -389,7 +442,10 @@ pub fn shaping_path() -> ShapingPath {
         Ok(p) => p,
         Err(_) => {
             let e = "the probe panicked".to_owned();
-            ShapingPath { netem: Err(e.clone()), nfqueue: Err(e) }
+            ShapingPath {
+                netem: Err(e.clone()),
+                nfqueue: Err(e),
+            }
         }
     }
 }
@@ -413,18 +469,26 @@ mod probe {
                 "cannot make a network namespace (root is needed): {}",
                 std::io::Error::last_os_error()
             );
-            return ShapingPath { netem: Err(e.clone()), nfqueue: Err(e) };
+            return ShapingPath {
+                netem: Err(e.clone()),
+                nfqueue: Err(e),
+            };
         }
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
         let ns = PathBuf::from(format!("/proc/{}/task/{tid}/ns/net", std::process::id()));
-        let lo_up = rules::run_in(&ns, "ip", &["link", "set", "lo", "up"].map(String::from)).map(|_| ());
+        let lo_up =
+            rules::run_in(&ns, "ip", &["link", "set", "lo", "up"].map(String::from)).map(|_| ());
         let netem = lo_up.and_then(|()| {
-            let args = ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"].map(String::from);
+            let args =
+                ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"].map(String::from);
             rules::run_in(&ns, "tc", &args).map(|_| ())
         });
         let nfqueue = nfqueue(&ns);
-        ShapingPath { netem: netem.map_err(|e| format!("{e:#}")), nfqueue: nfqueue.map_err(|e| format!("{e:#}")) }
+        ShapingPath {
+            netem: netem.map_err(|e| format!("{e:#}")),
+            nfqueue: nfqueue.map_err(|e| format!("{e:#}")),
+        }
     }
 
     /// A UDP packet to ourselves goes through a queue we bind and accept from.
@@ -434,7 +498,18 @@ mod probe {
         queue.set_nonblocking(true);
         let sock = UdpSocket::bind("127.0.0.1:0").context("UDP socket in the probe namespace")?;
         let port = sock.local_addr()?.port().to_string();
-        let rule = ["-A", "OUTPUT", "-p", "udp", "--dport", &port, "-j", "NFQUEUE", "--queue-num", "1"];
+        let rule = [
+            "-A",
+            "OUTPUT",
+            "-p",
+            "udp",
+            "--dport",
+            &port,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "1",
+        ];
         rules::iptables(ns, &rule.map(String::from))?;
         sock.send_to(b"meshgate", sock.local_addr()?)?;
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -445,7 +520,9 @@ mod probe {
                     queue.verdict(msg)?;
                     break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => bail!("no packet reached the queue: {e}"),
@@ -453,7 +530,8 @@ mod probe {
         }
         sock.set_read_timeout(Some(Duration::from_secs(1)))?;
         let mut buf = [0u8; 16];
-        sock.recv(&mut buf).context("the accepted packet did not arrive")?;
+        sock.recv(&mut buf)
+            .context("the accepted packet did not arrive")?;
         Ok(())
     }
 }
@@ -464,11 +542,21 @@ mod tests {
 
     #[test]
     fn duplication_is_unsupported_and_bad_values_are_invalid() {
-        let dup = Shaping { duplicate_percent: 1.0, ..Shaping::default() };
+        let dup = Shaping {
+            duplicate_percent: 1.0,
+            ..Shaping::default()
+        };
         assert!(matches!(validate(&dup), Err(ShapeError::Unsupported(_))));
-        let loss = Shaping { loss_percent: 120.0, ..Shaping::default() };
+        let loss = Shaping {
+            loss_percent: 120.0,
+            ..Shaping::default()
+        };
         assert!(matches!(validate(&loss), Err(ShapeError::Invalid(_))));
-        assert!(validate(&Shaping { rate_bits_per_sec: Some(0), ..Shaping::default() }).is_err());
+        assert!(validate(&Shaping {
+            rate_bits_per_sec: Some(0),
+            ..Shaping::default()
+        })
+        .is_err());
         assert!(validate(&Shaping::default()).is_ok());
     }
 
@@ -486,7 +574,10 @@ mod tests {
             describe_shaping(&s),
             "shape from peer: latency 200ms ±50ms loss 5% (traffic with 10.0.0.2 only)"
         );
-        assert_eq!(describe_shaping(&Shaping::default()), "shape both ways: nothing");
+        assert_eq!(
+            describe_shaping(&Shaping::default()),
+            "shape both ways: nothing"
+        );
     }
 
     #[test]

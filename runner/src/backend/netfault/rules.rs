@@ -81,17 +81,38 @@ pub fn partition_rules(chain: &str, unreachable: &[Ipv4Addr]) -> Vec<Vec<String>
 
 /// The rules of a shape chain for one hook: random loss, then the delay line's queue. A link's chain ends by
 /// accepting, so that its traffic is shaped by the link alone and not again by a whole-peer shape further down.
-pub fn shape_rules(chain: &str, loss_percent: f64, queue: Option<u16>, link: bool) -> Vec<Vec<String>> {
+pub fn shape_rules(
+    chain: &str,
+    loss_percent: f64,
+    queue: Option<u16>,
+    link: bool,
+) -> Vec<Vec<String>> {
     let mut rules = Vec::new();
     if loss_percent > 0.0 {
         let p = format!("{}", (loss_percent / 100.0).min(1.0));
         rules.push(owned(&[
-            "-A", chain, "-m", "statistic", "--mode", "random", "--probability", &p, "-j", "DROP",
+            "-A",
+            chain,
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            &p,
+            "-j",
+            "DROP",
         ]));
     }
     if let Some(q) = queue {
         // No --queue-bypass: without a delay line listening, the kernel drops what it would queue (fail closed).
-        rules.push(owned(&["-A", chain, "-j", "NFQUEUE", "--queue-num", &q.to_string()]));
+        rules.push(owned(&[
+            "-A",
+            chain,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &q.to_string(),
+        ]));
     }
     if link {
         rules.push(owned(&["-A", chain, "-j", "ACCEPT"]));
@@ -190,7 +211,10 @@ mod tests {
         let rules = partition_rules("MESHGATE-P1-2", &[Ipv4Addr::new(10, 0, 0, 2)]);
         assert_eq!(
             joined(&rules),
-            ["-A MESHGATE-P1-2 -s 10.0.0.2 -j DROP", "-A MESHGATE-P1-2 -d 10.0.0.2 -j DROP"]
+            [
+                "-A MESHGATE-P1-2 -s 10.0.0.2 -j DROP",
+                "-A MESHGATE-P1-2 -d 10.0.0.2 -j DROP"
+            ]
         );
     }
 
@@ -212,8 +236,14 @@ mod tests {
     #[test]
     fn jumps_skip_loopback_and_name_the_remote_by_hook() {
         let r = Some(Ipv4Addr::new(10, 0, 0, 9));
-        assert_eq!(jump_spec(Hook::Input, "C", r).join(" "), "! -i lo -s 10.0.0.9 -j C");
-        assert_eq!(jump_spec(Hook::Output, "C", r).join(" "), "! -o lo -d 10.0.0.9 -j C");
+        assert_eq!(
+            jump_spec(Hook::Input, "C", r).join(" "),
+            "! -i lo -s 10.0.0.9 -j C"
+        );
+        assert_eq!(
+            jump_spec(Hook::Output, "C", r).join(" "),
+            "! -o lo -d 10.0.0.9 -j C"
+        );
         assert_eq!(jump_spec(Hook::Output, "C", None).join(" "), "! -o lo -j C");
     }
 
