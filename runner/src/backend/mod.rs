@@ -5,6 +5,7 @@
 pub mod docker;
 mod lines;
 pub mod local;
+pub mod netfault;
 mod session;
 mod netns;
 mod owner;
