@@ -4,14 +4,15 @@
 //! the next run can tell leftovers of a dead run from objects of a live one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 
 use anyhow::{anyhow, bail, Context as _};
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, NetworkCreateRequest, NetworkDisconnectRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
@@ -21,6 +22,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::lines::LineBuffer;
 use super::owner::{
@@ -49,6 +51,30 @@ pub struct DockerBackend {
     api: Docker,
     run_id: String,
     owner: String,
+    /// The subnet of each case's network and how many peers were started in it, which numbers their addresses.
+    cases: Mutex<HashMap<usize, CaseNet>>,
+    /// Every container started in this run, by id: what restarting it needs.
+    lives: Mutex<HashMap<String, Life>>,
+}
+
+struct CaseNet {
+    subnet: Ipv4Addr,
+    started: usize,
+}
+
+/// A container's current life, and what its next one needs.
+#[derive(Clone)]
+struct Life {
+    /// The container's name, for errors.
+    name: String,
+    network: String,
+    /// Its fixed address on `network`, which a restart keeps.
+    ip: Ipv4Addr,
+    port: u16,
+    memory_limit: u64,
+    /// Cancelled once this life's exit is reported: the engine's exit status of a restarted container would be
+    /// that of its next life.
+    exited: CancellationToken,
 }
 
 impl DockerBackend {
@@ -81,6 +107,8 @@ impl DockerBackend {
             api,
             run_id: run_id.to_owned(),
             owner: owner_of(std::process::id()).unwrap_or_default(),
+            cases: Mutex::default(),
+            lives: Mutex::default(),
         })
     }
 
@@ -302,19 +330,42 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
+    /// A subnet the runner chooses, so that every container can be given a fixed address, which it keeps when it
+    /// is restarted (the engine would hand out whatever is free).
     async fn create_network(&self, case: usize, case_name: &str) -> anyhow::Result<()> {
         let mut labels = self.labels(Some(case));
         labels.insert("io.meshgate.case-name".into(), case_name.into());
-        let req = NetworkCreateRequest {
-            name: self.network_name(case),
-            driver: Some("bridge".into()),
-            // Internal: the peers reach each other and nothing else.
-            internal: Some(true),
-            labels: Some(labels),
-            ..Default::default()
+        let create = |subnet: Ipv4Addr| {
+            let req = NetworkCreateRequest {
+                name: self.network_name(case),
+                driver: Some("bridge".into()),
+                // Internal: the peers reach each other and nothing else.
+                internal: Some(true),
+                labels: Some(labels.clone()),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(format!("{subnet}/{SUBNET_BITS}")),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let what = format!(
+                "creating network {} on {subnet}/{SUBNET_BITS}",
+                self.network_name(case)
+            );
+            async move {
+                bounded(&what, CREATE_TIMEOUT, None, self.api.create_network(req))
+                    .await
+                    .map(|_| ())
+            }
         };
-        let what = format!("creating network {}", self.network_name(case));
-        bounded(&what, CREATE_TIMEOUT, None, self.api.create_network(req)).await?;
+        let subnet = first_free_subnet(subnet_candidates(&self.run_id, case), create).await?;
+        self.cases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(case, CaseNet { subnet, started: 0 });
         Ok(())
     }
 
@@ -323,6 +374,14 @@ impl Backend for DockerBackend {
         let network = self.network_name(case);
         let cancel = Some(&launch.cancel);
         let memory = launch.limits.memory.0;
+        let ip = {
+            let mut cases = self.cases.lock().unwrap_or_else(|e| e.into_inner());
+            let net = cases
+                .get_mut(&case)
+                .ok_or_else(|| anyhow!("case {case} has no network: create it first"))?;
+            net.started += 1;
+            peer_address(net.subnet, net.started - 1)?
+        };
         let body = ContainerCreateBody {
             image: Some(launch.recipe.image_tag()),
             env: Some(vec![format!(
@@ -339,6 +398,18 @@ impl Backend for DockerBackend {
             // Confined: no root, no capability, nothing to write, no way to gain privileges, bounded memory and
             // processes. Faults that need privileges are applied from outside (see `isolate`).
             user: Some(PEER_USER.into()),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.clone(),
+                    EndpointSettings {
+                        ipam_config: Some(EndpointIpamConfig {
+                            ipv4_address: Some(ip.to_string()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )])),
+            }),
             host_config: Some(HostConfig {
                 network_mode: Some(network.clone()),
                 cap_drop: Some(vec!["ALL".into()]),
@@ -362,77 +433,76 @@ impl Backend for DockerBackend {
             ),
         )
         .await?;
-        let id = created.id;
-        // Attach before start, so that not a byte of output is lost.
-        let attach = AttachContainerOptionsBuilder::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .logs(true)
-            .build();
-        let io = bounded(
-            &format!("attaching to container {name}"),
-            ATTACH_TIMEOUT,
-            cancel,
-            self.api.attach_container(&id, Some(attach)),
-        )
-        .await?;
-        bounded(
-            &format!("starting container {name}"),
-            START_TIMEOUT,
-            cancel,
-            self.api.start_container(&id, None),
-        )
-        .await?;
-        let inspect = bounded(
-            &format!("inspecting container {name}"),
-            INSPECT_TIMEOUT,
-            cancel,
-            self.api.inspect_container(&id, None),
-        )
-        .await?;
-        let pid = inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.pid)
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|&p| p > 0);
-        let running = inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.running)
-            .unwrap_or(false);
-        let address = inspect
-            .network_settings
-            .and_then(|s| s.networks)
-            .and_then(|n| n.get(&network).cloned())
-            .and_then(|e| e.ip_address)
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, launch.config.listen_port));
-        let address = match (address, running) {
-            (Some(a), _) => a,
-            // It has exited already (say, `unsupported` at start): its output and exit status tell why.
-            (None, false) => SocketAddr::new(IpAddr::from([0, 0, 0, 0]), launch.config.listen_port),
-            (None, true) => bail!("container {name} has no address on {network}"),
-        };
-
-        let (tx, rx) = mpsc::channel(1024);
-        let watch = Watch {
-            api: self.api.clone(),
-            id: id.clone(),
+        let life = Life {
             name,
-            pid,
+            network,
+            ip,
+            port: launch.config.listen_port,
             memory_limit: memory,
+            exited: CancellationToken::new(),
         };
-        tokio::spawn(pump_output(watch, io.output, tx));
-        Ok(PeerProcess {
-            id,
-            address,
-            pid,
-            stdin: io.input,
-            output: rx,
-        })
+        self.run_container(&created.id, life, true, cancel).await
+    }
+
+    async fn restart_peer(
+        &self,
+        _case: usize,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<PeerProcess> {
+        let life = self
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| anyhow!("no container {id} was started in this run"))?;
+        // The earlier life's exit is reported first: its pump asks the engine for the exit status, which would
+        // otherwise be this life's.
+        tokio::select! {
+            _ = life.exited.cancelled() => {}
+            _ = tokio::time::sleep(WAIT_TIMEOUT + INSPECT_TIMEOUT) => {
+                bail!("container {} has not exited: kill it before restarting it", life.name)
+            }
+            _ = cancel.cancelled() => bail!("restarting container {}: interrupted", life.name),
+        }
+        // Without the earlier output: attached with `logs` the engine would replay it.
+        self.run_container(id, life, false, Some(&cancel)).await
+    }
+
+    async fn pause(&self, id: &str) -> anyhow::Result<()> {
+        let what = format!("pausing container {id}");
+        bounded(&what, PAUSE_TIMEOUT, None, self.api.pause_container(id)).await
+    }
+
+    async fn resume(&self, id: &str) -> anyhow::Result<()> {
+        let what = format!("resuming container {id}");
+        bounded(&what, PAUSE_TIMEOUT, None, self.api.unpause_container(id)).await
+    }
+
+    /// The engine pauses with the freezer cgroup, which every engine has.
+    fn cannot_pause(&self) -> Option<String> {
+        None
+    }
+
+    fn netns(&self, process: &PeerProcess) -> Result<PathBuf, String> {
+        let short = &process.id[..process.id.len().min(12)];
+        let pid = process
+            .pid
+            .ok_or_else(|| format!("the engine gave no process of container {short}"))?;
+        // The engine's pid is a process here only when the engine runs on this machine, in this pid namespace:
+        // then that process's cgroup names the container (whatever the cgroup driver).
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if !cgroup.contains(&process.id) {
+            return Err(format!(
+                "process {pid} of container {short} is not on this machine, or no longer runs (the Docker engine runs elsewhere, or in another pid namespace)"
+            ));
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        match path.try_exists() {
+            Ok(true) => Ok(path),
+            _ => Err(format!("{} cannot be seen from here", path.display())),
+        }
     }
 
     async fn isolate(&self, case: usize, id: &str) -> anyhow::Result<()> {
@@ -505,6 +575,97 @@ impl Backend for DockerBackend {
 }
 
 impl DockerBackend {
+    /// Attaches to a created or stopped container, starts it, and pumps its output. Attached before it starts,
+    /// so that not a byte is lost; with `replay`, what it wrote before is given too (nothing, for a new one).
+    async fn run_container(
+        &self,
+        id: &str,
+        mut life: Life,
+        replay: bool,
+        cancel: Option<&CancellationToken>,
+    ) -> anyhow::Result<PeerProcess> {
+        let name = life.name.clone();
+        let attach = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(replay)
+            .build();
+        let io = bounded(
+            &format!("attaching to container {name}"),
+            ATTACH_TIMEOUT,
+            cancel,
+            self.api.attach_container(id, Some(attach)),
+        )
+        .await?;
+        bounded(
+            &format!("starting container {name}"),
+            START_TIMEOUT,
+            cancel,
+            self.api.start_container(id, None),
+        )
+        .await?;
+        let inspect = bounded(
+            &format!("inspecting container {name}"),
+            INSPECT_TIMEOUT,
+            cancel,
+            self.api.inspect_container(id, None),
+        )
+        .await?;
+        let pid = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p > 0);
+        let running = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        let ip = inspect
+            .network_settings
+            .and_then(|s| s.networks)
+            .and_then(|n| n.get(&life.network).cloned())
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty());
+        match (ip, running) {
+            (Some(ip), _) if ip != life.ip.to_string() => bail!(
+                "container {name} has address {ip} on {}, not its own {}",
+                life.network,
+                life.ip
+            ),
+            (Some(_), _) => {}
+            // It has exited already (say, `unsupported` at start): its output and exit status tell why.
+            (None, false) => {}
+            (None, true) => bail!("container {name} has no address on {}", life.network),
+        }
+        let address = SocketAddr::new(IpAddr::V4(life.ip), life.port);
+        life.exited = CancellationToken::new();
+        let watch = Watch {
+            api: self.api.clone(),
+            id: id.to_owned(),
+            name,
+            pid,
+            memory_limit: life.memory_limit,
+            exited: life.exited.clone(),
+        };
+        self.lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), life);
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(pump_output(watch, io.output, tx));
+        Ok(PeerProcess {
+            id: id.to_owned(),
+            address,
+            pid,
+            stdin: io.input,
+            output: rx,
+        })
+    }
+
     async fn remove_stale_unbounded(&self) -> anyhow::Result<usize> {
         let all = self.list_labelled(LABEL_RUN.into()).await?;
         let mut runs: BTreeMap<String, Labelled> = BTreeMap::new();
@@ -575,6 +736,8 @@ struct Watch {
     /// Its process on this machine, through which its cgroup is found.
     pid: Option<u32>,
     memory_limit: u64,
+    /// Cancelled once the exit is known, before it is sent (nobody may be reading any more).
+    exited: CancellationToken,
 }
 
 /// Splits the attached stream into lines per channel, then reports the exit: status, whether the kernel killed it
@@ -658,6 +821,7 @@ async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Ou
         (p, true) => Some(p.unwrap_or(0).max(watch.memory_limit)),
         (p, false) => p,
     };
+    watch.exited.cancel();
     let _ = tx
         .send(Output::Exited(Exit {
             code,
@@ -743,6 +907,8 @@ const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pausing or resuming a container: the engine freezes or thaws its cgroup.
+const PAUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// From the end of a container's output to the engine reporting its exit status.
 const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Building a `FROM scratch` image is copying one binary.
@@ -751,6 +917,72 @@ const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// How often a running container's memory use is read.
 const MEMORY_SAMPLING: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Case networks are /22 blocks of 10.216.0.0/13, a private range no other project is known to use: 512 of them,
+/// each with room for 1021 peers (the gateway takes `.1`).
+const SUBNET_RANGE: Ipv4Addr = Ipv4Addr::new(10, 216, 0, 0);
+const RANGE_BITS: u32 = 13;
+const SUBNET_BITS: u32 = 22;
+const SUBNETS: usize = 1 << (SUBNET_BITS - RANGE_BITS);
+
+/// Every subnet a case's network may take, in the order to try them: from a place the run id and case decide, so
+/// that the cases of a run start on different blocks, and concurrent runs rarely on the same one.
+fn subnet_candidates(run_id: &str, case: usize) -> impl Iterator<Item = Ipv4Addr> {
+    // FNV-1a: the same order for the same run everywhere.
+    let hash = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let start = (hash as usize).wrapping_add(case);
+    (0..SUBNETS).map(move |n| {
+        let block = (start.wrapping_add(n) % SUBNETS) as u32;
+        Ipv4Addr::from(u32::from(SUBNET_RANGE) + (block << (32 - SUBNET_BITS)))
+    })
+}
+
+/// Creates a network on the first candidate the engine takes. One it refuses because another network holds an
+/// overlapping subnet (another run's, or anyone's) is passed over; any other error ends the search.
+async fn first_free_subnet<F, Fut>(
+    candidates: impl Iterator<Item = Ipv4Addr>,
+    mut create: F,
+) -> anyhow::Result<Ipv4Addr>
+where
+    F: FnMut(Ipv4Addr) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut taken = 0;
+    for subnet in candidates {
+        match create(subnet).await {
+            Ok(()) => return Ok(subnet),
+            Err(e) if overlaps(&e) => taken += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    bail!(
+        "no free /{SUBNET_BITS} in {SUBNET_RANGE}/{RANGE_BITS} on this engine ({taken} taken by other networks)"
+    )
+}
+
+/// Whether the engine refused a subnet because another network overlaps it ("Pool overlaps with other one on this
+/// address space", "networks have overlapping IPv4").
+fn overlaps(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<bollard::errors::Error>(),
+            Some(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if message.to_ascii_lowercase().contains("overlap")
+        )
+    })
+}
+
+/// The fixed address of a case's `index`th started peer: host `index + 2` of its subnet.
+fn peer_address(subnet: Ipv4Addr, index: usize) -> anyhow::Result<Ipv4Addr> {
+    let host = index + 2;
+    // The last address of the block is its broadcast.
+    if host >= (1 << (32 - SUBNET_BITS)) - 1 {
+        bail!("too many peers in one case for a /{SUBNET_BITS}");
+    }
+    Ok(Ipv4Addr::from(u32::from(subnet) + host as u32))
+}
 
 /// Runs one engine call bounded by `limit` and, when given, by `cancel`. Every error names the call and what it
 /// was about (`what`: "creating container meshgate-...").
@@ -794,6 +1026,88 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(message: &str) -> anyhow::Error {
+        anyhow::Error::new(bollard::errors::Error::DockerResponseServerError {
+            status_code: 403,
+            message: message.into(),
+        })
+        .context("creating network x failed")
+    }
+
+    #[test]
+    fn subnet_candidates_cover_the_range_once_from_a_place_per_run_and_case() {
+        let all: Vec<Ipv4Addr> = subnet_candidates("1a2b", 0).collect();
+        assert_eq!(all.len(), 512);
+        assert_eq!(all.iter().collect::<HashSet<_>>().len(), 512);
+        for s in &all {
+            let bits = u32::from(*s);
+            assert_eq!(bits & 0x3ff, 0, "{s} is a /22");
+            assert_eq!(bits >> 19, u32::from(SUBNET_RANGE) >> 19, "{s} in 10.216.0.0/13");
+        }
+        // The same order for the same run; the next case starts on the next block, and wraps.
+        assert_eq!(subnet_candidates("1a2b", 0).collect::<Vec<_>>(), all);
+        let next: Vec<Ipv4Addr> = subnet_candidates("1a2b", 1).collect();
+        assert_eq!(next[0], all[1]);
+        assert_eq!(next[511], all[0]);
+        assert_ne!(subnet_candidates("1a2c", 0).next(), Some(all[0]));
+    }
+
+    #[test]
+    fn peers_get_hosts_from_two_on() {
+        let subnet = Ipv4Addr::new(10, 216, 4, 0);
+        assert_eq!(peer_address(subnet, 0).unwrap(), Ipv4Addr::new(10, 216, 4, 2));
+        assert_eq!(peer_address(subnet, 300).unwrap(), Ipv4Addr::new(10, 216, 5, 46));
+        assert_eq!(peer_address(subnet, 1020).unwrap(), Ipv4Addr::new(10, 216, 7, 254));
+        assert!(peer_address(subnet, 1021).is_err(), "the broadcast address");
+    }
+
+    #[tokio::test]
+    async fn a_subnet_another_network_holds_is_passed_over() {
+        let candidates = || subnet_candidates("1a2b", 3);
+        let expected: Vec<Ipv4Addr> = candidates().take(3).collect();
+        let tried = Mutex::new(Vec::new());
+        let got = first_free_subnet(candidates(), |s| {
+            tried.lock().unwrap().push(s);
+            let n = tried.lock().unwrap().len();
+            async move {
+                match n {
+                    1 => Err(refused("Pool overlaps with other one on this address space")),
+                    2 => Err(refused("cannot create network y: conflicts with network z: networks have overlapping IPv4")),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, expected[2]);
+        assert_eq!(*tried.lock().unwrap(), expected);
+
+        // Any other refusal ends the search at once.
+        let mut calls = 0;
+        let e = first_free_subnet(candidates(), |_| {
+            calls += 1;
+            async { Err(refused("permission denied")) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(format!("{e:#}").contains("permission denied"), "{e:#}");
+
+        // Every block taken: said so, after trying each once.
+        let mut calls = 0;
+        let e = first_free_subnet(candidates(), |_| {
+            calls += 1;
+            async { Err(refused("Pool overlaps with other one on this address space")) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 512);
+        assert_eq!(
+            e.to_string(),
+            "no free /22 in 10.216.0.0/13 on this engine (512 taken by other networks)"
+        );
+    }
 
     #[tokio::test]
     async fn a_hung_engine_call_times_out_naming_the_call() {

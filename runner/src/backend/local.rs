@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -24,6 +24,7 @@ use super::owner::{judge, owner_of, running_pid, Verdict, GRACE, HEARTBEAT};
 use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
 use crate::images::{cache_dir, Recipe};
 use crate::matrix::Limits;
+use contract::config::PeerConfig;
 
 /// How the local backend connects peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +62,17 @@ struct Running {
     kill: CancellationToken,
     /// Cancelled once the process has been reaped.
     exited: CancellationToken,
+    spawn: Arc<Spawn>,
+}
+
+/// What starting a peer (again) needs: the same binary and configuration, in the same namespace (named by the
+/// peer's id) or on the same loopback port.
+struct Spawn {
+    name: String,
+    binary: PathBuf,
+    config: PeerConfig,
+    limits: Limits,
+    address: SocketAddr,
 }
 
 impl LocalBackend {
@@ -201,6 +213,148 @@ impl LocalBackend {
             .ok_or_else(|| anyhow!("no binary of the {} peer was prepared", recipe.label()))
     }
 
+    /// Starts a peer's process, confined like every other (its own cgroup, uid [`PEER_UID`]), and pumps its output.
+    fn spawn(&self, case: usize, id: String, spawn: Arc<Spawn>) -> anyhow::Result<PeerProcess> {
+        let mut command = if self.netns {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", &id]);
+            if self.drop_root {
+                // Entering the namespace needs root: the peer gives it up inside, just before it starts.
+                c.arg("setpriv").args(SETPRIV_ARGS).arg("--");
+            }
+            c.arg(&spawn.binary);
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&spawn.binary);
+            if self.drop_root {
+                // Without supplementary groups: the standard library drops them when root sets a uid.
+                c.uid(PEER_UID).gid(PEER_GID);
+            }
+            c
+        };
+        let cgroup = match &self.cgroups {
+            Ok(c) => Some(
+                c.add_peer(&id, &spawn.limits)
+                    .with_context(|| format!("cannot make the cgroup of {}", spawn.name))?,
+            ),
+            Err(_) => None,
+        };
+        if let Some(cg) = &cgroup {
+            let procs = cg.procs_files()?;
+            // SAFETY: between fork and exec the child only writes to descriptors opened here: no allocation, no
+            // lock. Writing "0" to `cgroup.procs` moves the writer itself, so the peer is charged from its first
+            // page on.
+            unsafe {
+                command.pre_exec(move || {
+                    use std::io::Write;
+                    for mut f in &procs {
+                        f.write_all(b"0")?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+        // Like a container: its own environment, `/` as working directory, and its own process group, so that a
+        // Ctrl-C on the terminal reaches the runner (which stops peers in order), not the peers.
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MESHGATE_PEER_CONFIG", spawn.config.to_json())
+            .current_dir("/")
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {} ({})", spawn.name, spawn.binary.display()))?;
+        let pid = child.id();
+        if let Some(me) = pid.and_then(owner_of) {
+            // On record before anything else, so that the next run can kill it if this one dies.
+            record_peer(&self.run_id, &me)?;
+        }
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => bail!("{} started without its pipes", spawn.name),
+            };
+        let (kill, exited) = (CancellationToken::new(), CancellationToken::new());
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id.clone(),
+            Running {
+                case,
+                kill: kill.clone(),
+                exited: exited.clone(),
+                spawn: spawn.clone(),
+            },
+        );
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            let (out, err) = (tx.clone(), tx.clone());
+            let lines = async {
+                tokio::join!(
+                    forward(stdout, out, Output::Stdout),
+                    forward(stderr, err, Output::Stderr)
+                )
+            };
+            let status = async {
+                tokio::select! {
+                    s = child.wait() => s,
+                    _ = kill.cancelled() => {
+                        let _ = child.start_kill();
+                        // A frozen process (cgroup v1) dies only once thawed.
+                        if let Some(cg) = &cgroup {
+                            cg.thaw();
+                        }
+                        child.wait().await
+                    }
+                }
+            };
+            // Every line first, then the exit: the protocol the driver expects of every backend.
+            let (_, status) = tokio::join!(lines, status);
+            let mut exit = Exit {
+                code: status.ok().and_then(exit_code),
+                ..Exit::default()
+            };
+            if let Some(cg) = cgroup {
+                // The process is reaped: its cgroup holds its counters until removed.
+                exit.oom_killed = cg.oom_killed();
+                exit.peak_memory_bytes = cg.peak_memory();
+                exit.memory_limit_bytes = Some(cg.memory_limit);
+                cg.remove();
+            }
+            exited.cancel();
+            let _ = tx.send(Output::Exited(exit)).await;
+        });
+        Ok(PeerProcess {
+            id,
+            address: spawn.address,
+            pid,
+            stdin: Box::pin(stdin),
+            output: rx,
+        })
+    }
+
+    /// Freezes (`frozen`) or thaws a running peer's cgroup, and waits until the kernel says it is done.
+    async fn freeze(&self, id: &str, frozen: bool) -> anyhow::Result<()> {
+        if let Some(why) = self.cannot_pause() {
+            bail!("cannot pause {id}: {why}");
+        }
+        let Ok(cgroups) = &self.cgroups else {
+            unreachable!("cannot_pause says why peers have no cgroup")
+        };
+        if !self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+        {
+            bail!("no peer {id} runs in this run");
+        }
+        cgroups.freeze(id, frozen).await
+    }
+
     /// Kills the peers `which` selects and waits until they are reaped.
     async fn kill_peers(&self, which: impl Fn(&Running) -> bool) {
         let doomed: Vec<Running> = {
@@ -216,7 +370,7 @@ impl LocalBackend {
             r.kill.cancel();
         }
         for r in &doomed {
-            let _ = tokio::time::timeout(Duration::from_secs(5), r.exited.cancelled()).await;
+            let _ = tokio::time::timeout(REAP_TIMEOUT, r.exited.cancelled()).await;
         }
     }
 }
@@ -276,130 +430,86 @@ impl Backend for LocalBackend {
             case,
             &format!("p{index}-{}", short_slug(&launch.name)),
         );
-        let (mut command, address) = if self.netns {
+        let address = if self.netns {
             let ip = netns::address(index)?;
             netns::add_peer(&netns::name(&self.run_id, case, "hub"), &id, index, ip)
                 .await
                 .with_context(|| format!("cannot wire {} into its network", launch.name))?;
-            let mut c = tokio::process::Command::new("ip");
-            c.args(["netns", "exec", &id]);
-            if self.drop_root {
-                // Entering the namespace needs root: the peer gives it up inside, just before it starts.
-                c.arg("setpriv").args(SETPRIV_ARGS).arg("--");
-            }
-            c.arg(&binary);
-            (
-                c,
-                SocketAddr::new(IpAddr::V4(ip), launch.config.listen_port),
-            )
+            SocketAddr::new(IpAddr::V4(ip), launch.config.listen_port)
         } else {
             launch.config.listen_port = self.pick_port()?;
-            let address =
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), launch.config.listen_port);
-            let mut c = tokio::process::Command::new(&binary);
-            if self.drop_root {
-                // Without supplementary groups: the standard library drops them when root sets a uid.
-                c.uid(PEER_UID).gid(PEER_GID);
-            }
-            (c, address)
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), launch.config.listen_port)
         };
-        let cgroup = match &self.cgroups {
-            Ok(c) => Some(
-                c.add_peer(&id, &launch.limits)
-                    .with_context(|| format!("cannot make the cgroup of {}", launch.name))?,
-            ),
-            Err(_) => None,
-        };
-        if let Some(cg) = &cgroup {
-            let procs = cg.procs_files()?;
-            // SAFETY: between fork and exec the child only writes to descriptors opened here: no allocation, no
-            // lock. Writing "0" to `cgroup.procs` moves the writer itself, so the peer is charged from its first
-            // page on.
-            unsafe {
-                command.pre_exec(move || {
-                    use std::io::Write;
-                    for mut f in &procs {
-                        f.write_all(b"0")?;
-                    }
-                    Ok(())
-                });
-            }
-        }
-        // Like a container: its own environment, `/` as working directory, and its own process group, so that a
-        // Ctrl-C on the terminal reaches the runner (which stops peers in order), not the peers.
-        command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("MESHGATE_PEER_CONFIG", launch.config.to_json())
-            .current_dir("/")
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {} ({})", launch.name, binary.display()))?;
-        let pid = child.id();
-        if let Some(me) = pid.and_then(owner_of) {
-            // On record before anything else, so that the next run can kill it if this one dies.
-            record_peer(&self.run_id, &me)?;
-        }
-        let (stdin, stdout, stderr) =
-            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-                (Some(i), Some(o), Some(e)) => (i, o, e),
-                _ => bail!("{} started without its pipes", launch.name),
-            };
-        let (kill, exited) = (CancellationToken::new(), CancellationToken::new());
-        self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id.clone(),
-            Running {
-                case,
-                kill: kill.clone(),
-                exited: exited.clone(),
-            },
-        );
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            let (out, err) = (tx.clone(), tx.clone());
-            let lines = async {
-                tokio::join!(
-                    forward(stdout, out, Output::Stdout),
-                    forward(stderr, err, Output::Stderr)
-                )
-            };
-            let status = async {
-                tokio::select! {
-                    s = child.wait() => s,
-                    _ = kill.cancelled() => {
-                        let _ = child.start_kill();
-                        child.wait().await
-                    }
-                }
-            };
-            // Every line first, then the exit: the protocol the driver expects of every backend.
-            let (_, status) = tokio::join!(lines, status);
-            let mut exit = Exit {
-                code: status.ok().and_then(exit_code),
-                ..Exit::default()
-            };
-            if let Some(cg) = cgroup {
-                // The process is reaped: its cgroup holds its counters until removed.
-                exit.oom_killed = cg.oom_killed();
-                exit.peak_memory_bytes = cg.peak_memory();
-                exit.memory_limit_bytes = Some(cg.memory_limit);
-                cg.remove();
-            }
-            exited.cancel();
-            let _ = tx.send(Output::Exited(exit)).await;
-        });
-        Ok(PeerProcess {
-            id,
+        let spawn = Spawn {
+            name: launch.name,
+            binary,
+            config: launch.config,
+            limits: launch.limits,
             address,
-            pid,
-            stdin: Box::pin(stdin),
-            output: rx,
-        })
+        };
+        self.spawn(case, id, Arc::new(spawn))
+    }
+
+    async fn restart_peer(
+        &self,
+        case: usize,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<PeerProcess> {
+        let (spawn, exited) = {
+            let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            let r = peers
+                .get(id)
+                .ok_or_else(|| anyhow!("no peer {id} was started in this run"))?;
+            (r.spawn.clone(), r.exited.clone())
+        };
+        // The earlier life is reaped first: its cgroup, which the next one's takes the name of, goes with it.
+        tokio::select! {
+            _ = exited.cancelled() => {}
+            _ = tokio::time::sleep(REAP_TIMEOUT) => {
+                bail!("{} has not exited: kill it before restarting it", spawn.name)
+            }
+            _ = cancel.cancelled() => bail!("restarting {}: interrupted", spawn.name),
+        }
+        self.spawn(case, id.to_owned(), spawn)
+    }
+
+    async fn pause(&self, id: &str) -> anyhow::Result<()> {
+        self.freeze(id, true).await
+    }
+
+    async fn resume(&self, id: &str) -> anyhow::Result<()> {
+        self.freeze(id, false).await
+    }
+
+    /// Only a cgroup's freezer stops a peer unnoticed: SIGSTOP is seen by its parent and by a ptrace, and is not
+    /// what the engine does.
+    fn cannot_pause(&self) -> Option<String> {
+        match &self.cgroups {
+            Err(why) => Some(format!(
+                "peers have no cgroup of their own, whose freezer would pause them ({why})"
+            )),
+            Ok(c) => c.freezer.as_ref().err().cloned(),
+        }
+    }
+
+    fn netns(&self, process: &PeerProcess) -> Result<PathBuf, String> {
+        if !self.netns {
+            return Err("peers share the host's loopback: there is no namespace of their own to apply network faults in".into());
+        }
+        // Named by the peer's id; it outlives the peer's process, so that a restarted peer is found in it again.
+        let named = Path::new(NETNS_DIR).join(&process.id);
+        if named.exists() {
+            return Ok(named);
+        }
+        match process.pid.map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))) {
+            Some(p) if p.exists() => Ok(p),
+            _ => Err(format!(
+                "the namespace of {} is gone ({} does not exist)",
+                process.id,
+                named.display()
+            )),
+        }
     }
 
     async fn isolate(&self, _case: usize, id: &str) -> anyhow::Result<()> {
@@ -482,6 +592,13 @@ fn exit_code(status: std::process::ExitStatus) -> Option<i64> {
         .or_else(|| status.signal().map(|s| 128 + i64::from(s)))
 }
 
+/// From killing a peer to its process reaped and its cgroup gone.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where `ip netns` keeps the namespaces it names.
+const NETNS_DIR: &str = "/run/netns";
+/// From writing a cgroup's freezer state to the kernel having frozen or thawed every process in it.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The user and group local peers run as when meshgate runs as root: `nobody`, as in the containers.
 const PEER_UID: u32 = 65534;
 const PEER_GID: u32 = 65534;
@@ -515,21 +632,36 @@ fn run_dir(run: &str) -> PathBuf {
 /// hierarchies (v1), and one child per peer in it, with the peer's limits.
 struct Cgroups {
     v2: bool,
-    /// The run's parents: one for v2; memory, then pids, for v1.
+    /// The run's parents: one for v2; memory, pids, then freezer (where there is one), for v1.
     parents: Vec<PathBuf>,
+    /// The parent whose children's freezers pause peers (v2: `cgroup.freeze`, v1: `freezer.state`), or why
+    /// there is none.
+    freezer: Result<PathBuf, String>,
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// Where a run's parent cgroups are, or would be: v2, then v1 memory and pids.
-fn cgroup_parents(run: &str) -> [PathBuf; 3] {
+/// Where a run's parent cgroups are, or would be: v2, then v1 memory, pids and freezer.
+fn cgroup_parents(run: &str) -> [PathBuf; 4] {
     let root = Path::new(CGROUP_ROOT);
     let name = format!("meshgate-{run}");
     [
         root.join(&name),
         root.join("memory").join(&name),
         root.join("pids").join(&name),
+        root.join("freezer").join(&name),
     ]
+}
+
+/// Lets whatever a cgroup froze run again (v2 and v1 alike; a file of the other version is not there): a frozen
+/// process cannot die of SIGKILL under v1, so clean-up thaws before it kills.
+fn thaw(dir: &Path) {
+    for (file, value) in [("cgroup.freeze", "0"), ("freezer.state", "THAWED")] {
+        let f = dir.join(file);
+        if f.is_file() {
+            let _ = std::fs::write(f, value);
+        }
+    }
 }
 
 fn write(path: &Path, value: &str) -> anyhow::Result<()> {
@@ -554,7 +686,7 @@ impl Cgroups {
     /// `/sys/fs/cgroup` is the unified hierarchy, else the v1 memory and pids hierarchies).
     fn make(run: &str) -> Result<Self, String> {
         let root = Path::new(CGROUP_ROOT);
-        let [v2, memory, pids] = cgroup_parents(run);
+        let [v2, memory, pids, freezer] = cgroup_parents(run);
         let made = if let Ok(controllers) = std::fs::read_to_string(root.join("cgroup.controllers"))
         {
             let have: Vec<&str> = controllers.split_whitespace().collect();
@@ -574,9 +706,16 @@ impl Cgroups {
                 std::fs::create_dir(&parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
                 write(&parent.join("cgroup.subtree_control"), "+memory +pids")?;
+                // Every cgroup but the root has `cgroup.freeze` since Linux 5.2.
+                let freezer = if parent.join("cgroup.freeze").is_file() {
+                    Ok(parent.clone())
+                } else {
+                    Err("this kernel's cgroup v2 has no freezer (cgroup.freeze, Linux 5.2)".into())
+                };
                 Ok(Self {
                     v2: true,
                     parents: vec![parent.clone()],
+                    freezer,
                 })
             })()
             .inspect_err(|_| {
@@ -590,14 +729,29 @@ impl Cgroups {
                     std::fs::create_dir(p)
                         .with_context(|| format!("cannot create {}", p.display()))?;
                 }
+                let mut parents = vec![memory.clone(), pids.clone()];
+                // The freezer is its own hierarchy under v1, and optional: without it peers just cannot pause.
+                let freezer = if !root.join("freezer/cgroup.procs").is_file() {
+                    Err(format!("no v1 freezer hierarchy under {CGROUP_ROOT}"))
+                } else {
+                    match std::fs::create_dir(&freezer) {
+                        Ok(()) => {
+                            parents.push(freezer.clone());
+                            Ok(freezer.clone())
+                        }
+                        Err(e) => Err(format!("cannot create {}: {e}", freezer.display())),
+                    }
+                };
                 Ok(Self {
                     v2: false,
-                    parents: vec![memory.clone(), pids.clone()],
+                    parents,
+                    freezer,
                 })
             })()
             .inspect_err(|_| {
-                let _ = std::fs::remove_dir(&memory);
-                let _ = std::fs::remove_dir(&pids);
+                for p in [&memory, &pids, &freezer] {
+                    let _ = std::fs::remove_dir(p);
+                }
             })
         } else {
             return Err(format!(
@@ -612,6 +766,38 @@ impl Cgroups {
         format!("{version} under {}", self.parents[0].display())
     }
 
+    /// Freezes or thaws the cgroup of peer `name`, and waits until every process in it is.
+    async fn freeze(&self, name: &str, frozen: bool) -> anyhow::Result<()> {
+        let parent = self.freezer.as_ref().map_err(|why| anyhow!("{why}"))?;
+        let dir = parent.join(name);
+        // v2 writes `cgroup.freeze` and reports in `cgroup.events`; v1 writes `freezer.state`, which reads
+        // FREEZING until every task is frozen.
+        let (file, value, done) = match (self.v2, frozen) {
+            (true, true) => ("cgroup.freeze", "1", "frozen 1"),
+            (true, false) => ("cgroup.freeze", "0", "frozen 0"),
+            (false, true) => ("freezer.state", "FROZEN", "FROZEN"),
+            (false, false) => ("freezer.state", "THAWED", "THAWED"),
+        };
+        write(&dir.join(file), value)?;
+        let report = dir.join(if self.v2 { "cgroup.events" } else { file });
+        let deadline = tokio::time::Instant::now() + FREEZE_TIMEOUT;
+        loop {
+            let now = std::fs::read_to_string(&report)
+                .with_context(|| format!("cannot read {}", report.display()))?;
+            if now.lines().any(|l| l.trim() == done) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{} did not reach {done:?} within {}",
+                    dir.display(),
+                    humantime::format_duration(FREEZE_TIMEOUT)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A peer's cgroup (`name` is its namespace-safe id), with its limits written.
     fn add_peer(&self, name: &str, limits: &Limits) -> anyhow::Result<PeerCgroup> {
         let dirs: Vec<PathBuf> = self.parents.iter().map(|p| p.join(name)).collect();
@@ -623,7 +809,7 @@ impl Cgroups {
         for d in &cg.dirs {
             std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        let (mem, pids) = (&cg.dirs[0], cg.dirs.last().expect("a cgroup"));
+        let (mem, pids) = (&cg.dirs[0], if self.v2 { &cg.dirs[0] } else { &cg.dirs[1] });
         let bytes = limits.memory.0.to_string();
         let set = || -> anyhow::Result<()> {
             if self.v2 {
@@ -686,6 +872,12 @@ impl PeerCgroup {
         read_counter(&self.dirs[0].join(file))
     }
 
+    fn thaw(&self) {
+        for d in &self.dirs {
+            thaw(d);
+        }
+    }
+
     fn remove(&self) {
         for d in &self.dirs {
             let _ = std::fs::remove_dir(d);
@@ -724,6 +916,18 @@ async fn remove_cgroups(run: &str) -> anyhow::Result<usize> {
     Ok(removed)
 }
 
+/// Thaws every cgroup of a run, children first, so that SIGKILL reaches what they froze.
+fn thaw_cgroups(run: &str) {
+    for parent in cgroup_parents(run).iter().filter(|p| p.is_dir()) {
+        for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                thaw(&e.path());
+            }
+        }
+        thaw(parent);
+    }
+}
+
 /// Run ids that have cgroups or a run directory on this machine.
 fn runs_with_leftovers() -> Vec<String> {
     let mut runs = Vec::new();
@@ -732,6 +936,7 @@ fn runs_with_leftovers() -> Vec<String> {
         root.to_owned(),
         root.join("memory"),
         root.join("pids"),
+        root.join("freezer"),
         std::env::temp_dir(),
     ] {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -827,6 +1032,8 @@ async fn remove_runs(doomed: impl Fn(&str, Option<&RunState>) -> bool) -> anyhow
             continue;
         }
         let before = errors.len();
+        // A paused peer (cgroup v1) would survive the SIGKILLs below.
+        thaw_cgroups(run);
         if let Some(state) = state {
             let pids: Vec<u32> = state.peers.iter().filter_map(|p| running_pid(p)).collect();
             netns::kill(&pids).await;

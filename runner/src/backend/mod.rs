@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 pub use session::{clean_up, docker_for, new_run_id, prepare_images, BackendChoice};
 
@@ -33,7 +34,7 @@ pub struct PeerLaunch {
     /// What the peer may use; the backend enforces it from outside the peer where it can.
     pub limits: Limits,
     /// Cancelled when the case is interrupted: a start still waiting on the engine gives up.
-    pub cancel: tokio_util::sync::CancellationToken,
+    pub cancel: CancellationToken,
 }
 
 /// What a peer produces, in order, as the backend sees it.
@@ -99,8 +100,31 @@ pub trait Backend: Send + Sync {
         case: usize,
         id: &str,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
-    /// Ends a peer at once (after it failed to stop).
+    /// Ends a peer at once (after it failed to stop, or as a fault). What is needed to restart it stays: its
+    /// `Exited` still comes on its output channel.
     fn kill(&self, id: &str) -> impl std::future::Future<Output = ()> + Send;
+    /// Starts a peer that was killed (`kill`) again: the same container or binary, the same configuration (so the
+    /// same identity seed and listen port) and the same address, so that the others can dial it where they knew
+    /// it. The returned process has a fresh stdin and output channel; its output starts with what the new process
+    /// writes (nothing of the earlier life is replayed).
+    fn restart_peer(
+        &self,
+        case: usize,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
+    /// Freezes a running peer: not killed, its sockets stay open, it runs nothing until `resume`; a peer that hangs
+    /// without closing anything, which its remotes must notice by themselves.
+    fn pause(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Lets a paused peer run on from where it stood.
+    fn resume(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Why peers cannot be paused here, if they cannot (e.g. no writable cgroup for the freezer on the local
+    /// backend), so that a case that would pause one is refused before it starts.
+    fn cannot_pause(&self) -> Option<String>;
+    /// The network namespace in which faults of this peer are applied from outside (`/proc/<pid>/ns/net` of its
+    /// process on this machine), or why there is none here (peers sharing the host's loopback; an engine on
+    /// another machine). Faults applied there reach this peer alone, whatever runs inside it.
+    fn netns(&self, process: &PeerProcess) -> Result<std::path::PathBuf, String>;
     /// Removes everything of one case.
     fn remove_case(
         &self,
