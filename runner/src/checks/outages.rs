@@ -101,15 +101,6 @@ impl Outages {
                 .any(within)
     }
 
-    /// Whether `peer` is down (killed and not restarted, or paused) at `at`.
-    pub fn down_at(&self, peer: &str, at: Micros) -> bool {
-        self.down
-            .get(peer)
-            .into_iter()
-            .flatten()
-            .any(|(s, e)| *s <= at && e.is_none_or(|e| e > at))
-    }
-
     /// The moments an outage ended, and between whom (a peer restarted or resumed: with everyone; a heal: the
     /// pairs it joins), in order.
     pub fn ends(&self) -> Vec<(Micros, String)> {
@@ -197,7 +188,6 @@ mod tests {
         // A down peer is apart from everyone; a pause never resumed never ends.
         assert_eq!(o.excusing("go-2", "rust-1", 150, 160, 0), Some(Some(200)));
         assert_eq!(o.excusing("go-1", "rust-2", 1000, 1100, 0), Some(None));
-        assert!(o.down_at("go-2", 150) && !o.down_at("go-2", 200));
         assert_eq!(
             o.ends(),
             vec![(50, "the partition of go-1, rust-1".into()), (200, "go-2".into())]

@@ -173,11 +173,19 @@ pub fn build(record: &[Recorded], ctx: &Context, checks: &[CheckResult]) -> Time
 mod tests {
     use super::*;
     use crate::testkit::{id, Kit};
-    use crate::events::Direction;
+    use crate::events::{Direction, Fault};
 
     #[test]
     fn deliveries_connections_and_marks() {
         let kit = Kit::new(&["rust-1", "go-1"]);
+        let fault = |at, peer: &str, fault| Recorded {
+            at,
+            peer: peer.into(),
+            what: Observation::Fault {
+                fault,
+                step: "time line step 1".into(),
+            },
+        };
         let record = vec![
             kit.event(
                 0,
@@ -201,6 +209,9 @@ mod tests {
                 "go-1",
                 r#"{"cmd":"unsubscribe","topic":"meshgate"}"#,
             ),
+            // A partition recorded for each peer it cuts is one mark.
+            fault(2_200_000, "rust-1", Fault::Partition { from: vec!["go-1".into()] }),
+            fault(2_210_000, "go-1", Fault::Partition { from: vec!["rust-1".into()] }),
         ];
         let failed = CheckResult::failed("delivery", "go-1 missed".into(), vec![]).at(2_500_000);
         let t = build(&record, &kit.context(), &[failed]);
@@ -211,11 +222,16 @@ mod tests {
             kinds,
             vec![MarkKind::Identify, MarkKind::Incident, MarkKind::Fault, MarkKind::Failure]
         );
+        assert_eq!(
+            t.marks[2].text,
+            "time line step 1: rust-1 partitioned from go-1; go-1 partitioned from rust-1"
+        );
         assert!(
             t.marks[0].text.contains("-/meshsub/1.1.0 +/ipfs/id/1.0.0"),
             "{:?}",
             t.marks[0]
         );
-        assert_eq!(t.marks[2].at_ms, 2500);
+        assert_eq!(t.marks[2].at_ms, 2200);
+        assert_eq!(t.marks[3].at_ms, 2500);
     }
 }

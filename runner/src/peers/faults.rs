@@ -24,6 +24,9 @@ pub(super) struct InForce {
     pub applied: Option<Applied>,
 }
 
+/// Making one network fault, on a blocking thread.
+type MakeFault = Box<dyn FnOnce() -> anyhow::Result<Applied> + Send>;
+
 #[derive(Clone)]
 pub(super) enum Kind {
     /// The peer drops every packet to and from these peers.
@@ -45,21 +48,30 @@ impl<B: Backend> Driver<'_, B> {
         if !network {
             return None;
         }
-        if let Err(why) = netfault::available() {
+        if let Some(why) = tools_missing() {
             return Some(format!("network faults cannot be made here: {why}"));
         }
-        if let Some(why) = scenario
+        let shapes: Vec<&timeline::Shape> = scenario
             .timeline
             .iter()
-            .find_map(|t| match &t.what {
+            .filter_map(|t| match &t.what {
                 crate::scenario::What::Peer {
                     action: Action::Shape(s),
                     ..
-                } => netfault::cannot_shape(&shaping_of(s, None)).err(),
+                } => Some(s),
                 _ => None,
             })
-        {
-            return Some(why);
+            .collect();
+        if shapes.iter().any(|s| s.duplicate.is_some_and(|d| d > 0.0)) {
+            return Some(
+                "shape: duplication cannot be made on the NFQUEUE delay line meshgate shapes traffic with".into(),
+            );
+        }
+        if !shapes.is_empty() {
+            let path = shaping_path();
+            if !path.usable() {
+                return Some(format!("shaping cannot be made here: {}", path.describe()));
+            }
         }
         for (i, p) in self.peers.iter().enumerate() {
             let Some(process) = p.process.as_ref() else { continue };
@@ -231,44 +243,56 @@ impl<B: Backend> Driver<'_, B> {
         Ok(())
     }
 
-    /// Makes a network fault in a peer's namespace.
-    async fn make(&self, peer: usize, kind: &Kind) -> anyhow::Result<Applied> {
+    /// Makes a network fault in a peer's namespace (the commands block: they run off the async threads).
+    async fn make(&mut self, peer: usize, kind: &Kind) -> anyhow::Result<Applied> {
+        let job = self.job(peer, kind)?;
+        let name = self.case.peers[peer].name.clone();
+        tokio::task::spawn_blocking(job)
+            .await?
+            .map_err(|e| anyhow!("making a fault in {name}'s namespace: {e:#}"))
+    }
+
+    /// What making a network fault in a peer's namespace takes, ready to run on a blocking thread.
+    fn job(&self, peer: usize, kind: &Kind) -> anyhow::Result<MakeFault> {
         let name = &self.case.peers[peer].name;
         let process = self.peers[peer]
             .process
             .as_ref()
             .ok_or_else(|| anyhow!("{name} was never started"))?;
-        let ns = Netns::new(
+        let ns = Netns::at(
             self.backend
                 .netns(process)
                 .map_err(|why| anyhow!("no network namespace of {name} to make a fault in: {why}"))?,
         );
-        let kind = kind.clone();
         let address_of = |i: usize| -> anyhow::Result<Ipv4Addr> {
             match self.peers[i].process.as_ref().map(|p| p.address.ip()) {
                 Some(IpAddr::V4(a)) => Ok(a),
                 other => bail!("{} has no IPv4 address ({other:?})", self.case.peers[i].name),
             }
         };
-        let made = match &kind {
-            Kind::Partition(others) => {
-                let addrs = others
+        enum Job {
+            Partition(Vec<Ipv4Addr>),
+            Shape(Shaping),
+        }
+        let job = match kind {
+            Kind::Partition(others) => Job::Partition(
+                others
                     .iter()
                     .map(|&o| address_of(o))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                tokio::task::spawn_blocking(move || netfault::partition(&ns, &addrs)).await?
-            }
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
             Kind::Shape(shape) => {
                 let remote = match &shape.with {
                     Some(w) => Some(address_of(self.index_of(w))?),
                     None => None,
                 };
-                let shaping = shaping_of(shape, remote);
-                tokio::task::spawn_blocking(move || netfault::shape(&ns, &shaping).map_err(anyhow::Error::from))
-                    .await?
+                Job::Shape(shaping_of(shape, remote))
             }
         };
-        made.map_err(|e| anyhow!("making a fault in {name}'s namespace: {e:#}"))
+        Ok(Box::new(move || match job {
+            Job::Partition(addrs) => netfault::partition(&ns, &addrs),
+            Job::Shape(shaping) => netfault::shape(&ns, &shaping).map_err(anyhow::Error::from),
+        }))
     }
 
     /// After a restart: the network faults still in force on the peer, made again in its new namespace.
@@ -381,6 +405,28 @@ impl<B: Backend> Driver<'_, B> {
             .position(|p| p.name == name)
             .expect("validated")
     }
+}
+
+/// Why the tools that network faults are made with cannot be used here, if they cannot: root, and the host's own
+/// `iptables` and `nsenter`.
+fn tools_missing() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("faults are made in the peers' namespaces, which needs root".into());
+    }
+    for (tool, arg) in [("iptables", "--version"), ("nsenter", "--version")] {
+        let ran = std::process::Command::new(tool).arg(arg).output();
+        if !ran.is_ok_and(|o| o.status.success()) {
+            return Some(format!("`{tool}` cannot be run (iptables and util-linux's nsenter are needed)"));
+        }
+    }
+    None
+}
+
+/// The shaping path of this machine, looked for once per run (it runs a packet through a throwaway namespace).
+fn shaping_path() -> &'static netfault::ShapingPath {
+    static PATH: std::sync::OnceLock<netfault::ShapingPath> = std::sync::OnceLock::new();
+    PATH.get_or_init(netfault::shaping_path)
 }
 
 /// The matrix's shaping, for the namespace.
