@@ -30,7 +30,10 @@ async fn go_peer() -> &'static (Recipe, PathBuf) {
                 image: None,
             };
             let recipe = Recipe::load(&project_root(), &spec).unwrap();
-            let log = std::env::temp_dir().join(format!("meshgate-lifecycle-build-{}.log", std::process::id()));
+            let log = std::env::temp_dir().join(format!(
+                "meshgate-lifecycle-build-{}.log",
+                std::process::id()
+            ));
             let binary = recipe
                 .binary(&cache_dir(), &log)
                 .await
@@ -55,7 +58,10 @@ fn launch(recipe: &Recipe) -> PeerLaunch {
 
 /// The next thing the peer writes, within `within`; `None` when it wrote nothing by then.
 async fn next(p: &mut PeerProcess, within: Duration) -> Option<Output> {
-    tokio::time::timeout(within, p.output.recv()).await.ok().flatten()
+    tokio::time::timeout(within, p.output.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Reads until the stdout event `event`, within 30 s; returns it and every stdout line read on the way.
@@ -90,7 +96,11 @@ async fn drain(p: &mut PeerProcess) -> Vec<Output> {
 /// `started` and `listening` of a fresh life: its peer id, and the listen addresses it names.
 async fn started(p: &mut PeerProcess) -> (String, Vec<String>, Vec<String>) {
     let (started, before) = until_event(p, "started").await;
-    assert_eq!(before.len(), 1, "`started` is the first stdout line: {before:#?}");
+    assert_eq!(
+        before.len(),
+        1,
+        "`started` is the first stdout line: {before:#?}"
+    );
     let (listening, mut lines) = until_event(p, "listening").await;
     lines.insert(0, before[0].clone());
     let addrs = listening["addrs"]
@@ -107,7 +117,9 @@ fn run(program: &str, args: &[&str]) -> String {
     let o = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}`, which this test needs ({e}): install it"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{program}`, which this test needs ({e}): install it")
+        });
     assert!(
         o.status.success(),
         "`{program} {}` failed: {}",
@@ -119,7 +131,10 @@ fn run(program: &str, args: &[&str]) -> String {
 
 /// The IPv4 addresses `ip -4 addr` shows inside a namespace, entered from outside by its path.
 fn addresses_in(netns: &Path) -> String {
-    run("nsenter", &[&format!("--net={}", netns.display()), "ip", "-4", "addr"])
+    run(
+        "nsenter",
+        &[&format!("--net={}", netns.display()), "ip", "-4", "addr"],
+    )
 }
 
 /// Kill, restart, pause, resume and the namespace, on one backend, for one peer of case 0; returns the pids of
@@ -138,7 +153,10 @@ async fn lifecycle<B: Backend>(backend: &B) -> Vec<u32> {
     // Its namespace, entered from outside, holds its address.
     let ns = backend.netns(&first).unwrap();
     let shown = addresses_in(&ns);
-    assert!(shown.contains(&format!("inet {}/", address.ip())), "{address} in:\n{shown}");
+    assert!(
+        shown.contains(&format!("inet {}/", address.ip())),
+        "{address} in:\n{shown}"
+    );
 
     // Paused, it answers nothing: not even a command that every peer must answer at once (an `error`).
     drain(&mut first).await;
@@ -180,19 +198,31 @@ async fn lifecycle<B: Backend>(backend: &B) -> Vec<u32> {
     let (again, addrs, mut lines) = started(&mut second).await;
     assert_eq!(again, peer_id, "the same identity");
     assert!(addrs.contains(&listen), "{listen} in {addrs:?}");
-    lines.extend(drain(&mut second).await.into_iter().filter_map(|o| match o {
-        Output::Stdout(l) => Some(l),
-        _ => None,
-    }));
+    lines.extend(
+        drain(&mut second)
+            .await
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Stdout(l) => Some(l),
+                _ => None,
+            }),
+    );
     assert!(
-        !lines.iter().any(|l| l.contains("c1")) && lines.iter().filter(|l| l.contains("\"started\"")).count() == 1,
+        !lines.iter().any(|l| l.contains("c1"))
+            && lines.iter().filter(|l| l.contains("\"started\"")).count() == 1,
         "only the new life's output: {lines:#?}"
     );
     let old = tokio::time::timeout(Duration::from_secs(5), first.output.recv()).await;
-    assert!(matches!(old, Ok(None)), "the old channel closes, with nothing of the new life: {old:?}");
+    assert!(
+        matches!(old, Ok(None)),
+        "the old channel closes, with nothing of the new life: {old:?}"
+    );
     let ns = backend.netns(&second).unwrap();
     let shown = addresses_in(&ns);
-    assert!(shown.contains(&format!("inet {}/", address.ip())), "{address} in:\n{shown}");
+    assert!(
+        shown.contains(&format!("inet {}/", address.ip())),
+        "{address} in:\n{shown}"
+    );
     // And it runs: it answers.
     second
         .stdin
@@ -235,7 +265,9 @@ async fn a_local_peer_is_killed_restarted_paused_and_resumed_in_its_namespace() 
     let run_id = new_run_id();
     let backend = LocalBackend::connect(&run_id, LocalNet::Netns)
         .await
-        .unwrap_or_else(|e| panic!("network namespaces are needed (run as root with iproute2): {e:#}"));
+        .unwrap_or_else(|e| {
+            panic!("network namespaces are needed (run as root with iproute2): {e:#}")
+        });
     let pids = lifecycle(&backend).await;
     let namespaces = run("ip", &["netns", "list"]);
     assert!(
@@ -247,14 +279,19 @@ async fn a_local_peer_is_killed_restarted_paused_and_resumed_in_its_namespace() 
         let cgroup = Path::new("/sys/fs/cgroup").join(hierarchy).join(&name);
         assert!(!cgroup.exists(), "{} is left", cgroup.display());
     }
-    assert!(!cache_dir().join("local").join(&run_id).exists(), "the state file is left");
+    assert!(
+        !cache_dir().join("local").join(&run_id).exists(),
+        "the state file is left"
+    );
     assert!(!pids.iter().any(|&p| running(p)), "{pids:?}");
 }
 
 #[tokio::test]
 async fn peers_on_loopback_have_no_namespace_for_faults() {
     let run_id = new_run_id();
-    let backend = LocalBackend::connect(&run_id, LocalNet::Loopback).await.unwrap();
+    let backend = LocalBackend::connect(&run_id, LocalNet::Loopback)
+        .await
+        .unwrap();
     let (recipe, binary) = go_peer().await;
     backend.prepare(recipe, binary).await.unwrap();
     backend.create_network(0, "loopback").await.unwrap();
@@ -264,7 +301,10 @@ async fn peers_on_loopback_have_no_namespace_for_faults() {
     assert!(why.contains("share the host's loopback"), "{why}");
     // On loopback too, a restarted peer is back on its port.
     backend.kill(&peer.id).await;
-    while !matches!(next(&mut peer, Duration::from_secs(60)).await, Some(Output::Exited(_)) | None) {}
+    while !matches!(
+        next(&mut peer, Duration::from_secs(60)).await,
+        Some(Output::Exited(_)) | None
+    ) {}
     let mut again = backend
         .restart_peer(0, &peer.id, CancellationToken::new())
         .await
@@ -272,6 +312,9 @@ async fn peers_on_loopback_have_no_namespace_for_faults() {
     assert_eq!(again.address, peer.address);
     let (_, addrs, _) = started(&mut again).await;
     let listen = format!("/tcp/{}", peer.address.port());
-    assert!(addrs.iter().any(|a| a.ends_with(&listen)), "{listen} in {addrs:?}");
+    assert!(
+        addrs.iter().any(|a| a.ends_with(&listen)),
+        "{listen} in {addrs:?}"
+    );
     backend.remove_run().await.unwrap();
 }

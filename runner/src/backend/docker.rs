@@ -1043,7 +1043,11 @@ mod tests {
         for s in &all {
             let bits = u32::from(*s);
             assert_eq!(bits & 0x3ff, 0, "{s} is a /22");
-            assert_eq!(bits >> 19, u32::from(SUBNET_RANGE) >> 19, "{s} in 10.216.0.0/13");
+            assert_eq!(
+                bits >> 19,
+                u32::from(SUBNET_RANGE) >> 19,
+                "{s} in 10.216.0.0/13"
+            );
         }
         // The same order for the same run; the next case starts on the next block, and wraps.
         assert_eq!(subnet_candidates("1a2b", 0).collect::<Vec<_>>(), all);
@@ -1056,9 +1060,18 @@ mod tests {
     #[test]
     fn peers_get_hosts_from_two_on() {
         let subnet = Ipv4Addr::new(10, 216, 4, 0);
-        assert_eq!(peer_address(subnet, 0).unwrap(), Ipv4Addr::new(10, 216, 4, 2));
-        assert_eq!(peer_address(subnet, 300).unwrap(), Ipv4Addr::new(10, 216, 5, 46));
-        assert_eq!(peer_address(subnet, 1020).unwrap(), Ipv4Addr::new(10, 216, 7, 254));
+        assert_eq!(
+            peer_address(subnet, 0).unwrap(),
+            Ipv4Addr::new(10, 216, 4, 2)
+        );
+        assert_eq!(
+            peer_address(subnet, 300).unwrap(),
+            Ipv4Addr::new(10, 216, 5, 46)
+        );
+        assert_eq!(
+            peer_address(subnet, 1020).unwrap(),
+            Ipv4Addr::new(10, 216, 7, 254)
+        );
         assert!(peer_address(subnet, 1021).is_err(), "the broadcast address");
     }
 
@@ -1098,7 +1111,11 @@ mod tests {
         let mut calls = 0;
         let e = first_free_subnet(candidates(), |_| {
             calls += 1;
-            async { Err(refused("Pool overlaps with other one on this address space")) }
+            async {
+                Err(refused(
+                    "Pool overlaps with other one on this address space",
+                ))
+            }
         })
         .await
         .unwrap_err();

@@ -502,7 +502,10 @@ impl Backend for LocalBackend {
         if named.exists() {
             return Ok(named);
         }
-        match process.pid.map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))) {
+        match process
+            .pid
+            .map(|p| PathBuf::from(format!("/proc/{p}/ns/net")))
+        {
             Some(p) if p.exists() => Ok(p),
             _ => Err(format!(
                 "the namespace of {} is gone ({} does not exist)",
