@@ -61,10 +61,18 @@ impl Check for Liveness {
                 Fault::Kill | Fault::Pause => {
                     self.last_event.remove(&rec.peer);
                     self.down.insert(rec.peer.clone());
+                    if matches!(fault, Fault::Kill) {
+                        // Its next exit is the SIGKILL's: status 137 says nothing of the peer.
+                        self.killed.push(rec.peer.clone());
+                    }
                 }
                 Fault::Restart | Fault::Resume => {
                     self.last_event.insert(rec.peer.clone(), rec.at);
                     self.down.remove(&rec.peer);
+                    if matches!(fault, Fault::Restart) {
+                        // A new process: its own exit is judged again.
+                        self.killed.retain(|p| p != &rec.peer);
+                    }
                 }
                 _ => {}
             }

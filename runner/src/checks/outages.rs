@@ -15,6 +15,9 @@ pub struct Outages {
     down: BTreeMap<String, Periods>,
     /// Keyed by the pair in name order.
     apart: BTreeMap<(String, String), Periods>,
+    /// Each peer a partition cut, from the partition to the heal: after the heal its whole network recovers (meshes
+    /// re-form, the backlog held up by the partition arrives at once), not only the pairs that were apart.
+    partitioned: BTreeMap<String, Periods>,
 }
 
 fn key(a: &str, b: &str) -> (String, String) {
@@ -48,11 +51,13 @@ impl Outages {
             Fault::Kill | Fault::Pause => open(self.down.entry(peer.clone()).or_default(), rec.at),
             Fault::Restart | Fault::Resume => close(self.down.entry(peer.clone()).or_default(), rec.at),
             Fault::Partition { from } => {
+                open(self.partitioned.entry(peer.clone()).or_default(), rec.at);
                 for other in from {
                     open(self.apart.entry(key(peer, other)).or_default(), rec.at);
                 }
             }
             Fault::Heal => {
+                close(self.partitioned.entry(peer.clone()).or_default(), rec.at);
                 for ((a, b), periods) in self.apart.iter_mut() {
                     if a == peer || b == peer {
                         close(periods, rec.at);
@@ -65,7 +70,7 @@ impl Outages {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.down.is_empty() && self.apart.is_empty()
+        self.down.is_empty() && self.apart.is_empty() && self.partitioned.is_empty()
     }
 
     /// Every outage of the pair (either one down, or the two apart).
@@ -83,9 +88,20 @@ impl Outages {
     /// The outage that excuses the pair over `[from, to]`, if one does: any moment of it within an outage, or
     /// within `recovery` after one ended. Returns when that outage ended (`None`: it never did).
     pub fn excusing(&self, a: &str, b: &str, from: Micros, to: Micros, recovery: Micros) -> Option<Option<Micros>> {
-        self.of_pair(a, b)
+        let during = self
+            .of_pair(a, b)
             .find(|(start, end)| *start <= to && end.is_none_or(|e| e + recovery >= from))
-            .map(|(_, end)| end)
+            .map(|(_, end)| end);
+        // A pair on one side of a partition is expected to deliver while it lasts, but not in the recovery after it.
+        let healing = || {
+            [a, b]
+                .into_iter()
+                .filter_map(|p| self.partitioned.get(p))
+                .flatten()
+                .find_map(|(_, end)| end.filter(|e| *e <= to && e + recovery >= from))
+                .map(Some)
+        };
+        during.or_else(healing)
     }
 
     /// Whether an outage involving `peer` (down, or apart from anyone) covers `at`, or ended less than `recovery`
@@ -183,8 +199,10 @@ mod tests {
         assert_eq!(o.excusing("rust-1", "go-1", 0, 15, 20), Some(Some(50)));
         assert_eq!(o.excusing("go-1", "rust-1", 60, 80, 20), Some(Some(50)));
         assert_eq!(o.excusing("go-1", "rust-1", 71, 80, 20), None);
-        // Others were never apart from go-1.
+        // Others were never apart from go-1: expected while the partition lasts, not in the recovery after it.
         assert_eq!(o.excusing("go-1", "rust-2", 20, 30, 20), None);
+        assert_eq!(o.excusing("go-1", "rust-2", 45, 55, 20), Some(Some(50)));
+        assert_eq!(o.excusing("go-1", "rust-2", 71, 80, 20), None);
         // A down peer is apart from everyone; a pause never resumed never ends.
         assert_eq!(o.excusing("go-2", "rust-1", 150, 160, 0), Some(Some(200)));
         assert_eq!(o.excusing("go-1", "rust-2", 1000, 1100, 0), Some(None));
