@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 
 use super::evidence::{count, seconds};
+use super::outages::Outages;
 use super::subscriptions::Leaving;
 use super::{clock, Check, Context};
-use crate::events::{Micros, Observation, PeerEvent, Recorded};
+use crate::events::{Fault, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::mesh::Settings;
 use crate::results::CheckResult;
 
@@ -48,6 +49,8 @@ enum Step {
     },
     /// A command or incident: who is expected where may have changed.
     Leaving,
+    /// The time line killed the peer: its process's connections and meshes went with it.
+    Killed,
 }
 
 /// One peer's state during the replay.
@@ -132,6 +135,8 @@ type Short = (usize, usize);
 pub struct Mesh {
     settings: Settings,
     leaving: Leaving,
+    /// The time line's faults: a peer in one, or recovering from one, is not judged.
+    outages: Outages,
     /// (time, peer, step), in arrival order; replayed in time order by the verdict.
     steps: Vec<(Micros, String, Step)>,
     last: Micros,
@@ -142,6 +147,7 @@ impl Mesh {
         Self {
             settings,
             leaving: Leaving::default(),
+            outages: Outages::default(),
             steps: Vec::new(),
             last: 0,
         }
@@ -161,6 +167,8 @@ struct Findings {
     silent: BTreeSet<(String, String)>,
     /// (A, B, topic) links whose symmetry was judged.
     links: BTreeSet<(String, String, String)>,
+    /// Per peer: whether its meshes are all full, and each time they became so.
+    full: BTreeMap<String, (bool, Vec<Micros>)>,
 }
 
 impl Mesh {
@@ -188,6 +196,8 @@ impl Mesh {
             .map(|h| h.as_micros() as Micros)
             .unwrap_or(LIBRARY_HEARTBEAT_US);
         let symmetry_settle = settle.max(3 * heartbeat);
+        let recovery = self.settings.recovery.as_micros() as Micros;
+        let outages = &self.outages;
         let id_of = |name: &str| {
             ctx.peers
                 .iter()
@@ -214,6 +224,8 @@ impl Mesh {
                     .subscribed_since(peer, topic, now)
                     .filter(|_| !leaving.gone_by(peer, now))
             };
+            // A peer in a fault of the time line, or recovering from one, is not judged, nor are its links.
+            let recovering = |peer: &str| outages.disturbs(peer, now, recovery);
             // A remote counts for `peer` unless the pair was cut in this connected period.
             let cut = |a: &str, b: &str, since: Micros| {
                 leaving.cut(ctx, a, b, since).is_some_and(|d| d <= now)
@@ -221,6 +233,8 @@ impl Mesh {
             let mut short = BTreeMap::new();
             let mut one_sided = BTreeMap::new();
             for (peer, st) in state {
+                let in_fault = recovering(peer);
+                let mut full = true;
                 for topic in &topics {
                     let Some(since) = held(peer, topic) else {
                         continue;
@@ -242,6 +256,10 @@ impl Mesh {
                     // A mesh already as large as it must be is judged within the warm-up too: a short case still
                     // shows that it formed.
                     let formed = available > 0 && mesh.len() >= d_lo.min(available);
+                    full &= formed;
+                    if in_fault {
+                        continue;
+                    }
                     if now >= from || formed {
                         let w = f.judged.entry(key.clone()).or_insert((from.min(now), now));
                         w.1 = now;
@@ -260,6 +278,9 @@ impl Mesh {
                     };
                     for b_id in mesh {
                         let b = ctx.name_of(b_id);
+                        if recovering(&b) {
+                            continue;
+                        }
                         let (Some(b_since), Some(b_st)) = (held(&b, topic), state.get(&b)) else {
                             continue;
                         };
@@ -285,6 +306,12 @@ impl Mesh {
                         }
                     }
                 }
+                // When its meshes became full again, for the recovery after a fault.
+                let was = f.full.entry(peer.clone()).or_insert((false, Vec::new()));
+                if full && !was.0 {
+                    was.1.push(now);
+                }
+                was.0 = full;
             }
             track(
                 &mut short_now,
@@ -339,6 +366,13 @@ impl Mesh {
                     st.meshes.insert(topic.clone(), peers.clone());
                 }
                 Step::Leaving => {}
+                Step::Killed => {
+                    let reported = std::mem::take(&mut st.reported);
+                    *st = PeerState {
+                        reported,
+                        ..Default::default()
+                    };
+                }
             }
             evaluate(&state, *at, &mut f);
         }
@@ -356,6 +390,46 @@ impl Mesh {
     }
 }
 
+impl Mesh {
+    /// For each end of a fault of the time line: how long until the meshes of the peers it involved were full
+    /// again (the slowest named), or that they were not by the end of the case.
+    fn recoveries(&self, f: &Findings, ctx: &Context) -> Vec<String> {
+        self.outages
+            .ends()
+            .into_iter()
+            .map(|(end, what)| {
+                let healed = self.outages.healed_at(end);
+                let (ended, peers): (String, BTreeSet<String>) = if healed.is_empty() {
+                    (format!("{} came back", ctx.describe(&what)), [what].into())
+                } else {
+                    (
+                        format!("{what} healed"),
+                        healed.into_iter().flat_map(|(a, b)| [a, b]).collect(),
+                    )
+                };
+                let again = |p: &String| {
+                    f.full
+                        .get(p)
+                        .and_then(|(_, times)| times.iter().find(|t| **t >= end).copied())
+                };
+                let slowest = peers.iter().map(|p| (again(p), p)).max_by_key(|(t, _)| t.map_or(Micros::MAX, |t| t));
+                match slowest {
+                    Some((Some(t), p)) => format!(
+                        "recovery: {ended} at {}; meshes full again {} later (slowest: {p})",
+                        clock(end),
+                        seconds(t - end)
+                    ),
+                    Some((None, p)) => format!(
+                        "recovery: {ended} at {}; the mesh of {p} was not full again by the end of the case",
+                        clock(end)
+                    ),
+                    None => format!("recovery: {ended} at {}", clock(end)),
+                }
+            })
+            .collect()
+    }
+}
+
 impl Check for Mesh {
     fn name(&self) -> &'static str {
         NAME
@@ -363,6 +437,13 @@ impl Check for Mesh {
 
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
+        self.outages.observe(rec);
+        if let Observation::Fault {
+            fault: Fault::Kill, ..
+        } = &rec.what
+        {
+            self.steps.push((rec.at, rec.peer.clone(), Step::Killed));
+        }
         if self.leaving.observe(rec) {
             self.steps.push((rec.at, rec.peer.clone(), Step::Leaving));
             return;
@@ -466,11 +547,9 @@ impl Check for Mesh {
             } else {
                 String::new()
             };
-            return CheckResult::failed(
-                NAME,
-                format!("{first}{more}"),
-                problems.iter().map(|p| p.2.clone()).collect(),
-            )
+            let mut evidence: Vec<String> = problems.iter().map(|p| p.2.clone()).collect();
+            evidence.extend(self.recoveries(&f, ctx));
+            return CheckResult::failed(NAME, format!("{first}{more}"), evidence)
             .at(*at)
             .involving(involved.clone())
             .covering(coverage);
@@ -496,10 +575,11 @@ impl Check for Mesh {
         } else {
             None
         };
-        let evidence = vec![format!(
+        let mut evidence = vec![format!(
             "{} mesh(es) held at least min(D_lo {d_lo}, connected subscribers) after the warm-up, and every link was kept from both ends",
             f.judged.len()
         )];
+        evidence.extend(self.recoveries(&f, ctx));
         match why {
             Some(why) => CheckResult::inconclusive(NAME, why, evidence),
             None => CheckResult::passed(NAME, evidence),

@@ -32,6 +32,8 @@ pub(super) struct Leaving {
     /// When a peer was told to stop, exited, was killed or cut off, until the time line restarted it: then it is
     /// gone from every pair.
     gone: BTreeMap<String, Vec<(Micros, Option<Micros>)>>,
+    /// When the time line restarted each peer.
+    restarts: BTreeMap<String, Vec<Micros>>,
 }
 
 impl Leaving {
@@ -55,12 +57,20 @@ impl Leaving {
                 }
                 true
             }
-            Observation::Incident { .. }
-            | Observation::Exited { .. }
-            | Observation::Killed { .. }
-            | Observation::Fault {
+            Observation::Fault {
                 fault: Fault::Kill, ..
             } => {
+                // Its subscriptions died with its process: after a restart it subscribes anew, and is expected to
+                // be seen doing so.
+                for ((peer, _), cmds) in self.topic_commands.iter_mut() {
+                    if peer == &rec.peer && cmds.last().is_some_and(|(_, on)| *on) {
+                        cmds.push((rec.at, false));
+                    }
+                }
+                self.leaves(&rec.peer, rec.at);
+                true
+            }
+            Observation::Incident { .. } | Observation::Exited { .. } | Observation::Killed { .. } => {
                 self.leaves(&rec.peer, rec.at);
                 true
             }
@@ -71,6 +81,7 @@ impl Leaving {
                 if let Some((_, end @ None)) = self.gone.get_mut(&rec.peer).and_then(|g| g.last_mut()) {
                     *end = Some(rec.at);
                 }
+                self.restarts.entry(rec.peer.clone()).or_default().push(rec.at);
                 true
             }
             _ => false,
@@ -109,6 +120,16 @@ impl Leaving {
             .iter()
             .find(|(_, end)| end.is_none_or(|e| e > from))
             .map(|(start, _)| (*start).max(from))
+    }
+
+    /// Whether `peer` was restarted by the time line at most `within` before `at`: its remotes then drop what they
+    /// held of its dead process (streams, and with them its subscriptions) while they learn of the new one.
+    pub fn restarted_within(&self, peer: &str, at: Micros, within: Micros) -> bool {
+        self.restarts
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .any(|r| *r <= at && at - r <= within)
     }
 
     /// Whether `peer` is gone at `at` (and not restarted since).
@@ -263,6 +284,7 @@ impl Subscriptions {
                 || leaving.told_unsubscribed(&remote, topic, *at)
                 || leaving.gone_by(&remote, *at)
                 || leaving.gone_by(observer, *at)
+                || leaving.restarted_within(&remote, *at, self.within_us)
                 || leaving
                     .cut(ctx, observer, &remote, start)
                     .is_some_and(|d| d <= *at);
@@ -354,6 +376,21 @@ impl Check for Subscriptions {
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
         self.leaving.observe(rec);
+        if let Observation::Fault {
+            fault: Fault::Kill, ..
+        } = &rec.what
+        {
+            // The killed process's connections ended with it; a restarted one reports its own.
+            for ((observer, _), pair) in self.pairs.iter_mut() {
+                if observer == &rec.peer && !pair.open.is_empty() {
+                    pair.open.clear();
+                    if let Some(last) = pair.periods.last_mut() {
+                        last.1 = Some(rec.at);
+                    }
+                }
+            }
+            return;
+        }
         let Observation::Event { line } = &rec.what else {
             return;
         };

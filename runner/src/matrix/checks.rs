@@ -234,6 +234,10 @@ pub mod mesh {
         /// How long a mesh may stay too small (heartbeats repair meshes; this spans a few).
         #[serde(default = "default_settle", with = "humantime_serde")]
         pub settle: Duration,
+        /// After a fault of the time line involving a peer ends (a heal, a restart, a resume), how long its meshes
+        /// may take to form again.
+        #[serde(default = "default_recovery", with = "humantime_serde")]
+        pub recovery: Duration,
     }
 
     impl Default for Settings {
@@ -241,8 +245,13 @@ pub mod mesh {
             Self {
                 warmup: default_warmup(),
                 settle: default_settle(),
+                recovery: default_recovery(),
             }
         }
+    }
+
+    fn default_recovery() -> Duration {
+        Duration::from_secs(10)
     }
 
     fn default_warmup() -> Duration {
