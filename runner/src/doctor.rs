@@ -25,6 +25,16 @@ pub async fn examine() -> Vec<Finding> {
         Finding { what: "Go", found: output("go", &["version"]), hint: "install Go from go.dev, or Debian's golang", required: true },
         Finding { what: "network namespaces (local backend)", found: netns(), hint: "run as root with iproute2 (apt-get install iproute2); else local peers share loopback", required: false },
     ];
+    // Which path shaping takes here: it runs a packet through a throwaway namespace, so off the async threads.
+    let shaping = tokio::task::spawn_blocking(crate::backend::netfault::shaping_path)
+        .await
+        .ok();
+    f.push(Finding {
+        what: "network faults (partition, shape)",
+        found: shaping.filter(|p| p.usable()).map(|p| p.describe()),
+        hint: "run as root with iptables (Debian's iptables), util-linux's nsenter and a kernel with NFQUEUE; else cases with network faults are skipped",
+        required: false,
+    });
     let cache = cache_dir();
     f.push(Finding {
         what: "free disk in the cache",
@@ -112,6 +122,12 @@ mod tests {
         assert!(ok, "{text}");
         assert!(text.contains("ok       Go: go version"), "{text}");
         assert!(text.contains("GiB free at"), "{text}");
+        // Whether or not the kernel has netem, shaping takes the delay line, and doctor says whether it works.
+        assert!(
+            text.contains("ok       network faults (partition, shape): ")
+                && text.contains("shaping by meshgate's NFQUEUE delay line works (no duplication)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -192,6 +192,18 @@ impl Kit {
         }
     }
 
+    /// A fault of the time line made to `peer` at `ts`.
+    pub fn fault(&self, ts: Micros, peer: &str, fault: crate::events::Fault) -> Recorded {
+        Recorded {
+            at: ts,
+            peer: peer.into(),
+            what: Observation::Fault {
+                fault,
+                step: "time line step 1".into(),
+            },
+        }
+    }
+
     pub fn exited(&self, ts: Micros, peer: &str, code: Option<i64>, expected: bool) -> Recorded {
         Recorded {
             at: ts,

@@ -466,6 +466,39 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_expected_across_a_partition_until_its_recovery_is_over() {
+        use crate::events::Fault;
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let s = 1_000_000;
+        let mut ev = vec![
+            kit.fault(10 * s, "rust-1", Fault::Partition { from: vec!["go-1".into()] }),
+            kit.fault(10 * s, "go-1", Fault::Partition { from: vec!["rust-1".into()] }),
+            kit.fault(20 * s, "rust-1", Fault::Heal),
+            kit.fault(20 * s, "go-1", Fault::Heal),
+        ];
+        // Missed while apart, and within the recovery after the heal: excused.
+        ev.extend(kit.publish(15 * s, "rust-1", "rust-1/0"));
+        ev.extend(kit.publish(25 * s, "rust-1", "rust-1/1"));
+        // Delivered after the heal: the first delivery across it.
+        ev.extend(kit.publish(27 * s, "rust-1", "rust-1/2"));
+        ev.push(kit.message(28 * s, "go-1", "rust-1", "rust-1/2", 27 * s));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        assert!(r.coverage.as_deref().unwrap().ends_with("; 2 not expected across faults"), "{r:?}");
+        assert!(
+            r.evidence.iter().any(|e| e.contains("healed at 00:00:20.000; first delivery across it 8 s later")),
+            "{:?}",
+            r.evidence
+        );
+        // Once the recovery is over, a miss is a miss again.
+        ev.extend(kit.publish(31 * s, "rust-1", "rust-1/3"));
+        ev.push(kit.stderr(45 * s, "rust-1", "later"));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(r.message.unwrap().contains("missed 1 of"));
+    }
+
+    #[test]
     fn nothing_published_is_inconclusive() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let r = run(&[], &kit);

@@ -206,6 +206,33 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_the_time_line_kills_or_freezes_is_neither_crashed_nor_silent() {
+        use crate::events::{Fault, PeerEvent};
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let s = 1_000_000;
+        let tick = |ts, peer: &str| kit.event(ts, peer, PeerEvent::Stopped);
+        let ev = vec![
+            tick(s, "go-1"),
+            kit.fault(2 * s, "go-1", Fault::Kill),
+            kit.exited(2 * s + 100, "go-1", Some(137), true),
+            kit.fault(20 * s, "go-1", Fault::Restart),
+            tick(20 * s + 500_000, "go-1"),
+            tick(s, "rust-1"),
+            kit.fault(2 * s, "rust-1", Fault::Pause),
+            kit.fault(20 * s, "rust-1", Fault::Resume),
+            tick(20 * s + 500_000, "rust-1"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        // The restarted process's own exit is judged again.
+        let mut ev = ev;
+        ev.push(kit.exited(21 * s, "go-1", Some(137), true));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(r.message.unwrap().contains("exited with status 137 after stop"));
+    }
+
+    #[test]
     fn clean_stop_passes() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [

@@ -406,7 +406,7 @@ fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 /// A rate as people write it: `1mbit`, `512kbit`.
 pub fn format_rate(bits: u64) -> String {
     for (unit, f) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1_000)] {
-        if bits >= f && bits % f == 0 {
+        if bits >= f && bits.is_multiple_of(f) {
             return format!("{}{unit}", bits / f);
         }
     }

@@ -370,6 +370,25 @@ mod tests {
     }
 
     #[test]
+    fn connections_to_a_killed_process_are_not_duplicates_of_the_new_ones() {
+        use crate::events::Fault;
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let s = 1_000_000;
+        let ev = [
+            kit.opened(s, "rust-1", "go-1", "1"),
+            kit.event(s, "go-1", crate::events::PeerEvent::Stopped),
+            kit.fault(2 * s, "go-1", Fault::Kill),
+            kit.fault(3 * s, "go-1", Fault::Restart),
+            // rust-1 keeps the dead process's connection until it idles out, and holds the new one beside it.
+            kit.opened(3 * s + 100_000, "rust-1", "go-1", "2"),
+            kit.closed(12 * s, "rust-1", "go-1", "1"),
+            kit.stopped(14 * s, "rust-1"),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+    }
+
+    #[test]
     fn lasting_duplicates_fail_with_every_connection() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let ev = [
