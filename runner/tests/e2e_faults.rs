@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 mod common;
-use common::{results_of, root, stderr};
+use common::{check, results_of, root, stderr};
 
 /// The run of matrices/faults.yaml, made once for every test of this file.
 fn run() -> &'static (PathBuf, Option<i32>, String) {
@@ -43,14 +43,6 @@ fn case(network: &str) -> (Value, PathBuf) {
     (case, dir)
 }
 
-fn check<'a>(case: &'a Value, name: &str) -> &'a Value {
-    case["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {case:#}"))
-}
 
 /// The case ran to its end and every check passed.
 fn assert_passed(case: &Value) {

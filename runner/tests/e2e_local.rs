@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 mod common;
 use common::root;
 
+/// Every run of the local backend sweeps the leftovers of runs that died, whoever started them: a test that
+/// leaves leftovers on purpose, or looks for them, would race with the other tests' runs. The tests of this file
+/// take turns.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The cache the runner uses (images::cache_dir), where the local backend keeps a state file per run.
 fn state_dir() -> PathBuf {
     common::cache().join("local")
@@ -200,6 +208,7 @@ fn alive_in(path: Option<&std::ffi::OsStr>, peer: &str) -> bool {
 
 #[test]
 fn the_leak_assertions_fail_when_their_tools_are_missing() {
+    let _turn = turn();
     let empty = tempfile::tempdir().unwrap();
     let path = Some(empty.path().as_os_str());
     for (what, probe) in [
@@ -242,6 +251,7 @@ fn junit(out: &Path) -> String {
 
 #[test]
 fn smoke_matrix_passes_on_the_local_backend_and_leaves_nothing() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(&["matrices/smoke.yaml", "--backend", "local"], out.path());
     let code = w.wait();
@@ -408,6 +418,7 @@ fn judging_again_with_other_settings_or_formats(run: &Path, results: &serde_json
 
 #[test]
 fn a_peer_that_unsubscribes_fails_delivery_with_its_name_on_the_local_backend() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(
         &[
@@ -425,6 +436,7 @@ fn a_peer_that_unsubscribes_fails_delivery_with_its_name_on_the_local_backend() 
 
 #[test]
 fn the_faults_matrix_passes_in_namespaces_on_the_local_backend_and_leaves_nothing() {
+    let _turn = turn();
     assert!(is_root(), "faults are made in the peers' namespaces: these tests need root");
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(
@@ -446,6 +458,7 @@ fn the_faults_matrix_passes_in_namespaces_on_the_local_backend_and_leaves_nothin
 
 #[test]
 fn network_faults_on_loopback_skip_their_case_with_the_reason() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(
         &[
@@ -473,6 +486,7 @@ fn network_faults_on_loopback_skip_their_case_with_the_reason() {
 
 #[test]
 fn smoke_matrix_passes_on_loopback() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(
         &[
@@ -500,6 +514,7 @@ fn smoke_matrix_passes_on_loopback() {
 
 #[test]
 fn without_a_docker_engine_auto_runs_locally() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshgate"));
     child
@@ -519,6 +534,7 @@ fn without_a_docker_engine_auto_runs_locally() {
 
 #[test]
 fn ctrl_c_mid_run_leaves_nothing_behind_on_the_local_backend() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(&["matrices/smoke.yaml", "--backend", "local"], out.path());
     w.wait_for_stderr("[1/2]", Duration::from_secs(900));
@@ -544,6 +560,7 @@ fn ctrl_c_mid_run_leaves_nothing_behind_on_the_local_backend() {
 
 #[test]
 fn leftovers_of_a_killed_local_run_are_removed_by_the_next_run() {
+    let _turn = turn();
     let out = tempfile::tempdir().unwrap();
     let mut w = Watched::start(&["matrices/smoke.yaml", "--backend", "local"], out.path());
     w.wait_for_stderr("[1/2]", Duration::from_secs(900));
@@ -640,6 +657,7 @@ fn assert_each_unremoved_namespace_reported(w: &Watched) {
 
 #[test]
 fn a_passing_run_whose_clean_up_fails_names_every_namespace_left_and_exits_2() {
+    let _turn = turn();
     // A test that passed without its namespaces would be a false pass: without root it fails, saying why.
     assert!(is_root(), "this test needs root: it runs peers in network namespaces");
     let fake = failing_ip();
@@ -671,6 +689,7 @@ fn a_passing_run_whose_clean_up_fails_names_every_namespace_left_and_exits_2() {
 
 #[test]
 fn an_interrupted_run_reports_what_its_clean_up_could_not_remove() {
+    let _turn = turn();
     // A test that passed without its namespaces would be a false pass: without root it fails, saying why.
     assert!(is_root(), "this test needs root: it runs peers in network namespaces");
     let fake = failing_ip();

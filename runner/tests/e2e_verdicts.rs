@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{results_of, root, stderr};
+use common::{check, results_of, root, stderr};
 
 fn run(matrix: &str, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshgate"))
@@ -22,15 +22,6 @@ fn run(matrix: &str, out: &Path, extra: &[&str]) -> Output {
         .expect("meshgate runs")
 }
 
-/// The case of that name, and its check of that name.
-fn check<'a>(case: &'a Value, name: &str) -> &'a Value {
-    case["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {case:#}"))
-}
 
 fn case<'a>(r: &'a Value, contains: &str) -> &'a Value {
     r["cases"]

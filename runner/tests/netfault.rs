@@ -435,7 +435,7 @@ fn duplication_is_unsupported() {
     };
     match netfault::shape(&Pair::netns(&pair.a), &shaping) {
         Err(e @ ShapeError::Unsupported(_)) => {
-            assert!(e.to_string().contains("unsupported"), "{e}")
+            assert!(e.to_string().contains("cannot be made by meshgate's NFQUEUE delay line"), "{e}")
         }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("duplication was accepted"),
@@ -479,4 +479,17 @@ fn the_shaping_path_is_found() {
     let path = netfault::shaping_path();
     assert!(path.usable(), "{}", path.describe());
     assert!(path.describe().contains("NFQUEUE"), "{}", path.describe());
+}
+
+#[test]
+fn the_runners_own_namespace_is_refused() {
+    let _t = turn();
+    let own = netfault::Netns::of_pid(std::process::id());
+    let before = std::process::Command::new("iptables").arg("-S").output().unwrap().stdout;
+    let err = netfault::partition(&own, &[B]).unwrap_err().to_string();
+    assert!(err.contains("the runner's own network namespace"), "{err}");
+    let err = netfault::shape(&own, &latency(100, Direction::Both)).unwrap_err().to_string();
+    assert!(err.contains("the runner's own network namespace"), "{err}");
+    let after = std::process::Command::new("iptables").arg("-S").output().unwrap().stdout;
+    assert_eq!(before, after, "the host's firewall was touched");
 }

@@ -1,6 +1,7 @@
-//! Drives the peers of one case through the script every case follows: start, connect, subscribe, warm up,
-//! publish (with the case's incidents), drain, stop. Everything the peers say is recorded, in arrival order,
-//! for the checks; nothing here judges.
+//! Carries out a case's scenario (`crate::scenario`): the setup (start, connect, subscribe, warm up), the time
+//! line from the start of publishing (publishes, commands, faults), the drain, the stop. What the peers say comes in
+//! through `ingest` and is taken into the record by `recorder`, whose listeners (the world's model, the live checks)
+//! see it as it arrives; nothing here judges.
 
 pub mod config;
 mod faults;
@@ -83,7 +84,6 @@ async fn bounded<T>(
         _ = cancel.cancelled() => bail!("interrupted"),
     }
 }
-
 
 struct Peer {
     name: String,

@@ -14,6 +14,16 @@ pub fn results_of(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
 }
 
+/// A case of a results.json, and its check of that name.
+pub fn check<'a>(case: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    case["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {case:#}"))
+}
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

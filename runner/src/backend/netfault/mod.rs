@@ -65,7 +65,7 @@ pub struct Shaping {
     /// Share of packets dropped, 0 to 100, in each shaped direction.
     pub loss_percent: f64,
     pub rate_bits_per_sec: Option<u64>,
-    /// Unsupported without netem: anything but 0 is [`ShapeError::Unsupported`].
+    /// The delay line cannot duplicate: anything but 0 is [`ShapeError::Unsupported`].
     pub duplicate_percent: f64,
     pub direction: Direction,
     /// Only the traffic with this address (a link), or all the peer's traffic.
@@ -113,6 +113,16 @@ impl Netns {
     fn pin(&self) -> anyhow::Result<Pinned> {
         let file = File::open(&self.path)
             .with_context(|| format!("cannot open {}", self.path.display()))?;
+        // A wrong path (a peer sharing the host's network) must never put rules into the runner's own namespace.
+        use std::os::unix::fs::MetadataExt as _;
+        let own = std::fs::metadata("/proc/self/ns/net").context("cannot read /proc/self/ns/net")?;
+        let target = file.metadata()?;
+        if (own.dev(), own.ino()) == (target.dev(), target.ino()) {
+            anyhow::bail!(
+                "{} is the runner's own network namespace: faults are only made in a peer's own",
+                self.path.display()
+            );
+        }
         let path = PathBuf::from(format!(
             "/proc/{}/fd/{}",
             std::process::id(),
@@ -139,7 +149,7 @@ struct Pinned {
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
     /// The machine cannot do this (not a mistake of the caller's): a case asking for it is skipped, with this reason.
-    #[error("{0} is unsupported on the NFQUEUE shaping path (this kernel has no netem)")]
+    #[error("{0} cannot be made by meshgate's NFQUEUE delay line, which shapes traffic on every kernel")]
     Unsupported(&'static str),
     #[error("invalid shaping: {0}")]
     Invalid(String),
