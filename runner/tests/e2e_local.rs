@@ -559,6 +559,39 @@ fn ctrl_c_mid_run_leaves_nothing_behind_on_the_local_backend() {
 }
 
 #[test]
+fn ctrl_c_while_faults_are_in_force_leaves_nothing_behind() {
+    let _turn = turn();
+    assert!(is_root(), "faults are made in the peers' namespaces: this test needs root");
+    let out = tempfile::tempdir().unwrap();
+    let mut w = Watched::start(
+        &["runner/tests/matrices/faults-held.yaml", "--backend", "local", "--local-net", "netns"],
+        out.path(),
+    );
+    w.wait_for_stderr("[1/1]", Duration::from_secs(900));
+    // The shaping is in force once the shaped peer's namespace holds meshgate's rules.
+    let shaped = || {
+        namespaces_of(&w.run_id())
+            .iter()
+            .filter(|ns| ns.ends_with("-rust-1"))
+            .any(|ns| String::from_utf8_lossy(&tool("ip", &["netns", "exec", ns, "iptables", "-S"], &[0, 1])).contains("MESHGATE"))
+    };
+    let since = std::time::Instant::now();
+    while !shaped() {
+        assert!(since.elapsed() < Duration::from_secs(60), "the shaping never came: {}", w.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let status = Command::new("kill")
+        .args(["-INT", &w.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(w.wait(), Some(2), "an interrupted run could not be carried out");
+    // The frozen peer was thawed and stopped, the shaped one's rules and delay lines went with the run.
+    assert_nothing_left(&w);
+}
+
+#[test]
 fn leftovers_of_a_killed_local_run_are_removed_by_the_next_run() {
     let _turn = turn();
     let out = tempfile::tempdir().unwrap();

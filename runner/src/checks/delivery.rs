@@ -216,8 +216,10 @@ impl Check for Delivery {
         let mut excused = 0usize;
         for (id, p) in &self.publications {
             let Some(published) = p.at else {
-                // A peer cut apart by the time line may have nobody to publish to.
-                if self.outages.disturbs(&p.publisher, p.commanded_at, self.recovery_us) {
+                // A peer cut apart by the time line may have nobody to publish to, and one killed just after it
+                // was asked may never have published.
+                let window = (p.commanded_at, p.commanded_at + self.deadline_us);
+                if self.outages.disturbs(&p.publisher, window.0, window.1, self.recovery_us) {
                     excused += 1;
                 } else {
                     unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
@@ -496,6 +498,30 @@ mod tests {
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed, "{r:?}");
         assert!(r.message.unwrap().contains("missed 1 of"));
+    }
+
+    #[test]
+    fn a_publish_the_peer_was_killed_before_making_is_no_failure() {
+        use crate::events::Fault;
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let s = 1_000_000;
+        let mut ev = vec![
+            kit.publish(s, "rust-1", "rust-1/0")[0].clone(),
+            kit.fault(s + 50_000, "rust-1", Fault::Kill),
+            kit.fault(5 * s, "rust-1", Fault::Restart),
+        ];
+        ev.extend(kit.publish(20 * s, "rust-1", "rust-1/1"));
+        ev.push(kit.message(20 * s + 1_000, "go-1", "rust-1", "rust-1/1", 20 * s));
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+        // Asked long before the kill (beyond the deadline), and never published: a failure.
+        let early = vec![
+            kit.publish(s, "rust-1", "rust-1/0")[0].clone(),
+            kit.fault(30 * s, "rust-1", Fault::Kill),
+        ];
+        let r = run(&early, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(r.message.unwrap().contains("could not be published"));
     }
 
     #[test]

@@ -225,7 +225,7 @@ impl Mesh {
                     .filter(|_| !leaving.gone_by(peer, now))
             };
             // A peer in a fault of the time line, or recovering from one, is not judged, nor are its links.
-            let recovering = |peer: &str| outages.disturbs(peer, now, recovery);
+            let recovering = |peer: &str| outages.disturbs(peer, now, now, recovery);
             // A remote counts for `peer` unless the pair was cut in this connected period.
             let cut = |a: &str, b: &str, since: Micros| {
                 leaving.cut(ctx, a, b, since).is_some_and(|d| d <= now)

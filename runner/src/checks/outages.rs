@@ -104,17 +104,17 @@ impl Outages {
         during.or_else(healing)
     }
 
-    /// Whether an outage involving `peer` (down, or apart from anyone) covers `at`, or ended less than `recovery`
-    /// before it.
-    pub fn disturbs(&self, peer: &str, at: Micros, recovery: Micros) -> bool {
-        let within = |(s, e): &(Micros, Option<Micros>)| *s <= at && e.is_none_or(|e| e + recovery >= at);
-        self.down.get(peer).into_iter().flatten().any(within)
+    /// Whether an outage involving `peer` (down, or apart from anyone) meets `[from, to]`, or ended less than
+    /// `recovery` before it.
+    pub fn disturbs(&self, peer: &str, from: Micros, to: Micros, recovery: Micros) -> bool {
+        let meets = |(s, e): &(Micros, Option<Micros>)| *s <= to && e.is_none_or(|e| e + recovery >= from);
+        self.down.get(peer).into_iter().flatten().any(meets)
             || self
                 .apart
                 .iter()
                 .filter(|((a, b), _)| a == peer || b == peer)
                 .flat_map(|(_, p)| p)
-                .any(within)
+                .any(meets)
     }
 
     /// The moments an outage ended, and between whom (a peer restarted or resumed: with everyone; a heal: the

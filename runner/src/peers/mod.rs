@@ -423,8 +423,9 @@ impl<'a, B: Backend> Driver<'a, B> {
                     }
                     last_progress = Instant::now();
                 }
+                // One observation at a time until it is due: a waiting step's condition may hold before.
                 Some((due, _)) => {
-                    self.pump_until(due).await?;
+                    self.step(due).await?;
                 }
                 None if waiting.is_empty() => return Ok(()),
                 None => {
