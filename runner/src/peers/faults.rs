@@ -178,7 +178,7 @@ impl<B: Backend> Driver<'_, B> {
                 );
             }
             Action::Unshape => {
-                let lifted = self.lift(|f| f.peer == peer && matches!(f.kind, Kind::Shape(_)));
+                let lifted = self.lift(|f| f.peer == peer && matches!(f.kind, Kind::Shape(_))).await?;
                 if lifted.is_empty() {
                     return self.not_run(peer, t, format!("{name} is not shaped"));
                 }
@@ -199,6 +199,8 @@ impl<B: Backend> Driver<'_, B> {
                     .iter()
                     .map(|g| g.iter().map(|n| self.index_of(n)).collect())
                     .collect();
+                // Every peer's rules at once (off the async threads): the partition starts at one moment.
+                let mut jobs = Vec::new();
                 for (k, group) in groups.iter().enumerate() {
                     let others: Vec<usize> = groups
                         .iter()
@@ -208,19 +210,27 @@ impl<B: Backend> Driver<'_, B> {
                         .collect();
                     for &peer in group {
                         let kind = Kind::Partition(others.clone());
-                        let applied = self.make(peer, &kind).await?;
-                        self.in_force.push(InForce {
-                            peer,
-                            kind,
-                            applied: Some(applied),
-                        });
-                        let from = others.iter().map(|&o| case.peers[o].name.clone()).collect();
-                        self.record_fault(peer, Fault::Partition { from }, &step);
+                        let job = tokio::task::spawn_blocking(self.job(peer, &kind)?);
+                        jobs.push((peer, kind, job));
                     }
+                }
+                for (peer, kind, job) in jobs {
+                    let name = &case.peers[peer].name;
+                    let applied = job
+                        .await?
+                        .map_err(|e| anyhow!("making a fault in {name}'s namespace: {e:#}"))?;
+                    let Kind::Partition(others) = &kind else { unreachable!("a partition") };
+                    let from = others.iter().map(|&o| case.peers[o].name.clone()).collect();
+                    self.in_force.push(InForce {
+                        peer,
+                        kind,
+                        applied: Some(applied),
+                    });
+                    self.record_fault(peer, Fault::Partition { from }, &step);
                 }
             }
             Action::Heal => {
-                let lifted = self.lift(|f| matches!(f.kind, Kind::Partition(_)));
+                let lifted = self.lift(|f| matches!(f.kind, Kind::Partition(_))).await?;
                 if lifted.is_empty() {
                     return self.not_run(0, t, "no partition to heal".into());
                 }
@@ -311,32 +321,40 @@ impl<B: Backend> Driver<'_, B> {
         Ok(())
     }
 
-    /// Lifts the faults in force that match, undoing each; returns them.
-    fn lift(&mut self, which: impl Fn(&InForce) -> bool) -> Vec<InForce> {
-        let (lifted, kept): (Vec<InForce>, Vec<InForce>) =
+    /// Lifts the faults in force that match, undoing them all at once; returns them. One that cannot be undone
+    /// would stay while the record says it is gone: that is the case's error.
+    async fn lift(&mut self, which: impl Fn(&InForce) -> bool) -> anyhow::Result<Vec<InForce>> {
+        let (mut lifted, kept): (Vec<InForce>, Vec<InForce>) =
             std::mem::take(&mut self.in_force).into_iter().partition(|f| which(f));
         self.in_force = kept;
-        lifted
-            .into_iter()
-            .map(|mut f| {
-                if let Some(mut a) = f.applied.take() {
-                    if let Err(e) = a.undo() {
-                        tracing::warn!("undoing a fault of {}: {e:#}", self.case.peers[f.peer].name);
-                    }
-                }
-                f
-            })
-            .collect()
+        match self.undo(&mut lifted).await {
+            None => Ok(lifted),
+            Some(failed) => bail!("{failed}"),
+        }
     }
 
     /// Undoes every fault still in force (the end of the case); says what could not be undone.
-    pub(super) fn lift_all(&mut self) -> Option<String> {
+    pub(super) async fn lift_all(&mut self) -> Option<String> {
+        let mut all = std::mem::take(&mut self.in_force);
+        self.undo(&mut all).await
+    }
+
+    /// Undoes the faults' handles off the async threads, all at once; says which could not be undone.
+    async fn undo(&mut self, faults: &mut [InForce]) -> Option<String> {
+        let jobs: Vec<_> = faults
+            .iter_mut()
+            .filter_map(|f| {
+                let mut applied = f.applied.take()?;
+                Some((f.peer, tokio::task::spawn_blocking(move || applied.undo())))
+            })
+            .collect();
         let mut failed = Vec::new();
-        for mut f in std::mem::take(&mut self.in_force) {
-            if let Some(mut a) = f.applied.take() {
-                if let Err(e) = a.undo() {
-                    failed.push(format!("{}: {e:#}", self.case.peers[f.peer].name));
-                }
+        for (peer, job) in jobs {
+            let name = &self.case.peers[peer].name;
+            match job.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed.push(format!("{name}: {e:#}")),
+                Err(e) => failed.push(format!("{name}: {e}")),
             }
         }
         (!failed.is_empty()).then(|| format!("faults could not be undone: {}", failed.join("; ")))

@@ -189,7 +189,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
         // Whatever happened, faults are lifted and paused peers thawed, then peers still running are stopped, then
         // killed, so their exit is on record.
-        let undone = self.lift_all();
+        let undone = self.lift_all().await;
         self.resume_all().await;
         self.stop_all().await;
         let mut error = result.err().map(|e| format!("{e:#}"));
