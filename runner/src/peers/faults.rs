@@ -110,13 +110,12 @@ impl<B: Backend> Driver<'_, B> {
                     .wait_until(STOP_TIMEOUT, &format!("{name} to exit after SIGKILL"), |w| w.exited(peer))
                     .await;
                 self.go_on(waited)?;
-                // Its namespace went with it: what was made there is gone, and is made again after a restart.
-                for f in self.in_force.iter_mut().filter(|f| f.peer == peer) {
-                    if let Some(mut a) = f.applied.take() {
-                        // Nothing is left to undo in a namespace that is gone; its delay lines stop.
-                        let _ = a.undo();
-                    }
-                }
+                // Its namespace went with it: what was made there is gone (its delay lines stop here), and is made
+                // again after a restart, so its faults stay in force without their handles.
+                let (mut mine, others): (Vec<InForce>, Vec<InForce>) =
+                    std::mem::take(&mut self.in_force).into_iter().partition(|f| f.peer == peer);
+                let _ = self.undo(&mut mine).await;
+                self.in_force = others.into_iter().chain(mine).collect();
             }
             Action::Restart => {
                 if !self.rec.world.exited(peer) {
@@ -416,7 +415,7 @@ impl<B: Backend> Driver<'_, B> {
         );
     }
 
-    fn index_of(&self, name: &str) -> usize {
+    pub(super) fn index_of(&self, name: &str) -> usize {
         self.case
             .peers
             .iter()

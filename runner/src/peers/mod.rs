@@ -483,7 +483,6 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     /// Carries out one step of the time line.
     async fn carry_out(&mut self, t: &Timed, disturbed: &mut [bool]) -> anyhow::Result<()> {
-        let case = self.case;
         let (peer, action) = match &t.what {
             What::Publish {
                 peer,
@@ -507,12 +506,6 @@ impl<'a, B: Backend> Driver<'a, B> {
             What::Peer { peer, action } => (*peer, action),
         };
         disturbed[peer] = true;
-        let index_of = |name: &str| {
-            case.peers
-                .iter()
-                .position(|p| p.name == name)
-                .expect("validated")
-        };
         let command = match action {
             Action::Unsubscribe(topic) => Command::Unsubscribe {
                 topic: topic.clone(),
@@ -522,7 +515,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             },
             Action::Disconnect(target) if target == "all" => Command::Disconnect { peer: None },
             Action::Disconnect(target) | Action::OpenStreams { to: target, .. } => {
-                let Some(id) = self.rec.world.peer_id(index_of(target)).map(str::to_owned) else {
+                let Some(id) = self.rec.world.peer_id(self.index_of(target)).map(str::to_owned) else {
                     return self.not_run(peer, t, format!("{target} never said its peer id"));
                 };
                 match action {
@@ -531,7 +524,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                 }
             }
             Action::Dial(d) => {
-                let to = index_of(&d.to);
+                let to = self.index_of(&d.to);
                 if self.rec.world.peer_id(to).is_none() {
                     return self.not_run(peer, t, format!("{} never said its peer id", d.to));
                 }
