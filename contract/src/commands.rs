@@ -31,8 +31,63 @@ pub enum Command {
     OpenStreams { peer: String, count: u32 },
     /// Stop supporting a protocol mid-run (a staged downgrade).
     DropProtocol { protocol: String },
+    /// Send one request on the request-response protocol to `peer` (contract revision 2): `request_sent` at once,
+    /// then `response_received` or `request_failed` naming `id`. With `addr`, the peer is dialed at that address
+    /// when not connected (the library's own dial, as an application that knows the peer only by address).
+    Request {
+        peer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+        id: String,
+        /// Payload bytes.
+        size: u64,
+    },
+    /// Ask an AutoNAT server to dial this peer back now (contract revision 2), on a connection to `server`
+    /// (dialed at `addr` when not connected). The conclusion comes as `reachability`, a failure as `error`.
+    AutonatProbe {
+        server: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+        version: AutonatVersion,
+        /// v1 only: send the dial request and drop the connection at once, without waiting for the answer.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        vanish: bool,
+    },
     /// Close the host gracefully, emit `stopped`, exit 0.
     Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AutonatVersion {
+    V1,
+    V2,
+}
+
+impl AutonatVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutonatVersion::V1 => "v1",
+            AutonatVersion::V2 => "v2",
+        }
+    }
+}
+
+/// What a request and a response carry on the wire (`config::REQUEST_RESPONSE_PROTOCOL`), as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Request {
+    /// The `request` command's id.
+    pub id: String,
+    /// `size` bytes of ASCII filler.
+    pub payload: String,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Response {
+    /// The request's id.
+    pub id: String,
+    pub payload: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -55,6 +110,8 @@ impl Command {
         "disconnect",
         "open_streams",
         "drop_protocol",
+        "request",
+        "autonat_probe",
         "stop",
     ];
 
@@ -67,6 +124,8 @@ impl Command {
             Command::Disconnect { .. } => "disconnect",
             Command::OpenStreams { .. } => "open_streams",
             Command::DropProtocol { .. } => "drop_protocol",
+            Command::Request { .. } => "request",
+            Command::AutonatProbe { .. } => "autonat_probe",
             Command::Stop => "stop",
         }
     }
@@ -239,6 +298,30 @@ mod tests {
             let error = parse(bad).expect_err(bad);
             assert_eq!(error.cmd.as_deref(), Some("drop_protocol"), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_the_revision_2_roles() {
+        assert_eq!(
+            parse(r#"{"cmd":"request","peer":"12D3KooWX","addr":"/ip4/10.216.0.3/tcp/4001","id":"r1","size":64}"#),
+            Ok(Command::Request {
+                peer: "12D3KooWX".into(),
+                addr: Some("/ip4/10.216.0.3/tcp/4001".into()),
+                id: "r1".into(),
+                size: 64,
+            })
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"autonat_probe","server":"12D3KooWX","version":"v1","vanish":true}"#),
+            Ok(Command::AutonatProbe {
+                server: "12D3KooWX".into(),
+                addr: None,
+                version: AutonatVersion::V1,
+                vanish: true,
+            })
+        );
+        let bad = parse(r#"{"cmd":"autonat_probe","server":"12D3KooWX","version":"v3"}"#).expect_err("v3");
+        assert_eq!(bad.cmd.as_deref(), Some("autonat_probe"));
     }
 
     #[test]

@@ -38,6 +38,90 @@ pub struct PeerConfig {
     /// `unsupported` and exit status 3, before anything else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require: Vec<String>,
+    /// The request-response role (protocol [`REQUEST_RESPONSE_PROTOCOL`]); absent: the peer neither serves nor
+    /// sends requests. Contract revision 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_response: Option<RequestResponse>,
+    /// AutoNAT roles; absent: the library's defaults, and no AutoNAT events. Contract revision 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autonat: Option<Autonat>,
+    /// NAT port mapping through a UPnP Internet Gateway Device; absent: off. Contract revision 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_mapping: Option<PortMapping>,
+}
+
+/// The request-response protocol every peer speaks: a request is one JSON object ([`crate::commands::Request`])
+/// written as the whole stream up to the writer's half-close, the response likewise (rust-libp2p's `json` codec).
+pub const REQUEST_RESPONSE_PROTOCOL: &str = "/meshgate/request-response/1.0.0";
+
+/// How this peer answers requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestResponse {
+    /// Wait this long after reading a request before answering; absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_delay_ms: Option<u64>,
+    /// Answer with this many payload bytes; absent: as many as the request carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_size: Option<u64>,
+    /// How the responder fails on purpose; absent: it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ResponderFailure>,
+}
+
+/// A responder's deliberate failure, for negative controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResponderFailure {
+    /// Read the request, then drop the stream without answering.
+    Drop,
+    /// Read the request and never answer (the requester's timeout decides).
+    Stall,
+}
+
+/// AutoNAT v1 and v2 roles. A version whose library cannot separate a role (rust-libp2p's v1 behaviour is client
+/// and server at once) answers `unsupported` for the half it cannot leave out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Autonat {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v1: Option<AutonatRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2: Option<AutonatRole>,
+    /// Server: how many dial requests one peer may make per `throttle_period_ms`; absent: the library's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_peer_max: Option<u32>,
+    /// Server: how many dial requests all peers together may make per `throttle_period_ms`; absent: the library's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_global_max: Option<u32>,
+    /// Server: the throttle's window; absent: the library's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_period_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AutonatRole {
+    /// Answers dial requests by dialing back (private addresses accepted: case networks are private).
+    Server,
+    /// Asks servers to dial it back and concludes its reachability from their answers.
+    Client,
+    Both,
+}
+
+impl AutonatRole {
+    pub fn serves(self) -> bool {
+        matches!(self, AutonatRole::Server | AutonatRole::Both)
+    }
+    pub fn asks(self) -> bool {
+        matches!(self, AutonatRole::Client | AutonatRole::Both)
+    }
+}
+
+/// NAT port mapping: go-libp2p's `NATPortMap`, rust-libp2p's `upnp` behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PortMapping {
+    /// How long after start a peer gives up finding a gateway and says `port_mapping_failed`; absent: 30000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 fn default_streams_interval_ms() -> u64 {

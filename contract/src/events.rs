@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::commands::AutonatVersion;
 use crate::Micros;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -125,8 +126,88 @@ pub enum Event {
         #[serde(default)]
         cmd_id: Option<String>,
     },
+    /// A `request` command's request went out (contract revision 2).
+    RequestSent { remote: String, id: String, size: u64 },
+    /// The answer to a request this peer sent.
+    ResponseReceived {
+        remote: String,
+        id: String,
+        size: u64,
+        /// From `request_sent` to the response.
+        latency_us: Micros,
+    },
+    /// A request this peer sent failed.
+    RequestFailed {
+        remote: String,
+        id: String,
+        /// The library's own error text.
+        error: String,
+    },
+    /// This peer read a request (and answers it as its `config.request_response` says).
+    RequestReceived { remote: String, id: String, size: u64 },
+    /// An AutoNAT client concluded its reachability (contract revision 2): every conclusion, also an unchanged one.
+    Reachability {
+        version: AutonatVersion,
+        status: ReachabilityStatus,
+        /// The server whose answer decided it, where the library says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
+        /// The address tested, where the library says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+    },
+    /// An AutoNAT server handled or refused a dial request.
+    AutonatRequest {
+        remote: String,
+        version: AutonatVersion,
+        outcome: AutonatOutcome,
+        /// The library's text for a refusal or a failed dial-back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// NAT port mapping found a gateway (contract revision 2).
+    GatewayFound {
+        /// How the library names it: its description URL or address.
+        gateway: String,
+        /// The external address it reported, where known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_addr: Option<String>,
+    },
+    /// A port mapping exists on the gateway.
+    PortMapped {
+        /// `tcp` or `udp`.
+        protocol: String,
+        internal_port: u16,
+        external_port: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_addr: Option<String>,
+    },
+    /// Finding a gateway or mapping a port failed.
+    PortMappingFailed {
+        /// The library's own error text.
+        error: String,
+    },
     /// After `stop`, just before exit.
     Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReachabilityStatus {
+    Public,
+    Private,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AutonatOutcome {
+    /// The server dialed the client back and reached it.
+    DialedBack,
+    /// The server dialed back and failed.
+    DialBackFailed,
+    /// The server refused the request (throttled, no address, not connected, ...).
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -152,6 +233,15 @@ impl Event {
         "streams",
         "error",
         "unsupported",
+        "request_sent",
+        "response_received",
+        "request_failed",
+        "request_received",
+        "reachability",
+        "autonat_request",
+        "gateway_found",
+        "port_mapped",
+        "port_mapping_failed",
         "stopped",
     ];
 

@@ -7,6 +7,15 @@ use crate::config::{Muxer, Security, Transport};
 pub const DIAL_MODE_NEW: &str = "dial-mode-new";
 pub const OPEN_STREAMS: &str = "open-streams";
 pub const DROP_PROTOCOL: &str = "drop-protocol";
+/// Contract revision 2: the roles of `config.request_response`, `config.autonat` and `config.port_mapping`.
+pub const REQUEST_RESPONSE: &str = "request-response";
+pub const AUTONAT_V1_SERVER: &str = "autonat-v1-server";
+pub const AUTONAT_V1_CLIENT: &str = "autonat-v1-client";
+/// `autonat_probe` with `vanish`: the dial request is sent and the connection dropped at once.
+pub const AUTONAT_V1_VANISH: &str = "autonat-v1-vanish";
+pub const AUTONAT_V2_SERVER: &str = "autonat-v2-server";
+pub const AUTONAT_V2_CLIENT: &str = "autonat-v2-client";
+pub const PORT_MAPPING: &str = "port-mapping";
 /// Mesh degrees the library cannot accept; reported as `unsupported`, never listed by a peer.
 pub const GOSSIPSUB_MESH_DEGREE: &str = "gossipsub-mesh-degree";
 /// Reserved for the compliance probe: no peer has it, so every peer must refuse a configuration that requires it

@@ -10,11 +10,12 @@ pub mod config;
 pub mod events;
 pub mod exit;
 pub mod features;
+pub mod participant;
 pub mod schema;
 
 /// The revision of the contract this crate describes. Raised by one for every addition; never for a removal or a
 /// change of meaning, which the contract does not allow.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Microseconds since the Unix epoch, the contract's time unit.
 pub type Micros = i64;

@@ -4,15 +4,29 @@
 use schemars::{schema_for, Schema};
 use serde_json::{Map, Value};
 
-use crate::{commands::CommandLine, config::PeerConfig, events::EventLine};
+use crate::{
+    commands::{CommandLine, Request, Response},
+    config::PeerConfig,
+    events::EventLine,
+    participant::{GatewayConfig, ParticipantLine},
+};
 
 /// The schemas by file name under docs/contract/.
-pub fn all() -> [(&'static str, Schema); 3] {
+pub fn all() -> [(&'static str, Schema); 7] {
     [
         ("config.schema.json", schema_for!(PeerConfig)),
         ("commands.schema.json", schema_for!(CommandLine)),
         ("events.schema.json", events()),
+        ("request.schema.json", schema_for!(Request)),
+        ("response.schema.json", schema_for!(Response)),
+        ("gateway-config.schema.json", schema_for!(GatewayConfig)),
+        ("participant-events.schema.json", participant_events()),
     ]
+}
+
+/// The schema of a non-peer participant's line.
+pub fn participant_events() -> Schema {
+    schema_for!(ParticipantLine)
 }
 
 /// The schema of an event line, for readers that validate peers' output.

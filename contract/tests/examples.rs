@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use contract::participant::{GatewayConfig, ParticipantEvent, ParticipantLine};
 use contract::{commands::Command, commands::CommandLine, config::PeerConfig, events::Event, events::EventLine};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -19,16 +20,23 @@ enum Kind {
     Event,
     Command,
     Config,
+    /// A non-peer participant's line (the UPnP gateway's).
+    Participant,
+    GatewayConfig,
 }
 
 impl Kind {
     fn of(line: &Value) -> Option<Kind> {
-        if line.get("event").is_some() {
+        if line.get("participant").is_some() {
+            Some(Kind::Participant)
+        } else if line.get("event").is_some() {
             Some(Kind::Event)
         } else if line.get("cmd").is_some() {
             Some(Kind::Command)
         } else if line.get("seed").is_some() {
             Some(Kind::Config)
+        } else if line.get("external_ip").is_some() {
+            Some(Kind::GatewayConfig)
         } else {
             None
         }
@@ -39,6 +47,8 @@ impl Kind {
             Kind::Event => "events.schema.json",
             Kind::Command => "commands.schema.json",
             Kind::Config => "config.schema.json",
+            Kind::Participant => "participant-events.schema.json",
+            Kind::GatewayConfig => "gateway-config.schema.json",
         }
     }
 }
@@ -48,7 +58,7 @@ struct Schemas(Vec<(Kind, jsonschema::Validator)>);
 impl Schemas {
     fn load() -> Self {
         Schemas(
-            [Kind::Event, Kind::Command, Kind::Config]
+            [Kind::Event, Kind::Command, Kind::Config, Kind::Participant, Kind::GatewayConfig]
                 .into_iter()
                 .map(|kind| {
                     let text = std::fs::read_to_string(docs(kind.schema_file())).unwrap();
@@ -84,6 +94,8 @@ impl Schemas {
             Kind::Event => parses::<EventLine>(&value),
             Kind::Command => parses::<CommandLine>(&value),
             Kind::Config => parses::<PeerConfig>(&value),
+            Kind::Participant => parses::<ParticipantLine>(&value),
+            Kind::GatewayConfig => parses::<GatewayConfig>(&value),
         };
         why.extend(parsed);
         why
@@ -139,15 +151,17 @@ fn the_examples_of_the_contract_page_keep_it_too() {
 #[test]
 fn every_event_and_command_has_an_example() {
     let (mut events, mut commands, mut configs) = (BTreeSet::new(), BTreeSet::new(), 0);
+    let mut participant_events = BTreeSet::new();
     for (_, line) in examples() {
         let value: Value = serde_json::from_str(&line).unwrap();
         match Kind::of(&value) {
             Some(Kind::Event) => events.insert(value["event"].as_str().unwrap().to_owned()),
             Some(Kind::Command) => commands.insert(value["cmd"].as_str().unwrap().to_owned()),
-            Some(Kind::Config) => {
+            Some(Kind::Config) | Some(Kind::GatewayConfig) => {
                 configs += 1;
                 true
             }
+            Some(Kind::Participant) => participant_events.insert(value["event"].as_str().unwrap().to_owned()),
             None => false,
         };
     }
@@ -158,6 +172,9 @@ fn every_event_and_command_has_an_example() {
         .copied()
         .collect();
     assert!(missing.is_empty(), "examples.jsonl has no line for {missing:?}");
+    let missing: Vec<&str> =
+        ParticipantEvent::NAMES.iter().filter(|n| !participant_events.contains(**n)).copied().collect();
+    assert!(missing.is_empty(), "examples.jsonl has no participant line for {missing:?}");
     assert!(configs > 0, "examples.jsonl has no configuration");
 }
 
@@ -173,6 +190,7 @@ fn the_names_are_the_schemas() {
     let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     assert_eq!(consts("events.schema.json", "event"), names(Event::NAMES));
     assert_eq!(consts("commands.schema.json", "cmd"), names(Command::NAMES));
+    assert_eq!(consts("participant-events.schema.json", "event"), names(ParticipantEvent::NAMES));
 }
 
 fn collect_consts(schema: &Value, tag: &str, found: &mut BTreeSet<String>) {

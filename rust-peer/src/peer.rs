@@ -519,6 +519,13 @@ impl Peer {
                     cmd_id: cmd_id.map(str::to_owned),
                 });
             }
+            Command::Request { .. } | Command::AutonatProbe { .. } => {
+                self.emitter.emit(Event::Unsupported {
+                    feature: name_of_role(&command).into(),
+                    reason: "this peer does not have the role yet".into(),
+                    cmd_id: cmd_id.map(str::to_owned),
+                });
+            }
             Command::Stop => return Ok(Flow::Stop),
         }
         Ok(Flow::Continue)
@@ -660,5 +667,13 @@ mod tests {
         assert_eq!(chain(&silent), "Address already in use");
         let plain = io::Error::other("boom");
         assert_eq!(chain(&plain), "boom");
+    }
+}
+
+/// The feature a revision-2 command needs.
+fn name_of_role(command: &Command) -> &'static str {
+    match command {
+        Command::Request { .. } => contract::features::REQUEST_RESPONSE,
+        _ => contract::features::AUTONAT_V1_CLIENT,
     }
 }

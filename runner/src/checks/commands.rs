@@ -46,6 +46,13 @@ fn describe(line: &CommandLine, ctx: &Context) -> String {
         Command::OpenStreams { peer, count } => args.push(format!("{count} to {}", ctx.name_of(peer))),
         Command::Dial { addr, .. } => args.push(addr.clone()),
         Command::DropProtocol { protocol } => args.push(protocol.clone()),
+        Command::Request { peer, id, .. } => args.push(format!("request {id} to {}", ctx.name_of(peer))),
+        Command::AutonatProbe { server, version, vanish, .. } => args.push(format!(
+            "autonat {} to {}{}",
+            version.as_str(),
+            ctx.name_of(server),
+            if *vanish { ", vanishing" } else { "" }
+        )),
         Command::Stop => {}
     }
     format!("`{}` ({})", line.command.name(), args.join(", "))

@@ -33,6 +33,9 @@ pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
         },
         streams_interval_ms: wire::DEFAULT_STREAMS_INTERVAL_MS,
         require: Vec::new(),
+        request_response: None,
+        autonat: None,
+        port_mapping: None,
     }
 }
 
