@@ -1,0 +1,172 @@
+//! End to end, on a real Docker engine with real peers: every seed incident of matrices/incidents/ gives the verdicts
+//! its header note promises, in both directions: the release with the bug fails (as the known issue it is), the
+//! release with the fix passes. These tests need an engine (bin/test starts one) and the images of the versions the
+//! matrices name (built once into the cache, like every image); they fail without them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod common;
+use common::{check, results_of, root, stderr};
+
+fn run(matrix: &str, out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .current_dir(root())
+        .args(["run", matrix, "--backend", "docker", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("meshgate runs")
+}
+
+/// The one case whose name contains every part.
+fn case<'a>(r: &'a Value, parts: &[&str]) -> &'a Value {
+    let found: Vec<&Value> = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| parts.iter().all(|p| c["name"].as_str().unwrap().contains(p)))
+        .collect();
+    assert_eq!(found.len(), 1, "cases with {parts:?}: {}", names(r));
+    found[0]
+}
+
+fn names(r: &Value) -> String {
+    r["cases"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>().join(", ")
+}
+
+/// Every check of the case passed or was turned off in the matrix, and at least one was judged.
+fn passes(case: &Value) {
+    assert!(case["error"].is_null(), "{case:#}");
+    let mut judged = 0;
+    for c in case["checks"].as_array().unwrap() {
+        match c["status"].as_str().unwrap() {
+            "passed" => judged += 1,
+            "skipped" => assert!(
+                c["message"].as_str().unwrap_or("").contains("off in the matrix"),
+                "only checks the matrix turns off may be skipped: {c:#}"
+            ),
+            _ => panic!("{} in {}: {c:#}", c["name"], case["name"]),
+        }
+    }
+    assert!(judged > 0, "{case:#}");
+}
+
+fn message(c: &Value) -> &str {
+    c["message"].as_str().unwrap_or("")
+}
+
+#[test]
+fn a_autonat_v1_server_panics_on_a_vanished_client_in_0_54_and_refuses_it_from_0_55() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("matrices/incidents/a-autonat-5570.yaml", out.path(), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let r = results_of(out.path());
+
+    let buggy = case(&r, &["rust-0.54", "vanishing-clients"]);
+    for name in ["liveness", "autonat"] {
+        let c = check(buggy, name);
+        assert_eq!(c["status"], "known", "{c:#}");
+        assert_eq!(c["known_issue"], "rust-libp2p#5570", "{c:#}");
+        assert!(message(c).contains("Peer is connected"), "the panic line is quoted: {c:#}");
+    }
+
+    let fixed = case(&r, &["rust-0.55", "vanishing-clients"]);
+    passes(fixed);
+    let autonat = check(fixed, "autonat");
+    assert!(
+        autonat["details"].to_string().contains("dial from non-connected peer")
+            || autonat["coverage"].to_string().contains("refused"),
+        "the fixed server refuses departed clients: {autonat:#}"
+    );
+
+    for version in ["rust-0.54", "rust-0.55"] {
+        let reach = case(&r, &[version, "reachability"]);
+        passes(reach);
+        let c = check(reach, "autonat");
+        let said = c.to_string();
+        assert!(said.contains("go-1") && said.contains("public"), "{c:#}");
+        assert!(said.contains("go-2") && said.contains("private"), "{c:#}");
+    }
+}
+
+#[test]
+fn b_simultaneous_dials_leave_every_pair_connected_and_delivering() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("matrices/incidents/b-simultaneous-dial.yaml", out.path(), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let r = results_of(out.path());
+    for transport in ["tcp", "quic-v1"] {
+        let pair = case(&r, &[transport, "pair"]);
+        passes(pair);
+        let d = check(pair, "delivery");
+        assert!(d["coverage"].as_str().unwrap().contains("100"), "{d:#}");
+    }
+}
+
+#[test]
+fn c_upnp_discovery_fails_against_a_quirky_router_before_v0_41_and_maps_from_then_on() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("matrices/incidents/c-upnp-3138.yaml", out.path(), &["--jobs", "2"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let r = results_of(out.path());
+
+    let buggy = case(&r, &["go-v0.40.0", "quirky-router"]);
+    let c = check(buggy, "nat-mapping");
+    assert_eq!(c["status"], "known", "{c:#}");
+    assert!(c.to_string().contains("quirk"), "the gateway's ignored searches are the evidence: {c:#}");
+
+    let fixed = case(&r, &["go-v0.51.0", "quirky-router"]);
+    passes(fixed);
+    assert!(check(fixed, "nat-mapping").to_string().contains("AddPortMapping"), "{fixed:#}");
+
+    // Without the quirk, the gateway serves both releases: the emulator is not what fails the old one.
+    for version in ["go-v0.40.0", "go-v0.51.0"] {
+        passes(case(&r, &[version, "plain-router"]));
+    }
+}
+
+#[test]
+fn d_concurrent_requests_to_an_unconnected_peer_all_fail_in_0_54_and_are_answered_from_0_55() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("matrices/incidents/d-request-response-5996.yaml", out.path(), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let r = results_of(out.path());
+
+    let buggy = case(&r, &["rust-0.54"]);
+    let c = check(buggy, "request-response");
+    assert_eq!(c["status"], "known", "{c:#}");
+    assert_eq!(c["known_issue"], "rust-libp2p#5996", "{c:#}");
+    assert!(message(c).contains("0 answered"), "{c:#}");
+
+    let fixed = case(&r, &["rust-0.55"]);
+    passes(fixed);
+    let c = check(fixed, "request-response");
+    assert!(c.to_string().contains("5 answered"), "{c:#}");
+}
+
+#[test]
+fn e_duplicate_rust_to_go_connections_are_the_known_issue_and_dedup_passes() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run("matrices/incidents/e-duplicate-connections-6047.yaml", out.path(), &["--jobs", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let r = results_of(out.path());
+
+    let new = case(&r, &["dial-new"]);
+    assert!(new["error"].is_null(), "{new:#}");
+    let connections = check(new, "connections");
+    assert_eq!(connections["status"], "known", "{connections:#}");
+    assert!(message(connections).contains("rust-"), "the rust end holds the duplicates: {connections:#}");
+    // Go cannot force a new connection: the go-go edges say how they were dialed.
+    let notes = new["notes"].to_string();
+    assert!(notes.contains("go-1 dials go-2 deduplicated"), "{notes}");
+
+    passes(case(&r, &["dial-dedup"]));
+}
