@@ -12,6 +12,7 @@ mod downgrade;
 mod evidence;
 mod liveness;
 mod mesh;
+mod nat_mapping;
 mod outages;
 mod streams;
 mod subscriptions;
@@ -37,6 +38,7 @@ macro_rules! registry {
             $f(streams::NAME, &s.streams, |c| Box::new(streams::Streams::new(c))),
             $f(commands::NAME, &s.commands, |c| Box::new(commands::Commands::new(c))),
             $f(liveness::NAME, &s.liveness, |c| Box::new(liveness::Liveness::new(c))),
+            $f(nat_mapping::NAME, &s.nat_mapping, |c| Box::new(nat_mapping::NatMapping::new(c))),
         ]
     }};
 }
