@@ -886,7 +886,8 @@ fn all_connected(w: &World, edges: &[(usize, usize)]) -> bool {
         .all(|&(a, b)| !w.up(a) || !w.up(b) || (w.connected(a, b) && w.connected(b, a)))
 }
 
-/// Whether the ends of every edge see each other subscribed to every topic, and every running peer has a mesh.
+/// Whether the ends of every edge see each other subscribed to every topic, and every running peer on an edge has a
+/// mesh.
 fn meshed(w: &World, case: &Case) -> bool {
     let topics = &case.gossipsub.topics;
     case.edges.iter().all(|&(a, b)| {
@@ -895,7 +896,11 @@ fn meshed(w: &World, case: &Case) -> bool {
             || topics
                 .iter()
                 .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
-    }) && (0..case.peers.len()).all(|i| !w.up(i) || topics.iter().all(|t| w.mesh_size(i, t) > 0))
+    }) && (0..case.peers.len()).all(|i| {
+        // A peer on no edge has no neighbour to mesh with (`edges: []`).
+        let linked = case.edges.iter().any(|&(a, b)| a == i || b == i);
+        !w.up(i) || !linked || topics.iter().all(|t| w.mesh_size(i, t) > 0)
+    })
 }
 
 fn describe_condition(c: &Condition) -> String {
