@@ -292,6 +292,5 @@ impl Check for NatMapping {
 
 /// The deadline of a peer's `port_mapping` role, if it has the role.
 fn port_mapping_deadline(p: &crate::cases::PeerSpec) -> Option<Duration> {
-    let _ = p;
-    None
+    Some(p.roles.port_mapping.as_ref()?.deadline)
 }

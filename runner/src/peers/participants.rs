@@ -27,9 +27,29 @@ const HTTP_PORT: u16 = 5000;
 
 /// The gateway's configuration from the case, without the addresses the backend gives: `None` when the case has
 /// no gateway.
-pub(super) fn gateway_quirk(_case: &Case) -> Option<Option<Quirk>> { let _ = (QuirkAnswer::None,); None }
-pub fn has_gateway(case: &Case) -> bool { gateway_quirk(case).is_some() }
-pub(super) fn private_peers(_case: &Case) -> Vec<usize> { Vec::new() }
+pub(super) fn gateway_quirk(case: &Case) -> Option<Option<Quirk>> {
+    let g = case.gateway.as_ref()?;
+    Some(g.quirk.as_ref().map(|q| Quirk {
+        window_ms: u64::try_from(q.window.as_millis()).unwrap_or(u64::MAX),
+        answer: match q.answer {
+            crate::matrix::roles::QuirkAnswer::None => QuirkAnswer::None,
+            crate::matrix::roles::QuirkAnswer::First => QuirkAnswer::First,
+        },
+    }))
+}
+
+/// Whether the case has a gateway emulator (its image is then built before the cases).
+pub fn has_gateway(case: &Case) -> bool {
+    gateway_quirk(case).is_some()
+}
+
+/// The peers whose inbound connections the runner's firewall refuses from their start.
+pub(super) fn private_peers(case: &Case) -> Vec<usize> {
+    case.private
+        .iter()
+        .filter_map(|name| case.peers.iter().position(|p| &p.name == name))
+        .collect()
+}
 
 /// What the gateway reports as its external address: the case subnet's mirror in 10.224.0.0/13, a private range
 /// beside the case networks' (10.216.0.0/13) that no case network takes, so never a public address nor one of
