@@ -22,9 +22,21 @@ pub struct GatewayConfig {
     pub http_port: u16,
     /// What it reports as its external address: a private address of the case, never a public one.
     pub external_ip: String,
+    /// The UDP port it takes SSDP searches on; absent: 1900, the SSDP port (tests use another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssdp_port: Option<u16>,
     /// Misbehave as some home routers do; absent: answer every search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quirk: Option<Quirk>,
+}
+
+impl GatewayConfig {
+    /// The SSDP port searches go to.
+    pub const SSDP_PORT: u16 = 1900;
+
+    pub fn ssdp_port(&self) -> u16 {
+        self.ssdp_port.unwrap_or(Self::SSDP_PORT)
+    }
 }
 
 /// Routers that mishandle concurrent discovery (go-libp2p#3138): searches for different targets arriving within

@@ -45,6 +45,12 @@ pub struct Case {
     pub known_issues: Vec<KnownIssue>,
     /// The case's value on every axis rules can name (`transport` -> `tcp`, `rust` -> `0.56`).
     pub axes: BTreeMap<String, String>,
+    /// The UPnP gateway emulator of the case network, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<matrix::Gateway>,
+    /// Peers whose inbound connections the runner's firewall drops from their start: not reachable from outside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +65,10 @@ pub struct PeerSpec {
     pub seed: u64,
     /// What its implementation offers instead of the case's security and muxer (TCP only).
     pub offer: matrix::Offer,
+    /// What it does besides gossipsub (request-response, AutoNAT, port mapping), resolved from the network's
+    /// `roles:`.
+    #[serde(default, skip_serializing_if = "matrix::Roles::is_empty")]
+    pub roles: matrix::Roles,
 }
 
 /// What to build for a peer: one image per distinct value in a run.
@@ -94,6 +104,13 @@ impl Case {
                 .collect(),
             None => self.peers.iter().map(|p| p.name.as_str()).collect(),
         }
+    }
+
+    /// Whether no message is published at all: neither the network's publishing nor a step publishes.
+    pub fn publishes_nothing(&self) -> bool {
+        let steps = self.incidents.iter().map(|i| i.as_step()).chain(self.timeline.iter().cloned());
+        (self.publish.messages == 0 || self.publishers().is_empty())
+            && !steps.into_iter().any(|s| matches!(s.action, matrix::Action::Publish(_)))
     }
 
     /// The security protocols peer `i` offers, in preference order.
@@ -244,6 +261,8 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 checks: checks.clone(),
                                 known_issues: Vec::new(),
                                 axes: BTreeMap::new(),
+                                gateway: net.gateway.clone(),
+                                private: net.private.value.clone(),
                             };
                             case.name = case_name(&case, net.dial.0.len() > 1);
                             case.axes = axes_of(m, &case);
@@ -342,6 +361,7 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
                         },
                         seed: peers.len() as u64 + 1,
                         offer: imp.offer.clone().unwrap_or_default(),
+                        roles: matrix::roles::resolve(&net.roles, &imp.name, &format!("{}-{i}", imp.name)),
                     });
                 }
                 next.push(peers);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use contract::commands::{Command, CommandLine};
 pub use contract::events::{Direction, Event as PeerEvent, EventLine};
+pub use contract::participant::{ParticipantEvent, ParticipantLine};
 pub use contract::Micros;
 
 /// What one stdout line of a peer is, judged against the contract's types and schema.
@@ -53,6 +54,26 @@ impl Line {
             Err(e) => Line::Violation(format!("passes the schema but not the contract types: {e}")),
         }
     }
+}
+
+/// One stdout line of a participant that is not a peer (the UPnP gateway), judged against
+/// docs/contract/participant-events.schema.json: the line, or why it is not one.
+pub fn parse_participant_line(text: &str) -> Result<ParticipantLine, String> {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let validator = SCHEMA.get_or_init(|| {
+        jsonschema::validator_for(contract::schema::participant_events().as_value())
+            .expect("the generated schema is valid")
+    });
+    if let Some(e) = validator.iter_errors(&value).next() {
+        let at = e.instance_path().to_string();
+        return Err(match at.as_str() {
+            "" => e.to_string(),
+            at => format!("{e} (at {at})"),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| format!("passes the schema but not the contract types: {e}"))
 }
 
 struct EventsSchema {
@@ -143,6 +164,20 @@ pub enum Observation {
     /// The runner cannot read the kernel's connections of this peer (`reason` says why); recorded once per peer,
     /// so that a check that compares with the kernel says it did not, rather than passing silently.
     SocketsUnavailable { reason: String },
+    /// A line of a participant that is not a peer (the UPnP gateway; the record's `peer` is its name,
+    /// `upnp-gateway`): what it did, as it says (docs/contract/participant-events.schema.json).
+    Participant { line: ParticipantLine },
+    /// A participant's stdout line that is not a participant event, `error` says why.
+    ParticipantMalformed {
+        line_no: u64,
+        line: String,
+        error: String,
+    },
+    /// A line a participant wrote to stderr.
+    ParticipantStderr { line: String },
+    /// A participant's process ended; `expected` when the runner had told it to stop. An unexpected end is an
+    /// error of the case (the runner's own part broke), never a peer's failure.
+    ParticipantExited { code: Option<i64>, expected: bool },
 }
 
 /// A fault made to one peer from outside, as recorded. A partition is recorded once per peer it cuts, naming the
@@ -207,10 +242,20 @@ impl Recorded {
         }
     }
 
-    /// The best time of the observation: the peer's own timestamp for events, arrival time otherwise.
+    /// A participant's own line, if this is one.
+    pub fn participant(&self) -> Option<&ParticipantEvent> {
+        match &self.what {
+            Observation::Participant { line } => Some(&line.event),
+            _ => None,
+        }
+    }
+
+    /// The best time of the observation: the peer's (or participant's) own timestamp for its lines, arrival time
+    /// otherwise.
     pub fn time(&self) -> Micros {
         match &self.what {
             Observation::Event { line } => line.ts,
+            Observation::Participant { line } => line.ts,
             _ => self.at,
         }
     }
@@ -331,6 +376,36 @@ mod tests {
                 memory_limit_bytes: None,
             }
         );
+    }
+
+    #[test]
+    fn participant_lines_are_judged_against_their_schema_and_recorded_under_their_name() {
+        let line = parse_participant_line(
+            r#"{"ts":5,"participant":"upnp-gateway","event":"ssdp_request","from":"10.216.4.2:40000","st":"urn:schemas-upnp-org:device:InternetGatewayDevice:1"}"#,
+        )
+        .unwrap();
+        assert!(matches!(&line.event, ParticipantEvent::SsdpRequest { st, .. } if st.ends_with("Device:1")));
+        let missing = parse_participant_line(r#"{"ts":5,"participant":"upnp-gateway","event":"ssdp_request"}"#)
+            .unwrap_err();
+        assert!(missing.contains("ssdp_request"), "{missing}");
+        assert!(parse_participant_line("hello").unwrap_err().starts_with("not JSON"));
+        // The record format: `kind: participant`, the participant's name as `peer`, its line as it said it.
+        let rec = Recorded {
+            at: 7,
+            peer: "upnp-gateway".into(),
+            what: Observation::Participant { line: line.clone() },
+        };
+        let text = serde_json::to_string(&rec).unwrap();
+        assert!(text.starts_with(r#"{"at":7,"peer":"upnp-gateway","kind":"participant","line":{"ts":5,"participant":"upnp-gateway","event":"ssdp_request""#), "{text}");
+        let back: Recorded = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(back.time(), 5);
+        assert!(back.event().is_none() && back.participant().is_some());
+        let exit: Recorded = serde_json::from_str(
+            r#"{"at":9,"peer":"upnp-gateway","kind":"participant_exited","code":0,"expected":true}"#,
+        )
+        .unwrap();
+        assert_eq!(exit.what, Observation::ParticipantExited { code: Some(0), expected: true });
     }
 
     #[test]

@@ -102,10 +102,26 @@ pub struct Recipe {
     pub hash: String,
     /// A prebuilt image (`language: image`): run as it is, never built.
     pub image: Option<String>,
+    /// A participant of cases that is not a peer (`upnp-gateway`): its recipe is `images/<name>/`.
+    pub participant: Option<&'static str>,
+}
+
+/// The UPnP gateway emulator, a participant of the cases that have a `gateway:` (images/upnp-gateway/).
+pub const GATEWAY: &str = "upnp-gateway";
+
+/// The gateway's recipe, loaded (hashed) once per process: every case with a gateway runs the same image.
+pub fn gateway_recipe() -> Result<Recipe, String> {
+    static RECIPE: std::sync::OnceLock<Result<Recipe, String>> = std::sync::OnceLock::new();
+    RECIPE
+        .get_or_init(|| Recipe::participant(&project_root(), GATEWAY).map_err(|e| format!("{e:#}")))
+        .clone()
 }
 
 impl Recipe {
     pub fn name(&self) -> &'static str {
+        if let Some(p) = self.participant {
+            return p;
+        }
         match self.language {
             Language::Rust => "rust",
             Language::Go => "go",
@@ -121,6 +137,14 @@ impl Recipe {
         match &self.version {
             Some(v) => format!("{} {v}", self.name()),
             None => self.name().to_owned(),
+        }
+    }
+
+    /// `the rust 0.56 peer`, `the upnp-gateway`: for progress lines and errors.
+    pub fn what(&self) -> String {
+        match self.participant {
+            Some(p) => p.to_owned(),
+            None => format!("{} peer", self.label()),
         }
     }
 
@@ -144,6 +168,7 @@ impl Recipe {
     pub fn image_tag(&self) -> String {
         match &self.image {
             Some(image) => image.clone(),
+            None if self.participant.is_some() => format!("meshgate-{}:{}", self.name(), &self.hash[..16]),
             None => format!("meshgate-peer-{}:{}", self.name(), &self.hash[..16]),
         }
     }
@@ -164,6 +189,7 @@ impl Recipe {
                 dir: PathBuf::new(),
                 hash: String::new(),
                 image: Some(image.clone()),
+                participant: None,
             });
         }
         let name = match language {
@@ -171,15 +197,39 @@ impl Recipe {
             Language::Go => "go",
             Language::Image => anyhow::bail!("an image implementation names no image"),
         };
-        let dir = root.join("images").join(name);
         let recipe = Recipe {
             language,
             version: spec.version.clone(),
             env: build_env(spec),
-            dir: dir.clone(),
+            dir: root.join("images").join(name),
             hash: String::new(),
             image: None,
+            participant: None,
         };
+        recipe.hashed(root)
+    }
+
+    /// The recipe of a participant that is not a peer (`images/<name>/`, a static Rust binary like the rust
+    /// peer's), hashed like the peers'.
+    pub fn participant(root: &Path, name: &'static str) -> anyhow::Result<Self> {
+        Recipe {
+            language: Language::Rust,
+            version: None,
+            env: Default::default(),
+            dir: root.join("images").join(name),
+            hash: String::new(),
+            image: None,
+            participant: Some(name),
+        }
+        .hashed(root)
+    }
+
+    /// The recipe with its hash: of the toolchain fingerprint, the version, the variables, the recipe's files and
+    /// every input it names.
+    fn hashed(self, root: &Path) -> anyhow::Result<Self> {
+        let recipe = self;
+        let (dir, name) = (recipe.dir.clone(), recipe.name());
+        let spec_version = recipe.version.clone();
         let fingerprint = recipe
             .build_command()
             .arg("--fingerprint")
@@ -196,7 +246,7 @@ impl Recipe {
             .with_context(|| format!("cannot read {}", dir.join("inputs").display()))?;
         let mut hasher = Sha256::new();
         hasher.update(&fingerprint.stdout);
-        hasher.update(spec.version.as_deref().unwrap_or("tree").as_bytes());
+        hasher.update(spec_version.as_deref().unwrap_or("tree").as_bytes());
         for (k, v) in &recipe.env {
             hasher.update(format!("\0{k}={v}").as_bytes());
         }
@@ -225,7 +275,10 @@ impl Recipe {
         }
         let bin_dir = cache.join("bin");
         std::fs::create_dir_all(&bin_dir)?;
-        let out = bin_dir.join(format!("{}-peer-{}", self.name(), &self.hash[..16]));
+        let out = match self.participant {
+            Some(p) => bin_dir.join(format!("{p}-{}", &self.hash[..16])),
+            None => bin_dir.join(format!("{}-peer-{}", self.name(), &self.hash[..16])),
+        };
         if out.exists() {
             return Ok(out);
         }
@@ -246,8 +299,8 @@ impl Recipe {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(20).collect();
             bail!(
-                "building the {} peer failed ({status}); last lines of {}:\n{}",
-                self.label(),
+                "building the {} failed ({status}); last lines of {}:\n{}",
+                self.what(),
                 log.display(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );

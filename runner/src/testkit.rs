@@ -41,6 +41,7 @@ impl Kit {
                     },
                     seed: i as u64 + 1,
                     offer: Default::default(),
+                    roles: Default::default(),
                 }
             })
             .collect();
@@ -85,6 +86,8 @@ impl Kit {
             checks: Default::default(),
             known_issues: vec![],
             axes: BTreeMap::new(),
+            gateway: None,
+            private: vec![],
         };
         Kit { case, peers }
     }

@@ -28,7 +28,7 @@ use super::lines::LineBuffer;
 use super::owner::{
     evidence_says_alive, judge, owner_of, parse_rfc3339, unix_now, Evidence, Unremoved, Verdict,
 };
-use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
+use super::{Backend, Exit, Output, ParticipantLaunch, PeerLaunch, PeerProcess};
 use crate::images::Recipe;
 
 pub const LABEL_RUN: &str = "io.meshgate.run";
@@ -303,6 +303,10 @@ impl Backend for DockerBackend {
         tar.sparse(false);
         tar.append_path_with_name(recipe.dockerfile(), "Dockerfile")?;
         tar.append_path_with_name(binary, "peer")?;
+        if let Some(name) = recipe.participant {
+            // A participant's Dockerfile may copy its binary by its own name.
+            tar.append_path_with_name(binary, name)?;
+        }
         let context = tar.into_inner()?;
         let labels = HashMap::from([(LABEL_HASH.to_string(), recipe.hash.clone())]);
         let opts = BuildImageOptionsBuilder::default()
@@ -370,10 +374,6 @@ impl Backend for DockerBackend {
     }
 
     async fn start_peer(&self, case: usize, launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
-        let name = format!("meshgate-{}-c{case}-{}", self.run_id, launch.name);
-        let network = self.network_name(case);
-        let cancel = Some(&launch.cancel);
-        let memory = launch.limits.memory.0;
         let ip = {
             let mut cases = self.cases.lock().unwrap_or_else(|e| e.into_inner());
             let net = cases
@@ -382,66 +382,45 @@ impl Backend for DockerBackend {
             net.started += 1;
             peer_address(net.subnet, net.started - 1)?
         };
-        let body = ContainerCreateBody {
-            image: Some(launch.recipe.image_tag()),
-            env: Some(vec![format!(
-                "MESHGATE_PEER_CONFIG={}",
-                launch.config.to_json()
-            )]),
-            labels: Some(self.labels(Some(case))),
-            open_stdin: Some(true),
-            stdin_once: Some(false),
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            // Confined: no root, no capability, nothing to write, no way to gain privileges, bounded memory and
-            // processes. Faults that need privileges are applied from outside (see `isolate`).
-            user: Some(PEER_USER.into()),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    network.clone(),
-                    EndpointSettings {
-                        ipam_config: Some(EndpointIpamConfig {
-                            ipv4_address: Some(ip.to_string()),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            host_config: Some(HostConfig {
-                network_mode: Some(network.clone()),
-                cap_drop: Some(vec!["ALL".into()]),
-                readonly_rootfs: Some(true),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                memory: i64::try_from(memory).ok(),
-                // Swap as large as the memory: none beyond the limit (Docker's default would double it).
-                memory_swap: i64::try_from(memory).ok(),
-                pids_limit: i64::try_from(launch.limits.pids).ok(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let created = bounded(
-            &format!("creating container {name}"),
-            CREATE_TIMEOUT,
-            cancel,
-            self.api.create_container(
-                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-                body,
-            ),
-        )
-        .await?;
-        let life = Life {
-            name,
-            network,
+        let env = format!("MESHGATE_PEER_CONFIG={}", launch.config.to_json());
+        let port = launch.config.listen_port;
+        let container = Container {
+            name: &launch.name,
+            image: launch.recipe.image_tag(),
+            env,
             ip,
-            port: launch.config.listen_port,
-            memory_limit: memory,
-            exited: CancellationToken::new(),
+            port,
+            limits: launch.limits,
+            cancel: &launch.cancel,
         };
-        self.run_container(&created.id, life, true, cancel).await
+        self.create_and_run(case, container).await
+    }
+
+    fn cannot_run_participants(&self) -> Option<String> {
+        None
+    }
+
+    fn participant_address(&self, case: usize) -> anyhow::Result<Ipv4Addr> {
+        let cases = self.cases.lock().unwrap_or_else(|e| e.into_inner());
+        let net = cases
+            .get(&case)
+            .ok_or_else(|| anyhow!("case {case} has no network: create it first"))?;
+        Ok(participant_address(net.subnet))
+    }
+
+    async fn start_participant(&self, case: usize, launch: ParticipantLaunch) -> anyhow::Result<PeerProcess> {
+        let ip = self.participant_address(case)?;
+        let (var, value) = launch.config;
+        let container = Container {
+            name: launch.name,
+            image: launch.recipe.image_tag(),
+            env: format!("{var}={value}"),
+            ip,
+            port: launch.port,
+            limits: launch.limits,
+            cancel: &launch.cancel,
+        };
+        self.create_and_run(case, container).await
     }
 
     async fn restart_peer(
@@ -574,7 +553,87 @@ impl Backend for DockerBackend {
     }
 }
 
+/// One container of a case to create: a peer or a participant.
+struct Container<'a> {
+    /// Its name in the case (`rust-1`, `upnp-gateway`).
+    name: &'a str,
+    image: String,
+    /// `VAR=value`: its configuration.
+    env: String,
+    ip: Ipv4Addr,
+    port: u16,
+    limits: crate::matrix::Limits,
+    cancel: &'a CancellationToken,
+}
+
 impl DockerBackend {
+    /// Creates a container of a case, labelled and confined, at its fixed address on the case's network, and
+    /// starts it.
+    async fn create_and_run(&self, case: usize, c: Container<'_>) -> anyhow::Result<PeerProcess> {
+        let name = format!("meshgate-{}-c{case}-{}", self.run_id, c.name);
+        let network = self.network_name(case);
+        let cancel = Some(c.cancel);
+        let memory = c.limits.memory.0;
+        let ip = c.ip;
+        let body = ContainerCreateBody {
+            image: Some(c.image),
+            env: Some(vec![c.env]),
+            labels: Some(self.labels(Some(case))),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            // Confined: no root, no capability, nothing to write, no way to gain privileges, bounded memory and
+            // processes. Faults that need privileges are applied from outside (see `isolate`).
+            user: Some(PEER_USER.into()),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.clone(),
+                    EndpointSettings {
+                        ipam_config: Some(EndpointIpamConfig {
+                            ipv4_address: Some(ip.to_string()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.clone()),
+                cap_drop: Some(vec!["ALL".into()]),
+                readonly_rootfs: Some(true),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                memory: i64::try_from(memory).ok(),
+                // Swap as large as the memory: none beyond the limit (Docker's default would double it).
+                memory_swap: i64::try_from(memory).ok(),
+                pids_limit: i64::try_from(c.limits.pids).ok(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = bounded(
+            &format!("creating container {name}"),
+            CREATE_TIMEOUT,
+            cancel,
+            self.api.create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            ),
+        )
+        .await?;
+        let life = Life {
+            name,
+            network,
+            ip,
+            port: c.port,
+            memory_limit: memory,
+            exited: CancellationToken::new(),
+        };
+        self.run_container(&created.id, life, true, cancel).await
+    }
+
     /// Attaches to a created or stopped container, starts it, and pumps its output. Attached before it starts,
     /// so that not a byte is lost; with `replay`, what it wrote before is given too (nothing, for a new one).
     async fn run_container(
@@ -919,7 +978,7 @@ const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const MEMORY_SAMPLING: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Case networks are /22 blocks of 10.216.0.0/13, a private range no other project is known to use: 512 of them,
-/// each with room for 1021 peers (the gateway takes `.1`).
+/// each with room for 1020 peers (the bridge takes `.1`, the case's participant the last host).
 const SUBNET_RANGE: Ipv4Addr = Ipv4Addr::new(10, 216, 0, 0);
 const RANGE_BITS: u32 = 13;
 const SUBNET_BITS: u32 = 22;
@@ -974,11 +1033,19 @@ fn overlaps(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The host number of a case's participant (the UPnP gateway): the last of the block before its broadcast.
+const PARTICIPANT_HOST: u32 = (1 << (32 - SUBNET_BITS)) - 2;
+
+/// The fixed address of a case's participant: the last host of its subnet, which no peer takes.
+fn participant_address(subnet: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet) + PARTICIPANT_HOST)
+}
+
 /// The fixed address of a case's `index`th started peer: host `index + 2` of its subnet.
 fn peer_address(subnet: Ipv4Addr, index: usize) -> anyhow::Result<Ipv4Addr> {
     let host = index + 2;
-    // The last address of the block is its broadcast.
-    if host >= (1 << (32 - SUBNET_BITS)) - 1 {
+    // The last hosts of the block are the participant's and the broadcast.
+    if host >= PARTICIPANT_HOST as usize {
         bail!("too many peers in one case for a /{SUBNET_BITS}");
     }
     Ok(Ipv4Addr::from(u32::from(subnet) + host as u32))
@@ -1069,10 +1136,11 @@ mod tests {
             Ipv4Addr::new(10, 216, 5, 46)
         );
         assert_eq!(
-            peer_address(subnet, 1020).unwrap(),
-            Ipv4Addr::new(10, 216, 7, 254)
+            peer_address(subnet, 1019).unwrap(),
+            Ipv4Addr::new(10, 216, 7, 253)
         );
-        assert!(peer_address(subnet, 1021).is_err(), "the broadcast address");
+        assert!(peer_address(subnet, 1020).is_err(), "the participant's address");
+        assert_eq!(participant_address(subnet), Ipv4Addr::new(10, 216, 7, 254));
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use super::lines::LineBuffer;
 use super::netns;
 pub use super::owner::Unremoved;
 use super::owner::{judge, owner_of, running_pid, Verdict, GRACE, HEARTBEAT};
-use super::{Backend, Exit, Output, PeerLaunch, PeerProcess};
+use super::{Backend, Exit, Output, ParticipantLaunch, PeerLaunch, PeerProcess};
 use crate::images::{cache_dir, Recipe};
 use crate::matrix::Limits;
 use contract::config::PeerConfig;
@@ -484,6 +484,19 @@ impl Backend for LocalBackend {
 
     /// Only a cgroup's freezer stops a peer unnoticed: SIGSTOP is seen by its parent and by a ptrace, and is not
     /// what the engine does.
+    /// The gateway emulator is built as an image only; its cases need the Docker backend.
+    fn cannot_run_participants(&self) -> Option<String> {
+        Some("the UPnP gateway emulator runs on the Docker backend only (the local backend starts peers alone)".into())
+    }
+
+    fn participant_address(&self, _case: usize) -> anyhow::Result<std::net::Ipv4Addr> {
+        anyhow::bail!("{}", self.cannot_run_participants().unwrap_or_default())
+    }
+
+    async fn start_participant(&self, _case: usize, _launch: ParticipantLaunch) -> anyhow::Result<PeerProcess> {
+        anyhow::bail!("{}", self.cannot_run_participants().unwrap_or_default())
+    }
+
     fn cannot_pause(&self) -> Option<String> {
         match &self.cgroups {
             Err(why) => Some(format!(

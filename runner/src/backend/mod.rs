@@ -11,7 +11,7 @@ mod netns;
 mod owner;
 pub mod sockets;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
@@ -34,6 +34,20 @@ pub struct PeerLaunch {
     /// What the peer may use; the backend enforces it from outside the peer where it can.
     pub limits: Limits,
     /// Cancelled when the case is interrupted: a start still waiting on the engine gives up.
+    pub cancel: CancellationToken,
+}
+
+/// What the backend needs to start a participant of a case that is not a peer (the UPnP gateway emulator): it
+/// runs on the case's network at the backend's [`Backend::participant_address`], confined like the peers.
+pub struct ParticipantLaunch {
+    /// Its name in the case (`upnp-gateway`), which names its files and its lines in the record.
+    pub name: &'static str,
+    pub recipe: Recipe,
+    /// The one variable that holds its whole configuration, and its value.
+    pub config: (&'static str, String),
+    /// The port others reach it on (the gateway's HTTP port).
+    pub port: u16,
+    pub limits: Limits,
     pub cancel: CancellationToken,
 }
 
@@ -92,6 +106,19 @@ pub trait Backend: Send + Sync {
         &self,
         case: usize,
         launch: PeerLaunch,
+    ) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
+    /// Why participants that are not peers (the UPnP gateway) cannot run here, if they cannot: a case with one is
+    /// then skipped with the reason.
+    fn cannot_run_participants(&self) -> Option<String>;
+    /// The fixed address of the case's participant on the case's network (after `create_network`), which no peer
+    /// of the case has.
+    fn participant_address(&self, case: usize) -> anyhow::Result<Ipv4Addr>;
+    /// Starts a participant on the case's network at [`Backend::participant_address`]; it is removed with the
+    /// case, and swept as a leftover of a run that died, like the peers.
+    fn start_participant(
+        &self,
+        case: usize,
+        launch: ParticipantLaunch,
     ) -> impl std::future::Future<Output = anyhow::Result<PeerProcess>> + Send;
     /// Cuts a running peer off from its case's network, as if its cable were pulled: the process runs on, its
     /// connections stall.

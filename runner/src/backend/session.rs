@@ -96,6 +96,42 @@ pub async fn prepare_images<B: Backend>(
             anyhow::Ok((spec, Ok(recipe)))
         }
     });
+    // The gateway emulator, once, when a case has one and the backend can run it.
+    let gateway = async {
+        if backend.cannot_run_participants().is_some() || !cases.iter().any(crate::peers::has_gateway) {
+            return Ok(());
+        }
+        let recipe = match crate::images::gateway_recipe() {
+            Ok(r) => r,
+            Err(e) => {
+                progress.line(format!("the {} has no recipe: {e}", crate::images::GATEWAY));
+                return Ok(());
+            }
+        };
+        if backend.prepared(&recipe).await {
+            return Ok(());
+        }
+        let log = out.join(format!("build-{}.log", recipe.name()));
+        progress.line(format!(
+            "building the {} ({}); its build log is {}",
+            recipe.what(),
+            recipe.image_tag(),
+            log.display()
+        ));
+        let binary = tokio::select! {
+            b = recipe.binary(&cache, &log) => b,
+            _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {}", recipe.what()),
+        };
+        match binary {
+            Ok(binary) => backend.prepare(&recipe, &binary).await,
+            // Its cases error, saying the image was not built.
+            Err(e) => {
+                progress.line(format!("the {} did not build: {e:#}", recipe.what()));
+                Ok(())
+            }
+        }
+    };
+    gateway.await?;
     let mut builds = futures_util::stream::iter(builds).buffer_unordered(jobs.max(1));
     let (mut recipes, mut broken) = (BTreeMap::new(), BTreeMap::new());
     while let Some(built) = builds.next().await {

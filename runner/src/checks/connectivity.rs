@@ -46,6 +46,10 @@ impl Check for Connectivity {
         NAME
     }
 
+    fn not_applicable(&self, case: &crate::cases::Case) -> Option<String> {
+        super::no_edges(case)
+    }
+
     fn observe(&mut self, rec: &Recorded) {
         if let Some(cmd) = rec.command() {
             match cmd {

@@ -121,6 +121,10 @@ impl Check for Delivery {
         NAME
     }
 
+    fn not_applicable(&self, case: &crate::cases::Case) -> Option<String> {
+        case.publishes_nothing().then(|| "the network publishes nothing".to_owned())
+    }
+
     fn observe(&mut self, rec: &Recorded) {
         if self.outages.observe(rec) {
             return;

@@ -12,6 +12,7 @@ mod downgrade;
 mod evidence;
 mod liveness;
 mod mesh;
+mod nat_mapping;
 mod outages;
 mod streams;
 mod subscriptions;
@@ -37,6 +38,7 @@ macro_rules! registry {
             $f(streams::NAME, &s.streams, |c| Box::new(streams::Streams::new(c))),
             $f(commands::NAME, &s.commands, |c| Box::new(commands::Commands::new(c))),
             $f(liveness::NAME, &s.liveness, |c| Box::new(liveness::Liveness::new(c))),
+            $f(nat_mapping::NAME, &s.nat_mapping, |c| Box::new(nat_mapping::NatMapping::new(c))),
         ]
     }};
 }
@@ -135,6 +137,9 @@ impl crate::peers::Watch for Live {
     }
 
     fn failing(&self, case: &Case, peers: &[PeerReport], now: Micros) -> Option<String> {
+        if self.0.not_applicable(case).is_some() {
+            return None;
+        }
         self.0.failing(&Context { case, peers }, now)
     }
 }
@@ -147,6 +152,12 @@ pub trait Check: Send {
     fn observe(&mut self, rec: &Recorded);
     /// The verdict over everything observed.
     fn verdict(&self, ctx: &Context) -> CheckResult;
+    /// Why the case, by its design, gives the check nothing to judge (a network that publishes nothing, a
+    /// topology without edges): it is then skipped with this reason, never passed.
+    fn not_applicable(&self, case: &Case) -> Option<String> {
+        let _ = case;
+        None
+    }
     /// While the case runs: the failure already certain at `now`, if any. Checks whose verdict can only get
     /// worse with more observations use their verdict; a check that waits for something (a delivery within a
     /// deadline) says only what is overdue.
@@ -170,7 +181,10 @@ pub fn evaluate(record: &[Recorded], ctx: &Context) -> Vec<CheckResult> {
     let mut results: Vec<CheckResult> = entries
         .iter()
         .map(|e| match e {
-            Entry::On(c) => c.verdict(ctx),
+            Entry::On(c) => match c.not_applicable(ctx.case) {
+                Some(why) => CheckResult::skipped(c.name(), why),
+                None => c.verdict(ctx),
+            },
             Entry::Off(name) => CheckResult::skipped(name, "off in the matrix".into()),
         })
         .collect();
@@ -220,6 +234,11 @@ pub fn skip_all(settings: &Settings, reason: &str) -> Vec<CheckResult> {
             Entry::Off(name) => CheckResult::skipped(name, "off in the matrix".into()),
         })
         .collect()
+}
+
+/// The reason of the checks of gossipsub between neighbours when the network has no neighbours (`edges: []`).
+fn no_edges(case: &Case) -> Option<String> {
+    case.edges.is_empty().then(|| "the topology has no edges: no two peers are expected to connect".to_owned())
 }
 
 /// `HH:MM:SS.mmm` UTC for a Unix-microsecond time, for evidence lines.
@@ -289,5 +308,32 @@ mod tests {
             .iter()
             .filter(|r| r.name != "delivery")
             .all(|r| r.status != Status::Known && r.known_issue.is_none()));
+    }
+
+    #[test]
+    fn checks_a_network_gives_nothing_to_judge_are_skipped_with_the_reason() {
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        kit.case.publish.messages = 0;
+        kit.case.edges = vec![];
+        let results = evaluate(&[], &kit.context());
+        let status = |name: &str| {
+            let r = results.iter().find(|r| r.name == name).unwrap();
+            (r.status, r.message.clone().unwrap_or_default())
+        };
+        assert_eq!(status("delivery"), (Status::Skipped, "the network publishes nothing".into()));
+        for name in ["connectivity", "mesh", "subscriptions"] {
+            let (s, why) = status(name);
+            assert_eq!(s, Status::Skipped, "{name}");
+            assert!(why.starts_with("the topology has no edges"), "{name}: {why}");
+        }
+        // An edge, or a burst of the time line, gives them something again.
+        kit.case.edges = vec![(0, 1)];
+        kit.case.timeline = vec![serde_saphyr::from_str("{peer: go-1, do: {publish: {messages: 2}}}").unwrap()];
+        let results = evaluate(&[], &kit.context());
+        // (nat-mapping judges peers with the port_mapping role, which this network has none of.)
+        assert!(
+            results.iter().all(|r| r.status != Status::Skipped || r.name == nat_mapping::NAME),
+            "{results:?}"
+        );
     }
 }

@@ -373,6 +373,10 @@ impl Check for Subscriptions {
         NAME
     }
 
+    fn not_applicable(&self, case: &crate::cases::Case) -> Option<String> {
+        super::no_edges(case)
+    }
+
     fn observe(&mut self, rec: &Recorded) {
         self.last = self.last.max(rec.time());
         self.leaving.observe(rec);

@@ -90,6 +90,9 @@ macro_rules! kebab {
     (no_protocol_downgrade) => {
         "no-protocol-downgrade"
     };
+    (nat_mapping) => {
+        "nat-mapping"
+    };
     ($field:ident) => {
         stringify!($field)
     };
@@ -106,6 +109,7 @@ settings! {
     streams: streams,
     commands: commands,
     liveness: liveness,
+    nat_mapping: nat_mapping,
 }
 
 pub mod connectivity {
@@ -327,6 +331,16 @@ pub mod streams {
 
 pub mod commands {
     //! Settings of the `commands` check.
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Settings {}
+}
+
+pub mod nat_mapping {
+    //! Settings of the `nat-mapping` check: none besides `off` (each peer's deadline is its `port_mapping` role's).
 
     use serde::{Deserialize, Serialize};
 

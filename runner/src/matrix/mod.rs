@@ -7,11 +7,13 @@
 
 mod axis;
 pub mod checks;
+pub mod roles;
 pub mod timeline;
 mod validate;
 mod versions;
 
 pub use axis::Axis;
+pub use roles::{Gateway, Roles};
 pub use timeline::Action;
 pub use versions::check_version;
 
@@ -197,6 +199,16 @@ pub struct Network {
     /// What each peer of the network may use; absent keys take the defaults.
     #[serde(default)]
     pub limits: Limits,
+    /// What peers do besides gossipsub, by implementation name or peer name (`roles::resolve`).
+    #[serde(default)]
+    pub roles: roles::RolesMap,
+    /// A UPnP gateway emulator in the case network (absent: none).
+    #[serde(default)]
+    pub gateway: Option<Gateway>,
+    /// Peers whose inbound connections the runner's firewall drops from their start (by name): what AutoNAT
+    /// clients must conclude about them.
+    #[serde(default = "defaults::private")]
+    pub private: Spanned<Vec<String>>,
 }
 
 /// What each peer may use, enforced from outside the peer: a container's cgroup, or a local process's cgroup where
@@ -514,6 +526,11 @@ mod defaults {
     pub fn publish() -> serde_saphyr::Spanned<super::Publish> {
         let unknown = serde_saphyr::Location::UNKNOWN;
         serde_saphyr::Spanned { value: Default::default(), referenced: unknown, defined: unknown }
+    }
+
+    pub fn private() -> serde_saphyr::Spanned<Vec<String>> {
+        let unknown = serde_saphyr::Location::UNKNOWN;
+        serde_saphyr::Spanned { value: Vec::new(), referenced: unknown, defined: unknown }
     }
 
     pub fn topics() -> Vec<String> {

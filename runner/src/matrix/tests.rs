@@ -229,3 +229,78 @@ fn bytes_read_like_people_write_them() {
     assert_eq!(format_bytes(0), "0 B");
     assert_eq!(Size(512 << 20).to_string(), "512 MiB");
 }
+
+/// A network of roles (incident D's shape): two peers never connected, nothing published, request-response and
+/// AutoNAT roles, a gateway and a private peer.
+pub(crate) const ROLES: &str = r#"name: roles
+implementations:
+  - {name: rust, language: rust}
+  - {name: go, language: go}
+networks:
+  - name: d
+    peers: {rust: 1, go: 2}
+    topology: {edges: []}
+    publish: {messages: 0}
+    gateway: {quirk: {window: 200ms, answer: first}}
+    private: [go-2]
+    roles:
+      rust: {request_response: {}, autonat: {v1: server, throttle: {peer_max: 100, global_max: 1000, period: 100ms}}}
+      go: {request_response: {response_delay: 50ms, failure: drop}, autonat: {v1: client}, port_mapping: {}}
+      go-2: {request_response: {response_size: 10}}
+    timeline:
+      - {peer: rust-1, do: {request: {to: go-1, count: 5, via: address}}}
+      - {at: 1s, every: 1s, times: 3, peer: go-1, do: {autonat-probe: {server: rust-1, vanish: true}}}
+      - {at: 2s, peer: go-2, do: {request: {to: rust-1}}}
+"#;
+
+#[test]
+fn roles_gateway_and_private_reach_the_cases() {
+    use crate::matrix::roles::{AutonatRole, AutonatVersion, Failure, QuirkAnswer};
+    use crate::matrix::timeline::{Action, Via};
+    let m = parse(ROLES).unwrap();
+    let cases = crate::cases::expand(&m);
+    assert_eq!(cases.len(), 1);
+    let case = &cases[0];
+    assert!(case.edges.is_empty());
+    assert!(case.publishes_nothing());
+    assert_eq!(case.private, vec!["go-2"]);
+    let quirk = case.gateway.as_ref().unwrap().quirk.as_ref().unwrap();
+    assert_eq!((quirk.window, quirk.answer), (Duration::from_millis(200), QuirkAnswer::First));
+    let roles = |name: &str| &case.peers.iter().find(|p| p.name == name).unwrap().roles;
+    assert_eq!(roles("rust-1").autonat(AutonatVersion::V1), Some(AutonatRole::Server));
+    assert_eq!(roles("rust-1").autonat.as_ref().unwrap().throttle.as_ref().unwrap().period, Some(Duration::from_millis(100)));
+    assert_eq!(roles("go-1").request_response.as_ref().unwrap().failure, Some(Failure::Drop));
+    assert_eq!(roles("go-1").port_mapping.as_ref().unwrap().deadline, Duration::from_secs(30));
+    // go-2's own request_response replaces go's whole; its autonat and port mapping are go's.
+    let go2 = roles("go-2");
+    assert_eq!(go2.request_response.as_ref().unwrap().response_size, Some(10));
+    assert_eq!(go2.request_response.as_ref().unwrap().failure, None);
+    assert_eq!(go2.autonat(AutonatVersion::V1), Some(AutonatRole::Client));
+    let Action::Request(r) = &case.timeline[0].action else { panic!("{:?}", case.timeline[0]) };
+    assert_eq!((r.count, r.size, r.via), (5, 64, Via::Address));
+    let Action::AutonatProbe(p) = &case.timeline[1].action else { panic!() };
+    assert_eq!((p.version, p.vanish, p.via), (AutonatVersion::V1, true, Via::Address));
+    let Action::Request(r) = &case.timeline[2].action else { panic!() };
+    assert_eq!((r.count, r.via), (1, Via::Connection));
+    // case.json keeps all of it.
+    let json = serde_json::to_string(case).unwrap();
+    let back: crate::cases::Case = serde_json::from_str(&json).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    assert!(json.contains(r#""private":["go-2"]"#), "{json}");
+    // Without roles, nothing of them is written.
+    let plain = serde_json::to_string(&crate::cases::expand(&parse(GOOD).unwrap())[0]).unwrap();
+    assert!(!plain.contains("roles") && !plain.contains("gateway") && !plain.contains("private"), "{plain}");
+}
+
+#[test]
+fn a_probe_needs_the_client_role_of_its_version() {
+    let e = parse(&ROLES.replace("autonat: {v1: client}", "autonat: {v2: client}")).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(18), "{e}");
+    assert!(e.to_string().contains("client `go-1` has no AutoNAT v1 client role"), "{e}");
+    let e = parse(&ROLES.replace("count: 5", "count: 0")).unwrap_err();
+    assert!(e.to_string().contains("`request: {count: 0}` sends nothing"), "{e}");
+    let e = parse(&ROLES.replace("{to: go-1, count", "{to: rust-1, count")).unwrap_err();
+    assert!(e.to_string().contains("act on itself"), "{e}");
+    let e = parse(&ROLES.replace("private: [go-2]", "private: [go-2, go-2]")).unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+}

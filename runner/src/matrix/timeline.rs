@@ -2,9 +2,12 @@
 //! optionally repeated, each a command to a peer or a fault made from outside. `incidents:` are time line steps
 //! written the older way (`at`, `peer`, `action`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::roles::{AutonatVersion, Roles};
 
 /// One step of a time line, as written in the matrix.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -89,6 +92,68 @@ pub enum Action {
     Pause,
     /// Thaw a paused peer.
     Resume,
+    /// Requests on the request-response protocol to another peer, `count` of them sent back to back at once.
+    Request(RequestStep),
+    /// Ask an AutoNAT server to dial the peer back.
+    AutonatProbe(ProbeStep),
+}
+
+/// `request: {to: go-1, count: 5, size: 64, via: address}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestStep {
+    /// The responder, by name.
+    pub to: String,
+    /// Requests sent back to back at the same instant, each with its own id.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Payload bytes of each request.
+    #[serde(default = "request_size")]
+    pub size: u64,
+    #[serde(default = "Via::connection")]
+    pub via: Via,
+}
+
+/// `autonat-probe: {server: rust-1, version: v1, vanish: true, via: address}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeStep {
+    /// The AutoNAT server asked, by name.
+    pub server: String,
+    #[serde(default)]
+    pub version: AutonatVersion,
+    /// v1 only: send the dial request and drop the connection at once, without waiting for the answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vanish: bool,
+    #[serde(default = "Via::address")]
+    pub via: Via,
+}
+
+/// How a step reaches the other peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// Over a connection the peer is expected to hold already (the command names the peer only).
+    Connection,
+    /// The command also gives the other peer's address: the library dials it by itself when not connected.
+    Address,
+}
+
+impl Via {
+    fn connection() -> Via {
+        Via::Connection
+    }
+    fn address() -> Via {
+        Via::Address
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn request_size() -> u64 {
+    64
 }
 
 /// `dial: {to: go-1, mode: new}`.
@@ -355,6 +420,53 @@ impl Step {
                 }
                 if let Some(w) = &s.with {
                     other(w, "`shape` link peer")?;
+                }
+            }
+            Action::Request(r) => {
+                other(&r.to, "`request` responder")?;
+                if r.count == 0 {
+                    return Err("`request: {count: 0}` sends nothing: expected at least 1".into());
+                }
+            }
+            Action::AutonatProbe(p) => {
+                other(&p.server, "`autonat-probe` server")?;
+                if p.vanish && p.version != AutonatVersion::V1 {
+                    return Err("`vanish` is a v1 probe's (the client drops the connection after its dial request): expected `version: v1`".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The roles a step needs of its peers (`roles`: every peer's, resolved): a requester and its responder
+    /// speak request-response, a probing client has the client role and its server the server role of that
+    /// AutoNAT version.
+    pub fn check_roles(&self, roles: &BTreeMap<String, Roles>) -> Result<(), String> {
+        let of = |p: &str| roles.get(p).cloned().unwrap_or_default();
+        let peer = self.peer.as_deref().unwrap_or_default();
+        match &self.action {
+            Action::Request(r) => {
+                for (who, what) in [(peer, "requester"), (r.to.as_str(), "responder")] {
+                    if of(who).request_response.is_none() {
+                        return Err(format!(
+                            "`request` {what} `{who}` has no request-response role: expected `roles: {{{who}: {{request_response: {{}}}}}}` (or on its implementation)"
+                        ));
+                    }
+                }
+            }
+            Action::AutonatProbe(p) => {
+                let v = p.version.as_str();
+                if !of(peer).autonat(p.version).is_some_and(|r| r.asks()) {
+                    return Err(format!(
+                        "`autonat-probe` client `{peer}` has no AutoNAT {v} client role: expected `autonat: {{{v}: client}}` (or both) in its roles"
+                    ));
+                }
+                if !of(&p.server).autonat(p.version).is_some_and(|r| r.serves()) {
+                    return Err(format!(
+                        "`autonat-probe` server `{}` has no AutoNAT {v} server role: expected `autonat: {{{v}: server}}` (or both) in its roles",
+                        p.server
+                    ));
                 }
             }
             _ => {}

@@ -201,20 +201,6 @@ impl Matrix {
                 }
                 _ => {}
             }
-            let checks = self.checks_of(n);
-            let publish = &n.publish;
-            if checks.is_on("delivery")
-                && (publish.value.messages == 0
-                    || publish.value.publishers.as_ref().is_some_and(|p| p.is_empty()))
-            {
-                return Err(err(
-                    &publish.referenced,
-                    format!(
-                        "network `{}` publishes nothing (`messages: 0` or empty `publishers`): expected messages to judge delivery by, or `checks: {{delivery: off}}`",
-                        n.name
-                    ),
-                ));
-            }
             for p in n.publish.value.publishers.iter().flatten() {
                 if !peer_names.contains(p) {
                     return Err(err(
@@ -227,6 +213,35 @@ impl Matrix {
                     ));
                 }
             }
+            // `roles:` keys name an implementation of the network or one of its peers.
+            let implementations: Vec<&String> = n.peers.value.keys().collect();
+            for (key, roles) in &n.roles {
+                if !implementations.contains(&key) && !peer_names.contains(key) {
+                    return Err(err(
+                        &roles.referenced,
+                        format!(
+                            "network `{}`: `roles` names `{key}`, expected an implementation of the network ({}) or one of its peers ({})",
+                            n.name,
+                            implementations.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                            peer_names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let mut private: Vec<&String> = Vec::new();
+            for p in &n.private.value {
+                if !peer_names.contains(p) {
+                    return Err(err(
+                        &n.private.referenced,
+                        format!("network `{}`: private peer `{p}` is not a peer, expected one of: {}", n.name, peer_names.join(", ")),
+                    ));
+                }
+                if private.contains(&p) {
+                    return Err(err(&n.private.referenced, format!("network `{}`: `{p}` is listed twice in `private`", n.name)));
+                }
+                private.push(p);
+            }
+            let roles = super::roles::resolved(n);
             // Incidents are time line steps written the older way: one set of rules for both.
             let mut named: Vec<String> = Vec::new();
             let steps = n
@@ -236,6 +251,7 @@ impl Matrix {
                 .chain(n.timeline.iter().map(|s| (s.value.clone(), &s.referenced, "time line step")));
             for (step, at, what) in steps {
                 step.check(&peer_names, &n.gossipsub.topics, &named)
+                    .and_then(|()| step.check_roles(&roles))
                     .map_err(|m| err(at, format!("{what}: {m}")))?;
                 named.extend(step.name);
             }

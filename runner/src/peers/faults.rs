@@ -32,6 +32,11 @@ pub(super) enum Kind {
     /// The peer drops every packet to and from these peers.
     Partition(Vec<usize>),
     Shape(timeline::Shape),
+    /// SSDP searches sent to the case's gateway (`netfault::ssdp_to_gateway`): not a fault, but made, kept and
+    /// undone the same way.
+    Multicast(Option<Ipv4Addr>),
+    /// New inbound connections to the peer refused (a `private` peer; its listen port): likewise.
+    Refuse(u16),
 }
 
 impl<B: Backend> Driver<'_, B> {
@@ -83,6 +88,23 @@ impl<B: Backend> Driver<'_, B> {
             }
         }
         None
+    }
+
+    /// Why what a case holds in its peers' namespaces (multicast routes for its gateway, refusals for its
+    /// `private` peers) cannot be made here, if it cannot.
+    pub(super) fn cannot_hold(&self) -> Option<String> {
+        let gateway = super::participants::gateway_quirk(self.case).is_some();
+        let private = !super::participants::private_peers(self.case).is_empty();
+        if !gateway && !private {
+            return None;
+        }
+        if gateway {
+            if let Some(why) = self.backend.cannot_run_participants() {
+                return Some(why);
+            }
+        }
+        let what = if gateway { "the gateway's multicast routes" } else { "`private`'s firewall" };
+        tools_missing().map(|why| format!("{what} cannot be made here: {why}"))
     }
 
     /// A fault made to one peer.
@@ -282,6 +304,8 @@ impl<B: Backend> Driver<'_, B> {
         enum Job {
             Partition(Vec<Ipv4Addr>),
             Shape(Shaping),
+            Multicast(Ipv4Addr, Option<Ipv4Addr>),
+            Refuse(u16),
         }
         let job = match kind {
             Kind::Partition(others) => Job::Partition(
@@ -297,11 +321,27 @@ impl<B: Backend> Driver<'_, B> {
                 };
                 Job::Shape(shaping_of(shape, remote))
             }
+            Kind::Multicast(gateway) => Job::Multicast(address_of(peer)?, *gateway),
+            Kind::Refuse(port) => Job::Refuse(*port),
         };
         Ok(Box::new(move || match job {
             Job::Partition(addrs) => netfault::partition(&ns, &addrs),
             Job::Shape(shaping) => netfault::shape(&ns, &shaping).map_err(anyhow::Error::from),
+            Job::Multicast(address, gateway) => netfault::ssdp_to_gateway(&ns, address, gateway),
+            Job::Refuse(port) => netfault::refuse_inbound(&ns, port),
         }))
+    }
+
+    /// Makes what a case holds in a peer's namespace for as long as the peer runs (not a fault of the time line,
+    /// not recorded as one): made again after a restart, undone at the end like the faults.
+    pub(super) async fn hold(&mut self, peer: usize, kind: Kind) -> anyhow::Result<()> {
+        let applied = self.make(peer, &kind).await?;
+        self.in_force.push(InForce {
+            peer,
+            kind,
+            applied: Some(applied),
+        });
+        Ok(())
     }
 
     /// After a restart: the network faults still in force on the peer, made again in its new namespace.

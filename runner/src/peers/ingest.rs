@@ -112,3 +112,47 @@ impl Sockets {
         Some(Observation::Sockets { established })
     }
 }
+
+/// A participant's output as it is read (the UPnP gateway): its lines judged against the participant schema and
+/// kept in `<name>.events.jsonl`, its stderr in `<name>.stderr`, its exit.
+pub struct ParticipantOutput {
+    stdout_lines: u64,
+    events_log: std::fs::File,
+    stderr_log: std::fs::File,
+}
+
+impl ParticipantOutput {
+    pub fn create(dir: &Path, name: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            stdout_lines: 0,
+            events_log: std::fs::File::create(dir.join(format!("{name}.events.jsonl")))?,
+            stderr_log: std::fs::File::create(dir.join(format!("{name}.stderr")))?,
+        })
+    }
+
+    /// What one piece of output is. `stop_sent`: the runner told it to stop, so an exit is expected.
+    pub fn observation(&mut self, output: Output, stop_sent: bool) -> Observation {
+        match output {
+            Output::Stdout(line) => {
+                self.stdout_lines += 1;
+                let _ = writeln!(self.events_log, "{line}");
+                match crate::events::parse_participant_line(&line) {
+                    Ok(parsed) => Observation::Participant { line: parsed },
+                    Err(error) => Observation::ParticipantMalformed {
+                        line_no: self.stdout_lines,
+                        line,
+                        error,
+                    },
+                }
+            }
+            Output::Stderr(line) => {
+                let _ = writeln!(self.stderr_log, "{line}");
+                Observation::ParticipantStderr { line }
+            }
+            Output::Exited(exit) => Observation::ParticipantExited {
+                code: exit.code,
+                expected: stop_sent,
+            },
+        }
+    }
+}

@@ -6,6 +6,8 @@
 pub mod config;
 mod faults;
 mod ingest;
+mod participants;
+pub use participants::{external_ip, has_gateway};
 mod recorder;
 mod world;
 
@@ -115,8 +117,10 @@ pub struct Driver<'a, B: Backend> {
     notes: Vec<String>,
     /// (peer, topic) for every topic a peer was last told to subscribe to: what it rejoins after a restart.
     subscribed: BTreeSet<(usize, String)>,
-    /// Network faults in force.
+    /// Network faults in force (and what the case holds in the peers' namespaces: multicast routes, refusals).
     in_force: Vec<faults::InForce>,
+    /// The case's UPnP gateway emulator, once started.
+    gateway: Option<participants::Participant>,
 }
 
 impl<'a, B: Backend> Driver<'a, B> {
@@ -161,6 +165,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             notes: Vec::new(),
             subscribed: BTreeSet::new(),
             in_force: Vec::new(),
+            gateway: None,
         })
     }
 
@@ -192,6 +197,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         let undone = self.lift_all().await;
         self.resume_all().await;
         self.stop_all().await;
+        self.stop_participants().await;
         let mut error = result.err().map(|e| format!("{e:#}"));
         if let Some(u) = undone {
             error.get_or_insert(u);
@@ -218,8 +224,17 @@ impl<'a, B: Backend> Driver<'a, B> {
     async fn script(&mut self, recipes: &Recipes) -> anyhow::Result<()> {
         let case = self.case;
         let backend = self.backend;
+        // What the case holds in the peers' namespaces needs the tools faults are made with: else it is skipped.
+        if let Some(why) = self.cannot_hold() {
+            self.rec.world.unsupported.get_or_insert(why.clone());
+            bail!("unsupported: {why}");
+        }
         bounded(self.cancel.clone(), backend.create_network(self.case_index, &case.name))
             .await?;
+        self.start_participants().await?;
+        if let Some(u) = &self.rec.world.unsupported {
+            bail!("unsupported: {u}");
+        }
         let scenario = Scenario::of(case);
         // Connecting and subscribing share the warm-up: it starts with the first dial.
         let mut warmup_deadline = Instant::now() + case.warmup;
@@ -267,6 +282,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             let process =
                 bounded(self.cancel.clone(), backend.start_peer(self.case_index, launch)).await?;
             self.attach(i, process);
+            // At once, before it searches for a gateway or anyone dials it.
+            self.confine(i).await?;
         }
         let n = case.peers.len();
         // From here on, what the network does is the peers' verdict: a wait that runs out goes on with what is
@@ -741,6 +758,10 @@ impl<'a, B: Backend> Driver<'a, B> {
         if let Some(why) = self.broken_fault() {
             bail!("{why}");
         }
+        // Said once: the stop that follows still waits for everyone's exit.
+        if let Some(why) = self.gateway.as_mut().and_then(|g| g.failed.take()) {
+            bail!("{why}");
+        }
         self.sample_sockets();
         let peers = self.peer_reports();
         self.rec.watch(self.case, &peers)?;
@@ -771,6 +792,9 @@ impl<'a, B: Backend> Driver<'a, B> {
     }
 
     fn handle(&mut self, i: usize, output: Output) {
+        if i == participants::PARTICIPANT {
+            return self.handle_participant(output);
+        }
         let stop_sent = self.rec.world.stop_sent[i];
         for o in self.outputs[i].observations(output, stop_sent) {
             self.observe(i, o);
@@ -862,7 +886,8 @@ fn all_connected(w: &World, edges: &[(usize, usize)]) -> bool {
         .all(|&(a, b)| !w.up(a) || !w.up(b) || (w.connected(a, b) && w.connected(b, a)))
 }
 
-/// Whether the ends of every edge see each other subscribed to every topic, and every running peer has a mesh.
+/// Whether the ends of every edge see each other subscribed to every topic, and every running peer on an edge has a
+/// mesh.
 fn meshed(w: &World, case: &Case) -> bool {
     let topics = &case.gossipsub.topics;
     case.edges.iter().all(|&(a, b)| {
@@ -871,7 +896,11 @@ fn meshed(w: &World, case: &Case) -> bool {
             || topics
                 .iter()
                 .all(|t| w.sees_subscribed(a, b, t) && w.sees_subscribed(b, a, t))
-    }) && (0..case.peers.len()).all(|i| !w.up(i) || topics.iter().all(|t| w.mesh_size(i, t) > 0))
+    }) && (0..case.peers.len()).all(|i| {
+        // A peer on no edge has no neighbour to mesh with (`edges: []`).
+        let linked = case.edges.iter().any(|&(a, b)| a == i || b == i);
+        !w.up(i) || !linked || topics.iter().all(|t| w.mesh_size(i, t) > 0)
+    })
 }
 
 fn describe_condition(c: &Condition) -> String {

@@ -63,6 +63,20 @@ impl<'a> Recorder<'a> {
         self.record.push(rec);
     }
 
+    /// Takes in one observation of a participant that is not a peer (the UPnP gateway), recorded under its name:
+    /// the live checks see it, the world's model of the peers does not.
+    pub fn observe_participant(&mut self, name: &str, what: Observation) {
+        let rec = Recorded {
+            at: now_micros(),
+            peer: name.to_owned(),
+            what,
+        };
+        for check in self.live.iter_mut() {
+            check.observe(&rec);
+        }
+        self.record.push(rec);
+    }
+
     /// Asks the live checks whether the case already fails; each failure is announced once, and with
     /// `--fail-fast` the first one stops the case.
     pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {

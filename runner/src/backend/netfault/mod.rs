@@ -174,6 +174,67 @@ pub fn partition(ns: &Netns, unreachable: &[Ipv4Addr]) -> anyhow::Result<Applied
     Ok(applied)
 }
 
+/// Refuses new inbound connections to the namespace (TCP connection attempts, and UDP flows to `port` that it did
+/// not start) until [`Applied::undo`]: what makes a peer `private`, reachable by nobody while it dials out freely
+/// (an AutoNAT server's dial-back fails, as behind a NAT).
+pub fn refuse_inbound(ns: &Netns, port: u16) -> anyhow::Result<Applied> {
+    let mut applied = Applied::new(ns, format!("inbound connections refused (udp port {port}, every tcp port)"))?;
+    let chain = rules::chain_name(Kind::Refuse.letter(), applied.id, None);
+    applied.chain(&chain, &rules::refuse_rules(&chain, port))?;
+    applied.jump(Hook::Input, &chain, None, Kind::Refuse)?;
+    Ok(applied)
+}
+
+/// The multicast range, routed by [`multicast_route`].
+pub const MULTICAST: &str = "224.0.0.0/4";
+
+/// Where SSDP searches go: the multicast group and port of UPnP discovery.
+pub const SSDP_GROUP: &str = "239.255.255.250";
+pub const SSDP_PORT: u16 = 1900;
+
+/// Makes SSDP searches from the namespace reach the case's gateway, until [`Applied::undo`]. A case network is
+/// an internal Docker network, whose isolation rules in the host's FORWARD chain drop every bridged packet to an
+/// address outside the network's subnet, multicast included; so the runner routes multicast out of the interface
+/// that holds `address` (where no route exists: a network without a default route) and, given the gateway's
+/// address, turns a search to 239.255.255.250:1900 into one to `gateway:1900` (DNAT in the namespace's own nat
+/// table), which the gateway receives and answers as a search. Nothing of the host's is touched.
+pub fn ssdp_to_gateway(ns: &Netns, address: Ipv4Addr, gateway: Option<Ipv4Addr>) -> anyhow::Result<Applied> {
+    let what = match gateway {
+        Some(g) => format!("SSDP searches to {g}"),
+        None => format!("route {MULTICAST}"),
+    };
+    let mut applied = Applied::new(ns, what)?;
+    let listing = rules::run_in(&applied.ns.path, "ip", &["-o", "-4", "addr", "show"].map(String::from))?;
+    let dev = interface_of(&listing, address).ok_or_else(|| {
+        anyhow!("no interface holds {address} in {}", applied.ns.shown.display())
+    })?;
+    let get = rules::run_in(&applied.ns.path, "ip", &["route", "get", SSDP_GROUP].map(String::from));
+    if get.is_err() {
+        let args = ["route", "add", MULTICAST, "dev", &dev].map(String::from);
+        rules::run_in(&applied.ns.path, "ip", &args)?;
+        applied.routes.push(dev);
+    }
+    if let Some(g) = gateway {
+        let spec = rules::ssdp_dnat_spec(g, SSDP_GROUP, SSDP_PORT);
+        let mut add = vec!["-t".to_owned(), "nat".to_owned(), "-A".to_owned(), "OUTPUT".to_owned()];
+        add.extend(spec.iter().cloned());
+        rules::iptables(&applied.ns.path, &add)?;
+        applied.nat_jumps.push(spec);
+    }
+    Ok(applied)
+}
+
+/// The interface of `ip -o -4 addr show` that holds `address` (`2: eth0    inet 10.216.4.2/22 ...`).
+fn interface_of(listing: &str, address: Ipv4Addr) -> Option<String> {
+    listing.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let dev = f.nth(1)?;
+        let (_, cidr) = (f.next()?, f.next()?);
+        let dev = dev.split('@').next()?;
+        (cidr.split('/').next()? == address.to_string()).then(|| dev.to_owned())
+    })
+}
+
 /// Shapes the namespace's traffic as `shaping` says, until [`Applied::undo`]. See the module's doc for the paths.
 pub fn shape(ns: &Netns, shaping: &Shaping) -> Result<Applied, ShapeError> {
     validate(shaping)?;
@@ -283,6 +344,10 @@ pub struct Applied {
     /// Chains of ours, in the order they were made.
     chains: Vec<String>,
     lines: Vec<DelayLine>,
+    /// Interfaces [`MULTICAST`] was routed out of.
+    routes: Vec<String>,
+    /// Rules of the nat table's OUTPUT chain (rule specs, so `-D OUTPUT spec` removes each).
+    nat_jumps: Vec<Vec<String>>,
 }
 
 impl Applied {
@@ -294,6 +359,8 @@ impl Applied {
             jumps: Vec::new(),
             chains: Vec::new(),
             lines: Vec::new(),
+            routes: Vec::new(),
+            nat_jumps: Vec::new(),
         })
     }
 
@@ -360,6 +427,27 @@ impl Applied {
         for mut line in self.lines.drain(..) {
             line.stop();
         }
+        self.nat_jumps.retain(|spec| {
+            let mut args = vec!["-t".to_owned(), "nat".to_owned(), "-D".to_owned(), "OUTPUT".to_owned()];
+            args.extend(spec.iter().cloned());
+            match rules::iptables(&ns, &args) {
+                Ok(_) => false,
+                Err(e) => {
+                    errors.push(e);
+                    true
+                }
+            }
+        });
+        self.routes.retain(|dev| {
+            let args = ["route", "del", MULTICAST, "dev", dev].map(String::from);
+            match rules::run_in(&ns, "ip", &args) {
+                Ok(_) => false,
+                Err(e) => {
+                    errors.push(e);
+                    true
+                }
+            }
+        });
         match errors.len() {
             0 => Ok(()),
             _ => {
@@ -588,6 +676,14 @@ mod tests {
             describe_shaping(&Shaping::default()),
             "shape both ways: nothing"
         );
+    }
+
+    #[test]
+    fn the_interface_holding_an_address_is_found() {
+        let listing = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                       52: eth0@if53    inet 10.216.4.2/22 brd 10.216.7.255 scope global eth0\\       valid_lft forever\n";
+        assert_eq!(interface_of(listing, Ipv4Addr::new(10, 216, 4, 2)).as_deref(), Some("eth0"));
+        assert_eq!(interface_of(listing, Ipv4Addr::new(10, 216, 4, 3)), None);
     }
 
     #[test]

@@ -79,6 +79,25 @@ pub fn partition_rules(chain: &str, unreachable: &[Ipv4Addr]) -> Vec<Vec<String>
     rules
 }
 
+/// The rules of a refusing chain: drop every TCP connection attempt (a SYN) and every UDP flow to `port` that
+/// the peer did not start (conntrack: NEW), so that nobody reaches it while its own dials and their answers pass.
+pub fn refuse_rules(chain: &str, port: u16) -> Vec<Vec<String>> {
+    let port = port.to_string();
+    vec![
+        owned(&["-A", chain, "-p", "tcp", "--syn", "-j", "DROP"]),
+        owned(&[
+            "-A", chain, "-p", "udp", "--dport", &port, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
+        ]),
+    ]
+}
+
+/// The match and target of the nat rule that sends SSDP searches (UDP to the group's port) to the gateway.
+pub fn ssdp_dnat_spec(gateway: Ipv4Addr, group: &str, port: u16) -> Vec<String> {
+    let port = port.to_string();
+    let to = format!("{gateway}:{port}");
+    owned(&["-d", group, "-p", "udp", "--dport", &port, "-j", "DNAT", "--to-destination", &to])
+}
+
 /// The rules of a shape chain for one hook: random loss, then the delay line's queue. A link's chain ends by
 /// accepting, so that its traffic is shaped by the link alone and not again by a whole-peer shape further down.
 pub fn shape_rules(
@@ -143,7 +162,7 @@ pub fn jump_position(kind: Kind, listing: &str) -> Option<usize> {
             .count()
     };
     match kind {
-        Kind::Partition => Some(1),
+        Kind::Partition | Kind::Refuse => Some(1),
         Kind::Link => Some(1 + count(Kind::Partition.letter())),
         Kind::Whole => None,
     }
@@ -153,6 +172,8 @@ pub fn jump_position(kind: Kind, listing: &str) -> Option<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Partition,
+    /// New inbound connections refused (a `private` peer).
+    Refuse,
     /// A shape of the traffic with one remote address.
     Link,
     /// A shape of all the peer's traffic.
@@ -164,6 +185,7 @@ impl Kind {
     pub fn letter(self) -> char {
         match self {
             Kind::Partition => 'P',
+            Kind::Refuse => 'R',
             Kind::Link => 'L',
             Kind::Whole => 'W',
         }
@@ -245,6 +267,22 @@ mod tests {
             "! -o lo -d 10.0.0.9 -j C"
         );
         assert_eq!(jump_spec(Hook::Output, "C", None).join(" "), "! -o lo -j C");
+    }
+
+    #[test]
+    fn refusing_drops_connection_attempts_only() {
+        assert_eq!(
+            joined(&refuse_rules("MESHGATE-R1-3", 4001)),
+            [
+                "-A MESHGATE-R1-3 -p tcp --syn -j DROP",
+                "-A MESHGATE-R1-3 -p udp --dport 4001 -m conntrack --ctstate NEW -j DROP",
+            ]
+        );
+        assert_eq!(jump_position(Kind::Refuse, ""), Some(1));
+        assert_eq!(
+            ssdp_dnat_spec(Ipv4Addr::new(10, 216, 7, 254), "239.255.255.250", 1900).join(" "),
+            "-d 239.255.255.250 -p udp --dport 1900 -j DNAT --to-destination 10.216.7.254:1900"
+        );
     }
 
     #[test]
