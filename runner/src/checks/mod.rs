@@ -3,6 +3,7 @@
 //! A check is one file implementing [`Check`], judging by the settings the matrix model holds for it
 //! (`matrix::checks`); adding one means writing that file, its settings there, and a line in the registry below.
 
+mod autonat;
 mod commands;
 pub use commands::unexercised;
 mod connections;
@@ -13,6 +14,7 @@ mod evidence;
 mod liveness;
 mod mesh;
 mod outages;
+mod request_response;
 mod streams;
 mod subscriptions;
 
@@ -35,6 +37,8 @@ macro_rules! registry {
             $f(mesh::NAME, &s.mesh, |c| Box::new(mesh::Mesh::new(c))),
             $f(connections::NAME, &s.connections, |c| Box::new(connections::Connections::new(c))),
             $f(streams::NAME, &s.streams, |c| Box::new(streams::Streams::new(c))),
+            $f(request_response::NAME, &s.request_response, |c| Box::new(request_response::RequestResponse::new(c))),
+            $f(autonat::NAME, &s.autonat, |c| Box::new(autonat::Autonat::new(c))),
             $f(commands::NAME, &s.commands, |c| Box::new(commands::Commands::new(c))),
             $f(liveness::NAME, &s.liveness, |c| Box::new(liveness::Liveness::new(c))),
         ]
@@ -328,6 +332,8 @@ mod tests {
         kit.case.edges = vec![(0, 1)];
         kit.case.timeline = vec![serde_saphyr::from_str("{peer: go-1, do: {publish: {messages: 2}}}").unwrap()];
         let results = evaluate(&[], &kit.context());
-        assert!(results.iter().all(|r| r.status != Status::Skipped), "{results:?}");
+        for name in ["delivery", "connectivity", "mesh", "subscriptions"] {
+            assert_ne!(results.iter().find(|r| r.name == name).unwrap().status, Status::Skipped, "{name}");
+        }
     }
 }
