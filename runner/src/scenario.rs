@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::cases::Case;
-use crate::matrix::timeline::{Action, Condition, Rejoin, Step};
+use crate::matrix::timeline::{Action, Condition, Rejoin, Step, Via};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -56,6 +56,14 @@ pub enum What {
         topic: String,
         id: String,
         size: u32,
+    },
+    /// One request on the request-response protocol: `id` (`<requester>/r<N>`) is unique in the case.
+    Request {
+        peer: usize,
+        to: usize,
+        id: String,
+        size: u64,
+        via: Via,
     },
     /// A step made to one peer: a command it is sent, or a fault made to it from outside.
     Peer { peer: usize, action: Action },
@@ -119,8 +127,9 @@ impl Scenario {
     /// The case's scenario: the default setup, then its publishing, incidents and time line, then the drain.
     pub fn of(case: &Case) -> Scenario {
         let mut timeline = publishing(case);
+        let mut requests = vec![0; case.peers.len()];
         for (n, inc) in case.incidents.iter().enumerate() {
-            timeline.extend(expand(case, &inc.as_step(), Origin::Incident(n + 1)));
+            timeline.extend(expand(case, &inc.as_step(), Origin::Incident(n + 1), &mut requests));
         }
         for (n, step) in case.timeline.iter().enumerate() {
             let of = step.times.unwrap_or(1);
@@ -133,7 +142,7 @@ impl Scenario {
                 };
                 let offset = step.every.unwrap_or_default() * (repetition - 1);
                 timeline.extend(
-                    expand(case, step, origin)
+                    expand(case, step, origin, &mut requests)
                         .into_iter()
                         .map(|t| t.later(offset)),
                 );
@@ -163,7 +172,7 @@ impl Scenario {
     pub fn has(&self, pred: impl Fn(&Action) -> bool) -> bool {
         self.timeline.iter().any(|t| match &t.what {
             What::Peer { action, .. } | What::Network(action) => pred(action),
-            What::Publish { .. } => false,
+            What::Publish { .. } | What::Request { .. } => false,
         })
     }
 }
@@ -209,8 +218,9 @@ fn publishing(case: &Case) -> Vec<Timed> {
     out
 }
 
-/// One occurrence of a step (a burst becomes its messages).
-fn expand(case: &Case, step: &Step, origin: Origin) -> Vec<Timed> {
+/// One occurrence of a step (a burst becomes its messages, a `request` step its requests, numbered per requester
+/// in `requests`).
+fn expand(case: &Case, step: &Step, origin: Origin, requests: &mut [u32]) -> Vec<Timed> {
     let at = step.at.unwrap_or_default();
     let when = |plus: Duration| match &step.after {
         None => When::At(at + plus),
@@ -250,6 +260,25 @@ fn expand(case: &Case, step: &Step, origin: Origin) -> Vec<Timed> {
                             topic: topic.clone(),
                             id: format!("{}/{topic}/{tag}.{k}", case.peers[peer].name),
                             size: burst.size.unwrap_or(case.publish.size),
+                        },
+                    )
+                })
+                .collect()
+        }
+        (Action::Request(r), Some(peer)) => {
+            let Some(to) = index_of(case, &r.to) else { return Vec::new() };
+            // Back to back at the same instant: the time line carries out every step due before it looks again.
+            (0..r.count)
+                .map(|_| {
+                    requests[peer] += 1;
+                    timed(
+                        when(Duration::ZERO),
+                        What::Request {
+                            peer,
+                            to,
+                            id: format!("{}/r{}", case.peers[peer].name, requests[peer]),
+                            size: r.size,
+                            via: r.via,
                         },
                     )
                 })
@@ -384,6 +413,43 @@ mod tests {
                 (ms(11000), "go-1/meshgate/s1.2.0".into(), 1024),
                 (ms(11050), "go-1/meshgate/s1.2.1".into(), 1024),
                 (ms(11100), "go-1/meshgate/s1.2.2".into(), 1024),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_step_is_its_requests_at_one_instant_with_ids_unique_in_the_case() {
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        kit.case.publish.messages = 0;
+        kit.case.incidents = vec![];
+        kit.case.timeline = vec![
+            step("{at: 1s, peer: rust-1, do: {request: {to: go-1, count: 3, size: 10, via: address}}}"),
+            step("{at: 2s, every: 1s, times: 2, peer: rust-1, do: {request: {to: go-1}}}"),
+            step("{at: 2s, peer: go-1, do: {request: {to: rust-1}}}"),
+            step("{at: 3s, peer: go-1, do: {autonat-probe: {server: rust-1, vanish: true}}}"),
+        ];
+        let s = Scenario::of(&kit.case);
+        let got: Vec<String> = s
+            .timeline
+            .iter()
+            .map(|t| match (&t.when, &t.what) {
+                (When::At(d), What::Request { peer, to, id, size, via }) => {
+                    format!("{d:?} {peer}->{to} {id} {size} {via:?}")
+                }
+                (When::At(d), What::Peer { peer, action }) => format!("{d:?} {peer} {}", action.name()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "1s 0->1 rust-1/r1 10 Address",
+                "1s 0->1 rust-1/r2 10 Address",
+                "1s 0->1 rust-1/r3 10 Address",
+                "2s 0->1 rust-1/r4 64 Connection",
+                "2s 1->0 go-1/r1 64 Connection",
+                "3s 0->1 rust-1/r5 64 Connection",
+                "3s 1 autonat-probe",
             ]
         );
     }

@@ -424,7 +424,7 @@ impl Check for Delivery {
     }
 }
 
-fn latency_summary(sorted: &[Micros]) -> String {
+pub(super) fn latency_summary(sorted: &[Micros]) -> String {
     if sorted.is_empty() {
         return "n/a".into();
     }

@@ -3,6 +3,7 @@
 //! A check is one file implementing [`Check`], judging by the settings the matrix model holds for it
 //! (`matrix::checks`); adding one means writing that file, its settings there, and a line in the registry below.
 
+mod autonat;
 mod commands;
 pub use commands::unexercised;
 mod connections;
@@ -14,6 +15,7 @@ mod liveness;
 mod mesh;
 mod nat_mapping;
 mod outages;
+mod request_response;
 mod streams;
 mod subscriptions;
 
@@ -36,9 +38,11 @@ macro_rules! registry {
             $f(mesh::NAME, &s.mesh, |c| Box::new(mesh::Mesh::new(c))),
             $f(connections::NAME, &s.connections, |c| Box::new(connections::Connections::new(c))),
             $f(streams::NAME, &s.streams, |c| Box::new(streams::Streams::new(c))),
+            $f(request_response::NAME, &s.request_response, |c| Box::new(request_response::RequestResponse::new(c))),
+            $f(autonat::NAME, &s.autonat, |c| Box::new(autonat::Autonat::new(c))),
+            $f(nat_mapping::NAME, &s.nat_mapping, |c| Box::new(nat_mapping::NatMapping::new(c))),
             $f(commands::NAME, &s.commands, |c| Box::new(commands::Commands::new(c))),
             $f(liveness::NAME, &s.liveness, |c| Box::new(liveness::Liveness::new(c))),
-            $f(nat_mapping::NAME, &s.nat_mapping, |c| Box::new(nat_mapping::NatMapping::new(c))),
         ]
     }};
 }
@@ -137,7 +141,7 @@ impl crate::peers::Watch for Live {
     }
 
     fn failing(&self, case: &Case, peers: &[PeerReport], now: Micros) -> Option<String> {
-        if self.0.not_applicable(case).is_some() {
+        if !self.0.applies(case) || self.0.not_applicable(case).is_some() {
             return None;
         }
         self.0.failing(&Context { case, peers }, now)
@@ -152,6 +156,13 @@ pub trait Check: Send {
     fn observe(&mut self, rec: &Recorded);
     /// The verdict over everything observed.
     fn verdict(&self, ctx: &Context) -> CheckResult;
+    /// Whether the case has what the check is about at all: a check of a role no peer of the case has
+    /// (request-response, AutoNAT, port mapping) is left out of the case's results rather than skipped, so that a
+    /// gossipsub network's verdict does not list the roles it never had.
+    fn applies(&self, case: &Case) -> bool {
+        let _ = case;
+        true
+    }
     /// Why the case, by its design, gives the check nothing to judge (a network that publishes nothing, a
     /// topology without edges): it is then skipped with this reason, never passed.
     fn not_applicable(&self, case: &Case) -> Option<String> {
@@ -168,6 +179,11 @@ pub trait Check: Send {
     }
 }
 
+/// Whether the check named `name` (with its default settings) has anything to judge in the case's design.
+fn applies(name: &str, case: &Case) -> bool {
+    Settings::default().instantiate().iter().find(|c| c.name() == name).is_none_or(|c| c.applies(case))
+}
+
 /// Runs the case's checks over a finished record, then applies its known issues.
 pub fn evaluate(record: &[Recorded], ctx: &Context) -> Vec<CheckResult> {
     let mut entries = ctx.case.checks.entries();
@@ -180,12 +196,14 @@ pub fn evaluate(record: &[Recorded], ctx: &Context) -> Vec<CheckResult> {
     }
     let mut results: Vec<CheckResult> = entries
         .iter()
-        .map(|e| match e {
-            Entry::On(c) => match c.not_applicable(ctx.case) {
+        .filter_map(|e| match e {
+            Entry::On(c) if !c.applies(ctx.case) => None,
+            Entry::On(c) => Some(match c.not_applicable(ctx.case) {
                 Some(why) => CheckResult::skipped(c.name(), why),
                 None => c.verdict(ctx),
-            },
-            Entry::Off(name) => CheckResult::skipped(name, "off in the matrix".into()),
+            }),
+            Entry::Off(name) if !applies(name, ctx.case) => None,
+            Entry::Off(name) => Some(CheckResult::skipped(name, "off in the matrix".into())),
         })
         .collect();
     evidence::attach(record, ctx, &mut results);
@@ -330,10 +348,8 @@ mod tests {
         kit.case.edges = vec![(0, 1)];
         kit.case.timeline = vec![serde_saphyr::from_str("{peer: go-1, do: {publish: {messages: 2}}}").unwrap()];
         let results = evaluate(&[], &kit.context());
-        // (nat-mapping judges peers with the port_mapping role, which this network has none of.)
-        assert!(
-            results.iter().all(|r| r.status != Status::Skipped || r.name == nat_mapping::NAME),
-            "{results:?}"
-        );
+        for name in ["delivery", "connectivity", "mesh", "subscriptions"] {
+            assert_ne!(results.iter().find(|r| r.name == name).unwrap().status, Status::Skipped, "{name}");
+        }
     }
 }

@@ -179,6 +179,10 @@ impl Check for NatMapping {
         })
     }
 
+    fn applies(&self, case: &crate::cases::Case) -> bool {
+        crate::peers::has_gateway(case) || case.peers.iter().any(|p| port_mapping_deadline(p).is_some())
+    }
+
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let roles: Vec<(&str, Duration)> = ctx
             .case

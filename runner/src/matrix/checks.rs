@@ -93,6 +93,9 @@ macro_rules! kebab {
     (nat_mapping) => {
         "nat-mapping"
     };
+    (request_response) => {
+        "request-response"
+    };
     ($field:ident) => {
         stringify!($field)
     };
@@ -107,9 +110,11 @@ settings! {
     mesh: mesh,
     connections: connections,
     streams: streams,
+    request_response: request_response,
+    autonat: autonat,
+    nat_mapping: nat_mapping,
     commands: commands,
     liveness: liveness,
-    nat_mapping: nat_mapping,
 }
 
 pub mod connectivity {
@@ -329,6 +334,38 @@ pub mod streams {
     }
 }
 
+pub mod request_response {
+    //! Settings of the `request-response` check.
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Settings {}
+}
+
+pub mod autonat {
+    //! Settings of the `autonat` check.
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Settings {
+        /// Stderr lines containing any of these are a server's panic (as `liveness` reads them).
+        #[serde(default = "super::liveness::default_panic_markers")]
+        pub panic_markers: Vec<String>,
+    }
+
+    impl Default for Settings {
+        fn default() -> Self {
+            Self {
+                panic_markers: super::liveness::default_panic_markers(),
+            }
+        }
+    }
+}
+
 pub mod commands {
     //! Settings of the `commands` check.
 
@@ -379,7 +416,7 @@ pub mod liveness {
     }
 
     /// Rust's panic message, Go's panic and runtime fatal error.
-    fn default_panic_markers() -> Vec<String> {
+    pub(super) fn default_panic_markers() -> Vec<String> {
         vec!["panicked at".into(), "panic:".into(), "fatal error:".into()]
     }
 }

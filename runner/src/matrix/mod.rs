@@ -649,4 +649,4 @@ pub fn peer_names(net: &Network) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -25,7 +25,7 @@ use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::Case;
 use crate::events::{Command, CommandLine, Observation, Recorded};
 use crate::images::Recipes;
-use crate::matrix::timeline::{Action, Condition, StepDial};
+use crate::matrix::timeline::{Action, Condition, StepDial, Via};
 use crate::matrix::DialMode;
 use crate::scenario::{Phase, Scenario, Timed, What, When};
 use crate::progress::Progress;
@@ -452,7 +452,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                         for t in std::mem::take(&mut waiting) {
                             let When::After { condition, .. } = &t.when else { continue };
                             let peer = match &t.what {
-                                What::Publish { peer, .. } | What::Peer { peer, .. } => *peer,
+                                What::Publish { peer, .. } | What::Request { peer, .. } | What::Peer { peer, .. } => *peer,
                                 What::Network(_) => 0,
                             };
                             let reason = format!(
@@ -519,6 +519,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                 self.send(*peer, publish, disturbed[*peer] || t.expect_error).await;
                 return Ok(());
             }
+            What::Request { peer, to, id, size, via } => return self.request(*peer, *to, id, *size, *via, t).await,
             What::Network(action) => return self.network_fault(action, t).await,
             What::Peer { peer, action } => (*peer, action),
         };
@@ -558,6 +559,19 @@ impl<'a, B: Backend> Driver<'a, B> {
                 protocol: protocol.clone(),
             },
             Action::Publish(_) => unreachable!("a burst is its messages (scenario)"),
+            Action::Request(_) => unreachable!("a request step is its requests (scenario)"),
+            Action::AutonatProbe(p) => {
+                let server = self.index_of(&p.server);
+                let Some(id) = self.rec.world.peer_id(server).map(str::to_owned) else {
+                    return self.not_run(peer, t, format!("{} never said its peer id", p.server));
+                };
+                Command::AutonatProbe {
+                    server: id,
+                    addr: (p.via == Via::Address).then(|| self.listen_addr_of(server)),
+                    version: config::autonat_version_of(p.version),
+                    vanish: p.vanish,
+                }
+            }
             Action::CutOff => {
                 // Not a command to the peer: the backend pulls its cable.
                 self.observe(
@@ -576,6 +590,27 @@ impl<'a, B: Backend> Driver<'a, B> {
                 return Ok(());
             }
             fault => return self.peer_fault(peer, fault, t).await,
+        };
+        self.send(peer, command, t.expect_error).await;
+        Ok(())
+    }
+
+    /// Sends one request of a `request` step; with `via: address` the command carries the responder's address, so
+    /// that the requester's library dials it by itself.
+    async fn request(&mut self, peer: usize, to: usize, id: &str, size: u64, via: Via, t: &Timed) -> anyhow::Result<()> {
+        let name = &self.case.peers[peer].name;
+        if self.rec.world.exited(peer) || self.rec.world.paused[peer] {
+            return self.not_run(peer, t, format!("{name} is not running"));
+        }
+        let Some(remote) = self.rec.world.peer_id(to).map(str::to_owned) else {
+            let to = self.case.peers[to].name.clone();
+            return self.not_run(peer, t, format!("{to} never said its peer id"));
+        };
+        let command = Command::Request {
+            peer: remote,
+            addr: (via == Via::Address).then(|| self.listen_addr_of(to)),
+            id: id.to_owned(),
+            size,
         };
         self.send(peer, command, t.expect_error).await;
         Ok(())
@@ -633,6 +668,11 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
             other => other,
         }
+    }
+
+    fn listen_addr_of(&self, i: usize) -> String {
+        let proc = self.peers[i].process.as_ref().expect("started");
+        config::listen_addr(self.case, proc.address)
     }
 
     fn dial_addr_of(&self, i: usize) -> String {

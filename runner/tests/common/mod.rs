@@ -90,9 +90,7 @@ pub fn assert_unsubscribe_verdict(code: Option<i32>, stderr: &str, out: &Path) {
             "connections",
             "streams",
             "commands",
-            "liveness",
-            // Skipped: no peer has the port_mapping role.
-            "nat-mapping"
+            "liveness"
         ]
     );
 }
