@@ -21,7 +21,6 @@ pub struct Call {
 /// Reads `Envelope/Body/<action>/<arg>text</arg>...`, by local names (clients differ in prefixes).
 pub fn parse_call(body: &str) -> Result<Call, String> {
     let mut reader = Reader::from_str(body);
-    reader.config_mut().trim_text(true);
     // The path of local names from the root to where the reader is.
     let mut path: Vec<String> = Vec::new();
     let mut action: Option<String> = None;
@@ -68,7 +67,8 @@ pub fn parse_call(body: &str) -> Result<Call, String> {
                 path.pop();
                 if path.len() == 3 {
                     if let Some((n, v)) = arg.take() {
-                        args.insert(n, v);
+                        // Whitespace around a value is layout, not the value.
+                        args.insert(n, v.trim().to_owned());
                     }
                 }
             }
