@@ -36,7 +36,9 @@ struct Gateway {
 impl Gateway {
     fn start(quirk: Option<&str>) -> Gateway {
         let (http_port, ssdp_port) = (free_port(), free_port());
-        let quirk = quirk.map(|q| format!(r#","quirk":{q}"#)).unwrap_or_default();
+        let quirk = quirk
+            .map(|q| format!(r#","quirk":{q}"#))
+            .unwrap_or_default();
         let config = format!(
             r#"{{"address":"127.0.0.1","http_port":{http_port},"external_ip":"{EXTERNAL_IP}","ssdp_port":{ssdp_port}{quirk}}}"#
         );
@@ -64,11 +66,15 @@ impl Gateway {
             ssdp: SocketAddr::from(([127, 0, 0, 1], ssdp_port)),
             http_port,
         };
-        let first = g.next_event(Duration::from_secs(10)).expect("a started line");
+        let first = g
+            .next_event(Duration::from_secs(10))
+            .expect("a started line");
         assert_eq!(first["event"], "started", "{first}");
         assert_eq!(first["implementation"], "meshgate-upnp-gateway");
         assert_eq!(first["contract_version"], contract::VERSION);
-        let listening = g.next_event(Duration::from_secs(5)).expect("a listening line");
+        let listening = g
+            .next_event(Duration::from_secs(5))
+            .expect("a listening line");
         assert_eq!(listening["event"], "listening");
         assert_eq!(listening["addrs"][1], g.location());
         g
@@ -81,7 +87,10 @@ impl Gateway {
     fn next_event(&mut self, timeout: Duration) -> Option<Value> {
         let line = self.lines.recv_timeout(timeout).ok()?;
         self.seen.push(line.clone());
-        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}")))
+        Some(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}")),
+        )
     }
 
     /// The events that arrive within `wait`.
@@ -132,12 +141,16 @@ fn wait(child: &mut Child, timeout: Duration) -> ExitStatus {
 }
 
 fn check_schema(lines: &[String]) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/contract/participant-events.schema.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/contract/participant-events.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for line in lines {
         let value: Value = serde_json::from_str(line).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{line}: {errors:?}");
         serde_json::from_value::<contract::participant::ParticipantLine>(value).unwrap();
         assert!(line.contains(r#""participant":"upnp-gateway""#), "{line}");
@@ -161,7 +174,9 @@ fn replies(socket: &UdpSocket, wait: Duration) -> Vec<std::collections::BTreeMap
     let mut found = Vec::new();
     let mut buf = [0u8; 2048];
     while let Some(left) = end.checked_duration_since(Instant::now()) {
-        socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
         let Ok(n) = socket.recv(&mut buf) else { break };
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut response = httparse::Response::new(&mut headers);
@@ -171,7 +186,12 @@ fn replies(socket: &UdpSocket, wait: Duration) -> Vec<std::collections::BTreeMap
             response
                 .headers
                 .iter()
-                .map(|h| (h.name.to_ascii_uppercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_ascii_uppercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect(),
         );
     }
@@ -205,8 +225,14 @@ fn every_target_the_clients_search_is_answered() {
         assert_eq!(r.len(), 1, "{st}: {r:?}");
         assert_eq!(r[0]["ST"], st);
         assert_eq!(r[0]["LOCATION"], g.location());
-        assert!(r[0]["USN"].starts_with("uuid:") && r[0]["USN"].ends_with(&format!("::{st}")), "{r:?}");
-        assert!(r[0].contains_key("EXT") && r[0]["CACHE-CONTROL"].starts_with("max-age="), "{r:?}");
+        assert!(
+            r[0]["USN"].starts_with("uuid:") && r[0]["USN"].ends_with(&format!("::{st}")),
+            "{r:?}"
+        );
+        assert!(
+            r[0].contains_key("EXT") && r[0]["CACHE-CONTROL"].starts_with("max-age="),
+            "{r:?}"
+        );
         assert!(r[0]["SERVER"].contains("UPnP/1.1"), "{r:?}");
     }
     // ssdp:all: the root, every device by UDN and by type, every service (go-nat's fallback looks for the IGD).
@@ -215,7 +241,11 @@ fn every_target_the_clients_search_is_answered() {
     let all = replies(&c, Duration::from_millis(500));
     let sts: Vec<&str> = all.iter().map(|r| r["ST"].as_str()).collect();
     assert_eq!(all.len(), 9, "{sts:?}");
-    for st in ["upnp:rootdevice", "urn:schemas-upnp-org:device:InternetGatewayDevice:2", IGD2] {
+    for st in [
+        "upnp:rootdevice",
+        "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+        IGD2,
+    ] {
         assert!(sts.contains(&st), "{sts:?}");
     }
     // A UDN found through ssdp:all answers a search for itself.
@@ -223,20 +253,35 @@ fn every_target_the_clients_search_is_answered() {
     search(&c, g.ssdp, &udn, 1);
     assert_eq!(replies(&c, Duration::from_millis(500))[0]["USN"], udn);
     // Not a target it has: no reply, and it says why.
-    for st in ["urn:schemas-upnp-org:service:WANPPPConnection:1", "urn:schemas-upnp-org:device:WANDevice:3"] {
+    for st in [
+        "urn:schemas-upnp-org:service:WANPPPConnection:1",
+        "urn:schemas-upnp-org:device:WANDevice:3",
+    ] {
         search(&c, g.ssdp, st, 1);
-        assert!(replies(&c, Duration::from_millis(300)).is_empty(), "{st} answered");
+        assert!(
+            replies(&c, Duration::from_millis(300)).is_empty(),
+            "{st} answered"
+        );
     }
     let events = g.events_for(Duration::from_millis(300));
-    let ignored: Vec<&Value> = events.iter().filter(|e| e["event"] == "ssdp_ignored").collect();
+    let ignored: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "ssdp_ignored")
+        .collect();
     assert_eq!(ignored.len(), 2, "{events:?}");
     assert_eq!(ignored[0]["reason"], "unknown search target");
     // Bad input is said, not answered.
-    c.send_to(b"M-SEARCH * HTTP/1.1\r\nST: x\r\n\r\n", g.ssdp).unwrap();
+    c.send_to(b"M-SEARCH * HTTP/1.1\r\nST: x\r\n\r\n", g.ssdp)
+        .unwrap();
     assert!(replies(&c, Duration::from_millis(300)).is_empty());
     let (status, lines) = g.stop();
     assert!(status.success());
-    let count = |event: &str| lines.iter().filter(|l| l.contains(&format!(r#""event":"{event}""#))).count();
+    let count = |event: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!(r#""event":"{event}""#)))
+            .count()
+    };
     assert_eq!(count("ssdp_request"), 9 + 1 + 1 + 2);
     assert_eq!(count("ssdp_response"), 9 + 9 + 1);
     assert_eq!(count("error"), 1);
@@ -244,9 +289,16 @@ fn every_target_the_clients_search_is_answered() {
 }
 
 /// An HTTP/1.1 exchange over a plain socket, the response read with httparse: (status, body).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -256,8 +308,13 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     s.read_to_end(&mut raw).unwrap();
     let mut h = [httparse::EMPTY_HEADER; 16];
     let mut response = httparse::Response::new(&mut h);
-    let httparse::Status::Complete(at) = response.parse(&raw).unwrap() else { panic!("partial response") };
-    (response.code.unwrap(), String::from_utf8_lossy(&raw[at..]).into_owned())
+    let httparse::Status::Complete(at) = response.parse(&raw).unwrap() else {
+        panic!("partial response")
+    };
+    (
+        response.code.unwrap(),
+        String::from_utf8_lossy(&raw[at..]).into_owned(),
+    )
 }
 
 /// The texts of every element named `name`, by local name.
@@ -291,17 +348,29 @@ fn the_descriptions_hold_the_device_and_its_services() {
     );
     assert_eq!(
         texts(&root, "serviceType"),
-        ["urn:schemas-upnp-org:service:WANIPConnection:1", "urn:schemas-upnp-org:service:WANIPConnection:2"]
+        [
+            "urn:schemas-upnp-org:service:WANIPConnection:1",
+            "urn:schemas-upnp-org:service:WANIPConnection:2"
+        ]
     );
     let scpds = texts(&root, "SCPDURL");
     for (scpd, any) in scpds.iter().zip([false, true]) {
         let (status, body) = http(g.http_port, "GET", scpd, &[], "");
         assert_eq!(status, 200, "{scpd}");
         let actions = texts(&body, "name");
-        for action in ["GetExternalIPAddress", "GetNATRSIPStatus", "AddPortMapping", "DeletePortMapping"] {
+        for action in [
+            "GetExternalIPAddress",
+            "GetNATRSIPStatus",
+            "AddPortMapping",
+            "DeletePortMapping",
+        ] {
             assert!(actions.iter().any(|a| a == action), "{scpd} lacks {action}");
         }
-        assert_eq!(actions.iter().any(|a| a == "AddAnyPortMapping"), any, "{scpd}");
+        assert_eq!(
+            actions.iter().any(|a| a == "AddAnyPortMapping"),
+            any,
+            "{scpd}"
+        );
     }
     assert_eq!(http(g.http_port, "GET", "/nothing.xml", &[], "").0, 404);
     let (status, _) = g.stop();
@@ -325,7 +394,10 @@ fn soap_actions_keep_a_mapping_table() {
             g.http_port,
             "POST",
             path,
-            &[("SOAPAction", &action_header), ("Content-Type", "text/xml; charset=\"utf-8\"")],
+            &[
+                ("SOAPAction", &action_header),
+                ("Content-Type", "text/xml; charset=\"utf-8\""),
+            ],
             &envelope(V1, action, args),
         )
     };
@@ -336,35 +408,76 @@ fn soap_actions_keep_a_mapping_table() {
     let (status, body) = call("/ctl/IPConn2", "GetExternalIPAddress", "");
     assert_eq!(status, 200);
     assert_eq!(texts(&body, "NewExternalIPAddress"), [EXTERNAL_IP]);
-    assert!(body.contains("GetExternalIPAddressResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:2\""));
-    assert_eq!(call("/ctl/IPConn1", "AddPortMapping", &add("127.0.0.1")).0, 200);
+    assert!(body.contains(
+        "GetExternalIPAddressResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:2\""
+    ));
+    assert_eq!(
+        call("/ctl/IPConn1", "AddPortMapping", &add("127.0.0.1")).0,
+        200
+    );
     let (status, body) = call("/ctl/IPConn2", "GetSpecificPortMappingEntry", key);
-    assert_eq!((status, texts(&body, "NewInternalClient")), (200, vec!["127.0.0.1".to_owned()]));
+    assert_eq!(
+        (status, texts(&body, "NewInternalClient")),
+        (200, vec!["127.0.0.1".to_owned()])
+    );
     let (status, body) = call("/ctl/IPConn1", "AddPortMapping", &add("127.0.0.2"));
-    assert_eq!((status, texts(&body, "errorCode")), (500, vec!["718".to_owned()]));
+    assert_eq!(
+        (status, texts(&body, "errorCode")),
+        (500, vec!["718".to_owned()])
+    );
     assert_eq!(texts(&body, "faultstring"), ["UPnPError"]);
-    let (status, body) = call("/ctl/IPConn1", "GetGenericPortMappingEntry", "<NewPortMappingIndex>0</NewPortMappingIndex>");
-    assert_eq!((status, texts(&body, "NewExternalPort")), (200, vec!["41234".to_owned()]));
+    let (status, body) = call(
+        "/ctl/IPConn1",
+        "GetGenericPortMappingEntry",
+        "<NewPortMappingIndex>0</NewPortMappingIndex>",
+    );
+    assert_eq!(
+        (status, texts(&body, "NewExternalPort")),
+        (200, vec!["41234".to_owned()])
+    );
     assert_eq!(call("/ctl/IPConn1", "DeletePortMapping", key).0, 200);
     let (status, body) = call("/ctl/IPConn1", "DeletePortMapping", key);
-    assert_eq!((status, texts(&body, "errorCode")), (500, vec!["714".to_owned()]));
+    assert_eq!(
+        (status, texts(&body, "errorCode")),
+        (500, vec!["714".to_owned()])
+    );
     let (status, body) = call("/ctl/IPConn1", "GetSpecificPortMappingEntry", key);
-    assert_eq!((status, texts(&body, "errorCode")), (500, vec!["714".to_owned()]));
+    assert_eq!(
+        (status, texts(&body, "errorCode")),
+        (500, vec!["714".to_owned()])
+    );
     let (status, body) = call("/ctl/IPConn1", "ForceTermination", "");
-    assert_eq!((status, texts(&body, "errorCode")), (500, vec!["401".to_owned()]));
-    let (status, _) = http(g.http_port, "POST", "/ctl/IPConn1", &[("SOAPAction", "\"x#y\"")], "<not-soap/>");
+    assert_eq!(
+        (status, texts(&body, "errorCode")),
+        (500, vec!["401".to_owned()])
+    );
+    let (status, _) = http(
+        g.http_port,
+        "POST",
+        "/ctl/IPConn1",
+        &[("SOAPAction", "\"x#y\"")],
+        "<not-soap/>",
+    );
     assert_eq!(status, 400);
     let events: Vec<Value> = g.events_for(Duration::from_millis(300));
-    let soap: Vec<&Value> = events.iter().filter(|e| e["event"] == "soap_action").collect();
+    let soap: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "soap_action")
+        .collect();
     assert_eq!(soap.len(), 9, "{events:?}");
     assert_eq!(soap[1]["action"], "AddPortMapping");
     assert_eq!(soap[1]["args"]["NewInternalClient"], "127.0.0.1");
     assert_eq!(soap[1]["service"], V1);
-    assert_eq!(soap[2]["service"], "urn:schemas-upnp-org:service:WANIPConnection:2");
+    assert_eq!(
+        soap[2]["service"],
+        "urn:schemas-upnp-org:service:WANIPConnection:2"
+    );
     assert_eq!(soap[3]["fault"], "718 ConflictInMappingEntry");
     assert_eq!(soap[6]["fault"], "714 NoSuchEntryInArray");
     assert_eq!(soap[8]["fault"], "401 Invalid Action");
-    assert!(events.iter().any(|e| e["event"] == "error" && e["message"].as_str().unwrap().contains("SOAP")));
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "error" && e["message"].as_str().unwrap().contains("SOAP")));
     let (status, _) = g.stop();
     assert!(status.success());
 }
@@ -375,7 +488,16 @@ fn goupnp_reads_the_device_and_maps_ports() {
     let g = Gateway::start(None);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/goupnp");
     let out = Command::new("go")
-        .args(["run", ".", "-location", &g.location(), "-external", EXTERNAL_IP, "-client", "10.216.0.4"])
+        .args([
+            "run",
+            ".",
+            "-location",
+            &g.location(),
+            "-external",
+            EXTERNAL_IP,
+            "-client",
+            "10.216.0.4",
+        ])
         .current_dir(&dir)
         .output()
         .expect("go is installed: the goupnp test needs it");
@@ -387,8 +509,19 @@ fn goupnp_reads_the_device_and_maps_ports() {
     );
     let (status, lines) = g.stop();
     assert!(status.success());
-    for action in ["GetNATRSIPStatus", "GetExternalIPAddress", "AddPortMapping", "AddAnyPortMapping", "DeletePortMapping"] {
-        assert!(lines.iter().any(|l| l.contains(&format!(r#""action":"{action}""#))), "no {action} in {lines:?}");
+    for action in [
+        "GetNATRSIPStatus",
+        "GetExternalIPAddress",
+        "AddPortMapping",
+        "AddAnyPortMapping",
+        "DeletePortMapping",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!(r#""action":"{action}""#))),
+            "no {action} in {lines:?}"
+        );
     }
 }
 
@@ -401,7 +534,10 @@ fn concurrent(g: &Gateway) -> (usize, usize) {
     let other = std::thread::spawn(move || search(&b2, to2, IGD2, 3));
     search(&a, to, IGD1, 3);
     other.join().unwrap();
-    (replies(&a, Duration::from_millis(1500)).len(), replies(&b, Duration::from_millis(100)).len())
+    (
+        replies(&a, Duration::from_millis(1500)).len(),
+        replies(&b, Duration::from_millis(100)).len(),
+    )
 }
 
 /// go-libp2p >= 0.41: IG1, then IG2 once goupnp's 2 s search for IG1 is over.
@@ -418,9 +554,17 @@ fn the_quirk_fails_concurrent_searches_and_lets_serial_ones_through() {
     let mut g = Gateway::start(Some(r#"{"window_ms":300,"answer":"none"}"#));
     assert_eq!(concurrent(&g), (0, 0));
     let events = g.events_for(Duration::from_millis(200));
-    let ignored: Vec<&Value> = events.iter().filter(|e| e["event"] == "ssdp_ignored").collect();
+    let ignored: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "ssdp_ignored")
+        .collect();
     assert_eq!(ignored.len(), 6, "{events:?}");
-    assert!(ignored.iter().all(|e| e["reason"] == "quirk: 2 search targets within 300ms"), "{ignored:?}");
+    assert!(
+        ignored
+            .iter()
+            .all(|e| e["reason"] == "quirk: 2 search targets within 300ms"),
+        "{ignored:?}"
+    );
     // Repeats of one target are no concurrency: every one of the three sends is answered.
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(serial(&g), (3, 3));
@@ -439,11 +583,21 @@ fn the_quirk_can_answer_the_first_target_only() {
     let start = Instant::now();
     assert_eq!(concurrent(&g), (3, 0));
     let events = g.events_for(Duration::from_millis(200));
-    let ignored: Vec<&Value> = events.iter().filter(|e| e["event"] == "ssdp_ignored").collect();
+    let ignored: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "ssdp_ignored")
+        .collect();
     assert_eq!(ignored.len(), 3, "{events:?}");
-    assert!(ignored.iter().all(|e| e["st"] == IGD2 && e["reason"].as_str().unwrap().contains(&format!("only {IGD1}"))));
+    assert!(ignored.iter().all(|e| e["st"] == IGD2
+        && e["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("only {IGD1}"))));
     // Answers were held for the window.
-    let answered = events.iter().filter(|e| e["event"] == "ssdp_response").count();
+    let answered = events
+        .iter()
+        .filter(|e| e["event"] == "ssdp_response")
+        .count();
     assert_eq!(answered, 3);
     assert!(start.elapsed() >= Duration::from_millis(300));
     assert!(g.stop().0.success());
@@ -454,11 +608,22 @@ fn a_bad_configuration_exits_2() {
     for (config, why) in [
         (None, "is not set"),
         (Some("{"), "MESHGATE_GATEWAY_CONFIG"),
-        (Some(r#"{"address":"127.0.0.1","http_port":5000}"#), "external_ip"),
-        (Some(r#"{"address":"127.0.0.1","http_port":5000,"external_ip":"8.8.8.8"}"#), "not a private"),
-        (Some(r#"{"address":"nowhere","http_port":5000,"external_ip":"10.0.0.1"}"#), "not an IPv4"),
         (
-            Some(r#"{"address":"127.0.0.1","http_port":5000,"external_ip":"10.0.0.1","quirk":{"window_ms":0}}"#),
+            Some(r#"{"address":"127.0.0.1","http_port":5000}"#),
+            "external_ip",
+        ),
+        (
+            Some(r#"{"address":"127.0.0.1","http_port":5000,"external_ip":"8.8.8.8"}"#),
+            "not a private",
+        ),
+        (
+            Some(r#"{"address":"nowhere","http_port":5000,"external_ip":"10.0.0.1"}"#),
+            "not an IPv4",
+        ),
+        (
+            Some(
+                r#"{"address":"127.0.0.1","http_port":5000,"external_ip":"10.0.0.1","quirk":{"window_ms":0}}"#,
+            ),
             "window_ms",
         ),
     ] {
@@ -483,10 +648,18 @@ fn it_stops_on_stop_on_eof_and_on_sigterm() {
 
     let mut g = Gateway::start(None);
     // An unknown command is an error, not a stop.
-    writeln!(g.child.stdin.as_mut().unwrap(), r#"{{"cmd":"dial","addr":"/ip4/1.2.3.4/tcp/1"}}"#).unwrap();
+    writeln!(
+        g.child.stdin.as_mut().unwrap(),
+        r#"{{"cmd":"dial","addr":"/ip4/1.2.3.4/tcp/1"}}"#
+    )
+    .unwrap();
     writeln!(g.child.stdin.as_mut().unwrap(), "not json").unwrap();
     let events = g.events_for(Duration::from_millis(300));
-    assert_eq!(events.iter().filter(|e| e["event"] == "error").count(), 2, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "error").count(),
+        2,
+        "{events:?}"
+    );
     drop(g.child.stdin.take());
     let (status, lines) = g.finish();
     assert!(status.success());
@@ -494,7 +667,11 @@ fn it_stops_on_stop_on_eof_and_on_sigterm() {
 
     let g = Gateway::start(None);
     let pid = g.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let (status, lines) = g.finish();
     assert!(status.success());
     assert!(lines.last().unwrap().contains(r#""event":"stopped""#));
