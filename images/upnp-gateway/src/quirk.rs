@@ -138,16 +138,24 @@ mod tests {
         assert!(
             matches!(o.verdict(&all[1]), Verdict::Ignore(r) if r.contains(&format!("only {A}")))
         );
-        // go-libp2p >= 0.41: the second target two seconds after the first.
-        let serial = [
+        // go-libp2p >= 0.41: the second target two seconds after the first. Each verdict is taken when the gateway
+        // takes it, one window after the search.
+        let mut o = Overlaps::new(Quirk {
+            window_ms: 200,
+            answer: QuirkAnswer::None,
+        });
+        let first = [
             search(0, "10.0.0.4", A),
             search(5, "10.0.0.4", A),
-            search(2100, "10.0.0.4", B),
+            search(10, "10.0.0.4", A),
         ];
-        let o = overlaps(QuirkAnswer::None, &serial);
-        serial
+        first.iter().cloned().for_each(|s| o.arrived(s));
+        first
             .iter()
             .for_each(|s| assert_eq!(o.verdict(s), Verdict::Answer));
+        let second = search(2100, "10.0.0.4", B);
+        o.arrived(second.clone());
+        assert_eq!(o.verdict(&second), Verdict::Answer);
     }
 
     #[test]
