@@ -676,3 +676,67 @@ fn it_stops_on_stop_on_eof_and_on_sigterm() {
     assert!(status.success());
     assert!(lines.last().unwrap().contains(r#""event":"stopped""#));
 }
+
+#[test]
+fn igd_next_finds_the_gateway_and_maps_ports() {
+    // rust-libp2p's UPnP client, searching the gateway's port instead of the group.
+    use igd_next::{AddPortError, PortMappingProtocol, RemovePortError, SearchOptions};
+    let g = Gateway::start(None);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = SearchOptions {
+            bind_addr: "127.0.0.1:0".parse().unwrap(),
+            broadcast_address: g.ssdp,
+            timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let gateway = igd_next::aio::tokio::search_gateway(options)
+            .await
+            .expect("igd-next finds the gateway");
+        let external: std::net::IpAddr = EXTERNAL_IP.parse().unwrap();
+        assert_eq!(gateway.get_external_ip().await.unwrap(), external);
+        let local: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        gateway
+            .add_port(PortMappingProtocol::TCP, 41000, local, 60, "rust-libp2p")
+            .await
+            .unwrap();
+        let other: SocketAddr = "127.0.0.2:4001".parse().unwrap();
+        let taken = gateway
+            .add_port(PortMappingProtocol::TCP, 41000, other, 60, "other")
+            .await;
+        assert!(matches!(taken, Err(AddPortError::PortInUse)), "{taken:?}");
+        let any = gateway
+            .add_any_port(PortMappingProtocol::UDP, local, 60, "rust-libp2p")
+            .await
+            .unwrap();
+        assert_ne!(any, 0);
+        gateway
+            .remove_port(PortMappingProtocol::TCP, 41000)
+            .await
+            .unwrap();
+        let gone = gateway.remove_port(PortMappingProtocol::TCP, 41000).await;
+        assert!(
+            matches!(gone, Err(RemovePortError::NoSuchPortMapping)),
+            "{gone:?}"
+        );
+    });
+    let (status, lines) = g.stop();
+    assert!(status.success());
+    let search = lines
+        .iter()
+        .find(|l| l.contains(r#""event":"ssdp_request""#))
+        .unwrap();
+    assert!(
+        search.contains("urn:schemas-upnp-org:device:InternetGatewayDevice:1"),
+        "{search}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(r#""fault":"718 ConflictInMappingEntry""#)));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(r#""fault":"714 NoSuchEntryInArray""#)));
+}
