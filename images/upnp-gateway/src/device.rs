@@ -12,8 +12,12 @@ use std::net::Ipv4Addr;
 const URN_DEVICE: &str = "urn:schemas-upnp-org:device:";
 const URN_SERVICE: &str = "urn:schemas-upnp-org:service:";
 
-/// The devices, root first, each with its highest version and the index of its parent.
-const DEVICES: &[(&str, u32)] = &[("InternetGatewayDevice", 2), ("WANDevice", 2), ("WANConnectionDevice", 2)];
+/// The devices, root first, each with its highest version; each is the parent of the next.
+const DEVICES: &[(&str, u32)] = &[
+    ("InternetGatewayDevice", 2),
+    ("WANDevice", 2),
+    ("WANConnectionDevice", 2),
+];
 
 /// A service of the WANConnectionDevice.
 pub struct Service {
@@ -87,11 +91,18 @@ const GENERIC_OUT: &[Arg] = &[
 
 /// The actions of WANIPConnection, each with its arguments and the first service version that has it.
 pub const ACTIONS: &[(&str, u32, &[&[Arg]])] = &[
-    ("GetExternalIPAddress", 1, &[&[("NewExternalIPAddress", "out", "ExternalIPAddress")]]),
+    (
+        "GetExternalIPAddress",
+        1,
+        &[&[("NewExternalIPAddress", "out", "ExternalIPAddress")]],
+    ),
     (
         "GetNATRSIPStatus",
         1,
-        &[&[("NewRSIPAvailable", "out", "RSIPAvailable"), ("NewNATEnabled", "out", "NATEnabled")]],
+        &[&[
+            ("NewRSIPAvailable", "out", "RSIPAvailable"),
+            ("NewNATEnabled", "out", "NATEnabled"),
+        ]],
     ),
     (
         "GetStatusInfo",
@@ -103,19 +114,28 @@ pub const ACTIONS: &[(&str, u32, &[&[Arg]])] = &[
         ]],
     ),
     ("AddPortMapping", 1, &[MAPPING_IN]),
-    ("AddAnyPortMapping", 2, &[MAPPING_IN, &[("NewReservedPort", "out", "ExternalPort")]]),
+    (
+        "AddAnyPortMapping",
+        2,
+        &[MAPPING_IN, &[("NewReservedPort", "out", "ExternalPort")]],
+    ),
     ("DeletePortMapping", 1, &[MAPPING_KEY]),
     ("GetSpecificPortMappingEntry", 1, &[MAPPING_KEY, ENTRY_OUT]),
     (
         "GetGenericPortMappingEntry",
         1,
-        &[&[("NewPortMappingIndex", "in", "PortMappingNumberOfEntries")], GENERIC_OUT],
+        &[
+            &[("NewPortMappingIndex", "in", "PortMappingNumberOfEntries")],
+            GENERIC_OUT,
+        ],
     ),
 ];
 
 /// Whether a service of this version has the action.
 pub fn has_action(version: u32, action: &str) -> bool {
-    ACTIONS.iter().any(|(name, since, _)| *name == action && *since <= version)
+    ACTIONS
+        .iter()
+        .any(|(name, since, _)| *name == action && *since <= version)
 }
 
 const STATE_VARIABLES: &[(&str, &str)] = &[
@@ -144,13 +164,19 @@ pub struct Device {
 
 impl Device {
     pub fn location(&self) -> String {
-        format!("http://{}:{}{DESCRIPTION_PATH}", self.address, self.http_port)
+        format!(
+            "http://{}:{}{DESCRIPTION_PATH}",
+            self.address, self.http_port
+        )
     }
 
     /// The UDN of device `index` (0: the root), stable for an address so that reruns look alike.
     pub fn udn(&self, index: usize) -> String {
         let [a, b, c, d] = self.address.octets();
-        format!("uuid:6d657368-6761-7465-{:04x}-0000{a:02x}{b:02x}{c:02x}{d:02x}", index + 1)
+        format!(
+            "uuid:6d657368-6761-7465-{:04x}-0000{a:02x}{b:02x}{c:02x}{d:02x}",
+            index + 1
+        )
     }
 
     /// The (ST, USN) pairs that answer a search target; empty for a target the device does not have.
@@ -158,7 +184,10 @@ impl Device {
         let wcd = self.udn(DEVICES.len() - 1);
         if st == "ssdp:all" {
             // UDA 1.1 section 1.3.2: root device, each device by UDN and by type, each service type.
-            let mut all = vec![("upnp:rootdevice".to_owned(), format!("{}::upnp:rootdevice", self.udn(0)))];
+            let mut all = vec![(
+                "upnp:rootdevice".to_owned(),
+                format!("{}::upnp:rootdevice", self.udn(0)),
+            )];
             for (i, (name, version)) in DEVICES.iter().enumerate() {
                 all.push((self.udn(i), self.udn(i)));
                 let ty = format!("{URN_DEVICE}{name}:{version}");
@@ -176,7 +205,10 @@ impl Device {
             return vec![(st.to_owned(), self.udn(i))];
         }
         if let Some((name, version)) = versioned(st, URN_DEVICE) {
-            if let Some(i) = DEVICES.iter().position(|(n, max)| *n == name && version <= *max) {
+            if let Some(i) = DEVICES
+                .iter()
+                .position(|(n, max)| *n == name && version <= *max)
+            {
                 return vec![(st.to_owned(), format!("{}::{st}", self.udn(i)))];
             }
         }
@@ -216,7 +248,11 @@ impl Device {
                 env!("CARGO_PKG_VERSION"),
                 self.udn(i)
             );
-            inner = if i == 0 { device } else { format!("<deviceList>{device}</deviceList>") };
+            inner = if i == 0 {
+                device
+            } else {
+                format!("<deviceList>{device}</deviceList>")
+            };
         }
         format!(
             "<?xml version=\"1.0\"?>\n<root xmlns=\"urn:schemas-upnp-org:device-1-0\">\
@@ -242,7 +278,9 @@ pub fn scpd(version: u32) -> String {
                 )
             })
             .collect();
-        actions.push_str(&format!("<action><name>{name}</name><argumentList>{args}</argumentList></action>"));
+        actions.push_str(&format!(
+            "<action><name>{name}</name><argumentList>{args}</argumentList></action>"
+        ));
     }
     let vars: String = STATE_VARIABLES
         .iter()

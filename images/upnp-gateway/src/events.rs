@@ -16,11 +16,17 @@ pub struct Events {
 
 impl Events {
     pub fn new() -> Self {
-        Events { out: Mutex::new(std::io::stdout()) }
+        Events {
+            out: Mutex::new(std::io::stdout()),
+        }
     }
 
     pub fn emit(&self, event: ParticipantEvent) {
-        let line = ParticipantLine { ts: now_micros(), participant: PARTICIPANT.to_owned(), event };
+        let line = ParticipantLine {
+            ts: now_micros(),
+            participant: PARTICIPANT.to_owned(),
+            event,
+        };
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         // A closed stdout leaves nobody to tell: the runner is gone, and stopping is its job.
         let _ = writeln!(out, "{}", line.to_json()).and_then(|()| out.flush());
@@ -34,5 +40,8 @@ impl Events {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }

@@ -76,36 +76,61 @@ async fn handle(state: &State, from: SocketAddr, req: Request<Incoming>) -> Resp
         .headers()
         .get("SOAPACTION")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().trim_matches('"').rsplit_once('#').map(|(_, a)| a.to_owned()).unwrap_or_default());
+        .map(|v| {
+            v.trim()
+                .trim_matches('"')
+                .rsplit_once('#')
+                .map(|(_, a)| a.to_owned())
+                .unwrap_or_default()
+        });
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
         Err(e) => {
-            state.events.error(format!("bad SOAP request from {from}: {e}"));
+            state
+                .events
+                .error(format!("bad SOAP request from {from}: {e}"));
             return plain(StatusCode::BAD_REQUEST, "bad request body");
         }
     };
     let call = match soap::parse_call(&body) {
         Ok(c) => c,
         Err(why) => {
-            state.events.error(format!("bad SOAP body from {from}: {why}"));
+            state
+                .events
+                .error(format!("bad SOAP body from {from}: {why}"));
             return plain(StatusCode::BAD_REQUEST, &why);
         }
     };
     let service_type = service.service_type();
     let result = match header_action {
         Some(a) if a != call.action => {
-            state.events.error(format!("SOAPACTION {a} from {from} does not name the body's {}", call.action));
+            state.events.error(format!(
+                "SOAPACTION {a} from {from} does not name the body's {}",
+                call.action
+            ));
             Err(Fault::INVALID_ACTION)
         }
         None => {
-            state.events.error(format!("SOAP request from {from} without SOAPACTION"));
+            state
+                .events
+                .error(format!("SOAP request from {from} without SOAPACTION"));
             Err(Fault::INVALID_ACTION)
         }
         Some(_) => state.gateway.lock().unwrap().call(service.version, &call),
     };
     let (status, body, outputs, fault) = match result {
-        Ok(outputs) => (StatusCode::OK, soap::response(&service_type, &call.action, &outputs), outputs, None),
-        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, soap::fault(&f), Default::default(), Some(f.label())),
+        Ok(outputs) => (
+            StatusCode::OK,
+            soap::response(&service_type, &call.action, &outputs),
+            outputs,
+            None,
+        ),
+        Err(f) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            soap::fault(&f),
+            Default::default(),
+            Some(f.label()),
+        ),
     };
     state.events.emit(ParticipantEvent::SoapAction {
         from: from.to_string(),
@@ -129,7 +154,11 @@ fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, content_type.parse().expect("a valid header value"));
-    r.headers_mut().insert(SERVER, crate::SERVER.parse().expect("a valid header value"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        content_type.parse().expect("a valid header value"),
+    );
+    r.headers_mut()
+        .insert(SERVER, crate::SERVER.parse().expect("a valid header value"));
     r
 }

@@ -20,7 +20,10 @@ use crate::events::Events;
 
 pub const IMPLEMENTATION: &str = "meshgate-upnp-gateway";
 /// The SERVER header of SSDP replies and HTTP responses.
-pub const SERVER: &str = concat!("Linux UPnP/1.1 meshgate-upnp-gateway/", env!("CARGO_PKG_VERSION"));
+pub const SERVER: &str = concat!(
+    "Linux UPnP/1.1 meshgate-upnp-gateway/",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// Exit status for a configuration it cannot run with.
 const EXIT_BAD_CONFIG: i32 = 2;
@@ -33,15 +36,23 @@ struct Config {
 }
 
 fn config() -> Result<Config, String> {
-    let text = std::env::var(GATEWAY_CONFIG_VAR).map_err(|_| format!("{GATEWAY_CONFIG_VAR} is not set"))?;
-    let raw: GatewayConfig = serde_json::from_str(&text).map_err(|e| format!("{GATEWAY_CONFIG_VAR}: {e}"))?;
-    let address: Ipv4Addr =
-        raw.address.parse().map_err(|_| format!("address {:?} is not an IPv4 address", raw.address))?;
-    let external_ip: Ipv4Addr =
-        raw.external_ip.parse().map_err(|_| format!("external_ip {:?} is not an IPv4 address", raw.external_ip))?;
+    let text = std::env::var(GATEWAY_CONFIG_VAR)
+        .map_err(|_| format!("{GATEWAY_CONFIG_VAR} is not set"))?;
+    let raw: GatewayConfig =
+        serde_json::from_str(&text).map_err(|e| format!("{GATEWAY_CONFIG_VAR}: {e}"))?;
+    let address: Ipv4Addr = raw
+        .address
+        .parse()
+        .map_err(|_| format!("address {:?} is not an IPv4 address", raw.address))?;
+    let external_ip: Ipv4Addr = raw
+        .external_ip
+        .parse()
+        .map_err(|_| format!("external_ip {:?} is not an IPv4 address", raw.external_ip))?;
     // A public address would make the peers announce an address of somebody else's.
     if !external_ip.is_private() {
-        return Err(format!("external_ip {external_ip} is not a private (RFC 1918) address"));
+        return Err(format!(
+            "external_ip {external_ip} is not a private (RFC 1918) address"
+        ));
     }
     if address.is_unspecified() || address.is_multicast() {
         return Err(format!("address {address} is not an interface address"));
@@ -52,10 +63,17 @@ fn config() -> Result<Config, String> {
     if let Some(q) = &raw.quirk {
         // Answers are held for the window; goupnp gives up on a search after 2 s.
         if q.window_ms == 0 || q.window_ms >= 2000 {
-            return Err(format!("quirk.window_ms {} is not between 1 and 1999", q.window_ms));
+            return Err(format!(
+                "quirk.window_ms {} is not between 1 and 1999",
+                q.window_ms
+            ));
         }
     }
-    Ok(Config { raw, address, external_ip })
+    Ok(Config {
+        raw,
+        address,
+        external_ip,
+    })
 }
 
 fn main() {
@@ -66,7 +84,10 @@ fn main() {
             std::process::exit(EXIT_BAD_CONFIG);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let status = runtime.block_on(run(config));
     // Exit at once: tokio's stdin reader may still be blocked in a read that would hold up shutdown.
     std::process::exit(status);
@@ -78,25 +99,42 @@ async fn run(config: Config) -> i32 {
     let ssdp_socket = match ssdp::bind(config.address, ssdp_port) {
         Ok(s) => s,
         Err(e) => {
-            events.error(format!("cannot take SSDP on udp/{}:{ssdp_port}: {e}", config.address));
+            events.error(format!(
+                "cannot take SSDP on udp/{}:{ssdp_port}: {e}",
+                config.address
+            ));
             return 1;
         }
     };
-    let listener = match tokio::net::TcpListener::bind((config.address, config.raw.http_port)).await {
+    let listener = match tokio::net::TcpListener::bind((config.address, config.raw.http_port)).await
+    {
         Ok(l) => l,
         Err(e) => {
-            events.error(format!("cannot serve HTTP on {}:{}: {e}", config.address, config.raw.http_port));
+            events.error(format!(
+                "cannot serve HTTP on {}:{}: {e}",
+                config.address, config.raw.http_port
+            ));
             return 1;
         }
     };
-    let device = Arc::new(device::Device { address: config.address, http_port: config.raw.http_port });
+    let device = Arc::new(device::Device {
+        address: config.address,
+        http_port: config.raw.http_port,
+    });
     events.emit(ParticipantEvent::Started {
         implementation: IMPLEMENTATION.into(),
-        versions: [(IMPLEMENTATION.to_owned(), env!("CARGO_PKG_VERSION").to_owned())].into(),
+        versions: [(
+            IMPLEMENTATION.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )]
+        .into(),
         contract_version: contract::VERSION,
     });
     events.emit(ParticipantEvent::Listening {
-        addrs: vec![format!("udp/{}:{ssdp_port}", ssdp::MULTICAST), device.location()],
+        addrs: vec![
+            format!("udp/{}:{ssdp_port}", ssdp::MULTICAST),
+            device.location(),
+        ],
     });
     let state = Arc::new(http::State {
         device: device.clone(),
@@ -107,7 +145,8 @@ async fn run(config: Config) -> i32 {
     let ssdp_task = tokio::spawn(ssdp::serve(ssdp_socket, device, events.clone(), overlaps));
     let http_task = tokio::spawn(http::serve(listener, state));
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {

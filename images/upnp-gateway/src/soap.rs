@@ -21,7 +21,6 @@ pub struct Call {
 /// Reads `Envelope/Body/<action>/<arg>text</arg>...`, by local names (clients differ in prefixes).
 pub fn parse_call(body: &str) -> Result<Call, String> {
     let mut reader = Reader::from_str(body);
-    reader.config_mut().trim_text(true);
     // The path of local names from the root to where the reader is.
     let mut path: Vec<String> = Vec::new();
     let mut action: Option<String> = None;
@@ -50,7 +49,10 @@ pub fn parse_call(body: &str) -> Result<Call, String> {
             Event::GeneralRef(r) => {
                 if let Some((_, value)) = arg.as_mut() {
                     let name = r.decode().map_err(|e| format!("bad reference: {e}"))?;
-                    let resolved = match r.resolve_char_ref().map_err(|e| format!("bad reference: {e}"))? {
+                    let resolved = match r
+                        .resolve_char_ref()
+                        .map_err(|e| format!("bad reference: {e}"))?
+                    {
                         Some(c) => c.to_string(),
                         None => quick_xml::escape::resolve_predefined_entity(&name)
                             .ok_or_else(|| format!("unknown entity &{name};"))?
@@ -68,7 +70,8 @@ pub fn parse_call(body: &str) -> Result<Call, String> {
                 path.pop();
                 if path.len() == 3 {
                     if let Some((n, v)) = arg.take() {
-                        args.insert(n, v);
+                        // Whitespace around a value is layout, not the value.
+                        args.insert(n, v.trim().to_owned());
                     }
                 }
             }
@@ -87,7 +90,9 @@ fn on_start(
     arg: &mut Option<(String, String)>,
 ) -> Result<(), String> {
     match path.len() {
-        0 if name != "Envelope" => return Err(format!("the root is <{name}>, not a SOAP Envelope")),
+        0 if name != "Envelope" => {
+            return Err(format!("the root is <{name}>, not a SOAP Envelope"))
+        }
         2 if path[1] == "Body" && action.is_none() => *action = Some(name.to_owned()),
         3 if path[1] == "Body" => *arg = Some((name.to_owned(), String::new())),
         _ => {}
@@ -150,7 +155,11 @@ pub type Outputs = BTreeMap<String, String>;
 
 impl Gateway {
     pub fn new(external_ip: Ipv4Addr) -> Self {
-        Gateway { external_ip, started: Instant::now(), mappings: Vec::new() }
+        Gateway {
+            external_ip,
+            started: Instant::now(),
+            mappings: Vec::new(),
+        }
     }
 
     /// Runs an action of the WANIPConnection service `version`.
@@ -159,12 +168,24 @@ impl Gateway {
             return Err(Fault::INVALID_ACTION);
         }
         let now = Instant::now();
-        self.mappings.retain(|m| m.expires.is_none_or(|at| at > now));
+        self.mappings
+            .retain(|m| m.expires.is_none_or(|at| at > now));
         let a = Args(&call.args);
-        let out = |pairs: &[(&str, String)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let out = |pairs: &[(&str, String)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
         match call.action.as_str() {
-            "GetExternalIPAddress" => Ok(out(&[("NewExternalIPAddress", self.external_ip.to_string())])),
-            "GetNATRSIPStatus" => Ok(out(&[("NewRSIPAvailable", "0".into()), ("NewNATEnabled", "1".into())])),
+            "GetExternalIPAddress" => Ok(out(&[(
+                "NewExternalIPAddress",
+                self.external_ip.to_string(),
+            )])),
+            "GetNATRSIPStatus" => Ok(out(&[
+                ("NewRSIPAvailable", "0".into()),
+                ("NewNATEnabled", "1".into()),
+            ])),
             "GetStatusInfo" => Ok(out(&[
                 ("NewConnectionStatus", "Connected".into()),
                 ("NewLastConnectionError", "ERROR_NONE".into()),
@@ -196,19 +217,30 @@ impl Gateway {
                 if any {
                     m.external_port = self.free_port(&m).ok_or(Fault::NO_PORT_MAPS_AVAILABLE)?;
                 }
-                m.expires = (m.lease_secs > 0).then(|| now + Duration::from_secs(m.lease_secs.into()));
+                m.expires =
+                    (m.lease_secs > 0).then(|| now + Duration::from_secs(m.lease_secs.into()));
                 match self.position(&m.remote_host, m.external_port, &m.protocol) {
                     // The same client may renew or change its own mapping; another one may not take it.
-                    Some(i) if self.mappings[i].internal_client != m.internal_client => Err(Fault::CONFLICT),
+                    Some(i) if self.mappings[i].internal_client != m.internal_client => {
+                        Err(Fault::CONFLICT)
+                    }
                     Some(i) => {
                         let port = m.external_port;
                         self.mappings[i] = m;
-                        Ok(if any { out(&[("NewReservedPort", port.to_string())]) } else { Outputs::new() })
+                        Ok(if any {
+                            out(&[("NewReservedPort", port.to_string())])
+                        } else {
+                            Outputs::new()
+                        })
                     }
                     None => {
                         let port = m.external_port;
                         self.mappings.push(m);
-                        Ok(if any { out(&[("NewReservedPort", port.to_string())]) } else { Outputs::new() })
+                        Ok(if any {
+                            out(&[("NewReservedPort", port.to_string())])
+                        } else {
+                            Outputs::new()
+                        })
                     }
                 }
             }
@@ -246,22 +278,29 @@ impl Gateway {
     }
 
     fn position(&self, remote_host: &str, port: u16, protocol: &str) -> Option<usize> {
-        self.mappings
-            .iter()
-            .position(|m| m.remote_host == remote_host && m.external_port == port && m.protocol == protocol)
+        self.mappings.iter().position(|m| {
+            m.remote_host == remote_host && m.external_port == port && m.protocol == protocol
+        })
     }
 
     fn find(&self, a: &Args) -> Result<usize, Fault> {
-        let (host, port, protocol) = (a.text("NewRemoteHost")?, a.port("NewExternalPort")?, a.protocol()?);
-        self.position(&host, port, &protocol).ok_or(Fault::NO_SUCH_ENTRY)
+        let (host, port, protocol) = (
+            a.text("NewRemoteHost")?,
+            a.port("NewExternalPort")?,
+            a.protocol()?,
+        );
+        self.position(&host, port, &protocol)
+            .ok_or(Fault::NO_SUCH_ENTRY)
     }
 
     /// AddAnyPortMapping: the requested port if it is free (or the client's own), else the next free one.
     fn free_port(&self, m: &Mapping) -> Option<u16> {
         let wanted = m.external_port;
-        (wanted..=u16::MAX).chain(1024..wanted).find(|p| match self.position(&m.remote_host, *p, &m.protocol) {
-            Some(i) => self.mappings[i].internal_client == m.internal_client && *p == wanted,
-            None => true,
+        (wanted..=u16::MAX).chain(1024..wanted).find(|p| {
+            match self.position(&m.remote_host, *p, &m.protocol) {
+                Some(i) => self.mappings[i].internal_client == m.internal_client && *p == wanted,
+                None => true,
+            }
         })
     }
 }
@@ -271,7 +310,10 @@ struct Args<'a>(&'a BTreeMap<String, String>);
 
 impl Args<'_> {
     fn text(&self, name: &str) -> Result<String, Fault> {
-        self.0.get(name).map(|v| v.trim().to_owned()).ok_or(Fault::INVALID_ARGS)
+        self.0
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .ok_or(Fault::INVALID_ARGS)
     }
 
     fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<T, Fault> {
@@ -303,13 +345,17 @@ impl Args<'_> {
     }
 }
 
-const ENVELOPE_START: &str = "<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+const ENVELOPE_START: &str =
+    "<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
      s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>";
 const ENVELOPE_END: &str = "</s:Body></s:Envelope>\n";
 
 /// The envelope of a success: `<u:ActionResponse xmlns:u="service">` with the output arguments.
 pub fn response(service: &str, action: &str, outputs: &Outputs) -> String {
-    let args: String = outputs.iter().map(|(k, v)| format!("<{k}>{}</{k}>", escape(v.as_str()))).collect();
+    let args: String = outputs
+        .iter()
+        .map(|(k, v)| format!("<{k}>{}</{k}>", escape(v.as_str())))
+        .collect();
     format!("{ENVELOPE_START}<u:{action}Response xmlns:u=\"{service}\">{args}</u:{action}Response>{ENVELOPE_END}")
 }
 
@@ -328,7 +374,13 @@ mod tests {
     use super::*;
 
     fn call(action: &str, args: &[(&str, &str)]) -> Call {
-        Call { action: action.into(), args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        Call {
+            action: action.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
 
     fn add(port: &str, client: &str) -> Call {
@@ -356,8 +408,12 @@ mod tests {
         assert_eq!(c.args["NewRemoteHost"], "");
         assert_eq!(c.args["NewEnabled"], "");
         assert_eq!(c.args["NewPortMappingDescription"], "a & b!");
-        assert!(parse_call("<html/>").unwrap_err().contains("not a SOAP Envelope"));
-        assert!(parse_call("<Envelope><Body></Body></Envelope>").unwrap_err().contains("no action"));
+        assert!(parse_call("<html/>")
+            .unwrap_err()
+            .contains("not a SOAP Envelope"));
+        assert!(parse_call("<Envelope><Body></Body></Envelope>")
+            .unwrap_err()
+            .contains("no action"));
         assert!(parse_call("<Envelope><Body><a></b></Body></Envelope>").is_err());
     }
 
@@ -368,14 +424,34 @@ mod tests {
         // A renewal by its owner is fine; another client's is a conflict.
         assert_eq!(g.call(1, &add("41234", "10.0.0.4")), Ok(Outputs::new()));
         assert_eq!(g.call(1, &add("41234", "10.0.0.5")), Err(Fault::CONFLICT));
-        let key = [("NewRemoteHost", ""), ("NewExternalPort", "41234"), ("NewProtocol", "TCP")];
-        let entry = g.call(1, &call("GetSpecificPortMappingEntry", &key)).unwrap();
+        let key = [
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", "41234"),
+            ("NewProtocol", "TCP"),
+        ];
+        let entry = g
+            .call(1, &call("GetSpecificPortMappingEntry", &key))
+            .unwrap();
         assert_eq!(entry["NewInternalClient"], "10.0.0.4");
         assert_eq!(entry["NewInternalPort"], "4001");
-        let generic = g.call(1, &call("GetGenericPortMappingEntry", &[("NewPortMappingIndex", "0")])).unwrap();
+        let generic = g
+            .call(
+                1,
+                &call(
+                    "GetGenericPortMappingEntry",
+                    &[("NewPortMappingIndex", "0")],
+                ),
+            )
+            .unwrap();
         assert_eq!(generic["NewExternalPort"], "41234");
         assert_eq!(
-            g.call(1, &call("GetGenericPortMappingEntry", &[("NewPortMappingIndex", "1")])),
+            g.call(
+                1,
+                &call(
+                    "GetGenericPortMappingEntry",
+                    &[("NewPortMappingIndex", "1")]
+                )
+            ),
             Err(Fault::ARRAY_INDEX_INVALID)
         );
         // AddAnyPortMapping is IGDv2's, and moves off a taken port.
@@ -383,11 +459,23 @@ mod tests {
         any.action = "AddAnyPortMapping".into();
         assert_eq!(g.call(1, &any), Err(Fault::INVALID_ACTION));
         assert_eq!(g.call(2, &any).unwrap()["NewReservedPort"], "41235");
-        assert_eq!(g.call(1, &call("DeletePortMapping", &key)), Ok(Outputs::new()));
-        assert_eq!(g.call(1, &call("DeletePortMapping", &key)), Err(Fault::NO_SUCH_ENTRY));
-        assert_eq!(g.call(1, &call("GetSpecificPortMappingEntry", &key)), Err(Fault::NO_SUCH_ENTRY));
+        assert_eq!(
+            g.call(1, &call("DeletePortMapping", &key)),
+            Ok(Outputs::new())
+        );
+        assert_eq!(
+            g.call(1, &call("DeletePortMapping", &key)),
+            Err(Fault::NO_SUCH_ENTRY)
+        );
+        assert_eq!(
+            g.call(1, &call("GetSpecificPortMappingEntry", &key)),
+            Err(Fault::NO_SUCH_ENTRY)
+        );
         assert_eq!(g.call(1, &add("x", "10.0.0.4")), Err(Fault::INVALID_ARGS));
-        assert_eq!(g.call(2, &add("0", "10.0.0.4")), Err(Fault::WILDCARD_EXTERNAL_PORT));
+        assert_eq!(
+            g.call(2, &add("0", "10.0.0.4")),
+            Err(Fault::WILDCARD_EXTERNAL_PORT)
+        );
         assert_eq!(g.call(1, &call("Reboot", &[])), Err(Fault::INVALID_ACTION));
     }
 }

@@ -32,7 +32,9 @@ pub fn bind(address: Ipv4Addr, port: u16) -> std::io::Result<UdpSocket> {
 /// An M-SEARCH: its search target, or why it is not one.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
-    Search { st: String },
+    Search {
+        st: String,
+    },
     /// Some other SSDP message (a NOTIFY, a reply): not for the gateway.
     Other(String),
 }
@@ -63,10 +65,16 @@ pub fn parse(datagram: &[u8]) -> Result<Message, String> {
             .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
     };
     if request.path != Some("*") {
-        return Err(format!("M-SEARCH for {:?}, not *", request.path.unwrap_or_default()));
+        return Err(format!(
+            "M-SEARCH for {:?}, not *",
+            request.path.unwrap_or_default()
+        ));
     }
     if header("MAN").as_deref() != Some("\"ssdp:discover\"") {
-        return Err(format!("M-SEARCH with MAN {:?}, not \"ssdp:discover\"", header("MAN").unwrap_or_default()));
+        return Err(format!(
+            "M-SEARCH with MAN {:?}, not \"ssdp:discover\"",
+            header("MAN").unwrap_or_default()
+        ));
     }
     match header("ST") {
         Some(st) if !st.is_empty() => Ok(Message::Search { st }),
@@ -84,7 +92,12 @@ pub fn reply(location: &str, st: &str, usn: &str) -> String {
 }
 
 /// Answers searches until the task is dropped.
-pub async fn serve(socket: UdpSocket, device: Arc<Device>, events: Arc<Events>, overlaps: Option<Overlaps>) {
+pub async fn serve(
+    socket: UdpSocket,
+    device: Arc<Device>,
+    events: Arc<Events>,
+    overlaps: Option<Overlaps>,
+) {
     let socket = Arc::new(socket);
     let started = Instant::now();
     let overlaps = overlaps.map(|o| Arc::new(Mutex::new(o)));
@@ -113,9 +126,16 @@ pub async fn serve(socket: UdpSocket, device: Arc<Device>, events: Arc<Events>, 
                 continue;
             }
         };
-        events.emit(ParticipantEvent::SsdpRequest { from: from.to_string(), st: st.clone() });
+        events.emit(ParticipantEvent::SsdpRequest {
+            from: from.to_string(),
+            st: st.clone(),
+        });
         let answers = device.answers(&st);
-        let search = Search { at: started.elapsed(), host: from.ip(), st: st.clone() };
+        let search = Search {
+            at: started.elapsed(),
+            host: from.ip(),
+            st: st.clone(),
+        };
         if let Some(overlaps) = &overlaps {
             // Every search counts for the quirk, known target or not: the router sees them all.
             overlaps.lock().unwrap().arrived(search.clone());
@@ -139,9 +159,11 @@ pub async fn serve(socket: UdpSocket, device: Arc<Device>, events: Arc<Events>, 
                     let verdict = overlaps.lock().unwrap().verdict(&search);
                     match verdict {
                         Verdict::Answer => answer(&socket, &device, &events, from, &answers).await,
-                        Verdict::Ignore(reason) => {
-                            events.emit(ParticipantEvent::SsdpIgnored { from: from.to_string(), st: search.st, reason })
-                        }
+                        Verdict::Ignore(reason) => events.emit(ParticipantEvent::SsdpIgnored {
+                            from: from.to_string(),
+                            st: search.st,
+                            reason,
+                        }),
                     }
                 });
             }
@@ -149,10 +171,19 @@ pub async fn serve(socket: UdpSocket, device: Arc<Device>, events: Arc<Events>, 
     }
 }
 
-async fn answer(socket: &UdpSocket, device: &Device, events: &Events, to: SocketAddr, answers: &[(String, String)]) {
+async fn answer(
+    socket: &UdpSocket,
+    device: &Device,
+    events: &Events,
+    to: SocketAddr,
+    answers: &[(String, String)],
+) {
     let location = device.location();
     for (st, usn) in answers {
-        match socket.send_to(reply(&location, st, usn).as_bytes(), to).await {
+        match socket
+            .send_to(reply(&location, st, usn).as_bytes(), to)
+            .await
+        {
             Ok(_) => events.emit(ParticipantEvent::SsdpResponse {
                 to: to.to_string(),
                 st: st.clone(),
@@ -178,16 +209,29 @@ mod tests {
         let goupnp = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: urn:schemas-upnp-org:device:WANConnectionDevice:1\r\n\r\n";
         assert_eq!(
             parse(goupnp),
-            Ok(Message::Search { st: "urn:schemas-upnp-org:device:WANConnectionDevice:1".into() })
+            Ok(Message::Search {
+                st: "urn:schemas-upnp-org:device:WANConnectionDevice:1".into()
+            })
         );
         let igd = b"M-SEARCH * HTTP/1.1\r\nHost:239.255.255.250:1900\r\nST:urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMan:\"ssdp:discover\"\r\nMX:3\r\n\r\n";
         assert_eq!(
             parse(igd),
-            Ok(Message::Search { st: "urn:schemas-upnp-org:device:InternetGatewayDevice:1".into() })
+            Ok(Message::Search {
+                st: "urn:schemas-upnp-org:device:InternetGatewayDevice:1".into()
+            })
         );
-        assert!(matches!(parse(b"NOTIFY * HTTP/1.1\r\nNT: x\r\n\r\n"), Ok(Message::Other(_))));
-        assert!(parse(b"M-SEARCH * HTTP/1.1\r\nMAN: \"ssdp:discover\"\r\n\r\n").unwrap_err().contains("without ST"));
-        assert!(parse(b"M-SEARCH * HTTP/1.1\r\nST: x\r\n\r\n").unwrap_err().contains("MAN"));
+        assert!(matches!(
+            parse(b"NOTIFY * HTTP/1.1\r\nNT: x\r\n\r\n"),
+            Ok(Message::Other(_))
+        ));
+        assert!(
+            parse(b"M-SEARCH * HTTP/1.1\r\nMAN: \"ssdp:discover\"\r\n\r\n")
+                .unwrap_err()
+                .contains("without ST")
+        );
+        assert!(parse(b"M-SEARCH * HTTP/1.1\r\nST: x\r\n\r\n")
+            .unwrap_err()
+            .contains("MAN"));
         assert!(parse(b"\x00\x01garbage").is_err());
     }
 }
