@@ -129,8 +129,10 @@ func TestAutonatVanish(t *testing.T) {
 			t.Fatal("a vanished client's stream stayed open at the server")
 		}
 	}
-	if conns := server.Network().ConnsToPeer(clientID); len(conns) != 0 {
-		t.Fatalf("still connected: %v", conns)
+	for wait := time.Now().Add(2 * time.Second); len(server.Network().ConnsToPeer(clientID)) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(wait) {
+			t.Fatalf("still connected: %v", server.Network().ConnsToPeer(clientID))
+		}
 	}
 	time.Sleep(200 * time.Millisecond)
 	if now := runtime.NumGoroutine(); now > goroutines+5 {
