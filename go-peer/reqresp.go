@@ -126,8 +126,8 @@ func (r *responder) handle(s network.Stream) {
 	_ = s.Close()
 }
 
-// request sends one request in its own goroutine: request_sent once it is
-// written, then response_received or request_failed.
+// request sends one request in its own goroutine: request_sent at once (as
+// the contract has it, before any dial), then response_received or request_failed.
 func (p *Peer) request(cmd command) error {
 	if cmd.Peer == "" || cmd.ID == "" || cmd.Size == nil {
 		return fmt.Errorf("request needs peer, id and size")
@@ -142,10 +142,13 @@ func (p *Peer) request(cmd command) error {
 	if err != nil {
 		return err
 	}
+	req := wireMessage{ID: cmd.ID, Payload: filler(*cmd.Size)}
+	sent := time.Now()
+	p.out.Emit("request_sent", requestEvent{Remote: remote.String(), ID: req.ID, Size: len(req.Payload)})
 	go func() {
 		ctx, cancel := context.WithTimeout(p.ctx, requestTimeout)
 		defer cancel()
-		res, latency, err := p.exchange(ctx, remote, wireMessage{ID: cmd.ID, Payload: filler(*cmd.Size)})
+		res, err := p.exchange(ctx, remote, req)
 		if p.ctx.Err() != nil {
 			return
 		}
@@ -155,18 +158,18 @@ func (p *Peer) request(cmd command) error {
 		}
 		p.out.Emit("response_received", responseReceivedEvent{
 			requestEvent: requestEvent{Remote: remote.String(), ID: res.ID, Size: len(res.Payload)},
-			LatencyUs:    latency.Microseconds(),
+			LatencyUs:    time.Since(sent).Microseconds(),
 		})
 	}()
 	return nil
 }
 
 // exchange writes req on a new stream (host.NewStream dials when not
-// connected) and reads the response; latency runs from request_sent.
-func (p *Peer) exchange(ctx context.Context, remote peer.ID, req wireMessage) (wireMessage, time.Duration, error) {
+// connected), half-closes, and reads the response to EOF.
+func (p *Peer) exchange(ctx context.Context, remote peer.ID, req wireMessage) (wireMessage, error) {
 	s, err := p.host.NewStream(ctx, remote, requestResponseProtocol)
 	if err != nil {
-		return wireMessage{}, 0, err
+		return wireMessage{}, err
 	}
 	defer s.Close()
 	if deadline, ok := ctx.Deadline(); ok {
@@ -174,14 +177,12 @@ func (p *Peer) exchange(ctx context.Context, remote peer.ID, req wireMessage) (w
 	}
 	if err := writeMessage(s, req); err != nil {
 		_ = s.Reset()
-		return wireMessage{}, 0, err
+		return wireMessage{}, err
 	}
-	sent := time.Now()
-	p.out.Emit("request_sent", requestEvent{Remote: remote.String(), ID: req.ID, Size: len(req.Payload)})
 	res, err := readMessage(s, maxResponseSize)
 	if err != nil {
 		_ = s.Reset()
-		return wireMessage{}, 0, err
+		return wireMessage{}, err
 	}
-	return res, time.Since(sent), nil
+	return res, nil
 }

@@ -174,3 +174,19 @@ func TestRequestResponseBetweenGoPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestToUnreachablePeer: request_sent at once, then request_failed
+// with the library's dial error.
+func TestRequestToUnreachablePeer(t *testing.T) {
+	client := startTestPeerConfig(t, 80, "tcp", "", `"request_response":{}`)
+	nobody := codecHost(t, 81) // a real id, closed before the request
+	id := nobody.ID().String()
+	addr := nobody.Addrs()[0].String()
+	nobody.Close()
+	client.send(fmt.Sprintf(`{"cmd":"request","cmd_id":"c1","peer":"%s","addr":"%s","id":"u1","size":8}`, id, addr))
+	client.waitFor("request_sent", field("id", "u1"))
+	ev := client.waitFor("request_failed", field("id", "u1"))
+	if !strings.Contains(ev["error"].(string), "dial") {
+		t.Fatalf("%v", ev)
+	}
+}
