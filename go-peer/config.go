@@ -271,6 +271,13 @@ func (c *Config) checkSupported() error {
 	return c.Autonat.checkSupported()
 }
 
+// lacking says why go-libp2p cannot do a feature, where the peer knows.
+var lacking = map[string]string{
+	featureAutonatV1Server: reasonV1Server,
+	featureAutonatV2Server: reasonV2,
+	featureAutonatV2Client: reasonV2,
+}
+
 // missingFeatures is the required features this peer lacks, once each, in
 // the order required. A name it does not know is one it lacks.
 func (c *Config) missingFeatures() []*UnsupportedError {
@@ -285,6 +292,8 @@ func (c *Config) missingFeatures() []*UnsupportedError {
 			// Checked by name, not only by absence from `have`: the compliance
 			// probe relies on every peer refusing it.
 			missing = append(missing, &UnsupportedError{Feature: f, Reason: "reserved for the compliance probe: not a feature this peer (or any) has"})
+		case lacking[f] != "":
+			missing = append(missing, &UnsupportedError{Feature: f, Reason: lacking[f]})
 		case !slices.Contains(have, f):
 			missing = append(missing, &UnsupportedError{Feature: f, Reason: "required by the configuration, but not a feature this go-libp2p peer has"})
 		}

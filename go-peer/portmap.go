@@ -82,7 +82,7 @@ func (m *observedNATManager) watch(ctx context.Context, n network.Network, out *
 			expired = nil
 			switch {
 			case !found:
-				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: fmt.Sprintf("no NAT found within %v (go-libp2p logs its discovery error to stderr)", deadline)})
+				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: fmt.Sprintf("no NAT found within %v (go-libp2p's NAT manager says why only in its log, at info level)", deadline)})
 			case len(mapped) == 0:
 				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: fmt.Sprintf("a NAT was found, but no port mapped within %v", deadline)})
 			}
