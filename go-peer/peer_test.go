@@ -25,6 +25,16 @@ type testPeer struct {
 	seen    []map[string]any
 	used    []bool
 	exit    chan int
+	// patience is how long waitFor waits; zero: 10 s.
+	patience time.Duration
+}
+
+// waitForWithin is waitFor with no match, waiting up to d.
+func (p *testPeer) waitForWithin(name string, d time.Duration) map[string]any {
+	p.t.Helper()
+	p.patience = d
+	defer func() { p.patience = 0 }()
+	return p.waitFor(name, nil)
 }
 
 func startTestPeer(t *testing.T, seed int, transport string) *testPeer {
@@ -163,7 +173,11 @@ func (p *testPeer) waitFor(name string, match func(map[string]any) bool) map[str
 			return p.seen[i]
 		}
 	}
-	timeout := time.After(10 * time.Second)
+	patience := 10 * time.Second
+	if p.patience > 0 {
+		patience = p.patience
+	}
+	timeout := time.After(patience)
 	for {
 		select {
 		case ev, ok := <-p.events:

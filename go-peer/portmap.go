@@ -4,12 +4,47 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	ma "github.com/multiformats/go-multiaddr"
 )
+
+// The NAT manager's log line when discovery fails ("DiscoverNAT error:" with
+// the error; basichost/natmgr.go), caught where the release allows (compat_natlog*.go).
+const (
+	natManagerLogger = "basichost"
+	discoverNATError = "DiscoverNAT error:"
+)
+
+// natLogSink passes the caught discovery error to the running watcher; one
+// per process (the log handler is set once), swapped by each watcher.
+var natLogSink = &logSink{}
+
+type logSink struct {
+	mu sync.Mutex
+	ch chan string
+}
+
+func (s *logSink) attach() chan string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ch = make(chan string, 1)
+	return s.ch
+}
+
+func (s *logSink) report(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		select {
+		case s.ch <- text:
+		default:
+		}
+	}
+}
 
 // defaultMappingDeadline is `port_mapping.deadline_ms` when absent.
 const defaultMappingDeadline = 30 * time.Second
@@ -54,7 +89,8 @@ func (m *observedNATManager) watch(ctx context.Context, n network.Network, out *
 	ticker := time.NewTicker(mappingPoll)
 	defer ticker.Stop()
 	expired := time.After(deadline)
-	found := false
+	discoveryFailed := natLogSink.attach()
+	found, failed := false, false
 	mapped := make(map[string]bool)
 	for {
 		if !found && m.HasDiscoveredNAT() {
@@ -78,12 +114,20 @@ func (m *observedNATManager) watch(ctx context.Context, n network.Network, out *
 		select {
 		case <-ctx.Done():
 			return
+		case text := <-discoveryFailed:
+			if !failed {
+				failed = true
+				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: text})
+			}
 		case <-expired:
 			expired = nil
 			switch {
+			case failed:
 			case !found:
-				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: fmt.Sprintf("no NAT found within %v (go-libp2p's NAT manager says why only in its log, at info level)", deadline)})
+				failed = true
+				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: fmt.Sprintf("no NAT found within %v", deadline)})
 			case len(mapped) == 0:
+				failed = true
 				out.Emit("port_mapping_failed", portMappingFailedEvent{Error: fmt.Sprintf("a NAT was found, but no port mapped within %v", deadline)})
 			}
 		case <-ticker.C:

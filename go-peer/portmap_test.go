@@ -47,3 +47,20 @@ func TestPortMappedEvent(t *testing.T) {
 		t.Fatal("a mapping that changes the transport passed")
 	}
 }
+
+// TestPortMappingLibraryError: go-libp2p's NAT manager gives up discovery
+// after its 10 s bound; its own error text is port_mapping_failed, before the
+// deadline (where the release lets its log be caught).
+func TestPortMappingLibraryError(t *testing.T) {
+	if !natLogCaptured {
+		t.Skip("this go-libp2p release's log cannot be caught")
+	}
+	if testing.Short() {
+		t.Skip("waits for go-libp2p's 10 s discovery bound")
+	}
+	p := startTestPeerConfig(t, 71, "tcp", "", `"port_mapping":{"deadline_ms":20000}`)
+	started := p.waitForWithin("port_mapping_failed", 15*time.Second)
+	if !strings.Contains(started["error"].(string), "no NAT found") || strings.Contains(started["error"].(string), "within") {
+		t.Fatalf("not the library's text: %v", started)
+	}
+}
