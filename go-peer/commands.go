@@ -30,6 +30,10 @@ type command struct {
 	Count *int   `json:"count"`
 	// Protocol is drop_protocol's protocol id.
 	Protocol string `json:"protocol"`
+	// autonat_probe's fields.
+	Server  string `json:"server"`
+	Version string `json:"version"`
+	Vanish  bool   `json:"vanish"`
 }
 
 // maxCommandLine bounds one stdin line; commands are small.
@@ -98,6 +102,10 @@ func (p *Peer) handle(cmd command) error {
 		return p.openStreams(cmd)
 	case "drop_protocol":
 		return p.dropProtocol(cmd.Protocol)
+	case "request":
+		return p.request(cmd)
+	case "autonat_probe":
+		return p.autonatProbe(cmd)
 	case "":
 		return errors.New("command has no cmd field")
 	default:

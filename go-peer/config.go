@@ -25,6 +25,34 @@ type Config struct {
 	// Require names features (as `started.features` does) the peer must have;
 	// each it lacks is `unsupported` and exit status 3 (missingFeatures).
 	Require []string `json:"require"`
+	// Contract revision 2 roles; absent: off (autonat: the library's defaults).
+	RequestResponse *RequestResponseConfig `json:"request_response,omitempty"`
+	Autonat         *AutonatConfig         `json:"autonat,omitempty"`
+	PortMapping     *PortMappingConfig     `json:"port_mapping,omitempty"`
+}
+
+// RequestResponseConfig is how this peer answers requests (reqresp.go).
+type RequestResponseConfig struct {
+	ResponseDelayMs *int64 `json:"response_delay_ms,omitempty"`
+	// ResponseSize is the answer's payload bytes; absent: the request's.
+	ResponseSize *int `json:"response_size,omitempty"`
+	// Failure is "drop" or "stall"; absent: answer.
+	Failure string `json:"failure,omitempty"`
+}
+
+// AutonatConfig holds the AutoNAT roles (autonat.go): each of v1 and v2 is
+// "server", "client" or "both".
+type AutonatConfig struct {
+	V1                string `json:"v1,omitempty"`
+	V2                string `json:"v2,omitempty"`
+	ThrottlePeerMax   *int   `json:"throttle_peer_max,omitempty"`
+	ThrottleGlobalMax *int   `json:"throttle_global_max,omitempty"`
+	ThrottlePeriodMs  *int64 `json:"throttle_period_ms,omitempty"`
+}
+
+// PortMappingConfig turns on NAT port mapping (portmap.go).
+type PortMappingConfig struct {
+	DeadlineMs *int64 `json:"deadline_ms,omitempty"`
 }
 
 // OfferConfig lists, each in order of preference, the security protocols and
@@ -149,6 +177,44 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	return c.validateRoles()
+}
+
+// validateRoles checks the contract revision 2 roles.
+func (c *Config) validateRoles() error {
+	if r := c.RequestResponse; r != nil {
+		if r.ResponseDelayMs != nil && *r.ResponseDelayMs < 0 {
+			return fmt.Errorf("request_response.response_delay_ms must not be negative, got %d", *r.ResponseDelayMs)
+		}
+		if r.ResponseSize != nil && (*r.ResponseSize < 0 || *r.ResponseSize > maxRequestSize) {
+			return fmt.Errorf("request_response.response_size must be between 0 and %d, got %d", maxRequestSize, *r.ResponseSize)
+		}
+		switch r.Failure {
+		case "", failureDrop, failureStall:
+		default:
+			return fmt.Errorf("unknown request_response.failure %q", r.Failure)
+		}
+	}
+	if a := c.Autonat; a != nil {
+		for name, role := range map[string]string{"v1": a.V1, "v2": a.V2} {
+			switch role {
+			case "", roleServer, roleClient, roleBoth:
+			default:
+				return fmt.Errorf("unknown autonat.%s role %q", name, role)
+			}
+		}
+		for name, v := range map[string]*int{"throttle_peer_max": a.ThrottlePeerMax, "throttle_global_max": a.ThrottleGlobalMax} {
+			if v != nil && *v < 0 {
+				return fmt.Errorf("autonat.%s must not be negative, got %d", name, *v)
+			}
+		}
+		if a.ThrottlePeriodMs != nil && *a.ThrottlePeriodMs <= 0 {
+			return fmt.Errorf("autonat.throttle_period_ms must be positive, got %d", *a.ThrottlePeriodMs)
+		}
+	}
+	if m := c.PortMapping; m != nil && m.DeadlineMs != nil && *m.DeadlineMs <= 0 {
+		return fmt.Errorf("port_mapping.deadline_ms must be positive, got %d", *m.DeadlineMs)
+	}
 	return nil
 }
 
@@ -202,7 +268,14 @@ func (c *Config) checkSupported() error {
 	if c.Transport == "tcp" && slices.Contains(c.muxerOffers(), "mplex") {
 		return &UnsupportedError{Feature: "muxer-mplex", Reason: "go-libp2p no longer ships the mplex stream muxer"}
 	}
-	return nil
+	return c.Autonat.checkSupported()
+}
+
+// lacking says why go-libp2p cannot do a feature, where the peer knows.
+var lacking = map[string]string{
+	featureAutonatV1Server: reasonV1Server,
+	featureAutonatV2Server: reasonV2,
+	featureAutonatV2Client: reasonV2,
 }
 
 // missingFeatures is the required features this peer lacks, once each, in
@@ -219,6 +292,8 @@ func (c *Config) missingFeatures() []*UnsupportedError {
 			// Checked by name, not only by absence from `have`: the compliance
 			// probe relies on every peer refusing it.
 			missing = append(missing, &UnsupportedError{Feature: f, Reason: "reserved for the compliance probe: not a feature this peer (or any) has"})
+		case lacking[f] != "":
+			missing = append(missing, &UnsupportedError{Feature: f, Reason: lacking[f]})
 		case !slices.Contains(have, f):
 			missing = append(missing, &UnsupportedError{Feature: f, Reason: "required by the configuration, but not a feature this go-libp2p peer has"})
 		}

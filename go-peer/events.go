@@ -98,7 +98,7 @@ func nullable(s string) *string {
 
 // contractVersion is the revision of the peer contract this peer speaks
 // (contract::VERSION of contract/src/lib.rs), said in `started`.
-const contractVersion = 1
+const contractVersion = 2
 
 type startedEvent struct {
 	Implementation string            `json:"implementation"`
@@ -184,4 +184,56 @@ type unsupportedEvent struct {
 	Feature string  `json:"feature"`
 	Reason  string  `json:"reason"`
 	CmdID   *string `json:"cmd_id"`
+}
+
+// Contract revision 2: request-response (reqresp.go), AutoNAT (autonat.go),
+// port mapping (portmap.go).
+
+type requestEvent struct {
+	Remote string `json:"remote"`
+	ID     string `json:"id"`
+	Size   int    `json:"size"`
+}
+
+type responseReceivedEvent struct {
+	requestEvent
+	LatencyUs int64 `json:"latency_us"`
+}
+
+type requestFailedEvent struct {
+	Remote string `json:"remote"`
+	ID     string `json:"id"`
+	Error  string `json:"error"`
+}
+
+type reachabilityEvent struct {
+	Version string `json:"version"`
+	// Status is public, private or unknown.
+	Status  string `json:"status"`
+	Server  string `json:"server,omitempty"`
+	Address string `json:"address,omitempty"`
+}
+
+type autonatRequestEvent struct {
+	Remote  string `json:"remote"`
+	Version string `json:"version"`
+	// Outcome is dialed_back, dial_back_failed or refused.
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+type gatewayFoundEvent struct {
+	Gateway      string `json:"gateway"`
+	ExternalAddr string `json:"external_addr,omitempty"`
+}
+
+type portMappedEvent struct {
+	Protocol     string `json:"protocol"`
+	InternalPort int    `json:"internal_port"`
+	ExternalPort int    `json:"external_port"`
+	ExternalAddr string `json:"external_addr,omitempty"`
+}
+
+type portMappingFailedEvent struct {
+	Error string `json:"error"`
 }

@@ -3,20 +3,37 @@ package main
 // supportedFeatures names the optional features of docs/peer-contract.md
 // this peer can do, sorted, for `started`. They are the same at every
 // go-libp2p release it builds against (v0.38 to v0.51): tcp with noise or
-// tls and yamux, quic-v1, raw streams, and RemoveStreamHandler. Not listed:
-// dial-mode-new (the swarm reuses an existing connection) and muxer-mplex
-// (go-libp2p dropped mplex).
+// tls and yamux, quic-v1, raw streams, RemoveStreamHandler, request-response
+// on a stream handler, the AutoNAT v1 client (also vanishing) and NAT port
+// mapping. Not listed: dial-mode-new (the swarm reuses an existing
+// connection), muxer-mplex (go-libp2p dropped mplex), and the AutoNAT roles
+// that refuse private addresses (autonat.go).
 func supportedFeatures() []string {
 	return []string{
+		featureAutonatV1Client,
+		featureAutonatV1Vanish,
 		"drop-protocol",
 		"muxer-yamux",
 		"open-streams",
+		featurePortMapping,
+		featureRequestResponse,
 		"security-noise",
 		"security-tls",
 		"transport-quic-v1",
 		"transport-tcp",
 	}
 }
+
+// Feature names of contract revision 2 (contract/src/features.rs).
+const (
+	featureRequestResponse = "request-response"
+	featureAutonatV1Server = "autonat-v1-server"
+	featureAutonatV1Client = "autonat-v1-client"
+	featureAutonatV1Vanish = "autonat-v1-vanish"
+	featureAutonatV2Server = "autonat-v2-server"
+	featureAutonatV2Client = "autonat-v2-client"
+	featurePortMapping     = "port-mapping"
+)
 
 // probeReservedFeature is a feature name no peer has (contract/src/features.rs):
 // a configuration requiring it must always be refused, which a compliance

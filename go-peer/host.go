@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -26,7 +27,7 @@ func listenAddr(cfg *Config) string {
 // hostOptions enables exactly what the configuration names, and switches off
 // everything that would trim connections, limit resources or dial on its own:
 // the runner must see the library's protocol behaviour, not its policies.
-func hostOptions(cfg *Config, priv crypto.PrivKey) ([]libp2p.Option, error) {
+func hostOptions(cfg *Config, priv crypto.PrivKey, out *Emitter) ([]libp2p.Option, error) {
 	limiter := rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits)
 	rm, err := rcmgr.NewResourceManager(limiter)
 	if err != nil {
@@ -73,11 +74,20 @@ func hostOptions(cfg *Config, priv crypto.PrivKey) ([]libp2p.Option, error) {
 	// yamux is the only muxer left in go-libp2p (checkSupported rejects mplex
 	// in any offer), so the muxer preference is yamux alone.
 	opts = append(opts, libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
+	if m := cfg.PortMapping; m != nil {
+		// libp2p.NATPortMap() is NATManager(basichost.NewNATManager); this
+		// constructor wraps that one (a second NATManager option is refused).
+		deadline := defaultMappingDeadline
+		if m.DeadlineMs != nil {
+			deadline = time.Duration(*m.DeadlineMs) * time.Millisecond
+		}
+		opts = append(opts, libp2p.NATManager(natManagerFor(out, deadline)))
+	}
 	return opts, nil
 }
 
-func buildHost(cfg *Config, priv crypto.PrivKey) (host.Host, error) {
-	opts, err := hostOptions(cfg, priv)
+func buildHost(cfg *Config, priv crypto.PrivKey, out *Emitter) (host.Host, error) {
+	opts, err := hostOptions(cfg, priv, out)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ const (
 
 // Peer is one running go-libp2p host driven by the contract.
 type Peer struct {
+	cfg    *Config
 	ctx    context.Context
 	host   host.Host
 	gossip *gossip
@@ -72,7 +73,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 		return exitConfig
 	}
 
-	h, err := buildHost(cfg, priv)
+	h, err := buildHost(cfg, priv, out)
 	if err != nil {
 		fmt.Fprintln(stderr, "building host:", err)
 		return exitFailure
@@ -103,6 +104,9 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 
 	// Like gossipsub's, the hold protocol is listed in the first identify.
 	acceptHeldStreams(h)
+	if cfg.RequestResponse != nil {
+		serveRequests(ctx, h, cfg.RequestResponse, out)
+	}
 
 	out.Emit("started", startedEvent{
 		Implementation:  "go-libp2p",
@@ -131,7 +135,7 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 	go watchBus(ctx, h, busSub, out)
 	go sampleStreams(ctx, conns, out, cfg.streamsInterval())
 
-	p := &Peer{ctx: ctx, host: h, gossip: g, conns: conns, out: out}
+	p := &Peer{cfg: cfg, ctx: ctx, host: h, gossip: g, conns: conns, out: out}
 	p.readCommands(stdin)
 
 	// Stop: end pubsub and the watchers, then close every connection (each
