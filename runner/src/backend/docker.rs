@@ -192,6 +192,11 @@ impl DockerBackend {
         }
         for n in &objects.networks {
             let Some(id) = &n.id else { continue };
+            // The network's host rule (a gateway case's) goes with it.
+            let bridge = super::hostrules::bridge_of(id);
+            if let Err(e) = tokio::task::spawn_blocking(move || super::hostrules::remove_ssdp(&bridge)).await? {
+                errors.push(e.context(format!("network {}", n.name.clone().unwrap_or(id.clone()))));
+            }
             match self.api.remove_network(id).await {
                 Ok(()) => removed += 1,
                 Err(e) if is_not_found(&e) => {}
@@ -410,6 +415,14 @@ impl Backend for DockerBackend {
 
     async fn start_participant(&self, case: usize, launch: ParticipantLaunch) -> anyhow::Result<PeerProcess> {
         let ip = self.participant_address(case)?;
+        // Before any peer starts (a peer searches for its gateway as it starts): SSDP multicast across the bridge.
+        let network = self
+            .api
+            .inspect_network(&self.network_name(case), None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .context("inspecting the case network for its bridge")?;
+        let bridge = super::hostrules::bridge_of(network.id.as_deref().unwrap_or_default());
+        tokio::task::spawn_blocking(move || super::hostrules::allow_ssdp(&bridge)).await??;
         let (var, value) = launch.config;
         let container = Container {
             name: launch.name,
@@ -727,6 +740,8 @@ impl DockerBackend {
 
     async fn remove_stale_unbounded(&self) -> anyhow::Result<usize> {
         let all = self.list_labelled(LABEL_RUN.into()).await?;
+        // Host rules whose network is gone, whoever left them.
+        let swept_rules = tokio::task::spawn_blocking(super::hostrules::sweep).await??;
         let mut runs: BTreeMap<String, Labelled> = BTreeMap::new();
         let run_of = |l: &Option<HashMap<String, String>>| {
             l.as_ref().and_then(|l| l.get(LABEL_RUN)).cloned()
@@ -777,7 +792,7 @@ impl DockerBackend {
                 }
             }
         }
-        Unremoved::into_result(errors).map(|()| removed)
+        Unremoved::into_result(errors).map(|()| removed + swept_rules)
     }
 
 }

@@ -3,6 +3,7 @@
 //! and a backend for Kubernetes would implement it and nothing more.
 
 pub mod docker;
+mod hostrules;
 mod lines;
 pub mod local;
 pub mod netfault;

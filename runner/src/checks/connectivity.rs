@@ -2,10 +2,16 @@
 //! publishing starts, and every connection negotiated what the two ends offered: the dialer's first choice of
 //! security protocol and muxer that the listener also offers (multistream-select), as each end reports it. A
 //! network that never forms is a verdict on the peers, not the runner's failure.
+//!
+//! Dials of the time line are judged too: within `redial_within` of a dial (of both ends dialing each other at
+//! once, of the later one), the pair holds a connection that both ends report open. Two simultaneous dials that
+//! lose both connections (n0-computer/iroh#2307's failure) fail here, whatever errors the dials were expected to
+//! get. A dial an outage of either peer meets (a partition, a kill, a pause) is not judged.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 
+use super::outages::Outages;
 use super::{Check, Context};
 use crate::events::{Command, CommandLine, Direction, Micros, Observation, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::connectivity::Settings;
@@ -17,10 +23,20 @@ pub const NAME: &str = "connectivity";
 struct End {
     peer: String,
     remote: String,
+    conn_id: String,
     direction: Direction,
     security: Option<String>,
     muxer: Option<String>,
     at: Micros,
+    closed: Option<Micros>,
+}
+
+/// A dial of the time line: who dialed whom (a peer id), when, and what its answer was.
+struct Redial {
+    dialer: String,
+    remote: String,
+    at: Micros,
+    cmd_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -32,12 +48,92 @@ pub struct Connectivity {
     first_stop: Option<Micros>,
     /// Per peer name: the errors its dials got (`cmd` dial).
     dial_errors: BTreeMap<String, Vec<String>>,
+    /// Dials sent after the warm-up, and the errors answering them by (peer, cmd_id).
+    redials: Vec<Redial>,
+    redial_errors: BTreeMap<(String, String), String>,
+    outages: Outages,
     sent: Sent,
+    settings: Settings,
 }
 
 impl Connectivity {
-    pub fn new(_: Settings) -> Self {
-        Self::default()
+    pub fn new(settings: Settings) -> Self {
+        Self { settings, ..Self::default() }
+    }
+}
+
+impl Connectivity {
+    /// Whether `peer` reports a connection to `remote` (a peer id) open at `t`, opened at or after `since`.
+    fn open_at(&self, peer: &str, remote: &str, since: Micros, t: Micros) -> bool {
+        self.ends
+            .iter()
+            .any(|e| e.peer == peer && e.remote == remote && e.at >= since && e.at <= t && e.closed.is_none_or(|c| c > t))
+    }
+
+    /// The time line's dials, grouped into moments (the dials of one pair within a second of each other are one
+    /// simultaneous dial), each judged at `redial_within` after its last dial. Returns how many moments were
+    /// judged, and the failures.
+    #[allow(clippy::type_complexity)]
+    fn judge_redials(&self, ctx: &Context) -> (usize, Vec<(String, Vec<String>, Vec<String>)>) {
+        let within = self.settings.redial_within.as_micros() as Micros;
+        let end = self.first_stop.unwrap_or(Micros::MAX);
+        let name_of_id = |id: &str| ctx.peers.iter().position(|p| p.peer_id.as_deref() == Some(id)).map(|i| ctx.case.peers[i].name.clone());
+        let id_of_name = |n: &str| ctx.case.peers.iter().position(|p| p.name == n).and_then(|i| ctx.peers.get(i)).and_then(|p| p.peer_id.clone());
+        let mut used = vec![false; self.redials.len()];
+        let (mut judged, mut failures) = (0, Vec::new());
+        for i in 0..self.redials.len() {
+            if used[i] {
+                continue;
+            }
+            let first = &self.redials[i];
+            let Some(remote_name) = name_of_id(&first.remote) else { continue };
+            // The pair's dials of this moment, from either end.
+            let mut moment = vec![i];
+            for (j, d) in self.redials.iter().enumerate().skip(i + 1) {
+                let same_pair = (d.dialer == first.dialer && d.remote == first.remote)
+                    || (d.dialer == remote_name && id_of_name(&first.dialer).as_deref() == Some(d.remote.as_str()));
+                if !used[j] && same_pair && d.at - first.at <= 1_000_000 {
+                    moment.push(j);
+                }
+            }
+            moment.iter().for_each(|&j| used[j] = true);
+            let since = first.at;
+            let last = moment.iter().map(|&j| self.redials[j].at).max().unwrap_or(since);
+            let deadline = last + within;
+            if deadline > end || self.outages.disturbs(&first.dialer, since, deadline, 0) || self.outages.disturbs(&remote_name, since, deadline, 0) {
+                continue;
+            }
+            let Some(dialer_id) = id_of_name(&first.dialer) else { continue };
+            judged += 1;
+            // Any connection will do, also one the dial found already open (a deduplicated dial is a no-op).
+            if self.open_at(&first.dialer, &first.remote, 0, deadline) && self.open_at(&remote_name, &dialer_id, 0, deadline) {
+                continue;
+            }
+            let both = moment.iter().any(|&j| self.redials[j].dialer != first.dialer);
+            let evidence: Vec<String> = moment
+                .iter()
+                .map(|&j| {
+                    let d = &self.redials[j];
+                    match d.cmd_id.as_ref().and_then(|id| self.redial_errors.get(&(d.dialer.clone(), id.clone()))) {
+                        Some(e) => format!("{}'s dial failed: {e}", d.dialer),
+                        None => format!("{}'s dial was not answered with an error", d.dialer),
+                    }
+                })
+                .collect();
+            failures.push((
+                format!(
+                    "{} and {} held no connection {} s after {} at {}",
+                    ctx.describe(&first.dialer),
+                    ctx.describe(&remote_name),
+                    self.settings.redial_within.as_secs_f64(),
+                    if both { "dialing each other at once" } else { "a time-line dial" },
+                    super::clock(since),
+                ),
+                evidence,
+                vec![first.dialer.clone(), remote_name.clone()],
+            ));
+        }
+        (judged, failures)
     }
 }
 
@@ -51,10 +147,23 @@ impl Check for Connectivity {
     }
 
     fn observe(&mut self, rec: &Recorded) {
-        if let Some(cmd) = rec.command() {
-            match cmd {
+        if self.outages.observe(rec) {
+            return;
+        }
+        if let Some((line, _)) = rec.sent() {
+            match &line.command {
                 Command::Publish { .. } if self.warmup_end.is_none() => self.warmup_end = Some(rec.at),
                 Command::Stop if self.first_stop.is_none() => self.first_stop = Some(rec.at),
+                Command::Dial { addr, .. } if self.warmup_end.is_some() => {
+                    if let Some(remote) = addr.rsplit("/p2p/").next().filter(|_| addr.contains("/p2p/")) {
+                        self.redials.push(Redial {
+                            dialer: rec.peer.clone(),
+                            remote: remote.to_owned(),
+                            at: rec.at,
+                            cmd_id: line.cmd_id.clone(),
+                        });
+                    }
+                }
                 _ => {}
             }
             self.sent.observe(rec);
@@ -69,6 +178,7 @@ impl Check for Connectivity {
             }
             PeerEvent::ConnectionOpened {
                 remote,
+                conn_id,
                 direction,
                 security,
                 muxer,
@@ -76,17 +186,32 @@ impl Check for Connectivity {
             } => self.ends.push(End {
                 peer: rec.peer.clone(),
                 remote: remote.clone(),
+                conn_id: conn_id.clone(),
                 direction: *direction,
                 security: security.clone(),
                 muxer: muxer.clone(),
                 at: line.ts,
+                closed: None,
             }),
+            PeerEvent::ConnectionClosed { remote, conn_id, .. } => {
+                if let Some(e) = self
+                    .ends
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.peer == rec.peer && &e.remote == remote && &e.conn_id == conn_id && e.closed.is_none())
+                {
+                    e.closed = Some(line.ts);
+                }
+            }
             PeerEvent::Error { cmd_id, message, .. }
                 if matches!(
                     self.sent.get(&rec.peer, cmd_id.as_ref()),
                     Some((CommandLine { command: Command::Dial { .. }, .. }, _))
                 ) =>
             {
+                if let Some(id) = cmd_id {
+                    self.redial_errors.insert((rec.peer.clone(), id.clone()), message.clone());
+                }
                 let errors = self.dial_errors.entry(rec.peer.clone()).or_default();
                 if !errors.contains(message) && errors.len() < 3 {
                     errors.push(message.clone());
@@ -144,6 +269,9 @@ impl Check for Connectivity {
             ));
         }
 
+        let (redials_judged, redial_failures) = self.judge_redials(ctx);
+        failures.extend(redial_failures);
+
         // Negotiation: each end's report against what the two offers must give.
         let (mut reported, mut unreported) = (0, BTreeSet::new());
         for e in &self.ends {
@@ -193,6 +321,9 @@ impl Check for Connectivity {
             "{connected} of {} edge(s) connected within the warm-up; {reported} connection end(s) checked for the security and muxer negotiated",
             case.edges.len()
         );
+        if redials_judged > 0 {
+            coverage.push_str(&format!("; {redials_judged} time-line dial(s) judged for a connection within {} s", self.settings.redial_within.as_secs_f64()));
+        }
         if !unreported.is_empty() {
             let names: Vec<&str> = unreported.iter().map(String::as_str).collect();
             coverage.push_str(&format!("; not reported by {}", names.join(", ")));
@@ -286,5 +417,78 @@ mod tests {
         let v = judge(&kit, &bad);
         assert_eq!(v.status, Status::Failed, "{v:?}");
         assert!(v.message.as_deref().unwrap().contains("expected tls"), "{v:?}");
+    }
+
+    fn closed(kit: &Kit, ts: Micros, peer: &str, remote: &str, conn_id: &str) -> Recorded {
+        kit.event(
+            ts,
+            peer,
+            PeerEvent::ConnectionClosed {
+                remote: id(remote),
+                conn_id: conn_id.into(),
+                direction: Direction::Outbound,
+                remote_addr: "/ip4/10.0.0.1/tcp/4001".into(),
+                reason: None,
+            },
+        )
+    }
+
+    /// rust-1 and go-1 connect in the warm-up, are disconnected, and dial each other at once at 10 s.
+    fn redial(kit: &Kit, after: Vec<Recorded>) -> Vec<Recorded> {
+        let dial = |ts: Micros, peer: &str, to: &str, cmd_id: &str| {
+            kit.command(
+                ts,
+                peer,
+                &format!(r#"{{"cmd":"dial","cmd_id":"{cmd_id}","addr":"/ip4/10.0.0.3/tcp/4001/p2p/{}"}}"#, id(to)),
+            )
+        };
+        let mut record = vec![
+            opened(kit, 1_000, "rust-1", "go-1", Direction::Outbound, "noise"),
+            opened(kit, 1_000, "go-1", "rust-1", Direction::Inbound, "noise"),
+            kit.command(2_000_000, "rust-1", r#"{"cmd":"publish","cmd_id":"c2","topic":"meshgate","id":"x","size":1}"#),
+            closed(kit, 9_000_000, "rust-1", "go-1", "1"),
+            closed(kit, 9_000_000, "go-1", "rust-1", "1"),
+            dial(10_000_000, "rust-1", "go-1", "c3"),
+            dial(10_000_100, "go-1", "rust-1", "c4"),
+        ];
+        record.extend(after);
+        record.push(kit.command(30_000_000, "rust-1", r#"{"cmd":"stop","cmd_id":"c9"}"#));
+        record
+    }
+
+    #[test]
+    fn simultaneous_dials_that_lose_both_connections_fail_with_both_errors() {
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        kit.case.edges = vec![(0, 1)];
+        let lost = redial(
+            &kit,
+            vec![
+                kit.event(10_020_000, "rust-1", PeerEvent::Error { cmd: Some("dial".into()), cmd_id: Some("c3".into()), message: "Failed to negotiate transport protocol(s)".into() }),
+                kit.event(10_020_000, "go-1", PeerEvent::Error { cmd: Some("dial".into()), cmd_id: Some("c4".into()), message: "all dials failed".into() }),
+            ],
+        );
+        let v = judge(&kit, &lost);
+        assert_eq!(v.status, Status::Failed, "{v:?}");
+        let m = v.message.as_deref().unwrap();
+        assert!(m.contains("held no connection 5 s after dialing each other at once"), "{m}");
+        assert!(v.evidence.iter().any(|e| e.contains("rust-1's dial failed: Failed to negotiate")), "{:?}", v.evidence);
+        assert!(v.evidence.iter().any(|e| e.contains("go-1's dial failed: all dials failed")), "{:?}", v.evidence);
+
+        // One of the two connections survives (the other dial lost its race): the pair is connected.
+        let mut one = redial(
+            &kit,
+            vec![
+                kit.event(10_020_000, "go-1", PeerEvent::Error { cmd: Some("dial".into()), cmd_id: Some("c4".into()), message: "all dials failed".into() }),
+                opened(&kit, 10_030_000, "rust-1", "go-1", Direction::Outbound, "noise"),
+                opened(&kit, 10_030_000, "go-1", "rust-1", Direction::Inbound, "noise"),
+            ],
+        );
+        let v = judge(&kit, &one);
+        assert_eq!(v.status, Status::Passed, "{v:?}");
+        assert!(v.coverage.as_deref().unwrap().contains("1 time-line dial(s) judged"), "{v:?}");
+
+        // Reported by one end only is no connection.
+        one.retain(|r| !(r.peer == "go-1" && r.at == 10_030_000));
+        assert_eq!(judge(&kit, &one).status, Status::Failed);
     }
 }

@@ -230,6 +230,12 @@ fn apply_known_issue(result: &mut CheckResult, known: &KnownIssue) {
             let what = result.message.take().unwrap_or_default();
             result.message = Some(format!("known issue {}: {what}", known.reference));
         }
+        Status::Passed if known.intermittent => {
+            result.evidence.push(format!(
+                "known issue {} is intermittent and did not show in this run (no sign of a fix)",
+                known.reference
+            ));
+        }
         Status::Passed => {
             result.status = Status::Failed;
             result.message = Some(format!(
@@ -293,6 +299,7 @@ mod tests {
             check: "delivery".into(),
             cases: None,
             note: None,
+            intermittent: false,
         }];
         // go-1 misses rust-1's message.
         let record: Vec<Recorded> = kit.publish(1_000, "rust-1", "rust-1/0").into();
@@ -326,6 +333,13 @@ mod tests {
             .iter()
             .filter(|r| r.name != "delivery")
             .all(|r| r.status != Status::Known && r.known_issue.is_none()));
+
+        // An intermittent issue that did not show: a pass that says so, not a sign of a fix.
+        kit.case.known_issues[0].intermittent = true;
+        let results = evaluate(&record, &kit.context());
+        let delivery = results.iter().find(|r| r.name == "delivery").unwrap();
+        assert_eq!(delivery.status, Status::Passed, "{delivery:?}");
+        assert!(delivery.evidence.iter().any(|e| e.contains("intermittent and did not show")), "{delivery:?}");
     }
 
     #[test]

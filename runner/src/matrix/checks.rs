@@ -120,11 +120,28 @@ settings! {
 pub mod connectivity {
     //! Settings of the `connectivity` check.
 
+    use std::time::Duration;
+
     use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+    #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Settings {}
+    pub struct Settings {
+        /// After a time-line dial (or both ends dialing each other at once), how soon the pair must hold a
+        /// connection that both ends report.
+        #[serde(default = "default_redial", with = "humantime_serde")]
+        pub redial_within: Duration,
+    }
+
+    impl Default for Settings {
+        fn default() -> Self {
+            Self { redial_within: default_redial() }
+        }
+    }
+
+    fn default_redial() -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 pub mod downgrade {

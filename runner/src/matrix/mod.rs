@@ -87,6 +87,10 @@ pub struct KnownIssue {
     pub cases: Option<Rule>,
     #[serde(default)]
     pub note: Option<String>,
+    /// The failure depends on timing and does not show on every run: a pass is then no sign of a fix, and stays a
+    /// pass (saying the issue did not show) instead of failing as "no longer reproduces".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intermittent: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -61,6 +61,9 @@ pub(super) struct KernelCheck {
     misreports: Vec<Misreport>,
     stopped: BTreeSet<String>,
     kernel_samples: usize,
+    /// Addresses of the case's participants that are not peers (the UPnP gateway, from where it said it
+    /// listens): a peer's HTTP connections to it are no libp2p connections and are not compared.
+    participants: BTreeSet<std::net::IpAddr>,
 }
 
 impl KernelCheck {
@@ -76,6 +79,7 @@ impl KernelCheck {
             misreports: Vec::new(),
             stopped: BTreeSet::new(),
             kernel_samples: 0,
+            participants: BTreeSet::new(),
         }
     }
 
@@ -87,9 +91,14 @@ impl KernelCheck {
                     self.kernel_samples += 1;
                     self.sampled.insert(rec.peer.clone());
                     // Every socket counts, duplicates included.
+                    let participants = &self.participants;
                     self.kernel.insert(
                         rec.peer.clone(),
-                        established.iter().filter_map(|a| a.parse().ok()).collect(),
+                        established
+                            .iter()
+                            .filter_map(|a| a.parse::<SocketAddr>().ok())
+                            .filter(|a| !participants.contains(&a.ip()))
+                            .collect(),
                     );
                     self.compare(&rec.peer.clone(), rec.at);
                 }
@@ -99,6 +108,16 @@ impl KernelCheck {
                 self.unavailable
                     .entry(rec.peer.clone())
                     .or_insert_with(|| reason.clone());
+                return;
+            }
+            Observation::Participant { line } => {
+                if let crate::events::ParticipantEvent::Listening { addrs } = &line.event {
+                    // `http://10.216.7.254:5000/rootDesc.xml`
+                    self.participants.extend(addrs.iter().filter_map(|a| {
+                        let host = a.strip_prefix("http://")?.split(['/', ':']).next()?;
+                        host.parse::<std::net::IpAddr>().ok()
+                    }));
+                }
                 return;
             }
             Observation::Event { line } => line,
