@@ -18,8 +18,10 @@ pub struct Finding {
 
 /// Asks the machine. Never fails: a missing thing is a finding.
 pub async fn examine() -> Vec<Finding> {
+    let engine = docker().await;
+    let gateway_cases = gateway(engine.is_some());
     let mut f = vec![
-        Finding { what: "Docker engine", found: docker().await, hint: "bin/ensure-engine (root) installs Debian's docker.io and starts dockerd; without it, runs use --backend local", required: false },
+        Finding { what: "Docker engine", found: engine, hint: "bin/ensure-engine (root) installs Debian's docker.io and starts dockerd; without it, runs use --backend local", required: false },
         Finding { what: "cargo and rustc", found: output("rustc", &["-V"]), hint: "install Rust with rustup", required: true },
         Finding { what: "static glibc (crt-static rust peers)", found: Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists().then(|| "libc.a present".into()), hint: "apt-get install libc6-dev", required: true },
         Finding { what: "Go", found: output("go", &["version"]), hint: "install Go from go.dev, or Debian's golang", required: true },
@@ -33,6 +35,12 @@ pub async fn examine() -> Vec<Finding> {
         what: "network faults (partition, shape)",
         found: shaping.filter(|p| p.usable()).map(|p| p.describe()),
         hint: "run as root with iptables (Debian's iptables), util-linux's nsenter and a kernel with NFQUEUE; else cases with network faults are skipped",
+        required: false,
+    });
+    f.push(Finding {
+        what: "gateway cases (UPnP gateway emulator)",
+        found: gateway_cases,
+        hint: "the Docker backend (bin/ensure-engine), and root with iptables and util-linux's nsenter to redirect the peers' SSDP searches to the gateway; else cases with a `gateway:` are skipped",
         required: false,
     });
     let cache = cache_dir();
@@ -57,6 +65,18 @@ async fn docker() -> Option<String> {
         v.version.unwrap_or_default(),
         v.api_version.unwrap_or_default()
     ))
+}
+
+/// Whether cases with a `gateway:` run here: the emulator runs on the Docker backend only, and the SSDP
+/// redirect is made in the peers' namespaces with the tools faults are made with.
+fn gateway(engine: bool) -> Option<String> {
+    if !engine {
+        return None;
+    }
+    match crate::peers::tools_missing() {
+        None => Some("Docker backend; SSDP searches redirected with iptables and nsenter".into()),
+        Some(_) => None,
+    }
 }
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -122,12 +142,23 @@ mod tests {
         assert!(ok, "{text}");
         assert!(text.contains("ok       Go: go version"), "{text}");
         assert!(text.contains("GiB free at"), "{text}");
+        assert!(
+            text.contains("ok       gateway cases (UPnP gateway emulator): Docker backend; SSDP searches redirected with iptables and nsenter"),
+            "{text}"
+        );
         // Whether or not the kernel has netem, shaping takes the delay line, and doctor says whether it works.
         assert!(
             text.contains("ok       network faults (partition, shape): ")
                 && text.contains("shaping by meshgate's NFQUEUE delay line works (no duplication)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn gateway_cases_need_the_engine() {
+        assert_eq!(gateway(false), None);
+        let text = render(&[Finding { what: "gateway cases (UPnP gateway emulator)", found: gateway(false), hint: "the Docker backend", required: false }]);
+        assert_eq!(text, ("absent   gateway cases (UPnP gateway emulator): the Docker backend\n".into(), true));
     }
 
     #[test]

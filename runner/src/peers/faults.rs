@@ -466,7 +466,7 @@ impl<B: Backend> Driver<'_, B> {
 
 /// Why the tools that network faults are made with cannot be used here, if they cannot: root, and the host's own
 /// `iptables` and `nsenter`.
-fn tools_missing() -> Option<String> {
+pub fn tools_missing() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Some("faults are made in the peers' namespaces, which needs root".into());

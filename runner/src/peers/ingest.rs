@@ -74,6 +74,9 @@ pub struct Sockets {
     last: Vec<Option<Vec<String>>>,
     /// Peers whose view cannot be read (recorded once).
     unavailable: Vec<bool>,
+    /// Addresses of the case that are no peer's (the UPnP gateway, whose HTTP server go-libp2p's UPnP client
+    /// keeps a connection to): sockets to them are no libp2p connection, so they are left out of the view.
+    not_peers: Vec<std::net::IpAddr>,
 }
 
 impl Sockets {
@@ -81,7 +84,13 @@ impl Sockets {
         Self {
             last: vec![None; peers],
             unavailable: vec![false; peers],
+            not_peers: Vec::new(),
         }
+    }
+
+    /// Leaves sockets to `address`, a participant that is not a peer, out of every view from now on.
+    pub fn not_a_peer(&mut self, address: std::net::IpAddr) {
+        self.not_peers.push(address);
     }
 
     /// A new process of peer `i` (a restart): its view is read afresh.
@@ -104,7 +113,11 @@ impl Sockets {
             self.unavailable[i] = true;
             return Some(Observation::SocketsUnavailable { reason });
         };
-        let established: Vec<String> = remotes.iter().map(|a| a.to_string()).collect();
+        let established: Vec<String> = remotes
+            .iter()
+            .filter(|a| !self.not_peers.contains(&a.ip()))
+            .map(|a| a.to_string())
+            .collect();
         if self.last[i].as_ref() == Some(&established) {
             return None;
         }

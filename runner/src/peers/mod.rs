@@ -5,6 +5,7 @@
 
 pub mod config;
 mod faults;
+pub use faults::tools_missing;
 mod ingest;
 mod participants;
 pub use participants::{external_ip, has_gateway};
