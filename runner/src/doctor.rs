@@ -40,7 +40,7 @@ pub async fn examine() -> Vec<Finding> {
     f.push(Finding {
         what: "gateway cases (UPnP gateway emulator)",
         found: gateway_cases,
-        hint: "the Docker backend (bin/ensure-engine), and root with iptables and util-linux's nsenter to redirect the peers' SSDP searches to the gateway; else cases with a `gateway:` are skipped",
+        hint: "the Docker backend (bin/ensure-engine), and root with iptables (a host rule lets SSDP multicast across the case bridge) and util-linux's nsenter; else cases with a `gateway:` are skipped",
         required: false,
     });
     let cache = cache_dir();
@@ -67,14 +67,14 @@ async fn docker() -> Option<String> {
     ))
 }
 
-/// Whether cases with a `gateway:` run here: the emulator runs on the Docker backend only, and the SSDP
-/// redirect is made in the peers' namespaces with the tools faults are made with.
+/// Whether cases with a `gateway:` run here: the emulator runs on the Docker backend only; SSDP multicast crosses
+/// the case bridge by a host iptables rule, and routes are made in the peers' namespaces with nsenter.
 fn gateway(engine: bool) -> Option<String> {
     if !engine {
         return None;
     }
     match crate::peers::tools_missing() {
-        None => Some("Docker backend; SSDP searches redirected with iptables and nsenter".into()),
+        None => Some("Docker backend; SSDP multicast let across the case bridge with iptables, routes with nsenter".into()),
         Some(_) => None,
     }
 }
@@ -143,7 +143,7 @@ mod tests {
         assert!(text.contains("ok       Go: go version"), "{text}");
         assert!(text.contains("GiB free at"), "{text}");
         assert!(
-            text.contains("ok       gateway cases (UPnP gateway emulator): Docker backend; SSDP searches redirected with iptables and nsenter"),
+            text.contains("ok       gateway cases (UPnP gateway emulator): Docker backend; SSDP multicast let across the case bridge with iptables, routes with nsenter"),
             "{text}"
         );
         // Whether or not the kernel has netem, shaping takes the delay line, and doctor says whether it works.

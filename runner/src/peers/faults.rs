@@ -32,9 +32,9 @@ pub(super) enum Kind {
     /// The peer drops every packet to and from these peers.
     Partition(Vec<usize>),
     Shape(timeline::Shape),
-    /// SSDP searches sent to the case's gateway (`netfault::ssdp_to_gateway`): not a fault, but made, kept and
+    /// SSDP searches sent to the case's gateway (`netfault::multicast_route`): not a fault, but made, kept and
     /// undone the same way.
-    Multicast(Option<Ipv4Addr>),
+    Multicast,
     /// New inbound connections to the peer refused (a `private` peer; its listen port): likewise.
     Refuse(u16),
 }
@@ -304,7 +304,7 @@ impl<B: Backend> Driver<'_, B> {
         enum Job {
             Partition(Vec<Ipv4Addr>),
             Shape(Shaping),
-            Multicast(Ipv4Addr, Option<Ipv4Addr>),
+            Multicast(Ipv4Addr),
             Refuse(u16),
         }
         let job = match kind {
@@ -321,13 +321,13 @@ impl<B: Backend> Driver<'_, B> {
                 };
                 Job::Shape(shaping_of(shape, remote))
             }
-            Kind::Multicast(gateway) => Job::Multicast(address_of(peer)?, *gateway),
+            Kind::Multicast => Job::Multicast(address_of(peer)?),
             Kind::Refuse(port) => Job::Refuse(*port),
         };
         Ok(Box::new(move || match job {
             Job::Partition(addrs) => netfault::partition(&ns, &addrs),
             Job::Shape(shaping) => netfault::shape(&ns, &shaping).map_err(anyhow::Error::from),
-            Job::Multicast(address, gateway) => netfault::ssdp_to_gateway(&ns, address, gateway),
+            Job::Multicast(address) => netfault::multicast_route(&ns, address),
             Job::Refuse(port) => netfault::refuse_inbound(&ns, port),
         }))
     }

@@ -130,7 +130,7 @@ impl<B: Backend> Driver<'_, B> {
             failed: None,
         });
         let ns = ns.map_err(|why| anyhow!("no network namespace of the {GATEWAY} to route multicast in: {why}"))?;
-        let route = tokio::task::spawn_blocking(move || netfault::ssdp_to_gateway(&Netns::at(ns), address, None))
+        let route = tokio::task::spawn_blocking(move || netfault::multicast_route(&Netns::at(ns), address))
             .await?
             .map_err(|e| anyhow!("routing multicast in the {GATEWAY}'s namespace: {e:#}"))?;
         if let Some(g) = self.gateway.as_mut() {
@@ -180,7 +180,7 @@ impl<B: Backend> Driver<'_, B> {
         if self.gateway.is_some() {
             // SSDP searches reach the gateway through the host rule of the case bridge (backend::hostrules), made
             // before the peers start; the namespace needs at most a route for multicast.
-            self.hold(i, super::faults::Kind::Multicast(None)).await?;
+            self.hold(i, super::faults::Kind::Multicast).await?;
         }
         if private_peers(self.case).contains(&i) {
             let port = self.peers[i].process.as_ref().map_or(0, |p| p.address.port());

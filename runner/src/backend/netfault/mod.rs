@@ -192,18 +192,11 @@ pub const MULTICAST: &str = "224.0.0.0/4";
 pub const SSDP_GROUP: &str = "239.255.255.250";
 pub const SSDP_PORT: u16 = 1900;
 
-/// Makes SSDP searches from the namespace reach the case's gateway, until [`Applied::undo`]. A case network is
-/// an internal Docker network, whose isolation rules in the host's FORWARD chain drop every bridged packet to an
-/// address outside the network's subnet, multicast included; so the runner routes multicast out of the interface
-/// that holds `address` (where no route exists: a network without a default route) and, given the gateway's
-/// address, turns a search to 239.255.255.250:1900 into one to `gateway:1900` (DNAT in the namespace's own nat
-/// table), which the gateway receives and answers as a search. Nothing of the host's is touched.
-pub fn ssdp_to_gateway(ns: &Netns, address: Ipv4Addr, gateway: Option<Ipv4Addr>) -> anyhow::Result<Applied> {
-    let what = match gateway {
-        Some(g) => format!("SSDP searches to {g}"),
-        None => format!("route {MULTICAST}"),
-    };
-    let mut applied = Applied::new(ns, what)?;
+/// Routes multicast out of the interface that holds `address`, where the namespace has no route for SSDP's
+/// group (a network without a default route), until [`Applied::undo`]. The searches then cross the case bridge by
+/// the host rule of `backend::hostrules`.
+pub fn multicast_route(ns: &Netns, address: Ipv4Addr) -> anyhow::Result<Applied> {
+    let mut applied = Applied::new(ns, format!("route {MULTICAST}"))?;
     let listing = rules::run_in(&applied.ns.path, "ip", &["-o", "-4", "addr", "show"].map(String::from))?;
     let dev = interface_of(&listing, address).ok_or_else(|| {
         anyhow!("no interface holds {address} in {}", applied.ns.shown.display())
@@ -213,13 +206,6 @@ pub fn ssdp_to_gateway(ns: &Netns, address: Ipv4Addr, gateway: Option<Ipv4Addr>)
         let args = ["route", "add", MULTICAST, "dev", &dev].map(String::from);
         rules::run_in(&applied.ns.path, "ip", &args)?;
         applied.routes.push(dev);
-    }
-    if let Some(g) = gateway {
-        let spec = rules::ssdp_dnat_spec(g, SSDP_GROUP, SSDP_PORT);
-        let mut add = vec!["-t".to_owned(), "nat".to_owned(), "-A".to_owned(), "OUTPUT".to_owned()];
-        add.extend(spec.iter().cloned());
-        rules::iptables(&applied.ns.path, &add)?;
-        applied.nat_jumps.push(spec);
     }
     Ok(applied)
 }
@@ -346,8 +332,6 @@ pub struct Applied {
     lines: Vec<DelayLine>,
     /// Interfaces [`MULTICAST`] was routed out of.
     routes: Vec<String>,
-    /// Rules of the nat table's OUTPUT chain (rule specs, so `-D OUTPUT spec` removes each).
-    nat_jumps: Vec<Vec<String>>,
 }
 
 impl Applied {
@@ -360,7 +344,6 @@ impl Applied {
             chains: Vec::new(),
             lines: Vec::new(),
             routes: Vec::new(),
-            nat_jumps: Vec::new(),
         })
     }
 
@@ -427,17 +410,6 @@ impl Applied {
         for mut line in self.lines.drain(..) {
             line.stop();
         }
-        self.nat_jumps.retain(|spec| {
-            let mut args = vec!["-t".to_owned(), "nat".to_owned(), "-D".to_owned(), "OUTPUT".to_owned()];
-            args.extend(spec.iter().cloned());
-            match rules::iptables(&ns, &args) {
-                Ok(_) => false,
-                Err(e) => {
-                    errors.push(e);
-                    true
-                }
-            }
-        });
         self.routes.retain(|dev| {
             let args = ["route", "del", MULTICAST, "dev", dev].map(String::from);
             match rules::run_in(&ns, "ip", &args) {

@@ -91,13 +91,6 @@ pub fn refuse_rules(chain: &str, port: u16) -> Vec<Vec<String>> {
     ]
 }
 
-/// The match and target of the nat rule that sends SSDP searches (UDP to the group's port) to the gateway.
-pub fn ssdp_dnat_spec(gateway: Ipv4Addr, group: &str, port: u16) -> Vec<String> {
-    let port = port.to_string();
-    let to = format!("{gateway}:{port}");
-    owned(&["-d", group, "-p", "udp", "--dport", &port, "-j", "DNAT", "--to-destination", &to])
-}
-
 /// The rules of a shape chain for one hook: random loss, then the delay line's queue. A link's chain ends by
 /// accepting, so that its traffic is shaped by the link alone and not again by a whole-peer shape further down.
 pub fn shape_rules(
@@ -279,10 +272,6 @@ mod tests {
             ]
         );
         assert_eq!(jump_position(Kind::Refuse, ""), Some(1));
-        assert_eq!(
-            ssdp_dnat_spec(Ipv4Addr::new(10, 216, 7, 254), "239.255.255.250", 1900).join(" "),
-            "-d 239.255.255.250 -p udp --dport 1900 -j DNAT --to-destination 10.216.7.254:1900"
-        );
     }
 
     #[test]
