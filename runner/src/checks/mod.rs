@@ -352,7 +352,8 @@ mod tests {
             let r = results.iter().find(|r| r.name == name).unwrap();
             (r.status, r.message.clone().unwrap_or_default())
         };
-        assert_eq!(status("delivery"), (Status::Skipped, "the network publishes nothing".into()));
+        // Publishing nothing by design: delivery is left out, neither skipped nor passed.
+        assert!(results.iter().all(|r| r.name != "delivery"), "{results:?}");
         for name in ["connectivity", "mesh", "subscriptions"] {
             let (s, why) = status(name);
             assert_eq!(s, Status::Skipped, "{name}");
