@@ -132,6 +132,22 @@ impl Config {
         })
     }
 
+    /// The first configured role this implementation cannot take, if any (checked at start, like
+    /// `require`).
+    pub fn unsupported_role(&self) -> Option<Unsupported> {
+        // libp2p-upnp refuses a gateway whose external address is not global
+        // (`Event::NonRoutableGateway`, `is_addr_global` in its tokio.rs) and has no option to
+        // accept one; case networks, and the gateway they run, are private on purpose.
+        self.port_mapping.as_ref()?;
+        Some(Unsupported {
+            feature: contract::features::PORT_MAPPING.into(),
+            reason: format!(
+                "rust-libp2p {}'s upnp behaviour refuses any gateway whose external address is not                  a global IP (NonRoutableGateway) and cannot be told otherwise; case networks are private",
+                crate::compat::libp2p_version()
+            ),
+        })
+    }
+
     /// Resolves the transport stack, or says what this implementation cannot do.
     pub fn stack(&self) -> Result<Stack, Unsupported> {
         match self.transport {
@@ -332,6 +348,38 @@ mod tests {
         assert_eq!(lacking.expect("drop-protocol").feature, "drop-protocol");
         let reserved = with(&format!(r#"["{}"]"#, contract::features::PROBE_RESERVED));
         assert!(reserved.lacking(&features).is_some());
+    }
+
+    #[test]
+    fn revision_2_roles() {
+        let with = |roles: &str| {
+            Config::from_json(&format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"quic-v1",{roles}}}"#
+            ))
+            .expect("valid config")
+        };
+        let config = with(
+            r#""request_response":{"response_delay_ms":5,"failure":"stall"},
+               "autonat":{"v1":"server","v2":"both","throttle_peer_max":100}"#,
+        );
+        assert!(config.unsupported_role().is_none());
+        let rr = config.request_response.clone().expect("request_response");
+        assert_eq!(rr.failure, Some(contract::config::ResponderFailure::Stall));
+        let mapping = with(r#""port_mapping":{}"#).unsupported_role();
+        assert_eq!(mapping.expect("port mapping").feature, "port-mapping");
+        let features = crate::compat::features();
+        for feature in ["request-response", "autonat-v1-server", "autonat-v1-client"] {
+            let require = with(&format!(r#""require":["{feature}"]"#));
+            assert!(require.lacking(&features).is_none(), "{feature}");
+        }
+        for feature in ["autonat-v1-vanish", "port-mapping"] {
+            let require = with(&format!(r#""require":["{feature}"]"#));
+            assert_eq!(require.lacking(&features).expect(feature).feature, feature);
+        }
+        assert!(Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"quic-v1","request_response":{"failure":"explode"}}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ async fn main() {
     let emitter = Emitter::new(keypair.public().to_peer_id().to_string());
     let stack = match config
         .lacking(&compat::features())
+        .or_else(|| config.unsupported_role())
         .map_or_else(|| config.stack(), Err)
     {
         Ok(stack) => stack,
