@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contract::{
     commands::{Request, Response},
-    config::{AutonatRole, REQUEST_RESPONSE_PROTOCOL},
+    config::{AutonatRole, ResponderFailure, REQUEST_RESPONSE_PROTOCOL},
 };
 use libp2p::{
     autonat, gossipsub, identify,
@@ -23,6 +23,11 @@ const IDENTIFY_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
 
 /// Long enough for a real answer, short enough that a stalled responder ends in a recorded failure.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// request-response times out inbound streams after the same `request_timeout` as outbound
+/// ones, which would close a stalled request's stream about when the requester gives up; a
+/// responder that stalls on purpose waits longer, so that the requester's timeout decides.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// A client half that must not probe on its own: its first probe would come after this long.
 const NEVER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -65,13 +70,17 @@ impl Behaviour {
             request_response: config
                 .request_response
                 .as_ref()
-                .map(|_| {
+                .map(|responder| {
+                    let timeout = match responder.failure {
+                        Some(ResponderFailure::Stall) => STALL_TIMEOUT,
+                        _ => REQUEST_TIMEOUT,
+                    };
                     RequestResponse::new(
                         [(
                             StreamProtocol::new(REQUEST_RESPONSE_PROTOCOL),
                             request_response::ProtocolSupport::Full,
                         )],
-                        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+                        request_response::Config::default().with_request_timeout(timeout),
                     )
                 })
                 .into(),

@@ -37,7 +37,7 @@ fn request(requester: &mut TestPeer, to: &TestPeer, addr: &str, id: &str, size: 
 #[test]
 fn answered_and_delayed_with_the_configured_size() {
     let (mut a, addr_a) = responder(11, "{}");
-    let (mut c, addr_c) = responder(13, r#"{"response_delay_ms":700,"response_size":7}"#);
+    let (c, addr_c) = responder(13, r#"{"response_delay_ms":700,"response_size":7}"#);
     let mut b = TestPeer::start(&config(12, r#""request_response":{}"#));
 
     request(&mut b, &a, &addr_a, "r1", 100);
