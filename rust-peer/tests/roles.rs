@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{config, TestPeer};
 use contract::{
-    commands::{Request, Response},
+    commands::{AutonatVersion, Request, Response},
     config::REQUEST_RESPONSE_PROTOCOL,
     events::{AutonatOutcome, Event, ReachabilityStatus},
     exit,
@@ -186,6 +186,29 @@ fn autonat_v1_client_and_server_conclude() {
     let request = server.expect("autonat_request", SHORT, |e| matches!(e, Event::AutonatRequest { .. }));
     let Event::AutonatRequest { remote, outcome, .. } = request else { unreachable!() };
     assert_eq!((remote, outcome), (client.id.clone(), AutonatOutcome::DialedBack));
+}
+
+/// A v2 client connected to a v2 server has the address the server observed tested on the
+/// library's own schedule; on 127.0.0.1 the dial-back reaches it.
+#[test]
+fn autonat_v2_client_and_server_conclude() {
+    let mut server = TestPeer::start(&config(65, r#""autonat":{"v2":"server"}"#));
+    let addr = server.loopback_addr();
+    let mut client = TestPeer::start(&config(66, r#""autonat":{"v2":"client"}"#));
+    client.loopback_addr();
+    client.send(&format!(r#"{{"cmd":"dial","addr":"{addr}"}}"#));
+    let reachability = client.expect("reachability", Duration::from_secs(30), |e| {
+        matches!(e, Event::Reachability { .. })
+    });
+    let Event::Reachability { version, status, server: by, address } = reachability else { unreachable!() };
+    assert_eq!(
+        (version, status, by.as_deref()),
+        (AutonatVersion::V2, ReachabilityStatus::Public, Some(server.id.as_str()))
+    );
+    assert!(address.is_some_and(|a| a.starts_with("/ip4/127.0.0.1/tcp/")));
+    let request = server.expect("autonat_request", SHORT, |e| matches!(e, Event::AutonatRequest { .. }));
+    let Event::AutonatRequest { remote, version, outcome, .. } = request else { unreachable!() };
+    assert_eq!((remote, version, outcome), (client.id.clone(), AutonatVersion::V2, AutonatOutcome::DialedBack));
 }
 
 /// A peer that is only a v1 client refuses dial requests (its server half has a global
