@@ -108,15 +108,26 @@ impl Behaviour {
 /// rust-libp2p's v1 behaviour is client and server at once; a half that is not configured is kept
 /// from acting: a server alone never probes (no servers, connected peers not used, first probe
 /// after a year), a client alone refuses every dial request (a global throttle of 0).
-fn autonat_v1_config(role: AutonatRole, autonat: &contract::config::Autonat) -> autonat::v1::Config {
+fn autonat_v1_config(
+    role: AutonatRole,
+    autonat: &contract::config::Autonat,
+) -> autonat::v1::Config {
     let defaults = autonat::v1::Config::default();
     autonat::v1::Config {
         // Case networks are private on purpose.
         only_global_ips: false,
         // Servers are only the ones `autonat_probe` names.
         use_connected: false,
-        boot_delay: if role.asks() { V1_PROBE_INTERVAL } else { NEVER },
-        retry_interval: if role.asks() { V1_PROBE_INTERVAL } else { NEVER },
+        boot_delay: if role.asks() {
+            V1_PROBE_INTERVAL
+        } else {
+            NEVER
+        },
+        retry_interval: if role.asks() {
+            V1_PROBE_INTERVAL
+        } else {
+            NEVER
+        },
         // An `autonat_probe` may name the same server again at once.
         throttle_server_period: Duration::ZERO,
         throttle_clients_global_max: if role.serves() {

@@ -4,10 +4,10 @@ use std::{fmt, time::Duration};
 
 use libp2p::{gossipsub, identity};
 
-pub use contract::config::{MessageId as MessageIdFn, Muxer, PeerConfig, Security, Transport};
 use contract::config::CONFIG_VAR;
 #[cfg(test)]
 use contract::config::DEFAULT_STREAMS_INTERVAL_MS;
+pub use contract::config::{MessageId as MessageIdFn, Muxer, PeerConfig, Security, Transport};
 
 /// The contract's configuration once validated: everything that would later fail on a bad value
 /// has failed in [`Config::from_json`]. Unknown fields are ignored so that a newer runner can add
@@ -120,7 +120,10 @@ impl Config {
     /// The first feature that `require` names and this build lacks (`features`), if any: a name
     /// this peer does not know is lacking too, so that the probe's reserved name always is.
     pub fn lacking(&self, features: &[&str]) -> Option<Unsupported> {
-        let missing = self.require.iter().find(|f| !features.contains(&f.as_str()))?;
+        let missing = self
+            .require
+            .iter()
+            .find(|f| !features.contains(&f.as_str()))?;
         Some(Unsupported {
             feature: missing.clone(),
             reason: format!(
@@ -343,7 +346,9 @@ mod tests {
             .expect("valid config")
         };
         let features = crate::compat::features();
-        assert!(with(r#"["transport-quic-v1","dial-mode-new"]"#).lacking(&features).is_none());
+        assert!(with(r#"["transport-quic-v1","dial-mode-new"]"#)
+            .lacking(&features)
+            .is_none());
         let lacking = with(r#"["dial-mode-new","drop-protocol"]"#).lacking(&features);
         assert_eq!(lacking.expect("drop-protocol").feature, "drop-protocol");
         let reserved = with(&format!(r#"["{}"]"#, contract::features::PROBE_RESERVED));

@@ -701,4 +701,3 @@ mod tests {
         assert_eq!(chain(&plain), "boom");
     }
 }
-

@@ -30,8 +30,19 @@ fn request(requester: &mut TestPeer, to: &TestPeer, addr: &str, id: &str, size: 
         r#"{{"cmd":"request","peer":"{}","addr":"{addr}","id":"{id}","size":{size}}}"#,
         to.id
     ));
-    let sent = requester.expect("request_sent", SHORT, |e| matches!(e, Event::RequestSent { id: i, .. } if i == id));
-    assert_eq!(sent, Event::RequestSent { remote: to.id.clone(), id: id.into(), size });
+    let sent = requester.expect(
+        "request_sent",
+        SHORT,
+        |e| matches!(e, Event::RequestSent { id: i, .. } if i == id),
+    );
+    assert_eq!(
+        sent,
+        Event::RequestSent {
+            remote: to.id.clone(),
+            id: id.into(),
+            size
+        }
+    );
 }
 
 #[test]
@@ -41,23 +52,46 @@ fn answered_and_delayed_with_the_configured_size() {
     let mut b = TestPeer::start(&config(12, r#""request_response":{}"#));
 
     request(&mut b, &a, &addr_a, "r1", 100);
-    let Event::ResponseReceived { remote, size, .. } =
-        b.expect("response r1", SHORT, |e| matches!(e, Event::ResponseReceived { id, .. } if id == "r1"))
-    else {
+    let Event::ResponseReceived { remote, size, .. } = b.expect(
+        "response r1",
+        SHORT,
+        |e| matches!(e, Event::ResponseReceived { id, .. } if id == "r1"),
+    ) else {
         unreachable!()
     };
-    assert_eq!((remote.as_str(), size), (a.id.as_str(), 100), "the default answer is as large as the request");
-    let received = a.expect("request_received", SHORT, |e| matches!(e, Event::RequestReceived { .. }));
-    assert_eq!(received, Event::RequestReceived { remote: b.id.clone(), id: "r1".into(), size: 100 });
+    assert_eq!(
+        (remote.as_str(), size),
+        (a.id.as_str(), 100),
+        "the default answer is as large as the request"
+    );
+    let received = a.expect("request_received", SHORT, |e| {
+        matches!(e, Event::RequestReceived { .. })
+    });
+    assert_eq!(
+        received,
+        Event::RequestReceived {
+            remote: b.id.clone(),
+            id: "r1".into(),
+            size: 100
+        }
+    );
 
     request(&mut b, &c, &addr_c, "r2", 50);
-    let Event::ResponseReceived { size, latency_us, .. } =
-        b.expect("response r2", SHORT, |e| matches!(e, Event::ResponseReceived { id, .. } if id == "r2"))
+    let Event::ResponseReceived {
+        size, latency_us, ..
+    } = b.expect(
+        "response r2",
+        SHORT,
+        |e| matches!(e, Event::ResponseReceived { id, .. } if id == "r2"),
+    )
     else {
         unreachable!()
     };
     assert_eq!(size, 7);
-    assert!(latency_us >= 700_000, "answered after {latency_us} µs, before the 700 ms delay");
+    assert!(
+        latency_us >= 700_000,
+        "answered after {latency_us} µs, before the 700 ms delay"
+    );
 }
 
 #[test]
@@ -65,11 +99,17 @@ fn a_dropped_request_fails() {
     let (a, addr_a) = responder(21, r#"{"failure":"drop"}"#);
     let mut b = TestPeer::start(&config(22, r#""request_response":{}"#));
     request(&mut b, &a, &addr_a, "d1", 10);
-    let failed = b.expect("request_failed", SHORT, |e| matches!(e, Event::RequestFailed { .. }));
-    let Event::RequestFailed { remote, id, error } = failed else { unreachable!() };
+    let failed = b.expect("request_failed", SHORT, |e| {
+        matches!(e, Event::RequestFailed { .. })
+    });
+    let Event::RequestFailed { remote, id, error } = failed else {
+        unreachable!()
+    };
     assert_eq!((remote, id), (a.id.clone(), "d1".to_owned()));
     assert!(!error.is_empty());
-    assert!(b.seen(|e| matches!(e, Event::ResponseReceived { .. })).is_empty());
+    assert!(b
+        .seen(|e| matches!(e, Event::ResponseReceived { .. }))
+        .is_empty());
 }
 
 #[test]
@@ -77,15 +117,27 @@ fn a_stalled_request_times_out() {
     let (mut a, addr_a) = responder(31, r#"{"failure":"stall"}"#);
     let mut b = TestPeer::start(&config(32, r#""request_response":{}"#));
     request(&mut b, &a, &addr_a, "s1", 10);
-    a.expect("request_received", SHORT, |e| matches!(e, Event::RequestReceived { .. }));
+    a.expect("request_received", SHORT, |e| {
+        matches!(e, Event::RequestReceived { .. })
+    });
     // Nothing before the 30 s timeout, then a failure that says so.
-    assert!(b.try_expect(Duration::from_secs(25), |e| matches!(e, Event::RequestFailed { .. })).is_none());
+    assert!(b
+        .try_expect(Duration::from_secs(25), |e| matches!(
+            e,
+            Event::RequestFailed { .. }
+        ))
+        .is_none());
     let Event::RequestFailed { error, .. } =
-        b.expect("request_failed", Duration::from_secs(15), |e| matches!(e, Event::RequestFailed { .. }))
+        b.expect("request_failed", Duration::from_secs(15), |e| {
+            matches!(e, Event::RequestFailed { .. })
+        })
     else {
         unreachable!()
     };
-    assert!(error.to_lowercase().contains("timeout") || error.to_lowercase().contains("timed out"), "{error}");
+    assert!(
+        error.to_lowercase().contains("timeout") || error.to_lowercase().contains("timed out"),
+        "{error}"
+    );
 }
 
 /// rust-libp2p#5996: requests sent back to back to a peer not yet connected. Fixed in
@@ -105,7 +157,10 @@ fn back_to_back_requests_to_a_peer_not_yet_connected() {
     let mut failed = Vec::new();
     for _ in 0..3 {
         match b.expect("an outcome", SHORT, |e| {
-            matches!(e, Event::ResponseReceived { .. } | Event::RequestFailed { .. })
+            matches!(
+                e,
+                Event::ResponseReceived { .. } | Event::RequestFailed { .. }
+            )
         }) {
             Event::ResponseReceived { .. } => answered += 1,
             Event::RequestFailed { error, .. } => failed.push(error),
@@ -113,7 +168,10 @@ fn back_to_back_requests_to_a_peer_not_yet_connected() {
         }
     }
     if cfg!(libp2p_lt_0_55) {
-        assert!(!failed.is_empty(), "request-response 0.27 fails all but one");
+        assert!(
+            !failed.is_empty(),
+            "request-response 0.27 fails all but one"
+        );
     } else {
         assert_eq!((answered, failed), (3, Vec::<String>::new()));
     }
@@ -126,15 +184,27 @@ async fn the_wire_framing_is_json_to_the_half_close() {
     let protocol = StreamProtocol::new(REQUEST_RESPONSE_PROTOCOL);
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .expect("tcp")
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
         .expect("behaviour")
         .build();
-    let mut incoming = swarm.behaviour().new_control().accept(protocol).expect("accept");
-    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).expect("listen");
+    let mut incoming = swarm
+        .behaviour()
+        .new_control()
+        .accept(protocol)
+        .expect("accept");
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .expect("listen");
     let addr: Multiaddr = loop {
-        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+            swarm.select_next_some().await
+        {
             break address;
         }
     };
@@ -145,26 +215,51 @@ async fn the_wire_framing_is_json_to_the_half_close() {
         }
     });
 
-    let mut b = tokio::task::spawn_blocking(|| TestPeer::start(&config(52, r#""request_response":{}"#)))
-        .await
-        .unwrap();
+    let mut b =
+        tokio::task::spawn_blocking(|| TestPeer::start(&config(52, r#""request_response":{}"#)))
+            .await
+            .unwrap();
     b.send(&format!(
         r#"{{"cmd":"request","peer":"{hand}","addr":"{addr}/p2p/{hand}","id":"w1","size":5}}"#
     ));
-    let (_, mut stream) = tokio::time::timeout(SHORT, incoming.next()).await.expect("a stream").unwrap();
+    let (_, mut stream) = tokio::time::timeout(SHORT, incoming.next())
+        .await
+        .expect("a stream")
+        .unwrap();
     let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).await.expect("read to the half-close");
-    let expected = serde_json::to_vec(&Request { id: "w1".into(), payload: "xxxxx".into() }).unwrap();
-    assert_eq!(String::from_utf8_lossy(&bytes), String::from_utf8_lossy(&expected));
-    let answer = serde_json::to_vec(&Response { id: "w1".into(), payload: "abc".into() }).unwrap();
+    stream
+        .read_to_end(&mut bytes)
+        .await
+        .expect("read to the half-close");
+    let expected = serde_json::to_vec(&Request {
+        id: "w1".into(),
+        payload: "xxxxx".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        String::from_utf8_lossy(&expected)
+    );
+    let answer = serde_json::to_vec(&Response {
+        id: "w1".into(),
+        payload: "abc".into(),
+    })
+    .unwrap();
     stream.write_all(&answer).await.unwrap();
     stream.close().await.unwrap();
     let received = tokio::task::spawn_blocking(move || {
-        b.expect("response_received", SHORT, |e| matches!(e, Event::ResponseReceived { .. }))
+        b.expect("response_received", SHORT, |e| {
+            matches!(e, Event::ResponseReceived { .. })
+        })
     })
     .await
     .unwrap();
-    let Event::ResponseReceived { remote, id, size, .. } = received else { unreachable!() };
+    let Event::ResponseReceived {
+        remote, id, size, ..
+    } = received
+    else {
+        unreachable!()
+    };
     assert_eq!((remote, id, size), (hand, "w1".to_owned(), 3));
 }
 
@@ -172,20 +267,53 @@ async fn the_wire_framing_is_json_to_the_half_close() {
 /// back (private addresses accepted), the client concludes it is public.
 #[test]
 fn autonat_v1_client_and_server_conclude() {
-    let mut server = TestPeer::start(&config(61, r#""autonat":{"v1":"server","throttle_peer_max":10}"#));
+    let mut server = TestPeer::start(&config(
+        61,
+        r#""autonat":{"v1":"server","throttle_peer_max":10}"#,
+    ));
     let addr = server.loopback_addr();
     let mut client = TestPeer::start(&config(62, r#""autonat":{"v1":"client"}"#));
     client.loopback_addr();
-    client.send(&format!(r#"{{"cmd":"autonat_probe","server":"{}","addr":"{addr}","version":"v1"}}"#, server.id));
+    client.send(&format!(
+        r#"{{"cmd":"autonat_probe","server":"{}","addr":"{addr}","version":"v1"}}"#,
+        server.id
+    ));
     let reachability = client.expect("reachability", SHORT, |e| {
-        matches!(e, Event::Reachability { server: Some(_), .. })
+        matches!(
+            e,
+            Event::Reachability {
+                server: Some(_),
+                ..
+            }
+        )
     });
-    let Event::Reachability { status, server: by, address, .. } = reachability else { unreachable!() };
-    assert_eq!((status, by.as_deref()), (ReachabilityStatus::Public, Some(server.id.as_str())));
+    let Event::Reachability {
+        status,
+        server: by,
+        address,
+        ..
+    } = reachability
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (status, by.as_deref()),
+        (ReachabilityStatus::Public, Some(server.id.as_str()))
+    );
     assert!(address.is_some_and(|a| a.starts_with("/ip4/127.0.0.1/tcp/")));
-    let request = server.expect("autonat_request", SHORT, |e| matches!(e, Event::AutonatRequest { .. }));
-    let Event::AutonatRequest { remote, outcome, .. } = request else { unreachable!() };
-    assert_eq!((remote, outcome), (client.id.clone(), AutonatOutcome::DialedBack));
+    let request = server.expect("autonat_request", SHORT, |e| {
+        matches!(e, Event::AutonatRequest { .. })
+    });
+    let Event::AutonatRequest {
+        remote, outcome, ..
+    } = request
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (remote, outcome),
+        (client.id.clone(), AutonatOutcome::DialedBack)
+    );
 }
 
 /// A v2 client connected to a v2 server has the address the server observed tested on the
@@ -200,15 +328,44 @@ fn autonat_v2_client_and_server_conclude() {
     let reachability = client.expect("reachability", Duration::from_secs(30), |e| {
         matches!(e, Event::Reachability { .. })
     });
-    let Event::Reachability { version, status, server: by, address } = reachability else { unreachable!() };
+    let Event::Reachability {
+        version,
+        status,
+        server: by,
+        address,
+    } = reachability
+    else {
+        unreachable!()
+    };
     assert_eq!(
         (version, status, by.as_deref()),
-        (AutonatVersion::V2, ReachabilityStatus::Public, Some(server.id.as_str()))
+        (
+            AutonatVersion::V2,
+            ReachabilityStatus::Public,
+            Some(server.id.as_str())
+        )
     );
     assert!(address.is_some_and(|a| a.starts_with("/ip4/127.0.0.1/tcp/")));
-    let request = server.expect("autonat_request", SHORT, |e| matches!(e, Event::AutonatRequest { .. }));
-    let Event::AutonatRequest { remote, version, outcome, .. } = request else { unreachable!() };
-    assert_eq!((remote, version, outcome), (client.id.clone(), AutonatVersion::V2, AutonatOutcome::DialedBack));
+    let request = server.expect("autonat_request", SHORT, |e| {
+        matches!(e, Event::AutonatRequest { .. })
+    });
+    let Event::AutonatRequest {
+        remote,
+        version,
+        outcome,
+        ..
+    } = request
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (remote, version, outcome),
+        (
+            client.id.clone(),
+            AutonatVersion::V2,
+            AutonatOutcome::DialedBack
+        )
+    );
 }
 
 /// A peer that is only a v1 client refuses dial requests (its server half has a global
@@ -219,40 +376,80 @@ fn an_autonat_v1_client_alone_serves_nobody() {
     let addr = not_server.loopback_addr();
     let mut client = TestPeer::start(&config(72, r#""autonat":{"v1":"client"}"#));
     client.loopback_addr();
-    client.send(&format!(r#"{{"cmd":"autonat_probe","server":"{}","addr":"{addr}","version":"v1"}}"#, not_server.id));
-    let request = not_server.expect("autonat_request", SHORT, |e| matches!(e, Event::AutonatRequest { .. }));
-    let Event::AutonatRequest { outcome, .. } = request else { unreachable!() };
+    client.send(&format!(
+        r#"{{"cmd":"autonat_probe","server":"{}","addr":"{addr}","version":"v1"}}"#,
+        not_server.id
+    ));
+    let request = not_server.expect("autonat_request", SHORT, |e| {
+        matches!(e, Event::AutonatRequest { .. })
+    });
+    let Event::AutonatRequest { outcome, .. } = request else {
+        unreachable!()
+    };
     assert_eq!(outcome, AutonatOutcome::Refused);
-    client.expect("the refusal", SHORT, |e| matches!(e, Event::Error { cmd: Some(c), .. } if c == "autonat_probe"));
-    assert!(client.seen(|e| matches!(e, Event::Reachability { status: ReachabilityStatus::Public, .. })).is_empty());
+    client.expect(
+        "the refusal",
+        SHORT,
+        |e| matches!(e, Event::Error { cmd: Some(c), .. } if c == "autonat_probe"),
+    );
+    assert!(client
+        .seen(|e| matches!(
+            e,
+            Event::Reachability {
+                status: ReachabilityStatus::Public,
+                ..
+            }
+        ))
+        .is_empty());
 }
 
 #[test]
 fn started_lists_the_roles_and_unsupported_commands_say_why() {
-    let mut peer = TestPeer::start(&config(81, r#""autonat":{"v1":"both","v2":"both"},"request_response":{}"#));
+    let mut peer = TestPeer::start(&config(
+        81,
+        r#""autonat":{"v1":"both","v2":"both"},"request_response":{}"#,
+    ));
     assert!(!peer.id.is_empty(), "started");
     peer.send(r#"{"cmd":"autonat_probe","cmd_id":"v","server":"12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN","version":"v1","vanish":true}"#);
-    let Event::Unsupported { feature, cmd_id, .. } =
-        peer.expect("unsupported vanish", SHORT, |e| matches!(e, Event::Unsupported { .. }))
+    let Event::Unsupported {
+        feature, cmd_id, ..
+    } = peer.expect("unsupported vanish", SHORT, |e| {
+        matches!(e, Event::Unsupported { .. })
+    })
     else {
         unreachable!()
     };
-    assert_eq!((feature.as_str(), cmd_id.as_deref()), ("autonat-v1-vanish", Some("v")));
+    assert_eq!(
+        (feature.as_str(), cmd_id.as_deref()),
+        ("autonat-v1-vanish", Some("v"))
+    );
     peer.send(r#"{"cmd":"autonat_probe","cmd_id":"w","server":"12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN","version":"v2"}"#);
-    let Event::Unsupported { feature, cmd_id, .. } =
-        peer.expect("unsupported v2 probe", SHORT, |e| matches!(e, Event::Unsupported { .. }))
+    let Event::Unsupported {
+        feature, cmd_id, ..
+    } = peer.expect("unsupported v2 probe", SHORT, |e| {
+        matches!(e, Event::Unsupported { .. })
+    })
     else {
         unreachable!()
     };
-    assert_eq!((feature.as_str(), cmd_id.as_deref()), ("autonat-v2-client", Some("w")));
+    assert_eq!(
+        (feature.as_str(), cmd_id.as_deref()),
+        ("autonat-v2-client", Some("w"))
+    );
     peer.send(r#"{"cmd":"request","cmd_id":"x","peer":"not-a-peer","id":"r","size":1}"#);
-    peer.expect("bad peer id", SHORT, |e| matches!(e, Event::Error { cmd_id: Some(c), .. } if c == "x"));
+    peer.expect(
+        "bad peer id",
+        SHORT,
+        |e| matches!(e, Event::Error { cmd_id: Some(c), .. } if c == "x"),
+    );
 
     let mut plain = TestPeer::start(&config(82, ""));
     plain.send(r#"{"cmd":"request","cmd_id":"y","peer":"12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN","id":"r","size":1}"#);
-    let Event::Error { message, .. } =
-        plain.expect("no role", SHORT, |e| matches!(e, Event::Error { cmd_id: Some(c), .. } if c == "y"))
-    else {
+    let Event::Error { message, .. } = plain.expect(
+        "no role",
+        SHORT,
+        |e| matches!(e, Event::Error { cmd_id: Some(c), .. } if c == "y"),
+    ) else {
         unreachable!()
     };
     assert!(message.contains("request_response"), "{message}");
@@ -260,7 +457,10 @@ fn started_lists_the_roles_and_unsupported_commands_say_why() {
 
 #[test]
 fn features_it_lacks_and_roles_it_cannot_take_exit_3() {
-    let mut started = TestPeer::start(&config(91, r#""require":["request-response","autonat-v1-server","autonat-v2-client"]"#));
+    let mut started = TestPeer::start(&config(
+        91,
+        r#""require":["request-response","autonat-v1-server","autonat-v2-client"]"#,
+    ));
     assert!(!started.id.is_empty(), "has what it requires");
     started.send(r#"{"cmd":"stop"}"#);
     assert!(started.wait(SHORT).success());
@@ -272,8 +472,13 @@ fn features_it_lacks_and_roles_it_cannot_take_exit_3() {
     ] {
         let mut peer = TestPeer::start(&config(92, extra));
         assert!(peer.id.is_empty(), "{extra}: started");
-        let Event::Unsupported { feature: said, reason, .. } =
-            peer.expect("unsupported", SHORT, |e| matches!(e, Event::Unsupported { .. }))
+        let Event::Unsupported {
+            feature: said,
+            reason,
+            ..
+        } = peer.expect("unsupported", SHORT, |e| {
+            matches!(e, Event::Unsupported { .. })
+        })
         else {
             unreachable!()
         };

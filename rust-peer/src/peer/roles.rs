@@ -13,7 +13,10 @@ use futures::Future;
 use libp2p::{
     autonat::{
         self,
-        v1::{InboundProbeError, InboundProbeEvent, NatStatus, OutboundProbeError, OutboundProbeEvent, ResponseError},
+        v1::{
+            InboundProbeError, InboundProbeEvent, NatStatus, OutboundProbeError,
+            OutboundProbeEvent, ResponseError,
+        },
     },
     request_response::{self, OutboundRequestId, ResponseChannel},
     Multiaddr, PeerId,
@@ -39,11 +42,13 @@ fn filler(size: u64) -> String {
 }
 
 fn parse_peer(peer: &str) -> Result<PeerId, String> {
-    peer.parse().map_err(|e| format!("invalid peer id {peer}: {e}"))
+    peer.parse()
+        .map_err(|e| format!("invalid peer id {peer}: {e}"))
 }
 
 fn parse_addr(addr: &str) -> Result<Multiaddr, String> {
-    addr.parse().map_err(|e| format!("invalid multiaddr {addr}: {e}"))
+    addr.parse()
+        .map_err(|e| format!("invalid multiaddr {addr}: {e}"))
 }
 
 impl Peer {
@@ -88,7 +93,10 @@ impl Peer {
         Ok(())
     }
 
-    pub(super) fn on_request_response(&mut self, event: request_response::Event<Request, Response>) {
+    pub(super) fn on_request_response(
+        &mut self,
+        event: request_response::Event<Request, Response>,
+    ) {
         match event {
             request_response::Event::Message {
                 peer,
@@ -168,7 +176,8 @@ impl Peer {
                     id: request.id,
                     payload: filler(size),
                 };
-                let delay = std::time::Duration::from_millis(responder.response_delay_ms.unwrap_or(0));
+                let delay =
+                    std::time::Duration::from_millis(responder.response_delay_ms.unwrap_or(0));
                 self.responses.push(Box::pin(async move {
                     tokio::time::sleep(delay).await;
                     (channel, response)
@@ -213,7 +222,12 @@ impl Peer {
                     .into(),
             )),
             AutonatVersion::V1 => {
-                let asks = self.config.autonat.as_ref().and_then(|a| a.v1).is_some_and(|r| r.asks());
+                let asks = self
+                    .config
+                    .autonat
+                    .as_ref()
+                    .and_then(|a| a.v1)
+                    .is_some_and(|r| r.asks());
                 let Some(behaviour) = self.swarm.behaviour_mut().autonat_v1.as_mut() else {
                     return Err("no AutoNAT v1 role configured (config.autonat.v1)".into());
                 };
@@ -233,14 +247,13 @@ impl Peer {
     }
 
     pub(super) fn on_autonat_v1(&mut self, event: autonat::v1::Event) {
-        let reachability = |status, server: Option<PeerId>, address: Option<&Multiaddr>| {
-            Event::Reachability {
+        let reachability =
+            |status, server: Option<PeerId>, address: Option<&Multiaddr>| Event::Reachability {
                 version: AutonatVersion::V1,
                 status,
                 server: server.map(|s| s.to_string()),
                 address: address.map(ToString::to_string),
-            }
-        };
+            };
         let inbound = |remote: PeerId, outcome, reason: Option<String>| Event::AutonatRequest {
             remote: remote.to_string(),
             version: AutonatVersion::V1,
@@ -258,7 +271,11 @@ impl Peer {
                 };
                 self.emitter.emit(event);
             }
-            autonat::v1::Event::OutboundProbe(OutboundProbeEvent::Response { peer, address, .. }) => {
+            autonat::v1::Event::OutboundProbe(OutboundProbeEvent::Response {
+                peer,
+                address,
+                ..
+            }) => {
                 self.emitter.emit(reachability(
                     ReachabilityStatus::Public,
                     Some(peer),
@@ -279,14 +296,23 @@ impl Peer {
             }) => self.emitter.emit(Event::error(
                 Some("autonat_probe"),
                 None,
-                format!("AutoNAT v1 probe with {peer} failed: {}", outbound_probe_error(&error)),
+                format!(
+                    "AutoNAT v1 probe with {peer} failed: {}",
+                    outbound_probe_error(&error)
+                ),
             )),
             // No server or no address yet: the library tries again on its schedule.
             autonat::v1::Event::OutboundProbe(event) => tracing::debug!(?event, "autonat v1 probe"),
-            autonat::v1::Event::InboundProbe(InboundProbeEvent::Request { peer, addresses, .. }) => {
+            autonat::v1::Event::InboundProbe(InboundProbeEvent::Request {
+                peer,
+                addresses,
+                ..
+            }) => {
                 tracing::info!(%peer, ?addresses, "autonat v1 dial request");
             }
-            autonat::v1::Event::InboundProbe(InboundProbeEvent::Response { peer, address, .. }) => {
+            autonat::v1::Event::InboundProbe(InboundProbeEvent::Response {
+                peer, address, ..
+            }) => {
                 tracing::info!(%peer, %address, "autonat v1 dialed back");
                 self.emitter
                     .emit(inbound(peer, AutonatOutcome::DialedBack, None));
@@ -296,10 +322,13 @@ impl Peer {
                     InboundProbeError::Response(ResponseError::DialError) => {
                         (AutonatOutcome::DialBackFailed, "DialError".to_owned())
                     }
-                    InboundProbeError::Response(error) => (AutonatOutcome::Refused, format!("{error:?}")),
-                    InboundProbeError::InboundRequest(error) => {
-                        (AutonatOutcome::Refused, format!("inbound request failed: {}", chain(&error)))
+                    InboundProbeError::Response(error) => {
+                        (AutonatOutcome::Refused, format!("{error:?}"))
                     }
+                    InboundProbeError::InboundRequest(error) => (
+                        AutonatOutcome::Refused,
+                        format!("inbound request failed: {}", chain(&error)),
+                    ),
                 };
                 self.emitter.emit(inbound(peer, outcome, Some(reason)));
             }

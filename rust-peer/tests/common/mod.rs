@@ -51,7 +51,9 @@ impl TestPeer {
             backlog: Vec::new(),
             id: String::new(),
         };
-        if let Some(started) = peer.try_expect(Duration::from_secs(30), |e| matches!(e, Event::Started { .. })) {
+        if let Some(started) = peer.try_expect(Duration::from_secs(30), |e| {
+            matches!(e, Event::Started { .. })
+        }) {
             peer.id = started.peer;
         }
         peer
@@ -83,10 +85,18 @@ impl TestPeer {
         }
     }
 
-    pub fn expect(&mut self, what: &str, timeout: Duration, matches: impl Fn(&Event) -> bool) -> Event {
+    pub fn expect(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&Event) -> bool,
+    ) -> Event {
         match self.try_expect(timeout, matches) {
             Some(line) => line.event,
-            None => panic!("{what}: not seen within {timeout:?}; seen: {:#?}", self.backlog),
+            None => panic!(
+                "{what}: not seen within {timeout:?}; seen: {:#?}",
+                self.backlog
+            ),
         }
     }
 
@@ -95,14 +105,18 @@ impl TestPeer {
         while let Ok(event) = self.events.try_recv() {
             self.backlog.push(event);
         }
-        self.backlog.iter().filter(|e| matches(&e.event)).map(|e| e.event.clone()).collect()
+        self.backlog
+            .iter()
+            .filter(|e| matches(&e.event))
+            .map(|e| e.event.clone())
+            .collect()
     }
 
     /// This peer's dialable address on 127.0.0.1, with `/p2p/<id>`.
     pub fn loopback_addr(&mut self) -> String {
-        let Event::Listening { addrs } =
-            self.expect("listening", Duration::from_secs(10), |e| matches!(e, Event::Listening { .. }))
-        else {
+        let Event::Listening { addrs } = self.expect("listening", Duration::from_secs(10), |e| {
+            matches!(e, Event::Listening { .. })
+        }) else {
             unreachable!()
         };
         let addr = addrs
@@ -119,7 +133,10 @@ impl TestPeer {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "peer still running after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "peer still running after {timeout:?}"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,7 +151,11 @@ impl Drop for TestPeer {
 
 /// A tcp/noise/yamux peer configuration with extra top-level fields.
 pub fn config(seed: u64, extra: &str) -> String {
-    let extra = if extra.is_empty() { String::new() } else { format!(",{extra}") };
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(",{extra}")
+    };
     format!(
         r#"{{"seed":{seed},"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux"{extra}}}"#
     )
