@@ -16,7 +16,10 @@ use libp2p::{
     StreamProtocol,
 };
 
-use crate::config::{Config, ConfigError};
+use crate::{
+    config::{Config, ConfigError},
+    dial_failures,
+};
 
 /// Looks like a real deployment to the remote side; the agent version stays the library's.
 const IDENTIFY_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
@@ -48,6 +51,7 @@ pub struct Behaviour {
     pub autonat_v1: Toggle<autonat::v1::Behaviour>,
     pub autonat_v2_client: Toggle<autonat::v2::client::Behaviour>,
     pub autonat_v2_server: Toggle<autonat::v2::server::Behaviour>,
+    pub dial_failures: dial_failures::Behaviour,
 }
 
 impl Behaviour {
@@ -101,6 +105,7 @@ impl Behaviour {
                 .filter(|role| role.serves())
                 .map(|_| autonat::v2::server::Behaviour::default())
                 .into(),
+            dial_failures: dial_failures::Behaviour::default(),
         })
     }
 }

@@ -4,6 +4,7 @@
 mod behaviour;
 mod compat;
 mod config;
+mod dial_failures;
 mod events;
 mod hold;
 mod negotiated;

@@ -112,6 +112,38 @@ fn a_dropped_request_fails() {
         .is_empty());
 }
 
+/// request-response says only "Failed to dial the requested peer"; the dial's own error follows.
+#[test]
+fn a_request_nobody_can_take_fails_with_the_dial_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nobody = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let mut b = TestPeer::start(&config(24, r#""request_response":{}"#));
+    b.send(&format!(
+        r#"{{"cmd":"request","peer":"{nobody}","addr":"/ip4/127.0.0.1/tcp/{port}/p2p/{nobody}","id":"n1","size":1}}"#
+    ));
+    let Event::RequestFailed { error, .. } = b.expect("request_failed", SHORT, |e| {
+        matches!(e, Event::RequestFailed { .. })
+    }) else {
+        unreachable!()
+    };
+    assert!(
+        error.starts_with("Failed to dial the requested peer: "),
+        "{error}"
+    );
+    assert!(
+        error.contains(&port.to_string()) || error.to_lowercase().contains("refused"),
+        "{error}"
+    );
+    assert!(
+        b.seen(|e| matches!(e, Event::Error { .. })).is_empty(),
+        "not a `dial` command's error"
+    );
+}
+
 #[test]
 fn a_stalled_request_times_out() {
     let (mut a, addr_a) = responder(31, r#"{"failure":"stall"}"#);

@@ -139,10 +139,17 @@ impl Peer {
                     tracing::warn!(%peer, %request_id, "failure of no request of ours: {error}");
                     return;
                 };
+                let mut text = chain(&error);
+                if let request_response::OutboundFailure::DialFailure = error {
+                    let dial = self.swarm.behaviour().dial_failures.last(&outbound.remote);
+                    if let Some(dial) = dial {
+                        text = format!("{text}: {dial}");
+                    }
+                }
                 self.emitter.emit(Event::RequestFailed {
                     remote: outbound.remote.to_string(),
                     id: outbound.id,
-                    error: chain(&error),
+                    error: text,
                 });
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
