@@ -1,5 +1,6 @@
 //! Runs the built rust-peer binary as the runner does: configuration in the environment,
-//! commands on stdin, events read from stdout.
+//! commands on stdin, events read from stdout. `MESHGATE_TEST_PEER` names another build to run
+//! instead (e.g. one of images/rust/build for another libp2p).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -18,12 +19,16 @@ pub struct TestPeer {
     /// Events read but not yet asked for.
     backlog: Vec<EventLine>,
     pub id: String,
+    /// `started.versions`.
+    pub versions: std::collections::BTreeMap<String, String>,
 }
 
 impl TestPeer {
     /// Starts a peer; waits for `started` unless it exits first (then `id` is empty).
     pub fn start(config: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rust-peer"))
+        let binary = std::env::var("MESHGATE_TEST_PEER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_rust-peer").to_owned());
+        let mut child = Command::new(binary)
             .env(contract::config::CONFIG_VAR, config)
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
@@ -50,11 +55,15 @@ impl TestPeer {
             events,
             backlog: Vec::new(),
             id: String::new(),
+            versions: Default::default(),
         };
         if let Some(started) = peer.try_expect(Duration::from_secs(30), |e| {
             matches!(e, Event::Started { .. })
         }) {
             peer.id = started.peer;
+            if let Event::Started { versions, .. } = started.event {
+                peer.versions = versions;
+            }
         }
         peer
     }
