@@ -173,8 +173,8 @@ fn a_stalled_request_times_out() {
 }
 
 /// rust-libp2p#5996: requests sent back to back to a peer not yet connected all make
-/// request-response dial; with libp2p-request-response 0.27.x and 0.28.0 all but the first
-/// fail (the dial condition), from 0.28.1 every one is answered.
+/// request-response dial; with libp2p-request-response 0.27.x and 0.28.0 the later dials'
+/// condition fails and requests with it, from 0.28.1 every one is answered.
 #[test]
 fn back_to_back_requests_to_a_peer_not_yet_connected() {
     let (a, addr_a) = responder(41, "{}");
@@ -206,10 +206,11 @@ fn back_to_back_requests_to_a_peer_not_yet_connected() {
         }
     }
     if buggy {
-        assert_eq!(
-            (answered, failed.len()),
-            (1, 2),
-            "request-response {version}: {failed:?}"
+        // The second dial's condition fails and takes every pending request to the peer along
+        // (0.27) or at least the later ones (0.28.0).
+        assert!(
+            failed.len() >= 2,
+            "request-response {version}: {answered} answered, {failed:?}"
         );
         assert!(
             failed
