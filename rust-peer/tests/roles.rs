@@ -173,8 +173,9 @@ fn a_stalled_request_times_out() {
 }
 
 /// rust-libp2p#5996: requests sent back to back to a peer not yet connected all make
-/// request-response dial; with libp2p-request-response 0.27.x and 0.28.0 the later dials'
-/// condition fails and requests with it, from 0.28.1 every one is answered.
+/// request-response dial; with libp2p-request-response 0.27.x and 0.28.0 (libp2p 0.54, 0.55)
+/// the later dials' condition fails and requests with it, from 0.28.1 (yanked; 0.29.0 with
+/// libp2p 0.56) every one is answered.
 #[test]
 fn back_to_back_requests_to_a_peer_not_yet_connected() {
     let (a, addr_a) = responder(41, "{}");
