@@ -26,6 +26,9 @@ const CRATES: &[&str] = &[
     "libp2p-tls",
     "libp2p-yamux",
     "libp2p-stream",
+    // The revision 2 roles: which of these decides incidents (request-response 0.28.0 or 0.28.1).
+    "libp2p-request-response",
+    "libp2p-autonat",
 ];
 
 fn main() {

@@ -13,19 +13,44 @@ pub fn libp2p_version() -> String {
 
 /// The optional features of docs/peer-contract.md this build can do, sorted, for `started`.
 /// The same at libp2p 0.54 to 0.57: tcp with noise or tls and yamux, quic-v1, a new connection
-/// on request (`PeerCondition::Always` with a new port), raw streams (libp2p-stream). Not
-/// `drop-protocol` (no behaviour can withdraw a protocol while running) nor `muxer-mplex`.
+/// on request (`PeerCondition::Always` with a new port), raw streams (libp2p-stream),
+/// request-response (its `json` codec), AutoNAT v1 and v2 in both roles (libp2p-autonat has
+/// `v1` and `v2` from 0.13, libp2p 0.54). Not `drop-protocol` (no behaviour can withdraw a
+/// protocol while running), `muxer-mplex`, `autonat-v1-vanish` (the v1 client cannot drop a
+/// connection between sending a dial request and its answer) nor `port-mapping` (see
+/// `Config::unsupported_role`).
 pub fn features() -> Vec<&'static str> {
-    use contract::features::{DIAL_MODE_NEW, OPEN_STREAMS};
+    use contract::features::{
+        AUTONAT_V1_CLIENT, AUTONAT_V1_SERVER, AUTONAT_V2_CLIENT, AUTONAT_V2_SERVER, DIAL_MODE_NEW,
+        OPEN_STREAMS, REQUEST_RESPONSE,
+    };
     vec![
+        AUTONAT_V1_CLIENT,
+        AUTONAT_V1_SERVER,
+        AUTONAT_V2_CLIENT,
+        AUTONAT_V2_SERVER,
         DIAL_MODE_NEW,
         "muxer-yamux",
         OPEN_STREAMS,
+        REQUEST_RESPONSE,
         "security-noise",
         "security-tls",
         "transport-quic-v1",
         "transport-tcp",
     ]
+}
+
+/// Gives request-response an address to dial `peer` at. `Swarm::add_peer_address` reaches only
+/// behaviours that keep addresses, which request-response up to 0.30 (libp2p 0.57) does not
+/// (it ignores `FromSwarm::NewExternalAddrOfPeer`); its own, deprecated `add_address` is what
+/// its `send_request` dials from in every release.
+pub fn add_request_address(
+    request_response: &mut crate::behaviour::RequestResponse,
+    peer: &libp2p::PeerId,
+    addr: libp2p::Multiaddr,
+) {
+    #[allow(deprecated)]
+    request_response.add_address(peer, addr);
 }
 
 /// Leaves a gossipsub topic: `Ok(false)` if it was not joined.

@@ -4,10 +4,10 @@ use std::{fmt, time::Duration};
 
 use libp2p::{gossipsub, identity};
 
-pub use contract::config::{MessageId as MessageIdFn, Muxer, PeerConfig, Security, Transport};
 use contract::config::CONFIG_VAR;
 #[cfg(test)]
 use contract::config::DEFAULT_STREAMS_INTERVAL_MS;
+pub use contract::config::{MessageId as MessageIdFn, Muxer, PeerConfig, Security, Transport};
 
 /// The contract's configuration once validated: everything that would later fail on a bad value
 /// has failed in [`Config::from_json`]. Unknown fields are ignored so that a newer runner can add
@@ -120,7 +120,10 @@ impl Config {
     /// The first feature that `require` names and this build lacks (`features`), if any: a name
     /// this peer does not know is lacking too, so that the probe's reserved name always is.
     pub fn lacking(&self, features: &[&str]) -> Option<Unsupported> {
-        let missing = self.require.iter().find(|f| !features.contains(&f.as_str()))?;
+        let missing = self
+            .require
+            .iter()
+            .find(|f| !features.contains(&f.as_str()))?;
         Some(Unsupported {
             feature: missing.clone(),
             reason: format!(
@@ -128,6 +131,22 @@ impl Config {
                  (it has: {})",
                 crate::compat::libp2p_version(),
                 features.join(", ")
+            ),
+        })
+    }
+
+    /// The first configured role this implementation cannot take, if any (checked at start, like
+    /// `require`).
+    pub fn unsupported_role(&self) -> Option<Unsupported> {
+        // libp2p-upnp refuses a gateway whose external address is not global
+        // (`Event::NonRoutableGateway`, `is_addr_global` in its tokio.rs) and has no option to
+        // accept one; case networks, and the gateway they run, are private on purpose.
+        self.port_mapping.as_ref()?;
+        Some(Unsupported {
+            feature: contract::features::PORT_MAPPING.into(),
+            reason: format!(
+                "rust-libp2p {}'s upnp behaviour refuses any gateway whose external address is not                  a global IP (NonRoutableGateway) and cannot be told otherwise; case networks are private",
+                crate::compat::libp2p_version()
             ),
         })
     }
@@ -327,11 +346,45 @@ mod tests {
             .expect("valid config")
         };
         let features = crate::compat::features();
-        assert!(with(r#"["transport-quic-v1","dial-mode-new"]"#).lacking(&features).is_none());
+        assert!(with(r#"["transport-quic-v1","dial-mode-new"]"#)
+            .lacking(&features)
+            .is_none());
         let lacking = with(r#"["dial-mode-new","drop-protocol"]"#).lacking(&features);
         assert_eq!(lacking.expect("drop-protocol").feature, "drop-protocol");
         let reserved = with(&format!(r#"["{}"]"#, contract::features::PROBE_RESERVED));
         assert!(reserved.lacking(&features).is_some());
+    }
+
+    #[test]
+    fn revision_2_roles() {
+        let with = |roles: &str| {
+            Config::from_json(&format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"quic-v1",{roles}}}"#
+            ))
+            .expect("valid config")
+        };
+        let config = with(
+            r#""request_response":{"response_delay_ms":5,"failure":"stall"},
+               "autonat":{"v1":"server","v2":"both","throttle_peer_max":100}"#,
+        );
+        assert!(config.unsupported_role().is_none());
+        let rr = config.request_response.clone().expect("request_response");
+        assert_eq!(rr.failure, Some(contract::config::ResponderFailure::Stall));
+        let mapping = with(r#""port_mapping":{}"#).unsupported_role();
+        assert_eq!(mapping.expect("port mapping").feature, "port-mapping");
+        let features = crate::compat::features();
+        for feature in ["request-response", "autonat-v1-server", "autonat-v1-client"] {
+            let require = with(&format!(r#""require":["{feature}"]"#));
+            assert!(require.lacking(&features).is_none(), "{feature}");
+        }
+        for feature in ["autonat-v1-vanish", "port-mapping"] {
+            let require = with(&format!(r#""require":["{feature}"]"#));
+            assert_eq!(require.lacking(&features).expect(feature).feature, feature);
+        }
+        assert!(Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"quic-v1","request_response":{"failure":"explode"}}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod behaviour;
 mod compat;
 mod config;
+mod dial_failures;
 mod events;
 mod hold;
 mod negotiated;
@@ -24,6 +25,7 @@ use crate::{
 
 #[tokio::main]
 async fn main() {
+    exit_on_panic();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -41,6 +43,7 @@ async fn main() {
     let emitter = Emitter::new(keypair.public().to_peer_id().to_string());
     let stack = match config
         .lacking(&compat::features())
+        .or_else(|| config.unsupported_role())
         .map_or_else(|| config.stack(), Err)
     {
         Ok(stack) => stack,
@@ -59,6 +62,19 @@ async fn main() {
     // Exit at once: tokio's stdin reader may still be blocked in a read that would otherwise
     // hold up runtime shutdown. Events are already flushed.
     process::exit(status);
+}
+
+/// A panic anywhere (a library's `expect`, as libp2p-autonat 0.13's "Peer is connected.") ends
+/// the process with Rust's panic status, 101, after the standard hook has printed the message to
+/// stderr. Without this, a panic of the swarm, which runs in `main`'s future, would unwind into
+/// the runtime's drop, which waits for tokio's stdin reader, blocked in a read, so the process
+/// would linger; and one in a connection task would be swallowed by tokio.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        process::exit(101);
+    }));
 }
 
 /// Library versions compiled in, as found in Cargo.lock by build.rs (empty if it was not).

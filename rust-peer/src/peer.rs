@@ -1,5 +1,7 @@
-//! The event loop: one `tokio::select!` over swarm events, stdin command lines and the timers
-//! that sample stream counts and meshes.
+//! The event loop: one `tokio::select!` over swarm events, stdin command lines, the timers
+//! that sample stream counts and meshes, and the responses that wait for their delay.
+
+mod roles;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -7,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::{
     core::ConnectedPoint,
     gossipsub::{self, IdentTopic, TopicHash},
@@ -76,6 +78,13 @@ struct Peer {
     /// The `cmd_id` of the `dial` that started each outgoing connection still being set up,
     /// for the error if it fails.
     dials: HashMap<ConnectionId, Option<String>>,
+    config: Config,
+    /// Requests sent, until answered or failed.
+    outbound: roles::OutboundRequests,
+    /// Answers waiting for `response_delay_ms`.
+    responses: FuturesUnordered<roles::DelayedResponse>,
+    /// Requests never to be answered (`failure: stall`), kept so that their streams stay open.
+    stalled: Vec<libp2p::request_response::ResponseChannel<commands::Response>>,
 }
 
 enum Flow {
@@ -117,6 +126,10 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         streams,
         task_events,
         dials: HashMap::new(),
+        config: config.clone(),
+        outbound: HashMap::new(),
+        responses: FuturesUnordered::new(),
+        stalled: Vec::new(),
     };
     // Topics are joined only on `subscribe`; gossipsub needs no preparation for them.
     tracing::info!(topics = ?config.gossipsub.topics, "topics of this run");
@@ -192,6 +205,7 @@ impl Peer {
                 () = streams_changed.notified() => self.report_streams(false),
                 _ = mesh_tick.tick() => self.report_meshes(),
                 Some(event) = task_events.recv() => self.emitter.emit(event),
+                Some((channel, response)) = self.responses.next() => self.respond(channel, response),
             }
         }
         self.shutdown().await;
@@ -274,9 +288,12 @@ impl Peer {
             } => {
                 let message = chain(&error);
                 tracing::warn!(peer = ?peer_id, "dial failed: {message}");
-                let cmd_id = self.dials.remove(&connection_id).flatten();
-                self.emitter
-                    .emit(Event::error(Some("dial"), cmd_id.as_deref(), message));
+                // Only a `dial` command's failure is an error here; the dials the behaviours make
+                // (request-response, AutoNAT) report through their own events.
+                if let Some(cmd_id) = self.dials.remove(&connection_id) {
+                    self.emitter
+                        .emit(Event::error(Some("dial"), cmd_id.as_deref(), message));
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -290,6 +307,16 @@ impl Peer {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => {
                 tracing::trace!(?event, "ping");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RequestResponse(event)) => {
+                self.on_request_response(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatV1(event)) => self.on_autonat_v1(event),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatV2Client(event)) => {
+                self.on_autonat_v2_client(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatV2Server(event)) => {
+                self.on_autonat_v2_server(event);
             }
             other => tracing::debug!(event = ?other, "swarm event"),
         }
@@ -519,13 +546,18 @@ impl Peer {
                     cmd_id: cmd_id.map(str::to_owned),
                 });
             }
-            Command::Request { .. } | Command::AutonatProbe { .. } => {
-                self.emitter.emit(Event::Unsupported {
-                    feature: name_of_role(&command).into(),
-                    reason: "this peer does not have the role yet".into(),
-                    cmd_id: cmd_id.map(str::to_owned),
-                });
-            }
+            Command::Request {
+                peer,
+                addr,
+                id,
+                size,
+            } => self.request(&peer, addr.as_deref(), id, size)?,
+            Command::AutonatProbe {
+                server,
+                addr,
+                version,
+                vanish,
+            } => self.autonat_probe(&server, addr.as_deref(), version, vanish, cmd_id)?,
             Command::Stop => return Ok(Flow::Stop),
         }
         Ok(Flow::Continue)
@@ -667,13 +699,5 @@ mod tests {
         assert_eq!(chain(&silent), "Address already in use");
         let plain = io::Error::other("boom");
         assert_eq!(chain(&plain), "boom");
-    }
-}
-
-/// The feature a revision-2 command needs.
-fn name_of_role(command: &Command) -> &'static str {
-    match command {
-        Command::Request { .. } => contract::features::REQUEST_RESPONSE,
-        _ => contract::features::AUTONAT_V1_CLIENT,
     }
 }
