@@ -142,8 +142,8 @@ impl Check for Connectivity {
         NAME
     }
 
-    fn not_applicable(&self, case: &crate::cases::Case) -> Option<String> {
-        super::no_edges(case)
+    fn applies(&self, case: &crate::cases::Case) -> bool {
+        super::has_edges(case)
     }
 
     fn observe(&mut self, rec: &Recorded) {

@@ -373,8 +373,8 @@ impl Check for Subscriptions {
         NAME
     }
 
-    fn not_applicable(&self, case: &crate::cases::Case) -> Option<String> {
-        super::no_edges(case)
+    fn applies(&self, case: &crate::cases::Case) -> bool {
+        super::has_edges(case)
     }
 
     fn observe(&mut self, rec: &Recorded) {

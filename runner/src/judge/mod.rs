@@ -59,7 +59,8 @@ mod tests {
 
     #[test]
     fn how_the_case_ran_decides_what_is_judged() {
-        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        kit.case.edges = vec![(0, 1)];
         let mut record: Vec<Recorded> = kit.connect(500, "rust-1", "go-1").into();
         record.extend(kit.publish(1_000, "rust-1", "rust-1/0"));
         record.push(kit.message(1_600, "go-1", "rust-1", "rust-1/0", 1_100));
