@@ -132,20 +132,20 @@ fn c_upnp_discovery_fails_against_a_quirky_router_before_v0_41_and_maps_from_the
 }
 
 #[test]
-fn d_concurrent_requests_to_an_unconnected_peer_all_fail_in_0_54_and_are_answered_from_0_55() {
+fn d_concurrent_requests_to_an_unconnected_peer_all_fail_in_0_55_and_are_answered_from_0_56() {
     let out = tempfile::tempdir().unwrap();
     let o = run("matrices/incidents/d-request-response-5996.yaml", out.path(), &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let r = results_of(out.path());
 
-    let buggy = case(&r, &["rust-0.54"]);
+    let buggy = case(&r, &["rust-0.55"]);
     let c = check(buggy, "request-response");
     assert_eq!(c["status"], "known", "{c:#}");
     assert_eq!(c["known_issue"], "rust-libp2p#5996", "{c:#}");
     assert!(message(c).contains("0 answered"), "{c:#}");
 
-    let fixed = case(&r, &["rust-0.55"]);
+    let fixed = case(&r, &["rust-0.56"]);
     passes(fixed);
     let c = check(fixed, "request-response");
     assert!(c.to_string().contains("5 answered"), "{c:#}");
