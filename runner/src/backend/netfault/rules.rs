@@ -79,14 +79,18 @@ pub fn partition_rules(chain: &str, unreachable: &[Ipv4Addr]) -> Vec<Vec<String>
     rules
 }
 
-/// The rules of a refusing chain: drop every TCP connection attempt (a SYN) and every UDP flow to `port` that
-/// the peer did not start (conntrack: NEW), so that nobody reaches it while its own dials and their answers pass.
+/// The rules of a refusing chain: refuse every TCP connection attempt (a SYN, answered with a reset) and every UDP
+/// flow to `port` that the peer did not start (conntrack: NEW, answered port-unreachable), so that nobody reaches it
+/// while its own dials and their answers pass. Refused rather than dropped: a dial to the peer (an AutoNAT
+/// dial-back) fails at once instead of after the kernel's minutes of SYN retries, and the verdict does not depend on
+/// how long the case lasts.
 pub fn refuse_rules(chain: &str, port: u16) -> Vec<Vec<String>> {
     let port = port.to_string();
     vec![
-        owned(&["-A", chain, "-p", "tcp", "--syn", "-j", "DROP"]),
+        owned(&["-A", chain, "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]),
         owned(&[
-            "-A", chain, "-p", "udp", "--dport", &port, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
+            "-A", chain, "-p", "udp", "--dport", &port, "-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT",
+            "--reject-with", "icmp-port-unreachable",
         ]),
     ]
 }
@@ -267,8 +271,8 @@ mod tests {
         assert_eq!(
             joined(&refuse_rules("MESHGATE-R1-3", 4001)),
             [
-                "-A MESHGATE-R1-3 -p tcp --syn -j DROP",
-                "-A MESHGATE-R1-3 -p udp --dport 4001 -m conntrack --ctstate NEW -j DROP",
+                "-A MESHGATE-R1-3 -p tcp --syn -j REJECT --reject-with tcp-reset",
+                "-A MESHGATE-R1-3 -p udp --dport 4001 -m conntrack --ctstate NEW -j REJECT --reject-with icmp-port-unreachable",
             ]
         );
         assert_eq!(jump_position(Kind::Refuse, ""), Some(1));
