@@ -13,16 +13,18 @@ mod common;
 use common::{results_of, root, stderr};
 
 /// Every step of the probe, in the order its table lists them (meshgate::probe::STEPS).
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 12] = [
     "started",
     "listening",
     "unknown-command",
     "malformed-line",
     "stop",
     "require",
+    "roles",
     "connect",
     "subscribe",
     "message",
+    "request-response",
     "events",
 ];
 
@@ -61,8 +63,9 @@ fn row<'a>(table: &'a str, step: &str) -> (&'a str, &'a str) {
         .unwrap_or_else(|| panic!("no row for step {step} in:\n{table}"))
 }
 
-/// Every step is listed, in order, in the table and in probe.json, and passed.
-fn assert_passes(target: &str) {
+/// Every step is listed, in order, in the table and in probe.json, and passed; the `roles` step names the roles
+/// the implementation lists and the one it was asked and refused.
+fn assert_passes(target: &str, roles: &str, refused: &str) {
     let out = tempfile::tempdir().unwrap();
     let o = probe(target, out.path());
     let (table, err) = (stdout(&o), stderr(&o));
@@ -73,8 +76,28 @@ fn assert_passes(target: &str) {
     }
     assert_eq!(o.status.code(), Some(0), "{table}\n{err}");
     assert!(
-        err.contains(&format!("probe of {target}: PASSED 10 of 10 steps")),
+        err.contains(&format!("probe of {target}: PASSED 12 of 12 steps\n")),
         "{err}"
+    );
+    assert!(
+        !table.contains("\nskip:"),
+        "nothing skipped, nothing explained:\n{table}"
+    );
+    let (_, reason) = row(&table, "roles");
+    assert!(
+        reason.starts_with(&format!("it lists {roles}; started with all of them and listened; asked {refused}, which it does not list: `unsupported` {refused} (")),
+        "{reason}"
+    );
+    assert!(reason.ends_with("), exit status 3"), "{reason}");
+    let (_, reason) = row(&table, "request-response");
+    assert!(
+        reason.starts_with("probe-2 requested `p10` (64 bytes) of probe-1, which received it; the 64-byte response came after "),
+        "{reason}"
+    );
+    let (_, reason) = row(&table, "stop");
+    assert_eq!(
+        reason,
+        "`stopped`, exit status 0 (alone, roles, probe-1, probe-2)"
     );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("probe.json")).unwrap())
@@ -86,8 +109,22 @@ fn assert_passes(target: &str) {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(steps, STEPS, "{report:#}");
+    for step in report["steps"].as_array().unwrap() {
+        assert_eq!(step["verdict"], "pass", "{step:#}");
+        assert_eq!(
+            step["passed"], true,
+            "older readers read `passed`: {step:#}"
+        );
+    }
     // The peers' own output is kept, one file per start.
-    for peer in ["alone", "require", "probe-1", "probe-2"] {
+    for peer in [
+        "alone",
+        "require",
+        "roles",
+        "roles-unlisted",
+        "probe-1",
+        "probe-2",
+    ] {
         assert!(
             out.path().join(format!("{peer}.events.jsonl")).is_file(),
             "{peer}"
@@ -97,12 +134,22 @@ fn assert_passes(target: &str) {
 
 #[test]
 fn the_rust_peer_passes_every_step_of_the_probe() {
-    assert_passes("rust");
+    // rust-peer/README.md: no port mapping (libp2p-upnp refuses private gateways).
+    assert_passes(
+        "rust",
+        "request-response, autonat-v1-server, autonat-v1-client, autonat-v2-server, autonat-v2-client",
+        "port-mapping",
+    );
 }
 
 #[test]
 fn the_go_peer_passes_every_step_of_the_probe() {
-    assert_passes("go");
+    // go-peer/README.md: no AutoNAT server of either version, nor a v2 client.
+    assert_passes(
+        "go",
+        "request-response, autonat-v1-client, port-mapping",
+        "autonat-v1-server",
+    );
 }
 
 /// Builds the two test images once, FROM scratch: runner/tests/chatty-peer (a static Go program) in front of the
@@ -190,8 +237,10 @@ fn an_image_that_writes_a_line_that_is_not_an_event_fails_the_probe_naming_the_l
         "listening",
         "unknown-command",
         "malformed-line",
+        "roles",
         "connect",
         "message",
+        "request-response",
     ] {
         assert_eq!(row(&table, step).0, "pass", "{step}:\n{table}");
     }

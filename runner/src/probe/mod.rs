@@ -1,19 +1,23 @@
 //! `meshgate probe`: does an implementation speak the peer contract (docs/peer-contract.md)? In the manner of
 //! quic-interop-runner's compliance check, one peer is started alone on the backend the runs use and taken through
-//! the basics, then two of it exchange one gossipsub message. Each step ends passed or failed, with its reason:
+//! the basics, then two of it exchange one gossipsub message and one request. Each step ends passed, failed or
+//! skipped, with its reason; a step is skipped (neither passed nor failed) when what it tests is a role the
+//! implementation does not list in `started.features`:
 //!
-//! | step | passes when |
-//! | --- | --- |
-//! | `started` | the first stdout line is `started`, with `implementation` and `versions` (its `contract_version` is noted) |
-//! | `listening` | the next event is `listening`, with the listen port among its addresses |
-//! | `unknown-command` | an unknown command is answered with an `error` naming it and its `cmd_id` |
-//! | `malformed-line` | a line that is not JSON is answered with an `error` whose `cmd` and `cmd_id` are null |
-//! | `stop` | `stop` gives `stopped` and exit status 0 (of every peer the probe started normally) |
-//! | `require` | a configuration requiring `meshgate-probe-reserved` (a separate start) gives `unsupported` naming it and exit status 3 |
-//! | `connect` | one peer dials the other's listen address; both report the connection (directions, negotiation) |
-//! | `subscribe` | both subscribe to a topic; each reports the other's subscription |
-//! | `message` | one publishes a message; the other reports it (id, source, size and `sent_us` from the payload) |
-//! | `events` | every stdout line of every start is a contract event |
+//! | step | passes when | skipped when |
+//! | --- | --- | --- |
+//! | `started` | the first stdout line is `started`, with `implementation` and `versions` (its `contract_version` is noted) |  |
+//! | `listening` | the next event is `listening`, with the listen port among its addresses |  |
+//! | `unknown-command` | an unknown command is answered with an `error` naming it and its `cmd_id` |  |
+//! | `malformed-line` | a line that is not JSON is answered with an `error` whose `cmd` and `cmd_id` are null |  |
+//! | `stop` | `stop` gives `stopped` and exit status 0 (of every peer the probe started normally) |  |
+//! | `require` | a configuration requiring `meshgate-probe-reserved` (a separate start) gives `unsupported` naming it and exit status 3 |  |
+//! | `roles` | two more starts: asked every revision 2 role it lists (request-response, AutoNAT v1/v2 server and client, port mapping), it starts and listens; asked the first role it does not list, it gives `unsupported` naming it and exit status 3 (a half is left out, and said so, when it lists no role or every role) | it says a contract revision before 2 (such peers ignore the roles' configuration) |
+//! | `connect` | one peer dials the other's listen address; both report the connection (directions, negotiation) |  |
+//! | `subscribe` | both subscribe to a topic; each reports the other's subscription |  |
+//! | `message` | one publishes a message; the other reports it (id, source, size and `sent_us` from the payload) |  |
+//! | `request-response` | the second requests 64 bytes of the first (`request`, id `p10`): `request_sent`, then `response_received` of 64 bytes there, `request_received` at the first | it does not list `request-response` (the pair is configured with the role only when it does) |
+//! | `events` | every stdout line of every start is a contract event |  |
 //!
 //! `meshgate run` probes every `language: image` implementation of a matrix before its cases ([`probe_images`]).
 
@@ -22,7 +26,7 @@ mod prober;
 mod report;
 
 pub use prober::probe;
-pub use report::{Report, Step};
+pub use report::{Report, Step, Verdict};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,16 +43,18 @@ use crate::progress::Progress;
 use crate::results::CouldNotRun;
 
 /// Every step, in the order the table lists them.
-pub const STEPS: [&str; 10] = [
+pub const STEPS: [&str; 12] = [
     "started",
     "listening",
     "unknown-command",
     "malformed-line",
     "stop",
     "require",
+    "roles",
     "connect",
     "subscribe",
     "message",
+    "request-response",
     "events",
 ];
 
@@ -289,32 +295,42 @@ mod tests {
         assert_eq!(sent.require, [PROBE_RESERVED]);
     }
 
-    #[test]
-    fn the_report_lists_every_step_and_names_the_failed_ones() {
+    fn report(verdict_of: impl Fn(&str) -> Verdict) -> Report {
         let mut report = Report {
             target: "image x:1".into(),
             image: "x:1".into(),
             implementation: Some("x-libp2p".into()),
-            contract_version: Some(1),
+            contract_version: Some(2),
             ..Default::default()
         };
         report.steps = STEPS
             .iter()
             .map(|&name| Step {
                 name: name.into(),
-                passed: name != "events",
+                verdict: verdict_of(name),
                 reason: format!("{name} reason"),
             })
             .collect();
+        report
+    }
+
+    #[test]
+    fn the_report_lists_every_step_and_names_the_failed_ones() {
+        use Verdict::*;
+        let report = report(|name| match name {
+            "events" => Fail,
+            "request-response" => Skip,
+            _ => Pass,
+        });
         assert!(!report.passed());
         assert_eq!(report.failures(), "events: events reason");
         assert_eq!(
             report.headline(),
-            "probe of image x:1: FAILED 1 of 10 steps: events"
+            "probe of image x:1: FAILED 1 of 12 steps: events (1 skipped: request-response)"
         );
         let table = report.table();
         assert!(
-            table.starts_with("meshgate probe image x:1: x:1, x-libp2p, contract version 1\n"),
+            table.starts_with("meshgate probe image x:1: x:1, x-libp2p, contract version 2\n"),
             "{table}"
         );
         for name in STEPS {
@@ -326,12 +342,68 @@ mod tests {
             );
         }
         assert!(
-            table.contains("\nevents           FAIL     events reason\n"),
+            table.contains("\nevents            FAIL     events reason\n"),
             "{table}"
         );
         assert!(
-            table.contains("\nstarted          pass     started reason\n"),
+            table.contains("\nstarted           pass     started reason\n"),
             "{table}"
         );
+        assert!(
+            table.contains("\nrequest-response  skip     request-response reason\n"),
+            "{table}"
+        );
+        assert!(table.contains("\nskip: not tried, because"), "{table}");
+    }
+
+    #[test]
+    fn skips_are_no_passes_and_fail_nothing() {
+        use Verdict::*;
+        let report = report(|name| if name == "roles" { Skip } else { Pass });
+        assert!(report.passed(), "nothing failed: exit status 0");
+        assert_eq!(report.failures(), "");
+        assert_eq!(
+            report.headline(),
+            "probe of image x:1: PASSED 11 of 12 steps (1 skipped: roles)"
+        );
+        let all = self::report(|_| Pass);
+        assert_eq!(all.headline(), "probe of image x:1: PASSED 12 of 12 steps");
+        assert!(!all.table().contains("skip"), "{}", all.table());
+    }
+
+    #[test]
+    fn probe_json_says_the_verdict_and_passed_for_older_readers() {
+        use Verdict::*;
+        let report = report(|name| match name {
+            "roles" => Skip,
+            "events" => Fail,
+            _ => Pass,
+        });
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        let step = |name: &str| {
+            json["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            step("roles"),
+            serde_json::json!({"name": "roles", "passed": false, "verdict": "skip", "reason": "roles reason"})
+        );
+        assert_eq!(step("events")["verdict"], "fail");
+        assert_eq!(step("events")["passed"], false);
+        assert_eq!(step("started")["verdict"], "pass");
+        assert_eq!(step("started")["passed"], true);
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+        // A probe.json from before skips has `passed` only.
+        let old: Step =
+            serde_json::from_str(r#"{"name":"stop","passed":false,"reason":"no `stopped`"}"#).unwrap();
+        assert_eq!(old.verdict, Fail);
+        let old: Step = serde_json::from_str(r#"{"name":"stop","passed":true,"reason":"ok"}"#).unwrap();
+        assert_eq!(old.verdict, Pass);
     }
 }

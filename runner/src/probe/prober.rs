@@ -8,22 +8,26 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use contract::commands::{Command, CommandLine, DialMode};
 use contract::events::{Direction, Event};
-use contract::features::PROBE_RESERVED;
+use contract::features::{self as feature, PROBE_RESERVED};
 use tokio_util::sync::CancellationToken;
 
 use super::peer::{clip, ProbePeer, Waited};
+use super::report::Verdict;
 use super::{Report, Step, STEPS, TOPIC, UNKNOWN_COMMAND};
 use crate::backend::{Backend, PeerLaunch};
 use crate::cases::Case;
 use crate::events::now_micros;
 use crate::images::Recipe;
 use crate::peers::config::{self as peer_config, dial_addr};
-use contract::config::PeerConfig;
+use contract::config::{Autonat, AutonatRole, PeerConfig, PortMapping, RequestResponse};
 
 /// A line that is not JSON.
 const MALFORMED_LINE: &str = "meshgate-probe: this line is not JSON";
 /// The payload size asked for: room for the header, so that the message is exactly this long.
 const MESSAGE_SIZE: u64 = 256;
+/// The request's payload size, and its id (also the command's `cmd_id`).
+const REQUEST_SIZE: u64 = 64;
+const REQUEST_ID: &str = "p10";
 
 /// How long a peer gets to say `started` and `listening` (as in runs), to answer a command, to exit after `stop`,
 /// to connect, and to deliver the message.
@@ -32,6 +36,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take to be answered: a responder answers at once unless told otherwise.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the publisher's mesh may take to hold the other peer (a heartbeat or two) before it publishes anyway.
 const MESH_WAIT: Duration = Duration::from_secs(3);
 
@@ -55,6 +61,7 @@ pub async fn probe<B: Backend>(
         dir,
         cancel,
         steps: BTreeMap::new(),
+        features: None,
         stops: Vec::new(),
         done: Vec::new(),
         report: Report {
@@ -81,7 +88,7 @@ pub async fn probe<B: Backend>(
 }
 
 /// A step's outcome: the evidence, or the reason it failed.
-type Verdict = Result<String, String>;
+type Outcome = Result<String, String>;
 
 /// Returns a failed verdict from the enclosing step.
 macro_rules! or_fail {
@@ -100,9 +107,11 @@ struct Prober<'a, B: Backend> {
     case_index: usize,
     dir: &'a Path,
     cancel: &'a CancellationToken,
-    steps: BTreeMap<&'static str, Verdict>,
+    steps: BTreeMap<&'static str, (Verdict, String)>,
+    /// What the peer started alone listed in `started.features` (`None`: it did not start, or listed none).
+    features: Option<Vec<String>>,
     /// How each peer started normally took `stop`.
-    stops: Vec<(String, Verdict)>,
+    stops: Vec<(String, Outcome)>,
     /// Peers that are gone, for the `events` step.
     done: Vec<ProbePeer>,
     report: Report,
@@ -113,9 +122,10 @@ impl<B: Backend> Prober<'_, B> {
         let started = self.alone().await?;
         self.require().await?;
         if started {
+            self.roles().await?;
             self.pair().await?;
         } else {
-            for step in ["connect", "subscribe", "message"] {
+            for step in ["roles", "connect", "subscribe", "message", "request-response"] {
                 self.set(step, Err("not tried: the peer did not start alone".into()));
             }
         }
@@ -128,25 +138,43 @@ impl<B: Backend> Prober<'_, B> {
         self.report.steps = STEPS
             .iter()
             .map(|&name| {
-                let verdict = self
+                let (verdict, reason) = self
                     .steps
                     .remove(name)
-                    .unwrap_or_else(|| Err("not tried".into()));
+                    .unwrap_or_else(|| (Verdict::Fail, "not tried".into()));
                 Step {
                     name: name.to_owned(),
-                    passed: verdict.is_ok(),
-                    reason: match verdict {
-                        Ok(r) | Err(r) => r,
-                    },
+                    verdict,
+                    reason,
                 }
             })
             .collect();
         self.report
     }
 
-    fn set(&mut self, step: &'static str, verdict: Verdict) {
+    fn set(&mut self, step: &'static str, outcome: Outcome) {
+        let verdict = match outcome {
+            Ok(r) => (Verdict::Pass, r),
+            Err(r) => (Verdict::Fail, r),
+        };
+        self.set_verdict(step, verdict);
+    }
+
+    /// The step does not apply: the implementation says it does not do what it tests.
+    fn skip(&mut self, step: &'static str, reason: String) {
+        self.set_verdict(step, (Verdict::Skip, reason));
+    }
+
+    fn set_verdict(&mut self, step: &'static str, verdict: (Verdict, String)) {
         debug_assert!(STEPS.contains(&step));
         self.steps.insert(step, verdict);
+    }
+
+    /// Whether the peer started alone listed `name` in `started.features`.
+    fn lists(&self, name: &str) -> bool {
+        self.features
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == name))
     }
 
     async fn start(&mut self, name: &str, config: PeerConfig) -> anyhow::Result<ProbePeer> {
@@ -264,7 +292,7 @@ impl<B: Backend> Prober<'_, B> {
         Ok(true)
     }
 
-    fn judge_started(&mut self, a: &ProbePeer, i: usize) -> Verdict {
+    fn judge_started(&mut self, a: &ProbePeer, i: usize) -> Outcome {
         let (line_no, raw, line) = &a.events[i];
         let Event::Started {
             implementation,
@@ -278,6 +306,7 @@ impl<B: Backend> Prober<'_, B> {
         self.report.implementation = Some(implementation.clone());
         self.report.versions = versions.clone();
         self.report.contract_version = *contract_version;
+        self.features = features.clone();
         let mut problems = Vec::new();
         if *line_no != 1 {
             problems.push(format!(
@@ -330,7 +359,7 @@ impl<B: Backend> Prober<'_, B> {
         line: &str,
         cmd: Option<&str>,
         cmd_id: Option<&str>,
-    ) -> anyhow::Result<Verdict> {
+    ) -> anyhow::Result<Outcome> {
         if a.exited() {
             return Ok(Err(format!("not tried: the peer {}", a.describe_exit())));
         }
@@ -369,7 +398,7 @@ impl<B: Backend> Prober<'_, B> {
     }
 
     /// Sends `stop`: `stopped`, then exit status 0.
-    async fn stop(&mut self, a: &mut ProbePeer, cmd_id: &str) -> anyhow::Result<Verdict> {
+    async fn stop(&mut self, a: &mut ProbePeer, cmd_id: &str) -> anyhow::Result<Outcome> {
         if a.exited() {
             return Ok(Err(format!("not tried: it {}", a.describe_exit())));
         }
@@ -423,55 +452,63 @@ impl<B: Backend> Prober<'_, B> {
         let mut config = peer_config::for_peer(self.case, 0);
         config.require = vec![PROBE_RESERVED.to_owned()];
         let mut r = self.start("require", config).await?;
-        let verdict = self.refuses(&mut r).await?;
+        let asked = format!("`require: [\"{PROBE_RESERVED}\"]`");
+        let verdict = self.refuses(&mut r, PROBE_RESERVED, &asked).await?;
         self.set("require", verdict);
         self.finish(r).await
     }
 
-    async fn refuses(&mut self, r: &mut ProbePeer) -> anyhow::Result<Verdict> {
+    /// Waits for the refusal of a configuration (`asked` says what in it) that the peer cannot honour: `unsupported`
+    /// naming `feature` with `cmd_id` null, then exit status 3.
+    async fn refuses(
+        &mut self,
+        r: &mut ProbePeer,
+        feature: &str,
+        asked: &str,
+    ) -> anyhow::Result<Outcome> {
         let refused_or_running =
             |e: &Event| matches!(e, Event::Unsupported { .. } | Event::Listening { .. });
         Ok(match r.wait(0, START_TIMEOUT, self.cancel, refused_or_running).await? {
             Waited::Event(i) => match r.event(i).clone() {
                 Event::Unsupported {
-                    feature,
+                    feature: named,
                     reason,
                     cmd_id,
-                } if feature == PROBE_RESERVED => {
+                } if named == feature => {
                     let exited = r.exited() || r.wait_exit(STOP_TIMEOUT, self.cancel).await?;
                     let code = r.exit.as_ref().and_then(|e| e.code);
                     if !exited {
                         Err(format!(
-                            "`unsupported` {PROBE_RESERVED}, but no exit within {} s",
+                            "`unsupported` {feature}, but no exit within {} s",
                             STOP_TIMEOUT.as_secs()
                         ))
                     } else if code != Some(contract::exit::UNSUPPORTED.into()) {
                         Err(format!(
-                            "`unsupported` {PROBE_RESERVED}, then it {}; expected exit status {}",
+                            "`unsupported` {feature}, then it {}; expected exit status {}",
                             r.describe_exit(),
                             contract::exit::UNSUPPORTED
                         ))
                     } else if let Some(id) = cmd_id {
                         Err(format!(
-                            "`unsupported` {PROBE_RESERVED} answers no command, but has cmd_id `{id}` (expected null)"
+                            "`unsupported` {feature} answers no command, but has cmd_id `{id}` (expected null)"
                         ))
                     } else {
                         Ok(format!(
-                            "`unsupported` {PROBE_RESERVED} ({}), exit status 3",
+                            "`unsupported` {feature} ({}), exit status 3",
                             clip(&reason, 100)
                         ))
                     }
                 }
-                Event::Unsupported { feature, .. } => Err(format!(
-                    "`unsupported` names `{feature}`, expected `{PROBE_RESERVED}`"
+                Event::Unsupported { feature: named, .. } => Err(format!(
+                    "`unsupported` names `{named}`, expected `{feature}`"
                 )),
                 _ => Err(format!(
-                    "it started and listens: a configuration with `require: [\"{PROBE_RESERVED}\"]` must be \
-                     refused with `unsupported` and exit status 3"
+                    "it started and listens: a configuration with {asked} must be refused with `unsupported` \
+                     {feature} and exit status 3"
                 )),
             },
             Waited::Exited => Err(format!(
-                "it {} without `unsupported` naming {PROBE_RESERVED}",
+                "it {} without `unsupported` naming {feature}",
                 r.describe_exit()
             )),
             Waited::TimedOut => Err(format!(
@@ -481,14 +518,117 @@ impl<B: Backend> Prober<'_, B> {
         })
     }
 
-    /// Two peers: the second dials the first, both subscribe, the first publishes, the second receives.
+    /// Two starts of the revision 2 roles: one asked every role the peer lists (it must start and listen), one
+    /// asked a role it does not list (it must refuse it). Peers of earlier revisions ignore the fields: skipped.
+    async fn roles(&mut self) -> anyhow::Result<()> {
+        if self.report.contract_version.is_none_or(|v| v < 2) {
+            let said = match self.report.contract_version {
+                Some(v) => format!("contract version {v}"),
+                None => "no contract version".to_owned(),
+            };
+            self.skip(
+                "roles",
+                format!("it says {said}: the roles are revision 2, and earlier peers ignore their configuration"),
+            );
+            return Ok(());
+        }
+        let listed: Vec<&'static str> = ROLES.iter().copied().filter(|r| self.lists(r)).collect();
+        let unlisted = ROLES.iter().copied().find(|r| !self.lists(r));
+        let mut said = vec![if listed.is_empty() {
+            "it lists none of the roles".to_owned()
+        } else {
+            format!("it lists {}", listed.join(", "))
+        }];
+        let mut failed = Vec::new();
+
+        if listed.is_empty() {
+            said.push("no start asked for them".to_owned());
+        } else {
+            let mut config = peer_config::for_peer(self.case, 0);
+            for &role in &listed {
+                with_role(&mut config, role);
+            }
+            let mut r = self.start("roles", config).await?;
+            match self.started_with_roles(&mut r).await? {
+                Ok(()) => {
+                    said.push("started with all of them and listened".to_owned());
+                    let outcome = self.stop(&mut r, "p11").await?;
+                    self.stops.push((r.name.clone(), outcome));
+                }
+                Err(why) => failed.push(format!("asked every role it lists: {why}")),
+            }
+            self.finish(r).await?;
+        }
+
+        match unlisted {
+            None => said.push("it lists every role: none could be asked to be refused".to_owned()),
+            Some(role) => {
+                let mut config = peer_config::for_peer(self.case, 0);
+                with_role(&mut config, role);
+                let asked = format!("`{}`", roles_asked(&config));
+                let mut r = self.start("roles-unlisted", config).await?;
+                match self.refuses(&mut r, role, &asked).await? {
+                    Ok(how) => said.push(format!("asked {role}, which it does not list: {how}")),
+                    Err(why) => failed.push(format!("asked {role}, which it does not list: {why}")),
+                }
+                self.finish(r).await?;
+            }
+        }
+
+        // One half at least was tried: ROLES is either listed or not.
+        let outcome = if failed.is_empty() {
+            Ok(said.join("; "))
+        } else {
+            Err(format!("{}; {}", failed.join("; "), said.join("; ")))
+        };
+        self.set("roles", outcome);
+        Ok(())
+    }
+
+    /// A start with roles configured: `listening`, no `unsupported` or `error` before it.
+    async fn started_with_roles(&mut self, r: &mut ProbePeer) -> anyhow::Result<Result<(), String>> {
+        let settled = |e: &Event| {
+            matches!(
+                e,
+                Event::Listening { .. } | Event::Unsupported { .. } | Event::Error { .. }
+            )
+        };
+        Ok(match r.wait(0, START_TIMEOUT, self.cancel, settled).await? {
+            Waited::Event(i) => match r.event(i) {
+                Event::Listening { .. } => Ok(()),
+                Event::Unsupported { feature, reason, .. } => Err(format!(
+                    "`unsupported` {feature} ({}) instead of `listening`",
+                    clip(reason, 100)
+                )),
+                Event::Error { message, .. } => Err(format!(
+                    "`error` ({}) instead of `listening`",
+                    clip(message, 100)
+                )),
+                _ => unreachable!("waited for those"),
+            },
+            Waited::Exited => Err(format!("it {} before `listening`", r.describe_exit())),
+            Waited::TimedOut => Err(format!(
+                "no `listening` within {} s",
+                START_TIMEOUT.as_secs()
+            )),
+        })
+    }
+
+    /// Two peers: the second dials the first, both subscribe, the first publishes, the second receives; then the
+    /// second sends the first a request, when the implementation lists request-response (configured then, without
+    /// `require`: the role is asked for only of an implementation that says it has it).
     async fn pair(&mut self) -> anyhow::Result<()> {
-        let mut l = self
-            .start("probe-1", peer_config::for_peer(self.case, 0))
-            .await?;
-        let mut d = self
-            .start("probe-2", peer_config::for_peer(self.case, 1))
-            .await?;
+        let request_response = self.lists(feature::REQUEST_RESPONSE);
+        let config = |index| {
+            let mut config = peer_config::for_peer(self.case, index);
+            if request_response {
+                config.request_response = Some(RequestResponse::default());
+            }
+            config
+        };
+        let (config_l, config_d) = (config(0), config(1));
+        let mut l = self.start("probe-1", config_l).await?;
+        let mut d = self.start("probe-2", config_d).await?;
         let mut not_ready = Vec::new();
         for p in [&mut l, &mut d] {
             let is_listening = |e: &Event| matches!(e, Event::Listening { .. });
@@ -502,16 +642,17 @@ impl<B: Backend> Prober<'_, B> {
                 )),
             }
         }
-        if !not_ready.is_empty() {
+        let connected = if !not_ready.is_empty() {
             self.set("connect", Err(not_ready.join("; ")));
             for step in ["subscribe", "message"] {
                 self.set(step, Err("not tried: the peers did not connect".into()));
             }
+            false
         } else {
             let connected = self.connect(&mut l, &mut d).await?;
-            let ok = connected.is_ok();
+            let is_connected = connected.is_ok();
             self.set("connect", connected);
-            let subscribed = if ok {
+            let subscribed = if is_connected {
                 self.subscribe(&mut l, &mut d).await?
             } else {
                 Err("not tried: the peers did not connect".into())
@@ -524,6 +665,36 @@ impl<B: Backend> Prober<'_, B> {
                 Err("not tried: the peers did not subscribe".into())
             };
             self.set("message", delivered);
+            is_connected
+        };
+        // Each of the pair says it again (they are the same implementation, but what they say is what counts).
+        let unlisted_by = [&l, &d]
+            .into_iter()
+            .find(|p| !started_features(p).contains(&feature::REQUEST_RESPONSE))
+            .map(|p| {
+                format!(
+                    "{} does not list {} in `started.features` (the peer started alone did)",
+                    p.name,
+                    feature::REQUEST_RESPONSE
+                )
+            });
+        if !request_response {
+            self.skip(
+                "request-response",
+                format!(
+                    "the implementation does not list {} in `started.features`",
+                    feature::REQUEST_RESPONSE
+                ),
+            );
+        } else if let Some(why) = unlisted_by {
+            self.skip("request-response", why);
+        } else {
+            let answered = if connected {
+                self.request(&mut l, &mut d).await?
+            } else {
+                Err("not tried: the peers did not connect".into())
+            };
+            self.set("request-response", answered);
         }
         for (p, cmd_id) in [(&mut l, "p8"), (&mut d, "p9")] {
             let verdict = self.stop(p, cmd_id).await?;
@@ -533,7 +704,7 @@ impl<B: Backend> Prober<'_, B> {
         self.finish(d).await
     }
 
-    async fn connect(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Verdict> {
+    async fn connect(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Outcome> {
         let (lid, did) = (id_of(l), id_of(d));
         let addr = dial_addr(self.case, l.process.address, &lid);
         let dial = CommandLine {
@@ -619,7 +790,7 @@ impl<B: Backend> Prober<'_, B> {
         )))
     }
 
-    async fn subscribe(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Verdict> {
+    async fn subscribe(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Outcome> {
         let (lid, did) = (id_of(l), id_of(d));
         let (from_l, from_d) = (l.events.len(), d.events.len());
         for (p, cmd_id) in [(&mut *l, "p5"), (&mut *d, "p6")] {
@@ -659,7 +830,7 @@ impl<B: Backend> Prober<'_, B> {
         )))
     }
 
-    async fn message(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Verdict> {
+    async fn message(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Outcome> {
         let (lid, did) = (id_of(l), id_of(d));
         // Publishing floods to subscribers, but a mesh that holds the other peer is the usual path: wait a little.
         let in_mesh = |e: &Event| matches!(e, Event::Mesh { topic, peers } if topic == TOPIC && peers.contains(&did));
@@ -773,6 +944,155 @@ impl<B: Backend> Prober<'_, B> {
         )))
     }
 
+    /// The dialer requests [`REQUEST_SIZE`] bytes of the listener over their connection: `request_sent`, then
+    /// `response_received` of that size, and the listener's `request_received`.
+    async fn request(&mut self, l: &mut ProbePeer, d: &mut ProbePeer) -> anyhow::Result<Outcome> {
+        let (lid, did) = (id_of(l), id_of(d));
+        let request = CommandLine {
+            command: Command::Request {
+                peer: lid.clone(),
+                addr: None,
+                id: REQUEST_ID.into(),
+                size: REQUEST_SIZE,
+            },
+            cmd_id: Some(REQUEST_ID.into()),
+        };
+        let (from_l, from_d) = (l.events.len(), d.events.len());
+        or_fail!(d
+            .send(&request.to_json())
+            .await
+            .map_err(|why| format!("{} {why}", d.name)));
+        let refused = |e: &Event| {
+            matches!(e, Event::Unsupported { cmd_id: Some(id), .. } if id == REQUEST_ID)
+        };
+        let sent = |e: &Event| matches!(e, Event::RequestSent { id, .. } if id == REQUEST_ID);
+        let what = format!("`request_sent` `{REQUEST_ID}`");
+        let si = or_fail!(
+            expect(
+                d,
+                from_d,
+                ANSWER_TIMEOUT,
+                self.cancel,
+                &what,
+                Some(REQUEST_ID),
+                |e| sent(e) || refused(e)
+            )
+            .await?
+        );
+        let Event::RequestSent { remote, size, .. } = d.event(si).clone() else {
+            let Event::Unsupported {
+                feature, reason, ..
+            } = d.event(si)
+            else {
+                unreachable!("waited for those")
+            };
+            return Ok(Err(format!(
+                "{} answered `request` with `unsupported` {feature}: {}",
+                d.name,
+                clip(reason, 160)
+            )));
+        };
+        let mut problems = Vec::new();
+        if remote != lid {
+            problems.push(format!(
+                "`request_sent` names {remote}, expected {} ({lid})",
+                l.name
+            ));
+        }
+        if size != REQUEST_SIZE {
+            problems.push(format!(
+                "`request_sent` says {size} bytes, asked for {REQUEST_SIZE}"
+            ));
+        }
+
+        let ended = |e: &Event| match e {
+            Event::ResponseReceived { id, .. } | Event::RequestFailed { id, .. } => id == REQUEST_ID,
+            _ => false,
+        };
+        let what = format!("`response_received` or `request_failed` `{REQUEST_ID}`");
+        let ri = or_fail!(
+            expect(
+                d,
+                from_d,
+                REQUEST_TIMEOUT,
+                self.cancel,
+                &what,
+                Some(REQUEST_ID),
+                ended
+            )
+            .await?
+        );
+        let latency_us = match d.event(ri).clone() {
+            Event::RequestFailed { error, .. } => {
+                problems.push(format!(
+                    "{} reports `request_failed`: {}",
+                    d.name,
+                    clip(&error, 200)
+                ));
+                None
+            }
+            Event::ResponseReceived {
+                remote,
+                size,
+                latency_us,
+                ..
+            } => {
+                if ri < si {
+                    problems.push("`response_received` came before `request_sent`".to_owned());
+                }
+                if remote != lid {
+                    problems.push(format!(
+                        "`response_received` names {remote}, expected {} ({lid})",
+                        l.name
+                    ));
+                }
+                if size != REQUEST_SIZE {
+                    problems.push(format!(
+                        "the response has {size} bytes, expected the request's {REQUEST_SIZE} (no `response_size`)"
+                    ));
+                }
+                if latency_us < 0 {
+                    problems.push(format!("its latency_us is negative: {latency_us}"));
+                }
+                Some(latency_us)
+            }
+            _ => unreachable!("waited for those"),
+        };
+
+        let received = |e: &Event| matches!(e, Event::RequestReceived { id, .. } if id == REQUEST_ID);
+        let what = format!("`request_received` `{REQUEST_ID}`");
+        match expect(l, from_l, ANSWER_TIMEOUT, self.cancel, &what, None, received).await? {
+            Ok(i) => {
+                let Event::RequestReceived { remote, size, .. } = l.event(i) else {
+                    unreachable!("waited for `request_received`")
+                };
+                if *remote != did {
+                    problems.push(format!(
+                        "`request_received` names {remote}, expected {} ({did})",
+                        d.name
+                    ));
+                }
+                if *size != REQUEST_SIZE {
+                    problems.push(format!(
+                        "`request_received` says {size} bytes, {} sent {REQUEST_SIZE}",
+                        d.name
+                    ));
+                }
+            }
+            Err(why) => problems.push(why),
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems.join("; ")));
+        }
+        Ok(Ok(format!(
+            "{} requested `{REQUEST_ID}` ({REQUEST_SIZE} bytes) of {}, which received it; the {REQUEST_SIZE}-byte \
+             response came after {} ms",
+            d.name,
+            l.name,
+            latency_us.unwrap_or_default() / 1000
+        )))
+    }
+
     fn events_step(&mut self) {
         let lines: u64 = self.done.iter().map(|p| p.lines()).sum();
         let violations: Vec<String> = self
@@ -794,6 +1114,50 @@ impl<B: Backend> Prober<'_, B> {
         };
         self.set("events", verdict);
     }
+}
+
+/// The roles a configuration asks for on their own (contract revision 2), by feature name, in the order the
+/// `roles` step tries them. (`autonat-v1-vanish` is a way of `autonat_probe`, not a role to configure.)
+const ROLES: [&str; 6] = [
+    feature::REQUEST_RESPONSE,
+    feature::AUTONAT_V1_SERVER,
+    feature::AUTONAT_V1_CLIENT,
+    feature::AUTONAT_V2_SERVER,
+    feature::AUTONAT_V2_CLIENT,
+    feature::PORT_MAPPING,
+];
+
+/// Adds the role `role` (one of [`ROLES`]) to `config`, with the contract's defaults; a server and a client of
+/// one AutoNAT version are `both`.
+fn with_role(config: &mut PeerConfig, role: &str) {
+    fn add(had: &mut Option<AutonatRole>, role: AutonatRole) {
+        *had = Some(match *had {
+            Some(h) if h != role => AutonatRole::Both,
+            _ => role,
+        });
+    }
+    fn autonat(config: &mut PeerConfig) -> &mut Autonat {
+        config.autonat.get_or_insert_with(Autonat::default)
+    }
+    match role {
+        feature::REQUEST_RESPONSE => config.request_response = Some(RequestResponse::default()),
+        feature::AUTONAT_V1_SERVER => add(&mut autonat(config).v1, AutonatRole::Server),
+        feature::AUTONAT_V1_CLIENT => add(&mut autonat(config).v1, AutonatRole::Client),
+        feature::AUTONAT_V2_SERVER => add(&mut autonat(config).v2, AutonatRole::Server),
+        feature::AUTONAT_V2_CLIENT => add(&mut autonat(config).v2, AutonatRole::Client),
+        feature::PORT_MAPPING => config.port_mapping = Some(PortMapping::default()),
+        other => unreachable!("{other} is not one of ROLES"),
+    }
+}
+
+/// The role fields of `config` as sent: `port_mapping: {}`.
+fn roles_asked(config: &PeerConfig) -> String {
+    let sent = serde_json::to_value(config).unwrap_or_default();
+    ["request_response", "autonat", "port_mapping"]
+        .iter()
+        .filter_map(|k| sent.get(k).map(|v| format!("{k}: {v}")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Waits at `p` for an event matching `matches`; an `error` answering `cmd_id`, an exit or the deadline fail the
@@ -839,6 +1203,19 @@ async fn expect(
     )
 }
 
+/// What a peer listed in its `started.features`.
+fn started_features(p: &ProbePeer) -> Vec<&str> {
+    p.events
+        .iter()
+        .find_map(|(_, _, line)| match &line.event {
+            Event::Started {
+                features: Some(f), ..
+            } => Some(f.iter().map(String::as_str).collect()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// The peer id of a peer that started.
 fn id_of(p: &ProbePeer) -> String {
     p.peer_id().unwrap_or_default().to_owned()
@@ -865,5 +1242,43 @@ fn first_line_note(p: &ProbePeer) -> String {
     match &p.first_line {
         Some(l) => format!("; its first stdout line is `{}`", clip(l, 120)),
         None => "; it wrote nothing on stdout".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_is_configured_on_its_own_and_the_two_sides_of_a_version_make_both() {
+        let case = super::super::probe_case(&super::super::target_spec("rust")).unwrap();
+        let plain = peer_config::for_peer(&case, 0);
+        assert_eq!(roles_asked(&plain), "", "runs ask no role");
+        for role in ROLES {
+            let mut config = plain.clone();
+            with_role(&mut config, role);
+            assert_ne!(config, plain, "{role}");
+        }
+        let mut config = plain.clone();
+        for role in [
+            feature::AUTONAT_V1_CLIENT,
+            feature::AUTONAT_V1_SERVER,
+            feature::AUTONAT_V2_CLIENT,
+            feature::PORT_MAPPING,
+        ] {
+            with_role(&mut config, role);
+        }
+        let autonat = config.autonat.clone().unwrap();
+        assert_eq!(autonat.v1, Some(AutonatRole::Both));
+        assert_eq!(autonat.v2, Some(AutonatRole::Client));
+        assert_eq!(
+            roles_asked(&config),
+            r#"autonat: {"v1":"both","v2":"client"}, port_mapping: {}"#
+        );
+        // What the peer is sent reads back as asked.
+        let sent: PeerConfig = serde_json::from_str(&config.to_json()).unwrap();
+        assert_eq!(sent.autonat, config.autonat);
+        assert_eq!(sent.port_mapping, Some(PortMapping::default()));
+        assert!(sent.require.is_empty(), "roles are asked, never required");
     }
 }
