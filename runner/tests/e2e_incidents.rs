@@ -89,17 +89,37 @@ fn a_autonat_v1_servers_survive_vanishing_clients_and_clients_conclude_the_truth
 }
 
 #[test]
-fn b_simultaneous_dials_leave_every_pair_connected_and_delivering() {
+fn b_simultaneous_dials_are_judged_and_their_intermittent_failures_are_the_known_ones() {
     let out = tempfile::tempdir().unwrap();
     let o = run("matrices/incidents/b-simultaneous-dial.yaml", out.path(), &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let r = results_of(out.path());
     for transport in ["tcp", "quic-v1"] {
-        let pair = case(&r, &[transport, "pair"]);
-        passes(pair);
-        let d = check(pair, "delivery");
-        assert!(d["coverage"].as_str().unwrap().contains("100"), "{d:#}");
+        let mesh4 = case(&r, &[transport, "mesh-4"]);
+        assert!(mesh4["error"].is_null(), "{mesh4:#}");
+        // Messages flow through the other peers whatever the pair does.
+        assert_eq!(check(mesh4, "delivery")["status"], "passed", "{mesh4:#}");
+        let c = check(mesh4, "connectivity");
+        assert!(
+            c["coverage"].as_str().unwrap().contains("5 time-line dial(s) judged"),
+            "every simultaneous re-dial is judged: {c:#}"
+        );
+        match c["status"].as_str().unwrap() {
+            // The pair lost both connections: the verdict names the moment and quotes both dials' errors.
+            "known" => {
+                assert_eq!(c["known_issue"], "n0-computer/iroh#2307", "{c:#}");
+                assert!(message(c).contains("held no connection 5 s after dialing each other at once"), "{c:#}");
+                assert!(c["evidence"].to_string().contains("dial"), "{c:#}");
+            }
+            "passed" => assert!(c["evidence"].to_string().contains("did not show in this run"), "{c:#}"),
+            other => panic!("connectivity {other}: {c:#}"),
+        }
+        // The other checks either pass or fail only as the known issues the matrix names.
+        for k in mesh4["checks"].as_array().unwrap() {
+            let status = k["status"].as_str().unwrap();
+            assert!(status == "passed" || (status == "known" && k["known_issue"].is_string()), "{k:#}");
+        }
     }
 }
 

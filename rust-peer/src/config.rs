@@ -145,7 +145,8 @@ impl Config {
         Some(Unsupported {
             feature: contract::features::PORT_MAPPING.into(),
             reason: format!(
-                "rust-libp2p {}'s upnp behaviour refuses any gateway whose external address is not                  a global IP (NonRoutableGateway) and cannot be told otherwise; case networks are private",
+                "rust-libp2p {}'s upnp behaviour refuses any gateway whose external address is not \
+                 a global IP (NonRoutableGateway) and cannot be told otherwise; case networks are private",
                 crate::compat::libp2p_version()
             ),
         })
