@@ -184,6 +184,11 @@ fn e_duplicate_rust_to_go_connections_are_the_known_issue_and_dedup_passes() {
     // Go cannot force a new connection: the go-go edges say how they were dialed.
     let notes = new["notes"].to_string();
     assert!(notes.contains("go-1 dials go-2 deduplicated"), "{notes}");
+    // Everything else passes, or fails only as the (intermittent) gossipsub symptoms of the same issue.
+    for k in new["checks"].as_array().unwrap() {
+        let status = k["status"].as_str().unwrap();
+        assert!(status == "passed" || (status == "known" && k["known_issue"] == "rust-libp2p#6047"), "{k:#}");
+    }
 
     passes(case(&r, &["dial-dedup"]));
 }
