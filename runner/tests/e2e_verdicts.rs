@@ -32,39 +32,8 @@ fn case<'a>(r: &'a Value, contains: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no case with {contains:?}"))
 }
 
-#[test]
-fn rust_6047_network_with_new_connections_is_judged_and_fails_connections_on_rust_peers() {
-    let out = tempfile::tempdir().unwrap();
-    let o = run("runner/tests/matrices/dedup-6047.yaml", out.path(), &["--jobs", "1"]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    let r = results_of(out.path());
-
-    let new = case(&r, "dial-new");
-    assert!(new["error"].is_null(), "{new:#}");
-    let connections = check(new, "connections");
-    assert_eq!(connections["status"], "failed", "{connections:#}");
-    assert!(
-        connections["message"].as_str().unwrap().starts_with("rust-"),
-        "the rust end holds the duplicates: {connections:#}"
-    );
-    // Every check judged or says why not; none skipped for the whole case.
-    for c in new["checks"].as_array().unwrap() {
-        assert_ne!(c["status"], "skipped", "{c:#}");
-        assert!(c["coverage"].is_string(), "coverage of {c:#}");
-    }
-    // Go cannot force a new connection: the go-go edges say how they were dialed.
-    let notes: Vec<&str> = new["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
-    assert!(
-        notes.iter().any(|n| n.contains("go-1 dials go-2 deduplicated")),
-        "{notes:?}"
-    );
-
-    let dedup = case(&r, "dial-dedup");
-    for c in dedup["checks"].as_array().unwrap() {
-        assert_eq!(c["status"], "passed", "{c:#}");
-    }
-}
+// rust-libp2p#6047 (duplicate connections) is matrices/incidents/e-duplicate-connections-6047.yaml, asserted in
+// tests/e2e_incidents.rs.
 
 #[test]
 fn an_edge_that_never_connects_fails_connectivity_naming_both_peers() {
