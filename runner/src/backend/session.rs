@@ -98,7 +98,7 @@ pub async fn prepare_images<B: Backend>(
     });
     // The gateway emulator, once, when a case has one and the backend can run it.
     let gateway = async {
-        if backend.cannot_run_participants().is_some() || !cases.iter().any(crate::peers::has_gateway) {
+        if backend.cannot_run_participants().is_some() || !cases.iter().any(|c| c.gateway.is_some()) {
             return Ok(());
         }
         let recipe = match crate::images::gateway_recipe() {
