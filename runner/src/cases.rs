@@ -48,7 +48,7 @@ pub struct Case {
     /// The UPnP gateway emulator of the case network, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<matrix::Gateway>,
-    /// Peers whose inbound connections the runner's firewall drops from their start: not reachable from outside.
+    /// Peers whose inbound connections the runner's firewall refuses from their start: not reachable from outside.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private: Vec<String>,
 }

@@ -1,6 +1,6 @@
 //! `autonat`: AutoNAT clients conclude the truth about themselves, and servers survive serving them. A client
 //! that probed (v1 and v2 apart) must have concluded a reachability, and its last conclusion must be the truth:
-//! public, unless the case lists it in `private` (the runner's firewall drops its inbound connections). `unknown`
+//! public, unless the case lists it in `private` (the runner's firewall refuses its inbound connections). `unknown`
 //! or no conclusion at all fails. Vanishing probes (the client drops the connection after its dial request)
 //! conclude nothing by design: a client whose probes all vanished is judged on the server side only. Every server
 //! outcome is reported, and a server that crashes (exits without being asked, panics) fails the check with its
@@ -253,7 +253,7 @@ impl Check for Autonat {
             let private = case.private.contains(client);
             let truth = if private { ReachabilityStatus::Private } else { ReachabilityStatus::Public };
             let why_truth = if private {
-                "the runner's firewall drops its inbound connections"
+                "the runner's firewall refuses its inbound connections"
             } else {
                 "nothing blocks its inbound connections"
             };
@@ -406,7 +406,7 @@ mod tests {
         assert_eq!(r.status, Status::Failed);
         assert_eq!(
             r.message.as_deref().unwrap(),
-            "go-2 (go-libp2p v0.51.0) concluded AutoNAT v1 reachability public, where it is private (the runner's firewall drops its inbound connections)"
+            "go-2 (go-libp2p v0.51.0) concluded AutoNAT v1 reachability public, where it is private (the runner's firewall refuses its inbound connections)"
         );
         // Unknown is no conclusion.
         let mut record = base.clone();

@@ -209,7 +209,7 @@ pub struct Network {
     /// A UPnP gateway emulator in the case network (absent: none).
     #[serde(default)]
     pub gateway: Option<Gateway>,
-    /// Peers whose inbound connections the runner's firewall drops from their start (by name): what AutoNAT
+    /// Peers whose inbound connections the runner's firewall refuses from their start (by name): what AutoNAT
     /// clients must conclude about them.
     #[serde(default = "defaults::private")]
     pub private: Spanned<Vec<String>>,
