@@ -1,11 +1,11 @@
-//! What the peers say and what the kernel says of them, turned into observations: every stdout line judged against
-//! the contract (and kept in `<peer>.events.jsonl`), stderr lines (kept in `<peer>.stderr`), exits, and samples
-//! of each peer process's established TCP sockets. Nothing here decides what the case does next.
+//! What the peers say, turned into observations: every stdout line judged against the contract (and kept in
+//! `<peer>.events.jsonl`), stderr lines (kept in `<peer>.stderr`), exits. Nothing here decides what the case does
+//! next.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::backend::{Output, PeerProcess};
+use crate::backend::Output;
 use crate::events::{Line, Observation};
 
 /// One peer's output as it is read: its log files and how many stdout lines it wrote.
@@ -65,64 +65,6 @@ impl PeerOutput {
                 memory_limit_bytes: exit.memory_limit_bytes,
             }],
         }
-    }
-}
-
-/// The kernel's view of each peer's TCP connections, recorded when it changes.
-pub struct Sockets {
-    /// The last view recorded per peer.
-    last: Vec<Option<Vec<String>>>,
-    /// Peers whose view cannot be read (recorded once).
-    unavailable: Vec<bool>,
-    /// Addresses of the case that are no peer's (the UPnP gateway, whose HTTP server go-libp2p's UPnP client
-    /// keeps a connection to): sockets to them are no libp2p connection, so they are left out of the view.
-    not_peers: Vec<std::net::IpAddr>,
-}
-
-impl Sockets {
-    pub fn new(peers: usize) -> Self {
-        Self {
-            last: vec![None; peers],
-            unavailable: vec![false; peers],
-            not_peers: Vec::new(),
-        }
-    }
-
-    /// Leaves sockets to `address`, a participant that is not a peer, out of every view from now on.
-    pub fn not_a_peer(&mut self, address: std::net::IpAddr) {
-        self.not_peers.push(address);
-    }
-
-    /// A new process of peer `i` (a restart): its view is read afresh.
-    pub fn forget(&mut self, i: usize) {
-        self.last[i] = None;
-        self.unavailable[i] = false;
-    }
-
-    /// Peer `i`'s established TCP connections as the kernel sees them, if they changed since the last sample.
-    pub fn sample(&mut self, i: usize, process: &PeerProcess) -> Option<Observation> {
-        if self.unavailable[i] {
-            return None;
-        }
-        let remotes = process.pid.and_then(crate::backend::sockets::established_remotes);
-        let Some(remotes) = remotes else {
-            let reason = match process.pid {
-                None => "the backend does not know the peer's process".to_owned(),
-                Some(pid) => format!("/proc/{pid}/net/tcp cannot be read"),
-            };
-            self.unavailable[i] = true;
-            return Some(Observation::SocketsUnavailable { reason });
-        };
-        let established: Vec<String> = remotes
-            .iter()
-            .filter(|a| !self.not_peers.contains(&a.ip()))
-            .map(|a| a.to_string())
-            .collect();
-        if self.last[i].as_ref() == Some(&established) {
-            return None;
-        }
-        self.last[i] = Some(established.clone());
-        Some(Observation::Sockets { established })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 mod faults;
 pub use faults::tools_missing;
 mod ingest;
+mod kernel_view;
 mod participants;
 pub use participants::{external_ip, has_gateway};
 mod recorder;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::Case;
-use crate::events::{Command, CommandLine, Observation, Recorded};
+use crate::events::{Command, CommandLine, Observation, PeerEvent, Recorded};
 use crate::images::Recipes;
 use crate::matrix::timeline::{Action, Condition, StepDial, Via};
 use crate::matrix::DialMode;
@@ -33,7 +34,8 @@ use crate::progress::Progress;
 use crate::results::PeerReport;
 use config::dial_addr;
 use contract::commands::DialMode as Dial;
-use ingest::{PeerOutput, Sockets};
+use ingest::PeerOutput;
+use kernel_view::KernelView;
 use recorder::{FailFast, Recorder};
 use world::World;
 
@@ -44,8 +46,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const SEED_0_PEER_ID: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 /// Longest a write of one command to a peer may take: a peer reads its commands at once.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the kernel's TCP connections of every peer are read.
-const SOCKET_SAMPLING: Duration = Duration::from_millis(500);
+/// How often the live checks and the faults in force are looked at: failures are announced within this.
+const TICK: Duration = Duration::from_millis(500);
 
 /// What running a case produced.
 pub struct CaseRecord {
@@ -110,9 +112,12 @@ pub struct Driver<'a, B: Backend> {
     inbox_tx: mpsc::Sender<(usize, Output)>,
     cancel: CancellationToken,
     dir: PathBuf,
-    /// Ticks when the kernel's view of the peers' connections is due for another look.
-    sampler: tokio::time::Interval,
-    sockets: Sockets,
+    /// Ticks when the live checks and the faults are due for another look.
+    ticker: tokio::time::Interval,
+    /// Over TCP, the kernel's view of each peer's connections, read on a thread of its own; its reads arrive on
+    /// `kernel_reads`.
+    kernel: Option<KernelView>,
+    kernel_reads: mpsc::UnboundedReceiver<(usize, Observation)>,
     commands_sent: u64,
     /// What the runner changed to run the case (an edge dialed the other way round, ...).
     notes: Vec<String>,
@@ -134,6 +139,7 @@ impl<'a, B: Backend> Driver<'a, B> {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (inbox_tx, inbox) = mpsc::channel(4096);
+        let (kernel_tx, kernel_reads) = mpsc::unbounded_channel();
         let mut peers = Vec::new();
         let mut outputs = Vec::new();
         for spec in &case.peers {
@@ -156,12 +162,14 @@ impl<'a, B: Backend> Driver<'a, B> {
             inbox_tx,
             cancel,
             dir: dir.to_owned(),
-            sampler: {
-                let mut i = tokio::time::interval(SOCKET_SAMPLING);
+            ticker: {
+                let mut i = tokio::time::interval(TICK);
                 i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 i
             },
-            sockets: Sockets::new(case.peers.len()),
+            // QUIC runs over UDP, where the kernel keeps no connections to compare with.
+            kernel: (case.transport == crate::matrix::Transport::Tcp).then(|| KernelView::start(kernel_tx)),
+            kernel_reads,
             commands_sent: 0,
             notes: Vec::new(),
             subscribed: BTreeSet::new(),
@@ -260,6 +268,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
         self.run_timeline(&scenario).await?;
         self.pump_for(scenario.drain).await?;
+        self.last_kernel_look().await;
         Ok(())
     }
 
@@ -308,9 +317,11 @@ impl<'a, B: Backend> Driver<'a, B> {
                 }
             }
         });
+        if let Some(k) = &self.kernel {
+            k.watch(i, process.pid);
+        }
         self.peers[i].process = Some(process);
         self.peers[i].deaf = false;
-        self.sockets.forget(i);
     }
 
     /// Dials along the topology's edges and waits, within the warm-up, for both ends of each to report it.
@@ -803,7 +814,6 @@ impl<'a, B: Backend> Driver<'a, B> {
         if let Some(why) = self.gateway.as_mut().and_then(|g| g.failed.take()) {
             bail!("{why}");
         }
-        self.sample_sockets();
         let peers = self.peer_reports();
         self.rec.watch(self.case, &peers)?;
         Ok(())
@@ -813,22 +823,13 @@ impl<'a, B: Backend> Driver<'a, B> {
         self.rec.observe(i, what);
     }
 
-    /// Records each running peer's established TCP connections as the kernel sees them, when they changed. QUIC
-    /// runs over UDP, where the kernel keeps no connections to compare with.
-    fn sample_sockets(&mut self) {
-        if self.case.transport != crate::matrix::Transport::Tcp {
-            return;
-        }
-        for i in 0..self.peers.len() {
-            if self.rec.world.exited(i) {
-                continue;
-            }
-            let Some(process) = self.peers[i].process.as_ref() else {
-                continue;
-            };
-            if let Some(o) = self.sockets.sample(i, process) {
-                self.observe(i, o);
-            }
+    /// Before the peers stop: the kernel's view of every peer that reported a change since its last read, so a
+    /// disagreement going on at the end is seen twice or not at all.
+    async fn last_kernel_look(&mut self) {
+        let Some(k) = &self.kernel else { return };
+        k.settle().await;
+        while let Ok((i, o)) = self.kernel_reads.try_recv() {
+            self.observe(i, o);
         }
     }
 
@@ -838,6 +839,20 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
         let stop_sent = self.rec.world.stop_sent[i];
         for o in self.outputs[i].observations(output, stop_sent) {
+            if let Some(k) = &self.kernel {
+                match &o {
+                    Observation::Event { line }
+                        if matches!(
+                            line.event,
+                            PeerEvent::ConnectionOpened { .. } | PeerEvent::ConnectionClosed { .. }
+                        ) =>
+                    {
+                        k.changed(i)
+                    }
+                    Observation::Exited { .. } => k.forget(i),
+                    _ => {}
+                }
+            }
             self.observe(i, o);
         }
     }
@@ -851,7 +866,8 @@ impl<'a, B: Backend> Driver<'a, B> {
                 Some((i, o)) => self.handle(i, o),
                 None => bail!("lost every peer's output"),
             },
-            _ = self.sampler.tick() => self.on_tick()?,
+            Some((i, o)) = self.kernel_reads.recv() => self.observe(i, o),
+            _ = self.ticker.tick() => self.on_tick()?,
             _ = tokio::time::sleep_until(deadline) => return Ok(true),
         }
         Ok(false)

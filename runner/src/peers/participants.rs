@@ -87,7 +87,9 @@ impl<B: Backend> Driver<'_, B> {
             bail!("the {GATEWAY} image {} was not built", recipe.image_tag());
         }
         let address = self.backend.participant_address(self.case_index)?;
-        self.sockets.not_a_peer(address.into());
+        if let Some(k) = &self.kernel {
+            k.not_a_peer(address.into());
+        }
         let config = GatewayConfig {
             address: address.to_string(),
             http_port: HTTP_PORT,

@@ -1,6 +1,10 @@
-//! The `connections` check's cross-check against the kernel: over TCP, the runner samples each peer process's
+//! The `connections` check's cross-check against the kernel: over TCP, the runner reads each peer process's
 //! established sockets (`Observation::Sockets`), and a peer whose reported connections differ from them for longer
 //! than the settling time fails the check.
+//!
+//! Reads are rationed (`peers::kernel_view`), so a disagreement is judged only at reads: it counts when two reads
+//! more than the settling time apart both show it, with nothing in between that agreed. A late read then delays the
+//! evidence but cannot make a brief disagreement look long.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -28,7 +32,10 @@ fn tcp_socket_addr(multiaddr: &str) -> Option<SocketAddr> {
 #[derive(Debug, Clone)]
 pub(super) struct Misreport {
     peer: String,
+    /// The first read that showed it, and the last.
     since: Micros,
+    last_seen: Micros,
+    /// When the peer and the kernel agreed again.
     until: Option<Micros>,
     /// Per remote end whose counts differ: (connections the peer reports open to it, sockets the kernel holds).
     diffs: BTreeMap<SocketAddr, (usize, usize)>,
@@ -100,7 +107,7 @@ impl KernelCheck {
                             .filter(|a| !participants.contains(&a.ip()))
                             .collect(),
                     );
-                    self.compare(&rec.peer.clone(), rec.at);
+                    self.judge_read(&rec.peer.clone(), rec.at);
                 }
                 return;
             }
@@ -146,7 +153,7 @@ impl KernelCheck {
                         .insert(conn_id.clone(), addr);
                     self.remote_of
                         .insert((rec.peer.clone(), addr), remote.clone());
-                    self.compare(&rec.peer, line.ts);
+                    self.agreed_again(&rec.peer, line.ts);
                 }
             }
             PeerEvent::ConnectionClosed { conn_id, .. } => {
@@ -156,7 +163,7 @@ impl KernelCheck {
                     .and_then(|r| r.remove(conn_id))
                     .is_some();
                 if was_reported {
-                    self.compare(&rec.peer, line.ts);
+                    self.agreed_again(&rec.peer, line.ts);
                 }
             }
             PeerEvent::Stopped => {
@@ -169,48 +176,75 @@ impl KernelCheck {
         }
     }
 
-    /// Compares a peer's reported connections with the kernel's, after either changed at `now`.
-    fn compare(&mut self, peer: &str, now: Micros) {
-        let Some(kernel) = self.kernel.get(peer) else {
-            return;
-        };
-        let kernel = tally(kernel.iter().copied());
+    /// Per remote end whose counts differ: (connections the peer reports, sockets the kernel's last read holds).
+    fn diffs(&self, peer: &str) -> Option<BTreeMap<SocketAddr, (usize, usize)>> {
+        let kernel = tally(self.kernel.get(peer)?.iter().copied());
         let reported = tally(
             self.reported
                 .get(peer)
                 .into_iter()
                 .flat_map(|r| r.values().copied()),
         );
-        let diffs: BTreeMap<SocketAddr, (usize, usize)> = reported
-            .keys()
-            .chain(kernel.keys())
-            .map(|a| {
-                let r = reported.get(a).copied().unwrap_or(0);
-                let k = kernel.get(a).copied().unwrap_or(0);
-                (*a, (r, k))
-            })
-            .filter(|(_, (r, k))| r != k)
-            .collect();
+        Some(
+            reported
+                .keys()
+                .chain(kernel.keys())
+                .map(|a| {
+                    let r = reported.get(a).copied().unwrap_or(0);
+                    let k = kernel.get(a).copied().unwrap_or(0);
+                    (*a, (r, k))
+                })
+                .filter(|(_, (r, k))| r != k)
+                .collect(),
+        )
+    }
+
+    /// A read of `peer`'s sockets at `now`: starts a disagreement, carries one on (the differences both reads
+    /// show), or ends it.
+    fn judge_read(&mut self, peer: &str, now: Micros) {
+        let Some(diffs) = self.diffs(peer) else { return };
         if diffs.is_empty() {
+            return self.end_misreport(peer, now);
+        }
+        if let Some(m) = self.misreporting.get_mut(peer) {
+            let lasting: BTreeMap<SocketAddr, (usize, usize)> = m
+                .diffs
+                .iter()
+                .filter(|(a, counts)| diffs.get(a) == Some(counts))
+                .map(|(a, c)| (*a, *c))
+                .collect();
+            if !lasting.is_empty() {
+                m.diffs = lasting;
+                m.last_seen = now;
+                return;
+            }
+            // Another disagreement than the one seen before: that one ended unseen, between the reads.
             self.end_misreport(peer, now);
-        } else {
-            let m = self
-                .misreporting
-                .entry(peer.to_owned())
-                .or_insert_with(|| Misreport {
-                    peer: peer.to_owned(),
-                    since: now,
-                    until: None,
-                    diffs: BTreeMap::new(),
-                });
-            m.diffs = diffs;
+        }
+        self.misreporting.insert(
+            peer.to_owned(),
+            Misreport {
+                peer: peer.to_owned(),
+                since: now,
+                last_seen: now,
+                until: None,
+                diffs,
+            },
+        );
+    }
+
+    /// A reported change at `now` that makes the peer agree with the kernel's last read ends a disagreement; a
+    /// change never starts one, since the last read may be older than the change.
+    fn agreed_again(&mut self, peer: &str, now: Micros) {
+        if self.diffs(peer).is_some_and(|d| d.is_empty()) {
+            self.end_misreport(peer, now);
         }
     }
 
     fn end_misreport(&mut self, peer: &str, now: Micros) {
         if let Some(mut m) = self.misreporting.remove(peer) {
             m.until = Some(now);
-            if now - m.since > self.settle_us() {
+            if m.last_seen - m.since > self.settle_us() {
                 self.misreports.push(m);
             }
         }
@@ -264,19 +298,19 @@ impl KernelCheck {
         }
     }
 
-    /// The disagreements that lasted beyond the settling time, counting one still going on at `last`, the end of
-    /// the record.
-    pub(super) fn misreports(&self, last: Micros) -> Vec<&Misreport> {
+    /// The disagreements that reads showed lasting beyond the settling time, one still going on at the end of the
+    /// record included.
+    pub(super) fn misreports(&self) -> Vec<&Misreport> {
         let mut misreports: Vec<&Misreport> = self.misreports.iter().collect();
         misreports.extend(
             self.misreporting
                 .values()
-                .filter(|m| last - m.since > self.settle_us()),
+                .filter(|m| m.last_seen - m.since > self.settle_us()),
         );
         misreports
     }
 
-    pub(super) fn describe(&self, m: &Misreport, ctx: &Context, last: Micros) -> String {
+    pub(super) fn describe(&self, m: &Misreport, ctx: &Context) -> String {
         let diffs: Vec<String> = m
             .diffs
             .iter()
@@ -292,10 +326,10 @@ impl KernelCheck {
             })
             .collect();
         format!(
-            "{} {}, for {:.1} s from {}",
+            "{} {}, for at least {:.1} s from {}",
             ctx.describe(&m.peer),
             diffs.join("; "),
-            (m.until.unwrap_or(last) - m.since) as f64 / 1e6,
+            (m.last_seen - m.since) as f64 / 1e6,
             clock(m.since)
         )
     }
@@ -305,12 +339,11 @@ impl KernelCheck {
         &self,
         misreports: &[&Misreport],
         ctx: &Context,
-        last: Micros,
     ) -> Option<CheckResult> {
         let first = misreports.first()?;
         let evidence = misreports
             .iter()
-            .map(|m| self.describe(m, ctx, last))
+            .map(|m| self.describe(m, ctx))
             .collect();
         let remotes = first
             .diffs
@@ -318,7 +351,7 @@ impl KernelCheck {
             .filter_map(|a| self.remote_of.get(&(first.peer.clone(), *a)))
             .map(|id| ctx.name_of(id));
         Some(
-            CheckResult::failed(NAME, self.describe(first, ctx, last), evidence)
+            CheckResult::failed(NAME, self.describe(first, ctx), evidence)
                 .at(first.since)
                 .involving(std::iter::once(first.peer.clone()).chain(remotes)),
         )
@@ -358,13 +391,13 @@ mod tests {
         let ev = [
             kit.opened(1_000_000, "rust-1", "go-1", "1"),
             kit.sockets(1_200_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4002"]),
-            kit.stderr(9_000_000, "rust-1", "later"),
+            kit.sockets(9_000_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4002"]),
         ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
         let msg = r.message.unwrap();
         assert!(
-            msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 0 connection(s) to 10.0.0.2:4002 while the kernel holds 1, for 7.8 s"),
+            msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 0 connection(s) to 10.0.0.2:4002 while the kernel holds 1, for at least 7.8 s"),
             "{msg}"
         );
     }
@@ -378,13 +411,13 @@ mod tests {
         let ev = [
             kit.opened(1_000_000, "rust-1", "go-1", "1"),
             kit.sockets(1_200_000, "rust-1", &two),
-            kit.stderr(9_000_000, "rust-1", "later"),
+            kit.sockets(9_000_000, "rust-1", &two),
         ];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed, "{r:?}");
         let msg = r.message.unwrap();
         assert!(
-            msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 1 connection(s) to 10.0.0.2:4001 (go-1) while the kernel holds 2, for 7.8 s from 00:00:01.200"),
+            msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 1 connection(s) to 10.0.0.2:4001 (go-1) while the kernel holds 2, for at least 7.8 s from 00:00:01.200"),
             "{msg}"
         );
         assert_eq!(r.involved, vec!["rust-1", "go-1"]);
@@ -413,6 +446,38 @@ mod tests {
             kit.stderr(9_000_000, "rust-1", "later"),
         ];
         assert_eq!(run(&ev, &kit).status, Status::Passed);
+    }
+
+    /// Reads far apart (rationed, or delayed) that each show a different passing disagreement prove nothing lasted:
+    /// a disagreement counts only when two reads beyond the settling time both show it.
+    #[test]
+    fn one_read_proves_no_lasting_disagreement() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let ev = [
+            // The peer reports a connection the kernel's last (old) read does not hold: the read is stale.
+            kit.sockets(500_000, "rust-1", &[]),
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            // A read catches a connection in the middle of closing; the next, 8 s later, agrees.
+            kit.sockets(9_000_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4005"]),
+            kit.sockets(17_000_000, "rust-1", &["10.0.0.2:4001"]),
+            // Two reads, each with its own passing difference.
+            kit.sockets(25_000_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4006"]),
+            kit.sockets(33_000_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4007"]),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Passed, "{r:?}");
+
+        // The same difference in two reads 3.5 s apart: it lasted.
+        let ev = [
+            kit.opened(1_000_000, "rust-1", "go-1", "1"),
+            kit.sockets(1_200_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4006"]),
+            kit.sockets(4_700_000, "rust-1", &["10.0.0.2:4001", "10.0.0.2:4006", "10.0.0.2:4007"]),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        let msg = r.message.unwrap();
+        assert!(msg.contains("to 10.0.0.2:4006 while the kernel holds 1, for at least 3.5 s from 00:00:01.200"), "{msg}");
+        assert!(!msg.contains("4007"), "{msg}");
     }
 
     #[test]
