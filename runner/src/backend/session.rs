@@ -81,8 +81,9 @@ pub async fn prepare_images<B: Backend>(
                     log.display()
                 ));
                 progress.status(format!("building the {} peer", recipe.label()));
+                let what = format!("the {} peer", recipe.label());
                 let binary = tokio::select! {
-                    b = recipe.binary(cache, &log) => b,
+                    b = progress.while_building(&what, &log, recipe.binary(cache, &log)) => b,
                     _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {} peer", recipe.label()),
                 };
                 match binary {
@@ -118,8 +119,9 @@ pub async fn prepare_images<B: Backend>(
             recipe.image_tag(),
             log.display()
         ));
+        let what = format!("the {}", recipe.what());
         let binary = tokio::select! {
-            b = recipe.binary(&cache, &log) => b,
+            b = progress.while_building(&what, &log, recipe.binary(&cache, &log)) => b,
             _ = cancel.cancelled() => anyhow::bail!("interrupted while building the {}", recipe.what()),
         };
         match binary {
