@@ -7,6 +7,7 @@
 use super::{Check, Context};
 use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::commands::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "commands";
@@ -95,6 +96,12 @@ impl Check for Commands {
             }) => self.unsupported += 1,
             _ => {}
         }
+    }
+
+    /// Nothing: a peer answers a command at once and in order, and the answers that take time (a dial, a request)
+    /// are what `connectivity` and `request-response` wait for.
+    fn pending(&self, _: &Context, _: Micros) -> Option<Pending> {
+        None
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {

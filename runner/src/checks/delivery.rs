@@ -109,6 +109,54 @@ impl Delivery {
     }
 }
 
+/// What became of one expected delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    /// Within the deadline, after this latency.
+    Delivered(Micros),
+    /// Not expected: a fault of the time line kept the pair apart.
+    Excused,
+    /// Not (yet) arrived, and its deadline is still ahead: the case waits for it.
+    Due(Micros),
+    Missed,
+}
+
+impl Delivery {
+    /// The one rule of what is expected: every message its publisher said it published, to every other subscriber
+    /// of its topic, within the deadline, unless a fault of the time line excuses the pair. Judged as of `now`
+    /// while the case runs; `None` judges the finished record, where nothing is due any more.
+    fn expected<'a>(
+        &'a self,
+        ctx: &'a Context,
+        now: Option<Micros>,
+    ) -> impl Iterator<Item = (&'a str, &'a Publication, Micros, &'a str, Fate)> + 'a {
+        self.publications.iter().flat_map(move |(id, p)| {
+            p.at.into_iter().flat_map(move |published| {
+                ctx.case
+                    .subscribers(&p.topic)
+                    .filter(move |s| s.name != p.publisher)
+                    .map(move |sub| {
+                        let due = published + self.deadline_us;
+                        let fate = match self.received.get(&(sub.name.clone(), id.clone())) {
+                            Some(&at) if at - published <= self.deadline_us => Fate::Delivered(at - published),
+                            _ if self.excused(&p.publisher, &sub.name, published) => Fate::Excused,
+                            _ if now.is_some_and(|n| n <= due) => Fate::Due(due),
+                            _ => Fate::Missed,
+                        };
+                        (id.as_str(), p, published, sub.name.as_str(), fate)
+                    })
+            })
+        })
+    }
+
+    /// Whether a publication its peer never confirmed is excused: a peer cut apart by the time line may have had
+    /// nobody to publish to, and one killed just after it was asked may never have published.
+    fn unpublished_excused(&self, p: &Publication) -> bool {
+        self.outages
+            .disturbs(&p.publisher, p.commanded_at, p.commanded_at + self.deadline_us, self.recovery_us)
+    }
+}
+
 /// A subscriber that missed messages, for the report.
 struct Miss<'a> {
     subscriber: &'a str,
@@ -178,31 +226,30 @@ impl Check for Delivery {
     }
 
     fn failing(&self, ctx: &Context, now: Micros) -> Option<String> {
-        for (id, p) in &self.publications {
-            let Some(published) = p.at else { continue };
-            if now - published <= self.deadline_us {
-                continue;
-            }
-            for sub in ctx
-                .case
-                .subscribers(&p.topic)
-                .filter(|s| s.name != p.publisher)
-            {
-                match self.received.get(&(sub.name.clone(), id.clone())) {
-                    Some(&at) if at - published <= self.deadline_us => {}
-                    _ if self.excused(&p.publisher, &sub.name, published) => {}
-                    _ => {
-                        return Some(format!(
-                            "{} did not receive {id} from {} within {} ms",
-                            ctx.describe(&sub.name),
-                            ctx.describe(&p.publisher),
-                            self.deadline_us / 1000
-                        ))
-                    }
-                }
-            }
-        }
-        None
+        let (id, p, _, sub, _) = self.expected(ctx, Some(now)).find(|e| e.4 == Fate::Missed)?;
+        Some(format!(
+            "{} did not receive {id} from {} within {} ms",
+            ctx.describe(sub),
+            ctx.describe(&p.publisher),
+            self.deadline_us / 1000
+        ))
+    }
+
+    /// Every expected delivery not yet arrived whose deadline is ahead, and every publication not yet confirmed
+    /// that may still be.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<crate::peers::Pending> {
+        let deliveries = self.expected(ctx, Some(now)).filter_map(|e| match e.4 {
+            Fate::Due(until) => Some(until),
+            _ => None,
+        });
+        let publications = self
+            .publications
+            .iter()
+            .filter(|(_, p)| p.at.is_none() && !self.unpublished_excused(p))
+            .map(|(_, p)| p.commanded_at + self.deadline_us);
+        crate::peers::Pending::latest(now, deliveries.chain(publications), |n| {
+            format!("{n} deliveries or publications not yet due")
+        })
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
@@ -221,49 +268,36 @@ impl Check for Delivery {
         let mut unpublished = Vec::new();
         let mut excused = 0usize;
         for (id, p) in &self.publications {
-            let Some(published) = p.at else {
-                // A peer cut apart by the time line may have nobody to publish to, and one killed just after it
-                // was asked may never have published.
-                let window = (p.commanded_at, p.commanded_at + self.deadline_us);
-                if self.outages.disturbs(&p.publisher, window.0, window.1, self.recovery_us) {
-                    excused += 1;
-                } else {
-                    unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
-                }
+            if p.at.is_some() {
                 continue;
-            };
-            for sub in ctx
-                .case
-                .subscribers(&p.topic)
-                .filter(|s| s.name != p.publisher)
-            {
-                let delivered = self
-                    .received
-                    .get(&(sub.name.clone(), id.clone()))
-                    .is_some_and(|&at| at - published <= self.deadline_us);
-                if !delivered && self.excused(&p.publisher, &sub.name, published) {
-                    excused += 1;
-                    continue;
+            }
+            if self.unpublished_excused(p) {
+                excused += 1;
+            } else {
+                unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
+            }
+        }
+        for (id, p, published, sub, fate) in self.expected(ctx, None) {
+            if fate == Fate::Excused {
+                excused += 1;
+                continue;
+            }
+            let miss = misses.entry(sub).or_insert_with(|| Miss {
+                subscriber: sub,
+                missed: vec![],
+                expected: 0,
+            });
+            miss.expected += 1;
+            let pair = pairs
+                .entry((implementation(&p.publisher), implementation(sub)))
+                .or_default();
+            pair.1 += 1;
+            match fate {
+                Fate::Delivered(latency) => {
+                    latencies.push(latency);
+                    pair.0.push(latency);
                 }
-                let miss = misses.entry(&sub.name).or_insert_with(|| Miss {
-                    subscriber: &sub.name,
-                    missed: vec![],
-                    expected: 0,
-                });
-                miss.expected += 1;
-                let pair = pairs
-                    .entry((implementation(&p.publisher), implementation(&sub.name)))
-                    .or_default();
-                pair.1 += 1;
-                match self.received.get(&(sub.name.clone(), id.clone())) {
-                    Some(&at) if at - published <= self.deadline_us => {
-                        latencies.push(at - published);
-                        pair.0.push(at - published);
-                    }
-                    _ => miss
-                        .missed
-                        .push((p.publisher.as_str(), id.as_str(), published)),
-                }
+                _ => miss.missed.push((p.publisher.as_str(), id, published)),
             }
         }
         misses.retain(|_, m| !m.missed.is_empty());
@@ -685,6 +719,31 @@ mod tests {
             late.starts_with("go-1 (go-libp2p v0.51.0) did not receive rust-1/0 from rust-1"),
             "{late}"
         );
+    }
+
+    #[test]
+    fn the_case_waits_for_deliveries_until_they_arrive_or_are_overdue() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut c = Delivery::new(Settings::default());
+        let s = 1_000_000;
+        kit.publish(s, "rust-1", "rust-1/0").iter().for_each(|e| c.observe(e));
+        // Two deliveries due 10 s after the publication (the default deadline).
+        let p = c.pending(&kit.context(), s + 5_000).unwrap();
+        assert_eq!((p.until, p.what.as_str()), (11 * s + 100, "2 deliveries or publications not yet due"));
+        c.observe(&kit.message(s + 3_000, "go-1", "rust-1", "rust-1/0", s));
+        assert!(c.pending(&kit.context(), s + 5_000).unwrap().what.starts_with("1 "));
+        // All arrived: nothing to wait for, the drain is not waited out.
+        c.observe(&kit.message(s + 4_000, "go-2", "rust-1", "rust-1/0", s));
+        assert_eq!(c.pending(&kit.context(), s + 5_000), None);
+        // Overdue is no longer waited for: it is a miss.
+        let mut late = Delivery::new(Settings::default());
+        kit.publish(s, "rust-1", "rust-1/0").iter().for_each(|e| late.observe(e));
+        assert_eq!(late.pending(&kit.context(), 12 * s), None);
+        assert!(late.failing(&kit.context(), 12 * s).is_some());
+        // A publish command not yet confirmed may still be published.
+        let mut asked = Delivery::new(Settings::default());
+        asked.observe(&kit.publish(s, "rust-1", "rust-1/0")[0]);
+        assert_eq!(asked.pending(&kit.context(), 2 * s).map(|p| p.until), Some(11 * s));
     }
 
     #[test]

@@ -6,9 +6,13 @@ use super::{clock, Check, Context};
 use crate::events::{Command, Fault, Micros, Observation, Recorded};
 use crate::matrix::format_bytes;
 pub use crate::matrix::checks::liveness::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "liveness";
+
+/// A live peer says something at least every second (its stream counts): quiet for longer, it may be hanging.
+const QUIET_US: Micros = 2_000_000;
 
 pub struct Liveness {
     settings: Settings,
@@ -153,6 +157,18 @@ impl Check for Liveness {
         if let Some(p) = problem {
             self.problems.push((rec.at, rec.peer.clone(), p));
         }
+    }
+
+    /// A peer quiet for longer than its sampling keeps it (it counts its streams every second) may be hanging:
+    /// the case listens until its silence would count.
+    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+        let silence_us = self.settings.silence.as_micros() as Micros;
+        let quiet = self
+            .last_event
+            .iter()
+            .filter(|(peer, last)| now - **last > QUIET_US && !self.told_to_stop.contains(*peer) && !self.down.contains(*peer))
+            .map(|(_, last)| last + silence_us + 1);
+        Pending::latest(now, quiet, |n| format!("{n} peer(s) quiet, perhaps going silent"))
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {

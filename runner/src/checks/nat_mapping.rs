@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, ParticipantEvent, PeerEvent, Recorded};
 pub use crate::matrix::checks::nat_mapping::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "nat-mapping";
@@ -184,6 +185,16 @@ impl Check for NatMapping {
                 )
             })
         })
+    }
+
+    /// A peer that neither mapped nor gave up, before its deadline.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let open = ctx.case.peers.iter().filter_map(|p| {
+            let deadline = port_mapping_deadline(p)?;
+            let side = self.peers.get(&p.name)?;
+            (side.mapped.is_empty() && side.failed.is_empty()).then_some(side.started? + deadline.as_micros() as Micros + 1)
+        });
+        Pending::latest(now, open, |n| format!("{n} peer(s) to map a port"))
     }
 
     fn applies(&self, case: &crate::cases::Case) -> bool {

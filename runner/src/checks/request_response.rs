@@ -11,6 +11,7 @@ use super::{clock, Check, Context};
 use crate::events::{Command, Micros, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::request_response::Settings;
 use crate::matrix::timeline::Action;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "request-response";
@@ -234,6 +235,17 @@ impl Check for RequestResponse {
         .at(at)
         .involving(failing.iter().flat_map(|((a, b), _)| [a.clone(), b.clone()]))
         .covering(coverage)
+    }
+
+    /// Requests neither answered nor failed: they have no deadline of their own (the library's timeout ends them),
+    /// so the case listens for them as long as the drain lasts.
+    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+        let open = self
+            .requests
+            .iter()
+            .filter(|(id, r)| matches!(r.outcome, Outcome::Pending) && !self.unsupported.contains(*id))
+            .map(|_| Micros::MAX);
+        Pending::latest(now, open, |n| format!("{n} request(s) unanswered"))
     }
 
     /// A failed request is certain as soon as it is reported; an unanswered one only at the end of the case.

@@ -264,6 +264,11 @@ impl KernelCheck {
         }
     }
 
+    /// Since when each disagreement going on now has lasted.
+    pub(super) fn disagreeing_since(&self) -> impl Iterator<Item = Micros> + '_ {
+        self.misreporting.values().map(|m| m.since)
+    }
+
     /// The disagreements that lasted beyond the settling time, counting one still going on at `last`, the end of
     /// the record.
     pub(super) fn misreports(&self, last: Micros) -> Vec<&Misreport> {
