@@ -300,6 +300,7 @@ impl Check for Delivery {
                 _ => miss.missed.push((p.publisher.as_str(), id, published)),
             }
         }
+        let subscribers = misses.len();
         misses.retain(|_, m| !m.missed.is_empty());
         let expected: usize = pairs.values().map(|(_, n)| n).sum();
         latencies.sort_unstable();
@@ -379,15 +380,12 @@ impl Check for Delivery {
         // The subscriber that missed most leads: the others often only missed what it could no longer send.
         let mut misses: Vec<&Miss> = misses.values().collect();
         misses.sort_by_key(|m| std::cmp::Reverse(m.missed.len()));
+        let mut lines = Vec::new();
         for m in misses.iter().copied() {
             let publishers: BTreeSet<&str> = m.missed.iter().map(|(p, _, _)| *p).collect();
             let (_, first_id, first_at) = m.missed[0];
             let last = self.last_delivery.get(m.subscriber).copied();
-            let from = publishers
-                .iter()
-                .map(|p| ctx.describe(p))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let from = from_publishers(&m.missed, ctx, implementation);
             // A gap: the messages missed after the last delivery span longer than the gap threshold.
             let after: Vec<Micros> = m
                 .missed
@@ -403,7 +401,7 @@ impl Check for Delivery {
                 let since = last
                     .map(|t| format!("at {}", clock(t)))
                     .unwrap_or_else(|| "from the start".into());
-                headline.push(format!(
+                lines.push(format!(
                     "{} stopped receiving {since} while publishing went on: missed {} of {} messages from {from}",
                     ctx.describe(m.subscriber),
                     m.missed.len(),
@@ -414,13 +412,14 @@ impl Check for Delivery {
                     Some(t) => format!("last delivery at {}", clock(t)),
                     None => "received nothing".into(),
                 };
-                headline.push(format!(
+                lines.push(format!(
                     "{} missed {} of {} messages from {from}; {stopped}",
                     ctx.describe(m.subscriber),
                     m.missed.len(),
                     m.expected
                 ));
             }
+            evidence.push(lines.last().cloned().unwrap_or_default());
             evidence.push(format!(
                 "{} first missed {first_id} published at {}; missed: {}",
                 m.subscriber,
@@ -435,6 +434,12 @@ impl Check for Delivery {
                 let n = m.missed.iter().filter(|(p, _, _)| *p == publisher).count();
                 evidence.push(format!("  {publisher} -> {}: {n} missed", m.subscriber));
             }
+        }
+        // One line at any size: the count, and the worst subscriber; every one of them is in the evidence.
+        match lines.len() {
+            0 => {}
+            1 => headline.append(&mut lines),
+            k => headline.push(format!("{k} of {subscribers} subscribers missed messages; worst {}", lines[0])),
         }
         // The failure's moment: the first message that did not arrive.
         let first = misses
@@ -458,6 +463,22 @@ impl Check for Delivery {
             None => result,
         }
     }
+}
+
+/// Whom a subscriber missed messages from: the publishers by name when they are one or two, else how many and the
+/// implementation most of the missed messages came from.
+fn from_publishers(missed: &[(&str, &str, Micros)], ctx: &Context, implementation: impl Fn(&str) -> String) -> String {
+    let publishers: BTreeSet<&str> = missed.iter().map(|(p, _, _)| *p).collect();
+    if publishers.len() <= 2 {
+        return publishers.iter().map(|p| ctx.describe(p)).collect::<Vec<_>>().join(", ");
+    }
+    let mut by_implementation: BTreeMap<String, usize> = BTreeMap::new();
+    for (p, _, _) in missed {
+        *by_implementation.entry(implementation(p)).or_default() += 1;
+    }
+    let (mostly, n) = by_implementation.iter().max_by_key(|(_, n)| **n).expect("a publisher");
+    let share = if *n == missed.len() { "all" } else { "mostly" };
+    format!("{} publishers, {share} {mostly}", publishers.len())
 }
 
 pub(super) fn latency_summary(sorted: &[Micros]) -> String {
@@ -744,6 +765,41 @@ mod tests {
         let mut asked = Delivery::new(Settings::default());
         asked.observe(&kit.publish(s, "rust-1", "rust-1/0")[0]);
         assert_eq!(asked.pending(&kit.context(), 2 * s).map(|p| p.until), Some(11 * s));
+    }
+
+    #[test]
+    fn at_any_size_the_message_is_one_line_with_counts_and_the_worst() {
+        let kit = Kit::many(50, 50);
+        let s = 1_000_000;
+        let mut ev = Vec::new();
+        for round in 0..2 {
+            for p in 1..=50 {
+                let (publisher, id) = (format!("rust-{p}"), format!("rust-{p}/{round}"));
+                let at = (round * 50 + p) as Micros * 10_000 + s;
+                ev.extend(kit.publish(at, &publisher, &id));
+                for r in kit.case.peers.iter().map(|p| p.name.as_str()).filter(|r| *r != publisher) {
+                    // go-34 receives nothing; go-1 to go-30 each miss the first round of rust-1.
+                    let first_of_rust_1 = p == 1 && round == 0;
+                    let n = r.strip_prefix("go-").and_then(|n| n.parse::<usize>().ok());
+                    if r == "go-34" || (first_of_rust_1 && n.is_some_and(|n| n <= 30)) {
+                        continue;
+                    }
+                    ev.push(kit.message(at + 2_000, r, &publisher, &id, at));
+                }
+            }
+        }
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.unwrap();
+        assert_eq!(
+            msg,
+            "31 of 100 subscribers missed messages; worst go-34 (go-libp2p v0.51.0) missed 100 of 100 messages from \
+             50 publishers, all rust; received nothing"
+        );
+        assert!(msg.chars().count() <= crate::results::MAX_MESSAGE);
+        // The complete list is the evidence: every subscriber that missed, and what.
+        assert!(r.evidence.iter().any(|e| e.starts_with("go-29 (go-libp2p v0.51.0) missed 1 of 100 messages from rust-1")), "{:?}", r.evidence);
+        assert!(r.evidence.iter().any(|e| e.starts_with("go-34 first missed rust-1/0")));
     }
 
     #[test]
