@@ -8,7 +8,7 @@ use super::{Check, Context};
 use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::commands::Settings;
 use crate::peers::Pending;
-use crate::results::CheckResult;
+use crate::results::{clip, CheckResult};
 
 pub const NAME: &str = "commands";
 
@@ -167,7 +167,8 @@ impl Check for Commands {
         };
         CheckResult::failed(
             NAME,
-            format!("{} answered {what} with error: {}{more}", ctx.describe(&first.peer), first.message),
+            // The library's text is quoted in part here, whole in the evidence.
+            format!("{} answered {what} with error: {}{more}", ctx.describe(&first.peer), clip(&first.message, 80)),
             evidence,
         )
         .involving([first.peer.clone()])

@@ -353,10 +353,17 @@ impl Check for Connectivity {
             let names: Vec<&str> = unreported.iter().map(String::as_str).collect();
             coverage.push_str(&format!("; not reported by {}", names.join(", ")));
         }
+        let problems = failures.len();
+        let others: Vec<String> = failures.iter().skip(1).map(|f| f.0.clone()).collect();
         match failures.into_iter().next() {
-            Some((message, evidence, involved)) => CheckResult::failed(NAME, message, evidence)
+            Some((message, mut evidence, involved)) => {
+                // The first problem leads; every other one is a line of the evidence.
+                let more = if problems > 1 { format!(" ({problems} problems in all)") } else { String::new() };
+                evidence.extend(others);
+                CheckResult::failed(NAME, format!("{message}{more}"), evidence)
                 .involving(involved)
-                .covering(coverage),
+                .covering(coverage)
+            }
             None if case.edges.is_empty() => {
                 CheckResult::inconclusive(NAME, "the topology has no edge to connect".into(), vec![]).covering(coverage)
             }
@@ -389,6 +396,24 @@ mod tests {
     use crate::testkit::{id, Kit};
     use crate::matrix::{Offer, Security};
     use crate::results::Status;
+
+    #[test]
+    fn a_hundred_edges_that_never_connected_fail_in_one_short_line() {
+        let mut kit = Kit::many(60, 60);
+        kit.case.edges = (0..119).map(|i| (i, i + 1)).collect();
+        let r = {
+            let mut c = Connectivity::new(Settings::default());
+            c.observe(&kit.publish(1_000_000, "rust-1", "rust-1/0")[0]);
+            c.verdict(&kit.context())
+        };
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.unwrap();
+        assert_eq!(
+            msg,
+            "rust-1 (rust-libp2p 0.57.1) and rust-2 (rust-libp2p 0.57.1) never connected within the 1 s warm-up (119 problems in all)"
+        );
+        assert!(r.evidence.iter().any(|e| e.starts_with("go-59 (go-libp2p v0.51.0) and go-60")), "{:?}", r.evidence.len());
+    }
 
     fn opened(kit: &Kit, ts: Micros, peer: &str, remote: &str, dir: Direction, security: &str) -> Recorded {
         kit.event(

@@ -333,7 +333,13 @@ impl Check for NatMapping {
         }
         // A peer not judged leaves the verdict open, however many others mapped.
         if !unjudged.is_empty() {
-            return CheckResult::inconclusive(NAME, unjudged.join("; "), evidence).covering(coverage);
+            let more = match unjudged.len() {
+                1 => String::new(),
+                n => format!(" ({n} peers not judged)"),
+            };
+            let message = format!("{}{more}", unjudged[0]);
+            evidence.extend(unjudged);
+            return CheckResult::inconclusive(NAME, message, evidence).covering(coverage);
         }
         CheckResult::passed(NAME, evidence).covering(coverage)
     }

@@ -275,7 +275,7 @@ impl Check for Connections {
         };
         let mut evidence: Vec<String> = misreports
             .iter()
-            .map(|m| self.kernel.describe(m, ctx, self.last))
+            .map(|m| self.kernel.describe(m, ctx, self.last, true))
             .collect();
         for e in &excesses {
             evidence.push(describe(e));
