@@ -242,7 +242,10 @@ impl Check for Streams {
         let evidence = over.iter().map(|(k, p)| describe(k, p)).collect();
         CheckResult::failed(
             NAME,
-            format!("{} (limit {limit})", describe(key, peak)),
+            match over.len() {
+                1 => format!("{} (limit {limit})", describe(key, peak)),
+                n => format!("{} (limit {limit}; {n} connections over it)", describe(key, peak)),
+            },
             evidence,
         )
         .at(peak.at)
