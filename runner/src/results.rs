@@ -166,13 +166,16 @@ impl CheckResult {
         Self::new(name, Status::Passed, None, evidence)
     }
 
+    /// A failure; its message is one line of readable length whatever the case's size (the checks build it so,
+    /// counts and the worst offender; anything quoted beyond is cut here), the complete lists are the evidence.
     pub fn failed(name: &str, message: String, evidence: Vec<String>) -> Self {
-        Self::new(name, Status::Failed, Some(message), evidence)
+        Self::new(name, Status::Failed, Some(clip(&message, MAX_MESSAGE)), evidence)
     }
 
-    /// The check had nothing to judge where the case expected something; `why` says what was missing.
+    /// The check had nothing to judge where the case expected something; `why` says what was missing, in one line
+    /// as a failure's message.
     pub fn inconclusive(name: &str, why: String, evidence: Vec<String>) -> Self {
-        Self::new(name, Status::Inconclusive, Some(why), evidence)
+        Self::new(name, Status::Inconclusive, Some(clip(&why, MAX_MESSAGE)), evidence)
     }
 
     /// The check did not run, for `why` (turned off, or the case could not do what it needs).
@@ -719,6 +722,9 @@ impl RunResults {
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+/// The longest message of a check's result, in characters.
+pub const MAX_MESSAGE: usize = 200;
 
 /// The first line of `s`, at most `max` characters (cut with `…`).
 pub fn clip(s: &str, max: usize) -> String {

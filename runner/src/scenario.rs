@@ -14,7 +14,7 @@ pub struct Scenario {
     pub setup: Vec<Phase>,
     /// From the start of publishing, in order of their times; steps after a condition wait for it.
     pub timeline: Vec<Timed>,
-    /// Listening after the time line is done, for late deliveries.
+    /// The longest wait after the time line, for what the checks still wait for.
     pub drain: Duration,
 }
 

@@ -21,6 +21,15 @@ pub fn id(name: &str) -> String {
 }
 
 impl Kit {
+    /// `rust` rust peers and `go` go peers (`rust-1`, ..., `go-1`, ...): for messages that must stay short at scale.
+    pub fn many(rust: usize, go: usize) -> Self {
+        let names: Vec<String> = (1..=rust)
+            .map(|i| format!("rust-{i}"))
+            .chain((1..=go).map(|i| format!("go-{i}")))
+            .collect();
+        Kit::new(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// Peers named `rust-N` are rust-libp2p 0.57.1, the others go-libp2p v0.51.0; all subscribe and publish.
     pub fn new(names: &[&str]) -> Self {
         let specs: Vec<PeerSpec> = names

@@ -13,6 +13,7 @@ use super::{clock, Check, Context};
 use crate::events::{Command, Micros, Observation, PeerEvent, Recorded, Sent};
 use crate::matrix::roles::AutonatVersion as Version;
 pub use crate::matrix::checks::autonat::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 use contract::commands::AutonatVersion;
 use contract::events::{AutonatOutcome, ReachabilityStatus};
@@ -75,6 +76,14 @@ impl Autonat {
 
 fn wire(v: Version) -> AutonatVersion {
     crate::peers::config::autonat_version_of(v)
+}
+
+/// What a client's reachability is: private when the runner's firewall refuses its inbound connections.
+fn truth(case: &crate::cases::Case, client: &str) -> ReachabilityStatus {
+    match case.private.iter().any(|p| p == client) {
+        true => ReachabilityStatus::Private,
+        false => ReachabilityStatus::Public,
+    }
 }
 
 fn status_label(s: ReachabilityStatus) -> &'static str {
@@ -251,7 +260,7 @@ impl Check for Autonat {
             }
             judged_clients += 1;
             let private = case.private.contains(client);
-            let truth = if private { ReachabilityStatus::Private } else { ReachabilityStatus::Public };
+            let truth = truth(case, client);
             let why_truth = if private {
                 "the runner's firewall refuses its inbound connections"
             } else {
@@ -305,6 +314,19 @@ impl Check for Autonat {
             return CheckResult::inconclusive(NAME, why, evidence).covering(coverage);
         }
         CheckResult::passed(NAME, evidence).covering(coverage)
+    }
+
+    /// A client that probed (not only vanishing) and has not concluded the truth yet: a conclusion has no deadline
+    /// of its own, so the case listens for it as long as the drain lasts.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let open = self
+            .clients
+            .iter()
+            .filter(|((client, _), c)| {
+                c.probes > c.vanishing && c.conclusions.last().is_none_or(|(_, s, _)| *s != truth(ctx.case, client))
+            })
+            .map(|_| Micros::MAX);
+        Pending::latest(now, open, |n| format!("{n} client(s) to conclude their reachability"))
     }
 
     /// A crash is certain at once; a conclusion may still change until the end of the case.

@@ -7,7 +7,8 @@
 use super::{Check, Context};
 use crate::events::{Command, CommandLine, Micros, Observation, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::commands::Settings;
-use crate::results::CheckResult;
+use crate::peers::Pending;
+use crate::results::{clip, CheckResult};
 
 pub const NAME: &str = "commands";
 
@@ -97,6 +98,12 @@ impl Check for Commands {
         }
     }
 
+    /// Nothing: a peer answers a command at once and in order, and the answers that take time (a dial, a request)
+    /// are what `connectivity` and `request-response` wait for.
+    fn pending(&self, _: &Context, _: Micros) -> Option<Pending> {
+        None
+    }
+
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let (mut failed, mut expected, mut own) = (Vec::new(), 0, Vec::new());
         for e in &self.errors {
@@ -160,7 +167,8 @@ impl Check for Commands {
         };
         CheckResult::failed(
             NAME,
-            format!("{} answered {what} with error: {}{more}", ctx.describe(&first.peer), first.message),
+            // The library's text is quoted in part here, whole in the evidence.
+            format!("{} answered {what} with error: {}{more}", ctx.describe(&first.peer), clip(&first.message, 80)),
             evidence,
         )
         .involving([first.peer.clone()])

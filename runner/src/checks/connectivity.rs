@@ -15,6 +15,7 @@ use super::outages::Outages;
 use super::{Check, Context};
 use crate::events::{Command, CommandLine, Direction, Micros, Observation, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::connectivity::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "connectivity";
@@ -29,6 +30,14 @@ struct End {
     muxer: Option<String>,
     at: Micros,
     closed: Option<Micros>,
+}
+
+/// The dials of one pair at one moment (indices into `redials`), and when the pair must hold a connection.
+struct Moment {
+    dials: Vec<usize>,
+    remote_name: String,
+    dialer_id: String,
+    deadline: Micros,
 }
 
 /// A dial of the time line: who dialed whom (a peer id), when, and what its answer was.
@@ -70,17 +79,14 @@ impl Connectivity {
             .any(|e| e.peer == peer && e.remote == remote && e.at >= since && e.at <= t && e.closed.is_none_or(|c| c > t))
     }
 
-    /// The time line's dials, grouped into moments (the dials of one pair within a second of each other are one
-    /// simultaneous dial), each judged at `redial_within` after its last dial. Returns how many moments were
-    /// judged, and the failures.
-    #[allow(clippy::type_complexity)]
-    fn judge_redials(&self, ctx: &Context) -> (usize, Vec<(String, Vec<String>, Vec<String>)>) {
+    /// The time line's dials, grouped into moments: the dials of one pair within a second of each other are one
+    /// simultaneous dial, due `redial_within` after its last dial.
+    fn moments(&self, ctx: &Context) -> Vec<Moment> {
         let within = self.settings.redial_within.as_micros() as Micros;
-        let end = self.first_stop.unwrap_or(Micros::MAX);
         let name_of_id = |id: &str| ctx.peers.iter().position(|p| p.peer_id.as_deref() == Some(id)).map(|i| ctx.case.peers[i].name.clone());
         let id_of_name = |n: &str| ctx.case.peers.iter().position(|p| p.name == n).and_then(|i| ctx.peers.get(i)).and_then(|p| p.peer_id.clone());
         let mut used = vec![false; self.redials.len()];
-        let (mut judged, mut failures) = (0, Vec::new());
+        let mut moments = Vec::new();
         for i in 0..self.redials.len() {
             if used[i] {
                 continue;
@@ -97,16 +103,35 @@ impl Connectivity {
                 }
             }
             moment.iter().for_each(|&j| used[j] = true);
+            let last = moment.iter().map(|&j| self.redials[j].at).max().unwrap_or(first.at);
+            let Some(dialer_id) = id_of_name(&first.dialer) else { continue };
+            moments.push(Moment { dials: moment, remote_name, dialer_id, deadline: last + within });
+        }
+        moments
+    }
+
+    /// Whether both ends of the moment's pair report a connection open at `t`.
+    fn joined_at(&self, m: &Moment, t: Micros) -> bool {
+        let first = &self.redials[m.dials[0]];
+        // Any connection will do, also one the dial found already open (a deduplicated dial is a no-op).
+        self.open_at(&first.dialer, &first.remote, 0, t) && self.open_at(&m.remote_name, &m.dialer_id, 0, t)
+    }
+
+    /// Each moment of the time line's dials judged at its deadline, unless the record ends before or an outage of
+    /// either peer meets it. Returns how many moments were judged, and the failures.
+    #[allow(clippy::type_complexity)]
+    fn judge_redials(&self, ctx: &Context) -> (usize, Vec<(String, Vec<String>, Vec<String>)>) {
+        let end = self.first_stop.unwrap_or(Micros::MAX);
+        let (mut judged, mut failures) = (0, Vec::new());
+        for m in self.moments(ctx) {
+            let (moment, remote_name, deadline) = (&m.dials, &m.remote_name, m.deadline);
+            let first = &self.redials[moment[0]];
             let since = first.at;
-            let last = moment.iter().map(|&j| self.redials[j].at).max().unwrap_or(since);
-            let deadline = last + within;
             if deadline > end || self.outages.disturbs(&first.dialer, since, deadline, 0) || self.outages.disturbs(&remote_name, since, deadline, 0) {
                 continue;
             }
-            let Some(dialer_id) = id_of_name(&first.dialer) else { continue };
             judged += 1;
-            // Any connection will do, also one the dial found already open (a deduplicated dial is a no-op).
-            if self.open_at(&first.dialer, &first.remote, 0, deadline) && self.open_at(&remote_name, &dialer_id, 0, deadline) {
+            if self.joined_at(&m, deadline) {
                 continue;
             }
             let both = moment.iter().any(|&j| self.redials[j].dialer != first.dialer);
@@ -328,15 +353,32 @@ impl Check for Connectivity {
             let names: Vec<&str> = unreported.iter().map(String::as_str).collect();
             coverage.push_str(&format!("; not reported by {}", names.join(", ")));
         }
+        let problems = failures.len();
+        let others: Vec<String> = failures.iter().skip(1).map(|f| f.0.clone()).collect();
         match failures.into_iter().next() {
-            Some((message, evidence, involved)) => CheckResult::failed(NAME, message, evidence)
+            Some((message, mut evidence, involved)) => {
+                // The first problem leads; every other one is a line of the evidence.
+                let more = if problems > 1 { format!(" ({problems} problems in all)") } else { String::new() };
+                evidence.extend(others);
+                CheckResult::failed(NAME, format!("{message}{more}"), evidence)
                 .involving(involved)
-                .covering(coverage),
+                .covering(coverage)
+            }
             None if case.edges.is_empty() => {
                 CheckResult::inconclusive(NAME, "the topology has no edge to connect".into(), vec![]).covering(coverage)
             }
             None => CheckResult::passed(NAME, vec![]).covering(coverage),
         }
+    }
+
+    /// A time-line dial whose pair holds no connection both ends report yet, before its deadline.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let open = self
+            .moments(ctx)
+            .into_iter()
+            .filter(|m| !self.joined_at(m, now))
+            .map(|m| m.deadline + 1);
+        Pending::latest(now, open, |n| format!("{n} time-line dial(s) to connect"))
     }
 
     /// Edges are judged once publishing starts: before, a missing connection may still come.
@@ -354,6 +396,24 @@ mod tests {
     use crate::testkit::{id, Kit};
     use crate::matrix::{Offer, Security};
     use crate::results::Status;
+
+    #[test]
+    fn a_hundred_edges_that_never_connected_fail_in_one_short_line() {
+        let mut kit = Kit::many(60, 60);
+        kit.case.edges = (0..119).map(|i| (i, i + 1)).collect();
+        let r = {
+            let mut c = Connectivity::new(Settings::default());
+            c.observe(&kit.publish(1_000_000, "rust-1", "rust-1/0")[0]);
+            c.verdict(&kit.context())
+        };
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.unwrap();
+        assert_eq!(
+            msg,
+            "rust-1 (rust-libp2p 0.57.1) and rust-2 (rust-libp2p 0.57.1) never connected within the 1 s warm-up (119 problems in all)"
+        );
+        assert!(r.evidence.iter().any(|e| e.starts_with("go-59 (go-libp2p v0.51.0) and go-60")), "{:?}", r.evidence.len());
+    }
 
     fn opened(kit: &Kit, ts: Micros, peer: &str, remote: &str, dir: Direction, security: &str) -> Recorded {
         kit.event(

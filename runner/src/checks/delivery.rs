@@ -109,6 +109,54 @@ impl Delivery {
     }
 }
 
+/// What became of one expected delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    /// Within the deadline, after this latency.
+    Delivered(Micros),
+    /// Not expected: a fault of the time line kept the pair apart.
+    Excused,
+    /// Not (yet) arrived, and its deadline is still ahead: the case waits for it.
+    Due(Micros),
+    Missed,
+}
+
+impl Delivery {
+    /// The one rule of what is expected: every message its publisher said it published, to every other subscriber
+    /// of its topic, within the deadline, unless a fault of the time line excuses the pair. Judged as of `now`
+    /// while the case runs; `None` judges the finished record, where nothing is due any more.
+    fn expected<'a>(
+        &'a self,
+        ctx: &'a Context,
+        now: Option<Micros>,
+    ) -> impl Iterator<Item = (&'a str, &'a Publication, Micros, &'a str, Fate)> + 'a {
+        self.publications.iter().flat_map(move |(id, p)| {
+            p.at.into_iter().flat_map(move |published| {
+                ctx.case
+                    .subscribers(&p.topic)
+                    .filter(move |s| s.name != p.publisher)
+                    .map(move |sub| {
+                        let due = published + self.deadline_us;
+                        let fate = match self.received.get(&(sub.name.clone(), id.clone())) {
+                            Some(&at) if at - published <= self.deadline_us => Fate::Delivered(at - published),
+                            _ if self.excused(&p.publisher, &sub.name, published) => Fate::Excused,
+                            _ if now.is_some_and(|n| n <= due) => Fate::Due(due),
+                            _ => Fate::Missed,
+                        };
+                        (id.as_str(), p, published, sub.name.as_str(), fate)
+                    })
+            })
+        })
+    }
+
+    /// Whether a publication its peer never confirmed is excused: a peer cut apart by the time line may have had
+    /// nobody to publish to, and one killed just after it was asked may never have published.
+    fn unpublished_excused(&self, p: &Publication) -> bool {
+        self.outages
+            .disturbs(&p.publisher, p.commanded_at, p.commanded_at + self.deadline_us, self.recovery_us)
+    }
+}
+
 /// A subscriber that missed messages, for the report.
 struct Miss<'a> {
     subscriber: &'a str,
@@ -178,31 +226,30 @@ impl Check for Delivery {
     }
 
     fn failing(&self, ctx: &Context, now: Micros) -> Option<String> {
-        for (id, p) in &self.publications {
-            let Some(published) = p.at else { continue };
-            if now - published <= self.deadline_us {
-                continue;
-            }
-            for sub in ctx
-                .case
-                .subscribers(&p.topic)
-                .filter(|s| s.name != p.publisher)
-            {
-                match self.received.get(&(sub.name.clone(), id.clone())) {
-                    Some(&at) if at - published <= self.deadline_us => {}
-                    _ if self.excused(&p.publisher, &sub.name, published) => {}
-                    _ => {
-                        return Some(format!(
-                            "{} did not receive {id} from {} within {} ms",
-                            ctx.describe(&sub.name),
-                            ctx.describe(&p.publisher),
-                            self.deadline_us / 1000
-                        ))
-                    }
-                }
-            }
-        }
-        None
+        let (id, p, _, sub, _) = self.expected(ctx, Some(now)).find(|e| e.4 == Fate::Missed)?;
+        Some(format!(
+            "{} did not receive {id} from {} within {} ms",
+            ctx.describe(sub),
+            ctx.describe(&p.publisher),
+            self.deadline_us / 1000
+        ))
+    }
+
+    /// Every expected delivery not yet arrived whose deadline is ahead, and every publication not yet confirmed
+    /// that may still be.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<crate::peers::Pending> {
+        let deliveries = self.expected(ctx, Some(now)).filter_map(|e| match e.4 {
+            Fate::Due(until) => Some(until),
+            _ => None,
+        });
+        let publications = self
+            .publications
+            .iter()
+            .filter(|(_, p)| p.at.is_none() && !self.unpublished_excused(p))
+            .map(|(_, p)| p.commanded_at + self.deadline_us);
+        crate::peers::Pending::latest(now, deliveries.chain(publications), |n| {
+            format!("{n} deliveries or publications not yet due")
+        })
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {
@@ -221,51 +268,39 @@ impl Check for Delivery {
         let mut unpublished = Vec::new();
         let mut excused = 0usize;
         for (id, p) in &self.publications {
-            let Some(published) = p.at else {
-                // A peer cut apart by the time line may have nobody to publish to, and one killed just after it
-                // was asked may never have published.
-                let window = (p.commanded_at, p.commanded_at + self.deadline_us);
-                if self.outages.disturbs(&p.publisher, window.0, window.1, self.recovery_us) {
-                    excused += 1;
-                } else {
-                    unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
-                }
+            if p.at.is_some() {
                 continue;
-            };
-            for sub in ctx
-                .case
-                .subscribers(&p.topic)
-                .filter(|s| s.name != p.publisher)
-            {
-                let delivered = self
-                    .received
-                    .get(&(sub.name.clone(), id.clone()))
-                    .is_some_and(|&at| at - published <= self.deadline_us);
-                if !delivered && self.excused(&p.publisher, &sub.name, published) {
-                    excused += 1;
-                    continue;
-                }
-                let miss = misses.entry(&sub.name).or_insert_with(|| Miss {
-                    subscriber: &sub.name,
-                    missed: vec![],
-                    expected: 0,
-                });
-                miss.expected += 1;
-                let pair = pairs
-                    .entry((implementation(&p.publisher), implementation(&sub.name)))
-                    .or_default();
-                pair.1 += 1;
-                match self.received.get(&(sub.name.clone(), id.clone())) {
-                    Some(&at) if at - published <= self.deadline_us => {
-                        latencies.push(at - published);
-                        pair.0.push(at - published);
-                    }
-                    _ => miss
-                        .missed
-                        .push((p.publisher.as_str(), id.as_str(), published)),
-                }
+            }
+            if self.unpublished_excused(p) {
+                excused += 1;
+            } else {
+                unpublished.push((p.publisher.as_str(), id.as_str(), p.commanded_at));
             }
         }
+        for (id, p, published, sub, fate) in self.expected(ctx, None) {
+            if fate == Fate::Excused {
+                excused += 1;
+                continue;
+            }
+            let miss = misses.entry(sub).or_insert_with(|| Miss {
+                subscriber: sub,
+                missed: vec![],
+                expected: 0,
+            });
+            miss.expected += 1;
+            let pair = pairs
+                .entry((implementation(&p.publisher), implementation(sub)))
+                .or_default();
+            pair.1 += 1;
+            match fate {
+                Fate::Delivered(latency) => {
+                    latencies.push(latency);
+                    pair.0.push(latency);
+                }
+                _ => miss.missed.push((p.publisher.as_str(), id, published)),
+            }
+        }
+        let subscribers = misses.len();
         misses.retain(|_, m| !m.missed.is_empty());
         let expected: usize = pairs.values().map(|(_, n)| n).sum();
         latencies.sort_unstable();
@@ -345,15 +380,12 @@ impl Check for Delivery {
         // The subscriber that missed most leads: the others often only missed what it could no longer send.
         let mut misses: Vec<&Miss> = misses.values().collect();
         misses.sort_by_key(|m| std::cmp::Reverse(m.missed.len()));
+        let mut lines = Vec::new();
         for m in misses.iter().copied() {
             let publishers: BTreeSet<&str> = m.missed.iter().map(|(p, _, _)| *p).collect();
             let (_, first_id, first_at) = m.missed[0];
             let last = self.last_delivery.get(m.subscriber).copied();
-            let from = publishers
-                .iter()
-                .map(|p| ctx.describe(p))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let from = from_publishers(&m.missed, ctx, implementation);
             // A gap: the messages missed after the last delivery span longer than the gap threshold.
             let after: Vec<Micros> = m
                 .missed
@@ -369,7 +401,7 @@ impl Check for Delivery {
                 let since = last
                     .map(|t| format!("at {}", clock(t)))
                     .unwrap_or_else(|| "from the start".into());
-                headline.push(format!(
+                lines.push(format!(
                     "{} stopped receiving {since} while publishing went on: missed {} of {} messages from {from}",
                     ctx.describe(m.subscriber),
                     m.missed.len(),
@@ -380,13 +412,14 @@ impl Check for Delivery {
                     Some(t) => format!("last delivery at {}", clock(t)),
                     None => "received nothing".into(),
                 };
-                headline.push(format!(
+                lines.push(format!(
                     "{} missed {} of {} messages from {from}; {stopped}",
                     ctx.describe(m.subscriber),
                     m.missed.len(),
                     m.expected
                 ));
             }
+            evidence.push(lines.last().cloned().unwrap_or_default());
             evidence.push(format!(
                 "{} first missed {first_id} published at {}; missed: {}",
                 m.subscriber,
@@ -401,6 +434,12 @@ impl Check for Delivery {
                 let n = m.missed.iter().filter(|(p, _, _)| *p == publisher).count();
                 evidence.push(format!("  {publisher} -> {}: {n} missed", m.subscriber));
             }
+        }
+        // One line at any size: the count, and the worst subscriber; every one of them is in the evidence.
+        match lines.len() {
+            0 => {}
+            1 => headline.append(&mut lines),
+            k => headline.push(format!("{k} of {subscribers} subscribers missed messages; worst {}", lines[0])),
         }
         // The failure's moment: the first message that did not arrive.
         let first = misses
@@ -424,6 +463,22 @@ impl Check for Delivery {
             None => result,
         }
     }
+}
+
+/// Whom a subscriber missed messages from: the publishers by name when they are one or two, else how many and the
+/// implementation most of the missed messages came from.
+fn from_publishers(missed: &[(&str, &str, Micros)], ctx: &Context, implementation: impl Fn(&str) -> String) -> String {
+    let publishers: BTreeSet<&str> = missed.iter().map(|(p, _, _)| *p).collect();
+    if publishers.len() <= 2 {
+        return publishers.iter().map(|p| ctx.describe(p)).collect::<Vec<_>>().join(", ");
+    }
+    let mut by_implementation: BTreeMap<String, usize> = BTreeMap::new();
+    for (p, _, _) in missed {
+        *by_implementation.entry(implementation(p)).or_default() += 1;
+    }
+    let (mostly, n) = by_implementation.iter().max_by_key(|(_, n)| **n).expect("a publisher");
+    let share = if *n == missed.len() { "all" } else { "mostly" };
+    format!("{} publishers, {share} {mostly}", publishers.len())
 }
 
 pub(super) fn latency_summary(sorted: &[Micros]) -> String {
@@ -685,6 +740,66 @@ mod tests {
             late.starts_with("go-1 (go-libp2p v0.51.0) did not receive rust-1/0 from rust-1"),
             "{late}"
         );
+    }
+
+    #[test]
+    fn the_case_waits_for_deliveries_until_they_arrive_or_are_overdue() {
+        let kit = Kit::new(&["rust-1", "go-1", "go-2"]);
+        let mut c = Delivery::new(Settings::default());
+        let s = 1_000_000;
+        kit.publish(s, "rust-1", "rust-1/0").iter().for_each(|e| c.observe(e));
+        // Two deliveries due 10 s after the publication (the default deadline).
+        let p = c.pending(&kit.context(), s + 5_000).unwrap();
+        assert_eq!((p.until, p.what.as_str()), (11 * s + 100, "2 deliveries or publications not yet due"));
+        c.observe(&kit.message(s + 3_000, "go-1", "rust-1", "rust-1/0", s));
+        assert!(c.pending(&kit.context(), s + 5_000).unwrap().what.starts_with("1 "));
+        // All arrived: nothing to wait for, the drain is not waited out.
+        c.observe(&kit.message(s + 4_000, "go-2", "rust-1", "rust-1/0", s));
+        assert_eq!(c.pending(&kit.context(), s + 5_000), None);
+        // Overdue is no longer waited for: it is a miss.
+        let mut late = Delivery::new(Settings::default());
+        kit.publish(s, "rust-1", "rust-1/0").iter().for_each(|e| late.observe(e));
+        assert_eq!(late.pending(&kit.context(), 12 * s), None);
+        assert!(late.failing(&kit.context(), 12 * s).is_some());
+        // A publish command not yet confirmed may still be published.
+        let mut asked = Delivery::new(Settings::default());
+        asked.observe(&kit.publish(s, "rust-1", "rust-1/0")[0]);
+        assert_eq!(asked.pending(&kit.context(), 2 * s).map(|p| p.until), Some(11 * s));
+    }
+
+    #[test]
+    fn at_any_size_the_message_is_one_line_with_counts_and_the_worst() {
+        let kit = Kit::many(50, 50);
+        let s = 1_000_000;
+        let mut ev = Vec::new();
+        for round in 0..2 {
+            for p in 1..=50 {
+                let (publisher, id) = (format!("rust-{p}"), format!("rust-{p}/{round}"));
+                let at = (round * 50 + p) as Micros * 10_000 + s;
+                ev.extend(kit.publish(at, &publisher, &id));
+                for r in kit.case.peers.iter().map(|p| p.name.as_str()).filter(|r| *r != publisher) {
+                    // go-34 receives nothing; go-1 to go-30 each miss the first round of rust-1.
+                    let first_of_rust_1 = p == 1 && round == 0;
+                    let n = r.strip_prefix("go-").and_then(|n| n.parse::<usize>().ok());
+                    if r == "go-34" || (first_of_rust_1 && n.is_some_and(|n| n <= 30)) {
+                        continue;
+                    }
+                    ev.push(kit.message(at + 2_000, r, &publisher, &id, at));
+                }
+            }
+        }
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        let msg = r.message.unwrap();
+        assert_eq!(
+            msg,
+            "31 of 100 subscribers missed messages; worst go-34 (go-libp2p v0.51.0) missed 100 of 100 messages from \
+             50 publishers, all rust; received nothing"
+        );
+        assert!(msg.chars().count() <= crate::results::MAX_MESSAGE);
+        // The complete list is the evidence: every subscriber that missed, and what.
+        assert!(r.evidence.iter().any(|e| e.starts_with("go-29 (go-libp2p v0.51.0) missed 1 of 100 messages from rust-1")), "{:?}", r.evidence);
+        assert!(r.evidence.iter().any(|e| e.starts_with("go-34 first missed rust-1/0")));
     }
 
     #[test]

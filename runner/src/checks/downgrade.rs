@@ -8,6 +8,7 @@ use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
 use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::downgrade::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "no-protocol-downgrade";
@@ -56,6 +57,8 @@ pub struct NoProtocolDowngrade {
     /// When each peer was told to stop or went away: its connections are not judged beyond.
     ended: BTreeMap<String, Micros>,
     last: Micros,
+    /// (when, peer) of every `drop_protocol` command.
+    dropped: Vec<(Micros, String)>,
 }
 
 impl NoProtocolDowngrade {
@@ -76,6 +79,7 @@ impl NoProtocolDowngrade {
             conns: BTreeMap::new(),
             ended: BTreeMap::new(),
             last: 0,
+            dropped: Vec::new(),
         }
     }
 
@@ -99,6 +103,9 @@ impl Check for NoProtocolDowngrade {
         };
         if ends {
             self.ended.entry(rec.peer.clone()).or_insert(rec.time());
+        }
+        if let Some(Command::DropProtocol { .. }) = rec.command() {
+            self.dropped.push((rec.at, rec.peer.clone()));
         }
         let Observation::Event { line } = &rec.what else {
             return;
@@ -181,6 +188,27 @@ impl Check for NoProtocolDowngrade {
                 *last = seen;
             }
         }
+    }
+
+    /// A connection not identified yet within the settle time, and a protocol dropped on command that no downgrade
+    /// shows yet: the identify push saying so is on its way.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let unidentified = self
+            .conns
+            .iter()
+            .filter(|((observer, remote, conn_id), span)| {
+                span.closed.is_none()
+                    && !self.ended.contains_key(observer)
+                    && !self.per_conn.contains_key(&(observer.clone(), remote.clone(), Some(conn_id.clone())))
+                    && !self.unattributed.contains_key(&(observer.clone(), remote.clone()))
+            })
+            .map(|(_, span)| span.opened + SETTLE_US + 1);
+        let dropped = self
+            .dropped
+            .iter()
+            .filter(|(at, peer)| !self.downgrades.iter().any(|d| d.after.at >= *at && ctx.name_of(&d.remote) == *peer))
+            .map(|(at, _)| at + SETTLE_US);
+        Pending::latest(now, unidentified.chain(dropped), |n| format!("{n} identify exchange(s) or push(es) to come"))
     }
 
     fn verdict(&self, ctx: &Context) -> CheckResult {

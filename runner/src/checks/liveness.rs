@@ -6,9 +6,16 @@ use super::{clock, Check, Context};
 use crate::events::{Command, Fault, Micros, Observation, Recorded};
 use crate::matrix::format_bytes;
 pub use crate::matrix::checks::liveness::Settings;
-use crate::results::CheckResult;
+use crate::peers::Pending;
+use crate::results::{clip, CheckResult};
 
 pub const NAME: &str = "liveness";
+
+/// How much of a peer's own line a message quotes.
+const QUOTE: usize = 100;
+
+/// A live peer says something at least every second (its stream counts): quiet for longer, it may be hanging.
+const QUIET_US: Micros = 2_000_000;
 
 pub struct Liveness {
     settings: Settings,
@@ -155,6 +162,18 @@ impl Check for Liveness {
         }
     }
 
+    /// A peer quiet for longer than its sampling keeps it (it counts its streams every second) may be hanging:
+    /// the case listens until its silence would count.
+    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+        let silence_us = self.settings.silence.as_micros() as Micros;
+        let quiet = self
+            .last_event
+            .iter()
+            .filter(|(peer, last)| now - **last > QUIET_US && !self.told_to_stop.contains(*peer) && !self.down.contains(*peer))
+            .map(|(_, last)| last + silence_us + 1);
+        Pending::latest(now, quiet, |n| format!("{n} peer(s) quiet, perhaps going silent"))
+    }
+
     fn verdict(&self, ctx: &Context) -> CheckResult {
         // Liveness always judges: a record with nothing wrong in exits and stderr is the verdict.
         let coverage = format!(
@@ -184,7 +203,8 @@ impl Check for Liveness {
         };
         CheckResult::failed(
             NAME,
-            format!("{} {what} at {}{more}", ctx.describe(peer), clock(*at)),
+            // What a peer wrote is quoted in part here, whole in the evidence.
+            format!("{} {} at {}{more}", ctx.describe(peer), clip(what, QUOTE), clock(*at)),
             evidence,
         )
         .at(*at)
@@ -203,6 +223,21 @@ mod tests {
         let mut c = Liveness::new(Settings::default());
         events.iter().for_each(|e| c.observe(e));
         c.verdict(&kit.context())
+    }
+
+    #[test]
+    fn a_hundred_panicking_peers_fail_in_one_short_line_quoting_the_first() {
+        let kit = Kit::many(60, 60);
+        let long = format!("panicked at src/main.rs:1:1: {}", "x".repeat(500));
+        let ev: Vec<Recorded> = kit.case.peers.iter().enumerate().map(|(i, p)| kit.stderr(1_000_000 + i as Micros, &p.name, &long)).collect();
+        let r = run(&ev, &kit);
+        let msg = r.message.unwrap();
+        assert!(msg.starts_with("rust-1 (rust-libp2p 0.57.1) panicked: panicked at src/main.rs:1:1: xxx"), "{msg}");
+        assert!(msg.ends_with("… at 00:00:01.000 (120 problems in all)"), "{msg}");
+        assert!(msg.chars().count() <= crate::results::MAX_MESSAGE, "{msg}");
+        // Each line whole in the evidence.
+        assert_eq!(r.evidence.len(), 120);
+        assert!(r.evidence[0].ends_with(&long));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::subscriptions::Leaving;
 use super::{clock, Check, Context};
 use crate::events::{Fault, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::mesh::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "mesh";
@@ -169,10 +170,15 @@ struct Findings {
     links: BTreeSet<(String, String, String)>,
     /// Per peer: whether its meshes are all full, and each time they became so.
     full: BTreeMap<String, (bool, Vec<Micros>)>,
+    /// (peer, topic) short at the last moment replayed while its peer recovers from a fault: judged again after.
+    recovering_short: BTreeSet<(String, String)>,
+    /// When the spells going on at the end of the replay would count.
+    pending: Vec<Micros>,
 }
 
 impl Mesh {
-    fn replay(&self, ctx: &Context) -> Findings {
+    /// Replays the steps up to `end`: the end of the record, or later while the case runs.
+    fn replay(&self, ctx: &Context, end: Micros) -> Findings {
         let leaving = &self.leaving;
         let d_lo = ctx
             .case
@@ -232,6 +238,7 @@ impl Mesh {
             };
             let mut short = BTreeMap::new();
             let mut one_sided = BTreeMap::new();
+            f.recovering_short.clear();
             for (peer, st) in state {
                 let in_fault = recovering(peer);
                 let mut full = true;
@@ -258,6 +265,9 @@ impl Mesh {
                     let formed = available > 0 && mesh.len() >= d_lo.min(available);
                     full &= formed;
                     if in_fault {
+                        if mesh.len() < d_lo.min(available) {
+                            f.recovering_short.insert(key);
+                        }
                         continue;
                     }
                     if now >= from || formed {
@@ -376,10 +386,20 @@ impl Mesh {
             }
             evaluate(&state, *at, &mut f);
         }
-        let end = self.last;
         evaluate(&state, end, &mut f);
         f.silent
             .retain(|(peer, topic)| state.get(peer).is_none_or(|s| !s.reported.contains(topic)));
+        // A spell going on counts once it outlasts its allowance; a short mesh of a recovering peer, once its
+        // recovery and then the settle time are over.
+        f.pending.extend(short_now.values().map(|s| s.start.max(s.from) + settle + 1));
+        f.pending.extend(one_sided_now.values().map(|s| s.start.max(s.from) + symmetry_settle + 1));
+        let recovered: Vec<Micros> = f
+            .recovering_short
+            .iter()
+            .filter_map(|(peer, _)| outages.recovered_at(peer, end, recovery))
+            .map(|t| t + settle + 1)
+            .collect();
+        f.pending.extend(recovered);
         for (k, s) in std::mem::take(&mut short_now) {
             close(k, s, end, settle, &mut f.short);
         }
@@ -487,6 +507,12 @@ impl Check for Mesh {
         self.steps.push((line.ts, rec.peer.clone(), step));
     }
 
+    /// A mesh short, or a link one-sided, now: it fails once it outlasts its settle time.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let f = self.replay(ctx, now.max(self.last));
+        Pending::latest(now, f.pending, |n| format!("{n} short mesh(es) or one-sided link(s) to settle"))
+    }
+
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let d_lo = ctx
             .case
@@ -494,7 +520,7 @@ impl Check for Mesh {
             .d_lo
             .map(|d| d as usize)
             .unwrap_or(LIBRARY_D_LO);
-        let f = self.replay(ctx);
+        let f = self.replay(ctx, self.last);
 
         let peers: BTreeSet<&String> = f.judged.keys().map(|(p, _)| p).collect();
         let topics: BTreeSet<&String> = f.judged.keys().map(|(_, t)| t).collect();
@@ -700,6 +726,25 @@ mod tests {
         assert!(r.coverage.is_some());
         let msg = r.message.unwrap();
         assert!(msg.starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate for 17.0 s from 00:00:03.000 while 1 connected subscriber(s) were available"), "{msg}");
+    }
+
+    #[test]
+    fn the_case_waits_until_a_short_mesh_could_fail() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut c = Mesh::new(Settings::default());
+        let mut ev = setup(&kit);
+        ev.push(mesh(&kit, 700_000, "rust-1", &["go-1"]));
+        ev.push(mesh(&kit, 700_000, "go-1", &["rust-1"]));
+        ev.iter().for_each(|e| c.observe(e));
+        assert_eq!(c.pending(&kit.context(), 5_000_000), None, "every mesh is full");
+        // go-1's mesh empties at 5 s: a failure once it lasts beyond the 3 s settle time.
+        c.observe(&mesh(&kit, 5_000_000, "go-1", &[]));
+        let p = c.pending(&kit.context(), 5_500_000).unwrap();
+        assert_eq!(p.until, 8_000_001, "{p:?}");
+        assert_eq!(c.pending(&kit.context(), 8_000_001), None);
+        // Repaired by a heartbeat: nothing to wait for.
+        c.observe(&mesh(&kit, 6_000_000, "go-1", &["rust-1"]));
+        assert_eq!(c.pending(&kit.context(), 6_500_000), None);
     }
 
     #[test]

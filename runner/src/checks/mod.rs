@@ -23,6 +23,7 @@ use crate::cases::Case;
 use crate::matrix::checks::{Settings, Toggle};
 use crate::events::{Micros, Recorded};
 use crate::matrix::KnownIssue;
+use crate::peers::Pending;
 use crate::results::{CheckResult, PeerReport, Status};
 
 /// The registry: every check in report order, built from its (resolved) entry. Adding a check is a file, its settings
@@ -146,6 +147,13 @@ impl crate::peers::Watch for Live {
         }
         self.0.failing(&Context { case, peers }, now)
     }
+
+    fn pending(&self, case: &Case, peers: &[PeerReport], now: Micros) -> Option<Pending> {
+        if !self.0.applies(case) || self.0.not_applicable(case).is_some() {
+            return None;
+        }
+        self.0.pending(&Context { case, peers }, now)
+    }
 }
 
 /// One property judged over a case.
@@ -177,6 +185,11 @@ pub trait Check: Send {
         let v = self.verdict(ctx);
         (v.status == Status::Failed).then(|| v.message.unwrap_or_default())
     }
+    /// While the case runs, once its time line is done: what the check still waits for at `now` before waiting
+    /// longer can no longer change its verdict (a delivery not yet due, a settle window running over a state it
+    /// would fail, an answer still to come), so that the case neither ends before a failure could show nor waits
+    /// for nothing. `None`: it waits for nothing. The drain bounds every wait.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending>;
 }
 
 /// Whether the check named `name` (with its default settings) has anything to judge in the case's design.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{clock, Check, Context};
 use crate::events::{Micros, Observation, ParticipantEvent, PeerEvent, Recorded};
 pub use crate::matrix::checks::nat_mapping::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "nat-mapping";
@@ -68,7 +69,9 @@ impl NatMapping {
     }
 
     /// One line of the gateway's side for a peer: its searches, answers and ignored searches with reasons.
-    fn ssdp_summary(&self, addresses: &[String]) -> String {
+    /// What the gateway did with a peer's searches, in full (for the evidence) and in brief (for a message: the
+    /// counts and why searches were ignored, without the search targets).
+    fn ssdp_summary(&self, addresses: &[String]) -> (String, String) {
         let (mut searches, mut targets, mut answered, mut ignored) = (0, Vec::new(), Vec::new(), Vec::new());
         for l in self.from(addresses) {
             match &l.event {
@@ -79,10 +82,17 @@ impl NatMapping {
                     }
                 }
                 ParticipantEvent::SsdpResponse { st, .. } => answered.push(st.clone()),
-                ParticipantEvent::SsdpIgnored { st, reason, .. } => ignored.push(format!("{st} ({reason})")),
+                ParticipantEvent::SsdpIgnored { st, reason, .. } => ignored.push((st.clone(), reason.clone())),
                 _ => {}
             }
         }
+        let mut brief = format!("the gateway answered {} of {searches} M-SEARCH(es)", answered.len());
+        if !ignored.is_empty() {
+            let mut why: Vec<&str> = ignored.iter().map(|(_, r)| r.as_str()).collect();
+            why.dedup();
+            brief.push_str(&format!(", ignored {}: {}", ignored.len(), why.join("; ")));
+        }
+        let ignored: Vec<String> = ignored.iter().map(|(st, r)| format!("{st} ({r})")).collect();
         let mut s = format!("the gateway received {searches} M-SEARCH(es)");
         if !targets.is_empty() {
             s.push_str(&format!(" for {}", targets.join(", ")));
@@ -91,7 +101,7 @@ impl NatMapping {
         if !ignored.is_empty() {
             s.push_str(&format!(", ignored {}: {}", ignored.len(), ignored.join("; ")));
         }
-        s
+        (s, brief)
     }
 
     /// The gateway's accepted mapping of a peer, if any, and its faulted attempts.
@@ -186,6 +196,16 @@ impl Check for NatMapping {
         })
     }
 
+    /// A peer that neither mapped nor gave up, before its deadline.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let open = ctx.case.peers.iter().filter_map(|p| {
+            let deadline = port_mapping_deadline(p)?;
+            let side = self.peers.get(&p.name)?;
+            (side.mapped.is_empty() && side.failed.is_empty()).then_some(side.started? + deadline.as_micros() as Micros + 1)
+        });
+        Pending::latest(now, open, |n| format!("{n} peer(s) to map a port"))
+    }
+
     fn applies(&self, case: &crate::cases::Case) -> bool {
         crate::peers::has_gateway(case) || case.peers.iter().any(|p| port_mapping_deadline(p).is_some())
     }
@@ -231,11 +251,11 @@ impl Check for NatMapping {
                 unjudged.push(format!("{who} never started"));
                 continue;
             };
-            let ssdp = self.ssdp_summary(&side.addresses);
+            let (full, ssdp) = self.ssdp_summary(&side.addresses);
             let (confirmed, faults) = self.soap(&side.addresses);
             let by = started + deadline.as_micros() as Micros;
             let late = |t: Micros| format!("{:.1} s after its start", (t - started) as f64 / 1e6);
-            evidence.push(format!("{name}: {ssdp}"));
+            evidence.push(format!("{name}: {full}"));
             for f in &faults {
                 evidence.push(format!("    {name}: the gateway answered {f}"));
             }
@@ -250,10 +270,13 @@ impl Check for NatMapping {
             }
             let failure = match (&side.found, side.mapped.first()) {
                 (None, _) => {
+                    if let Some((t, e)) = side.failed.first() {
+                        evidence.push(format!("    {name}: port_mapping_failed at {}: {e}", clock(*t)));
+                    }
                     let said = side
                         .failed
                         .first()
-                        .map(|(t, e)| format!("port_mapping_failed at {}: {e}", clock(*t)))
+                        .map(|(_, e)| format!("it said: {e}"))
                         .unwrap_or_else(|| "no port_mapping_failed either".into());
                     Some(format!("{who} never found the gateway ({said}); {ssdp}"))
                 }
@@ -310,7 +333,13 @@ impl Check for NatMapping {
         }
         // A peer not judged leaves the verdict open, however many others mapped.
         if !unjudged.is_empty() {
-            return CheckResult::inconclusive(NAME, unjudged.join("; "), evidence).covering(coverage);
+            let more = match unjudged.len() {
+                1 => String::new(),
+                n => format!(" ({n} peers not judged)"),
+            };
+            let message = format!("{}{more}", unjudged[0]);
+            evidence.extend(unjudged);
+            return CheckResult::inconclusive(NAME, message, evidence).covering(coverage);
         }
         CheckResult::passed(NAME, evidence).covering(coverage)
     }
@@ -512,13 +541,14 @@ mod tests {
         let r = run(&kit, &record);
         assert_eq!(r.status, Status::Failed, "{r:?}");
         let message = r.message.as_deref().unwrap();
-        assert!(message.starts_with("go-2 (go-libp2p v0.51.0) never found the gateway (port_mapping_failed at "), "{message}");
-        assert!(
-            message.ends_with(&format!(
-                ": no NAT found within 20s); the gateway received 2 M-SEARCH(es) for {IGD1}, {IGD2}, answered 0, ignored 2: {IGD1} ({quirk}); {IGD2} ({quirk})"
-            )),
-            "{message}"
+        assert_eq!(
+            message,
+            format!("go-2 (go-libp2p v0.51.0) never found the gateway (it said: no NAT found within 20s); the gateway answered 0 of 2 M-SEARCH(es), ignored 2: {quirk}")
         );
+        assert!(r.evidence.iter().any(|e| e.ends_with("go-2: port_mapping_failed at 00:00:21.000: no NAT found within 20s")), "{:?}", r.evidence);
+        // Which targets it ignored, each with its reason, is the evidence.
+        let full = format!("go-2: the gateway received 2 M-SEARCH(es) for {IGD1}, {IGD2}, answered 0, ignored 2: {IGD1} ({quirk}); {IGD2} ({quirk})");
+        assert!(r.evidence.contains(&full), "{:?}", r.evidence);
         assert_eq!(r.involved, ["go-2"]);
     }
 

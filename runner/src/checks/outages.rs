@@ -117,6 +117,19 @@ impl Outages {
                 .any(meets)
     }
 
+    /// When `peer` is out of every outage that meets `at` (down, or apart from anyone) and of the recovery after
+    /// it; `None` when one is still going on. `at` itself when none meets it.
+    pub fn recovered_at(&self, peer: &str, at: Micros, recovery: Micros) -> Option<Micros> {
+        let apart = self.apart.iter().filter(|((a, b), _)| a == peer || b == peer).flat_map(|(_, p)| p);
+        self.down
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .chain(apart)
+            .filter(|(s, e)| *s <= at && e.is_none_or(|e| e + recovery >= at))
+            .try_fold(at, |latest, (_, e)| e.map(|e| latest.max(e + recovery)))
+    }
+
     /// The moments an outage ended, and between whom (a peer restarted or resumed: with everyone; a heal: the
     /// pairs it joins), in order.
     pub fn ends(&self) -> Vec<(Micros, String)> {
@@ -212,5 +225,9 @@ mod tests {
         );
         assert_eq!(o.healed_at(50), vec![("go-1".to_owned(), "rust-1".to_owned())]);
         assert!(o.came_back_at("go-2", 200));
+        // Recovered: from the heal (50) plus 20; a pause never resumed never ends; no outage, at once.
+        assert_eq!(o.recovered_at("go-1", 60, 20), Some(70));
+        assert_eq!(o.recovered_at("rust-2", 400, 20), None);
+        assert_eq!(o.recovered_at("go-1", 100, 20), Some(100));
     }
 }

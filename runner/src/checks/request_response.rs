@@ -11,7 +11,8 @@ use super::{clock, Check, Context};
 use crate::events::{Command, Micros, PeerEvent, Recorded, Sent};
 pub use crate::matrix::checks::request_response::Settings;
 use crate::matrix::timeline::Action;
-use crate::results::CheckResult;
+use crate::peers::Pending;
+use crate::results::{clip, CheckResult};
 
 pub const NAME: &str = "request-response";
 
@@ -78,15 +79,21 @@ impl Pair {
     }
 
     /// `5 requests, 0 answered, 5 failed: "Failed to dial the requested peer"`.
-    fn summary(&self) -> String {
+    /// `brief`: at most two error texts, each cut short, for a failure's message; else all of them, whole.
+    fn summary(&self, brief: bool) -> String {
         let mut s = format!("{} request(s), {} answered", self.sent, self.answered.len());
         if !self.failed.is_empty() {
             let texts: Vec<String> = self
                 .failed
                 .iter()
-                .map(|(e, n)| if self.failed.len() > 1 { format!("{n} x \"{e}\"") } else { format!("\"{e}\"") })
+                .take(if brief { 2 } else { usize::MAX })
+                .map(|(e, n)| {
+                    let e = if brief { clip(e, 60) } else { e.clone() };
+                    if self.failed.len() > 1 { format!("{n} x \"{e}\"") } else { format!("\"{e}\"") }
+                })
                 .collect();
-            s.push_str(&format!(", {} failed: {}", self.failures(), texts.join(", ")));
+            let others = if brief && self.failed.len() > 2 { format!(" and {} other error(s)", self.failed.len() - 2) } else { String::new() };
+            s.push_str(&format!(", {} failed: {}{others}", self.failures(), texts.join(", ")));
         }
         if self.unanswered > 0 {
             s.push_str(&format!(", {} unanswered by the end of the case", self.unanswered));
@@ -190,7 +197,7 @@ impl Check for RequestResponse {
         }
         let mut evidence = Vec::new();
         for ((requester, responder), p) in &pairs {
-            evidence.push(format!("{} -> {}: {}", ctx.describe(requester), ctx.describe(responder), p.summary()));
+            evidence.push(format!("{} -> {}: {}", ctx.describe(requester), ctx.describe(responder), p.summary(false)));
             let mut answered = p.answered.clone();
             answered.sort_unstable();
             if !answered.is_empty() {
@@ -227,13 +234,24 @@ impl Check for RequestResponse {
                 ctx.describe(requester),
                 ctx.describe(responder),
                 clock(at),
-                first.summary()
+                first.summary(true)
             ),
             evidence,
         )
         .at(at)
         .involving(failing.iter().flat_map(|((a, b), _)| [a.clone(), b.clone()]))
         .covering(coverage)
+    }
+
+    /// Requests neither answered nor failed: they have no deadline of their own (the library's timeout ends them),
+    /// so the case listens for them as long as the drain lasts.
+    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+        let open = self
+            .requests
+            .iter()
+            .filter(|(id, r)| matches!(r.outcome, Outcome::Pending) && !self.unsupported.contains(*id))
+            .map(|_| Micros::MAX);
+        Pending::latest(now, open, |n| format!("{n} request(s) unanswered"))
     }
 
     /// A failed request is certain as soon as it is reported; an unanswered one only at the end of the case.

@@ -13,6 +13,7 @@ use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Command, Fault, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::subscriptions::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 
 pub const NAME: &str = "subscriptions";
@@ -261,13 +262,18 @@ struct Judged {
     expected: usize,
     seen: usize,
     judged_pairs: BTreeSet<(String, String)>,
+    /// When what is not judged yet would be: a subscription due in a connected period still going on, an
+    /// unsubscribe its connection's closing may still explain.
+    pending: Vec<Micros>,
 }
 
 impl Subscriptions {
-    /// Every problem over what was observed, and what was judged.
-    fn judge(&self, ctx: &Context) -> Judged {
+    /// Every problem over what was observed up to `now` (the end of the record, or later while the case runs),
+    /// and what was judged.
+    fn judge(&self, ctx: &Context, now: Micros) -> Judged {
         let leaving = &self.leaving;
         let mut problems: Vec<Problem> = Vec::new();
+        let mut pending = Vec::new();
 
         // An unsubscribe seen while the pair stays connected must have been asked of the remote, for that topic.
         for (at, observer, remote_id, topic) in &self.unsubscribes {
@@ -288,6 +294,9 @@ impl Subscriptions {
                 || leaving
                     .cut(ctx, observer, &remote, start)
                     .is_some_and(|d| d <= *at);
+            if !excused && end.is_none() {
+                pending.push(at + CLOSING_GRACE_US + 1);
+            }
             if !excused {
                 problems.push((
                     *at,
@@ -313,7 +322,7 @@ impl Subscriptions {
                     for (connected, disconnected) in &pair.periods {
                         let start = subscribed.max(*connected);
                         let due = start + self.within_us;
-                        let end = [
+                        let ended = [
                             unsubscribed,
                             *disconnected,
                             leaving.gone_after(observer, start),
@@ -322,14 +331,16 @@ impl Subscriptions {
                         ]
                         .into_iter()
                         .flatten()
-                        .min()
-                        .unwrap_or(self.last)
-                        .min(self.last);
+                        .min();
+                        let end = ended.unwrap_or(now).min(now);
                         let key = (observer.clone(), remote_id.clone(), topic.to_owned());
                         // A period shorter than `within` can still show the subscription seen: that is judged;
                         // only an unseen one in a period too short to expect it is not.
                         let seen_in_time = self.sees_subscribed(&key, subscribed, due.min(end));
                         if end <= due && !seen_in_time {
+                            if ended.is_none() {
+                                pending.push(due + 1);
+                            }
                             continue;
                         }
                         expected += 1;
@@ -363,6 +374,7 @@ impl Subscriptions {
             expected,
             seen,
             judged_pairs,
+            pending,
         }
     }
 }
@@ -447,7 +459,8 @@ impl Check for Subscriptions {
             expected,
             seen,
             judged_pairs,
-        } = self.judge(ctx);
+            ..
+        } = self.judge(ctx, self.last);
         let leaving = &self.leaving;
         let coverage = format!(
             "{} subscriptions expected over {} connected pair(s), {} seen within {} ms; {} unsubscribe(s) reported",
@@ -494,9 +507,16 @@ impl Check for Subscriptions {
         .covering(coverage)
     }
 
+    /// A subscription not seen yet in a connected period shorter than `within` so far, and an unsubscribe that
+    /// the closing of its connection may still explain.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let judged = self.judge(ctx, now.max(self.last));
+        Pending::latest(now, judged.pending, |n| format!("{n} subscription(s) to be seen or unsubscribe(s) explained"))
+    }
+
     /// Only problems that later observations can no longer excuse (see [`SETTLE_US`]).
     fn failing(&self, ctx: &Context, now: Micros) -> Option<String> {
-        self.judge(ctx)
+        self.judge(ctx, self.last)
             .problems
             .into_iter()
             .filter(|(at, _, _)| at + SETTLE_US <= now)
@@ -527,6 +547,24 @@ mod tests {
             kit.remote_sub(20, "go-1", "rust-1", TOPIC, true),
         ]);
         ev
+    }
+
+    #[test]
+    fn the_case_waits_for_a_subscription_until_it_is_due() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut c = Subscriptions::new(Settings::default());
+        let mut ev = kit.connect(0, "rust-1", "go-1").to_vec();
+        ev.extend([kit.subscribe(10, "rust-1", TOPIC), kit.subscribe(10, "go-1", TOPIC)]);
+        ev.iter().for_each(|e| c.observe(e));
+        // Neither has seen the other subscribe yet: both due 3 s after the subscriptions.
+        let p = c.pending(&kit.context(), 1_000_000).unwrap();
+        assert_eq!((p.until, p.what.starts_with("2 ")), (3_000_011, true), "{p:?}");
+        c.observe(&kit.remote_sub(20, "rust-1", "go-1", TOPIC, true));
+        c.observe(&kit.remote_sub(20, "go-1", "rust-1", TOPIC, true));
+        assert_eq!(c.pending(&kit.context(), 1_000_000), None);
+        // An unsubscribe nobody asked for waits for the closing that may still explain it.
+        c.observe(&kit.remote_sub(5_000_000, "go-1", "rust-1", TOPIC, false));
+        assert_eq!(c.pending(&kit.context(), 5_100_000).map(|p| p.until), Some(6_000_001));
     }
 
     #[test]

@@ -187,7 +187,7 @@ pub struct Network {
     /// Longest wait for connections, subscriptions and meshes to form before publishing starts.
     #[serde(default = "defaults::warmup", with = "humantime_serde")]
     pub warmup: Duration,
-    /// How long to keep listening after the last publish, for late deliveries.
+    /// The longest wait after the time line: the case stops sooner once no check waits for anything more.
     #[serde(default = "defaults::drain", with = "humantime_serde")]
     pub drain: Duration,
     /// Things made to go wrong on purpose, at times relative to the start of publishing (time line steps written

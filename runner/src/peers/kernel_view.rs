@@ -35,7 +35,7 @@ enum Request {
     Changed { peer: usize },
     /// Sockets to this address are no libp2p connection (a participant's HTTP server).
     NotAPeer(IpAddr),
-    /// Reads every peer that reported a change since its last read, then answers.
+    /// Reads every peer that reported a change since its last read or awaits a follow-up, then answers.
     Settle(std_mpsc::Sender<()>),
 }
 
@@ -71,8 +71,8 @@ impl KernelView {
         let _ = self.requests.send(Request::NotAPeer(address));
     }
 
-    /// Reads, at once, every peer whose last reported change has not been read yet: the last look before the
-    /// peers are stopped. Waits on a blocking thread, not on the runtime.
+    /// Reads, at once, every peer whose last reported change has not been read yet or that awaits a follow-up:
+    /// the last look before the peers are stopped. Waits on a blocking thread, not on the runtime.
     pub async fn settle(&self) {
         let (tx, rx) = std_mpsc::channel();
         if self.requests.send(Request::Settle(tx)).is_ok() {
@@ -84,6 +84,8 @@ impl KernelView {
 /// One watched peer.
 struct Watched {
     pid: Option<u32>,
+    /// The last view read; `None` before the first.
+    last: Option<Vec<String>>,
     /// Reads due for it (follow-ups of reported changes), soonest first.
     due: Vec<Instant>,
     /// A change was reported after its last read.
@@ -145,6 +147,7 @@ impl Reader {
                     peer,
                     Watched {
                         pid,
+                        last: None,
                         due: vec![now],
                         dirty: true,
                         unavailable: false,
@@ -166,7 +169,7 @@ impl Reader {
                 let dirty: Vec<usize> = self
                     .peers
                     .iter()
-                    .filter(|(_, w)| w.dirty)
+                    .filter(|(_, w)| w.dirty || !w.due.is_empty())
                     .map(|(i, _)| *i)
                     .collect();
                 for peer in dirty {
@@ -242,6 +245,13 @@ impl Reader {
             .filter(|a| !self.not_peers.contains(&a.ip()))
             .map(|a| a.to_string())
             .collect();
+        // A change nobody reported (a hidden connection) is read again past the settling time, like a reported one.
+        if w.last.as_ref() != Some(&established) {
+            if w.last.is_some() && w.due.is_empty() {
+                w.due.push(Instant::now() + FOLLOW_UPS[1]);
+            }
+            w.last = Some(established.clone());
+        }
         // Sent even when unchanged: the `connections` check needs a second read to prove a disagreement lasted.
         let _ = self.out.send((peer, Observation::Sockets { established }));
     }

@@ -4,6 +4,8 @@
 //! see it as it arrives; nothing here judges.
 
 pub mod config;
+mod drain;
+pub use drain::Pending;
 mod faults;
 pub use faults::tools_missing;
 mod ingest;
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Output, PeerLaunch, PeerProcess};
 use crate::cases::Case;
-use crate::events::{Command, CommandLine, Observation, PeerEvent, Recorded};
+use crate::events::{now_micros, Command, CommandLine, Micros, Observation, PeerEvent, Recorded};
 use crate::images::Recipes;
 use crate::matrix::timeline::{Action, Condition, StepDial, Via};
 use crate::matrix::DialMode;
@@ -46,6 +48,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const SEED_0_PEER_ID: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 /// Longest a write of one command to a peer may take: a peer reads its commands at once.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often, at most, the checks are asked during the drain whether they still wait: what they say is computed
+/// over the whole record.
+const DRAIN_POLL_US: Micros = 100_000;
 /// How often the live checks and the faults in force are looked at: failures are announced within this.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -77,6 +82,8 @@ pub trait Watch: Send {
     fn observe(&mut self, rec: &Recorded);
     /// Why the case already fails at `now`, if it does.
     fn failing(&self, case: &Case, peers: &[PeerReport], now: crate::events::Micros) -> Option<String>;
+    /// Once the time line is done: what the check still waits for at `now` before its verdict is settled.
+    fn pending(&self, case: &Case, peers: &[PeerReport], now: crate::events::Micros) -> Option<Pending>;
 }
 
 /// Awaits an engine call, unless the case is cancelled first (a hung engine must not outlive the case).
@@ -267,7 +274,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         self.run_timeline(&scenario).await?;
-        self.pump_for(scenario.drain).await?;
+        self.drain(scenario.drain).await?;
         self.last_kernel_look().await;
         Ok(())
     }
@@ -878,8 +885,37 @@ impl<'a, B: Backend> Driver<'a, B> {
         Ok(())
     }
 
-    async fn pump_for(&mut self, d: Duration) -> anyhow::Result<()> {
-        self.pump_until(Instant::now() + d).await
+    /// Listens after the time line until no check waits for anything more, and at most `drain`; what the drain cut
+    /// short is noted.
+    async fn drain(&mut self, drain: Duration) -> anyhow::Result<()> {
+        let drain_end = now_micros() + drain.as_micros() as Micros;
+        loop {
+            let now = now_micros();
+            let peers = self.peer_reports();
+            let until = match drain::next(now, drain_end, &self.rec.pending(self.case, &peers, now)) {
+                drain::Next::Listen(until) => until,
+                drain::Next::Stop { cut } => {
+                    if !cut.is_empty() {
+                        self.notes.push(format!(
+                            "the drain ({}) ended the case while checks still waited: {}",
+                            humantime::format_duration(drain),
+                            cut.join("; ")
+                        ));
+                    }
+                    return Ok(());
+                }
+            };
+            // Asked again when the wait is over, or after a poll period in which something arrived.
+            let seen = self.rec.record.len();
+            loop {
+                let now = now_micros();
+                let wake = until.min(now + DRAIN_POLL_US);
+                self.pump_until(Instant::now() + Duration::from_micros(wake.saturating_sub(now) as u64)).await?;
+                if now_micros() >= until || self.rec.record.len() != seen {
+                    break;
+                }
+            }
+        }
     }
 
     async fn wait_until(

@@ -77,6 +77,14 @@ impl<'a> Recorder<'a> {
         self.record.push(rec);
     }
 
+    /// What each live check still waits for at `now`, by its name.
+    pub fn pending(&self, case: &Case, peers: &[PeerReport], now: Micros) -> Vec<(&'static str, super::Pending)> {
+        self.live
+            .iter()
+            .filter_map(|c| Some((c.name(), c.pending(case, peers, now)?)))
+            .collect()
+    }
+
     /// Asks the live checks whether the case already fails; each failure is announced once, and with
     /// `--fail-fast` the first one stops the case.
     pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {

@@ -298,6 +298,13 @@ impl KernelCheck {
         }
     }
 
+    /// When each disagreement going on now can be proven lasting: by a read past its settling time, which the
+    /// runner makes within about a second of it (`peers::kernel_view` reads a peer again 3.5 s after any change).
+    pub(super) fn provable_at(&self) -> impl Iterator<Item = Micros> + '_ {
+        let settle = self.settle_us();
+        self.misreporting.values().map(move |m| m.since + settle + 1_000_000)
+    }
+
     /// The disagreements that reads showed lasting beyond the settling time, one still going on at the end of the
     /// record included.
     pub(super) fn misreports(&self) -> Vec<&Misreport> {
@@ -310,10 +317,14 @@ impl KernelCheck {
         misreports
     }
 
-    pub(super) fn describe(&self, m: &Misreport, ctx: &Context) -> String {
-        let diffs: Vec<String> = m
+    /// One disagreement in one line: every address it concerns for the evidence, the first and how many more for
+    /// the failure's message (`all: false`), which stays short however many peers the case has.
+    pub(super) fn describe(&self, m: &Misreport, ctx: &Context, all: bool) -> String {
+        let shown = if all { m.diffs.len() } else { 1 };
+        let mut diffs: Vec<String> = m
             .diffs
             .iter()
+            .take(shown)
             .map(|(addr, (reported, kernel))| {
                 let who = self
                     .remote_of
@@ -325,6 +336,9 @@ impl KernelCheck {
                 )
             })
             .collect();
+        if m.diffs.len() > shown {
+            diffs.push(format!("and {} more address(es)", m.diffs.len() - shown));
+        }
         format!(
             "{} {}, for at least {:.1} s from {}",
             ctx.describe(&m.peer),
@@ -343,7 +357,7 @@ impl KernelCheck {
         let first = misreports.first()?;
         let evidence = misreports
             .iter()
-            .map(|m| self.describe(m, ctx))
+            .map(|m| self.describe(m, ctx, true))
             .collect();
         let remotes = first
             .diffs
@@ -351,7 +365,7 @@ impl KernelCheck {
             .filter_map(|a| self.remote_of.get(&(first.peer.clone(), *a)))
             .map(|id| ctx.name_of(id));
         Some(
-            CheckResult::failed(NAME, self.describe(first, ctx), evidence)
+            CheckResult::failed(NAME, self.describe(first, ctx, false), evidence)
                 .at(first.since)
                 .involving(std::iter::once(first.peer.clone()).chain(remotes)),
         )
@@ -400,6 +414,25 @@ mod tests {
             msg.starts_with("rust-1 (rust-libp2p 0.57.1) reports 0 connection(s) to 10.0.0.2:4002 while the kernel holds 1, for at least 7.8 s"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_peer_hiding_a_hundred_connections_fails_in_one_short_line() {
+        let kit = Kit::many(60, 60);
+        let hidden: Vec<String> = (0..119).map(|i| format!("10.0.{}.{}:4001", i / 200, i % 200 + 2)).collect();
+        let ev = [
+            kit.sockets(1_200_000, "rust-1", &hidden.iter().map(String::as_str).collect::<Vec<_>>()),
+            kit.sockets(9_000_000, "rust-1", &hidden.iter().map(String::as_str).collect::<Vec<_>>()),
+        ];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(
+            r.message.as_deref().unwrap(),
+            "rust-1 (rust-libp2p 0.57.1) reports 0 connection(s) to 10.0.0.2:4001 while the kernel holds 1; \
+             and 118 more address(es), for at least 7.8 s from 00:00:01.200"
+        );
+        // Every address is in the evidence.
+        assert!(r.evidence[0].contains("10.0.0.120:4001"), "{:?}", r.evidence);
     }
 
     /// rust-libp2p#6047's duplicate seen from the dialer: both sockets have the listener's address. As a set they

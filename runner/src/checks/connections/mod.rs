@@ -13,6 +13,7 @@ use super::evidence::count;
 use super::{clock, Check, Context};
 use crate::events::{Direction, Fault, Micros, Observation, PeerEvent, Recorded};
 pub use crate::matrix::checks::connections::Settings;
+use crate::peers::Pending;
 use crate::results::CheckResult;
 use kernel::KernelCheck;
 
@@ -193,6 +194,15 @@ impl Check for Connections {
         }
     }
 
+    /// An excess, or a disagreement with the kernel, going on now: it fails once it outlasts the settling time.
+    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+        let settle = self.settle_us();
+        let excesses = self.ongoing.values().map(|e| e.since + settle + 1);
+        Pending::latest(now, excesses.chain(self.kernel.provable_at()), |n| {
+            format!("{n} excess(es) or kernel disagreement(s) going on")
+        })
+    }
+
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let mut excesses: Vec<&Excess> = self.excesses.iter().collect();
         // An excess still going on when the record ends counts from its start to the end.
@@ -265,7 +275,7 @@ impl Check for Connections {
         };
         let mut evidence: Vec<String> = misreports
             .iter()
-            .map(|m| self.kernel.describe(m, ctx))
+            .map(|m| self.kernel.describe(m, ctx, true))
             .collect();
         for e in &excesses {
             evidence.push(describe(e));
@@ -312,6 +322,18 @@ mod tests {
 
     pub(super) fn run(events: &[Recorded], kit: &Kit) -> CheckResult {
         run_with(Settings::default(), events, kit)
+    }
+
+    #[test]
+    fn the_case_waits_until_an_excess_could_fail() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let mut c = Connections::new(Settings::default());
+        c.observe(&kit.opened(1_000_000, "rust-1", "go-1", "1"));
+        assert_eq!(c.pending(&kit.context(), 2_000_000), None);
+        c.observe(&kit.opened(2_000_000, "rust-1", "go-1", "2"));
+        assert_eq!(c.pending(&kit.context(), 2_500_000).map(|p| p.until), Some(5_000_001));
+        c.observe(&kit.closed(2_600_000, "rust-1", "go-1", "2"));
+        assert_eq!(c.pending(&kit.context(), 2_700_000), None);
     }
 
     #[test]
