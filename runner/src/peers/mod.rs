@@ -892,7 +892,11 @@ impl<'a, B: Backend> Driver<'a, B> {
         loop {
             let now = now_micros();
             let peers = self.peer_reports();
-            let until = match drain::next(now, drain_end, &self.rec.pending(self.case, &peers, now)) {
+            let asked = std::time::Instant::now();
+            let pending = self.rec.pending(self.case, &peers, now);
+            // Asking looks over the whole record: a large case is asked less often (see `recorder::LOOK_SHARE`).
+            let poll = DRAIN_POLL_US.max((asked.elapsed() * recorder::LOOK_SHARE).as_micros() as Micros);
+            let until = match drain::next(now, drain_end, &pending) {
                 drain::Next::Listen(until) => until,
                 drain::Next::Stop { cut } => {
                     if !cut.is_empty() {
@@ -909,7 +913,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             let seen = self.rec.record.len();
             loop {
                 let now = now_micros();
-                let wake = until.min(now + DRAIN_POLL_US);
+                let wake = until.min(now + poll);
                 self.pump_until(Instant::now() + Duration::from_micros(wake.saturating_sub(now) as u64)).await?;
                 if now_micros() >= until || self.rec.record.len() != seen {
                     break;

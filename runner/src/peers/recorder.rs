@@ -2,6 +2,8 @@
 //! to its listeners as it is taken in: the world's model (what the driver waits for) and the live checks (what it
 //! announces). The driver appends to it; nothing here decides what to do next, and nothing here judges.
 
+use std::time::Instant;
+
 use crate::cases::Case;
 use crate::events::{now_micros, Micros, Observation, Recorded};
 use crate::progress::Progress;
@@ -9,6 +11,10 @@ use crate::results::PeerReport;
 
 use super::world::World;
 use super::Watch;
+
+/// A live check is asked again after this many times what its last answer took: watching takes at most about a
+/// twentieth of the runner's time, whatever the size of the case; small cases are asked at every tick.
+pub const LOOK_SHARE: u32 = 20;
 
 /// A check failed while the case ran, and the run was asked to stop there.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +30,10 @@ pub struct Recorder<'a> {
     live: Vec<Box<dyn Watch>>,
     /// Checks already seen failing (each is announced once).
     announced: Vec<&'static str>,
+    /// Per live check, when it is asked again whether the case fails: a check that looks over the whole record
+    /// (at 200 peers, tens of milliseconds) is asked less often, so that watching never takes the runner's core
+    /// from taking in what the peers say.
+    next_look: Vec<Instant>,
     pub live_failures: Vec<(Micros, String)>,
     fail_fast: bool,
     progress: Option<&'a Progress>,
@@ -37,6 +47,7 @@ impl<'a> Recorder<'a> {
             record: Vec::new(),
             live: Vec::new(),
             announced: Vec::new(),
+            next_look: Vec::new(),
             live_failures: Vec::new(),
             fail_fast: false,
             progress: None,
@@ -44,6 +55,7 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn with_live(&mut self, live: Vec<Box<dyn Watch>>, progress: &'a Progress, fail_fast: bool) {
+        self.next_look = vec![Instant::now(); live.len()];
         self.live = live;
         self.progress = Some(progress);
         self.fail_fast = fail_fast;
@@ -89,11 +101,14 @@ impl<'a> Recorder<'a> {
     /// `--fail-fast` the first one stops the case.
     pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {
         let now = now_micros();
-        for check in &self.live {
-            if self.announced.contains(&check.name()) {
+        for (check, next_look) in self.live.iter().zip(&mut self.next_look) {
+            if self.announced.contains(&check.name()) || Instant::now() < *next_look {
                 continue;
             }
-            if let Some(message) = check.failing(case, peers, now) {
+            let asked = Instant::now();
+            let failing = check.failing(case, peers, now);
+            *next_look = asked + asked.elapsed() * LOOK_SHARE;
+            if let Some(message) = failing {
                 self.announced.push(check.name());
                 let line = format!("[{}] {message}", check.name());
                 if let Some(p) = self.progress {
@@ -106,5 +121,48 @@ impl<'a> Recorder<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Kit;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// A check whose every look takes 10 ms.
+    struct Slow(Arc<AtomicU32>);
+
+    impl Watch for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn observe(&mut self, _: &Recorded) {}
+        fn failing(&self, _: &Case, _: &[PeerReport], _: Micros) -> Option<String> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            None
+        }
+        fn pending(&self, _: &Case, _: &[PeerReport], _: Micros) -> Option<super::super::Pending> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_costly_check_is_asked_less_often() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let looks = Arc::new(AtomicU32::new(0));
+        let progress = Progress::new(1);
+        let mut rec = Recorder::new(vec!["rust-1".into(), "go-1".into()]);
+        rec.with_live(vec![Box::new(Slow(looks.clone()))], &progress, false);
+        let start = Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(500) {
+            rec.watch(&kit.case, &[]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Asked at most every 200 ms (20 x 10 ms): 3 looks in 500 ms, not hundreds.
+        let n = looks.load(Ordering::Relaxed);
+        assert!((1..=3).contains(&n), "{n} looks");
     }
 }
