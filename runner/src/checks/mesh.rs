@@ -27,6 +27,10 @@ const LIBRARY_D_LO: usize = 5;
 const LIBRARY_D_HI: usize = 12;
 /// The heartbeat likewise: 1 s in both.
 const LIBRARY_HEARTBEAT_US: Micros = 1_000_000;
+/// Steps closer together than this are taken in before the meshes are looked at again: at 200 peers the record
+/// holds tens of thousands of steps, and looking at every mesh after each one made the replay take minutes. Far
+/// below every settling time (seconds), so no spell that counts is missed or cut short by more than this.
+const LOOK_EVERY_US: Micros = 20_000;
 
 /// What a peer reported that shapes its meshes, in the order it happened.
 #[derive(Debug, Clone)]
@@ -204,6 +208,12 @@ impl Mesh {
         let symmetry_settle = settle.max(3 * heartbeat);
         let recovery = self.settings.recovery.as_micros() as Micros;
         let outages = &self.outages;
+        let names: BTreeMap<&str, &str> = ctx
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.peer_id.as_deref()?, p.name.as_str())))
+            .collect();
+        let name_of = |id: &str| names.get(id).map_or_else(|| id.to_owned(), |n| (*n).to_owned());
         let id_of = |name: &str| {
             ctx.peers
                 .iter()
@@ -252,7 +262,7 @@ impl Mesh {
                         .iter()
                         .filter(|(_, t)| t == topic)
                         .filter(|(r, _)| {
-                            let name = ctx.name_of(r);
+                            let name = name_of(r);
                             st.connected_since(r).is_some_and(|c| !cut(peer, &name, c))
                                 && held(&name, topic).is_some()
                         })
@@ -287,7 +297,7 @@ impl Mesh {
                         continue;
                     };
                     for b_id in mesh {
-                        let b = ctx.name_of(b_id);
+                        let b = name_of(b_id);
                         if recovering(&b) {
                             continue;
                         }
@@ -341,7 +351,8 @@ impl Mesh {
             );
         };
 
-        for (at, peer, step) in steps {
+        let mut looked_at: Option<Micros> = None;
+        for (k, (at, peer, step)) in steps.iter().enumerate() {
             let st = state.entry(peer.clone()).or_default();
             match step {
                 Step::Opened { remote, conn } => {
@@ -384,7 +395,13 @@ impl Mesh {
                     };
                 }
             }
-            evaluate(&state, *at, &mut f);
+            // Looked at after the last step of each stretch of steps closer together than `LOOK_EVERY_US`.
+            let next = steps.get(k + 1).map(|(t, _, _)| *t);
+            let first = *looked_at.get_or_insert(*at);
+            if next.is_none_or(|t| t >= first + LOOK_EVERY_US) {
+                evaluate(&state, *at, &mut f);
+                looked_at = None;
+            }
         }
         evaluate(&state, end, &mut f);
         f.silent
