@@ -137,11 +137,13 @@ impl Check for Commands {
             )
         });
         if let Some(u) = self.undelivered.first() {
+            // A write that did not finish in time: a peer starved of CPU reads its stdin late too.
             return CheckResult::failed(
                 NAME,
                 format!("{} {}", ctx.describe(&u.peer), u.message),
                 vec![format!("{} {}: command {} undelivered", super::clock(u.at), u.peer, u.cmd_id.as_deref().unwrap_or("?"))],
             )
+            .timing()
             .involving([u.peer.clone()])
             .at(u.at)
             .covering(coverage);

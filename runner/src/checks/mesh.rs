@@ -579,7 +579,9 @@ impl Check for Mesh {
             };
             let mut evidence: Vec<String> = problems.iter().map(|p| p.2.clone()).collect();
             evidence.extend(self.recoveries(&f, ctx));
+            // Every mesh problem is one that lasted longer than some heartbeats: a failure of time.
             return CheckResult::failed(NAME, format!("{first}{more}"), evidence)
+            .timing()
             .at(*at)
             .involving(involved.clone())
             .covering(coverage);
