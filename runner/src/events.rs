@@ -178,6 +178,35 @@ pub enum Observation {
     /// A participant's process ended; `expected` when the runner had told it to stop. An unexpected end is an
     /// error of the case (the runner's own part broke), never a peer's failure.
     ParticipantExited { code: Option<i64>, expected: bool },
+    /// The machine's CPU over one sampling interval, recorded under [`HOST`]: whether the host could keep up is
+    /// judged from these (and the harness lag of the peers' lines), so that `judge` sees what the run saw.
+    Host(HostSample),
+}
+
+/// The record's name for the machine the case ran on (its `peer` for [`Observation::Host`]).
+pub const HOST: &str = "host";
+
+/// What the runner measured of the whole machine over one interval (`/proc/stat`, `/proc/pressure/cpu`,
+/// `/proc/loadavg`). Shares are in permille of all cores' time, so records from machines of any size compare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    /// When the interval ended (the sampler's clock: `Recorded.at` is when it reached the record).
+    pub ts: Micros,
+    pub interval_ms: u64,
+    /// Online cores: what "all of the machine" means for the shares below.
+    pub cores: u32,
+    /// Time the cores ran tasks (user, nice, system, irq, softirq), of all cores' time.
+    pub busy_permille: u32,
+    /// Time the hypervisor ran something else while this machine had work: lost to it.
+    pub steal_permille: u32,
+    /// Tasks runnable at the end of the interval, the sampler itself not counted (`/proc/loadavg`).
+    pub runnable: u32,
+    /// Time at least one runnable task waited for a core (`/proc/pressure/cpu` `some`), where the kernel tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure_some_permille: Option<u32>,
+    /// Time every non-idle task waited (`full`), where the kernel tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure_full_permille: Option<u32>,
 }
 
 /// A fault made to one peer from outside, as recorded. A partition is recorded once per peer it cuts, naming the
@@ -256,6 +285,7 @@ impl Recorded {
         match &self.what {
             Observation::Event { line } => line.ts,
             Observation::Participant { line } => line.ts,
+            Observation::Host(sample) => sample.ts,
             _ => self.at,
         }
     }
@@ -406,6 +436,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(exit.what, Observation::ParticipantExited { code: Some(0), expected: true });
+    }
+
+    #[test]
+    fn host_samples_are_recorded_under_the_host_s_name_with_their_own_time() {
+        let rec = Recorded {
+            at: 2_300_000,
+            peer: HOST.into(),
+            what: Observation::Host(HostSample {
+                ts: 2_000_000,
+                interval_ms: 1000,
+                cores: 2,
+                busy_permille: 990,
+                steal_permille: 0,
+                runnable: 3,
+                pressure_some_permille: Some(400),
+                pressure_full_permille: None,
+            }),
+        };
+        let text = serde_json::to_string(&rec).unwrap();
+        assert_eq!(
+            text,
+            r#"{"at":2300000,"peer":"host","kind":"host","ts":2000000,"interval_ms":1000,"cores":2,"busy_permille":990,"steal_permille":0,"runnable":3,"pressure_some_permille":400}"#
+        );
+        let back: Recorded = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(back.time(), 2_000_000);
+        assert!(back.event().is_none() && back.participant().is_none());
     }
 
     #[test]

@@ -182,6 +182,39 @@ mod tests {
     }
 
     #[test]
+    fn a_saturated_host_is_judged_again_from_the_samples_it_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        // go-1 misses rust-1's message while both cores are busy and tasks wait, 5 s at a stretch.
+        let mut record: Vec<Recorded> = kit.publish(1_000, "rust-1", "rust-1/0").into();
+        for s in 1..=5 {
+            record.push(Recorded {
+                at: s * 1_000_000,
+                peer: crate::events::HOST.into(),
+                what: crate::events::Observation::Host(crate::events::HostSample {
+                    ts: s * 1_000_000,
+                    interval_ms: 1000,
+                    cores: 2,
+                    busy_permille: 1000,
+                    steal_permille: 0,
+                    runnable: 6,
+                    pressure_some_permille: Some(700),
+                    pressure_full_permille: Some(0),
+                }),
+            });
+        }
+        let s = attempt(&kit, 1);
+        store(dir.path(), &s, &record);
+        let ran = crate::judge::case(&s, &record);
+        RunResults { cases: vec![ran.clone()], ..crate::results::tests::run(Vec::new()) }.write(dir.path()).unwrap();
+        let again = judge(dir.path(), &[], None).unwrap();
+        assert_eq!(again.results.cases, vec![ran]);
+        let d = delivery(&again.results.cases[0]);
+        assert_eq!(d.status, Status::Inconclusive, "{d:?}");
+        assert!(d.message.as_deref().unwrap().starts_with("host CPU saturated for 5 s of 5"), "{d:?}");
+    }
+
+    #[test]
     fn a_run_judged_again_unchanged_is_the_run_and_its_attempts_merge_alike() {
         let dir = tempfile::tempdir().unwrap();
         let (ran, _) = run(dir.path());

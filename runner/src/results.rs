@@ -114,6 +114,10 @@ pub struct CheckResult {
     /// that depends on timing is still a bug.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
+    /// The failure is that something did not happen in time (a deadline, a window, a silence): a machine that
+    /// could not keep up causes such failures too, so on a saturated host it is no verdict (`checks::host`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timing: bool,
 }
 
 /// One attempt's verdict of a check.
@@ -141,6 +145,12 @@ impl CheckResult {
         self
     }
 
+    /// Says the failure is one of time (see [`CheckResult::timing`]).
+    pub fn timing(mut self) -> Self {
+        self.timing = true;
+        self
+    }
+
     /// States what the check judged.
     pub fn covering(mut self, coverage: impl Into<String>) -> Self {
         self.coverage = Some(coverage.into());
@@ -159,6 +169,7 @@ impl CheckResult {
             known_issue: None,
             attempts: Vec::new(),
             flaky: false,
+            timing: false,
         }
     }
 

@@ -15,8 +15,11 @@ use crate::results::{MatrixRef, PeerReport};
 
 pub const CASE_FILE: &str = "case.json";
 pub const RECORD_FILE: &str = "record.jsonl";
-/// The format of both files that this meshgate writes, and the only one it reads.
-pub const FORMAT: u32 = 1;
+/// The format of both files that this meshgate writes. Format 2 records hold the host's samples
+/// (`Observation::Host`), which a format-1 reader cannot parse.
+pub const FORMAT: u32 = 2;
+/// The oldest format it still reads: a format-1 record is a format-2 record without host samples.
+const OLDEST: u32 = 1;
 
 /// `case.json`: everything judging a case needs besides its record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,9 +76,9 @@ impl StoredCase {
 /// Refuses what this meshgate cannot read, saying which format it is and which one would do.
 fn known_format(path: &Path, format: Option<&serde_json::Value>) -> anyhow::Result<()> {
     match format.and_then(serde_json::Value::as_u64) {
-        Some(f) if f == u64::from(FORMAT) => Ok(()),
+        Some(f) if (u64::from(OLDEST)..=u64::from(FORMAT)).contains(&f) => Ok(()),
         Some(f) => bail!(
-            "{} is of format {f}; this meshgate ({}) reads format {FORMAT} only: judge it with the meshgate that wrote it",
+            "{} is of format {f}; this meshgate ({}) reads formats {OLDEST} to {FORMAT}: judge it with the meshgate that wrote it",
             path.display(),
             env!("CARGO_PKG_VERSION")
         ),
@@ -232,7 +235,10 @@ pub(crate) mod tests {
         record.push(kit.exited(3_000, "go-1", Some(1), false));
         write_record(dir.path(), &record).unwrap();
         let text = std::fs::read_to_string(dir.path().join(RECORD_FILE)).unwrap();
-        assert_eq!(text.lines().next(), Some(r#"{"format":1}"#));
+        assert_eq!(text.lines().next(), Some(r#"{"format":2}"#));
+        assert_eq!(read_record(dir.path()).unwrap(), record);
+        // A format-1 record (no host samples) is still read.
+        std::fs::write(dir.path().join(RECORD_FILE), text.replacen(r#"{"format":2}"#, r#"{"format":1}"#, 1)).unwrap();
         assert_eq!(read_record(dir.path()).unwrap(), record);
     }
 
@@ -241,11 +247,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kit = Kit::new(&["rust-1", "go-1"]);
         let mut s = stored(&kit);
-        s.format = 2;
+        s.format = 3;
         s.write(dir.path()).unwrap();
         let e = format!("{:#}", StoredCase::read(dir.path()).unwrap_err());
         assert!(
-            e.contains("case.json is of format 2;") && e.contains("reads format 1 only"),
+            e.contains("case.json is of format 3;") && e.contains("reads formats 1 to 2"),
             "{e}"
         );
 

@@ -137,11 +137,13 @@ impl Check for Commands {
             )
         });
         if let Some(u) = self.undelivered.first() {
+            // A write that did not finish in time: a peer starved of CPU reads its stdin late too.
             return CheckResult::failed(
                 NAME,
                 format!("{} {}", ctx.describe(&u.peer), u.message),
                 vec![format!("{} {}: command {} undelivered", super::clock(u.at), u.peer, u.cmd_id.as_deref().unwrap_or("?"))],
             )
+            .timing()
             .involving([u.peer.clone()])
             .at(u.at)
             .covering(coverage);
@@ -242,8 +244,18 @@ mod tests {
         let record = vec![sent.clone(), error(&kit, "go-1", Some("c7"), "not subscribed")];
         let v = judge(&kit, &record);
         assert_eq!(v.status, Status::Failed, "{v:?}");
+        assert!(!v.timing, "the peer said why");
         let m = v.message.unwrap();
         assert!(m.contains("go-1") && m.contains("`unsubscribe` (c7, topic meshgate)") && m.contains("not subscribed"), "{m}");
+
+        // A command the peer did not read in time: a failure of time.
+        let undelivered = Recorded {
+            at: 5,
+            peer: "go-1".into(),
+            what: Observation::Undelivered { cmd_id: "c7".into(), reason: "stopped reading its commands".into() },
+        };
+        let v = judge(&kit, &[record[0].clone(), undelivered]);
+        assert!(v.status == Status::Failed && v.timing, "{v:?}");
 
         let mut expected = sent;
         if let Observation::Command { expect_error, .. } = &mut expected.what {

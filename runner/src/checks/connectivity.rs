@@ -120,7 +120,7 @@ impl Connectivity {
     /// Each moment of the time line's dials judged at its deadline, unless the record ends before or an outage of
     /// either peer meets it. Returns how many moments were judged, and the failures.
     #[allow(clippy::type_complexity)]
-    fn judge_redials(&self, ctx: &Context) -> (usize, Vec<(String, Vec<String>, Vec<String>)>) {
+    fn judge_redials(&self, ctx: &Context) -> (usize, Vec<Failure>) {
         let end = self.first_stop.unwrap_or(Micros::MAX);
         let (mut judged, mut failures) = (0, Vec::new());
         for m in self.moments(ctx) {
@@ -135,6 +135,10 @@ impl Connectivity {
                 continue;
             }
             let both = moment.iter().any(|&j| self.redials[j].dialer != first.dialer);
+            let late = moment.iter().all(|&j| {
+                let d = &self.redials[j];
+                d.cmd_id.as_ref().and_then(|id| self.redial_errors.get(&(d.dialer.clone(), id.clone()))).is_none_or(|e| timed_out(e))
+            });
             let evidence: Vec<String> = moment
                 .iter()
                 .map(|&j| {
@@ -156,10 +160,22 @@ impl Connectivity {
                 ),
                 evidence,
                 vec![first.dialer.clone(), remote_name.clone()],
+                late,
             ));
         }
         (judged, failures)
     }
+}
+
+/// One failure: the line, its evidence, the peers, and whether it is one of time (a connection that did not come in
+/// time, or whose dial timed out) rather than one the libraries gave a reason for.
+type Failure = (String, Vec<String>, Vec<String>, bool);
+
+/// Whether a dial's error says it ran out of time (rust-libp2p's `Timeout`, Go's `i/o timeout` and `context deadline
+/// exceeded`): what a machine that cannot keep up makes of a dial, unlike a refusal or a peer id mismatch.
+fn timed_out(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("timeout") || e.contains("timed out") || e.contains("deadline exceeded")
 }
 
 impl Check for Connectivity {
@@ -251,7 +267,7 @@ impl Check for Connectivity {
         let end = self.warmup_end.or(self.first_stop).unwrap_or(Micros::MAX);
         let index = |name: &str| case.peers.iter().position(|p| p.name == name);
         let id_of = |i: usize| ctx.peers.get(i).and_then(|p| p.peer_id.clone());
-        let mut failures: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
 
         // Edges: a connection between the two ends, reported by either, before publishing started.
         let mut connected = 0;
@@ -269,6 +285,7 @@ impl Check for Connectivity {
                 continue;
             }
             let mut evidence = Vec::new();
+            let mut late = true;
             for (n, i) in [(na, a), (nb, b)] {
                 if !self.started.contains(n.as_str()) {
                     evidence.push(format!("{} never reported `started`", ctx.describe(n)));
@@ -276,6 +293,7 @@ impl Check for Connectivity {
                     evidence.push(format!("{} never said its peer id", ctx.describe(n)));
                 }
                 for e in self.dial_errors.get(n.as_str()).into_iter().flatten() {
+                    late &= timed_out(e);
                     evidence.push(format!("{n}'s dial failed: {e}"));
                 }
             }
@@ -291,6 +309,7 @@ impl Check for Connectivity {
                 ),
                 evidence,
                 vec![na.clone(), nb.clone()],
+                late,
             ));
         }
 
@@ -337,6 +356,7 @@ impl Check for Connectivity {
                         ),
                         vec![],
                         vec![e.peer.clone(), ctx.name_of(&e.remote)],
+                        false,
                     ));
                 }
             }
@@ -353,14 +373,19 @@ impl Check for Connectivity {
             let names: Vec<&str> = unreported.iter().map(String::as_str).collect();
             coverage.push_str(&format!("; not reported by {}", names.join(", ")));
         }
+        let late = failures.iter().all(|f| f.3);
         let problems = failures.len();
         let others: Vec<String> = failures.iter().skip(1).map(|f| f.0.clone()).collect();
         match failures.into_iter().next() {
-            Some((message, mut evidence, involved)) => {
+            Some((message, mut evidence, involved, _)) => {
                 // The first problem leads; every other one is a line of the evidence.
                 let more = if problems > 1 { format!(" ({problems} problems in all)") } else { String::new() };
                 evidence.extend(others);
-                CheckResult::failed(NAME, format!("{message}{more}"), evidence)
+                let result = CheckResult::failed(NAME, format!("{message}{more}"), evidence);
+                match late {
+                    true => result.timing(),
+                    false => result,
+                }
                 .involving(involved)
                 .covering(coverage)
             }
@@ -454,6 +479,13 @@ mod tests {
         assert!(m.contains("rust-1") && m.contains("go-1") && m.contains("never connected"), "{m}");
         assert!(v.evidence.iter().any(|e| e.contains("peer id mismatch")), "{:?}", v.evidence);
         assert_eq!(v.involved, vec!["rust-1", "go-1"]);
+        assert!(!v.timing, "the dial said why: no failure of time");
+        // Without a reason, or with a dial that timed out, it may be the machine that was slow.
+        let v = judge(&kit, &[record[0].clone(), record[2].clone()]);
+        assert!(v.status == Status::Failed && v.timing, "{v:?}");
+        let timeout = kit.event(1, "rust-1", PeerEvent::Error { cmd: Some("dial".into()), cmd_id: Some("c1".into()), message: "Timeout has been reached".into() });
+        let v = judge(&kit, &[record[0].clone(), timeout, record[2].clone()]);
+        assert!(v.status == Status::Failed && v.timing, "{v:?}");
     }
 
     #[test]
@@ -477,6 +509,7 @@ mod tests {
         let v = judge(&kit, &bad);
         assert_eq!(v.status, Status::Failed, "{v:?}");
         assert!(v.message.as_deref().unwrap().contains("expected tls"), "{v:?}");
+        assert!(!v.timing, "a wrong negotiation is no failure of time");
     }
 
     fn closed(kit: &Kit, ts: Micros, peer: &str, remote: &str, conn_id: &str) -> Recorded {

@@ -29,6 +29,8 @@ pub struct Liveness {
     down: std::collections::BTreeSet<String>,
     /// Peers that exited after they were told to stop, for the coverage line.
     stopped_on_request: std::collections::BTreeSet<String>,
+    /// How many of the problems are silences (failures of time; the others are exits, panics, broken lines).
+    silences: usize,
     /// The span of the record watched.
     first: Option<Micros>,
     last: Micros,
@@ -44,6 +46,7 @@ impl Liveness {
             told_to_stop: Default::default(),
             down: Default::default(),
             stopped_on_request: Default::default(),
+            silences: 0,
             first: None,
             last: 0,
         }
@@ -97,6 +100,7 @@ impl Check for Liveness {
                         clock(*last)
                     );
                     self.problems.push((*last, rec.peer.clone(), what));
+                    self.silences += 1;
                 }
             }
             if stop {
@@ -201,12 +205,16 @@ impl Check for Liveness {
             1 => String::new(),
             n => format!(" ({} problems in all)", n),
         };
-        CheckResult::failed(
+        let result = CheckResult::failed(
             NAME,
             // What a peer wrote is quoted in part here, whole in the evidence.
             format!("{} {} at {}{more}", ctx.describe(peer), clip(what, QUOTE), clock(*at)),
             evidence,
-        )
+        );
+        match self.silences == self.problems.len() {
+            true => result.timing(),
+            false => result,
+        }
         .at(*at)
         .involving([peer.clone()])
         .covering(coverage)
@@ -340,6 +348,7 @@ mod tests {
             .unwrap()
             .starts_with("rust-1 (rust-libp2p 0.57.1) panicked: thread"));
         assert_eq!(r.evidence.len(), 2);
+        assert!(!r.timing, "a panic is no failure of time");
     }
 
     #[test]
@@ -364,6 +373,7 @@ mod tests {
         let ev = [tick(1_000_000), tick(2_000_000), tick(15_000_000)];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
+        assert!(r.timing, "a silence is a failure of time");
         assert!(r.message.unwrap().starts_with(
             "go-1 (go-libp2p v0.51.0) went silent: no event for 13.0 s after 00:00:02.000"
         ));

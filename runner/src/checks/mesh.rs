@@ -596,7 +596,9 @@ impl Check for Mesh {
             };
             let mut evidence: Vec<String> = problems.iter().map(|p| p.2.clone()).collect();
             evidence.extend(self.recoveries(&f, ctx));
+            // Every mesh problem is one that lasted longer than some heartbeats: a failure of time.
             return CheckResult::failed(NAME, format!("{first}{more}"), evidence)
+            .timing()
             .at(*at)
             .involving(involved.clone())
             .covering(coverage);
@@ -741,6 +743,7 @@ mod tests {
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
         assert!(r.coverage.is_some());
+        assert!(r.timing, "a mesh short for longer than some heartbeats is a failure of time");
         let msg = r.message.unwrap();
         assert!(msg.starts_with("go-1 (go-libp2p v0.51.0) kept 0 peer(s) in its mesh for meshgate for 17.0 s from 00:00:03.000 while 1 connected subscriber(s) were available"), "{msg}");
     }

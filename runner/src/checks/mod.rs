@@ -11,6 +11,7 @@ mod connectivity;
 mod delivery;
 mod downgrade;
 mod evidence;
+pub mod host;
 mod liveness;
 mod mesh;
 mod nat_mapping;

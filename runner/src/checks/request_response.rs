@@ -227,7 +227,9 @@ impl Check for RequestResponse {
             n => format!(" ({n} pairs failing)"),
         };
         let at = first.first_problem.unwrap_or_default();
-        CheckResult::failed(
+        // Requests never answered (none failing with an error) are failures of time.
+        let unanswered_only = failing.iter().all(|(_, p)| p.failures() == 0);
+        let result = CheckResult::failed(
             NAME,
             format!(
                 "{} -> {} at {}: {}{more}",
@@ -237,7 +239,11 @@ impl Check for RequestResponse {
                 first.summary(true)
             ),
             evidence,
-        )
+        );
+        match unanswered_only {
+            true => result.timing(),
+            false => result,
+        }
         .at(at)
         .involving(failing.iter().flat_map(|((a, b), _)| [a.clone(), b.clone()]))
         .covering(coverage)
@@ -337,6 +343,7 @@ mod tests {
         let record = vec![request(&kit, 1_000, 1), request(&kit, 1_000, 2), failed(&kit, 2_000, 1), failed(&kit, 2_000, 2)];
         let r = run(&kit, &record);
         assert_eq!(r.status, Status::Failed);
+        assert!(!r.timing, "the library said why");
         let m = r.message.as_deref().unwrap();
         assert_eq!(
             m,
@@ -360,6 +367,7 @@ mod tests {
         assert_eq!(c.failing(&kit.context(), 7_000), None, "it may still come");
         let r = c.verdict(&kit.context());
         assert_eq!(r.status, Status::Failed);
+        assert!(r.timing, "an answer that never came is a failure of time");
         assert!(r.message.as_deref().unwrap().ends_with("2 request(s), 1 answered, 1 unanswered by the end of the case"), "{r:?}");
         assert!(r.evidence.contains(&"  go-1 read 1 of the 1 failed or unanswered request(s) (the answers were lost)".to_owned()), "{:?}", r.evidence);
     }

@@ -259,6 +259,8 @@ const SETTLE_US: Micros = CLOSING_GRACE_US + 1_000_000;
 /// What the check found over what it observed.
 struct Judged {
     problems: Vec<Problem>,
+    /// How many of the problems are subscriptions not seen within the window (failures of time).
+    late: usize,
     expected: usize,
     seen: usize,
     judged_pairs: BTreeSet<(String, String)>,
@@ -274,6 +276,7 @@ impl Subscriptions {
         let leaving = &self.leaving;
         let mut problems: Vec<Problem> = Vec::new();
         let mut pending = Vec::new();
+        let mut late = 0;
 
         // An unsubscribe seen while the pair stays connected must have been asked of the remote, for that topic.
         for (at, observer, remote_id, topic) in &self.unsubscribes {
@@ -353,6 +356,7 @@ impl Subscriptions {
                             seen += 1;
                             continue;
                         }
+                        late += 1;
                         problems.push((
                             due,
                             format!(
@@ -371,6 +375,7 @@ impl Subscriptions {
         }
         Judged {
             problems,
+            late,
             expected,
             seen,
             judged_pairs,
@@ -456,6 +461,7 @@ impl Check for Subscriptions {
     fn verdict(&self, ctx: &Context) -> CheckResult {
         let Judged {
             mut problems,
+            late,
             expected,
             seen,
             judged_pairs,
@@ -497,11 +503,15 @@ impl Check for Subscriptions {
         } else {
             String::new()
         };
-        CheckResult::failed(
+        let result = CheckResult::failed(
             NAME,
             format!("{first}{more}"),
             problems.iter().map(|p| p.1.clone()).collect(),
-        )
+        );
+        match late == problems.len() {
+            true => result.timing(),
+            false => result,
+        }
         .at(*at)
         .involving(involved.clone())
         .covering(coverage)
@@ -609,6 +619,7 @@ mod tests {
         ev.push(kit.stderr(10_000_000, "rust-1", "later"));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
+        assert!(!r.timing, "an unsubscribe nobody asked for is no failure of time");
         assert!(r.message.unwrap().starts_with("go-1 (go-libp2p v0.51.0) saw rust-1 (rust-libp2p 0.57.1) unsubscribe from meshgate at 00:00:01.000, which it was never asked to do"));
     }
 
@@ -677,6 +688,7 @@ mod tests {
         ev.push(kit.stderr(10_000_000, "rust-1", "later"));
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
+        assert!(r.timing, "a subscription not seen within the window is a failure of time");
         let msg = r.message.unwrap();
         assert!(msg.starts_with("rust-1 (rust-libp2p 0.57.1) never saw go-1 (go-libp2p v0.51.0) subscribe to meshgate within 3000 ms (subscribed at 00:00:00.000"), "{msg}");
         assert!(

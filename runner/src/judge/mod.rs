@@ -44,6 +44,8 @@ pub fn case(stored: &StoredCase, record: &[Recorded]) -> CaseResult {
             peers: &result.peers,
         };
         result.checks = checks::evaluate(record, &ctx);
+        // Whether the machine kept up decides whether the failures of time are verdicts at all.
+        result.notes.extend(checks::host::judge(record, &mut result.checks));
         result.timeline = Some(timeline::build(record, &ctx, &result.checks));
     }
     result

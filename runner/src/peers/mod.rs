@@ -7,6 +7,7 @@ pub mod config;
 mod drain;
 pub use drain::Pending;
 mod faults;
+mod host;
 pub use faults::tools_missing;
 mod ingest;
 mod kernel_view;
@@ -189,6 +190,7 @@ impl<'a, B: Backend> Driver<'a, B> {
     /// the case.
     pub fn with_live(mut self, live: Vec<Box<dyn Watch>>, progress: &'a Progress, fail_fast: bool) -> Self {
         self.rec.with_live(live, progress, fail_fast);
+        self.rec.sample_host(host::Sampler::start());
         self
     }
 

@@ -1,14 +1,16 @@
 //! The case's record as it grows: every observation in arrival order, stamped with the runner's clock and shown
 //! to its listeners as it is taken in: the world's model (what the driver waits for) and the live checks (what it
-//! announces). The driver appends to it; nothing here decides what to do next, and nothing here judges.
+//! announces). The driver appends to it, and the host sampler's samples join it at every sampling tick; nothing
+//! here decides what to do next, and nothing here judges.
 
 use std::time::Instant;
 
 use crate::cases::Case;
-use crate::events::{now_micros, Micros, Observation, Recorded};
+use crate::events::{now_micros, Micros, Observation, Recorded, HOST};
 use crate::progress::Progress;
 use crate::results::PeerReport;
 
+use super::host::Sampler;
 use super::world::World;
 use super::Watch;
 
@@ -37,6 +39,8 @@ pub struct Recorder<'a> {
     pub live_failures: Vec<(Micros, String)>,
     fail_fast: bool,
     progress: Option<&'a Progress>,
+    /// The machine's samples, taken on a thread of their own while the case runs.
+    host: Option<Sampler>,
 }
 
 impl<'a> Recorder<'a> {
@@ -51,6 +55,7 @@ impl<'a> Recorder<'a> {
             live_failures: Vec::new(),
             fail_fast: false,
             progress: None,
+            host: None,
         }
     }
 
@@ -59,6 +64,23 @@ impl<'a> Recorder<'a> {
         self.live = live;
         self.progress = Some(progress);
         self.fail_fast = fail_fast;
+    }
+
+    /// Records the machine's samples from now on.
+    pub fn sample_host(&mut self, sampler: Sampler) {
+        self.host = Some(sampler);
+    }
+
+    /// Takes in the host samples taken since the last call, each under [`HOST`].
+    fn take_host(&mut self) {
+        let Some(sampler) = &self.host else { return };
+        for sample in sampler.take() {
+            self.record.push(Recorded {
+                at: now_micros(),
+                peer: HOST.to_owned(),
+                what: Observation::Host(sample),
+            });
+        }
     }
 
     /// Takes in one observation of peer `i`.
@@ -97,9 +119,10 @@ impl<'a> Recorder<'a> {
             .collect()
     }
 
-    /// Asks the live checks whether the case already fails; each failure is announced once, and with
-    /// `--fail-fast` the first one stops the case.
+    /// Every sampling tick: takes in the host samples, then asks the live checks whether the case already fails;
+    /// each failure is announced once, and with `--fail-fast` the first one stops the case.
     pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {
+        self.take_host();
         let now = now_micros();
         for (check, next_look) in self.live.iter().zip(&mut self.next_look) {
             if self.announced.contains(&check.name()) || Instant::now() < *next_look {
