@@ -530,7 +530,7 @@ impl Backend for DockerBackend {
             Err(e)
                 if !e
                     .chain()
-                    .any(|c| c.downcast_ref().is_some_and(is_not_found)) =>
+                    .any(|c| c.downcast_ref().is_some_and(|e| is_not_found(e) || is_not_running(e))) =>
             {
                 tracing::warn!("{e:#}")
             }
@@ -1093,6 +1093,14 @@ where
         },
         _ = cancelled => Err(anyhow!("{what}: interrupted")),
     }
+}
+
+/// 409 to a kill: the container has exited already, which is what the kill was for.
+fn is_not_running(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, message } if message.contains("is not running")
+    )
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
