@@ -174,9 +174,12 @@ impl World {
 
     /// Where each peer stands, for a timeout message.
     pub fn describe_wait(&self, names: &[String]) -> String {
-        names
+        // A note is one readable line however large the case: the first peers, then how many more.
+        const SHOWN: usize = 6;
+        let mut said: Vec<String> = names
             .iter()
             .enumerate()
+            .take(SHOWN)
             .map(|(i, name)| {
                 let state = if self.started[i].is_none() {
                     "not started".to_owned()
@@ -201,7 +204,24 @@ impl World {
                 };
                 format!("{name} {state}")
             })
-            .collect::<Vec<_>>()
-            .join("; ")
+            .collect();
+        if names.len() > SHOWN {
+            said.push(format!("and {} more peers", names.len() - SHOWN));
+        }
+        said.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_described_in_one_short_line_at_any_size() {
+        let names: Vec<String> = (1..=200).map(|i| format!("go-{i}")).collect();
+        let said = World::new(200).describe_wait(&names);
+        assert!(said.starts_with("go-1 not started; go-2 not started;"), "{said}");
+        assert!(said.ends_with("go-6 not started; and 194 more peers"), "{said}");
+        assert!(said.len() < 200, "{said}");
     }
 }
