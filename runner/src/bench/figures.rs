@@ -38,8 +38,8 @@ pub struct CaseFigures {
     pub deliveries: Vec<Delivery>,
     /// Peers that subscribed (and so are expected to receive every other peer's messages).
     pub subscribers: usize,
-    /// Runner arrival time minus the peer's own time stamp, of every peer event.
-    pub lag_us: Vec<Micros>,
+    /// (arrival, lag) of every peer event: the runner's arrival time minus the peer's own time stamp.
+    pub lag_us: Vec<(Micros, Micros)>,
     /// Peer events taken in, and over how long (first to last observation).
     pub events: usize,
     pub span_us: Micros,
@@ -81,7 +81,7 @@ impl CaseFigures {
             match &rec.what {
                 Observation::Event { line } => {
                     ids[i].get_or_insert_with(|| line.peer.clone());
-                    f.lag_us.push(rec.at - line.ts);
+                    f.lag_us.push((rec.at, rec.at - line.ts));
                     f.events += 1;
                     match &line.event {
                         PeerEvent::Listening { .. } if !listening[i] => {
@@ -187,9 +187,10 @@ impl CaseFigures {
         self.delivered(Micros::MIN, Micros::MAX, deadline)
     }
 
-    /// Harness lag percentile, ms.
-    pub fn lag_ms(&self, p: f64) -> Option<f64> {
-        let mut lag = self.lag_us.clone();
+    /// Harness lag percentile, ms, of the events that arrived in `[from, to)`.
+    pub fn lag_ms(&self, p: f64, from: Micros, to: Micros) -> Option<f64> {
+        let mut lag: Vec<Micros> =
+            self.lag_us.iter().filter(|(at, _)| (from..to).contains(at)).map(|&(_, l)| l).collect();
         lag.sort_unstable();
         percentile(&lag, p).map(ms)
     }
@@ -311,7 +312,8 @@ mod tests {
         assert_eq!(d.p99_ms, Some(20_000.0));
         // Messages sent later than the window count neither as expected nor as delivered.
         assert_eq!(f.delivered(2_000, 3_000, Duration::from_secs(10)).expected, 0);
-        assert_eq!(f.lag_ms(99.0), Some(5.0));
+        assert_eq!(f.lag_ms(99.0, Micros::MIN, Micros::MAX), Some(5.0));
+        assert_eq!(f.lag_ms(99.0, 0, 20_000_000), Some(0.0));
         assert_eq!(f.peak_memory.get("go"), Some(&vec![9 << 20]));
         assert!(!f.peak_memory.contains_key("rust"));
     }

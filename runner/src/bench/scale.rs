@@ -45,8 +45,12 @@ pub struct Step {
     pub rust_peer_mib: Option<(f64, f64)>,
     pub go_peer_mib: Option<(f64, f64)>,
     pub events_per_s: Option<f64>,
+    /// Harness lag of the events that arrived during the time line (first publish to first `stop`).
     pub lag_p50_ms: Option<f64>,
     pub lag_p99_ms: Option<f64>,
+    /// Harness lag p99 of every event of the case: the peers' first events wait while the runner starts the
+    /// others (it takes in their output once every peer is started).
+    pub lag_p99_all_ms: Option<f64>,
     /// The runner process and the machine over the run of this one case.
     pub spent: Spent,
 }
@@ -128,8 +132,9 @@ fn step(peers: usize, f: &CaseFigures, verdict: String, status: CaseStatus, spen
         rust_peer_mib: memory("rust"),
         go_peer_mib: memory("go"),
         events_per_s: f.events_per_s(),
-        lag_p50_ms: f.lag_ms(50.0),
-        lag_p99_ms: f.lag_ms(99.0),
+        lag_p50_ms: f.first_publish.and_then(|from| f.lag_ms(50.0, from, f.first_stop.unwrap_or(Micros::MAX))),
+        lag_p99_ms: f.first_publish.and_then(|from| f.lag_ms(99.0, from, f.first_stop.unwrap_or(Micros::MAX))),
+        lag_p99_all_ms: f.lag_ms(99.0, Micros::MIN, Micros::MAX),
         spent,
     }
 }
@@ -150,7 +155,7 @@ async fn curve(runner: &Runner<'_>, plan: &Plan, problems: &mut Vec<String>) -> 
         problems.push(format!("load curve at {n} peers: nothing was published"));
         return Ok(None);
     };
-    let stages = stages(&kept.figures, &kept.record, start, &plan.curve);
+    let stages = stages(&kept.figures, start, &plan.curve);
     Ok(Some(Curve {
         peers: n,
         capacity: stages.iter().take_while(|s| !s.degraded).last().map(|s| s.rate),
@@ -161,29 +166,20 @@ async fn curve(runner: &Runner<'_>, plan: &Plan, problems: &mut Vec<String>) -> 
 
 /// Each stage's deliveries (of the messages published within it) and lag; a stage is degraded when it no longer
 /// delivers in full or its p99 latency is over four times the first stage's (and over half a second).
-fn stages(f: &CaseFigures, record: &[crate::events::Recorded], start: Micros, plan: &[Stage]) -> Vec<CurveStage> {
+fn stages(f: &CaseFigures, start: Micros, plan: &[Stage]) -> Vec<CurveStage> {
     let us = |d: Duration| d.as_micros() as Micros;
     let mut out: Vec<CurveStage> = Vec::new();
     for (i, stage) in plan.iter().enumerate() {
         let from = start + us(stage.at);
         let to = plan.get(i + 1).map_or(Micros::MAX, |next| start + us(next.at));
         let delivered = f.delivered(from, to, DEADLINE);
-        let mut lag: Vec<Micros> = record
-            .iter()
-            .filter(|r| (from..to).contains(&r.at))
-            .filter_map(|r| match &r.what {
-                crate::events::Observation::Event { line } => Some(r.at - line.ts),
-                _ => None,
-            })
-            .collect();
-        lag.sort_unstable();
         let base = out.first().and_then(|s| s.delivered.p99_ms).or(delivered.p99_ms);
         let p99 = delivered.p99_ms.unwrap_or(f64::INFINITY);
         let slow = base.is_some_and(|b| p99 > (4.0 * b).max(500.0));
         out.push(CurveStage {
             rate: stage.load.rate,
             degraded: delivered.ratio().is_none_or(|r| r < FULL) || slow,
-            lag_p99_ms: super::figures::percentile(&lag, 99.0).map(super::figures::ms),
+            lag_p99_ms: f.lag_ms(99.0, from, to),
             delivered,
         });
     }
@@ -213,7 +209,7 @@ mod tests {
             record.push(kit.subscribe(0, p, crate::testkit::TOPIC));
         }
         let f = CaseFigures::read(&stored(&kit), &record);
-        let stages = stages(&f, &record, 1_000_000 - 100, &plan);
+        let stages = stages(&f, 1_000_000 - 100, &plan);
         let degraded: Vec<bool> = stages.iter().map(|s| s.degraded).collect();
         assert_eq!(degraded, [false, false, true]);
         assert_eq!(stages[1].delivered.p99_ms, Some(30.0));
