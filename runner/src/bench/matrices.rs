@@ -58,13 +58,17 @@ impl Load {
     }
 }
 
+/// How long a scale case may take to connect and form meshes: 100 peers need under 2 s here; a network that has
+/// not formed in this long is broken, and waiting longer only makes the bench longer.
+const SCALE_WARMUP: &str = "60s";
+
 /// The scale part's case: `n` peers, one topic, 1 KiB messages at a constant network-wide rate.
 pub fn scale(n: usize, load: Load, drain: Duration) -> String {
     let (rust, go) = split(n);
     let (messages, interval) = load.per_peer(n);
     format!(
         "name: bench-scale-{n}\n{HEADER}networks:\n  - name: scale-{n}\n    peers: {{rust: {rust}, go: {go}}}\n    \
-         topology: {}\n    publish: {{messages: {messages}, interval: {}, size: {MESSAGE_SIZE}}}\n    warmup: 120s\n    \
+         topology: {}\n    publish: {{messages: {messages}, interval: {}, size: {MESSAGE_SIZE}}}\n    warmup: {SCALE_WARMUP}\n    \
          drain: {}\n    limits: {LIMITS}\n",
         topology(n),
         ms(interval),
@@ -117,7 +121,7 @@ pub fn load_curve(n: usize, stages: &[Stage], drain: Duration) -> String {
     }
     format!(
         "name: bench-load-{n}\n{HEADER}networks:\n  - name: load-{n}\n    peers: {{rust: {rust}, go: {go}}}\n    \
-         topology: {}\n    publish: {{messages: 0}}\n    warmup: 120s\n    drain: {}\n    limits: {LIMITS}\n    \
+         topology: {}\n    publish: {{messages: 0}}\n    warmup: {SCALE_WARMUP}\n    drain: {}\n    limits: {LIMITS}\n    \
          timeline:\n{timeline}",
         topology(n),
         ms(drain)

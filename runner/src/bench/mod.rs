@@ -119,7 +119,7 @@ impl Plan {
             max_peers: opts.max_peers,
             load: matrices::Load { rate: 10.0, length: s(20) },
             curve_peers: 100.min(opts.max_peers),
-            curve: matrices::stages(&[10.0, 20.0, 40.0, 80.0, 160.0], s(10), s(5)),
+            curve: matrices::stages(&[10.0, 20.0, 40.0, 80.0], s(10), s(3)),
             drain: s(5),
         }
     }

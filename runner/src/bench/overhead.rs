@@ -31,6 +31,9 @@ pub struct Overhead {
     pub teardown_ms: Option<f64>,
     /// Of which: the first `stop` until everything was removed (the drain excluded).
     pub stop_remove_ms: Option<f64>,
+    /// Of which: the peers' exits after `stop` (the last exit), and the removal of the containers and network.
+    pub stop_ms: Option<f64>,
+    pub remove_ms: Option<f64>,
     /// Bare containers: network made, each created and started.
     pub bare_up_ms: Option<f64>,
     /// Bare containers: each waited for, removed, and the network removed.
@@ -52,6 +55,8 @@ struct Sample {
     listening: Option<f64>,
     teardown: Option<f64>,
     stop_remove: Option<f64>,
+    stop: Option<f64>,
+    remove: Option<f64>,
     bare: Option<Bare>,
 }
 
@@ -87,6 +92,8 @@ pub(super) async fn measure(
                 listening: between(Some(f.started), f.listening),
                 teardown: between(f.last_step, Some(f.ended)),
                 stop_remove: between(f.first_stop, Some(f.ended)),
+                stop: between(f.first_stop, f.last_exit),
+                remove: ran.results.cases[0].phases.map(|p| p.clean_up_ms as f64),
                 bare: None,
             };
             if s.setup.is_none() {
@@ -117,6 +124,8 @@ fn summarise(peers: usize, samples: &[Sample], bare_image: Option<String>) -> Ov
         listening_ms: med(&|s| s.listening),
         teardown_ms: med(&|s| s.teardown),
         stop_remove_ms: med(&|s| s.stop_remove),
+        stop_ms: med(&|s| s.stop),
+        remove_ms: med(&|s| s.remove),
         bare_up_ms: med(&|s| s.bare.map(|b| b.up_ms)),
         bare_down_ms: med(&|s| s.bare.map(|b| b.down_ms)),
         setup_ratio: med(&|s| ratio(s.setup, s.bare?.up_ms)),
@@ -222,6 +231,8 @@ mod tests {
             listening: Some(setup / 2.0),
             teardown: Some(stop + 1000.0),
             stop_remove: Some(stop),
+            stop: Some(stop / 2.0),
+            remove: Some(stop / 4.0),
             bare: Some(Bare { up_ms: up, down_ms: down }),
         };
         // A slow repeat (the machine busy) is slow for both: its ratio stays.

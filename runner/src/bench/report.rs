@@ -58,17 +58,19 @@ pub fn render(b: &Bench) -> String {
     );
     if !b.overhead.is_empty() {
         md.push_str("## Per-case overhead against bare containers\n\n");
-        md.push_str("| peers | setup ms | bare up ms | setup ratio | stop+remove ms | bare down ms | teardown ratio | overall ratio | last step to removed ms |\n");
+        md.push_str("| peers | setup ms | bare up ms | setup ratio | stop+remove ms (stop / remove) | bare down ms | teardown ratio | overall ratio | last step to removed ms |\n");
         md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
         for o in &b.overhead {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} ({} / {}) | {} | {} | {} | {} |",
                 o.peers,
                 num(o.setup_ms, 0),
                 num(o.bare_up_ms, 0),
                 num(o.setup_ratio, 2),
                 num(o.stop_remove_ms, 0),
+                num(o.stop_ms, 0),
+                num(o.remove_ms, 0),
                 num(o.bare_down_ms, 0),
                 num(o.teardown_ratio, 2),
                 num(o.ratio, 2),
