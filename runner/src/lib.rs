@@ -3,9 +3,10 @@
 //! The modules follow the pipeline: [`matrix`] -> [`cases`] -> [`backend`] (with [`images`]) -> [`peers`] ->
 //! [`events`] -> [`checks`] -> [`results`] -> [`reports`]; [`run`] strings them together, and [`judge`] makes a
 //! case's verdict, at the end of a run or later from what the run kept; [`probe`] checks one implementation
-//! against the peer contract before it meets others.
+//! against the peer contract before it meets others; [`bench`] measures how fast and how far [`run`] goes here.
 
 pub mod backend;
+pub mod bench;
 pub mod cases;
 pub mod checks;
 pub mod doctor;

@@ -118,6 +118,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LocalNet::Auto)]
         local_net: LocalNet,
     },
+    /// Measure the runner on this machine: per-case overhead against bare containers, time to a verdict of the
+    /// smoke matrix, networks of 25 to 200 peers and a load curve, detection latency (docs/benchmarks.md).
+    /// Writes bench.json and bench.md to --out and prints the tables; exits 0 when it ran, 2 when it could not.
+    Bench {
+        /// Folder for bench.json and bench.md.
+        #[arg(long, default_value = "reports/bench")]
+        out: PathBuf,
+        /// Small sizes and one repeat: a minute or two.
+        #[arg(long)]
+        quick: bool,
+        /// Only this part.
+        #[arg(long, value_enum)]
+        only: Option<meshgate::bench::Part>,
+        /// Repeats of the small parts (default 3, 1 with --quick).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+        repeat: Option<u32>,
+        /// The largest scale network; beyond 200 peers the size doubles while the network holds.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(2..=5000))]
+        max_peers: u64,
+        /// Keep the generated matrices and every run's output in OUT/runs.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Report what a run needs on this machine (engine, toolchains, namespaces, disk) and what is missing.
     Doctor,
     /// Remove every container and network meshgate left on the engine, and every local peer and namespace.
@@ -220,6 +243,24 @@ async fn dispatch(command: Command) -> u8 {
                 local_net,
             })
             .await
+        }
+        Command::Bench {
+            out,
+            quick,
+            only,
+            repeat,
+            max_peers,
+            keep,
+        } => {
+            let opts = meshgate::bench::BenchOptions {
+                out,
+                quick,
+                only,
+                repeat,
+                max_peers: max_peers as usize,
+                keep,
+            };
+            bench(opts).await
         }
         Command::Doctor => {
             let (text, ok) = meshgate::doctor::render(&meshgate::doctor::examine().await);
@@ -404,6 +445,28 @@ async fn probe(opts: meshgate::probe::ProbeOptions) -> u8 {
             print!("{}", report.table());
             eprintln!("meshgate: {}", report.headline());
             u8::from(!report.passed())
+        },
+    )
+    .await
+}
+
+/// `meshgate bench`: the tables on stdout; 0 when it ran (whatever the networks did), 2 when it could not.
+async fn bench(opts: meshgate::bench::BenchOptions) -> u8 {
+    let out = opts.out.clone();
+    supervised(
+        BackendChoice::Docker,
+        None,
+        "the bench",
+        move |run_id, cancel| async move { meshgate::bench::bench(&opts, &run_id, cancel).await },
+        |b: meshgate::bench::Bench| {
+            print!("{}", meshgate::bench::render(&b));
+            eprintln!(
+                "meshgate: bench ran in {:.0} s; {} and bench.md in {}",
+                b.duration_s,
+                meshgate::bench::BENCH_FILE,
+                out.display()
+            );
+            0
         },
     )
     .await

@@ -51,6 +51,19 @@ pub struct CaseResult {
     /// What happened over time, for charts; absent when the case did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<crate::timeline::Timeline>,
+    /// How long the runner's own steps after the peers took; absent when the case did not run, or was judged again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
+}
+
+/// The runner's own steps of a case that its record cannot time (the record ends when the peers have exited):
+/// for `meshgate bench`'s split of the time to a verdict. The peers' phases are read from the record's time stamps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Removing the case's containers and network.
+    pub clean_up_ms: u64,
+    /// Judging the record with every check.
+    pub judge_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -824,6 +837,7 @@ pub(crate) mod tests {
             notes: vec![],
             stopped_early: None,
             timeline: None,
+            phases: None,
         }
     }
 
@@ -858,6 +872,20 @@ pub(crate) mod tests {
         assert_eq!(steady.checks[0].message.as_deref(), Some("go-1 missed 3"));
         let single = CaseResult::merge_attempts(vec![case(vec![pass()])]).unwrap();
         assert!(single.checks[0].attempts.is_empty());
+    }
+
+    #[test]
+    fn phases_are_kept_and_results_without_them_still_read() {
+        let timed = CaseResult {
+            phases: Some(Phases { clean_up_ms: 410, judge_ms: 12 }),
+            ..case(vec![])
+        };
+        let json = serde_json::to_value(&timed).unwrap();
+        assert_eq!(json["phases"]["clean_up_ms"], 410);
+        assert_eq!(serde_json::from_value::<CaseResult>(json.clone()).unwrap(), timed);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("phases");
+        assert_eq!(serde_json::from_value::<CaseResult>(old).unwrap().phases, None);
     }
 
     pub fn run(cases: Vec<CaseResult>) -> RunResults {

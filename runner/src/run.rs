@@ -256,6 +256,7 @@ fn errored_case(index: usize, case: &Case, error: String) -> CaseResult {
         unexercised: Vec::new(),
         notes: Vec::new(),
         timeline: None,
+        phases: None,
     }
 }
 
@@ -292,6 +293,7 @@ async fn run_case<B: Backend>(
         timed_out: None,
         stopped_early: None,
         notes: Vec::new(),
+        live_failures: Vec::new(),
     };
     let driver = match Driver::new(backend, index, case, &dir, cancel.clone()) {
         Ok(d) => d,
@@ -318,9 +320,11 @@ async fn run_case<B: Backend>(
     };
     let timed_out = timer.is_finished() && !cancel.is_cancelled();
     timer.abort();
+    let clean_up = Instant::now();
     if let Err(e) = backend.remove_case(index).await {
         progress.line(format!("warning: clean-up of {}: {e:#}", case.name));
     }
+    let clean_up_ms = clean_up.elapsed().as_millis() as u64;
 
     stored.duration_ms = started.elapsed().as_millis() as u64;
     stored.peers = record.peers;
@@ -329,7 +333,17 @@ async fn run_case<B: Backend>(
     stored.timed_out = timed_out.then_some(timeout);
     stored.stopped_early = record.stopped_early;
     stored.notes = record.notes;
+    stored.live_failures = record
+        .live_failures
+        .into_iter()
+        .map(|(at, line)| stored::LiveFailure { at, line })
+        .collect();
+    let judging = Instant::now();
     let mut result = judge::case(&stored, &record.record);
+    result.phases = Some(crate::results::Phases {
+        clean_up_ms,
+        judge_ms: judging.elapsed().as_millis() as u64,
+    });
     if let Err(e) = stored.write(&dir) {
         result.error.get_or_insert(format!("{e:#}"));
     }

@@ -45,6 +45,19 @@ pub struct StoredCase {
     pub stopped_early: Option<String>,
     /// What the runner changed to run the case.
     pub notes: Vec<String>,
+    /// Failures the checks announced while the case ran, with when: what `--fail-fast` acts on, and what
+    /// `meshgate bench` measures the detection latency by. Not used in judging.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_failures: Vec<LiveFailure>,
+}
+
+/// A check's failure as announced while the case ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveFailure {
+    /// When the runner announced it (its own clock, like the record's `at`).
+    pub at: Micros,
+    /// `[check] message`, as announced.
+    pub line: String,
 }
 
 /// The first line of record.jsonl; the observations follow, one a line.
@@ -204,6 +217,7 @@ pub(crate) mod tests {
             timed_out: None,
             stopped_early: None,
             notes: Vec::new(),
+            live_failures: Vec::new(),
         }
     }
 

@@ -115,6 +115,7 @@ fn results() -> RunResults {
         notes: vec!["rust-1 -> go-1 dialed once (deduplicated)".into()],
         stopped_early: None,
         timeline: Some(timeline),
+        phases: None,
     };
     let passing = CaseResult {
         name: "rust x go / quic-v1 / pair".into(),

@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "probe",
     "rejudge",
     "run",
+    "bench",
     "doctor",
 ];
 

@@ -112,7 +112,13 @@ impl DockerBackend {
         })
     }
 
-    fn labels(&self, case: Option<usize>) -> HashMap<String, String> {
+    /// The engine, for what measures it beside the runner (`meshgate bench`'s bare containers).
+    pub fn api(&self) -> &Docker {
+        &self.api
+    }
+
+    /// The labels of this run's objects (of a case, with `case`): what is labelled so is removed with the run.
+    pub fn labels(&self, case: Option<usize>) -> HashMap<String, String> {
         let mut l = HashMap::from([
             (LABEL_RUN.to_string(), self.run_id.clone()),
             (LABEL_OWNER.to_string(), self.owner.clone()),

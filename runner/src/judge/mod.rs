@@ -26,6 +26,7 @@ pub fn case(stored: &StoredCase, record: &[Recorded]) -> CaseResult {
         unexercised: checks::unexercised(record),
         notes: stored.notes.clone(),
         timeline: None,
+        phases: None,
     };
     if let Some(reason) = &stored.unsupported {
         result.checks = checks::skip_all(&case.checks, reason);

@@ -579,6 +579,7 @@ mod tests {
             unexercised: Vec::new(),
             notes: Vec::new(),
             timeline: Some(t),
+            phases: None,
         };
         let passing = CaseResult {
             name: "rust x go / quic-v1 / pair".into(),
