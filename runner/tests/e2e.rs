@@ -593,7 +593,8 @@ fn a_peer_that_leaks_streams_fails_streams_naming_the_connection() {
         "the peer that opened them leads: {message}"
     );
     assert!(
-        message.contains("outbound) on connection") && message.ends_with("(limit 64)"),
+        // `(limit 64)`, or `(limit 64; 2 connections over it)` when the other end's view of it counts too.
+        message.contains("outbound) on connection") && message.contains("(limit 64"),
         "{message}"
     );
     // The accepting side is in the evidence too.
