@@ -225,7 +225,8 @@ fn a_partition_stops_delivery_across_it_and_the_heal_restores_it() {
         evidence.contains("healed at") && evidence.contains("first delivery across it"),
         "the recovery time is reported: {evidence}"
     );
-    assert!(delivery["coverage"].as_str().unwrap().contains("not expected across faults"), "{delivery:#}");
+    // What the faults excused is said, even when gossip delivered everything after the heal within the deadline.
+    assert!(evidence.contains("not expected across the time line's faults"), "{delivery:#}");
 }
 
 /// A killed and restarted peer comes back with the same peer id, reconnects, resubscribes and receives again.
