@@ -77,7 +77,10 @@ fn whole_run(dir: &Path, overrides: &[Override], out: &Path) -> anyhow::Result<R
         }
         // With --repeat, results.json names the attempt its result came from.
         let attempt = StoredCase::read(&logs)?.attempt;
-        cases.push(case_folder(stored::case_dir(&logs, attempt), overrides, out)?.0);
+        let mut judged = case_folder(stored::case_dir(&logs, attempt), overrides, out)?.0;
+        // How long the run's clean-up and judging took is the run's measurement, which judging again cannot make.
+        judged.phases = case.phases.clone();
+        cases.push(judged);
     }
     Ok(RunResults {
         meshgate: env!("CARGO_PKG_VERSION").into(),
