@@ -158,7 +158,7 @@ impl Reader {
                 self.peers.remove(&peer);
             }
             Request::Changed { peer } => {
-                if let Some(w) = self.peers.get_mut(&peer) {
+                if let Some(w) = self.peers.get_mut(&peer).filter(|w| !w.unavailable) {
                     w.dirty = true;
                     // A burst of changes shares its follow-ups: the last change of the burst sets them.
                     w.due = FOLLOW_UPS.iter().map(|d| now + *d).collect();
@@ -205,10 +205,12 @@ impl Reader {
             }
             self.read(peer);
         } else if now >= self.next_sweep {
+            // A peer whose sockets cannot be read is not swept: it would only spend the ration.
             let next = self
                 .peers
                 .range(self.sweep_from..)
                 .chain(self.peers.range(..self.sweep_from))
+                .filter(|(_, w)| !w.unavailable)
                 .map(|(i, _)| *i)
                 .next();
             if let Some(peer) = next {
@@ -237,6 +239,7 @@ impl Reader {
                 Some(pid) => format!("/proc/{pid}/net/tcp cannot be read"),
             };
             w.unavailable = true;
+            w.due.clear();
             let _ = self.out.send((peer, Observation::SocketsUnavailable { reason }));
             return;
         };
