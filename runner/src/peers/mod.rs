@@ -247,8 +247,13 @@ impl<'a, B: Backend> Driver<'a, B> {
             self.rec.world.unsupported.get_or_insert(why.clone());
             bail!("unsupported: {why}");
         }
-        bounded(self.cancel.clone(), backend.create_network(self.case_index, &case.name))
-            .await?;
+        // Not raced against Ctrl-C: an engine that got the request creates the network even when the runner stops
+        // waiting, after the case's clean-up has looked for it. The call is bounded by the backend's own timeout.
+        let created = backend.create_network(self.case_index, &case.name).await;
+        created?;
+        if self.cancel.is_cancelled() {
+            bail!("interrupted");
+        }
         self.start_participants().await?;
         if let Some(u) = &self.rec.world.unsupported {
             bail!("unsupported: {u}");

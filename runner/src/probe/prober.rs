@@ -74,9 +74,12 @@ pub async fn probe<B: Backend>(
         },
     };
     let network = format!("probe of {}", recipe.label());
-    tokio::select! {
-        r = backend.create_network(case_index, &network) => r?,
-        _ = cancel.cancelled() => bail!("interrupted"),
+    // Not raced against Ctrl-C (an engine that got the request creates the network anyway, after the clean-up
+    // looked for it); the backend bounds the call itself.
+    backend.create_network(case_index, &network).await?;
+    if cancel.is_cancelled() {
+        let _ = backend.remove_case(case_index).await;
+        bail!("interrupted");
     }
     let result = prober.run().await;
     let removed = backend.remove_case(case_index).await;
