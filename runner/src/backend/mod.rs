@@ -103,6 +103,10 @@ pub trait Backend: Send + Sync {
         case: usize,
         case_name: &str,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// How many `start_peer` calls of one case may run at once.
+    fn starts_at_once(&self) -> usize {
+        1
+    }
     fn start_peer(
         &self,
         case: usize,

@@ -94,11 +94,8 @@ impl Check for Liveness {
         if (matches!(rec.what, Observation::Event { .. }) || stop) && !self.down.contains(&rec.peer) {
             if let Some(last) = self.last_event.get(&rec.peer) {
                 if !self.told_to_stop.contains(&rec.peer) && rec.at - last > silence_us {
-                    let what = format!(
-                        "went silent: no event for {:.1} s after {}",
-                        (rec.at - last) as f64 / 1e6,
-                        clock(*last)
-                    );
+                    // The message's time says from when.
+                    let what = format!("went silent: no event for {:.1} s from", (rec.at - last) as f64 / 1e6);
                     self.problems.push((*last, rec.peer.clone(), what));
                     self.silences += 1;
                 }
@@ -199,7 +196,7 @@ impl Check for Liveness {
         let evidence = self
             .problems
             .iter()
-            .map(|(t, p, w)| format!("{} {} {w}", clock(*t), ctx.describe(p)))
+            .map(|(t, p, w)| format!("{} {} {}", clock(*t), ctx.describe(p), w.trim_end_matches(" from")))
             .collect();
         let more = match self.problems.len() {
             1 => String::new(),
@@ -208,7 +205,10 @@ impl Check for Liveness {
         let result = CheckResult::failed(
             NAME,
             // What a peer wrote is quoted in part here, whole in the evidence.
-            format!("{} {} at {}{more}", ctx.describe(peer), clip(what, QUOTE), clock(*at)),
+            format!("{} {} {}{more}", ctx.describe(peer), clip(what, QUOTE), match what.ends_with(" from") {
+                true => clock(*at),
+                false => format!("at {}", clock(*at)),
+            }),
             evidence,
         );
         match self.silences == self.problems.len() {
@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(r.status, Status::Failed);
         assert!(r.timing, "a silence is a failure of time");
         assert!(r.message.unwrap().starts_with(
-            "go-1 (go-libp2p v0.51.0) went silent: no event for 13.0 s after 00:00:02.000"
+            "go-1 (go-libp2p v0.51.0) went silent: no event for 13.0 s from 00:00:02.000"
         ));
         // Silence after `stop` is expected.
         let stop = kit.command(2_500_000, "go-1", r#"{"cmd":"stop"}"#);

@@ -54,6 +54,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_POLL_US: Micros = 100_000;
 /// How often the live checks and the faults in force are looked at: failures are announced within this.
 const TICK: Duration = Duration::from_millis(500);
+/// Edges of the topology dialed at once during the warm-up. A few hundred handshakes at the same instant (a
+/// 200-peer network has 600 edges) made dials time out on two cores: the harness's burst, not the libraries'
+/// doing. An edge stops counting once both ends report it, its dials failed, or [`DIAL_PATIENCE`] passed.
+const DIALS_IN_FLIGHT: usize = 32;
+const DIAL_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What running a case produced.
 pub struct CaseRecord {
@@ -288,8 +293,10 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     /// Starts every peer, then waits until each has said who it is and where it listens, or has exited.
     async fn start_all(&mut self, recipes: &Recipes) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
         let case = self.case;
         let backend = self.backend;
+        let mut launches = Vec::with_capacity(case.peers.len());
         for (i, spec) in case.peers.iter().enumerate() {
             let recipe = recipes
                 .get(&spec.build)
@@ -303,11 +310,33 @@ impl<'a, B: Backend> Driver<'a, B> {
                 limits: case.limits,
                 cancel: self.cancel.clone(),
             };
-            let process =
-                bounded(self.cancel.clone(), backend.start_peer(self.case_index, launch)).await?;
-            self.attach(i, process);
-            // At once, before it searches for a gateway or anyone dials it.
-            self.confine(i).await?;
+            launches.push((i, launch));
+        }
+        // Several at once (the engine's calls overlap), taken in order, while what the started ones say is taken
+        // into the record as it comes: a peer started early is never left writing into a pipe nobody reads.
+        let case_index = self.case_index;
+        let mut starting = futures_util::stream::iter(launches.into_iter().map(|(i, launch)| async move {
+            (i, backend.start_peer(case_index, launch).await)
+        }))
+        .buffered(backend.starts_at_once().max(1));
+        // Each start is bounded by the backend; this only keeps the loop's own wait finite.
+        let far = Instant::now() + START_TIMEOUT * case.peers.len().max(1) as u32;
+        loop {
+            tokio::select! {
+                biased;
+                started = starting.next() => match started {
+                    Some((i, process)) => {
+                        self.attach(i, process?);
+                        // At once, before it searches for a gateway or anyone dials it.
+                        self.confine(i).await?;
+                    }
+                    None => break,
+                },
+                // `step` answers Ctrl-C too.
+                timed_out = self.step(far) => if timed_out? {
+                    bail!("starting {} peers did not end", case.peers.len());
+                },
+            }
         }
         let n = case.peers.len();
         // From here on, what the network does is the peers' verdict: a wait that runs out goes on with what is
@@ -338,40 +367,39 @@ impl<'a, B: Backend> Driver<'a, B> {
         self.peers[i].deaf = false;
     }
 
-    /// Dials along the topology's edges and waits, within the warm-up, for both ends of each to report it.
+    /// Dials along the topology's edges, at most [`DIALS_IN_FLIGHT`] at once, and waits, within the warm-up, for
+    /// both ends of each to report it.
     async fn connect_all(&mut self, warmup_deadline: Instant) -> anyhow::Result<()> {
         let case = self.case;
-        for (a, b, mode) in self.dial_plan() {
-            if !self.rec.world.ready(a) || !self.rec.world.ready(b) {
-                continue;
-            }
-            let addr = match case.dial {
-                DialMode::WrongPeerId => {
-                    let proc = self.peers[b].process.as_ref().expect("started");
-                    dial_addr(case, proc.address, SEED_0_PEER_ID)
-                }
-                _ => self.dial_addr_of(b),
+        let mut plan: std::collections::VecDeque<_> = self.dial_plan().into();
+        // Edges dialed and not yet settled: (a, b, the dials' cmd_ids, when they were sent).
+        let mut in_flight: Vec<(usize, usize, Vec<String>, Instant)> = Vec::new();
+        loop {
+            let world = &self.rec.world;
+            in_flight.retain(|(a, b, ids, sent)| {
+                !(world.connected(*a, *b) && world.connected(*b, *a)
+                    || ids.iter().all(|id| world.command_failed(id))
+                    || !world.up(*a)
+                    || !world.up(*b)
+                    || sent.elapsed() >= DIAL_PATIENCE)
+            });
+            // Past the warm-up every edge left is dialed at once: the checks judge what it led to.
+            let room = match Instant::now() >= warmup_deadline {
+                true => usize::MAX,
+                false => DIALS_IN_FLIGHT.saturating_sub(in_flight.len()),
             };
-            // A simultaneous dial may lose its race: its error is expected.
-            let racing = case.dial == DialMode::Simultaneous;
-            // The negative control's dial must fail: that error is its point, judged by `connectivity`.
-            let doomed = racing || case.dial == DialMode::WrongPeerId;
-            for _ in 0..case.dials {
-                let dial = Command::Dial {
-                    addr: addr.clone(),
-                    mode,
-                };
-                self.send(a, dial, doomed).await;
+            for _ in 0..room {
+                let Some((a, b, mode)) = plan.pop_front() else { break };
+                if let Some(ids) = self.dial_edge(a, b, mode).await {
+                    in_flight.push((a, b, ids, Instant::now()));
+                }
             }
-            if racing {
-                // The other end dials back at once: both dials are in flight together.
-                let back = self.dial_addr_of(a);
-                let dial = Command::Dial {
-                    addr: back,
-                    mode: Dial::Dedup,
-                };
-                self.send(b, dial, true).await;
+            if plan.is_empty() {
+                break;
             }
+            // Until something arrives or a tick passes (a dial's patience is measured at ticks).
+            let until = (Instant::now() + TICK).min(warmup_deadline.max(Instant::now()));
+            self.step(until).await?;
         }
         let edges = case.edges.clone();
         let waited = self
@@ -382,6 +410,43 @@ impl<'a, B: Backend> Driver<'a, B> {
             )
             .await;
         self.go_on(waited)
+    }
+
+    /// Sends the dial (or dials) of one edge of the topology; `None` when an end is not ready to be dialed.
+    async fn dial_edge(&mut self, a: usize, b: usize, mode: Dial) -> Option<Vec<String>> {
+        let case = self.case;
+        if !self.rec.world.ready(a) || !self.rec.world.ready(b) {
+            return None;
+        }
+        let addr = match case.dial {
+            DialMode::WrongPeerId => {
+                let proc = self.peers[b].process.as_ref().expect("started");
+                dial_addr(case, proc.address, SEED_0_PEER_ID)
+            }
+            _ => self.dial_addr_of(b),
+        };
+        // A simultaneous dial may lose its race: its error is expected.
+        let racing = case.dial == DialMode::Simultaneous;
+        // The negative control's dial must fail: that error is its point, judged by `connectivity`.
+        let doomed = racing || case.dial == DialMode::WrongPeerId;
+        let mut ids = Vec::new();
+        for _ in 0..case.dials {
+            let dial = Command::Dial {
+                addr: addr.clone(),
+                mode,
+            };
+            ids.push(self.send(a, dial, doomed).await);
+        }
+        if racing {
+            // The other end dials back at once: both dials are in flight together.
+            let back = self.dial_addr_of(a);
+            let dial = Command::Dial {
+                addr: back,
+                mode: Dial::Dedup,
+            };
+            ids.push(self.send(b, dial, true).await);
+        }
+        Some(ids)
     }
 
     /// Subscribes everyone to every topic, then gives meshes until the end of the warm-up to form.
@@ -765,7 +830,7 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     /// Writes one command to a peer, with a `cmd_id` of its own, and records it. A write that does not finish
     /// (the peer stopped reading) is bounded: the command is recorded as undelivered and the peer gets no more.
-    async fn send(&mut self, i: usize, command: Command, expect_error: bool) {
+    async fn send(&mut self, i: usize, command: Command, expect_error: bool) -> String {
         match &command {
             Command::Subscribe { topic } => {
                 self.subscribed.insert((i, topic.clone()));
@@ -791,10 +856,10 @@ impl<'a, B: Backend> Driver<'a, B> {
         );
         // A frozen peer reads nothing: a write would fill its pipe and make it look deaf.
         if self.rec.world.exited(i) || self.peers[i].deaf || self.rec.world.paused[i] {
-            return;
+            return cmd_id;
         }
         let Some(p) = self.peers[i].process.as_mut() else {
-            return;
+            return cmd_id;
         };
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
@@ -815,8 +880,9 @@ impl<'a, B: Backend> Driver<'a, B> {
         };
         if let Some(reason) = undelivered {
             self.peers[i].deaf = true;
-            self.observe(i, Observation::Undelivered { cmd_id, reason });
+            self.observe(i, Observation::Undelivered { cmd_id: cmd_id.clone(), reason });
         }
+        cmd_id
     }
 
     /// Every sampling period: the faults still work, the kernel's view of connections, then the live checks.

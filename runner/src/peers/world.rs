@@ -27,6 +27,8 @@ pub struct World {
     received: Vec<u64>,
     /// Paused by the runner (frozen, not exited).
     pub paused: Vec<bool>,
+    /// The commands (`cmd_id`) a peer answered with an error.
+    failed_commands: BTreeSet<String>,
 }
 
 impl World {
@@ -45,6 +47,7 @@ impl World {
             features: vec![None; n],
             received: vec![0; n],
             paused: vec![false; n],
+            failed_commands: BTreeSet::new(),
         }
     }
 
@@ -100,6 +103,9 @@ impl World {
                             .remove(&(i, remote.clone(), topic.clone()));
                     }
                     PeerEvent::Message { .. } => self.received[i] += 1,
+                    PeerEvent::Error { cmd_id: Some(id), .. } => {
+                        self.failed_commands.insert(id.clone());
+                    }
                     PeerEvent::Mesh { topic, peers } => {
                         self.meshes.insert((i, topic.clone()), peers.len());
                     }
@@ -118,6 +124,11 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    /// Whether the command `cmd_id` was answered with an error.
+    pub fn command_failed(&self, cmd_id: &str) -> bool {
+        self.failed_commands.contains(cmd_id)
     }
 
     pub fn peer_id(&self, i: usize) -> Option<&str> {
