@@ -43,6 +43,12 @@ pub async fn examine() -> Vec<Finding> {
         hint: "the Docker backend (bin/ensure-engine), and root with iptables (a host rule lets SSDP multicast across the case bridge) and util-linux's nsenter; else cases with a `gateway:` are skipped",
         required: false,
     });
+    f.push(Finding {
+        what: "a TCP table per peer namespace (cheap kernel socket reads)",
+        found: own_tcp_tables(),
+        hint: "sysctl -w net.ipv4.tcp_child_ehash_entries=4096 (bin/ensure-engine does it as root); else each read of a peer's sockets walks the host's whole table, which costs the runner a share of a core at 100 peers",
+        required: false,
+    });
     let cache = cache_dir();
     f.push(Finding {
         what: "free disk in the cache",
@@ -94,6 +100,12 @@ fn netns() -> Option<String> {
         .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))?;
     let ip = output("ip", &["-V"])?;
     root.then(|| format!("root, {ip}"))
+}
+
+/// Whether new network namespaces get a TCP hash table of their own (`net.ipv4.tcp_child_ehash_entries`).
+fn own_tcp_tables() -> Option<String> {
+    let n: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_child_ehash_entries").ok()?.trim().parse().ok()?;
+    (n > 0).then(|| format!("net.ipv4.tcp_child_ehash_entries = {n}"))
 }
 
 /// Free space where the cache lives (or would), from `df`, which knows every file system.
