@@ -248,7 +248,8 @@ impl DockerBackend {
             };
             match outcome {
                 Ok(()) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
+                // A swarm overlay is listed a moment after its removal, and removing it again is a 500 "not found".
+                Err(e) if is_not_found(&e) || network_gone(&e) => {}
                 Err(e) => errors.push(
                     anyhow::Error::new(e)
                         .context(format!("network {}", n.name.clone().unwrap_or(id.clone()))),
@@ -788,6 +789,7 @@ impl DockerBackend {
             id: id.to_owned(),
             address,
             pid,
+            controller: None,
             stdin: io.input,
             output: rx,
         })
@@ -1170,6 +1172,14 @@ pub(super) fn is_not_running(e: &bollard::errors::Error) -> bool {
 
 /// How often removing an overlay network is tried while its services' endpoints go (every 500 ms).
 const NETWORK_TRIES: u32 = 60;
+
+/// The engine says the network it was asked to remove is not there (any status).
+fn network_gone(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { message, .. } if message.starts_with("network ") && message.ends_with(" not found")
+    )
+}
 
 /// The engine refused to remove a network that still has endpoints.
 fn has_endpoints(e: &bollard::errors::Error) -> bool {

@@ -85,6 +85,9 @@ pub struct PeerProcess {
     /// The peer's process id on this machine, where the backend can know it: the kernel's view of its
     /// connections is read through it.
     pub pid: Option<u32>,
+    /// The address the runner's control connection comes from, where the peer serves the contract on a control
+    /// port (the swarm backend): that connection is no libp2p connection, and the kernel's view leaves it out.
+    pub controller: Option<std::net::IpAddr>,
     pub stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
     pub output: mpsc::Receiver<Output>,
 }

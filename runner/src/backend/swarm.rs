@@ -69,6 +69,8 @@ struct Overlay {
 struct Helper {
     /// `/proc/<pid>/ns/net` of the helper, held open.
     netns: Arc<std::fs::File>,
+    /// Its address on the overlay, where the control connections come from.
+    ip: IpAddr,
 }
 
 /// Where a service's task runs.
@@ -157,7 +159,7 @@ impl SwarmBackend {
         case: usize,
         overlay: &Overlay,
         launch: &PeerLaunch,
-    ) -> anyhow::Result<Arc<std::fs::File>> {
+    ) -> anyhow::Result<(Arc<std::fs::File>, IpAddr)> {
         let helper = overlay
             .helper
             .get_or_try_init(|| async {
@@ -193,20 +195,28 @@ impl SwarmBackend {
                 .await?;
                 bounded(&format!("starting container {name}"), START_TIMEOUT, cancel, api.start_container(&created.id, None))
                     .await?;
-                let pid = bounded(&format!("inspecting container {name}"), INSPECT_TIMEOUT, cancel, api.inspect_container(&created.id, None))
-                    .await?
+                let inspect = bounded(&format!("inspecting container {name}"), INSPECT_TIMEOUT, cancel, api.inspect_container(&created.id, None))
+                    .await?;
+                let pid = inspect
                     .state
                     .and_then(|s| s.pid)
                     .filter(|&p| p > 0)
                     .ok_or_else(|| anyhow!("container {name} does not run"))?;
+                let ip = inspect
+                    .network_settings
+                    .and_then(|s| s.networks)
+                    .and_then(|n| n.get(&overlay.name).cloned())
+                    .and_then(|e| e.ip_address)
+                    .and_then(|ip| ip.parse().ok())
+                    .ok_or_else(|| anyhow!("container {name} has no address on {}", overlay.name))?;
                 let path = format!("/proc/{pid}/ns/net");
                 let netns = std::fs::File::open(&path).with_context(|| {
                     format!("cannot open {path} of container {name}: the runner reaches the overlay from inside it, which needs this machine's engine and root")
                 })?;
-                anyhow::Ok(Helper { netns: Arc::new(netns) })
+                anyhow::Ok(Helper { netns: Arc::new(netns), ip })
             })
             .await?;
-        Ok(helper.netns.clone())
+        Ok((helper.netns.clone(), helper.ip))
     }
 
     /// The image by its id (`sha256:...`, the same on every node that has the image): a task whose image is named by
@@ -373,7 +383,7 @@ impl Backend for SwarmBackend {
 
     async fn start_peer(&self, case: usize, launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
         let overlay = self.overlay(case)?;
-        let netns = self.helper(case, &overlay, &launch).await?;
+        let (netns, controller) = self.helper(case, &overlay, &launch).await?;
         let name = format!("meshgate-{}-c{case}-{}", self.run_id, launch.name);
         let mut config = launch.config.clone();
         config.control_port = Some(CONTROL_PORT);
@@ -502,6 +512,7 @@ impl Backend for SwarmBackend {
             id: service,
             address: SocketAddr::new(IpAddr::V4(ip), launch.config.listen_port),
             pid,
+            controller: Some(controller),
             stdin,
             output: rx,
         })
