@@ -625,8 +625,8 @@ impl Backend for SwarmBackend {
         .await
     }
 
-    /// Pausing needs the task's node; the peers of this backend may run anywhere, so a case that pauses runs
-    /// only when each peer it pauses is here (`pause` says otherwise, naming it).
+    /// Pausing goes to the engine of the task's node: it works for tasks on this node; for a task elsewhere `pause`
+    /// fails naming it, and the case errors rather than going on unpaused.
     fn cannot_pause(&self) -> Option<String> {
         None
     }
