@@ -168,6 +168,7 @@ fn on_a_one_node_swarm_the_smoke_matrix_passes_over_control_ports_and_no_exit_pa
     let before = swarm_state();
     let swarm = OneNodeSwarm::ensure();
     smoke_passes_and_leaves_nothing();
+    faults_are_made_on_this_node_and_restart_is_skipped();
     interrupted_run_leaves_nothing();
     killed_run_is_swept_by_the_next();
     drop(swarm);
@@ -237,4 +238,28 @@ fn killed_run_is_swept_by_the_next() {
     assert_eq!(o.status.code(), Some(0), "stderr:\n{err}");
     assert!(err.contains("left on the engine by earlier runs that died"), "{err}");
     assert_eq!(leftovers(pid), Vec::<String>::new(), "the killed run's objects outlived the next run");
+}
+
+/// The faults matrix: partitions, shaping and pauses are made in the namespaces of tasks on this node, as on the
+/// Docker backend; restart in place cannot be made on a swarm, and its case is skipped with the reason, never passed.
+fn faults_are_made_on_this_node_and_restart_is_skipped() {
+    let out = tempfile::tempdir().unwrap();
+    let child = meshgate_run(&["matrices/faults.yaml"], out.path());
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr:\n{err}");
+    let results = results_of(out.path());
+    for case in results["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let statuses: Vec<&str> = case["checks"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
+        if name.ends_with("/ restart") {
+            assert!(statuses.iter().all(|s| *s == "skipped"), "{case:#}");
+            assert!(case.to_string().contains("cannot restart a peer in place"), "{case:#}");
+        } else {
+            assert!(case["error"].is_null(), "{case:#}");
+            assert!(statuses.contains(&"passed") && statuses.iter().all(|s| *s == "passed" || *s == "skipped"), "{case:#}");
+        }
+    }
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "left on the engine after the faults");
 }
