@@ -655,6 +655,8 @@ impl Backend for SwarmBackend {
     }
 
     async fn remove_case(&self, case: usize) -> anyhow::Result<()> {
+        // The helper's namespace, held open, would outlive its container.
+        self.cases.lock().unwrap_or_else(|e| e.into_inner()).remove(&case);
         self.docker.remove_case(case).await
     }
 
