@@ -29,6 +29,9 @@ type Config struct {
 	RequestResponse *RequestResponseConfig `json:"request_response,omitempty"`
 	Autonat         *AutonatConfig         `json:"autonat,omitempty"`
 	PortMapping     *PortMappingConfig     `json:"port_mapping,omitempty"`
+	// ControlPort serves the contract on this TCP port instead of stdin and
+	// stdout (control.go); absent: stdin and stdout.
+	ControlPort *int `json:"control_port,omitempty"`
 }
 
 // RequestResponseConfig is how this peer answers requests (reqresp.go).
@@ -116,6 +119,9 @@ func (c *Config) validate() error {
 	}
 	if *c.ListenPort < 0 || *c.ListenPort > 65535 {
 		return fmt.Errorf("listen_port %d out of range", *c.ListenPort)
+	}
+	if c.ControlPort != nil && (*c.ControlPort < 0 || *c.ControlPort > 65535) {
+		return fmt.Errorf("control_port %d out of range", *c.ControlPort)
 	}
 	switch c.Transport {
 	case "tcp", "quic-v1":

@@ -29,12 +29,23 @@ type Peer struct {
 }
 
 // run is the whole peer: it reads the configuration, builds the host, serves
-// commands from stdin until `stop` or end of input, and returns the exit status.
+// commands from stdin (or the control port's connection) until `stop` or end
+// of input, and returns the exit status.
 func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
 	cfg, err := parseConfig(rawConfig)
 	if err != nil {
 		fmt.Fprintln(stderr, "configuration error:", err)
 		return exitConfig
+	}
+	// With a control port, its one connection is stdin and stdout from here on.
+	if cfg.ControlPort != nil {
+		conn, err := acceptController(*cfg.ControlPort, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "control port:", err)
+			return exitFailure
+		}
+		defer conn.Close()
+		stdin, stdout = conn, conn
 	}
 	priv, err := identityFromSeed(*cfg.Seed)
 	if err != nil {

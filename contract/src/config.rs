@@ -48,6 +48,12 @@ pub struct PeerConfig {
     /// NAT port mapping through a UPnP Internet Gateway Device; absent: off. Contract revision 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_mapping: Option<PortMapping>,
+    /// Serve the contract on this TCP port (all IPv4 interfaces) instead of stdin and stdout: before anything
+    /// else the peer accepts one connection there, then reads commands from it and writes events to it, as
+    /// JSON lines; its end is the end of input. For peers another machine runs (no stdin from the runner).
+    /// Absent: stdin and stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_port: Option<u16>,
 }
 
 /// The request-response protocol every peer speaks: a request is one JSON object ([`crate::commands::Request`])

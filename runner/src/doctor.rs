@@ -49,6 +49,12 @@ pub async fn examine() -> Vec<Finding> {
         hint: "sysctl -w net.ipv4.tcp_child_ehash_entries=4096 (bin/ensure-engine does it as root); else each read of a peer's sockets walks the host's whole table, which costs the runner a share of a core at 100 peers",
         required: false,
     });
+    f.push(Finding {
+        what: "swarm backend (--backend swarm)",
+        found: swarm().await,
+        hint: "an engine that manages a swarm: `docker swarm init` makes a one-node one (docs/scale-out.md); the other backends do without",
+        required: false,
+    });
     let cache = cache_dir();
     f.push(Finding {
         what: "free disk in the cache",
@@ -71,6 +77,18 @@ async fn docker() -> Option<String> {
         v.version.unwrap_or_default(),
         v.api_version.unwrap_or_default()
     ))
+}
+
+/// The engine's swarm, when it is a manager of one: what the swarm backend needs.
+async fn swarm() -> Option<String> {
+    let api = bollard::Docker::connect_with_local_defaults()
+        .ok()?
+        .negotiate_version()
+        .await
+        .ok()?;
+    let swarm = api.info().await.ok()?.swarm?;
+    (swarm.local_node_state == Some(bollard::models::LocalNodeState::ACTIVE) && swarm.control_available == Some(true))
+        .then(|| format!("a manager of a swarm of {} node(s)", swarm.nodes.unwrap_or(0)))
 }
 
 /// Whether cases with a `gateway:` run here: the emulator runs on the Docker backend only; SSDP multicast crosses

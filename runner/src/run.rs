@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::docker::DockerBackend;
 use crate::backend::local::{LocalBackend, LocalNet};
+use crate::backend::swarm::SwarmBackend;
 use crate::backend::{prepare_images, Backend, BackendChoice};
 use crate::checks;
 use crate::cases::{self, Case};
@@ -60,6 +61,14 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
 
+    if opts.backend == BackendChoice::Swarm {
+        let largest = cases.iter().map(|c| c.peers.len()).max().unwrap_or(0);
+        let backend = SwarmBackend::connect(run_id, largest)
+            .await
+            .map_err(CouldNotRun)?;
+        eprintln!("meshgate: {}", backend.describe());
+        return run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await;
+    }
     let docker = crate::backend::docker_for(opts.backend, run_id)
         .await
         .map_err(CouldNotRun)?;

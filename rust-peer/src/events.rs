@@ -1,33 +1,35 @@
-//! Events written to stdout, one JSON object per line (the contract's `EventLine`). Stdout carries
-//! nothing else.
+//! Events written to stdout (or the control port's connection), one JSON object per line (the
+//! contract's `EventLine`). Stdout carries nothing else.
 
 use std::{
-    io::{self, Write},
+    io::Write,
+    sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 pub use contract::events::{Direction, Event, EventLine};
 
-/// The one writer of stdout. Each event is written as one line and flushed at once, so the
+/// The one writer of events. Each event is written as one line and flushed at once, so the
 /// runner sees it when it happens and lines never interleave.
 pub struct Emitter {
     peer: String,
-    out: io::Stdout,
+    out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Emitter {
-    pub fn new(peer: String) -> Self {
+    /// Writes to `out`: stdout, or the control port's connection.
+    pub fn new(peer: String, out: Box<dyn Write + Send>) -> Self {
         Self {
             peer,
-            out: io::stdout(),
+            out: Mutex::new(out),
         }
     }
 
     pub fn emit(&self, event: Event) {
         let line = render(&self.peer, now_us(), &event);
-        let mut out = self.out.lock();
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-            tracing::error!(error = %e, "cannot write event to stdout");
+            tracing::error!(error = %e, "cannot write event");
         }
     }
 }

@@ -1,9 +1,11 @@
 //! meshgate's rust-libp2p test peer: one libp2p host driven by JSON commands on stdin,
-//! reporting JSON events on stdout, as described in docs/peer-contract.md.
+//! reporting JSON events on stdout (or both over a control port), as described in
+//! docs/peer-contract.md.
 
 mod behaviour;
 mod compat;
 mod config;
+mod control;
 mod dial_failures;
 mod events;
 mod hold;
@@ -39,8 +41,22 @@ async fn main() {
             process::exit(exit::CONFIG_ERROR);
         }
     };
+    // With a control port, its one connection is stdin and stdout from here on.
+    let (input, output) = match config.control_port {
+        None => (
+            control::lines(std::io::stdin()),
+            Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>,
+        ),
+        Some(port) => match control::accept(port) {
+            Ok((read, write)) => (control::lines(read), Box::new(write) as _),
+            Err(e) => {
+                eprintln!("rust-peer: control port {port}: {e}");
+                process::exit(1);
+            }
+        },
+    };
     let keypair = config::keypair(config.seed);
-    let emitter = Emitter::new(keypair.public().to_peer_id().to_string());
+    let emitter = Emitter::new(keypair.public().to_peer_id().to_string(), output);
     let stack = match config
         .lacking(&compat::features())
         .or_else(|| config.unsupported_role())
@@ -58,9 +74,9 @@ async fn main() {
         }
     };
 
-    let status = peer::run(config, stack, keypair, emitter).await;
-    // Exit at once: tokio's stdin reader may still be blocked in a read that would otherwise
-    // hold up runtime shutdown. Events are already flushed.
+    let status = peer::run(config, stack, keypair, emitter, input).await;
+    // Exit at once: the input's reader thread may still be blocked in a read. Events are
+    // already flushed.
     process::exit(status);
 }
 

@@ -22,11 +22,7 @@ use libp2p::{
     },
     Multiaddr, PeerId, Swarm,
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    sync::mpsc,
-    time::MissedTickBehavior,
-};
+use tokio::{sync::mpsc, time::MissedTickBehavior};
 
 use contract::commands::{self, Command, CommandLine, DialMode};
 
@@ -92,8 +88,14 @@ enum Flow {
     Stop,
 }
 
-/// Builds the host, reports `started`, and runs until `stop` or end of stdin.
-pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitter) -> ExitStatus {
+/// Builds the host, reports `started`, and runs until `stop` or end of input.
+pub async fn run(
+    config: Config,
+    stack: Stack,
+    keypair: Keypair,
+    emitter: Emitter,
+    input: mpsc::Receiver<std::io::Result<String>>,
+) -> ExitStatus {
     let registry = StreamRegistry::new();
     let listen = listen_addr(&stack, config.listen_port);
     let swarm = match build_swarm(&config, stack, &keypair, &registry) {
@@ -141,7 +143,7 @@ pub async fn run(config: Config, stack: Stack, keypair: Keypair, emitter: Emitte
         ));
         return EXIT_FAILURE;
     }
-    peer.run(config.streams_interval(), task_events_rx).await;
+    peer.run(config.streams_interval(), task_events_rx, input).await;
     0
 }
 
@@ -175,8 +177,8 @@ impl Peer {
         &mut self,
         streams_interval: Duration,
         mut task_events: mpsc::UnboundedReceiver<Event>,
+        mut input: mpsc::Receiver<std::io::Result<String>>,
     ) {
-        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
         let mut streams_tick = tokio::time::interval(streams_interval);
         streams_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut mesh_tick = tokio::time::interval(MESH_POLL);
@@ -186,18 +188,18 @@ impl Peer {
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                line = stdin.next_line() => match line {
-                    Ok(Some(line)) => {
+                line = input.recv() => match line {
+                    Some(Ok(line)) => {
                         if let Flow::Stop = self.on_line(&line) {
                             break;
                         }
                     }
-                    Ok(None) => {
-                        tracing::info!("end of stdin, stopping");
+                    None => {
+                        tracing::info!("end of input, stopping");
                         break;
                     }
-                    Err(e) => {
-                        tracing::error!("cannot read stdin, stopping: {e}");
+                    Some(Err(e)) => {
+                        tracing::error!("cannot read input, stopping: {e}");
                         break;
                     }
                 },

@@ -40,9 +40,10 @@ pub const LABEL_HASH: &str = "io.meshgate.recipe-hash";
 /// Runs for which this process reached an engine: only they can have left objects there.
 static CONNECTED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 
-/// Containers and networks, as listed.
+/// Services (of the swarm backend), containers and networks, as listed.
 #[derive(Default)]
 struct Labelled {
+    services: Vec<bollard::models::Service>,
     containers: Vec<bollard::models::ContainerSummary>,
     networks: Vec<bollard::models::Network>,
 }
@@ -133,9 +134,22 @@ impl DockerBackend {
         format!("meshgate-{}-c{case}", self.run_id)
     }
 
-    /// Lists the containers and networks whose label matches `filter` (`key=value` or `key`).
+    /// Lists the services, containers and networks whose label matches `filter` (`key=value` or `key`).
     async fn list_labelled(&self, filter: String) -> anyhow::Result<Labelled> {
         let filters = HashMap::from([("label".to_string(), vec![filter])]);
+        // Only a swarm manager has services; an engine in no swarm (the usual case) answers 503.
+        let services = match self
+            .api
+            .list_services(Some(bollard::query_parameters::ListServicesOptions {
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(s) => s,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 503, .. }) => Vec::new(),
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot list the engine's services")),
+        };
         let containers = self
             .api
             .list_containers(Some(
@@ -156,21 +170,39 @@ impl DockerBackend {
             .await
             .context("cannot list the engine's networks")?;
         Ok(Labelled {
+            services,
             containers,
             networks,
         })
     }
 
-    /// Removes exactly the listed objects (not what appeared since), containers first: a network with endpoints
-    /// cannot go. Goes through all of them, and names each one that could not be removed ([`Unremoved`]).
+    /// Removes exactly the listed objects (not what appeared since), services first (their tasks' containers go
+    /// with them), then containers: a network with endpoints cannot go. Goes through all of them, and names each
+    /// one that could not be removed ([`Unremoved`]).
     async fn remove_objects(&self, objects: &Labelled) -> anyhow::Result<usize> {
+        let (mut removed, mut errors) = (0, Vec::new());
+        for svc in &objects.services {
+            let Some(id) = &svc.id else { continue };
+            let name = svc.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or(id.clone());
+            match self.api.delete_service(id).await {
+                Ok(()) => removed += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => errors.push(anyhow::Error::new(e).context(format!("service {name}"))),
+            }
+        }
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
+        // The swarm removes the containers of the services just removed: removing them too would race it.
+        let services: HashSet<&str> = objects.services.iter().filter_map(|s| s.id.as_deref()).collect();
         let doomed: Vec<(&str, String)> = objects
             .containers
             .iter()
+            .filter(|c| {
+                let service = c.labels.as_ref().and_then(|l| l.get("com.docker.swarm.service.id"));
+                !service.is_some_and(|s| services.contains(s.as_str()))
+            })
             .filter_map(|c| {
                 let id = c.id.as_deref()?;
                 let name = c
@@ -188,7 +220,6 @@ impl DockerBackend {
                 .map(|(id, _)| self.api.remove_container(id, Some(opts.clone()))),
         )
         .await;
-        let (mut removed, mut errors) = (0, Vec::new());
         for ((_, name), r) in doomed.iter().zip(results) {
             match r {
                 Ok(()) => removed += 1,
@@ -203,9 +234,22 @@ impl DockerBackend {
             if let Err(e) = tokio::task::spawn_blocking(move || super::hostrules::remove_ssdp(&bridge)).await? {
                 errors.push(e.context(format!("network {}", n.name.clone().unwrap_or(id.clone()))));
             }
-            match self.api.remove_network(id).await {
+            // The engine lets a swarm service's endpoints go a moment after the service: until then the overlay
+            // network has active endpoints.
+            let mut tries = if objects.services.is_empty() { 1 } else { NETWORK_TRIES };
+            let outcome = loop {
+                tries -= 1;
+                match self.api.remove_network(id).await {
+                    Err(e) if tries > 0 && has_endpoints(&e) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await
+                    }
+                    r => break r,
+                }
+            };
+            match outcome {
                 Ok(()) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
+                // A swarm overlay is listed a moment after its removal, and removing it again is a 500 "not found".
+                Err(e) if is_not_found(&e) || network_gone(&e) => {}
                 Err(e) => errors.push(
                     anyhow::Error::new(e)
                         .context(format!("network {}", n.name.clone().unwrap_or(id.clone()))),
@@ -228,6 +272,9 @@ impl DockerBackend {
         objects
             .networks
             .retain(|n| !keep(&n.labels.clone().unwrap_or_default()));
+        objects
+            .services
+            .retain(|s| !keep(&s.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default()));
         self.remove_objects(&objects).await
     }
 
@@ -282,6 +329,9 @@ impl DockerBackend {
         }
         for n in &objects.networks {
             times.push(n.created.as_deref().and_then(parse_rfc3339));
+        }
+        for s in &objects.services {
+            times.push(s.created_at.as_deref().and_then(parse_rfc3339));
         }
         // An unknown time might be the newest: then the age is unknown, which counts as young.
         let newest = times
@@ -745,6 +795,7 @@ impl DockerBackend {
             id: id.to_owned(),
             address,
             pid,
+            controller: None,
             stdin: io.input,
             output: rx,
         })
@@ -779,6 +830,16 @@ impl DockerBackend {
                 owners.entry(run.clone()).or_insert(o);
             }
             runs.entry(run).or_default().networks.push(n);
+        }
+        for s in all.services {
+            let labels = s.spec.as_ref().and_then(|spec| spec.labels.clone());
+            let Some(run) = run_of(&labels) else {
+                continue;
+            };
+            if let Some(o) = owner_of_run(&labels) {
+                owners.entry(run.clone()).or_insert(o);
+            }
+            runs.entry(run).or_default().services.push(s);
         }
         let mut now = None;
         let (mut removed, mut errors) = (0, Vec::new());
@@ -920,15 +981,15 @@ async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Ou
 
 /// The most memory a container used, read from its cgroup: cgroup v2 `memory.peak` (or `memory.current` on kernels
 /// before 5.19), cgroup v1 `memory.max_usage_in_bytes`.
-struct PeakMemory {
+pub(super) struct PeakMemory {
     file: Option<std::path::PathBuf>,
-    max: Option<u64>,
+    pub(super) max: Option<u64>,
 }
 
 impl PeakMemory {
     /// The cgroup file of the container, from its process's `/proc/<pid>/cgroup`, or where the engine puts
     /// containers by default (cgroupfs and systemd drivers).
-    fn find(id: &str, pid: Option<u32>) -> Self {
+    pub(super) fn find(id: &str, pid: Option<u32>) -> Self {
         let root = Path::new("/sys/fs/cgroup");
         let mut candidates = Vec::new();
         let listed = pid
@@ -970,7 +1031,7 @@ impl PeakMemory {
         peak
     }
 
-    fn sample(&mut self) {
+    pub(super) fn sample(&mut self) {
         let Some(file) = &self.file else { return };
         if let Some(v) = std::fs::read_to_string(file)
             .ok()
@@ -1050,7 +1111,7 @@ where
 
 /// Whether the engine refused a subnet because another network overlaps it ("Pool overlaps with other one on this
 /// address space", "networks have overlapping IPv4").
-fn overlaps(e: &anyhow::Error) -> bool {
+pub(super) fn overlaps(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
             c.downcast_ref::<bollard::errors::Error>(),
@@ -1080,7 +1141,7 @@ fn peer_address(subnet: Ipv4Addr, index: usize) -> anyhow::Result<Ipv4Addr> {
 
 /// Runs one engine call bounded by `limit` and, when given, by `cancel`. Every error names the call and what it
 /// was about (`what`: "creating container meshgate-...").
-async fn bounded<T, E>(
+pub(super) async fn bounded<T, E>(
     what: &str,
     limit: std::time::Duration,
     cancel: Option<&tokio_util::sync::CancellationToken>,
@@ -1108,14 +1169,33 @@ where
 }
 
 /// 409 to a kill: the container has exited already, which is what the kill was for.
-fn is_not_running(e: &bollard::errors::Error) -> bool {
+pub(super) fn is_not_running(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError { status_code: 409, message } if message.contains("is not running")
     )
 }
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+/// How often removing an overlay network is tried while its services' endpoints go (every 500 ms).
+const NETWORK_TRIES: u32 = 60;
+
+/// The engine says the network it was asked to remove is not there (any status).
+fn network_gone(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { message, .. } if message.starts_with("network ") && message.ends_with(" not found")
+    )
+}
+
+/// The engine refused to remove a network that still has endpoints.
+fn has_endpoints(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { message, .. } if message.contains("active endpoints")
+    )
+}
+
+pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {

@@ -331,6 +331,7 @@ impl LocalBackend {
             id,
             address: spawn.address,
             pid,
+            controller: None,
             stdin: Box::pin(stdin),
             output: rx,
         })

@@ -1,6 +1,7 @@
 //! Backends run peers somewhere and hand the runner their stdin, stdout, stderr and exit. The runner knows nothing
-//! else of where a peer lives: Docker containers ([`docker`]) and plain processes ([`local`]) implement [`Backend`],
-//! and a backend for Kubernetes would implement it and nothing more.
+//! else of where a peer lives: Docker containers ([`docker`]), Docker swarm services ([`swarm`]) and plain processes
+//! ([`local`]) implement [`Backend`], and a backend for Kubernetes would implement it and nothing more
+//! (docs/scale-out.md).
 
 pub mod docker;
 mod hostrules;
@@ -11,6 +12,7 @@ mod session;
 mod netns;
 mod owner;
 pub mod sockets;
+pub mod swarm;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -83,6 +85,9 @@ pub struct PeerProcess {
     /// The peer's process id on this machine, where the backend can know it: the kernel's view of its
     /// connections is read through it.
     pub pid: Option<u32>,
+    /// The address the runner's control connection comes from, where the peer serves the contract on a control
+    /// port (the swarm backend): that connection is no libp2p connection, and the kernel's view leaves it out.
+    pub controller: Option<std::net::IpAddr>,
     pub stdin: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
     pub output: mpsc::Receiver<Output>,
 }
@@ -150,6 +155,11 @@ pub trait Backend: Send + Sync {
     fn pause(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
     /// Lets a paused peer run on from where it stood.
     fn resume(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Why a killed peer cannot be restarted in place here, if it cannot, so that a case that would restart one is
+    /// refused before it starts.
+    fn cannot_restart(&self) -> Option<String> {
+        None
+    }
     /// Why peers cannot be paused here, if they cannot (e.g. no writable cgroup for the freezer on the local
     /// backend), so that a case that would pause one is refused before it starts.
     fn cannot_pause(&self) -> Option<String>;

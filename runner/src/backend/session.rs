@@ -24,13 +24,15 @@ pub enum BackendChoice {
     Docker,
     /// A process per peer on this machine.
     Local,
+    /// A Docker swarm service per peer, on an overlay network across the swarm's nodes (docs/scale-out.md).
+    Swarm,
 }
 
 /// The Docker backend when the choice takes it: `Docker` insists (no engine is an error), `Auto` takes it when an
-/// engine answers, `Local` never.
+/// engine answers, `Local` and `Swarm` never.
 pub async fn docker_for(choice: BackendChoice, run_id: &str) -> anyhow::Result<Option<DockerBackend>> {
     Ok(match choice {
-        BackendChoice::Local => None,
+        BackendChoice::Local | BackendChoice::Swarm => None,
         BackendChoice::Docker => Some(DockerBackend::connect(run_id).await?),
         BackendChoice::Auto => DockerBackend::connect(run_id)
             .await

@@ -41,6 +41,8 @@ pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
         port_mapping: peer.roles.port_mapping.as_ref().map(|p| wire::PortMapping {
             deadline_ms: Some(millis(p.deadline)),
         }),
+        // The backend sets it where it cannot give the peer a stdin (the swarm backend).
+        control_port: None,
     }
 }
 

@@ -49,6 +49,11 @@ impl<B: Backend> Driver<'_, B> {
                 return Some(format!("pause cannot be made here: {why}"));
             }
         }
+        if scenario.has(|a| matches!(a, Action::Restart)) {
+            if let Some(why) = self.backend.cannot_restart() {
+                return Some(format!("restart cannot be made here: {why}"));
+            }
+        }
         let network = scenario.has(|a| matches!(a, Action::Partition(_) | Action::Shape(_)));
         if !network {
             return None;

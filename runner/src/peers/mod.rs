@@ -361,6 +361,9 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         });
         if let Some(k) = &self.kernel {
+            if let Some(controller) = process.controller {
+                k.not_a_peer(controller);
+            }
             k.watch(i, process.pid);
         }
         self.peers[i].process = Some(process);

@@ -199,6 +199,13 @@ pub async fn command(
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
+    if opts.backend == BackendChoice::Swarm {
+        let backend = crate::backend::swarm::SwarmBackend::connect(run_id, case.peers.len())
+            .await
+            .map_err(CouldNotRun)?;
+        eprintln!("meshgate: {}", backend.describe());
+        return on_backend(&backend, &spec, &case, opts, cancel).await;
+    }
     let docker = crate::backend::docker_for(opts.backend, run_id)
         .await
         .map_err(CouldNotRun)?;

@@ -215,6 +215,7 @@ mod tests {
             id: "fake".into(),
             address: "10.0.0.2:4001".parse().unwrap(),
             pid: None,
+            controller: None,
             stdin: Box::pin(tokio::io::sink()),
             output: rx,
         };
