@@ -391,7 +391,8 @@ fn circumstances(case: &Case) -> Vec<String> {
         .map(|i| i.as_step())
         .chain(case.timeline.iter().cloned())
         .filter(|s| s.action.is_fault())
-        .map(|s| s.summary())
+        // What was done, without when (`at 1s: go-1 kill` -> `go-1 kill`).
+        .map(|s| s.summary().split_once(": ").map(|(_, what)| what.to_owned()).unwrap_or_default())
         .collect();
     if let Some(first) = steps.first() {
         out.push(format!("after {first}"));
@@ -610,4 +611,165 @@ fn fenced(lang: &str, text: &str) -> String {
 fn rfc3339(us: crate::events::Micros) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Kit;
+
+    /// A matrix with something of everything a case carries: versions as an axis, offers, a random topology, two
+    /// dial modes, gossipsub and publishing settings, an incident, faults and repeated steps on a time line,
+    /// limits, roles by implementation and by peer, check settings at both levels, a known issue.
+    const RICH: &str = r#"
+name: rich
+implementations:
+  - {name: rust, language: rust, version: ["0.56", "0.57"]}
+  - {name: go, language: go, offer: {security: [tls, noise], muxer: [yamux]}}
+checks:
+  delivery: {deadline: 2s}
+  streams: off
+networks:
+  - name: mixed
+    peers: {rust: 2, go: 2}
+    topology: {random: {degree: 2, seed: 7}}
+    dial: [dedup, new]
+    dials: 2
+    gossipsub: {topics: [a, b], d: 4, d_lo: 2, d_hi: 8, heartbeat: 500ms, message_id: content-sha256}
+    publish: {messages: 3, interval: 100ms, size: 64, publishers: [rust-1, go-2]}
+    warmup: 5s
+    drain: 1s
+    incidents:
+      - {at: 900ms, peer: go-2, action: {unsubscribe: a}}
+    timeline:
+      - {at: 1s, do: {partition: [[rust-1, go-1], [rust-2, go-2]]}, name: split}
+      - {after: {step: split}, at: 2s, do: heal}
+      - {at: 1s, peer: go-1, do: {shape: {latency: 100ms, jitter: 10ms, loss: 5, rate: 1mbit, with: rust-1}}}
+      - {at: 3s, every: 1s, times: 2, peer: rust-2, do: {publish: {messages: 2, interval: 50ms, size: 128, topic: a}}}
+    checks:
+      connections: {settle: 2s}
+    limits: {memory: 100MiB, pids: 64}
+    roles:
+      rust: {request_response: {response_delay: 10ms}}
+      go-1: {request_response: {}}
+known_issues:
+  - {reference: "x#1", check: delivery}
+"#;
+
+    /// A stored run of the rich matrix's case with rust 0.57 and `dial: new`, where `connections` failed between
+    /// rust-1 and go-1 at 2 s; and a second case that passed.
+    fn stored_run(dir: &Path) -> RunResults {
+        let file = dir.join("rich.yaml");
+        std::fs::write(&file, RICH).unwrap();
+        let (_, cases) = crate::cases::load(&file).unwrap();
+        let case = cases
+            .into_iter()
+            .find(|c| c.name.starts_with("rust-0.57 x go") && c.dial == DialMode::New)
+            .unwrap();
+        let mut kit = Kit::new(&["rust-1", "rust-2", "go-1", "go-2"]);
+        for p in &mut kit.peers {
+            let extra: &[(&str, &str)] = match p.name.starts_with("rust") {
+                true => &[("libp2p-gossipsub", "0.50.1"), ("libp2p-yamux", "0.48.0")],
+                false => &[("github.com/libp2p/go-libp2p-pubsub", "v0.17.0"), ("github.com/libp2p/go-yamux/v5", "v5.1.0")],
+            };
+            p.versions.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            p.implementation = case.peers.iter().find(|s| s.name == p.name).unwrap().implementation.clone();
+        }
+        kit.case = case;
+        let mut record: Vec<Recorded> = vec![kit.command(500_000, "rust-1", r#"{"cmd":"dial","addr":"/ip4/10.0.0.3/tcp/4001","mode":"new","cmd_id":"c1"}"#)];
+        record.push(kit.stderr(1_000_000, "go-1", "WARN swarm: a second connection"));
+        record.push(kit.opened(1_500_000, "rust-1", "go-1", "1"));
+        record.push(kit.opened(1_600_000, "rust-1", "go-1", "2"));
+        record.push(kit.stderr(9_000_000, "go-1", "long after"));
+        let kept = StoredCase {
+            case: kit.case.clone(),
+            peers: kit.peers.clone(),
+            logs: "cases/000-rich".into(),
+            ..crate::stored::tests::stored(&kit)
+        };
+        let folder = dir.join(&kept.logs);
+        std::fs::create_dir_all(&folder).unwrap();
+        kept.write(&folder).unwrap();
+        stored::write_record(&folder, &record).unwrap();
+        let failed = CheckResult::failed(
+            "connections",
+            "rust-1 (rust-libp2p 0.57.1) held 2 connections to go-1 (go-libp2p v0.51.0)".into(),
+            vec!["  connection 1 outbound opened 00:00:01.500".into(), "context around 00:00:01.600:".into(), "  noise".into()],
+        )
+        .involving(["rust-1", "go-1"])
+        .at(1_600_000);
+        let mut result = crate::results::tests::case(vec![CheckResult::passed("delivery", vec![]), failed]);
+        result.name = kit.case.name.clone();
+        result.peers = kit.peers.clone();
+        result.logs = kept.logs.clone();
+        let mut passed = crate::results::tests::case(vec![CheckResult::passed("delivery", vec![])]);
+        passed.name = "rust-0.56 x go / tcp+noise+yamux / mixed".into();
+        passed.logs = "cases/001-other".into();
+        let run = RunResults {
+            matrix: crate::results::MatrixRef { name: "rich".into(), file: "rich.yaml".into() },
+            ..crate::results::tests::run(vec![result, passed])
+        };
+        run.write(dir).unwrap();
+        run
+    }
+
+    #[test]
+    fn an_issue_names_the_versions_and_its_matrix_is_the_case_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = stored_run(dir.path());
+        let out = dir.path().join("issues");
+        // Found by its folder's number; `write` refuses a matrix that does not expand to the case (checked here
+        // across every kind of setting the rich matrix has).
+        let w = write(&dir.path().join("results.json"), "000", &out).unwrap();
+        assert_eq!(w.issue.case, run.cases[0].name);
+        assert_eq!(
+            w.issue.title,
+            "connections: rust-libp2p 0.57.1 peers keep duplicate connections to go-libp2p v0.51.0 peers when one \
+             dials the other 2 times, each time a new connection after partition rust-1,go-1 | rust-2,go-2 \
+             (tcp+offer+offer)",
+        );
+        let body = std::fs::read_to_string(&w.body_file).unwrap();
+        assert_eq!(body, w.issue.body);
+        assert!(body.starts_with(&format!("# {}\n", w.issue.title)), "{body}");
+        assert!(body.contains("| rust-1, rust-2 | rust-libp2p 0.57.1 | `libp2p` 0.57.1, `libp2p-gossipsub` 0.50.1, `libp2p-yamux` 0.48.0 |"), "{body}");
+        // The check's own evidence, without the context appended to it (told from the record instead).
+        assert!(body.contains("  connection 1 outbound opened 00:00:01.500\n```"), "{body}");
+        assert!(!body.contains("  noise"), "{body}");
+        let timeline = body.split("## Time line around the first failure (00:00:01.600)").nth(1).unwrap();
+        let dial = timeline.find("rust-1 <- {\"cmd\":\"dial\"").unwrap();
+        let opened = timeline.find("00:00:01.600 rust-1 connection 2 to go-1 opened").unwrap();
+        let mark = timeline.find(">>> connections fails here").unwrap();
+        assert!(dial < opened && opened < mark, "{timeline}");
+        assert!(body.contains("00:00:01.000 go-1 | WARN swarm: a second connection"), "{body}");
+        assert!(!body.contains("long after"), "outside the window: {body}");
+
+        let yaml = std::fs::read_to_string(&w.matrix_file).unwrap();
+        assert!(body.contains(yaml.trim_end()), "{body}");
+        let m: Value = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(m["implementations"][0]["version"], "=0.57.1");
+        assert_eq!(m["implementations"][0]["pins"], json!({"libp2p-gossipsub": "0.50.1", "libp2p-yamux": "0.48.0"}));
+        assert_eq!(m["implementations"][1]["version"], "v0.51.0");
+        assert_eq!(m["implementations"][1]["pins"], json!({"go-libp2p-pubsub": "v0.17.0", "go-yamux": "v5.1.0"}));
+        assert_eq!(m["networks"][0]["dial"], "new");
+        assert!(m.get("known_issues").is_none(), "known issues are left out, so that it fails: {yaml}");
+        let (_, cases) = crate::cases::load(&w.matrix_file).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].name, "rust-0.57.1 x go-v0.51.0 / tcp+offer+offer / mixed");
+    }
+
+    #[test]
+    fn a_case_that_did_not_fail_or_a_query_that_names_none_or_many_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        stored_run(dir.path());
+        let results = dir.path().join("results.json");
+        let out = dir.path().join("issues");
+        let e = format!("{:#}", write(&results, "rust-0.56", &out).err().unwrap());
+        assert!(e.contains("case `rust-0.56 x go / tcp+noise+yamux / mixed` has no failed check (it is passed)"), "{e}");
+        let e = format!("{:#}", write(&results, "mixed", &out).err().unwrap());
+        assert!(e.starts_with("2 cases of this run match `mixed`: expected one"), "{e}");
+        let e = format!("{:#}", write(&results, "ring", &out).err().unwrap());
+        assert!(e.contains("no case of this run is named `ring`") && e.contains("rust-0.57 x go"), "{e}");
+        assert!(!e.contains("rust-0.56"), "only failed cases are suggested: {e}");
+        assert!(!out.exists(), "nothing written");
+    }
 }
