@@ -71,7 +71,11 @@ pub fn write(results: &Path, query: &str, out: &Path) -> anyhow::Result<Written>
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(&matrix_file, &matrix)
         .with_context(|| format!("cannot write {}", matrix_file.display()))?;
-    verify_reproduces(&matrix_file, &kept.case)?;
+    if let Err(e) = verify_reproduces(&matrix_file, &kept.case) {
+        // A matrix that does not reproduce the case is no reproducer: none is left behind.
+        let _ = std::fs::remove_file(&matrix_file);
+        return Err(e);
+    }
 
     let file_name = matrix_file.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let issue = compose(&run, case, check, &kept, &record, &matrix, &file_name);
