@@ -457,18 +457,19 @@ fn compose(
     b.push_str("\n\n## Versions\n\n");
     b.push_str("As compiled into each peer (the `started` event of the peer contract):\n\n");
     b.push_str("| peers | implementation | crate / module versions |\n| --- | --- | --- |\n");
-    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+    // One row per implementation and versions, naming its peers.
+    let mut rows: Vec<(String, String, Vec<&str>)> = Vec::new();
     for p in &case.peers {
+        let label = p.implementation_label();
         let versions = p.versions.iter().map(|(k, v)| format!("`{k}` {v}")).collect::<Vec<_>>().join(", ");
-        match seen.iter_mut().find(|(l, _)| *l == format!("{}\u{0}{versions}", p.implementation_label())) {
-            Some((_, names)) => names.push(p.name.clone()),
-            None => seen.push((format!("{}\u{0}{versions}", p.implementation_label()), vec![p.name.clone()])),
+        match rows.iter_mut().find(|(l, v, _)| *l == label && *v == versions) {
+            Some((_, _, names)) => names.push(&p.name),
+            None => rows.push((label, versions, vec![&p.name])),
         }
     }
-    for (key, names) in &seen {
-        let (lib, versions) = key.split_once('\u{0}').unwrap_or((key, ""));
-        let versions = if versions.is_empty() { "not reported".to_owned() } else { versions.to_owned() };
-        b.push_str(&format!("| {} | {lib} | {versions} |\n", names.join(", ")));
+    for (label, versions, names) in &rows {
+        let versions = if versions.is_empty() { "not reported" } else { versions };
+        b.push_str(&format!("| {} | {label} | {versions} |\n", names.join(", ")));
     }
 
     b.push_str("\n## Setting\n\n");
