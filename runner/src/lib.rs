@@ -12,6 +12,7 @@ pub mod checks;
 pub mod doctor;
 pub mod events;
 pub mod images;
+pub mod issue;
 pub mod judge;
 pub mod matrix;
 pub mod peers;

@@ -93,12 +93,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Render the reports again from a results.json.
+    /// Render the reports again from a results.json; with --issue, write one failing case as an upstream issue
+    /// instead (issue-<case>-<check>.md, printed too, and issue-<case>-<check>.yaml, a matrix that runs it alone).
     Report {
         results: PathBuf,
         /// Where to write them; by default beside the results file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The case to write an issue about: its name, its folder (000 or 000-...), or a part of its name only it
+        /// has. Needs the run's folder (cases/ beside results.json), not results.json alone.
+        #[arg(long, value_name = "CASE")]
+        issue: Option<String>,
     },
     /// List the verdicts that changed between two results.json (new failures, fixed, other changes).
     /// Exits 1 when there are new failures or newly flaky checks.
@@ -300,7 +305,36 @@ async fn dispatch(command: Command) -> u8 {
                 Err(e) => fail(e),
             }
         }
-        Command::Report { results, out } => {
+        Command::Report {
+            results,
+            out,
+            issue: Some(case),
+        } => {
+            let dir =
+                out.unwrap_or_else(|| results.parent().map(PathBuf::from).unwrap_or_default());
+            match meshgate::issue::write(&results, &case, &dir) {
+                Ok(w) => {
+                    use std::io::Write;
+                    // A closed pipe (`| head`) still leaves the files written.
+                    let _ = std::io::stdout().lock().write_all(w.issue.body.as_bytes());
+                    eprintln!(
+                        "meshgate: issue about [{}] of {} written to {} (title: {}); reproduce it with `meshgate run {}`",
+                        w.issue.check,
+                        w.issue.case,
+                        w.body_file.display(),
+                        w.issue.title,
+                        w.matrix_file.display()
+                    );
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Report {
+            results,
+            out,
+            issue: None,
+        } => {
             let dir =
                 out.unwrap_or_else(|| results.parent().map(PathBuf::from).unwrap_or_default());
             match RunResults::read(&results)

@@ -26,6 +26,7 @@ const LAYERS: &[&str] = &[
     // Commands over the stages.
     "probe",
     "rejudge",
+    "issue",
     "run",
     "bench",
     "doctor",

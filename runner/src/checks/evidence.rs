@@ -9,10 +9,10 @@ use crate::events::{Command, Micros, Observation, PeerEvent, Recorded};
 use crate::results::{CheckResult, Status};
 
 /// How far before and after the failure's moment the time line and stderr reach.
-const BEFORE_US: Micros = 3_000_000;
-const AFTER_US: Micros = 1_000_000;
-const MAX_EVENTS: usize = 40;
-const MAX_STDERR: usize = 20;
+pub const BEFORE_US: Micros = 3_000_000;
+pub const AFTER_US: Micros = 1_000_000;
+pub const MAX_EVENTS: usize = 40;
+pub const MAX_STDERR: usize = 20;
 
 /// Appends the context to every failed check that says when and whom.
 pub fn attach(record: &[Recorded], ctx: &Context, results: &mut [CheckResult]) {
@@ -24,8 +24,20 @@ pub fn attach(record: &[Recorded], ctx: &Context, results: &mut [CheckResult]) {
     }
 }
 
-fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -> Vec<String> {
-    let mut out = vec![format!("context around {}:", clock(at))];
+/// What the involved peers did around a failure, taken from the record: the evidence's context, and the issue
+/// body's time line and stderr (`meshgate report --issue`), so that both say the same.
+pub struct Window {
+    /// Versions, last identify, connections and streams of the involved peers at the moment, one line each.
+    pub state: Vec<String>,
+    /// Their events, the commands sent to them and the faults made to them, by time, in the window.
+    pub timeline: Vec<(Micros, String)>,
+    /// Their stderr lines in the window: (when, peer, line).
+    pub stderr: Vec<(Micros, String, String)>,
+}
+
+/// The window around `at` (from [`BEFORE_US`] before to [`AFTER_US`] after) for the peers `involved`.
+pub fn window(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -> Window {
+    let mut out = Vec::new();
     for name in involved {
         if let Some(p) = ctx.peers.iter().find(|p| &p.name == name) {
             let versions: Vec<String> =
@@ -179,7 +191,7 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
                 timeline.push((t, format!("{} exited ({code:?})", rec.peer)))
             }
             Observation::Stderr { line } if in_window => {
-                stderr.push(format!("    {} {} | {line}", clock(t), rec.peer))
+                stderr.push((t, rec.peer.clone(), line.clone()))
             }
             _ => {}
         }
@@ -213,14 +225,29 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
             out.push(format!("  {peer} connection {conn} -> {remote}: {inbound} inbound, {outbound} outbound streams"));
         }
     }
+    // Peers' clocks stamp their events; the runner's stamps its own: one order by time.
+    timeline.sort_by_key(|(t, _)| *t);
+    Window {
+        state: out,
+        timeline,
+        stderr,
+    }
+}
+
+fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -> Vec<String> {
+    let Window {
+        state,
+        timeline,
+        stderr,
+    } = window(record, ctx, involved, at);
+    let mut out = vec![format!("context around {}:", clock(at))];
+    out.extend(state);
     if !timeline.is_empty() {
         out.push(format!(
             "  time line ({} s before to {} s after):",
             BEFORE_US / 1_000_000,
             AFTER_US / 1_000_000
         ));
-        // Peers' clocks stamp their events; the runner's stamps its own: one order by time.
-        timeline.sort_by_key(|(t, _)| *t);
         let skip = timeline.len().saturating_sub(MAX_EVENTS);
         if skip > 0 {
             out.push(format!("    ({skip} earlier events left out)"));
@@ -235,7 +262,12 @@ fn around(record: &[Recorded], ctx: &Context, involved: &[String], at: Micros) -
     if !stderr.is_empty() {
         out.push("  stderr:".into());
         let skip = stderr.len().saturating_sub(MAX_STDERR);
-        out.extend(stderr.into_iter().skip(skip));
+        out.extend(
+            stderr
+                .into_iter()
+                .skip(skip)
+                .map(|(t, peer, line)| format!("    {} {peer} | {line}", clock(t))),
+        );
     }
     out
 }

@@ -10,7 +10,7 @@ mod connections;
 mod connectivity;
 mod delivery;
 mod downgrade;
-mod evidence;
+pub mod evidence;
 pub mod host;
 mod liveness;
 mod mesh;

@@ -1,8 +1,8 @@
 //! `meshgate diff OLD NEW`: which verdicts changed between two runs, for nightly trend checks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::results::{RunResults, Status};
+use crate::results::{PeerReport, RunResults, Status};
 
 /// The verdict of one check of one case, or of a case that could not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,13 @@ fn verdicts(r: &RunResults) -> BTreeMap<(String, String), Verdict> {
 }
 
 pub struct Diff {
-    /// Now failed, or the case could not be carried out.
+    /// Implementations at versions no peer of the old run had (`go-libp2p v0.52.0`), or at a known version with a
+    /// library version that is new (`github.com/libp2p/go-yamux/v5 v5.2.0 in go-libp2p v0.51.0`).
+    pub appeared: Vec<String>,
+    /// The same, of the old run, gone from the new one.
+    pub disappeared: Vec<String>,
+    /// Now failed, or the case could not be carried out; with the versions that appeared in its case, if any
+    /// (`...: Passed -> Failed; fails since go-libp2p v0.52.0 appeared`).
     pub new_failures: Vec<String>,
     pub newly_flaky: Vec<String>,
     /// Now without a verdict although the check ran: it lost what it judges.
@@ -55,8 +61,22 @@ pub struct Diff {
 
 impl Diff {
     pub fn between(old: &RunResults, new: &RunResults) -> Self {
+        let (old_versions, new_versions) = (Versions::of(old), Versions::of(new));
+        let appeared = new_versions.beyond(&old_versions);
+        let disappeared = old_versions.beyond(&new_versions);
+        // The versions that appeared, by the cases whose peers have them.
+        let mut since: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for case in &new.cases {
+            for found in &appeared {
+                if case.peers.iter().any(|p| found.in_peer(p)) {
+                    since.entry(&case.name).or_default().push(&found.short);
+                }
+            }
+        }
         let (old, new) = (verdicts(old), verdicts(new));
         let mut d = Diff {
+            appeared: appeared.iter().map(|f| f.line.clone()).collect(),
+            disappeared: disappeared.into_iter().map(|f| f.line).collect(),
             new_failures: Vec::new(),
             newly_flaky: Vec::new(),
             newly_inconclusive: Vec::new(),
@@ -71,9 +91,13 @@ impl Diff {
                 (_, Verdict::Flaky) => d
                     .newly_flaky
                     .push(format!("{label}: {} -> Flaky", name(before))),
-                (_, Verdict::Failed | Verdict::Error) => d
-                    .new_failures
-                    .push(format!("{label}: {} -> {after:?}", name(before))),
+                (_, Verdict::Failed | Verdict::Error) => {
+                    let mut line = format!("{label}: {} -> {after:?}", name(before));
+                    if let Some(versions) = since.get(case.as_str()) {
+                        line.push_str(&format!("; fails since {} appeared", versions.join(" and ")));
+                    }
+                    d.new_failures.push(line)
+                }
                 (_, Verdict::Inconclusive) => d
                     .newly_inconclusive
                     .push(format!("{label}: {} -> Inconclusive", name(before))),
@@ -109,6 +133,8 @@ impl Diff {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (title, items) in [
+            ("versions appeared", &self.appeared),
+            ("versions disappeared", &self.disappeared),
             ("new failures", &self.new_failures),
             ("newly flaky", &self.newly_flaky),
             ("newly inconclusive", &self.newly_inconclusive),
@@ -124,6 +150,89 @@ impl Diff {
     }
 }
 
+/// The keys under which peers report the version their label names (`PeerReport::implementation_label`).
+const OWN_VERSION: &[&str] = &["libp2p", "github.com/libp2p/go-libp2p"];
+
+/// A version that one run has and the other has not: an implementation's (`go-libp2p v0.52.0`), or one library's
+/// under an implementation both runs have (`github.com/libp2p/go-yamux/v5 v5.2.0`).
+struct Found {
+    /// The line: `go-libp2p v0.52.0 (github.com/libp2p/go-libp2p-pubsub v0.18.0)`, or
+    /// `github.com/libp2p/go-yamux/v5 v5.2.0 in go-libp2p v0.51.0`.
+    line: String,
+    /// In one word, for "fails since ... appeared": the label, or the library and version.
+    short: String,
+    label: String,
+    library: Option<(String, String)>,
+}
+
+impl Found {
+    /// Whether this peer has it.
+    fn in_peer(&self, p: &PeerReport) -> bool {
+        p.implementation_label() == self.label
+            && self.library.as_ref().is_none_or(|(lib, v)| p.versions.get(lib) == Some(v))
+    }
+}
+
+/// The versions of a run's peers: each implementation as labelled (`go-libp2p v0.51.0`), with every library
+/// version its peers reported.
+struct Versions(BTreeMap<String, BTreeSet<(String, String)>>);
+
+impl Versions {
+    fn of(r: &RunResults) -> Self {
+        let mut v: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        for p in r.cases.iter().flat_map(|c| &c.peers) {
+            v.entry(p.implementation_label())
+                .or_default()
+                .extend(p.versions.iter().map(|(l, v)| (l.clone(), v.clone())));
+        }
+        Versions(v)
+    }
+
+    /// Whether any implementation of the same library as `label` reported this library version.
+    fn has(&self, label: &str, library: &str, version: &str) -> bool {
+        self.0.iter().any(|(l, libs)| {
+            library_of(l) == library_of(label) && libs.contains(&(library.to_owned(), version.to_owned()))
+        })
+    }
+
+    /// What this run has that `other` has not: implementation versions of its own, with the library versions new
+    /// in them; then library versions new under an implementation version both have.
+    fn beyond(&self, other: &Versions) -> Vec<Found> {
+        let mut out = Vec::new();
+        for (label, libs) in &self.0 {
+            let new: Vec<&(String, String)> = libs
+                .iter()
+                .filter(|(l, v)| !OWN_VERSION.contains(&l.as_str()) && !other.has(label, l, v))
+                .collect();
+            if !other.0.contains_key(label) {
+                let line = match new.is_empty() {
+                    true => label.clone(),
+                    false => format!(
+                        "{label} ({})",
+                        new.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                out.push(Found { line, short: label.clone(), label: label.clone(), library: None });
+            } else {
+                for (l, v) in new {
+                    out.push(Found {
+                        line: format!("{l} {v} in {label}"),
+                        short: format!("{l} {v}"),
+                        label: label.clone(),
+                        library: Some((l.clone(), v.clone())),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The library name of a label (`go-libp2p` of `go-libp2p v0.51.0`).
+fn library_of(label: &str) -> &str {
+    label.split(' ').next().unwrap_or(label)
+}
+
 fn name(v: Option<Verdict>) -> String {
     v.map(|v| format!("{v:?}")).unwrap_or_else(|| "new".into())
 }
@@ -132,7 +241,7 @@ fn name(v: Option<Verdict>) -> String {
 mod tests {
     use super::*;
     use crate::results::tests::case;
-    use crate::results::{CheckResult, MatrixRef};
+    use crate::results::{CheckResult, MatrixRef, PeerReport};
 
     fn run(checks: Vec<CheckResult>) -> RunResults {
         RunResults {
@@ -210,5 +319,69 @@ mod tests {
         );
         assert!(d.worse());
         assert!(d.render().contains("newly inconclusive: 1\n"));
+    }
+
+    fn go_peer(libp2p: &str, yamux: &str) -> PeerReport {
+        PeerReport {
+            name: "go-1".into(),
+            implementation: "go".into(),
+            library: Some("go-libp2p".into()),
+            versions: BTreeMap::from([
+                ("github.com/libp2p/go-libp2p".to_owned(), libp2p.to_owned()),
+                ("github.com/libp2p/go-yamux/v5".to_owned(), yamux.to_owned()),
+            ]),
+            peer_id: None,
+            image: "i".into(),
+            exit_code: Some(0),
+        }
+    }
+
+    fn rust_peer() -> PeerReport {
+        PeerReport {
+            name: "rust-1".into(),
+            implementation: "rust".into(),
+            library: Some("rust-libp2p".into()),
+            versions: BTreeMap::from([("libp2p".to_owned(), "0.57.1".to_owned())]),
+            peer_id: None,
+            image: "i".into(),
+            exit_code: Some(0),
+        }
+    }
+
+    fn with_peers(checks: Vec<CheckResult>, peers: Vec<PeerReport>) -> RunResults {
+        let mut r = run(checks);
+        r.cases[0].peers = peers;
+        r
+    }
+
+    #[test]
+    fn versions_that_appeared_and_disappeared_and_the_failures_since() {
+        let pass = |n: &str| CheckResult::passed(n, vec![]);
+        let fail = |n: &str| CheckResult::failed(n, "x".into(), vec![]);
+        let old = with_peers(vec![pass("delivery")], vec![rust_peer(), go_peer("v0.51.0", "v5.1.0")]);
+        let new = with_peers(vec![fail("delivery")], vec![rust_peer(), go_peer("v0.52.0", "v5.2.0")]);
+        let d = Diff::between(&old, &new);
+        assert_eq!(d.appeared, ["go-libp2p v0.52.0 (github.com/libp2p/go-yamux/v5 v5.2.0)"]);
+        assert_eq!(d.disappeared, ["go-libp2p v0.51.0 (github.com/libp2p/go-yamux/v5 v5.1.0)"]);
+        assert_eq!(
+            d.new_failures,
+            [format!("{} [delivery]: Passed -> Failed; fails since go-libp2p v0.52.0 appeared", new.cases[0].name)]
+        );
+        let text = d.render();
+        assert!(text.starts_with("versions appeared: 1\n  go-libp2p v0.52.0 (github.com/libp2p/go-yamux/v5 v5.2.0)\nversions disappeared: 1\n"), "{text}");
+
+        // The same go-libp2p, another go-yamux: that library is what appeared.
+        let yamux = with_peers(vec![fail("delivery")], vec![rust_peer(), go_peer("v0.51.0", "v5.2.0")]);
+        let d = Diff::between(&old, &yamux);
+        assert_eq!(d.appeared, ["github.com/libp2p/go-yamux/v5 v5.2.0 in go-libp2p v0.51.0"]);
+        assert_eq!(d.disappeared, ["github.com/libp2p/go-yamux/v5 v5.1.0 in go-libp2p v0.51.0"]);
+        assert!(d.new_failures[0].ends_with("; fails since github.com/libp2p/go-yamux/v5 v5.2.0 appeared"), "{}", d.render());
+
+        // Nothing appeared: a new failure is tied to no version, and the same versions say nothing.
+        let same = with_peers(vec![fail("delivery")], vec![rust_peer(), go_peer("v0.51.0", "v5.1.0")]);
+        let d = Diff::between(&old, &same);
+        assert!(d.appeared.is_empty() && d.disappeared.is_empty());
+        assert!(d.new_failures[0].ends_with("Passed -> Failed"), "{}", d.render());
+        assert!(d.render().starts_with("versions appeared: 0\nversions disappeared: 0\nnew failures: 1\n"));
     }
 }
