@@ -217,12 +217,23 @@ async fn dispatch(command: Command) -> u8 {
             }
         }
         Command::List { matrix } => match cases::load(&matrix) {
-            Ok((_, cases)) => {
+            Ok((m, cases)) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout().lock();
+                // What `latest` and `newest: N` stood for, first, as `#` lines (a case name never starts so).
+                for r in &m.releases.resolutions {
+                    let _ = writeln!(stdout, "# {}", r.line());
+                }
+                for w in &m.releases.warnings {
+                    eprintln!("meshgate: warning: {w}");
+                }
                 for case in cases {
+                    let line = match &case.unsupported {
+                        Some(why) => format!("{}  # skipped: {why}", case.name),
+                        None => case.name,
+                    };
                     // A closed pipe (`| head`) ends the listing, not in a panic.
-                    if writeln!(stdout, "{}", case.name).is_err() {
+                    if writeln!(stdout, "{line}").is_err() {
                         break;
                     }
                 }

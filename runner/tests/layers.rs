@@ -11,6 +11,9 @@ const LAYERS: &[&str] = &[
     "progress",
     "events",
     "timeline",
+    "cache",
+    // What the registries hold (network, cached): below the matrix, whose `latest` it resolves.
+    "releases",
     "results",
     // The pipeline: matrix -> cases -> backend -> peers -> events -> checks -> results -> reports.
     "matrix",

@@ -1150,6 +1150,7 @@ mod tests {
                 path: None,
                 pins: Default::default(),
                 image: None,
+                companions: Default::default(),
             },
         )
         .unwrap();
