@@ -110,6 +110,7 @@ struct Stored {
 #[derive(Debug, Clone)]
 pub struct Registries {
     pub crates_index: String,
+    /// The Go module proxy; empty: `GOPROXY`'s first proxy.
     pub goproxy: String,
     pub cache: PathBuf,
 }
@@ -119,23 +120,35 @@ impl Registries {
     /// `GOPROXY` / `go env GOPROXY`), cached under `$MESHGATE_CACHE/releases`.
     pub fn from_env() -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let goproxy = env(GOPROXY_ENV).unwrap_or_else(|| {
-            let list = env("GOPROXY").or_else(|| {
-                let out = std::process::Command::new("go").args(["env", "GOPROXY"]).output().ok()?;
-                Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-            });
-            // `direct` and `off` are no proxies: the first entry that is one (the default's, else).
-            list.unwrap_or_default()
-                .split([',', '|'])
-                .find(|p| p.starts_with("http://") || p.starts_with("https://"))
-                .unwrap_or(GOPROXY)
-                .to_owned()
-        });
         Registries {
             crates_index: env(CRATES_INDEX_ENV).unwrap_or_else(|| CRATES_INDEX.to_owned()),
-            goproxy,
+            // Empty: asked of `go env` when first needed (most matrices never need it).
+            goproxy: env(GOPROXY_ENV).unwrap_or_default(),
             cache: crate::cache::cache_dir().join("releases"),
         }
+    }
+
+    /// The Go module proxy: this one's, else the first proxy of `GOPROXY` (the environment's, else `go env`'s).
+    fn goproxy(&self) -> String {
+        if !self.goproxy.is_empty() {
+            return self.goproxy.trim_end_matches('/').to_owned();
+        }
+        static DEFAULT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        DEFAULT
+            .get_or_init(|| {
+                let list = std::env::var("GOPROXY").ok().filter(|v| !v.trim().is_empty()).or_else(|| {
+                    let out = std::process::Command::new("go").args(["env", "GOPROXY"]).output().ok()?;
+                    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                });
+                // `direct` and `off` are no proxies: the first entry that is one (the default's, else).
+                list.unwrap_or_default()
+                    .split([',', '|'])
+                    .find(|p| p.starts_with("http://") || p.starts_with("https://"))
+                    .unwrap_or(GOPROXY)
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .clone()
     }
 
     /// The index file of a crate.
@@ -146,14 +159,14 @@ impl Registries {
 
     /// The version list of a Go module.
     pub fn module_list(&self, module: &str) -> Result<Answer, String> {
-        let base = self.goproxy.trim_end_matches('/');
+        let base = self.goproxy();
         let key = format!("go/{}@list", escape(module));
         self.get(&format!("{base}/{}/@v/list", escape(module)), &key, Some(FRESH_FOR))
     }
 
     /// The go.mod of a version of a Go module (never changes: kept for good).
     pub fn module_mod(&self, module: &str, version: &str) -> Result<Answer, String> {
-        let base = self.goproxy.trim_end_matches('/');
+        let base = self.goproxy();
         let key = format!("go/{}@{version}.mod", escape(module));
         self.get(&format!("{base}/{}/@v/{version}.mod", escape(module)), &key, None)
     }
