@@ -663,6 +663,15 @@ impl Matrix {
         // Checkout paths are relative to the matrix file, wherever meshgate runs from.
         let base = path.parent().unwrap_or(Path::new("."));
         for imp in &mut matrix.implementations {
+            // A pin written as a list or a request is an axis: its value names the case.
+            let axes: Vec<String> = imp
+                .value
+                .pins
+                .iter()
+                .filter(|(_, Axis(v))| v.len() > 1 || v.iter().any(|v| v.exact().is_none()))
+                .map(|(k, _)| k.clone())
+                .collect();
+            imp.value.pin_axes.extend(axes);
             if let Some(p) = &mut imp.value.path {
                 if p.is_relative() {
                     *p = base.join(&*p);

@@ -153,13 +153,6 @@ impl Matrix {
                 let floor = super::oldest_line(imp.language);
                 resolve_values(reg, &name, library, floor, values, &mut out.resolutions).map_err(&err)?;
             }
-            let axes: Vec<String> = imp
-                .pins
-                .iter()
-                .filter(|(_, Axis(v))| v.len() > 1 || v.iter().any(|v| v.exact().is_none()))
-                .map(|(k, _)| k.clone())
-                .collect();
-            imp.pin_axes.extend(axes);
             if let Some(Axis(values)) = imp.pins.get_mut(PUBSUB_PIN) {
                 resolve_values(reg, &name, GO_PUBSUB, (0, 0), values, &mut out.resolutions).map_err(&err)?;
             }
