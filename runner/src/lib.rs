@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bisect;
 pub mod cache;
 pub mod cases;
 pub mod checks;

@@ -22,6 +22,7 @@ use crate::progress::Progress;
 use crate::reports;
 use crate::results::{CaseResult, CouldNotRun, MatrixRef, RunResults};
 
+#[derive(Clone)]
 pub struct RunOptions {
     pub matrix: PathBuf,
     pub out: PathBuf,
@@ -57,6 +58,29 @@ pub async fn run(
             )));
         }
     }
+    run_loaded(opts, run_id, cancel, &matrix, cases, started_us, started).await
+}
+
+/// Runs cases already loaded and selected (`bisect` changes the matrix before) as `run` runs a matrix's.
+pub async fn run_cases_of(
+    opts: &RunOptions,
+    run_id: &str,
+    cancel: CancellationToken,
+    matrix: &Matrix,
+    cases: Vec<Case>,
+) -> Result<RunResults, CouldNotRun> {
+    run_loaded(opts, run_id, cancel, matrix, cases, now_micros(), Instant::now()).await
+}
+
+async fn run_loaded(
+    opts: &RunOptions,
+    run_id: &str,
+    cancel: CancellationToken,
+    matrix: &Matrix,
+    cases: Vec<Case>,
+    started_us: crate::events::Micros,
+    started: Instant,
+) -> Result<RunResults, CouldNotRun> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
@@ -65,7 +89,7 @@ pub async fn run(
         .await
         .map_err(CouldNotRun)?;
     if let Some(backend) = docker {
-        return run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await;
+        return run_cases(&backend, matrix, cases, opts, cancel, started_us, started).await;
     }
     let backend = LocalBackend::connect(run_id, opts.local_net)
         .await
@@ -75,7 +99,7 @@ pub async fn run(
         _ => "",
     };
     eprintln!("meshgate: {why}{}", backend.describe());
-    run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await
+    run_cases(&backend, matrix, cases, opts, cancel, started_us, started).await
 }
 
 /// Says on stderr what `latest` and `newest: N` stood for (and whether the registry answered), and what could not

@@ -30,6 +30,7 @@ const LAYERS: &[&str] = &[
     "probe",
     "rejudge",
     "run",
+    "bisect",
     "bench",
     "doctor",
 ];

@@ -40,7 +40,7 @@ impl Resolved {
 
 /// The releases of a library that a request may name: pre-releases, yanked (crates) and retracted (Go modules)
 /// versions left out; with the registry's answer it came from.
-fn releases_of(reg: &Registries, library: &str) -> Result<(Vec<Version>, releases::Answer), String> {
+pub fn releases_of(reg: &Registries, library: &str) -> Result<(Vec<Version>, releases::Answer), String> {
     if library == LIBP2P_CRATE {
         let a = reg.crate_index(library)?;
         let all = releases::parse_index(&a.text)?;
@@ -58,7 +58,7 @@ fn releases_of(reg: &Registries, library: &str) -> Result<(Vec<Version>, release
 }
 
 /// A release as a matrix value: rust `=0.57.1`, go `v0.52.0`.
-fn written(library: &str, v: &Version) -> String {
+pub fn written(library: &str, v: &Version) -> String {
     if library == LIBP2P_CRATE {
         format!("={v}")
     } else {
