@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -119,3 +120,6 @@ func (m *meshTracker) RecvRPC(*pubsub.RPC)                   {}
 func (m *meshTracker) SendRPC(*pubsub.RPC, peer.ID)          {}
 func (m *meshTracker) DropRPC(*pubsub.RPC, peer.ID)          {}
 func (m *meshTracker) UndeliverableMessage(*pubsub.Message)  {}
+
+// SendRPCCompleted is a hook of go-libp2p-pubsub v0.19 and later; older releases never call it.
+func (m *meshTracker) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

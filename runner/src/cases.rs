@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::matrix::resolve::{raised_by_pubsub, PUBSUB_PIN, STREAM_CRATE};
 use crate::matrix::{
     self, label, rule_matches, DialMode, Gossipsub, Incident, KnownIssue, Language, Limits, Matrix, MatrixError, Muxer,
     Publish, Security, Topology, Transport,
@@ -51,6 +52,10 @@ pub struct Case {
     /// Peers whose inbound connections the runner's firewall refuses from their start: not reachable from outside.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private: Vec<String>,
+    /// Why the case cannot be built as the matrix asks (a pinned go-libp2p-pubsub raises go-libp2p): it is
+    /// skipped with this reason, never run with other versions than it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +90,9 @@ pub struct BuildSpec {
     pub pins: BTreeMap<String, String>,
     /// A prebuilt image to run instead of building (`language: image`).
     pub image: Option<String>,
+    /// Libraries the version needs besides, derived from the registry (`libp2p-stream` -> `0.5.0-alpha`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub companions: BTreeMap<String, String>,
 }
 
 impl Case {
@@ -263,7 +271,9 @@ pub fn expand(m: &Matrix) -> Vec<Case> {
                                 axes: BTreeMap::new(),
                                 gateway: net.gateway.clone(),
                                 private: net.private.value.clone(),
+                                unsupported: None,
                             };
+                            case.unsupported = unsupported(m, &case.peers);
                             case.name = case_name(&case, net.dial.0.len() > 1);
                             case.axes = axes_of(m, &case);
                             if selected(m, &case.axes) {
@@ -304,9 +314,25 @@ fn axes_of(m: &Matrix, case: &Case) -> BTreeMap<String, String> {
                 imp.name.clone(),
                 p.build.version.clone().unwrap_or_else(|| "tree".into()),
             );
+            if let Some(v) = p.build.pins.get(PUBSUB_PIN) {
+                axes.insert(format!("{}.{PUBSUB_PIN}", imp.name), v.clone());
+            }
         }
     }
     axes
+}
+
+/// Why a case cannot be built as asked: a go peer's pinned go-libp2p-pubsub requires a newer go-libp2p than the
+/// one it names (for the version in the tree, go-peer/go.mod's, which builds).
+fn unsupported(m: &Matrix, peers: &[PeerSpec]) -> Option<String> {
+    peers.iter().find_map(|p| {
+        let (Language::Go, Some(v), Some(pubsub)) =
+            (p.language, p.build.version.as_deref(), p.build.pins.get(PUBSUB_PIN))
+        else {
+            return None;
+        };
+        raised_by_pubsub(&m.releases, v, pubsub).map(|why| format!("{}: {why}", p.name))
+    })
 }
 
 /// `include` keeps the cases that match one of its rules (all when it is empty); `exclude` then drops matches.
@@ -340,12 +366,28 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
             continue;
         }
         let mut next = Vec::new();
+        let builds: Vec<(Option<String>, BTreeMap<String, String>)> = imp
+            .versions()
+            .into_iter()
+            .flat_map(|v| imp.pin_combinations().into_iter().map(move |p| (v.clone(), p)))
+            .collect();
         for peers in &combos {
-            for version in imp.versions() {
-                let implementation = match (&version, &imp.version) {
+            for (version, pins) in &builds {
+                let mut implementation = match (version, &imp.version) {
                     (Some(v), Some(_)) => format!("{}-{}", imp.name, v.trim_start_matches('=')),
                     _ => imp.name.clone(),
                 };
+                // A pin that is an axis names the case: `go-v0.52.0+pubsub-v0.19.0`.
+                for pin in &imp.pin_axes {
+                    let short = pin.trim_start_matches("go-libp2p-");
+                    implementation.push_str(&format!("+{short}-{}", pins[pin]));
+                }
+                let mut companions = BTreeMap::new();
+                if let (Language::Rust, Some(v)) = (imp.language, version) {
+                    if let Some(stream) = m.releases.streams.get(v) {
+                        companions.insert(STREAM_CRATE.to_owned(), stream.clone());
+                    }
+                }
                 let mut peers = peers.clone();
                 for i in 1..=count {
                     peers.push(PeerSpec {
@@ -356,8 +398,9 @@ fn version_combinations(m: &Matrix, net: &matrix::Network) -> Vec<Vec<PeerSpec>>
                             language: imp.language,
                             version: version.clone(),
                             path: imp.path.clone(),
-                            pins: imp.pins.clone(),
+                            pins: pins.clone(),
                             image: imp.image.clone(),
+                            companions: companions.clone(),
                         },
                         seed: peers.len() as u64 + 1,
                         offer: imp.offer.clone().unwrap_or_default(),
@@ -526,6 +569,7 @@ networks:
                 path: None,
                 pins: BTreeMap::new(),
                 image: None,
+                companions: BTreeMap::new(),
             }
         );
         assert_eq!(cases[1].peers[1].build.version.as_deref(), Some("v0.41.1"));

@@ -19,6 +19,8 @@ const VERSION_ENV: &str = "MESHGATE_VERSION";
 /// A local rust-libp2p checkout, and `crate@version` pins.
 const RUST_PATH_ENV: &str = "MESHGATE_RUST_PATH";
 const RUST_PINS_ENV: &str = "MESHGATE_RUST_PINS";
+/// The libp2p-stream release that goes with the libp2p version, derived from the registry (`BuildSpec::companions`).
+const RUST_STREAM_ENV: &str = "MESHGATE_RUST_STREAM";
 /// A local go-libp2p checkout, and the version of each pinnable sub-library (`matrix::GO_PINNABLE`).
 const GO_PATH_ENV: &str = "MESHGATE_GO_PATH";
 const GO_PIN_ENV: &[(&str, &str)] = &[
@@ -29,7 +31,7 @@ const GO_PIN_ENV: &[(&str, &str)] = &[
 /// Every variable the build scripts read besides the cache, cleared before each build so that the caller's
 /// environment cannot change what is built.
 fn build_vars() -> impl Iterator<Item = &'static str> {
-    [VERSION_ENV, RUST_PATH_ENV, RUST_PINS_ENV, GO_PATH_ENV]
+    [VERSION_ENV, RUST_PATH_ENV, RUST_PINS_ENV, RUST_STREAM_ENV, GO_PATH_ENV]
         .into_iter()
         .chain(GO_PIN_ENV.iter().map(|(_, var)| *var))
 }
@@ -46,6 +48,9 @@ pub fn build_env(spec: &BuildSpec) -> std::collections::BTreeMap<String, String>
             if !spec.pins.is_empty() {
                 let pins: Vec<String> = spec.pins.iter().map(|(c, v)| format!("{c}@{v}")).collect();
                 env.insert(RUST_PINS_ENV.to_owned(), pins.join(" "));
+            }
+            if let Some(stream) = spec.companions.get(crate::matrix::resolve::STREAM_CRATE) {
+                env.insert(RUST_STREAM_ENV.to_owned(), stream.clone());
             }
         }
         Language::Go => {
@@ -74,18 +79,7 @@ pub fn project_root() -> PathBuf {
     }
 }
 
-/// Build caches outside the checkout, shared by every run on this machine: `MESHGATE_CACHE`, else
-/// `$XDG_CACHE_HOME/meshgate`, else `~/.cache/meshgate`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("MESHGATE_CACHE") {
-        return PathBuf::from(p);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("meshgate")
-}
+pub use crate::cache::cache_dir;
 
 /// The recipe of every build a run's cases need.
 pub type Recipes = std::collections::BTreeMap<BuildSpec, Recipe>;
@@ -247,7 +241,9 @@ impl Recipe {
         let mut hasher = Sha256::new();
         hasher.update(&fingerprint.stdout);
         hasher.update(spec_version.as_deref().unwrap_or("tree").as_bytes());
-        for (k, v) in &recipe.env {
+        // The fingerprint names the companions the script builds with (`libp2p-stream=`), whether derived or from
+        // its own table: an image built before they were derived keeps its hash.
+        for (k, v) in recipe.env.iter().filter(|(k, _)| *k != RUST_STREAM_ENV) {
             hasher.update(format!("\0{k}={v}").as_bytes());
         }
         for file in ["build", "inputs", "Dockerfile"] {
@@ -378,6 +374,7 @@ mod tests {
             path: None,
             pins: Default::default(),
             image: None,
+            companions: Default::default(),
             language,
             version: version.map(str::to_owned),
         };
@@ -462,6 +459,7 @@ mod tests {
                 path: Some(dir.to_owned()),
                 pins: Default::default(),
                 image: None,
+                companions: Default::default(),
             };
             Recipe::load(&root, &spec).unwrap().hash
         });

@@ -7,6 +7,8 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bisect;
+pub mod cache;
 pub mod cases;
 pub mod checks;
 pub mod doctor;
@@ -18,6 +20,7 @@ pub mod matrix;
 pub mod peers;
 pub mod probe;
 pub mod progress;
+pub mod releases;
 pub mod reports;
 pub mod rejudge;
 pub mod results;

@@ -68,6 +68,33 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         repeat: u32,
     },
+    /// Find the first release where a case goes bad: binary search over the releases between --good and --bad
+    /// (from the registry), running the case at each step. Writes bisect.json and bisect.md into --out.
+    /// Exits 0 when it named a release, 2 when it could not.
+    Bisect {
+        matrix: PathBuf,
+        /// Text in the name of the one case to run (the implementation's version left out), e.g. quirky-router.
+        #[arg(long)]
+        case: String,
+        /// The implementation whose version varies (its name in the matrix).
+        #[arg(long = "impl")]
+        implementation: String,
+        /// A release where the case passes.
+        #[arg(long)]
+        good: String,
+        /// A release where it fails (may be older than --good: then the fix is found).
+        #[arg(long)]
+        bad: String,
+        /// Attempts per step: a step that fails in any attempt is bad.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
+        #[arg(long, default_value = "reports/bisect")]
+        out: PathBuf,
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        case_timeout: Duration,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
     /// Build (or find) the peer images a matrix needs, without running anything.
     Build {
         matrix: PathBuf,
@@ -204,6 +231,37 @@ async fn dispatch(command: Command) -> u8 {
             )
             .await
         }
+        Command::Bisect { matrix, case, implementation, good, bad, repeat, out, case_timeout, backend } => {
+            let opts = meshgate::bisect::BisectOptions {
+                run: RunOptions {
+                    matrix,
+                    out,
+                    filter: None,
+                    case_timeout,
+                    jobs: 1,
+                    backend,
+                    local_net: LocalNet::Auto,
+                    fail_fast: false,
+                    repeat,
+                },
+                case,
+                implementation,
+                good,
+                bad,
+            };
+            supervised(
+                backend,
+                None,
+                "the bisection's peers",
+                move |run_id, cancel| async move { meshgate::bisect::bisect(&opts, &run_id, cancel).await },
+                |b: meshgate::bisect::Bisected| {
+                    print!("{}", b.markdown());
+                    eprintln!("meshgate: {}", b.headline());
+                    if b.first_bad.is_some() && b.undecided.is_empty() { 0 } else { 2 }
+                },
+            )
+            .await
+        }
         Command::Build { matrix, out, jobs } => {
             let cancel = CancellationToken::new();
             let stop = cancel.clone();
@@ -222,12 +280,23 @@ async fn dispatch(command: Command) -> u8 {
             }
         }
         Command::List { matrix } => match cases::load(&matrix) {
-            Ok((_, cases)) => {
+            Ok((m, cases)) => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout().lock();
+                // What `latest` and `newest: N` stood for, first, as `#` lines (a case name never starts so).
+                for r in &m.releases.resolutions {
+                    let _ = writeln!(stdout, "# {}", r.line());
+                }
+                for w in &m.releases.warnings {
+                    eprintln!("meshgate: warning: {w}");
+                }
                 for case in cases {
+                    let line = match &case.unsupported {
+                        Some(why) => format!("{}  # skipped: {why}", case.name),
+                        None => case.name,
+                    };
                     // A closed pipe (`| head`) ends the listing, not in a panic.
-                    if writeln!(stdout, "{}", case.name).is_err() {
+                    if writeln!(stdout, "{line}").is_err() {
                         break;
                     }
                 }

@@ -54,6 +54,8 @@ fn case_alone(dir: &Path, overrides: &[Override], out: &Path) -> anyhow::Result<
         started_us: first.started_us,
         duration_ms: case.duration_ms,
         cases: vec![case],
+        // A case folder does not keep what the run's version requests stood for: its results.json does.
+        versions: Vec::new(),
     })
 }
 

@@ -17,6 +17,10 @@ pub struct RunResults {
     pub started_us: Micros,
     pub duration_ms: u64,
     pub cases: Vec<CaseResult>,
+    /// What the matrix's `latest` and `newest: N` stood for in this run, from which registry and when; `offline`
+    /// where the registry did not answer and its cached answer was used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<crate::releases::Resolution>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -898,6 +902,7 @@ pub(crate) mod tests {
             started_us: 0,
             duration_ms: 1,
             cases,
+            versions: Vec::new(),
         }
     }
 

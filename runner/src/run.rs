@@ -23,6 +23,7 @@ use crate::progress::Progress;
 use crate::reports;
 use crate::results::{CaseResult, CouldNotRun, MatrixRef, RunResults};
 
+#[derive(Clone)]
 pub struct RunOptions {
     pub matrix: PathBuf,
     pub out: PathBuf,
@@ -48,6 +49,7 @@ pub async fn run(
     let started_us = now_micros();
     let started = Instant::now();
     let (matrix, mut cases) = cases::load(&opts.matrix).map_err(|e| CouldNotRun(e.into()))?;
+    announce_releases(&matrix);
     if let Some(f) = &opts.filter {
         cases.retain(|c| c.name.contains(f.as_str()));
         if cases.is_empty() {
@@ -57,6 +59,29 @@ pub async fn run(
             )));
         }
     }
+    run_loaded(opts, run_id, cancel, &matrix, cases, started_us, started).await
+}
+
+/// Runs cases already loaded and selected (`bisect` changes the matrix before) as `run` runs a matrix's.
+pub async fn run_cases_of(
+    opts: &RunOptions,
+    run_id: &str,
+    cancel: CancellationToken,
+    matrix: &Matrix,
+    cases: Vec<Case>,
+) -> Result<RunResults, CouldNotRun> {
+    run_loaded(opts, run_id, cancel, matrix, cases, now_micros(), Instant::now()).await
+}
+
+async fn run_loaded(
+    opts: &RunOptions,
+    run_id: &str,
+    cancel: CancellationToken,
+    matrix: &Matrix,
+    cases: Vec<Case>,
+    started_us: crate::events::Micros,
+    started: Instant,
+) -> Result<RunResults, CouldNotRun> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))
         .map_err(CouldNotRun)?;
@@ -73,7 +98,7 @@ pub async fn run(
         .await
         .map_err(CouldNotRun)?;
     if let Some(backend) = docker {
-        return run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await;
+        return run_cases(&backend, matrix, cases, opts, cancel, started_us, started).await;
     }
     let backend = LocalBackend::connect(run_id, opts.local_net)
         .await
@@ -83,7 +108,18 @@ pub async fn run(
         _ => "",
     };
     eprintln!("meshgate: {why}{}", backend.describe());
-    run_cases(&backend, &matrix, cases, opts, cancel, started_us, started).await
+    run_cases(&backend, matrix, cases, opts, cancel, started_us, started).await
+}
+
+/// Says on stderr what `latest` and `newest: N` stood for (and whether the registry answered), and what could not
+/// be derived.
+pub fn announce_releases(matrix: &Matrix) {
+    for r in &matrix.releases.resolutions {
+        eprintln!("meshgate: {}", r.line());
+    }
+    for w in &matrix.releases.warnings {
+        eprintln!("meshgate: warning: {w}");
+    }
 }
 
 /// Runs the cases on one backend and writes the reports.
@@ -123,6 +159,7 @@ async fn run_cases<B: Backend>(
     )
     .await;
 
+    let versions = &matrix.releases.resolutions;
     let matrix = MatrixRef {
         name: matrix.name.clone(),
         file: opts.matrix.display().to_string(),
@@ -133,6 +170,7 @@ async fn run_cases<B: Backend>(
         started_us,
         duration_ms: 0,
         cases: Vec::new(),
+        versions: versions.to_vec(),
     };
     // Cases run `jobs` at a time, each on its own network; results keep the matrix order.
     let total = cases.len();
@@ -143,6 +181,11 @@ async fn run_cases<B: Backend>(
         .map(|(i, case)| {
             let cancel = cancel.clone();
             async move {
+                if let Some(why) = &case.unsupported {
+                    progress.line(format!("[{}/{total}] {}: skipped: {why}", i + 1, case.name));
+                    progress.case_done();
+                    return unsupported_case(i, case, why);
+                }
                 if let Some((label, why)) = case
                     .peers
                     .iter()
@@ -248,6 +291,15 @@ fn unbuilt_case(index: usize, case: &Case, implementation: &str, why: &str) -> C
         case,
         format!("the {implementation} peer could not be built: {why}"),
     )
+}
+
+/// A case that cannot be built as its matrix asks (`Case::unsupported`): every check skipped with the reason.
+fn unsupported_case(index: usize, case: &Case, why: &str) -> CaseResult {
+    CaseResult {
+        checks: crate::checks::skip_all(&case.checks, why),
+        error: None,
+        ..errored_case(index, case, String::new())
+    }
 }
 
 /// A case that was not run, for `error`.

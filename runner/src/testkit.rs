@@ -47,6 +47,7 @@ impl Kit {
                         path: None,
                         pins: BTreeMap::new(),
                         image: None,
+                        companions: Default::default(),
                     },
                     seed: i as u64 + 1,
                     offer: Default::default(),
@@ -97,6 +98,7 @@ impl Kit {
             axes: BTreeMap::new(),
             gateway: None,
             private: vec![],
+            unsupported: None,
         };
         Kit { case, peers }
     }

@@ -28,6 +28,7 @@ async fn go_peer() -> &'static (Recipe, PathBuf) {
                 path: None,
                 pins: Default::default(),
                 image: None,
+                companions: Default::default(),
             };
             let recipe = Recipe::load(&project_root(), &spec).unwrap();
             let log = std::env::temp_dir().join(format!(

@@ -136,6 +136,7 @@ fn results() -> RunResults {
         },
         started_us: 1_000_000_000,
         duration_ms: 20_000,
+        versions: vec![],
         cases: vec![passing, failing],
     }
 }

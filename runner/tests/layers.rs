@@ -11,6 +11,9 @@ const LAYERS: &[&str] = &[
     "progress",
     "events",
     "timeline",
+    "cache",
+    // What the registries hold (network, cached): below the matrix, whose `latest` it resolves.
+    "releases",
     "results",
     // The pipeline: matrix -> cases -> backend -> peers -> events -> checks -> results -> reports.
     "matrix",
@@ -28,6 +31,7 @@ const LAYERS: &[&str] = &[
     "rejudge",
     "issue",
     "run",
+    "bisect",
     "bench",
     "doctor",
 ];

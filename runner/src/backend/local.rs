@@ -1151,6 +1151,7 @@ mod tests {
                 path: None,
                 pins: Default::default(),
                 image: None,
+                companions: Default::default(),
             },
         )
         .unwrap();

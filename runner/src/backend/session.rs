@@ -62,8 +62,10 @@ pub async fn prepare_images<B: Backend>(
 ) -> anyhow::Result<(Recipes, BTreeMap<BuildSpec, String>)> {
     let root = project_root();
     let cache = cache_dir();
+    // A case that cannot be built as asked is skipped: nothing of it is built.
     let specs: std::collections::BTreeSet<BuildSpec> = cases
         .iter()
+        .filter(|c| c.unsupported.is_none())
         .flat_map(|c| c.peers.iter().map(|p| p.build.clone()))
         .collect();
     // Independent builds run `jobs` at a time; each ends in its recipe, or in the reason it did not build.

@@ -54,6 +54,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Axis<T> {
                 self.visit_str(&v.to_string())
             }
 
+            // `{newest: 3}`: one value written as a map.
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| Axis(vec![t]))
+            }
+
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut values = Vec::new();
                 while let Some(v) = seq.next_element()? {

@@ -9,13 +9,14 @@ mod axis;
 pub mod checks;
 pub mod roles;
 pub mod timeline;
+pub mod resolve;
 mod validate;
 mod versions;
 
 pub use axis::Axis;
 pub use roles::{Gateway, Roles};
 pub use timeline::Action;
-pub use versions::check_version;
+pub use versions::{check_version, oldest_line, VersionValue};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ pub struct Matrix {
     /// Checks known to fail in some cases, each with its upstream reference.
     #[serde(default)]
     pub known_issues: Vec<Spanned<KnownIssue>>,
+    /// What the registries said, once loaded: `latest` and `newest: N` resolved, companions derived.
+    #[serde(skip)]
+    pub releases: resolve::Resolved,
 }
 
 /// Selects cases: axis name (`transport`, `network`, an implementation's name for its version, ...) to the values
@@ -62,13 +66,18 @@ pub const RULE_AXES: &[&str] = &[
     "topology",
 ];
 
-/// Whether a case, by its axis values, matches a rule.
+/// Whether a case, by its axis values, matches a rule. On a version axis (an implementation's name), a release line
+/// matches each of its releases: `0.54` matches `=0.54.1`, `v0.38` matches `v0.38.2`, so that rules keep matching
+/// the versions `latest` and `newest: N` resolve to.
 pub fn rule_matches(rule: &Rule, axes: &BTreeMap<String, String>) -> bool {
     rule.iter().all(|(axis, Axis(values))| {
+        let version_axis = !RULE_AXES.contains(&axis.as_str());
         axes.get(axis).is_some_and(|v| {
-            values
-                .iter()
-                .any(|x| x.trim_start_matches('=') == v.trim_start_matches('='))
+            let v = v.trim_start_matches('=');
+            values.iter().any(|x| {
+                let x = x.trim_start_matches('=');
+                x == v || (version_axis && v.strip_prefix(x).is_some_and(|rest| rest.starts_with('.')))
+            })
         })
     })
 }
@@ -100,17 +109,22 @@ pub struct Implementation {
     pub name: String,
     pub language: Language,
     /// Library versions to build; a list makes the implementation an axis. Absent: the version in the tree.
-    /// rust: a libp2p release (`0.54` … `0.57`, or exact `=0.55.0`); go: a go-libp2p module version (`v0.38.2` …).
+    /// rust: a libp2p release (`0.54` … `0.57`, or exact `=0.55.0`); go: a go-libp2p module version (`v0.38.2` …);
+    /// either: `latest` or `{newest: N}`, resolved from the registry when the matrix is loaded.
     #[serde(default)]
-    pub version: Option<Axis<String>>,
+    pub version: Option<Axis<VersionValue>>,
     /// A local checkout to build against instead of the released library (a release candidate): rust-libp2p,
     /// applied as `[patch.crates-io]`; go-libp2p, applied with a `replace` directive. Relative to the matrix file.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Exact versions of sub-libraries. rust: crate name to version (`libp2p-gossipsub: 0.47.0`, applied with
-    /// `cargo update --precise`); go: `go-libp2p-pubsub` and `go-yamux` to module versions.
+    /// `cargo update --precise`); go: `go-libp2p-pubsub` and `go-yamux` to module versions. go-libp2p-pubsub may
+    /// be `latest`, `{newest: N}` or a list: an axis of its own.
     #[serde(default)]
-    pub pins: BTreeMap<String, String>,
+    pub pins: BTreeMap<String, Axis<VersionValue>>,
+    /// The pins that are axes (a list or a request as written): their value names the case.
+    #[serde(skip)]
+    pub pin_axes: std::collections::BTreeSet<String>,
     /// With `language: image`: the local image to run (nothing is pulled; build or load it first).
     #[serde(default)]
     pub image: Option<String>,
@@ -142,12 +156,30 @@ fn yes() -> bool {
 pub const GO_PINNABLE: &[&str] = &["go-libp2p-pubsub", "go-yamux"];
 
 impl Implementation {
-    /// The versions to build, `None` standing for the one in the tree.
+    /// The versions to build, `None` standing for the one in the tree (once resolved: requests are left out).
     pub fn versions(&self) -> Vec<Option<String>> {
         match &self.version {
-            Some(Axis(v)) => v.iter().cloned().map(Some).collect(),
+            Some(Axis(v)) => v.iter().filter_map(|v| v.exact()).map(|v| Some(v.to_owned())).collect(),
             None => vec![None],
         }
+    }
+
+    /// Every combination of the pins' values (once resolved), the pins that are axes varying.
+    pub fn pin_combinations(&self) -> Vec<BTreeMap<String, String>> {
+        let mut combos = vec![BTreeMap::new()];
+        for (name, Axis(values)) in &self.pins {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().filter_map(|v| v.exact()).map(move |v| {
+                        let mut c = c.clone();
+                        c.insert(name.clone(), v.to_owned());
+                        c
+                    })
+                })
+                .collect();
+        }
+        combos
     }
 }
 
@@ -591,13 +623,20 @@ pub struct MatrixError {
 
 impl Matrix {
     /// Reads, parses and validates a matrix file.
+    /// Reads a matrix and resolves its versions from this machine's registries (`resolve`).
     pub fn load(path: &Path) -> Result<Self, MatrixError> {
+        Self::load_with(path, &crate::releases::Registries::from_env())
+    }
+
+    pub fn load_with(path: &Path, registries: &crate::releases::Registries) -> Result<Self, MatrixError> {
         let text = std::fs::read_to_string(path).map_err(|e| MatrixError {
             file: path.to_owned(),
             location: None,
             message: format!("cannot read the matrix file: {e}"),
         })?;
-        Self::parse(path, &text)
+        let mut m = Self::parse(path, &text)?;
+        m.resolve(path, registries)?;
+        Ok(m)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, MatrixError> {
@@ -624,6 +663,15 @@ impl Matrix {
         // Checkout paths are relative to the matrix file, wherever meshgate runs from.
         let base = path.parent().unwrap_or(Path::new("."));
         for imp in &mut matrix.implementations {
+            // A pin written as a list or a request is an axis: its value names the case.
+            let axes: Vec<String> = imp
+                .value
+                .pins
+                .iter()
+                .filter(|(_, Axis(v))| v.len() > 1 || v.iter().any(|v| v.exact().is_none()))
+                .map(|(k, _)| k.clone())
+                .collect();
+            imp.value.pin_axes.extend(axes);
             if let Some(p) = &mut imp.value.path {
                 if p.is_relative() {
                     *p = base.join(&*p);
@@ -633,6 +681,7 @@ impl Matrix {
         matrix.validate(path)?;
         Ok(matrix)
     }
+
 
     pub fn implementation(&self, name: &str) -> Option<&Implementation> {
         self.implementations

@@ -63,10 +63,12 @@ fn checks_parse_and_reject_unknown_ones() {
 #[test]
 fn shipped_matrices_load() {
     let dir = crate::images::project_root().join("matrices");
+    let (_cache, reg) = crate::releases::recorded::registries();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            Matrix::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let m = Matrix::load_with(&path, &reg).unwrap_or_else(|e| panic!("{e}"));
+            assert!(m.releases.warnings.is_empty(), "{}: {:?}", path.display(), m.releases.warnings);
         }
     }
 }
@@ -159,7 +161,8 @@ fn check_entries_merge_into_the_defaults_and_off_is_explicit() {
 fn the_nightly_matrix_runs_every_check() {
     // Its version-pair networks change some settings but turn nothing off; the incident networks turn off only what
     // their own matrices (matrices/incidents/) turn off, and say why there.
-    let m = Matrix::load(&crate::images::project_root().join("matrices/nightly.yaml")).unwrap();
+    let (_cache, reg) = crate::releases::recorded::registries();
+    let m = Matrix::load_with(&crate::images::project_root().join("matrices/nightly.yaml"), &reg).unwrap();
     let cases = crate::cases::expand(&m);
     for case in &cases {
         for name in crate::matrix::checks::Settings::NAMES.iter() {
@@ -310,4 +313,88 @@ fn a_probe_needs_the_client_role_of_its_version() {
     assert!(e.to_string().contains("act on itself"), "{e}");
     let e = parse(&ROLES.replace("private: [go-2]", "private: [go-2, go-2]")).unwrap_err();
     assert!(e.to_string().contains("listed twice"), "{e}");
+}
+
+#[test]
+fn the_nightly_matrix_follows_the_newest_releases_and_its_rules_still_match() {
+    let (_cache, reg) = crate::releases::recorded::registries();
+    let m = Matrix::load_with(&crate::images::project_root().join("matrices/nightly.yaml"), &reg).unwrap();
+    let r: Vec<(String, String, Vec<String>)> = m
+        .releases
+        .resolutions
+        .iter()
+        .map(|r| (r.implementation.clone(), r.request.clone(), r.versions.clone()))
+        .collect();
+    assert_eq!(
+        r,
+        [
+            ("rust".into(), "newest: 4".into(), vec!["0.57.1".into(), "0.56.0".into(), "0.55.0".into(), "0.54.1".into()]),
+            ("go".into(), "newest: 2".into(), vec!["v0.52.0".into(), "v0.51.0".into()]),
+        ]
+    );
+    assert!(m.releases.resolutions.iter().all(|r| r.cached && r.offline.is_none()));
+    let cases = crate::cases::expand(&m);
+    let named = |parts: &[&str]| cases.iter().filter(|c| parts.iter().all(|p| c.name.contains(p))).count();
+    assert_eq!(named(&["rust-0.57.1 x go-v0.52.0", "/ pair"]), 3, "the newest of both, named by the matrix nowhere");
+    // `rust: ["0.54", "0.55"]` still names the resolved =0.54.1 and =0.55.0.
+    let issue = |c: &crate::cases::Case| c.known_issues.iter().any(|k| k.reference == "rust-libp2p#5996");
+    for c in cases.iter().filter(|c| c.network == "incident-d-unconnected-responder") {
+        let old = c.name.contains("rust-0.54.1") || c.name.contains("rust-0.55.0");
+        assert_eq!(issue(c), old, "{}", c.name);
+    }
+    // The rust-side incidents run against the newest go lines only.
+    assert!(cases.iter().filter(|c| c.network == "incident-e-mixed-6").all(|c| c.name.contains("go-v0.52.0") || c.name.contains("go-v0.51.0")));
+    // Each rust release builds with the libp2p-stream on its libp2p-swarm.
+    let stream = |v: &str| cases.iter().flat_map(|c| &c.peers).find(|p| p.build.version.as_deref() == Some(v)).map(|p| p.build.companions["libp2p-stream"].clone());
+    assert_eq!(stream("=0.56.0").as_deref(), Some("0.4.0-alpha"));
+    assert_eq!(stream("=0.57.1").as_deref(), Some("0.5.0-alpha"));
+}
+
+#[test]
+fn pubsub_is_an_axis_and_a_go_libp2p_it_would_raise_is_unsupported() {
+    let (_cache, reg) = crate::releases::recorded::registries();
+    let yaml = "name: m\nimplementations:\n  - {name: go, language: go, version: [latest, v0.48.0], pins: {go-libp2p-pubsub: [v0.17.0, latest]}}\nnetworks:\n  - {name: two, peers: {go: 2}}\nexclude:\n  - {go.go-libp2p-pubsub: v0.17.0, go: v0.52.0}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let m = Matrix::load_with(&path, &reg).unwrap();
+    let cases = crate::cases::expand(&m);
+    let names: Vec<(&str, Option<&str>)> = cases.iter().map(|c| (c.name.as_str(), c.unsupported.as_deref())).collect();
+    let raised = "go-1: go-libp2p-pubsub v0.19.0 requires go-libp2p v0.51.0 or newer: Go's minimal version selection would build that, not the go-libp2p v0.48.0 asked for";
+    assert_eq!(
+        names,
+        [
+            ("go-v0.52.0+pubsub-v0.19.0 / tcp+noise+yamux / two", None),
+            ("go-v0.48.0+pubsub-v0.17.0 / tcp+noise+yamux / two", None),
+            ("go-v0.48.0+pubsub-v0.19.0 / tcp+noise+yamux / two", Some(raised)),
+        ]
+    );
+    assert_eq!(cases[0].peers[1].build.pins["go-libp2p-pubsub"], "v0.19.0");
+    assert_eq!(m.releases.resolutions[1].library, "github.com/libp2p/go-libp2p-pubsub");
+}
+
+#[test]
+fn version_requests_are_checked_and_an_unreachable_registry_without_cache_is_an_error_at_the_implementation() {
+    for (bad, expected) in [
+        ("{newest: 0}", "`newest: 0` names no release"),
+        ("{oldest: 2}", "unknown key `oldest`"),
+    ] {
+        let e = parse(&GOOD.replace("{name: go, language: go}", &format!("{{name: go, language: go, version: {bad}}}"))).unwrap_err();
+        assert!(e.to_string().contains(expected), "{bad}: {e}");
+    }
+    let e = parse(&GOOD.replace("{name: go, language: go}", "{name: go, language: go, pins: {go-yamux: latest}}")).unwrap_err();
+    assert!(e.to_string().contains("only go-libp2p-pubsub may be an axis"), "{e}");
+
+    let cache = tempfile::tempdir().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let reg = crate::releases::Registries { crates_index: closed.clone(), goproxy: closed, cache: cache.path().to_owned() };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, GOOD.replace("{name: go, language: go}", "{name: go, language: go, version: latest}")).unwrap();
+    let e = Matrix::load_with(&path, &reg).unwrap_err();
+    assert_eq!(e.location.map(|l| l.0), Some(4), "{e}");
+    assert!(e.to_string().contains("implementation `go`: cannot resolve its versions") && e.to_string().contains("nothing is cached"), "{e}");
 }

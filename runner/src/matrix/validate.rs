@@ -96,8 +96,15 @@ impl Matrix {
                         ),
                     ));
                 }
-                if version.is_empty() || version.contains(char::is_whitespace) {
-                    return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to `{version}`, expected an exact version", imp.value.name)));
+                let axis = imp.value.language == Language::Go && name == super::resolve::PUBSUB_PIN;
+                let super::Axis(values) = version;
+                if !axis && (values.len() > 1 || values[0].exact().is_none()) {
+                    return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to more than one exact version: only go-libp2p-pubsub may be an axis, `latest` or `{{newest: N}}`", imp.value.name)));
+                }
+                for version in values.iter().filter_map(|v| v.exact()) {
+                    if version.is_empty() || version.contains(char::is_whitespace) {
+                        return Err(err(&imp.referenced, format!("implementation `{}` pins `{name}` to `{version}`, expected an exact version", imp.value.name)));
+                    }
                 }
             }
             if let Some(offer) = &imp.value.offer {
@@ -256,10 +263,18 @@ impl Matrix {
                 named.extend(step.name);
             }
         }
+        // A pinned go-libp2p-pubsub is an axis too: `<implementation>.go-libp2p-pubsub`.
+        let pin_axes: Vec<String> = self
+            .implementations
+            .iter()
+            .filter(|i| i.value.pins.contains_key(super::resolve::PUBSUB_PIN))
+            .map(|i| format!("{}.{}", i.value.name, super::resolve::PUBSUB_PIN))
+            .collect();
         let axes: Vec<&str> = RULE_AXES
             .iter()
             .copied()
             .chain(names.iter().copied())
+            .chain(pin_axes.iter().map(String::as_str))
             .collect();
         let check_rule = |rule: &Spanned<Rule>, what: &str| match rule
             .value

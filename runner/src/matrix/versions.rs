@@ -1,6 +1,74 @@
 //! The versions of rust-libp2p and go-libp2p the peers can be built at: what a matrix may ask for.
 
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
 use super::Language;
+use crate::releases::Request;
+
+/// A version as a matrix writes it: an exact one (`0.56`, `v0.41.1`), or a request resolved from the registry
+/// when the matrix is loaded (`latest`, `{newest: 3}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionValue {
+    Exact(String),
+    Resolve(Request),
+}
+
+impl VersionValue {
+    pub fn exact(&self) -> Option<&str> {
+        match self {
+            VersionValue::Exact(v) => Some(v),
+            VersionValue::Resolve(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = VersionValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a version, `latest`, or `{newest: N}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(match v {
+                    "latest" => VersionValue::Resolve(Request::Latest),
+                    _ => VersionValue::Exact(v.to_owned()),
+                })
+            }
+            // YAML reads `0.55` as a number: taken as its text.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let key: String = map.next_key()?.ok_or_else(|| de::Error::custom("an empty map: expected `{newest: N}`"))?;
+                if key != "newest" {
+                    return Err(de::Error::custom(format!("unknown key `{key}`: expected `{{newest: N}}`")));
+                }
+                let n: u32 = map.next_value()?;
+                if n == 0 {
+                    return Err(de::Error::custom("`newest: 0` names no release: expected N of 1 or more"));
+                }
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom("expected `{newest: N}` alone"));
+                }
+                Ok(VersionValue::Resolve(Request::Newest(n)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The oldest release line each language's peer builds at (major, minor): `newest: N` stops there.
+pub fn oldest_line(language: Language) -> (u64, u64) {
+    match language {
+        Language::Go => (0, 38),
+        _ => (0, 54),
+    }
+}
 
 /// Versions the peers can be built at (docs/matrix.md). A version outside is an error of the matrix.
 pub fn check_version(language: Language, version: &str) -> Result<(), String> {
@@ -27,7 +95,7 @@ pub fn check_version(language: Language, version: &str) -> Result<(), String> {
                 && parts[0] == "0"
                 && parts[1]
                     .parse::<u32>()
-                    .is_ok_and(|m| (38..=51).contains(&m))
+                    .is_ok_and(|m| (38..=52).contains(&m))
                 && parts[2].parse::<u32>().is_ok()
         }
     };
@@ -36,7 +104,7 @@ pub fn check_version(language: Language, version: &str) -> Result<(), String> {
     }
     Err(match language {
         Language::Rust => format!("libp2p version `{version}` is not supported: expected 0.54, 0.55, 0.56 or 0.57, or an exact =0.5x.y"),
-        Language::Go => format!("go-libp2p version `{version}` is not supported: expected a module version from v0.38.0 to v0.51.0, like v0.41.1"),
+        Language::Go => format!("go-libp2p version `{version}` is not supported: expected a module version from v0.38.0 to v0.52.0, like v0.41.1"),
         Language::Image => "an image implementation has no version: its image is what runs".to_owned(),
     })
 }
@@ -76,6 +144,7 @@ mod tests {
             assert!(check_version(Language::Rust, bad).is_err(), "{bad}");
         }
         assert!(check_version(Language::Go, "v0.38.2").is_ok());
-        assert!(check_version(Language::Go, "v0.52.0").is_err());
+        assert!(check_version(Language::Go, "v0.52.0").is_ok());
+        assert!(check_version(Language::Go, "v0.53.0").is_err());
     }
 }

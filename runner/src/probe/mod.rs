@@ -76,6 +76,7 @@ pub fn target_spec(target: &str) -> BuildSpec {
         path: None,
         pins: BTreeMap::new(),
         image,
+        companions: BTreeMap::new(),
     }
 }
 

@@ -253,6 +253,7 @@ mod tests {
             started_us: 0,
             duration_ms: 0,
             cases: vec![case(checks)],
+            versions: Vec::new(),
         }
     }
 

@@ -33,6 +33,13 @@ pub fn render(results: &RunResults) -> anyhow::Result<String> {
             suite.add_property(Property::new(format!("peer.{}", peer.name), value));
         }
         suite.add_property(Property::new("case.status", case.status().label()));
+        // What the matrix's version requests stood for in this run (the same for every case).
+        for r in &results.versions {
+            suite.add_property(Property::new(
+                format!("resolved.{}.{}", r.implementation, r.library),
+                r.line(),
+            ));
+        }
         suite.set_system_out(case_out(case));
         if let Some(error) = &case.error {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);

@@ -599,6 +599,7 @@ mod tests {
             started_us: 1_000_000_000,
             duration_ms: 12_000,
             cases: vec![passing, failing],
+            versions: Vec::new(),
         }
     }
 

@@ -1,0 +1,250 @@
+//! `meshgate bisect`: the first release of a library where a case goes bad, found by binary search over the
+//! releases between a good and a bad one (from the registry, as `latest` is resolved). Each step runs the case at
+//! one release like `meshgate run --repeat N` would: a step that fails in any attempt is bad, one that passes is
+//! good, one that cannot be built or judged (errored, inconclusive, skipped) is skipped, as `git bisect skip` does.
+//! Known issues of the matrix are set aside: a step is judged on what its checks found. `good` may be newer than
+//! `bad`: the search then names the last bad release before the fix, and the first good one after it.
+
+
+use semver::Version;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cases;
+use crate::matrix::resolve::{releases_of, written, GO_LIBP2P, LIBP2P_CRATE};
+use crate::matrix::{Axis, Language, Matrix, VersionValue};
+use crate::releases::{parse_version, Registries};
+use crate::results::{CaseStatus, CouldNotRun};
+use crate::run::{run_cases_of, RunOptions};
+
+pub struct BisectOptions {
+    pub run: RunOptions,
+    /// Text in the name of the one case to run (the implementation's version left out of it).
+    pub case: String,
+    /// The implementation of the matrix whose version varies.
+    pub implementation: String,
+    pub good: String,
+    pub bad: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Good,
+    Bad,
+    Skip,
+}
+
+/// One step: the release run and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub version: String,
+    pub verdict: Verdict,
+    /// The case's status and its first failure or reason, one line.
+    pub why: String,
+    /// The step's run folder (results.json, reports, logs).
+    pub out: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bisected {
+    pub implementation: String,
+    pub case: String,
+    pub good: String,
+    pub bad: String,
+    /// The releases between them, from good toward bad.
+    pub releases: Vec<String>,
+    pub steps: Vec<Step>,
+    /// The first bad release (from good toward bad), when the search could tell.
+    pub first_bad: Option<String>,
+    /// The last good release before it.
+    pub last_good: Option<String>,
+    /// Releases between those two that could not be judged: the change is in one of them or `first_bad`.
+    pub undecided: Vec<String>,
+}
+
+impl Bisected {
+    pub fn headline(&self) -> String {
+        match (&self.first_bad, &self.last_good) {
+            (Some(bad), Some(good)) if self.undecided.is_empty() => {
+                format!("first bad release from {} toward {}: {bad} (the last good: {good})", self.good, self.bad)
+            }
+            (Some(bad), Some(good)) => format!(
+                "the change is in one of {} or {bad} (after the last good {good}); those could not be judged",
+                self.undecided.join(", ")
+            ),
+            _ => "no release could be named".to_owned(),
+        }
+    }
+
+    /// `bisect.md`: every step and the conclusion.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "# bisect {} `{}`: {} (good) .. {} (bad)\n\n{}\n\n| step | release | verdict | why |\n| --- | --- | --- | --- |\n",
+            self.implementation,
+            self.case,
+            self.good,
+            self.bad,
+            self.headline()
+        );
+        for (i, step) in self.steps.iter().enumerate() {
+            let v = match step.verdict {
+                Verdict::Good => "good",
+                Verdict::Bad => "bad",
+                Verdict::Skip => "skip",
+            };
+            s.push_str(&format!("| {} | {} | {v} | {} |\n", i + 1, step.version, step.why.replace('|', "\\|")));
+        }
+        s
+    }
+}
+
+/// The index to try next between `lo` (good) and `hi` (bad), none of those skipped: the one nearest the middle.
+pub fn next_step(lo: usize, hi: usize, skipped: &[usize]) -> Option<usize> {
+    let mid = (lo + hi) / 2;
+    (lo + 1..hi).filter(|i| !skipped.contains(i)).min_by_key(|i| i.abs_diff(mid))
+}
+
+pub async fn bisect(opts: &BisectOptions, run_id: &str, cancel: CancellationToken) -> Result<Bisected, CouldNotRun> {
+    let fail = |m: String| CouldNotRun(anyhow::anyhow!(m));
+    let path = &opts.run.matrix;
+    let registries = Registries::from_env();
+    let mut matrix = Matrix::load(path).map_err(|e| CouldNotRun(e.into()))?;
+    let language = matrix
+        .implementation(&opts.implementation)
+        .map(|i| i.language)
+        .ok_or_else(|| fail(format!("{} has no implementation `{}`", path.display(), opts.implementation)))?;
+    let library = match language {
+        Language::Rust => LIBP2P_CRATE,
+        Language::Go => GO_LIBP2P,
+        Language::Image => return Err(fail(format!("`{}` is an image: it has no releases", opts.implementation))),
+    };
+    let parse = |v: &str| {
+        parse_version(&format!("v{}", v.trim_start_matches(['=', 'v'])))
+            .ok_or_else(|| fail(format!("`{v}` is not a release like 0.56.0 or v0.41.1")))
+    };
+    let (good, bad) = (parse(&opts.good)?, parse(&opts.bad)?);
+    if good == bad {
+        return Err(fail("--good and --bad name the same release".into()));
+    }
+    let (all, _) = releases_of(&registries, library).map_err(fail)?;
+    // Good first, bad last, the releases between in the order from one to the other.
+    let (lo, hi) = if good < bad { (&good, &bad) } else { (&bad, &good) };
+    let mut between: Vec<Version> = all.into_iter().filter(|v| lo < v && v < hi).collect();
+    between.sort();
+    between.dedup();
+    if good > bad {
+        between.reverse();
+    }
+    let mut releases = vec![good.clone()];
+    releases.extend(between);
+    releases.push(bad.clone());
+    let names: Vec<String> = releases.iter().map(|v| written(library, v)).collect();
+    // Judged on what the checks find: no known issue turns a failure into a pass of the matrix.
+    matrix.known_issues.clear();
+
+    let mut result = Bisected {
+        implementation: opts.implementation.clone(),
+        case: opts.case.clone(),
+        good: opts.good.clone(),
+        bad: opts.bad.clone(),
+        releases: names.iter().map(|n| n.trim_start_matches('=').to_owned()).collect(),
+        steps: Vec::new(),
+        first_bad: None,
+        last_good: None,
+        undecided: Vec::new(),
+    };
+    let (mut lo, mut hi, mut skipped) = (0, names.len() - 1, Vec::new());
+    while let Some(i) = next_step(lo, hi, &skipped) {
+        if cancel.is_cancelled() {
+            return Err(fail("interrupted".into()));
+        }
+        let version = &names[i];
+        for imp in &mut matrix.implementations {
+            if imp.value.name == opts.implementation {
+                imp.value.version = Some(Axis(vec![VersionValue::Exact(version.clone())]));
+            }
+        }
+        // The companions of this release (rust: its libp2p-stream).
+        matrix.resolve(path, &registries).map_err(|e| CouldNotRun(e.into()))?;
+        let chosen: Vec<cases::Case> = cases::expand(&matrix).into_iter().filter(|c| c.name.contains(&opts.case)).collect();
+        if chosen.len() != 1 {
+            let names: Vec<&str> = chosen.iter().map(|c| c.name.as_str()).collect();
+            return Err(fail(format!(
+                "--case {:?} must name exactly one case of {} at {version}; it names {}: {names:?}",
+                opts.case,
+                path.display(),
+                chosen.len()
+            )));
+        }
+        let out = opts.run.out.join(format!("step-{}-{}", result.steps.len() + 1, version.trim_start_matches('=')));
+        let step_opts = RunOptions { out: out.clone(), filter: None, ..opts.run.clone() };
+        eprintln!("meshgate: bisect step {}: {} at {version}", result.steps.len() + 1, chosen[0].name);
+        let step = match run_cases_of(&step_opts, &format!("{run_id}-{}", result.steps.len() + 1), cancel.clone(), &matrix, chosen).await {
+            Ok(r) => {
+                let case = &r.cases[0];
+                let verdict = match case.status() {
+                    CaseStatus::Passed => Verdict::Good,
+                    CaseStatus::Failed | CaseStatus::Known => Verdict::Bad,
+                    _ => Verdict::Skip,
+                };
+                Step { version: version.trim_start_matches('=').to_owned(), verdict, why: r.headline(), out: out.display().to_string() }
+            }
+            Err(e) if !cancel.is_cancelled() => Step {
+                version: version.trim_start_matches('=').to_owned(),
+                verdict: Verdict::Skip,
+                why: format!("could not run: {:#}", e.0),
+                out: out.display().to_string(),
+            },
+            Err(e) => return Err(e),
+        };
+        eprintln!("meshgate: bisect step {}: {version} is {:?}: {}", result.steps.len() + 1, step.verdict, step.why);
+        match step.verdict {
+            Verdict::Good => lo = i,
+            Verdict::Bad => hi = i,
+            Verdict::Skip => skipped.push(i),
+        }
+        result.steps.push(step);
+    }
+    result.first_bad = Some(result.releases[hi].clone());
+    result.last_good = Some(result.releases[lo].clone());
+    result.undecided = (lo + 1..hi).map(|i| result.releases[i].clone()).collect();
+    std::fs::create_dir_all(&opts.run.out).map_err(|e| fail(format!("cannot create {}: {e}", opts.run.out.display())))?;
+    let json = serde_json::to_string_pretty(&result).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(opts.run.out.join("bisect.json"), json).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(opts.run.out.join("bisect.md"), result.markdown()).map_err(|e| fail(e.to_string()))?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A search over `verdicts` (index 0 good, last bad) as `bisect` steps through it: the first bad index found.
+    fn search(verdicts: &[Verdict]) -> (usize, usize, Vec<usize>) {
+        let (mut lo, mut hi, mut skipped, mut tried) = (0, verdicts.len() - 1, Vec::new(), Vec::new());
+        while let Some(i) = next_step(lo, hi, &skipped) {
+            tried.push(i);
+            match verdicts[i] {
+                Verdict::Good => lo = i,
+                Verdict::Bad => hi = i,
+                Verdict::Skip => skipped.push(i),
+            }
+        }
+        (lo, hi, tried)
+    }
+
+    #[test]
+    fn the_search_halves_and_steps_around_what_cannot_be_judged() {
+        use Verdict::*;
+        let v = [Good, Good, Good, Good, Bad, Bad, Bad, Bad, Bad];
+        let (lo, hi, tried) = search(&v);
+        assert_eq!((lo, hi), (3, 4));
+        assert!(tried.len() <= 3, "{tried:?}");
+        // The release just before the change cannot be built: the answer is the pair around it, named as such.
+        let v = [Good, Good, Skip, Bad, Bad];
+        let (lo, hi, _) = search(&v);
+        assert_eq!((lo, hi), (1, 3));
+        assert_eq!(next_step(0, 1, &[]), None, "adjacent: nothing left to try");
+    }
+}
