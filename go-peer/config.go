@@ -29,6 +29,14 @@ type Config struct {
 	RequestResponse *RequestResponseConfig `json:"request_response,omitempty"`
 	Autonat         *AutonatConfig         `json:"autonat,omitempty"`
 	PortMapping     *PortMappingConfig     `json:"port_mapping,omitempty"`
+	// Swarm holds rust-libp2p swarm settings this peer cannot apply
+	// (checkSupported refuses them rather than ignore them).
+	Swarm *SwarmConfig `json:"swarm,omitempty"`
+}
+
+// SwarmConfig is `config.swarm`.
+type SwarmConfig struct {
+	HandlerQueue *int `json:"handler_queue,omitempty"`
 }
 
 // RequestResponseConfig is how this peer answers requests (reqresp.go).
@@ -267,6 +275,9 @@ func (c *Config) checkSupported() error {
 	// go-libp2p no longer has mplex; QUIC ignores the muxer setting.
 	if c.Transport == "tcp" && slices.Contains(c.muxerOffers(), "mplex") {
 		return &UnsupportedError{Feature: "muxer-mplex", Reason: "go-libp2p no longer ships the mplex stream muxer"}
+	}
+	if c.Swarm != nil && c.Swarm.HandlerQueue != nil {
+		return &UnsupportedError{Feature: featureSwarmHandlerQueue, Reason: reasonSwarmHandlerQueue}
 	}
 	return c.Autonat.checkSupported()
 }
