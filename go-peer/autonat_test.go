@@ -34,6 +34,24 @@ func TestAutonatRolesGoCannotTake(t *testing.T) {
 	}
 }
 
+// TestSwarmHandlerQueueRefused: go-libp2p has no handler queue to size, so a
+// configuration that sets one is `unsupported` at start (exit 3) with the
+// reason, not run as if it had been applied; `swarm` without it is not.
+func TestSwarmHandlerQueueRefused(t *testing.T) {
+	code, out := runAtStart(t, `{"seed":1,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","swarm":{"handler_queue":1}}`, true)
+	if code != exitUnsupported || !strings.Contains(out, `"feature":"`+featureSwarmHandlerQueue+`"`) ||
+		!strings.Contains(out, "notify_handler_buffer_size") {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+	cfg, err := parseConfig(`{"seed":1,"listen_port":1,"transport":"tcp","security":"noise","muxer":"yamux","swarm":{}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.checkSupported(); err != nil {
+		t.Errorf("swarm without settings: %v", err)
+	}
+}
+
 // TestAutonatProbeV1: the library's client asks go-libp2p's own v1 service,
 // which refuses the loopback addresses it is given (dialpolicy.go): no
 // conclusion, reported as unknown, from that server.

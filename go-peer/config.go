@@ -32,6 +32,14 @@ type Config struct {
 	// ControlPort serves the contract on this TCP port instead of stdin and
 	// stdout (control.go); absent: stdin and stdout.
 	ControlPort *int `json:"control_port,omitempty"`
+	// Swarm holds rust-libp2p swarm settings this peer cannot apply
+	// (checkSupported refuses them rather than ignore them).
+	Swarm *SwarmConfig `json:"swarm,omitempty"`
+}
+
+// SwarmConfig is `config.swarm`.
+type SwarmConfig struct {
+	HandlerQueue *int `json:"handler_queue,omitempty"`
 }
 
 // RequestResponseConfig is how this peer answers requests (reqresp.go).
@@ -273,6 +281,9 @@ func (c *Config) checkSupported() error {
 	// go-libp2p no longer has mplex; QUIC ignores the muxer setting.
 	if c.Transport == "tcp" && slices.Contains(c.muxerOffers(), "mplex") {
 		return &UnsupportedError{Feature: "muxer-mplex", Reason: "go-libp2p no longer ships the mplex stream muxer"}
+	}
+	if c.Swarm != nil && c.Swarm.HandlerQueue != nil {
+		return &UnsupportedError{Feature: featureSwarmHandlerQueue, Reason: reasonSwarmHandlerQueue}
 	}
 	return c.Autonat.checkSupported()
 }

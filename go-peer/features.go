@@ -33,7 +33,14 @@ const (
 	featureAutonatV2Server = "autonat-v2-server"
 	featureAutonatV2Client = "autonat-v2-client"
 	featurePortMapping     = "port-mapping"
+	// featureSwarmHandlerQueue is never listed: only refused (config.swarm).
+	featureSwarmHandlerQueue = "swarm-handler-queue"
 )
+
+// reasonSwarmHandlerQueue: go-libp2p's protocols write to their streams
+// themselves; there is no swarm-wide queue of events from a behaviour to a
+// connection's handler (rust-libp2p's notify_handler_buffer_size) to size.
+const reasonSwarmHandlerQueue = "go-libp2p has no queue of events from a behaviour to a connection's handler to size (rust-libp2p's notify_handler_buffer_size): its protocols write to their streams themselves"
 
 // probeReservedFeature is a feature name no peer has (contract/src/features.rs):
 // a configuration requiring it must always be refused, which a compliance

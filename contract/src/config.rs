@@ -54,6 +54,11 @@ pub struct PeerConfig {
     /// Absent: stdin and stdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_port: Option<u16>,
+    /// Settings of the peer's swarm (its connection machinery) that staging needs; absent: the library's defaults.
+    /// A peer whose library has no such setting answers `unsupported` at start
+    /// ([`crate::features::SWARM_HANDLER_QUEUE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<Swarm>,
 }
 
 /// The request-response protocol every peer speaks: a request is one JSON object ([`crate::commands::Request`])
@@ -128,6 +133,16 @@ pub struct PortMapping {
     /// How long after start a peer gives up finding a gateway and says `port_mapping_failed`; absent: 30000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+}
+
+/// Swarm settings; absent fields: the library's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Swarm {
+    /// How many events the behaviour may queue for one connection's handler before it must wait for room
+    /// (rust-libp2p's `swarm::Config::with_notify_handler_buffer_size`); at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub handler_queue: Option<u32>,
 }
 
 fn default_streams_interval_ms() -> u64 {

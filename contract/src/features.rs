@@ -18,6 +18,9 @@ pub const AUTONAT_V2_CLIENT: &str = "autonat-v2-client";
 pub const PORT_MAPPING: &str = "port-mapping";
 /// Mesh degrees the library cannot accept; reported as `unsupported`, never listed by a peer.
 pub const GOSSIPSUB_MESH_DEGREE: &str = "gossipsub-mesh-degree";
+/// `config.swarm.handler_queue`; reported as `unsupported` by a peer whose library has no such setting, never
+/// listed by a peer.
+pub const SWARM_HANDLER_QUEUE: &str = "swarm-handler-queue";
 /// Reserved for the compliance probe: no peer has it, so every peer must refuse a configuration that requires it
 /// (`unsupported`, exit 3).
 pub const PROBE_RESERVED: &str = "meshgate-probe-reserved";

@@ -91,6 +91,9 @@ impl Config {
             return Err(ConfigError("`streams_interval_ms` must be positive".into()));
         }
         config.gossipsub_config()?;
+        if config.swarm.as_ref().and_then(|s| s.handler_queue) == Some(0) {
+            return Err(ConfigError("`swarm.handler_queue` must be positive".into()));
+        }
         Ok(config)
     }
 
@@ -166,6 +169,20 @@ impl Config {
             }),
             // `from_json` guarantees at least one security protocol for tcp.
             Transport::Tcp => Ok(Stack::Tcp(self.security_offers())),
+        }
+    }
+
+    /// The swarm's configuration: `swarm.handler_queue` as its notify-handler buffer size (the
+    /// same `swarm::Config` call in libp2p 0.54 to 0.57), the library's defaults otherwise.
+    pub fn swarm_config(&self, idle_connection_timeout: Duration) -> libp2p::swarm::Config {
+        let config = libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(idle_connection_timeout);
+        match self.swarm.as_ref().and_then(|s| s.handler_queue) {
+            // `from_json` refused 0.
+            Some(n) => config.with_notify_handler_buffer_size(
+                std::num::NonZeroUsize::new(n as usize).expect("validated positive"),
+            ),
+            None => config,
         }
     }
 
@@ -386,6 +403,21 @@ mod tests {
             r#"{"seed":1,"listen_port":0,"transport":"quic-v1","request_response":{"failure":"explode"}}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn swarm_handler_queue_must_be_positive() {
+        let parse = |swarm: &str| {
+            Config::from_json(&format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"quic-v1","swarm":{swarm}}}"#
+            ))
+        };
+        let config = parse(r#"{"handler_queue":1}"#).expect("valid config");
+        assert_eq!(config.swarm.as_ref().and_then(|s| s.handler_queue), Some(1));
+        config.swarm_config(Duration::from_secs(1));
+        let e = parse(r#"{"handler_queue":0}"#).expect_err("0 is refused");
+        assert!(e.to_string().contains("swarm.handler_queue"), "{e}");
+        assert!(parse("{}").expect("valid config").swarm.is_some());
     }
 
     #[test]

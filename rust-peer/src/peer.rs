@@ -159,8 +159,7 @@ fn build_swarm(
         transport,
         behaviour,
         keypair.public().to_peer_id(),
-        libp2p::swarm::Config::with_tokio_executor()
-            .with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT),
+        config.swarm_config(IDLE_CONNECTION_TIMEOUT),
     ))
 }
 

@@ -3,7 +3,7 @@
 //!
 //! `roles:` maps an implementation's name (`go`: every peer of it) or a peer's name (`go-2`) to its [`Roles`]. A
 //! peer's own entry wins over its implementation's role by role: each role it names (`request_response`,
-//! `autonat`, `port_mapping`) replaces that role of the implementation's entry whole, and the roles it does not
+//! `autonat`, `port_mapping`, `swarm`) replaces that role of the implementation's entry whole, and the roles it does not
 //! name are the implementation's ([`resolve`]).
 
 use std::collections::BTreeMap;
@@ -24,6 +24,9 @@ pub struct Roles {
     /// Maps its listening port through a UPnP gateway (the network's `gateway:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_mapping: Option<PortMappingRole>,
+    /// Settings of the peer's swarm, for staging (an implementation without them refuses the case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmSettings>,
 }
 
 impl Roles {
@@ -37,6 +40,7 @@ impl Roles {
             request_response: over.request_response.clone().or_else(|| self.request_response.clone()),
             autonat: over.autonat.clone().or_else(|| self.autonat.clone()),
             port_mapping: over.port_mapping.clone().or_else(|| self.port_mapping.clone()),
+            swarm: over.swarm.clone().or_else(|| self.swarm.clone()),
         }
     }
 
@@ -157,6 +161,17 @@ fn default_deadline() -> Duration {
     Duration::from_secs(30)
 }
 
+/// `swarm: {handler_queue: 1}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmSettings {
+    /// How many events the behaviour may queue for one connection's handler before it waits for room (rust-libp2p's
+    /// `notify_handler_buffer_size`, 32 by default); a small queue makes the peer behave as one behind on its
+    /// connections. At least 1; absent: the library's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler_queue: Option<std::num::NonZeroU32>,
+}
+
 /// `gateway: {quirk: {window: 200ms, answer: none}}`: the case network gets a UPnP Internet Gateway Device
 /// emulator (absent: none).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -246,13 +261,18 @@ mod tests {
         assert!(e.to_string().contains("referee"), "{e}");
         let e = serde_saphyr::from_str::<RolesMap>("go: {request_response: {failure: explode}}\n").unwrap_err();
         assert!(e.to_string().contains("explode"), "{e}");
+        let e = serde_saphyr::from_str::<RolesMap>("rust: {swarm: {handler_queue: 0}}\n").unwrap_err();
+        assert!(e.to_string().contains("nonzero"), "{e}");
+        let e = serde_saphyr::from_str::<RolesMap>("rust: {swarm: {queue: 1}}\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `queue`"), "{e}");
     }
 
     #[test]
     fn roles_read_back_from_json_as_written() {
         let map = roles(
             "go: {request_response: {response_delay: 1s, response_size: 10, failure: stall}, \
-             autonat: {v1: both, v2: client, throttle: {global_max: 5}}, port_mapping: {deadline: 5s}}\n",
+             autonat: {v1: both, v2: client, throttle: {global_max: 5}}, port_mapping: {deadline: 5s}, \
+             swarm: {handler_queue: 2}}\n",
         );
         let r = resolve(&map, "go", "go-1");
         let json = serde_json::to_string(&r).unwrap();

@@ -254,7 +254,7 @@ networks:
     gateway: {quirk: {window: 200ms, answer: first}}
     private: [go-2]
     roles:
-      rust: {request_response: {}, autonat: {v1: server, throttle: {peer_max: 100, global_max: 1000, period: 100ms}}}
+      rust: {request_response: {}, autonat: {v1: server, throttle: {peer_max: 100, global_max: 1000, period: 100ms}}, swarm: {handler_queue: 1}}
       go: {request_response: {response_delay: 50ms, failure: drop}, autonat: {v1: client}, port_mapping: {}}
       go-2: {request_response: {response_size: 10}}
     timeline:
@@ -279,6 +279,8 @@ fn roles_gateway_and_private_reach_the_cases() {
     let roles = |name: &str| &case.peers.iter().find(|p| p.name == name).unwrap().roles;
     assert_eq!(roles("rust-1").autonat(AutonatVersion::V1), Some(AutonatRole::Server));
     assert_eq!(roles("rust-1").autonat.as_ref().unwrap().throttle.as_ref().unwrap().period, Some(Duration::from_millis(100)));
+    assert_eq!(roles("rust-1").swarm.as_ref().unwrap().handler_queue.map(|q| q.get()), Some(1));
+    assert_eq!(roles("go-1").swarm, None);
     assert_eq!(roles("go-1").request_response.as_ref().unwrap().failure, Some(Failure::Drop));
     assert_eq!(roles("go-1").port_mapping.as_ref().unwrap().deadline, Duration::from_secs(30));
     // go-2's own request_response replaces go's whole; its autonat and port mapping are go's.

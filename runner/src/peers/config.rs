@@ -43,6 +43,9 @@ pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
         }),
         // The backend sets it where it cannot give the peer a stdin (the swarm backend).
         control_port: None,
+        swarm: peer.roles.swarm.as_ref().map(|s| wire::Swarm {
+            handler_queue: s.handler_queue.map(std::num::NonZeroU32::get),
+        }),
     }
 }
 
@@ -200,7 +203,7 @@ mod tests {
         );
         assert_eq!(
             json(rust1),
-            r#"{"seed":1,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux","gossipsub":{"topics":["meshgate"]},"streams_interval_ms":1000,"require":["request-response","autonat-v1-server"],"request_response":{},"autonat":{"v1":"server","throttle_peer_max":100,"throttle_global_max":1000,"throttle_period_ms":100}}"#
+            r#"{"seed":1,"listen_port":4001,"transport":"tcp","security":"noise","muxer":"yamux","gossipsub":{"topics":["meshgate"]},"streams_interval_ms":1000,"require":["request-response","autonat-v1-server"],"request_response":{},"autonat":{"v1":"server","throttle_peer_max":100,"throttle_global_max":1000,"throttle_period_ms":100},"swarm":{"handler_queue":1}}"#
         );
         let both = Roles {
             autonat: Some(AutonatRoles { v1: Some(AutonatRole::Both), v2: Some(AutonatRole::Server), throttle: None }),
