@@ -434,12 +434,6 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
-    /// The engine's create and start calls overlap well (most of each is waiting on containerd); more at once
-    /// only queue inside the engine on two cores.
-    fn starts_at_once(&self) -> usize {
-        6
-    }
-
     async fn start_peer(&self, case: usize, launch: PeerLaunch) -> anyhow::Result<PeerProcess> {
         let ip = {
             let mut cases = self.cases.lock().unwrap_or_else(|e| e.into_inner());

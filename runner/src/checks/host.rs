@@ -61,25 +61,30 @@ impl HostLoad {
             Observation::Host(s) => (s.ts - s.interval_ms as Micros * 1000, s.ts),
             _ => (r.at, r.at),
         };
-        let Some(start) = record.iter().map(|r| span(r).0).min() else {
+        let Some(first) = record.iter().map(|r| span(r).0).min() else {
             return Self::default();
         };
-        let end = record.iter().map(|r| span(r).1).max().unwrap_or(start);
+        // Only from the first command on: before it the runner creates and starts the peers' containers, a burst
+        // of its own making that no check judges (and, while it starts them one by one, it reads none of their
+        // output, so their first lines wait by design, on any machine).
+        let from = record
+            .iter()
+            .find(|r| matches!(r.what, Observation::Command { .. }))
+            .map_or(first, |r| r.at);
+        let start = from.max(first);
+        let end = record.iter().map(|r| span(r).1).max().unwrap_or(start).max(start);
         let windows = ((end - start) as u64).div_ceil(WINDOW_US as u64).max(1) as usize;
         let window = |t: Micros| (((t.max(start) - start) / WINDOW_US) as usize).min(windows - 1);
         let mut cpu = vec![false; windows];
         let mut steal = vec![false; windows];
         let mut samples = 0;
         // Lags of each window by peer; only time stamps from within the case count (one from elsewhere is a clock
-        // that disagrees, not a line held up), and only from the first command on: while the runner starts the peers
-        // one by one it reads none of their output, so their first lines wait by design, on any machine.
-        let from = record
-            .iter()
-            .find(|r| matches!(r.what, Observation::Command { .. }))
-            .map_or(start, |r| r.at);
+        // that disagrees, not a line held up).
         let mut lags: BTreeMap<usize, BTreeMap<&str, Vec<Micros>>> = BTreeMap::new();
         for rec in record {
             match &rec.what {
+                // A sample over the start of the peers only.
+                Observation::Host(s) if s.ts <= from && from > first => {}
                 Observation::Host(s) => {
                     samples += 1;
                     let w = window(s.ts - s.interval_ms as Micros * 500);
@@ -261,7 +266,8 @@ mod tests {
     #[test]
     fn a_saturated_host_makes_a_delivery_failure_inconclusive_with_the_reason() {
         let (kit, mut record) = missed_delivery();
-        // 20 of the 30 s with both cores busy and tasks waiting for a core.
+        // 20 of the 30 s with both cores busy and tasks waiting for a core; the first second is before the
+        // runner's first command (the publish at 1 s), the peers' start, which is not judged.
         record.extend(samples(0, 20, 990, Some(400), 0));
         record.extend(samples(20, 30, 300, Some(0), 0));
         let result = judged(&kit, record);
@@ -269,7 +275,7 @@ mod tests {
         assert_eq!(delivery.status, Status::Inconclusive, "{delivery:?}");
         let message = delivery.message.as_deref().unwrap();
         assert!(
-            message.starts_with("host CPU saturated for 20 s of 30 (all cores busy with tasks waiting for 20 s)")
+            message.starts_with("host CPU saturated for 19 s of 29 (all cores busy with tasks waiting for 19 s)")
                 && message.ends_with("lower the load or the peer count"),
             "{message}"
         );
@@ -291,6 +297,20 @@ mod tests {
         record.extend(samples(10, 13, 1000, Some(600), 0));
         let result = judged(&kit, record);
         assert_eq!(check(&result, "delivery").status, Status::Inconclusive);
+    }
+
+    #[test]
+    fn the_peers_start_before_the_first_command_is_not_judged() {
+        let (kit, mut record) = missed_delivery();
+        // Everything busy for the 5 s the containers take to start, before the runner's first command at 6 s.
+        record.retain(|r| !matches!(r.what, Observation::Command { .. }));
+        record.push(kit.command(6 * S, "rust-1", r#"{"cmd":"publish","cmd_id":"c1","topic":"meshgate","id":"rust-1/0","size":1}"#));
+        record.extend(samples(0, 5, 1000, Some(600), 0));
+        record.extend(samples(5, 30, 300, Some(0), 0));
+        let mut sorted = record.clone();
+        sorted.sort_by_key(|r| r.at);
+        assert_eq!(HostLoad::of(&sorted).saturated, 0);
+        assert_eq!(check(&judged(&kit, record), "delivery").status, Status::Failed);
     }
 
     #[test]
@@ -337,7 +357,7 @@ mod tests {
         record.extend(samples(0, 30, 200, None, 250));
         let result = judged(&kit, record);
         let message = check(&result, "delivery").message.clone().unwrap();
-        assert!(message.contains("stolen by the hypervisor for 30 s); run it on a machine with CPU of its own"), "{message}");
+        assert!(message.contains("stolen by the hypervisor for 29 s); run it on a machine with CPU of its own"), "{message}");
     }
 
     #[test]
