@@ -160,7 +160,10 @@ fn a_private_peer_cannot_be_dialed_but_dials_out() {
     let c = check(&dialed, "connectivity");
     assert_eq!(c["status"], "failed", "{c:#}");
     assert!(
-        c["message"].as_str().unwrap().starts_with("go-1 (go-libp2p v0.51.0) and go-2 (go-libp2p v0.51.0) never connected"),
+        {
+            let m = c["message"].as_str().unwrap();
+            m.starts_with("go-1 (go-libp2p v") && m.contains(") and go-2 (go-libp2p v") && m.contains(") never connected")
+        },
         "{c:#}"
     );
     // Refused by the runner's firewall: the dial fails at once.
