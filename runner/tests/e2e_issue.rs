@@ -46,7 +46,18 @@ fn an_issue_from_duplicate_connections_reads_like_one_and_its_matrix_fails_the_s
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let body = String::from_utf8(o.stdout).unwrap();
-    let file = |ext: &str| issues.path().join(format!("issue-rust_x_go_tcp_noise_yamux_pair-connections.{ext}"));
+    // `issue-<case>-connections.<ext>`, the case as the run named it; one of each.
+    let file = |ext: &str| {
+        let written: Vec<_> = std::fs::read_dir(issues.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        assert_eq!(written.len(), 1, "one .{ext} written: {written:?}");
+        let name = written[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("issue-rust") && name.ends_with(&format!("-connections.{ext}")), "{name}");
+        written[0].clone()
+    };
     assert_eq!(std::fs::read_to_string(file("md")).unwrap(), body, "printed as written");
     let title = body.lines().next().unwrap();
     assert!(
