@@ -60,7 +60,21 @@ impl Drop for OneNodeSwarm {
 
 /// The names of what the engine holds labelled by meshgate's run `pid` owns (containers, networks), and every
 /// meshgate service (only the swarm backend makes services).
+/// What a run left, once the engine's own bookkeeping caught up: a removed overlay is still listed for a moment
+/// (the swarm's network state is eventually consistent), so this looks again for up to 10 s before it answers.
 fn leftovers(pid: u32) -> Vec<String> {
+    let mut left = listed(pid);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        left = listed(pid);
+    }
+    left
+}
+
+fn listed(pid: u32) -> Vec<String> {
     let mut found = Vec::new();
     for args in [
         &[
