@@ -27,20 +27,23 @@ fn swarm_state() -> String {
 /// A one-node swarm for the test's length: made when the engine is in none, and left on drop only then.
 struct OneNodeSwarm {
     made: bool,
+    /// Whether `docker swarm init` made the engine's `docker_gwbridge` (leaving the swarm keeps it).
+    made_gwbridge: bool,
 }
 
 impl OneNodeSwarm {
     fn ensure() -> Self {
         match swarm_state().as_str() {
-            "active" => Self { made: false },
+            "active" => Self { made: false, made_gwbridge: false },
             "inactive" => {
+                let had_gwbridge = docker(&["network", "inspect", "docker_gwbridge"]).status.success();
                 let mut out = docker(&["swarm", "init"]);
                 // An engine with several addresses must be told which to advertise; one node needs none but its own.
                 if !out.status.success() && stderr(&out).contains("advertise") {
                     out = docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
                 }
                 assert!(out.status.success(), "docker swarm init: {}", stderr(&out));
-                Self { made: true }
+                Self { made: true, made_gwbridge: !had_gwbridge }
             }
             other => panic!("the engine's swarm is {other}: neither in a swarm nor out of one"),
         }
@@ -53,6 +56,12 @@ impl Drop for OneNodeSwarm {
             let out = docker(&["swarm", "leave", "--force"]);
             if !out.status.success() {
                 eprintln!("docker swarm leave --force: {}", stderr(&out));
+            }
+        }
+        if self.made_gwbridge {
+            let out = docker(&["network", "rm", "docker_gwbridge"]);
+            if !out.status.success() {
+                eprintln!("docker network rm docker_gwbridge: {}", stderr(&out));
             }
         }
     }
