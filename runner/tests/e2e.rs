@@ -3,11 +3,11 @@
 //! `--backend docker` ([`meshgate_run`]), so that none quietly runs on the local backend instead.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{results_of, root, stderr};
+use common::{results_of, root, stderr, wait_for_stderr};
 
 fn meshgate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_meshgate"));
@@ -72,32 +72,6 @@ fn objects_owned_by(pid: u32) -> Vec<String> {
     found
 }
 
-/// Waits until the child's stderr has shown a line containing `marker`, returning what it read.
-fn wait_for_stderr(child: &mut Child, marker: &str, within: Duration) -> String {
-    use std::io::Read;
-    let mut err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        // Keep draining after the test stops listening, so the run never writes into a closed pipe.
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    let deadline = Instant::now() + within;
-    let mut seen = String::new();
-    while !seen.contains(marker) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(s) => seen.push_str(&s),
-            Err(_) => panic!("no {marker:?} on stderr within {within:?}; saw:\n{seen}"),
-        }
-    }
-    seen
-}
 
 #[test]
 fn smoke_matrix_passes_with_a_junit_report_naming_implementations_and_checks() {

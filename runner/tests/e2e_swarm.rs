@@ -6,10 +6,10 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{results_of, root, stderr};
+use common::{results_of, root, stderr, wait_for_stderr};
 
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
@@ -153,31 +153,6 @@ fn meshgate_run(args: &[&str], out: &Path) -> Child {
         .expect("meshgate runs")
 }
 
-/// Reads the child's stderr until `marker` shows (and drains it afterwards), returning what it saw.
-fn wait_for_stderr(child: &mut Child, marker: &str, within: Duration) -> String {
-    use std::io::Read;
-    let mut err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    let deadline = Instant::now() + within;
-    let mut seen = String::new();
-    while !seen.contains(marker) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(s) => seen.push_str(&s),
-            Err(_) => panic!("no {marker:?} on stderr within {within:?}; saw:\n{seen}"),
-        }
-    }
-    seen
-}
 
 /// The meshgate services running now, by name.
 fn services() -> Vec<String> {

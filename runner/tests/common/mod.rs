@@ -154,3 +154,30 @@ pub fn assert_judged_again_alike(out: &Path, code: Option<i32>, run_stderr: &str
         assert_eq!(after, before, "{r} is the same");
     }
 }
+
+/// Waits until the child's stderr has shown a line containing `marker`, returning what it read.
+pub fn wait_for_stderr(child: &mut std::process::Child, marker: &str, within: std::time::Duration) -> String {
+    use std::io::Read;
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Keep draining after the test stops listening, so the run never writes into a closed pipe.
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(s) => seen.push_str(&s),
+            Err(_) => panic!("no {marker:?} on stderr within {within:?}; saw:\n{seen}"),
+        }
+    }
+    seen
+}
