@@ -1,5 +1,5 @@
 //! Records the versions of the libp2p crates this peer is compiled with, for the `started`
-//! event. They are read from the Cargo.lock found by walking up from the manifest directory;
+//! event (`+local` after a crate built from a local checkout). They are read from the Cargo.lock found by walking up from the manifest directory;
 //! without one, the versions are simply left empty.
 //!
 //! The same source builds against libp2p 0.54 to 0.57 (see images/rust/build). From the libp2p
@@ -52,7 +52,10 @@ fn main() {
                 if let (Some(name), Some(version)) = (field("name"), field("version")) {
                     let first = !versions.iter().any(|(n, _): &(String, String)| *n == name);
                     if CRATES.contains(&name.as_str()) && first {
-                        versions.push((name, version));
+                        // No source: a path dependency, a local checkout's crate ([patch.crates-io] in
+                        // images/rust/build), marked as the go peer marks a replaced module.
+                        let local = if field("source").is_none() { "+local" } else { "" };
+                        versions.push((name, format!("{version}{local}")));
                     }
                 }
             }

@@ -69,8 +69,9 @@ enum Command {
         repeat: u32,
     },
     /// Find the first release where a case goes bad: binary search over the releases between --good and --bad
-    /// (from the registry), running the case at each step. Writes bisect.json and bisect.md into --out.
-    /// Exits 0 when it named a release, 2 when it could not.
+    /// (from the registry), running the case at each step; when the implementation builds from a local git
+    /// checkout (`path:`), over its commits instead. Writes bisect.json and bisect.md into --out.
+    /// Exits 0 when it named a release or commit, 2 when it could not.
     Bisect {
         matrix: PathBuf,
         /// Text in the name of the one case to run (the implementation's version left out), e.g. quirky-router.
@@ -79,10 +80,10 @@ enum Command {
         /// The implementation whose version varies (its name in the matrix).
         #[arg(long = "impl")]
         implementation: String,
-        /// A release where the case passes.
+        /// A release where the case passes (with a local checkout: a commit, tag or branch).
         #[arg(long)]
         good: String,
-        /// A release where it fails (may be older than --good: then the fix is found).
+        /// A release (or commit) where it fails (may be older than --good: then the fix is found).
         #[arg(long)]
         bad: String,
         /// Attempts per step: a step that fails in any attempt is bad.
