@@ -11,7 +11,7 @@ use std::sync::{LazyLock, Mutex};
 use anyhow::{anyhow, bail, Context as _};
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig, Ipam, IpamConfig,
     NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
@@ -514,8 +514,7 @@ impl Backend for DockerBackend {
             }
             _ = cancel.cancelled() => bail!("restarting container {}: interrupted", life.name),
         }
-        // Without the earlier output: attached with `logs` the engine would replay it.
-        self.run_container(id, life, false, Some(&cancel)).await
+        self.run_container(id, life, Some(&cancel)).await
     }
 
     async fn pause(&self, id: &str) -> anyhow::Result<()> {
@@ -678,6 +677,10 @@ impl DockerBackend {
                 // Swap as large as the memory: none beyond the limit (Docker's default would double it).
                 memory_swap: i64::try_from(memory).ok(),
                 pids_limit: i64::try_from(c.limits.pids).ok(),
+                // The runner takes every line from the attach stream and keeps it in the case folder: the
+                // engine's own log (json-file by default) would encode and write each line a second time, which
+                // at 200 peers is a good part of the engine's CPU.
+                log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -700,16 +703,15 @@ impl DockerBackend {
             memory_limit: memory,
             exited: CancellationToken::new(),
         };
-        self.run_container(&created.id, life, true, cancel).await
+        self.run_container(&created.id, life, cancel).await
     }
 
     /// Attaches to a created or stopped container, starts it, and pumps its output. Attached before it starts,
-    /// so that not a byte is lost; with `replay`, what it wrote before is given too (nothing, for a new one).
+    /// so that not a byte is lost; never with `logs`: the engine keeps none (a restarted peer's output starts anew).
     async fn run_container(
         &self,
         id: &str,
         mut life: Life,
-        replay: bool,
         cancel: Option<&CancellationToken>,
     ) -> anyhow::Result<PeerProcess> {
         let name = life.name.clone();
@@ -718,7 +720,7 @@ impl DockerBackend {
             .stdout(true)
             .stderr(true)
             .stream(true)
-            .logs(replay)
+            .logs(false)
             .build();
         let io = bounded(
             &format!("attaching to container {name}"),

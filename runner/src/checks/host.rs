@@ -26,7 +26,7 @@ const PRESSURE_PERMILLE: u32 = 100;
 const STEAL_PERMILLE: u32 = 100;
 /// A peer line reaching the runner this long after the peer stamped it means the runner (or the pipes between)
 /// fell behind: ten times the 100 ms p99 meshgate aims at, and a whole gossipsub heartbeat.
-const LAG_US: Micros = 1_000_000;
+pub const LAG_US: Micros = 1_000_000;
 /// A case ran on a saturated host when it was saturated for at least this share of its windows...
 const SHARE_PERMILLE: usize = 100;
 /// ...or for this many windows at a stretch: longer than the shortest windows the checks judge in (a subscription
@@ -192,7 +192,7 @@ pub fn judge(record: &[Recorded], results: &mut [CheckResult]) -> Option<String>
 }
 
 /// All cores busy and tasks waiting for one: by PSI where the kernel has it, else by the run queue.
-fn cpu_saturated(s: &HostSample) -> bool {
+pub fn cpu_saturated(s: &HostSample) -> bool {
     let waiting = match s.pressure_some_permille {
         Some(p) => p >= PRESSURE_PERMILLE,
         None => s.runnable > s.cores,

@@ -3,7 +3,7 @@
 
 use super::evidence::{count, seconds};
 use super::{clock, Check, Context};
-use crate::events::{Command, Fault, Micros, Observation, Recorded};
+use crate::events::{Command, Fault, Micros, Observation, PeerEvent, Recorded};
 use crate::matrix::format_bytes;
 pub use crate::matrix::checks::liveness::Settings;
 use crate::peers::Pending;
@@ -14,7 +14,8 @@ pub const NAME: &str = "liveness";
 /// How much of a peer's own line a message quotes.
 const QUOTE: usize = 100;
 
-/// A live peer says something at least every second (its stream counts): quiet for longer, it may be hanging.
+/// A live peer with a connection says something at least every second (its stream counts): quiet for longer, it
+/// may be hanging.
 const QUIET_US: Micros = 2_000_000;
 
 pub struct Liveness {
@@ -24,6 +25,10 @@ pub struct Liveness {
     killed: Vec<String>,
     /// When each peer last said anything on stdout, and whether it was told to stop since.
     last_event: std::collections::BTreeMap<String, Micros>,
+    /// Each peer's open connections as it reported them: only a peer with one samples its streams, so only its
+    /// silence is a hang. (A peer that has not been told to dial, or that nobody dialed yet, has nothing to say:
+    /// the first peers of a large case wait idle while the others start.)
+    open: std::collections::BTreeMap<String, usize>,
     told_to_stop: std::collections::BTreeSet<String>,
     /// Peers the time line killed or froze, until their restart or resume.
     down: std::collections::BTreeSet<String>,
@@ -43,6 +48,7 @@ impl Liveness {
             problems: Vec::new(),
             killed: Vec::new(),
             last_event: Default::default(),
+            open: Default::default(),
             told_to_stop: Default::default(),
             down: Default::default(),
             stopped_on_request: Default::default(),
@@ -88,14 +94,32 @@ impl Check for Liveness {
             }
             return;
         }
-        // A live peer samples its streams every second: a long silence before it was told to stop is a hang.
+        // A live peer with a connection samples its streams every second: a long silence before it was told to stop
+        // is a hang.
         let silence_us = self.settings.silence.as_micros() as Micros;
         let stop = matches!(rec.command(), Some(Command::Stop));
+        let sampling = self.open.get(&rec.peer).is_some_and(|n| *n > 0);
+        if let Observation::Event { line } = &rec.what {
+            match line.event {
+                PeerEvent::ConnectionOpened { .. } => *self.open.entry(rec.peer.clone()).or_default() += 1,
+                PeerEvent::ConnectionClosed { .. } => {
+                    let n = self.open.entry(rec.peer.clone()).or_default();
+                    *n = n.saturating_sub(1);
+                }
+                _ => {}
+            }
+        }
+        // A peer's silence is measured on its own clock, between its events' time stamps: a runner late in taking
+        // in the lines of a busy host must not make a peer look silent. (`stop` is the runner's.)
+        let when = match &rec.what {
+            Observation::Event { line } => line.ts,
+            _ => rec.at,
+        };
         if (matches!(rec.what, Observation::Event { .. }) || stop) && !self.down.contains(&rec.peer) {
             if let Some(last) = self.last_event.get(&rec.peer) {
-                if !self.told_to_stop.contains(&rec.peer) && rec.at - last > silence_us {
+                if sampling && !self.told_to_stop.contains(&rec.peer) && when - last > silence_us {
                     // The message's time says from when.
-                    let what = format!("went silent: no event for {:.1} s from", (rec.at - last) as f64 / 1e6);
+                    let what = format!("went silent: no event for {:.1} s from", (when - last) as f64 / 1e6);
                     self.problems.push((*last, rec.peer.clone(), what));
                     self.silences += 1;
                 }
@@ -103,7 +127,7 @@ impl Check for Liveness {
             if stop {
                 self.told_to_stop.insert(rec.peer.clone());
             } else {
-                self.last_event.insert(rec.peer.clone(), rec.at);
+                self.last_event.insert(rec.peer.clone(), when);
             }
         }
         let problem = match &rec.what {
@@ -170,7 +194,12 @@ impl Check for Liveness {
         let quiet = self
             .last_event
             .iter()
-            .filter(|(peer, last)| now - **last > QUIET_US && !self.told_to_stop.contains(*peer) && !self.down.contains(*peer))
+            .filter(|(peer, last)| {
+                now - **last > QUIET_US
+                    && self.open.get(*peer).is_some_and(|n| *n > 0)
+                    && !self.told_to_stop.contains(*peer)
+                    && !self.down.contains(*peer)
+            })
             .map(|(_, last)| last + silence_us + 1);
         Pending::latest(now, quiet, |n| format!("{n} peer(s) quiet, perhaps going silent"))
     }
@@ -370,7 +399,8 @@ mod tests {
     fn a_peer_silent_for_long_before_stop_fails() {
         let kit = Kit::new(&["rust-1", "go-1"]);
         let tick = |t| kit.event(t, "go-1", crate::events::PeerEvent::Stopped);
-        let ev = [tick(1_000_000), tick(2_000_000), tick(15_000_000)];
+        let opened = kit.opened(1_000_000, "go-1", "rust-1", "c1");
+        let ev = [opened.clone(), tick(2_000_000), tick(15_000_000)];
         let r = run(&ev, &kit);
         assert_eq!(r.status, Status::Failed);
         assert!(r.timing, "a silence is a failure of time");
@@ -379,14 +409,15 @@ mod tests {
         ));
         // Silence after `stop` is expected.
         let stop = kit.command(2_500_000, "go-1", r#"{"cmd":"stop"}"#);
-        assert_eq!(
-            run(
-                &[tick(1_000_000), tick(2_000_000), stop, tick(15_000_000)],
-                &kit
-            )
-            .status,
-            Status::Passed
-        );
+        assert_eq!(run(&[opened.clone(), tick(2_000_000), stop, tick(15_000_000)], &kit).status, Status::Passed);
+        // Nor is a peer's without a connection: it has no streams to sample (it waits for the others to start).
+        assert_eq!(run(&[tick(2_000_000), tick(15_000_000)], &kit).status, Status::Passed);
+        let closed = kit.closed(1_500_000, "go-1", "rust-1", "c1");
+        assert_eq!(run(&[opened.clone(), closed, tick(2_000_000), tick(15_000_000)], &kit).status, Status::Passed);
+        // Silence is the peer's own: lines stamped a second apart that reached a busy runner 13 s apart are not.
+        let mut late = tick(3_000_000);
+        late.at = 16_000_000;
+        assert_eq!(run(&[opened, tick(2_000_000), late], &kit).status, Status::Passed);
     }
 
     #[test]

@@ -45,6 +45,16 @@ use world::World;
 /// How long peers get to start, and to exit after `stop`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Host samples (one a second) in a row that must show a machine keeping up before the time line starts, and the
+/// longest wait for them.
+const SETTLE_SAMPLES: usize = 2;
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long the engine may take to report the exits of `n` peers that said they stopped, all exiting at once.
+fn exit_grace(n: usize) -> Duration {
+    Duration::from_secs(30) + Duration::from_millis(150) * n as u32
+}
 /// The peer id of identity seed 0 (docs/peer-contract.md), which no peer of a case has: `dial: wrong-peer-id`.
 const SEED_0_PEER_ID: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 /// Longest a write of one command to a peer may take: a peer reads its commands at once.
@@ -285,9 +295,44 @@ impl<'a, B: Backend> Driver<'a, B> {
                 Phase::Subscribe => self.subscribe_all(warmup_deadline).await?,
             }
         }
+        self.settle_host().await?;
+        tracing::debug!(case = %case.name, "time line");
         self.run_timeline(&scenario).await?;
+        tracing::debug!(case = %case.name, "drain");
         self.drain(scenario.drain).await?;
+        tracing::debug!(case = %case.name, "last look at the kernel's sockets");
         self.last_kernel_look().await;
+        tracing::debug!(case = %case.name, "script done");
+        Ok(())
+    }
+
+    /// Before the time line: lets the warm-up's burst pass (a large case's hundreds of handshakes, subscriptions
+    /// and meshes at once saturate a small machine for some seconds), so that what the time line measures does
+    /// not start on a machine that cannot keep up. Waits until the host keeps up for [`SETTLE_SAMPLES`] samples
+    /// in a row, at most [`SETTLE_LIMIT`]; a wait of note is said in the case's notes.
+    async fn settle_host(&mut self) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let limit = start + SETTLE_LIMIT;
+        loop {
+            if self.rec.host_keeps_up(SETTLE_SAMPLES) != Some(false) {
+                break;
+            }
+            if Instant::now() >= limit {
+                self.notes.push(format!(
+                    "the host was still saturated {} after the warm-up: the time line started anyway",
+                    humantime::format_duration(SETTLE_LIMIT)
+                ));
+                return Ok(());
+            }
+            self.pump_until((Instant::now() + Duration::from_millis(200)).min(limit)).await?;
+        }
+        let waited = start.elapsed();
+        if waited >= Duration::from_secs(2) {
+            self.notes.push(format!(
+                "the time line started {} s after the warm-up, once the host kept up again",
+                waited.as_secs()
+            ));
+        }
         Ok(())
     }
 
@@ -788,7 +833,10 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
     }
 
-    /// Sends `stop` to every running peer, waits for them to exit, and kills those that do not.
+    /// Sends `stop` to every running peer, waits for them to exit, and kills those that do not. A peer has
+    /// `STOP_TIMEOUT` to say `stopped` (or exit); once it said so, its exit is the engine's to report, which takes
+    /// longer when a large case's containers all exit at once (200 of them: about 15 s here), so it is given
+    /// `exit_grace` more before it is killed.
     async fn stop_all(&mut self) {
         for i in 0..self.peers.len() {
             if self.peers[i].process.is_some() && !self.rec.world.exited(i) {
@@ -800,35 +848,35 @@ impl<'a, B: Backend> Driver<'a, B> {
             .filter(|&i| self.peers[i].process.is_some())
             .collect();
         let all_exited = |w: &World| started.iter().all(|&i| w.exited(i));
+        let all_stopping = |w: &World| started.iter().all(|&i| w.exited(i) || w.said_stopped(i));
         // A cancelled run still waits for the exits: they belong in the record.
         let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
-        if self
-            .wait_until(STOP_TIMEOUT, "peers to exit", all_exited)
-            .await
-            .is_err()
-        {
-            for &i in &started {
-                if !self.rec.world.exited(i) {
-                    self.rec.world.stop_sent[i] = true;
-                    self.observe(
-                        i,
-                        Observation::Killed {
-                            reason: format!(
-                                "did not exit within {} s of stop",
-                                STOP_TIMEOUT.as_secs()
-                            ),
-                        },
-                    );
-                    if let Some(id) = self.peers[i].process.as_ref().map(|p| p.id.clone()) {
-                        self.backend.kill(&id).await;
-                    }
-                }
-            }
+        let _ = self.wait_until(STOP_TIMEOUT, "peers to stop", all_stopping).await;
+        self.kill_running(&started, |w, i| !w.said_stopped(i), &format!("did not exit within {} s of stop", STOP_TIMEOUT.as_secs()))
+            .await;
+        let grace = exit_grace(started.len());
+        if self.wait_until(grace, "peers to exit", all_exited).await.is_err() {
+            let reason = format!("said it stopped, but did not exit within {} s more", grace.as_secs());
+            self.kill_running(&started, |_, _| true, &reason).await;
             let _ = self
                 .wait_until(Duration::from_secs(5), "killed peers to exit", all_exited)
                 .await;
         }
         self.cancel = cancel;
+    }
+
+    /// Kills the peers of `started` still running that `which` picks, recording why.
+    async fn kill_running(&mut self, started: &[usize], which: impl Fn(&World, usize) -> bool, reason: &str) {
+        for &i in started {
+            if self.rec.world.exited(i) || !which(&self.rec.world, i) {
+                continue;
+            }
+            self.rec.world.stop_sent[i] = true;
+            self.observe(i, Observation::Killed { reason: reason.to_owned() });
+            if let Some(id) = self.peers[i].process.as_ref().map(|p| p.id.clone()) {
+                self.backend.kill(&id).await;
+            }
+        }
     }
 
     /// Writes one command to a peer, with a `cmd_id` of its own, and records it. A write that does not finish
@@ -940,8 +988,13 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
     }
 
-    /// Handles the next thing to happen: a line from a peer, a sampling tick, or the deadline (then `true`).
+    /// Handles the next thing to happen: a line from a peer, a sampling tick, or the deadline (then `true`). A
+    /// deadline that has passed comes first: on a busy host the peers' lines may never stop coming long enough
+    /// for it to be noticed otherwise (a 200-peer case once listened four minutes past its drain).
     async fn step(&mut self, deadline: Instant) -> anyhow::Result<bool> {
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => bail!("interrupted"),
@@ -972,6 +1025,13 @@ impl<'a, B: Backend> Driver<'a, B> {
             let pending = self.rec.pending(self.case, &peers, now);
             // Asking looks over the whole record: a large case is asked less often (see `recorder::LOOK_SHARE`).
             let poll = DRAIN_POLL_US.max((asked.elapsed() * recorder::LOOK_SHARE).as_micros() as Micros);
+            tracing::debug!(
+                pending = ?pending.iter().map(|(n, p)| format!("{n}: {} until {}", p.what, p.until)).collect::<Vec<_>>(),
+                now,
+                drain_end,
+                asked_ms = asked.elapsed().as_millis() as u64,
+                "drain"
+            );
             let until = match drain::next(now, drain_end, &pending) {
                 drain::Next::Listen(until) => until,
                 drain::Next::Stop { cut } => {
@@ -1017,6 +1077,14 @@ impl<'a, B: Backend> Driver<'a, B> {
     ) -> anyhow::Result<()> {
         while !done(&self.rec.world) {
             if self.step(deadline).await? {
+                // What already arrived is looked at before the wait is called failed.
+                for _ in 0..self.inbox.len() {
+                    let Ok((i, o)) = self.inbox.try_recv() else { break };
+                    self.handle(i, o);
+                }
+                if done(&self.rec.world) {
+                    break;
+                }
                 let state = self.rec.world.describe_wait(&self.peer_names());
                 return Err(TimedOut(format!("{what}: {state}")).into());
             }

@@ -111,6 +111,30 @@ impl<'a> Recorder<'a> {
         self.record.push(rec);
     }
 
+    /// Whether the machine keeps up now: its last `samples` host samples not CPU-saturated and the newest peer
+    /// line not over [`LAG_US`](crate::checks::host::LAG_US) late. `None` before there are that many samples
+    /// (or where the host is not sampled).
+    pub fn host_keeps_up(&self, samples: usize) -> Option<bool> {
+        let mut seen = 0;
+        let mut lag = None;
+        for rec in self.record.iter().rev() {
+            match &rec.what {
+                Observation::Host(s) => {
+                    if crate::checks::host::cpu_saturated(s) {
+                        return Some(false);
+                    }
+                    seen += 1;
+                    if seen == samples {
+                        break;
+                    }
+                }
+                Observation::Event { line } if lag.is_none() => lag = Some(rec.at - line.ts),
+                _ => {}
+            }
+        }
+        (seen == samples).then(|| lag.is_none_or(|l| l <= crate::checks::host::LAG_US))
+    }
+
     /// What each live check still waits for at `now`, by its name.
     pub fn pending(&self, case: &Case, peers: &[PeerReport], now: Micros) -> Vec<(&'static str, super::Pending)> {
         self.live

@@ -17,6 +17,8 @@ pub struct World {
     /// (peer, topic) -> mesh size.
     meshes: BTreeMap<(usize, String), usize>,
     pub stop_sent: Vec<bool>,
+    /// The peer said `stopped`: what is left of its exit is the engine's to report.
+    said_stopped: Vec<bool>,
     exited: Vec<bool>,
     pub exit_code: Vec<Option<i64>>,
     /// Why the case cannot run at all: a peer answered `unsupported` at start, before `started`.
@@ -41,6 +43,7 @@ impl World {
             subscriptions: BTreeSet::new(),
             meshes: BTreeMap::new(),
             stop_sent: vec![false; n],
+            said_stopped: vec![false; n],
             exited: vec![false; n],
             exit_code: vec![None; n],
             unsupported: None,
@@ -57,6 +60,7 @@ impl World {
         self.exited[i] = false;
         self.exit_code[i] = None;
         self.stop_sent[i] = false;
+        self.said_stopped[i] = false;
         self.conns[i].clear();
         self.subscriptions.retain(|(o, _, _)| *o != i);
         self.meshes.retain(|(p, _), _| *p != i);
@@ -103,6 +107,7 @@ impl World {
                             .remove(&(i, remote.clone(), topic.clone()));
                     }
                     PeerEvent::Message { .. } => self.received[i] += 1,
+                    PeerEvent::Stopped => self.said_stopped[i] = true,
                     PeerEvent::Error { cmd_id: Some(id), .. } => {
                         self.failed_commands.insert(id.clone());
                     }
@@ -160,6 +165,11 @@ impl World {
             .get(&(i, topic.to_owned()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Whether peer `i` said `stopped` (and has not been restarted since).
+    pub fn said_stopped(&self, i: usize) -> bool {
+        self.said_stopped[i]
     }
 
     pub fn exited(&self, i: usize) -> bool {
