@@ -96,10 +96,11 @@ fn bisect_names_the_commit_of_a_local_checkout_that_broke_gossipsub() {
     let notes = gossipsub.join("NOTES.md");
     std::fs::write(&notes, "Release notes.\n").unwrap();
     commit("gossipsub: start release notes");
-    let config = gossipsub.join("src/config.rs");
-    let source = std::fs::read_to_string(&config).unwrap();
-    assert!(source.contains("    pub fn default_max_transmit_size() -> usize {\n        65536\n"));
-    std::fs::write(&config, source.replace("    pub fn default_max_transmit_size() -> usize {\n        65536\n", "    pub fn default_max_transmit_size() -> usize {\n        1024\n")).unwrap();
+    let protocol = gossipsub.join("src/protocol.rs");
+    let source = std::fs::read_to_string(&protocol).unwrap();
+    let (before, after) = ("default_max_transmit_size: 65536, // 64KB", "default_max_transmit_size: 1024, // 1KB");
+    assert!(source.contains(before));
+    std::fs::write(&protocol, source.replace(before, after)).unwrap();
     let culprit = commit("gossipsub: lower the default max transmit size");
     std::fs::write(&notes, "Release notes.\n\n- Smaller default transmit size.\n").unwrap();
     commit("gossipsub: note the transmit size");
