@@ -234,9 +234,9 @@ impl DockerBackend {
             if let Err(e) = tokio::task::spawn_blocking(move || super::hostrules::remove_ssdp(&bridge)).await? {
                 errors.push(e.context(format!("network {}", n.name.clone().unwrap_or(id.clone()))));
             }
-            // The engine lets a swarm service's endpoints go a moment after the service: until then the overlay
-            // network has active endpoints.
-            let mut tries = if objects.services.is_empty() { 1 } else { NETWORK_TRIES };
+            // The engine lets endpoints go a moment after their containers (a swarm service's, or hundreds of
+            // containers removed at once): until then the network has active endpoints.
+            let mut tries = if objects.services.is_empty() { BRIDGE_NETWORK_TRIES } else { NETWORK_TRIES };
             let outcome = loop {
                 tries -= 1;
                 match self.api.remove_network(id).await {
@@ -250,10 +250,19 @@ impl DockerBackend {
                 Ok(()) => removed += 1,
                 // A swarm overlay is listed a moment after its removal, and removing it again is a 500 "not found".
                 Err(e) if is_not_found(&e) || network_gone(&e) => {}
-                Err(e) => errors.push(
-                    anyhow::Error::new(e)
-                        .context(format!("network {}", n.name.clone().unwrap_or(id.clone()))),
-                ),
+                Err(e) => {
+                    // Every container of ours on it is gone: an endpoint count the engine never lowers (moby#42119,
+                    // seen after a 200-peer case was interrupted) stays until the daemon restarts.
+                    let hint = if has_endpoints(&e) {
+                        " (no container of meshgate's is left on it: the engine keeps a stale endpoint, moby#42119; restarting the Docker daemon clears it)"
+                    } else {
+                        ""
+                    };
+                    errors.push(
+                        anyhow::Error::new(e)
+                            .context(format!("network {}{hint}", n.name.clone().unwrap_or(id.clone()))),
+                    )
+                }
             }
         }
         Unremoved::into_result(errors).map(|()| removed)
@@ -1172,8 +1181,10 @@ pub(super) fn is_not_running(e: &bollard::errors::Error) -> bool {
     )
 }
 
-/// How often removing an overlay network is tried while its services' endpoints go (every 500 ms).
+/// How often removing an overlay network is tried while its services' endpoints go (every 500 ms)...
 const NETWORK_TRIES: u32 = 60;
+/// ...and a bridge network's, after its containers (a few seconds at most when hundreds were removed at once).
+const BRIDGE_NETWORK_TRIES: u32 = 10;
 
 /// The engine says the network it was asked to remove is not there (any status).
 fn network_gone(e: &bollard::errors::Error) -> bool {

@@ -51,6 +51,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const SETTLE_SAMPLES: usize = 2;
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// The longest the script may take after the warm-up: waiting for the host, every step of the time line (a step
+/// after a condition waits at most a warm-up more), the drain, and a margin for the engine's calls.
+fn script_bound(scenario: &Scenario, warmup: Duration) -> Duration {
+    let mut span = Duration::ZERO;
+    let mut conditional = Duration::ZERO;
+    for t in &scenario.timeline {
+        match &t.when {
+            When::At(d) => span = span.max(*d),
+            When::After { plus, .. } => conditional += warmup + *plus,
+        }
+    }
+    SETTLE_LIMIT + span + conditional + scenario.drain + Duration::from_secs(120)
+}
+
 /// How long the engine may take to report the exits of `n` peers that said they stopped, all exiting at once.
 fn exit_grace(n: usize) -> Duration {
     Duration::from_secs(30) + Duration::from_millis(150) * n as u32
@@ -295,15 +309,33 @@ impl<'a, B: Backend> Driver<'a, B> {
                 Phase::Subscribe => self.subscribe_all(warmup_deadline).await?,
             }
         }
-        self.settle_host().await?;
-        tracing::debug!(case = %case.name, "time line");
-        self.run_timeline(&scenario).await?;
-        tracing::debug!(case = %case.name, "drain");
-        self.drain(scenario.drain).await?;
-        tracing::debug!(case = %case.name, "last look at the kernel's sockets");
-        self.last_kernel_look().await;
-        tracing::debug!(case = %case.name, "script done");
-        Ok(())
+        // Everything after the warm-up has a length known in advance: a script still running well past it is a
+        // fault of meshgate's, said as one (the case errors, naming where it was), never a wait for the case timeout.
+        let bound = script_bound(&scenario, case.warmup);
+        let phase = std::sync::Mutex::new("waiting for the host to keep up");
+        let rest = async {
+            self.settle_host().await?;
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = "running the time line";
+            tracing::debug!(case = %case.name, "time line");
+            self.run_timeline(&scenario).await?;
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = "draining";
+            tracing::debug!(case = %case.name, "drain");
+            self.drain(scenario.drain).await?;
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = "taking the last look at the kernel's sockets";
+            tracing::debug!(case = %case.name, "last look at the kernel's sockets");
+            self.last_kernel_look().await;
+            tracing::debug!(case = %case.name, "script done");
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(bound, rest).await {
+            Ok(r) => r,
+            Err(_) => bail!(
+                "harness fault: the case's script was still {} {} s after the warm-up, longer than its time line \
+                 and drain can take; the peers were stopped there",
+                phase.into_inner().unwrap_or_else(|e| e.into_inner()),
+                bound.as_secs()
+            ),
+        }
     }
 
     /// Before the time line: lets the warm-up's burst pass (a large case's hundreds of handshakes, subscriptions
@@ -327,6 +359,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             self.pump_until((Instant::now() + Duration::from_millis(200)).min(limit)).await?;
         }
         let waited = start.elapsed();
+        tracing::debug!(waited_ms = waited.as_millis() as u64, "the host keeps up: the time line starts");
         if waited >= Duration::from_secs(2) {
             self.notes.push(format!(
                 "the time line started {} s after the warm-up, once the host kept up again",
@@ -1051,6 +1084,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                 let now = now_micros();
                 let wake = until.min(now + poll);
                 self.pump_until(Instant::now() + Duration::from_micros(wake.saturating_sub(now) as u64)).await?;
+                tracing::trace!(until, wake, now = now_micros(), seen, recorded = self.rec.record.len(), "drain: listened");
                 if now_micros() >= until || self.rec.record.len() != seen {
                     break;
                 }
