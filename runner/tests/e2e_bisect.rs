@@ -11,8 +11,13 @@ use std::process::Command;
 mod common;
 use common::{root, stderr};
 
+/// One bisection at a time: the commit bisection builds a peer at each step, and a build beside the other test's
+/// race (incident D) would saturate the host and turn its steps inconclusive, that is skipped.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn bisect_names_the_release_that_fixed_request_response_5996() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_meshgate"))
         .current_dir(root())
@@ -74,6 +79,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// The case publishes 2 KiB messages, so from that commit on the rust peer cannot send them nor take the go peer's.
 #[test]
 fn bisect_names_the_commit_of_a_local_checkout_that_broke_gossipsub() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = common::cache().join("test-checkouts").join("bisect-rust");
     let _ = std::fs::remove_dir_all(&dir);
     let checkout = dir.join("rust-libp2p");
