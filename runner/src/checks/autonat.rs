@@ -31,7 +31,13 @@ struct Client {
     conclusions: Vec<(Micros, ReachabilityStatus, Option<String>)>,
     /// `error`s answering its probes.
     errors: Vec<String>,
+    /// When its last probe was sent (the runner's clock).
+    last_probe: Micros,
 }
+
+/// How long after a probe the case keeps listening for its server: a vanishing probe concludes nothing on the
+/// client's side, and a server that crashes on it (rust-libp2p#5570) does so a moment after the client is gone.
+const SERVE_US: Micros = 2_000_000;
 
 /// A server's crash: when, and its panic line if it wrote one.
 struct Crash {
@@ -117,6 +123,7 @@ impl Check for Autonat {
                 let c = self.clients.entry((rec.peer.clone(), *version)).or_default();
                 c.probes += 1;
                 c.vanishing += usize::from(*vanish);
+                c.last_probe = rec.at;
                 c.servers.insert(server.clone());
             }
             return;
@@ -326,7 +333,10 @@ impl Check for Autonat {
                 c.probes > c.vanishing && c.conclusions.last().is_none_or(|(_, s, _)| *s != truth(ctx.case, client))
             })
             .map(|_| Micros::MAX);
-        Pending::latest(now, open, |n| format!("{n} client(s) to conclude their reachability"))
+        let serving = self.clients.values().filter(|c| c.probes > 0).map(|c| c.last_probe + SERVE_US);
+        Pending::latest(now, open.chain(serving), |n| {
+            format!("{n} client(s) to conclude their reachability, or their servers to serve the last probes")
+        })
     }
 
     /// A crash is certain at once; a conclusion may still change until the end of the case.
