@@ -27,7 +27,8 @@ const STEAL_PERMILLE: u32 = 100;
 /// A peer line reaching the runner this long after the peer stamped it means the runner (or the pipes between)
 /// fell behind: ten times the 100 ms p99 meshgate aims at, and a whole gossipsub heartbeat.
 pub const LAG_US: Micros = 1_000_000;
-/// A case ran on a saturated host when it was saturated for at least this share of its windows...
+/// A case ran on a saturated host when it was saturated for at least this share of its windows (and for at least
+/// a stretch's worth of windows in all)...
 const SHARE_PERMILLE: usize = 100;
 /// ...or for this many windows at a stretch: longer than the shortest windows the checks judge in (a subscription
 /// seen within a few seconds, a mesh kept for some heartbeats), so a stretch like it can make any of them miss.
@@ -131,7 +132,9 @@ impl HostLoad {
 
     /// Whether the case ran on a saturated host: for long enough that failures of time cannot be trusted.
     pub fn is_saturated(&self) -> bool {
-        self.saturated > 0
+        // Fewer saturated windows than a stretch, in all, are bursts the checks' margins absorb: in a 5 s case, two
+        // seconds of steal would otherwise be 40% of it.
+        self.saturated >= STRETCH_WINDOWS
             && (self.saturated * 1000 >= self.windows * SHARE_PERMILLE || self.longest >= STRETCH_WINDOWS)
     }
 
