@@ -209,6 +209,28 @@ pub struct HostSample {
     pub pressure_full_permille: Option<u32>,
 }
 
+/// All cores busy for this share of a sample: no core left idle for the runner to read the peers' output, nor
+/// for a peer's timer to fire on time. Not 1000: the kernel's tick accounting and the sampler's own reads blur
+/// the last few permille.
+pub const BUSY_PERMILLE: u32 = 950;
+/// ...and runnable tasks waiting for a core this share of the sample (PSI `some`): demand beyond the cores, not
+/// only up to them (two peers spinning on two cores while nothing else wants one slows no one else down).
+pub const PRESSURE_PERMILLE: u32 = 100;
+/// A peer line reaching the runner this long after the peer stamped it means the runner (or the pipes between)
+/// fell behind: ten times the 100 ms p99 meshgate aims at, and a whole gossipsub heartbeat.
+pub const LAG_US: Micros = 1_000_000;
+
+impl HostSample {
+    /// All cores busy and tasks waiting for one: by PSI where the kernel has it, else by the run queue.
+    pub fn cpu_saturated(&self) -> bool {
+        let waiting = match self.pressure_some_permille {
+            Some(p) => p >= PRESSURE_PERMILLE,
+            None => self.runnable > self.cores,
+        };
+        self.busy_permille >= BUSY_PERMILLE && waiting
+    }
+}
+
 /// A fault made to one peer from outside, as recorded. A partition is recorded once per peer it cuts, naming the
 /// peers that peer can no longer reach, so that every check reads who was apart from whom from the record alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

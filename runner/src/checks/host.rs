@@ -14,19 +14,10 @@ use crate::results::{CheckResult, Status};
 
 /// The case is cut into windows of this length to tell how long the host was saturated: the sampling period.
 const WINDOW_US: Micros = 1_000_000;
-/// All cores busy for this share of a sample: no core left idle for the runner to read the peers' output, nor
-/// for a peer's timer to fire on time. Not 1000: the kernel's tick accounting and the sampler's own reads blur
-/// the last few permille.
-const BUSY_PERMILLE: u32 = 950;
-/// ...and runnable tasks waiting for a core this share of the sample (PSI `some`): demand beyond the cores, not
-/// only up to them (two peers spinning on two cores while nothing else wants one slows no one else down).
-const PRESSURE_PERMILLE: u32 = 100;
 /// The hypervisor ran something else this share of the time while this machine had work: the clocks run on while
 /// nothing here runs, so deadlines slip on a machine that looks idle. Beyond 10% latency-sensitive work suffers.
 const STEAL_PERMILLE: u32 = 100;
-/// A peer line reaching the runner this long after the peer stamped it means the runner (or the pipes between)
-/// fell behind: ten times the 100 ms p99 meshgate aims at, and a whole gossipsub heartbeat.
-pub const LAG_US: Micros = 1_000_000;
+use crate::events::LAG_US;
 /// A case ran on a saturated host when it was saturated for at least this share of its windows (and for at least
 /// a stretch's worth of windows in all)...
 const SHARE_PERMILLE: usize = 100;
@@ -89,7 +80,7 @@ impl HostLoad {
                 Observation::Host(s) => {
                     samples += 1;
                     let w = window(s.ts - s.interval_ms as Micros * 500);
-                    cpu[w] |= cpu_saturated(s);
+                    cpu[w] |= HostSample::cpu_saturated(s);
                     steal[w] |= s.steal_permille >= STEAL_PERMILLE;
                 }
                 Observation::Event { line } if line.ts >= from && line.ts <= rec.at => {
@@ -192,15 +183,6 @@ pub fn judge(record: &[Recorded], results: &mut [CheckResult]) -> Option<String>
         0 => format!("{reason}: no failure of time to doubt; the verdicts stand"),
         n => format!("{reason}: {n} failure(s) of time not judged, the other verdicts stand"),
     })
-}
-
-/// All cores busy and tasks waiting for one: by PSI where the kernel has it, else by the run queue.
-pub fn cpu_saturated(s: &HostSample) -> bool {
-    let waiting = match s.pressure_some_permille {
-        Some(p) => p >= PRESSURE_PERMILLE,
-        None => s.runnable > s.cores,
-    };
-    s.busy_permille >= BUSY_PERMILLE && waiting
 }
 
 fn p99(mut v: Vec<Micros>) -> Micros {

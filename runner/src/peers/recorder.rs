@@ -112,7 +112,7 @@ impl<'a> Recorder<'a> {
     }
 
     /// Whether the machine keeps up now: its last `samples` host samples not CPU-saturated and the newest peer
-    /// line not over [`LAG_US`](crate::checks::host::LAG_US) late. `None` before there are that many samples
+    /// line not over [`LAG_US`](crate::events::LAG_US) late. `None` before there are that many samples
     /// (or where the host is not sampled).
     pub fn host_keeps_up(&self, samples: usize) -> Option<bool> {
         let mut seen = 0;
@@ -120,7 +120,7 @@ impl<'a> Recorder<'a> {
         for rec in self.record.iter().rev() {
             match &rec.what {
                 Observation::Host(s) => {
-                    if crate::checks::host::cpu_saturated(s) {
+                    if s.cpu_saturated() {
                         return Some(false);
                     }
                     seen += 1;
@@ -132,7 +132,7 @@ impl<'a> Recorder<'a> {
                 _ => {}
             }
         }
-        (seen == samples).then(|| lag.is_none_or(|l| l <= crate::checks::host::LAG_US))
+        (seen == samples).then(|| lag.is_none_or(|l| l <= crate::events::LAG_US))
     }
 
     /// What each live check still waits for at `now`, by its name.
