@@ -119,8 +119,21 @@ fn b_simultaneous_dials_are_judged_and_their_intermittent_failures_are_the_known
     for transport in ["tcp", "quic-v1"] {
         let mesh4 = case(&r, &[transport, "mesh-4"]);
         assert!(mesh4["error"].is_null(), "{mesh4:#}");
-        // Messages flow through the other peers whatever the pair does.
-        assert_eq!(check(mesh4, "delivery")["status"], "passed", "{mesh4:#}");
+        // Messages flow through the other peers, unless the duplicate connections of the warm-up broke gossipsub
+        // (rust-libp2p#6047): lost messages are known only where that showed in the same case.
+        let delivery = check(mesh4, "delivery");
+        match delivery["status"].as_str().unwrap() {
+            "passed" => {}
+            "known" => {
+                assert_eq!(delivery["known_issue"], "rust-libp2p#6047", "{delivery:#}");
+                let causes = ["connections", "subscriptions", "mesh"];
+                assert!(
+                    causes.iter().any(|c| check(mesh4, c)["status"] == "known"),
+                    "a known delivery failure comes with its cause: {mesh4:#}"
+                );
+            }
+            other => panic!("delivery {other}: {delivery:#}"),
+        }
         let c = check(mesh4, "connectivity");
         assert!(
             c["coverage"].as_str().unwrap().contains("5 time-line dial(s) judged"),

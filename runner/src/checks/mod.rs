@@ -221,17 +221,42 @@ pub fn evaluate(record: &[Recorded], ctx: &Context) -> Vec<CheckResult> {
         })
         .collect();
     evidence::attach(record, ctx, &mut results);
-    for result in &mut results {
-        if let Some(known) = ctx
-            .case
-            .known_issues
-            .iter()
-            .find(|k| k.check == result.name)
-        {
-            apply_known_issue(result, known);
+    // Causes first: whether a consequence is known depends on what its cause came to.
+    for consequences in [false, true] {
+        for i in 0..results.len() {
+            let Some(known) = ctx
+                .case
+                .known_issues
+                .iter()
+                .find(|k| k.check == results[i].name && k.follows.is_empty() != consequences)
+            else {
+                continue;
+            };
+            if consequences {
+                let shown = results
+                    .iter()
+                    .any(|r| known.follows.contains(&r.name) && r.status == Status::Known);
+                apply_consequence(&mut results[i], known, shown);
+            } else {
+                apply_known_issue(&mut results[i], known);
+            }
         }
     }
     results
+}
+
+/// A consequence is known only where its cause showed; otherwise a failure stays a failure, saying why it was not
+/// taken as known, and a pass stays a pass.
+fn apply_consequence(result: &mut CheckResult, known: &KnownIssue, shown: bool) {
+    match (result.status, shown) {
+        (Status::Failed, true) => apply_known_issue(result, known),
+        (Status::Failed, false) => result.evidence.push(format!(
+            "not taken as known issue {}: it follows `{}`, and none of them failed as known in this case",
+            known.reference,
+            known.follows.join("`, `")
+        )),
+        _ => {}
+    }
 }
 
 /// A failure that is known becomes a skip naming the issue; a pass where a failure was expected becomes a failure,
@@ -315,6 +340,7 @@ mod tests {
             cases: None,
             note: None,
             intermittent: false,
+            follows: vec![],
         }];
         // go-1 misses rust-1's message.
         let record: Vec<Recorded> = kit.publish(1_000, "rust-1", "rust-1/0").into();
@@ -355,6 +381,41 @@ mod tests {
         let delivery = results.iter().find(|r| r.name == "delivery").unwrap();
         assert_eq!(delivery.status, Status::Passed, "{delivery:?}");
         assert!(delivery.evidence.iter().any(|e| e.contains("intermittent and did not show")), "{delivery:?}");
+    }
+
+    #[test]
+    fn a_consequence_is_known_only_where_its_cause_showed() {
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        kit.case.checks = Settings::default();
+        let issue = |check: &str, follows: &[&str]| KnownIssue {
+            reference: "rust-libp2p#6047".into(),
+            check: check.into(),
+            cases: None,
+            note: None,
+            intermittent: true,
+            follows: follows.iter().map(|f| f.to_string()).collect(),
+        };
+        // The consequence is listed first: the order of the matrix does not decide.
+        kit.case.known_issues = vec![issue("delivery", &["mesh", "connections"]), issue("connections", &[])];
+        let status = |results: &[CheckResult], name: &str| results.iter().find(|r| r.name == name).unwrap().clone();
+
+        // go-1 misses rust-1's message over one connection: no cause, so a failure like any other.
+        let mut record: Vec<Recorded> = kit.publish(1_000_000, "rust-1", "rust-1/0").into();
+        record.push(kit.opened(1_000, "rust-1", "go-1", "1"));
+        record.push(kit.stopped(9_100_000, "rust-1"));
+        let results = evaluate(&record, &kit.context());
+        let delivery = status(&results, "delivery");
+        assert_eq!(delivery.status, Status::Failed, "{delivery:?}");
+        assert!(delivery.evidence.iter().any(|e| e.contains("follows `mesh`, `connections`")), "{delivery:?}");
+        assert_eq!(status(&results, "connections").status, Status::Passed);
+
+        // The same miss while rust-1 held two connections to go-1 for 8 s: the cause showed, so both are known.
+        record.push(kit.opened(1_100_000, "rust-1", "go-1", "2"));
+        let results = evaluate(&record, &kit.context());
+        assert_eq!(status(&results, "connections").status, Status::Known);
+        let delivery = status(&results, "delivery");
+        assert_eq!(delivery.status, Status::Known, "{delivery:?}");
+        assert!(delivery.message.unwrap().starts_with("known issue rust-libp2p#6047: go-1"));
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub struct KnownIssue {
     /// pass (saying the issue did not show) instead of failing as "no longer reproduces".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub intermittent: bool,
+    /// A consequence of other known issues: the failure counts as known only in a case where one of the checks
+    /// named here failed as known too (duplicate connections, then lost messages). Alone, it is a failure like any
+    /// other; a pass stays a pass, since the cause may not have shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follows: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

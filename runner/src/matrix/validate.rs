@@ -306,6 +306,22 @@ impl Matrix {
                     ),
                 ));
             }
+            for cause in &k.value.follows {
+                let named = self
+                    .known_issues
+                    .iter()
+                    .any(|c| &c.value.check == cause && c.value.follows.is_empty());
+                if !named {
+                    return Err(err(
+                        &k.referenced,
+                        format!(
+                            "known issue {} follows check `{cause}`, expected a check that a known issue of its own \
+                             (without `follows`) names",
+                            k.value.reference
+                        ),
+                    ));
+                }
+            }
             if let Some(cases) = &k.value.cases {
                 if let Some(key) = cases.keys().find(|key| !axes.contains(&key.as_str())) {
                     return Err(err(
