@@ -140,10 +140,17 @@ fn b_simultaneous_dials_are_judged_and_their_intermittent_failures_are_the_known
             "every simultaneous re-dial is judged: {c:#}"
         );
         match c["status"].as_str().unwrap() {
-            // The pair lost both connections: the verdict names the moment and quotes both dials' errors.
+            // A pair lost both connections, at a re-dial of the time line or at the warm-up's simultaneous dials
+            // (two go peers over TCP: both dial from their reused listen port, and the one TCP connection this
+            // simultaneous open makes has two noise initiators): the verdict names it and quotes the dials' errors.
             "known" => {
                 assert_eq!(c["known_issue"], "n0-computer/iroh#2307", "{c:#}");
-                assert!(message(c).contains("held no connection 5 s after dialing each other at once"), "{c:#}");
+                let m = message(c);
+                assert!(
+                    m.contains("held no connection 5 s after dialing each other at once")
+                        || m.contains("never connected within the 20 s warm-up"),
+                    "{c:#}"
+                );
                 assert!(c["evidence"].to_string().contains("dial"), "{c:#}");
             }
             "passed" => assert!(c["evidence"].to_string().contains("did not show in this run"), "{c:#}"),
