@@ -23,10 +23,13 @@ type connTracker struct {
 }
 
 // trackedConn is an announced connection and the direction it was announced
-// with, which its connection_closed repeats.
+// with, which its connection_closed repeats. Its id and remote peer are kept
+// as text: the swarm base58-encodes the peer id anew on every call, and the
+// stream sampler needs both twenty times a second per connection.
 type trackedConn struct {
 	network.Conn
-	direction string
+	id, remote string
+	direction  string
 }
 
 func newConnTracker(out *Emitter) *connTracker {
@@ -46,11 +49,12 @@ func (t *connTracker) notifiee() network.Notifiee {
 func (t *connTracker) opened(c network.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, known := t.conns[c.ID()]; known {
+	id := c.ID()
+	if _, known := t.conns[id]; known {
 		return
 	}
-	tc := trackedConn{Conn: c, direction: t.direction(c)}
-	t.conns[c.ID()] = tc
+	tc := trackedConn{Conn: c, id: id, remote: c.RemotePeer().String(), direction: t.direction(c)}
+	t.conns[id] = tc
 	security, muxer := negotiated(c.ConnState())
 	t.out.Emit("connection_opened", connectionOpenedEvent{connectionEvent: tc.fields(), Security: security, Muxer: muxer})
 }
@@ -102,7 +106,7 @@ func (t *connTracker) direction(c network.Conn) string {
 
 // each calls f for every announced connection, in conn id order, holding the
 // lock so no streams event can follow its connection_closed.
-func (t *connTracker) each(f func(network.Conn)) {
+func (t *connTracker) each(f func(trackedConn)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ids := make([]string, 0, len(t.conns))
@@ -111,14 +115,14 @@ func (t *connTracker) each(f func(network.Conn)) {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		f(t.conns[id].Conn)
+		f(t.conns[id])
 	}
 }
 
 func (c trackedConn) fields() connectionEvent {
 	return connectionEvent{
-		Remote:     c.RemotePeer().String(),
-		ConnID:     c.ID(),
+		Remote:     c.remote,
+		ConnID:     c.id,
 		Direction:  c.direction,
 		RemoteAddr: c.RemoteMultiaddr().String(),
 	}

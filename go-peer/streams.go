@@ -20,6 +20,7 @@ func sampleStreams(ctx context.Context, conns *connTracker, out *Emitter, interv
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
 	last := make(map[string]streamCount)
+	seen := make(map[string]bool)
 	nextFull := time.Now()
 	for {
 		now := time.Now()
@@ -27,16 +28,15 @@ func sampleStreams(ctx context.Context, conns *connTracker, out *Emitter, interv
 		if full {
 			nextFull = now.Add(interval)
 		}
-		seen := make(map[string]bool)
-		conns.each(func(c network.Conn) {
-			id := c.ID()
-			seen[id] = true
+		clear(seen)
+		conns.each(func(c trackedConn) {
+			seen[c.id] = true
 			n := countStreams(c)
-			if prev, ok := last[id]; full || !ok || prev != n {
-				last[id] = n
+			if prev, ok := last[c.id]; full || !ok || prev != n {
+				last[c.id] = n
 				out.Emit("streams", streamsEvent{
-					Remote:   c.RemotePeer().String(),
-					ConnID:   id,
+					Remote:   c.remote,
+					ConnID:   c.id,
 					Inbound:  n.inbound,
 					Outbound: n.outbound,
 				})

@@ -154,7 +154,9 @@ impl<'a> Recorder<'a> {
             }
             let asked = Instant::now();
             let failing = check.failing(case, peers, now);
-            *next_look = asked + asked.elapsed() * LOOK_SHARE;
+            let took = asked.elapsed();
+            tracing::trace!(check = check.name(), took_us = took.as_micros() as u64, "look");
+            *next_look = asked + took * LOOK_SHARE;
             if let Some(message) = failing {
                 self.announced.push(check.name());
                 let line = format!("[{}] {message}", check.name());
