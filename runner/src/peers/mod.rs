@@ -76,6 +76,18 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often, at most, the checks are asked during the drain whether they still wait: what they say is computed
 /// over the whole record.
 const DRAIN_POLL_US: Micros = 100_000;
+/// Output of peer (or participant) `.0`, taken off its stream at `.1`.
+type Arrival = (usize, Micros, Output);
+
+/// Moves one process's output to the inbox, stamping each piece as it comes.
+async fn forward(i: usize, mut output: mpsc::Receiver<Output>, inbox: mpsc::Sender<Arrival>) {
+    while let Some(o) = output.recv().await {
+        if inbox.send((i, now_micros(), o)).await.is_err() {
+            break;
+        }
+    }
+}
+
 /// How often the live checks and the faults in force are looked at: failures are announced within this.
 const TICK: Duration = Duration::from_millis(500);
 /// Edges of the topology dialed at once during the warm-up. A few hundred handshakes at the same instant (a
@@ -145,8 +157,10 @@ pub struct Driver<'a, B: Backend> {
     peers: Vec<Peer>,
     rec: Recorder<'a>,
     outputs: Vec<PeerOutput>,
-    inbox: mpsc::Receiver<(usize, Output)>,
-    inbox_tx: mpsc::Sender<(usize, Output)>,
+    /// Every peer's and participant's output, stamped with when it arrived: a line waiting here while the
+    /// checks take a look has arrived all the same, and its harness lag is the transport's, not the look's.
+    inbox: mpsc::Receiver<Arrival>,
+    inbox_tx: mpsc::Sender<Arrival>,
     cancel: CancellationToken,
     dir: PathBuf,
     /// Ticks when the live checks and the faults are due for another look.
@@ -429,15 +443,8 @@ impl<'a, B: Backend> Driver<'a, B> {
 
     /// Takes a started process of peer `i`: its output goes to the inbox, tagged with the peer.
     fn attach(&mut self, i: usize, mut process: PeerProcess) {
-        let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
-        let tx = self.inbox_tx.clone();
-        tokio::spawn(async move {
-            while let Some(o) = output.recv().await {
-                if tx.send((i, o)).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
+        tokio::spawn(forward(i, output, self.inbox_tx.clone()));
         if let Some(k) = &self.kernel {
             if let Some(controller) = process.controller {
                 k.not_a_peer(controller);
@@ -997,9 +1004,9 @@ impl<'a, B: Backend> Driver<'a, B> {
         }
     }
 
-    fn handle(&mut self, i: usize, output: Output) {
+    fn handle(&mut self, (i, at, output): Arrival) {
         if i == participants::PARTICIPANT {
-            return self.handle_participant(output);
+            return self.handle_participant(at, output);
         }
         let stop_sent = self.rec.world.stop_sent[i];
         for o in self.outputs[i].observations(output, stop_sent) {
@@ -1017,7 +1024,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                     _ => {}
                 }
             }
-            self.observe(i, o);
+            self.rec.observe_at(i, at, o);
         }
     }
 
@@ -1032,7 +1039,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             biased;
             _ = self.cancel.cancelled() => bail!("interrupted"),
             msg = self.inbox.recv() => match msg {
-                Some((i, o)) => self.handle(i, o),
+                Some(arrival) => self.handle(arrival),
                 None => bail!("lost every peer's output"),
             },
             Some((i, o)) = self.kernel_reads.recv() => self.observe(i, o),
@@ -1113,8 +1120,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             if self.step(deadline).await? {
                 // What already arrived is looked at before the wait is called failed.
                 for _ in 0..self.inbox.len() {
-                    let Ok((i, o)) = self.inbox.try_recv() else { break };
-                    self.handle(i, o);
+                    let Ok(arrival) = self.inbox.try_recv() else { break };
+                    self.handle(arrival);
                 }
                 if done(&self.rec.world) {
                     break;

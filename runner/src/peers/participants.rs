@@ -111,15 +111,8 @@ impl<B: Backend> Driver<'_, B> {
             self.backend.start_participant(self.case_index, launch),
         )
         .await?;
-        let mut output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
-        let tx = self.inbox_tx.clone();
-        tokio::spawn(async move {
-            while let Some(o) = output.recv().await {
-                if tx.send((PARTICIPANT, o)).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let output = std::mem::replace(&mut process.output, mpsc::channel(1).1);
+        tokio::spawn(super::forward(PARTICIPANT, output, self.inbox_tx.clone()));
         let ns = self.backend.netns(&process);
         self.gateway = Some(Participant {
             name: GATEWAY,
@@ -148,7 +141,7 @@ impl<B: Backend> Driver<'_, B> {
     }
 
     /// Takes in a piece of the participant's output.
-    pub(super) fn handle_participant(&mut self, output: Output) {
+    pub(super) fn handle_participant(&mut self, at: crate::events::Micros, output: Output) {
         let Some(g) = self.gateway.as_mut() else { return };
         let what = g.output.observation(output, g.stop_sent);
         match &what {
@@ -172,7 +165,7 @@ impl<B: Backend> Driver<'_, B> {
             _ => {}
         }
         let name = g.name;
-        self.rec.observe_participant(name, what);
+        self.rec.observe_participant(name, at, what);
     }
 
     /// The multicast route and, for a `private` peer, the refusal of inbound connections, in peer `i`'s namespace

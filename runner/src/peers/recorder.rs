@@ -83,10 +83,15 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// Takes in one observation of peer `i`.
+    /// Takes in one observation of peer `i`, made now.
     pub fn observe(&mut self, i: usize, what: Observation) {
+        self.observe_at(i, now_micros(), what);
+    }
+
+    /// Takes in one observation of peer `i` that arrived at `at`.
+    pub fn observe_at(&mut self, i: usize, at: Micros, what: Observation) {
         let rec = Recorded {
-            at: now_micros(),
+            at,
             peer: self.names[i].clone(),
             what,
         };
@@ -99,9 +104,9 @@ impl<'a> Recorder<'a> {
 
     /// Takes in one observation of a participant that is not a peer (the UPnP gateway), recorded under its name:
     /// the live checks see it, the world's model of the peers does not.
-    pub fn observe_participant(&mut self, name: &str, what: Observation) {
+    pub fn observe_participant(&mut self, name: &str, at: Micros, what: Observation) {
         let rec = Recorded {
-            at: now_micros(),
+            at,
             peer: name.to_owned(),
             what,
         };
