@@ -70,7 +70,8 @@ enum Command {
     },
     /// Find the first release where a case goes bad: binary search over the releases between --good and --bad
     /// (from the registry), running the case at each step; when the implementation builds from a local git
-    /// checkout (`path:`), over its commits instead. Writes bisect.json and bisect.md into --out.
+    /// checkout (`path:`), over its commits instead; for rust-libp2p, then over the sub-crate releases inside the
+    /// newer of the two releases named. Writes bisect.json and bisect.md into --out.
     /// Exits 0 when it named a release or commit, 2 when it could not.
     Bisect {
         matrix: PathBuf,
