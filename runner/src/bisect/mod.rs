@@ -389,7 +389,9 @@ impl Stepper<'_> {
 /// The versions the implementation's first peer reported being built with.
 fn built_with(r: &RunResults, implementation: &str) -> Option<BTreeMap<String, String>> {
     let peers = &r.cases.first()?.peers;
-    peers.iter().find(|p| p.implementation == implementation && !p.versions.is_empty()).map(|p| p.versions.clone())
+    // A case names an implementation that is an axis with its value: `rust-0.55.0`.
+    let of = |name: &str| name == implementation || name.strip_prefix(implementation).is_some_and(|rest| rest.starts_with('-'));
+    peers.iter().find(|p| of(&p.implementation) && !p.versions.is_empty()).map(|p| p.versions.clone())
 }
 
 /// The search inside the newer of the last good and the first bad facade, over its sub-crates' releases.
@@ -422,10 +424,14 @@ async fn narrow(
             Some(v) if verdict == newer_verdict => {
                 built.insert(newer.clone(), v);
             }
-            _ => {
+            Some(_) => {
                 narrowed.conclusion = format!(
                     "run as it is, it was {verdict:?} where the search had it {newer_verdict:?}: its sub-crates were not searched"
                 );
+                return Ok(narrowed);
+            }
+            None => {
+                narrowed.conclusion = "its peers reported no crate versions: its sub-crates were not searched".into();
                 return Ok(narrowed);
             }
         }
