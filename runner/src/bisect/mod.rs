@@ -478,12 +478,12 @@ async fn narrow(
     // run alone unless the probe that turned the verdict was already that crate alone.
     let mut suspects = movable;
     let mut turned_by_suspects = false;
+    let mut first_probe = true;
     while !turned_by_suspects || suspects.len() > 1 {
         let set: Vec<&crates::Range> =
             if turned_by_suspects { suspects[..suspects.len() / 2].to_vec() } else { suspects.clone() };
         let (step, _) = stepper.step(matrix, result.steps.len() + 1, &newer, None, crates::lowest_pins(&set)).await?;
         let verdict = step.verdict;
-        let first_probe = result.steps.iter().all(|s| s.pins.is_empty());
         result.steps.push(step);
         let names: Vec<&str> = set.iter().map(|r| r.name.as_str()).collect();
         match verdict {
@@ -519,6 +519,7 @@ async fn narrow(
                 turned_by_suspects = true;
             }
         }
+        first_probe = false;
     }
     let culprit = suspects[0].clone();
     // Its releases: the lowest has the older facade's verdict (just seen), the newest the newer's (the facade search).
