@@ -8,8 +8,10 @@ import (
 )
 
 // changePoll bounds how late a change in stream counts is reported. go-libp2p
-// has no stream open/close notification, so counts are polled.
-const changePoll = 50 * time.Millisecond
+// has no stream open/close notification, so counts are polled; every poll
+// wakes the process, which across hundreds of idle peers on a few cores is a
+// good part of their cost, so it stays well above the scheduler's scale.
+const changePoll = 200 * time.Millisecond
 
 type streamCount struct{ inbound, outbound int }
 

@@ -37,8 +37,9 @@ use crate::{
 };
 
 /// How often meshes are compared with what was last reported. Mesh changes happen in the
-/// heartbeat without an event, so they have to be polled; this is well below any heartbeat.
-const MESH_POLL: Duration = Duration::from_millis(100);
+/// heartbeat without an event, so they have to be polled: a fraction of the default heartbeat
+/// (1 s), and no more often, since every poll wakes the runtime of each of hundreds of peers.
+const MESH_POLL: Duration = Duration::from_millis(200);
 
 /// Connections are kept until told otherwise: the experiments observe connections, and an
 /// idle timeout would close them behind the runner's back.

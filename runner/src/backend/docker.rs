@@ -654,7 +654,7 @@ impl DockerBackend {
         let ip = c.ip;
         let body = ContainerCreateBody {
             image: Some(c.image),
-            env: Some(vec![c.env]),
+            env: Some([c.env].into_iter().chain(c.limits.runtime_env()).collect()),
             labels: Some(self.labels(Some(case))),
             open_stdin: Some(true),
             stdin_once: Some(false),

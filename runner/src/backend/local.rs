@@ -260,6 +260,7 @@ impl LocalBackend {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MESHGATE_PEER_CONFIG", spawn.config.to_json())
+            .envs(spawn.limits.runtime_env().iter().filter_map(|kv| kv.split_once('=')))
             .current_dir("/")
             .process_group(0)
             .stdin(Stdio::piped())

@@ -168,7 +168,12 @@ impl SwarmBackend {
                 config.control_port = Some(CONTROL_PORT);
                 let body = ContainerCreateBody {
                     image: Some(self.image_id(&launch.recipe).await?),
-                    env: Some(vec![format!("{CONFIG_VAR}={}", serde_json::to_string(&config)?)]),
+                    env: Some(
+                        [format!("{CONFIG_VAR}={}", serde_json::to_string(&config)?)]
+                            .into_iter()
+                            .chain(launch.limits.runtime_env())
+                            .collect(),
+                    ),
                     labels: Some(self.docker.labels(Some(case))),
                     open_stdin: Some(true),
                     stdin_once: Some(false),
@@ -395,10 +400,12 @@ impl Backend for SwarmBackend {
             task_template: Some(TaskSpec {
                 container_spec: Some(TaskSpecContainerSpec {
                     image: Some(self.image_id(&launch.recipe).await?),
-                    env: Some(vec![format!(
-                        "{CONFIG_VAR}={}",
-                        serde_json::to_string(&config)?
-                    )]),
+                    env: Some(
+                        [format!("{CONFIG_VAR}={}", serde_json::to_string(&config)?)]
+                            .into_iter()
+                            .chain(launch.limits.runtime_env())
+                            .collect(),
+                    ),
                     // The task's container is labelled like the service, so that it is swept like the service.
                     labels: Some(labels),
                     user: Some(PEER_USER.into()),

@@ -263,6 +263,11 @@ pub struct Limits {
     /// Processes and threads the peer may run at once.
     #[serde(default = "defaults::pids", deserialize_with = "at_least_one")]
     pub pids: u64,
+    /// Threads each peer's runtime runs its tasks on (go's `GOMAXPROCS`, tokio's worker threads); `None`: the
+    /// library's default, one per core. One models single-core nodes. (At 200 peers on two cores it did not make
+    /// the network faster: docs/benchmarks.md.)
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "threads")]
+    pub threads: Option<u32>,
 }
 
 impl Default for Limits {
@@ -270,7 +275,27 @@ impl Default for Limits {
         Self {
             memory: defaults::memory(),
             pids: defaults::pids(),
+            threads: None,
         }
+    }
+}
+
+impl Limits {
+    /// The environment that tells each implementation's runtime how many threads to run on: go reads
+    /// `GOMAXPROCS` and tokio's `#[tokio::main]` reads `TOKIO_WORKER_THREADS`, so no peer needs to know.
+    pub fn runtime_env(&self) -> Vec<String> {
+        self.threads
+            .map(|n| vec![format!("GOMAXPROCS={n}"), format!("TOKIO_WORKER_THREADS={n}")])
+            .unwrap_or_default()
+    }
+}
+
+fn threads<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "0 threads leave a peer's runtime nothing to run on: expected at least 1",
+        )),
+        n => Ok(Some(n)),
     }
 }
 

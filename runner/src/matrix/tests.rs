@@ -189,9 +189,14 @@ fn limits_default_and_parse_sizes() {
         l,
         Limits {
             memory: Size(512 << 20),
-            pids: 1024
+            pids: 1024,
+            threads: None,
         }
     );
+    let l = limits("    limits: {threads: 1}\n").unwrap();
+    assert_eq!(l.threads, Some(1));
+    assert_eq!(l.runtime_env(), ["GOMAXPROCS=1", "TOKIO_WORKER_THREADS=1"]);
+    assert!(Limits::default().runtime_env().is_empty(), "no limit leaves the runtimes their defaults");
     let l = limits("    limits: {memory: 1 GiB}\n").unwrap();
     assert_eq!(l.memory, Size(1 << 30));
     assert_eq!(l.pids, DEFAULT_PIDS, "an absent key keeps its default");

@@ -80,9 +80,9 @@ const DRAIN_POLL_US: Micros = 100_000;
 type Arrival = (usize, Micros, Output);
 
 /// Moves one process's output to the inbox, stamping each piece as it comes.
-async fn forward(i: usize, mut output: mpsc::Receiver<Output>, inbox: mpsc::Sender<Arrival>) {
+async fn forward(i: usize, mut output: mpsc::Receiver<Output>, inbox: mpsc::UnboundedSender<Arrival>) {
     while let Some(o) = output.recv().await {
-        if inbox.send((i, now_micros(), o)).await.is_err() {
+        if inbox.send((i, now_micros(), o)).is_err() {
             break;
         }
     }
@@ -159,8 +159,11 @@ pub struct Driver<'a, B: Backend> {
     outputs: Vec<PeerOutput>,
     /// Every peer's and participant's output, stamped with when it arrived: a line waiting here while the
     /// checks take a look has arrived all the same, and its harness lag is the transport's, not the look's.
-    inbox: mpsc::Receiver<Arrival>,
-    inbox_tx: mpsc::Sender<Arrival>,
+    /// Unbounded so that a long look never holds the stamping back (a bounded inbox filled in a second at 200
+    /// peers, and every line after it was stamped late by the look's length); the backlog lives only as long as
+    /// the look, and each process's own channel still bounds what its reader takes from the engine.
+    inbox: mpsc::UnboundedReceiver<Arrival>,
+    inbox_tx: mpsc::UnboundedSender<Arrival>,
     cancel: CancellationToken,
     dir: PathBuf,
     /// Ticks when the live checks and the faults are due for another look.
@@ -189,7 +192,7 @@ impl<'a, B: Backend> Driver<'a, B> {
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let (inbox_tx, inbox) = mpsc::channel(4096);
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let (kernel_tx, kernel_reads) = mpsc::unbounded_channel();
         let mut peers = Vec::new();
         let mut outputs = Vec::new();
