@@ -96,6 +96,14 @@ pub struct BuildSpec {
 }
 
 impl Case {
+    /// How often each peer reports every connection's stream counts (changes are reported as they are seen):
+    /// every second up to 100 peers, then less often as the network grows, up to every 3 s. At 200 peers the
+    /// per-second reports were 45% of all the peers wrote, on a host their own work already saturates; the
+    /// `streams` and `liveness` checks take their timing from here.
+    pub fn streams_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.peers.len() as u64 * 10).clamp(1_000, 3_000))
+    }
+
     /// Peers expected to receive on a topic: all of them (incidents do not change what is expected).
     pub fn subscribers(&self, _topic: &str) -> impl Iterator<Item = &PeerSpec> {
         self.peers.iter()
@@ -489,6 +497,14 @@ mod tests {
             ),
             vec![(2, 0)]
         );
+    }
+
+    #[test]
+    fn stream_counts_are_sampled_less_often_in_large_networks() {
+        let kit = |n: usize| crate::testkit::Kit::many(n / 2, n - n / 2);
+        let interval = |n| kit(n).case.streams_interval().as_millis();
+        assert_eq!((interval(2), interval(100)), (1_000, 1_000));
+        assert_eq!((interval(200), interval(1_000)), (2_000, 3_000));
     }
 
     #[test]

@@ -14,9 +14,6 @@ pub const NAME: &str = "liveness";
 /// How much of a peer's own line a message quotes.
 const QUOTE: usize = 100;
 
-/// A live peer with a connection says something at least every second (its stream counts): quiet for longer, it
-/// may be hanging.
-const QUIET_US: Micros = 2_000_000;
 
 pub struct Liveness {
     settings: Settings,
@@ -94,8 +91,8 @@ impl Check for Liveness {
             }
             return;
         }
-        // A live peer with a connection samples its streams every second: a long silence before it was told to stop
-        // is a hang.
+        // A live peer with a connection samples its streams every `streams_interval`: a long silence before it was
+        // told to stop is a hang.
         let silence_us = self.settings.silence.as_micros() as Micros;
         let stop = matches!(rec.command(), Some(Command::Stop));
         let sampling = self.open.get(&rec.peer).is_some_and(|n| *n > 0);
@@ -187,15 +184,18 @@ impl Check for Liveness {
         }
     }
 
-    /// A peer quiet for longer than its sampling keeps it (it counts its streams every second) may be hanging:
-    /// the case listens until its silence would count.
-    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+    /// A peer quiet for longer than its sampling keeps it (it counts its streams every `streams_interval`) may be
+    /// hanging: the case listens until its silence would count.
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
         let silence_us = self.settings.silence.as_micros() as Micros;
+        // A live peer with a connection says something at least every sampling period (its stream counts):
+        // quiet for two, it may be hanging.
+        let quiet_us = 2 * ctx.case.streams_interval().as_micros() as Micros;
         let quiet = self
             .last_event
             .iter()
             .filter(|(peer, last)| {
-                now - **last > QUIET_US
+                now - **last > quiet_us
                     && self.open.get(*peer).is_some_and(|n| *n > 0)
                     && !self.told_to_stop.contains(*peer)
                     && !self.down.contains(*peer)

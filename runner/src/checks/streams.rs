@@ -13,9 +13,15 @@ use crate::results::CheckResult;
 
 pub const NAME: &str = "streams";
 
-/// How long a connection may be held before its first stream count is due: peers sample every second.
-const SETTLE_US: Micros = 3_000_000;
-const SAMPLING_US: Micros = 1_000_000;
+/// How long a connection may be held before its first stream count is due: a sampling period (the case's
+/// `streams_interval`), and two seconds for a busy peer to get to it.
+fn settle_us(case: &crate::cases::Case) -> Micros {
+    sampling_us(case) + 2_000_000
+}
+
+fn sampling_us(case: &crate::cases::Case) -> Micros {
+    case.streams_interval().as_micros() as Micros
+}
 
 #[derive(Debug, Clone, Default)]
 struct Peak {
@@ -61,7 +67,7 @@ impl Streams {
     }
 
     /// Connections held past the settle time whose holder never reported a stream count for them.
-    fn uncounted(&self) -> Vec<(&(String, String), &Held, Micros)> {
+    fn uncounted(&self, settle_us: Micros) -> Vec<(&(String, String), &Held, Micros)> {
         self.held
             .iter()
             .filter(|(key, _)| !self.peaks.contains_key(*key))
@@ -71,7 +77,7 @@ impl Streams {
                     .flatten()
                     .min()
                     .unwrap_or(self.last);
-                (end - h.opened > SETTLE_US).then_some((key, h, end - h.opened))
+                (end - h.opened > settle_us).then_some((key, h, end - h.opened))
             })
             .collect()
     }
@@ -148,17 +154,18 @@ impl Check for Streams {
 
     /// A connection held for less than the settle time without a stream count yet, and streams opened on command
     /// that no count taken a sampling period later has shown yet.
-    fn pending(&self, _: &Context, now: Micros) -> Option<Pending> {
+    fn pending(&self, ctx: &Context, now: Micros) -> Option<Pending> {
+        let (settle, sampling) = (settle_us(ctx.case), sampling_us(ctx.case));
         let uncounted = self
             .held
             .iter()
             .filter(|(key, h)| !self.peaks.contains_key(*key) && h.closed.is_none() && !self.ended.contains_key(&key.0))
-            .map(|(_, h)| h.opened + SETTLE_US + 1);
+            .map(|(_, h)| h.opened + settle + 1);
         let opened = self
             .opened
             .iter()
-            .filter(|(at, peer)| self.last_count.get(peer).is_none_or(|c| *c < at + SAMPLING_US))
-            .map(|(at, _)| at + SETTLE_US);
+            .filter(|(at, peer)| self.last_count.get(peer).is_none_or(|c| *c < at + sampling))
+            .map(|(at, _)| at + settle);
         Pending::latest(now, uncounted.chain(opened), |n| format!("{n} stream count(s) to come"))
     }
 
@@ -180,7 +187,7 @@ impl Check for Streams {
                 clock(p.at)
             )
         };
-        let uncounted = self.uncounted();
+        let uncounted = self.uncounted(settle_us(ctx.case));
         let peers: BTreeSet<&String> = self
             .held
             .keys()

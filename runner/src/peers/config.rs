@@ -34,7 +34,7 @@ pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
             max_transmit_size: g.max_transmit_size,
             message_id: message_id_of(g.message_id),
         },
-        streams_interval_ms: wire::DEFAULT_STREAMS_INTERVAL_MS,
+        streams_interval_ms: case.streams_interval().as_millis() as u64,
         require: required(&peer.roles),
         request_response: peer.roles.request_response.as_ref().map(request_response_of),
         autonat: peer.roles.autonat.as_ref().map(autonat_of),
