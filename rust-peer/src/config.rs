@@ -204,9 +204,10 @@ impl Config {
                 "gossipsub: need d_lo <= d <= d_hi, got d={d} d_lo={d_lo} d_hi={d_hi}"
             )));
         }
-        if d == 0 {
-            return Err(ConfigError("gossipsub: d must be positive".into()));
-        }
+        // d = 0 is allowed where the library allows it (d_lo 0 too): a peer that keeps no mesh
+        // and takes messages by flood publishing alone, as bootstrappers do (rust-libp2p#6100:
+        // before libp2p-gossipsub 0.49.1 such a peer never announced its subscriptions to peers
+        // that connected later, and dropped every message of the topic).
 
         let mut builder = gossipsub::ConfigBuilder::default();
         builder
@@ -215,7 +216,8 @@ impl Config {
             .mesh_n_low(d_lo)
             .mesh_n_high(d_hi)
             // D_out must stay <= D/2 and < D_lo (gossipsub spec); the default of 2 breaks small
-            // meshes, which experiments do ask for, so shrink it only when it has to.
+            // meshes, which experiments do ask for, so shrink it only when it has to (to 0 with
+            // d_lo 0, which the library allows: mesh_outbound_min <= mesh_n_low).
             .mesh_outbound_min(
                 defaults
                     .mesh_outbound_min()
@@ -324,6 +326,30 @@ mod tests {
         let gs = config.gossipsub_config().expect("valid gossipsub config");
         assert_eq!((gs.mesh_n(), gs.mesh_n_low(), gs.mesh_n_high()), (2, 1, 3));
         assert_eq!(gs.mesh_outbound_min(), 0);
+    }
+
+    #[test]
+    fn no_mesh_is_accepted() {
+        // d = 0 needs d_lo = 0; d_hi may be 0 (what go-libp2p-pubsub takes) or more.
+        for d_hi in [0, 12] {
+            let config = Config::from_json(&format!(
+                r#"{{"seed":1,"listen_port":0,"transport":"quic-v1",
+                    "gossipsub":{{"d":0,"d_lo":0,"d_hi":{d_hi}}}}}"#
+            ))
+            .expect("valid config");
+            let gs = config.gossipsub_config().expect("d = 0 is a valid gossipsub config");
+            assert_eq!(
+                (gs.mesh_n(), gs.mesh_n_low(), gs.mesh_n_high()),
+                (0, 0, d_hi)
+            );
+            assert_eq!(gs.mesh_outbound_min(), 0);
+        }
+        // d = 0 with the library's d_lo (5) is out of order, and said so.
+        let e = Config::from_json(
+            r#"{"seed":1,"listen_port":0,"transport":"quic-v1","gossipsub":{"d":0}}"#,
+        )
+        .expect_err("d_lo 5 > d 0");
+        assert!(e.0.contains("d_lo <= d <= d_hi"), "{}", e.0);
     }
 
     #[test]

@@ -62,13 +62,15 @@ fn checks_parse_and_reject_unknown_ones() {
 
 #[test]
 fn shipped_matrices_load() {
-    let dir = crate::images::project_root().join("matrices");
+    let root = crate::images::project_root().join("matrices");
     let (_cache, reg) = crate::releases::recorded::registries();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let m = Matrix::load_with(&path, &reg).unwrap_or_else(|e| panic!("{e}"));
-            assert!(m.releases.warnings.is_empty(), "{}: {:?}", path.display(), m.releases.warnings);
+    for dir in [root.clone(), root.join("incidents"), root.join("regressions")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let m = Matrix::load_with(&path, &reg).unwrap_or_else(|e| panic!("{e}"));
+                assert!(m.releases.warnings.is_empty(), "{}: {:?}", path.display(), m.releases.warnings);
+            }
         }
     }
 }
