@@ -956,17 +956,24 @@ async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Ou
         },
     };
     let what = format!("inspecting container {}", watch.name);
-    let oom_killed = bounded(
-        &what,
-        INSPECT_TIMEOUT,
-        None,
-        watch.api.inspect_container(&watch.id, None),
-    )
-    .await
-    .map_err(|e| tracing::warn!("{e:#}"))
-    .ok()
-    .and_then(|i| i.state?.oom_killed)
-    .unwrap_or(false);
+    let inspect_oom = || async {
+        bounded(&what, INSPECT_TIMEOUT, None, watch.api.inspect_container(&watch.id, None))
+            .await
+            .map_err(|e| tracing::warn!("{e:#}"))
+            .ok()
+            .and_then(|i| i.state?.oom_killed)
+            .unwrap_or(false)
+    };
+    let mut oom_killed = inspect_oom().await;
+    // The engine learns of an OOM kill from an event of its own, which may come after the exit it already reported
+    // (seen with Engine 20.10 on cgroup v1 under load): a SIGKILL's status is asked again for a moment.
+    for _ in 0..OOM_EVENT_RETRIES {
+        if oom_killed || code != Some(137) {
+            break;
+        }
+        tokio::time::sleep(OOM_EVENT_WAIT).await;
+        oom_killed = inspect_oom().await;
+    }
     // Killed by the limit means its use reached the limit (the kernel kills when a charge would go over it), even
     // when the last sample was taken before the final climb.
     let peak_memory_bytes = match (peak.max, oom_killed) {
@@ -1057,6 +1064,9 @@ const CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a SIGKILLed container's OOM flag is waited for: 10 looks 100 ms apart.
+const OOM_EVENT_RETRIES: usize = 10;
+const OOM_EVENT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Pausing or resuming a container: the engine freezes or thaws its cgroup.
