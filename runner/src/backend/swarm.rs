@@ -168,12 +168,7 @@ impl SwarmBackend {
                 config.control_port = Some(CONTROL_PORT);
                 let body = ContainerCreateBody {
                     image: Some(self.image_id(&launch.recipe).await?),
-                    env: Some(
-                        [format!("{CONFIG_VAR}={}", serde_json::to_string(&config)?)]
-                            .into_iter()
-                            .chain(launch.limits.runtime_env())
-                            .collect(),
-                    ),
+                    env: Some(peer_env(&config, &launch.limits)?),
                     labels: Some(self.docker.labels(Some(case))),
                     open_stdin: Some(true),
                     stdin_once: Some(false),
@@ -400,12 +395,7 @@ impl Backend for SwarmBackend {
             task_template: Some(TaskSpec {
                 container_spec: Some(TaskSpecContainerSpec {
                     image: Some(self.image_id(&launch.recipe).await?),
-                    env: Some(
-                        [format!("{CONFIG_VAR}={}", serde_json::to_string(&config)?)]
-                            .into_iter()
-                            .chain(launch.limits.runtime_env())
-                            .collect(),
-                    ),
+                    env: Some(peer_env(&config, &launch.limits)?),
                     // The task's container is labelled like the service, so that it is swept like the service.
                     labels: Some(labels),
                     user: Some(PEER_USER.into()),
@@ -674,6 +664,12 @@ impl Backend for SwarmBackend {
     async fn remove_run(&self) -> anyhow::Result<()> {
         self.docker.remove_run().await
     }
+}
+
+/// A peer's environment: its configuration, and the thread count its runtime is limited to.
+fn peer_env(config: &contract::config::PeerConfig, limits: &crate::matrix::Limits) -> anyhow::Result<Vec<String>> {
+    let config = format!("{CONFIG_VAR}={}", serde_json::to_string(config)?);
+    Ok(std::iter::once(config).chain(limits.runtime_env()).collect())
 }
 
 /// The prefix length of an overlay that holds `peers` tasks, the helper, and the addresses the overlay takes for
