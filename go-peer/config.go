@@ -32,6 +32,9 @@ type Config struct {
 	// ControlPort serves the contract on this TCP port instead of stdin and
 	// stdout (control.go); absent: stdin and stdout.
 	ControlPort *int `json:"control_port,omitempty"`
+	// EventsPath is a file (the runner's named pipe) that events are written
+	// to instead of stdout; commands still come from stdin. Absent: stdout.
+	EventsPath *string `json:"events_path,omitempty"`
 	// Swarm holds rust-libp2p swarm settings this peer cannot apply
 	// (checkSupported refuses them rather than ignore them).
 	Swarm *SwarmConfig `json:"swarm,omitempty"`
@@ -130,6 +133,9 @@ func (c *Config) validate() error {
 	}
 	if c.ControlPort != nil && (*c.ControlPort < 0 || *c.ControlPort > 65535) {
 		return fmt.Errorf("control_port %d out of range", *c.ControlPort)
+	}
+	if c.EventsPath != nil && *c.EventsPath == "" {
+		return errors.New("events_path must name a file, got an empty string")
 	}
 	switch c.Transport {
 	case "tcp", "quic-v1":

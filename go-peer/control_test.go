@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,5 +95,37 @@ func dialUntil(t *testing.T, addr string, within time.Duration) net.Conn {
 			t.Fatalf("no control port at %s: %v", addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEventsPath writes the events to the file events_path names, which the
+// peer opens but never creates, and leaves stdout silent; commands still come
+// from stdin.
+func TestEventsPath(t *testing.T) {
+	path := t.TempDir() + "/events"
+	cfg := fmt.Sprintf(`{"seed":6,"listen_port":0,"transport":"tcp","security":"noise","muxer":"yamux","events_path":%q}`, path)
+	if err := contract(t).check(kindConfig, cfg); err != nil {
+		t.Fatalf("the configuration breaks the contract: %v", err)
+	}
+	if code := run(cfg, strings.NewReader(""), io.Discard, io.Discard); code != exitFailure {
+		t.Fatalf("exit %d with no file at events_path, want %d: the peer must not create it", code, exitFailure)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	if code := run(cfg, strings.NewReader(`{"cmd":"stop"}`+"\n"), &stdout, io.Discard); code != exitOK {
+		t.Fatalf("exit %d after stop", code)
+	}
+	events, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(events)), "\n")
+	if !strings.Contains(lines[0], `"event":"started"`) || !strings.Contains(lines[len(lines)-1], `"event":"stopped"`) {
+		t.Fatalf("events_path holds %q, want started first and stopped last", events)
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("stdout is not silent with events_path: %q", stdout.String())
 	}
 }

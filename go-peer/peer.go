@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -46,6 +47,15 @@ func run(rawConfig string, stdin io.Reader, stdout io.Writer, stderr io.Writer) 
 		}
 		defer conn.Close()
 		stdin, stdout = conn, conn
+	} else if cfg.EventsPath != nil {
+		// Opened, not created: the runner made the pipe and holds its reading end.
+		events, err := os.OpenFile(*cfg.EventsPath, os.O_WRONLY, 0)
+		if err != nil {
+			fmt.Fprintln(stderr, "events_path:", err)
+			return exitFailure
+		}
+		defer events.Close()
+		stdout = events
 	}
 	priv, err := identityFromSeed(*cfg.Seed)
 	if err != nil {

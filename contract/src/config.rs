@@ -54,6 +54,11 @@ pub struct PeerConfig {
     /// Absent: stdin and stdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_port: Option<u16>,
+    /// Write events to this file instead of stdout (without `control_port`): the peer opens it for writing, never
+    /// creates it, and writes the same lines there; commands still come from stdin. The Docker backend gives each
+    /// peer a named pipe of its own here, so that events skip the engine's attach stream. Absent: stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_path: Option<String>,
     /// Settings of the peer's swarm (its connection machinery) that staging needs; absent: the library's defaults.
     /// A peer whose library has no such setting answers `unsupported` at start
     /// ([`crate::features::SWARM_HANDLER_QUEUE`]).

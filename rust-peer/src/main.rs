@@ -25,9 +25,29 @@ use crate::{
     events::{Emitter, Event},
 };
 
-#[tokio::main]
-async fn main() {
+fn main() {
     exit_on_panic();
+    runtime().block_on(run())
+}
+
+/// `TOKIO_WORKER_THREADS=1` (the runner's `limits.threads: 1`) runs every task on the main thread, as the swarm
+/// already does: a multi-threaded runtime with one worker would still hand each wake-up between the swarm's thread
+/// and the worker's, which at 100 peers on two cores is a third of an idle peer's CPU time. Any other value is read
+/// by tokio's multi-threaded runtime itself, whose default is one worker per core.
+fn runtime() -> tokio::runtime::Runtime {
+    let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|n| n.trim() == "1");
+    let mut builder = if one {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().unwrap_or_else(|e| {
+        eprintln!("rust-peer: cannot start the tokio runtime: {e}");
+        process::exit(1)
+    })
+}
+
+async fn run() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -43,10 +63,7 @@ async fn main() {
     };
     // With a control port, its one connection is stdin and stdout from here on.
     let (input, output) = match config.control_port {
-        None => (
-            control::lines(std::io::stdin()),
-            Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>,
-        ),
+        None => (control::lines(std::io::stdin()), events_output(&config)),
         Some(port) => match control::accept(port) {
             Ok((read, write)) => (control::lines(read), Box::new(write) as _),
             Err(e) => {
@@ -78,6 +95,21 @@ async fn main() {
     // Exit at once: the input's reader thread may still be blocked in a read. Events are
     // already flushed.
     process::exit(status);
+}
+
+/// Where events go without a control port: the file `events_path` names (the runner's named pipe; opened, not
+/// created), else stdout.
+fn events_output(config: &Config) -> Box<dyn std::io::Write + Send> {
+    let Some(path) = &config.events_path else {
+        return Box::new(std::io::stdout());
+    };
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(file) => Box::new(file),
+        Err(e) => {
+            eprintln!("rust-peer: events_path {path}: {e}");
+            process::exit(1);
+        }
+    }
 }
 
 /// A panic anywhere (a library's `expect`, as libp2p-autonat 0.13's "Peer is connected.") ends

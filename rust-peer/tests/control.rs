@@ -88,3 +88,45 @@ fn the_contract_is_served_over_the_control_port() {
         .unwrap();
     assert!(stdout.is_empty(), "stdout is not silent: {stdout:?}");
 }
+
+/// `events_path` (docs/peer-contract.md §1): the events go to that file, which the peer opens but
+/// never creates, with `started` first and `stopped` last; stdout stays silent and commands still
+/// come from stdin. Also with one runtime thread (`TOKIO_WORKER_THREADS=1`), as at scale.
+#[test]
+fn events_go_to_the_file_events_path_names() {
+    let binary = std::env::var("MESHGATE_TEST_PEER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_rust-peer").to_owned());
+    let path = std::env::temp_dir().join(format!("rust-peer-events-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let extra = format!(r#""events_path":{}"#, serde_json::to_string(&path).unwrap());
+    let run = |threads: &str| {
+        let mut child = Command::new(&binary)
+            .env(contract::config::CONFIG_VAR, config(8, &extra))
+            .env("TOKIO_WORKER_THREADS", threads)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rust-peer");
+        writeln!(child.stdin.take().unwrap(), r#"{{"cmd":"stop"}}"#).unwrap();
+        let mut stdout = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        (child.wait().unwrap(), stdout)
+    };
+    let (status, _) = run("2");
+    assert!(!status.success(), "with no file at events_path the peer must fail, not create it");
+    for threads in ["1", "2"] {
+        std::fs::write(&path, "").unwrap();
+        let (status, stdout) = run(threads);
+        assert!(status.success(), "exit after stop: {status}");
+        assert_eq!(stdout, "", "stdout is silent with events_path");
+        let events: Vec<EventLine> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an event line: {l}: {e}")))
+            .collect();
+        assert!(matches!(events.first().map(|e| &e.event), Some(Event::Started { .. })), "started first");
+        assert!(matches!(events.last().map(|e| &e.event), Some(Event::Stopped)), "stopped last");
+    }
+    let _ = std::fs::remove_file(&path);
+}

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::LineBuffer;
+use super::pipes::{self, Pipes};
 use super::owner::{
     evidence_says_alive, judge, owner_of, parse_rfc3339, unix_now, Evidence, Unremoved, Verdict,
 };
@@ -56,6 +57,8 @@ pub struct DockerBackend {
     cases: Mutex<HashMap<usize, CaseNet>>,
     /// Every container started in this run, by id: what restarting it needs.
     lives: Mutex<HashMap<String, Life>>,
+    /// The named pipes the peers write their events to.
+    pipes: Pipes,
 }
 
 struct CaseNet {
@@ -73,6 +76,8 @@ struct Life {
     ip: Ipv4Addr,
     port: u16,
     memory_limit: u64,
+    /// The named pipe its events come through (a peer's; a participant writes them to stdout).
+    events: Option<PathBuf>,
     /// Cancelled once this life's exit is reported: the engine's exit status of a restarted container would be
     /// that of its next life.
     exited: CancellationToken,
@@ -104,12 +109,16 @@ impl DockerBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(run_id.to_owned());
+        let owner = owner_of(std::process::id()).unwrap_or_default();
+        let pipes = Pipes::new(run_id, &owner)
+            .map_err(|e| anyhow!("making the directory of the peers' event pipes: {e}"))?;
         Ok(Self {
             api,
             run_id: run_id.to_owned(),
-            owner: owner_of(std::process::id()).unwrap_or_default(),
+            owner,
             cases: Mutex::default(),
             lives: Mutex::default(),
+            pipes,
         })
     }
 
@@ -452,8 +461,14 @@ impl Backend for DockerBackend {
             net.started += 1;
             peer_address(net.subnet, net.started - 1)?
         };
-        let env = format!("MESHGATE_PEER_CONFIG={}", launch.config.to_json());
-        let port = launch.config.listen_port;
+        let events = self
+            .pipes
+            .make(&format!("c{case}-{}", launch.name))
+            .map_err(|e| anyhow!("making the event pipe of {}: {e}", launch.name))?;
+        let mut config = launch.config;
+        config.events_path = Some(pipes::IN_CONTAINER.into());
+        let env = format!("MESHGATE_PEER_CONFIG={}", config.to_json());
+        let port = config.listen_port;
         let container = Container {
             name: &launch.name,
             image: launch.recipe.image_tag(),
@@ -461,6 +476,7 @@ impl Backend for DockerBackend {
             ip,
             port,
             limits: launch.limits,
+            events: Some(events),
             cancel: &launch.cancel,
         };
         self.create_and_run(case, container).await
@@ -496,6 +512,7 @@ impl Backend for DockerBackend {
             ip,
             port: launch.port,
             limits: launch.limits,
+            events: None,
             cancel: &launch.cancel,
         };
         self.create_and_run(case, container).await
@@ -619,7 +636,9 @@ impl Backend for DockerBackend {
             self.run_id
         );
         bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
-        Ok(())
+        self.pipes
+            .remove()
+            .map_err(|e| anyhow!("removing the peers' event pipes: {e}"))
     }
 
     /// Removes what runs whose owner is gone left behind; objects of live runs stay. Runs are judged whole, by
@@ -640,6 +659,8 @@ struct Container<'a> {
     ip: Ipv4Addr,
     port: u16,
     limits: crate::matrix::Limits,
+    /// The host's end of the peer's event pipe, bind-mounted at [`pipes::IN_CONTAINER`].
+    events: Option<PathBuf>,
     cancel: &'a CancellationToken,
 }
 
@@ -690,6 +711,10 @@ impl DockerBackend {
                 // engine's own log (json-file by default) would encode and write each line a second time, which
                 // at 200 peers is a good part of the engine's CPU.
                 log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
+                binds: c
+                    .events
+                    .as_ref()
+                    .map(|p| vec![format!("{}:{}:rw", p.display(), pipes::IN_CONTAINER)]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -710,6 +735,7 @@ impl DockerBackend {
             ip,
             port: c.port,
             memory_limit: memory,
+            events: c.events,
             exited: CancellationToken::new(),
         };
         self.run_container(&created.id, life, cancel).await
@@ -731,6 +757,13 @@ impl DockerBackend {
             .stream(true)
             .logs(false)
             .build();
+        // Open before the peer starts: it opens its end at once, and waits until the reading end is open.
+        let events = life
+            .events
+            .as_deref()
+            .map(pipes::open)
+            .transpose()
+            .map_err(|e| anyhow!("opening the event pipe of container {name}: {e}"))?;
         let io = bounded(
             &format!("attaching to container {name}"),
             ATTACH_TIMEOUT,
@@ -795,7 +828,7 @@ impl DockerBackend {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned(), life);
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(pump_output(watch, io.output, tx));
+        tokio::spawn(pump_output(watch, io.output, events, tx));
         Ok(PeerProcess {
             id: id.to_owned(),
             address,
@@ -870,7 +903,8 @@ impl DockerBackend {
                 }
             }
         }
-        Unremoved::into_result(errors).map(|()| removed + swept_rules)
+        let swept_pipes = super::pipes::sweep_stale(&self.run_id);
+        Unremoved::into_result(errors).map(|()| removed + swept_rules + swept_pipes)
     }
 
 }
@@ -892,14 +926,22 @@ struct Watch {
     exited: CancellationToken,
 }
 
-/// Splits the attached stream into lines per channel, then reports the exit: status, whether the kernel killed it
-/// for memory, and the most memory it used.
-async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Output>) {
+/// Splits the attached stream into lines per channel, and the event pipe's into stdout lines; then reports the
+/// exit: status, whether the kernel killed it for memory, and the most memory it used.
+async fn pump_output(
+    watch: Watch,
+    mut output: OutputStream,
+    mut events: Option<tokio::net::unix::pipe::Receiver>,
+    tx: mpsc::Sender<Output>,
+) {
+    use tokio::io::AsyncReadExt as _;
     let mut out = LineBuffer::default();
     let mut err = LineBuffer::default();
+    let mut piped = LineBuffer::default();
+    let mut buf = vec![0u8; 64 * 1024];
     // The engine removes a container's cgroup as soon as it exits, so its peak is read while it runs.
     let mut peak = PeakMemory::find(&watch.id, watch.pid);
-    let mut sampling = tokio::time::interval(MEMORY_SAMPLING);
+    let mut sampling = tokio::time::interval(peak.interval());
     sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let chunk = tokio::select! {
@@ -907,6 +949,20 @@ async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Ou
                 Some(Ok(chunk)) => chunk,
                 _ => break,
             },
+            read = async { events.as_mut()?.read(&mut buf).await.ok() }, if events.is_some() => {
+                match read {
+                    // The runner holds a writing end too: no end of file while the container lives.
+                    Some(0) | None => events = None,
+                    Some(n) => {
+                        for line in piped.push(&buf[..n]) {
+                            if tx.send(Output::Stdout(line)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             _ = sampling.tick() => {
                 peak.sample();
                 continue;
@@ -929,6 +985,14 @@ async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Ou
         }
     }
     peak.sample();
+    // The attach stream ends when the container's process has ended, so every event it wrote is in the pipe.
+    if let Some(rx) = &events {
+        let mut rest = Vec::new();
+        pipes::drain(rx, &mut rest);
+        for line in piped.push(&rest).into_iter().chain(piped.finish()) {
+            let _ = tx.send(Output::Stdout(line)).await;
+        }
+    }
     if let Some(line) = out.finish() {
         let _ = tx.send(Output::Stdout(line)).await;
     }
@@ -994,7 +1058,10 @@ async fn pump_output(watch: Watch, mut output: OutputStream, tx: mpsc::Sender<Ou
 /// The most memory a container used, read from its cgroup: cgroup v2 `memory.peak` (or `memory.current` on kernels
 /// before 5.19), cgroup v1 `memory.max_usage_in_bytes`.
 pub(super) struct PeakMemory {
-    file: Option<std::path::PathBuf>,
+    /// Kept open: a read at offset 0 gives the value anew, without walking the cgroup tree's path at every sample.
+    file: Option<std::fs::File>,
+    /// Whether the file is a peak the kernel keeps (not `memory.current`).
+    kept: bool,
     pub(super) max: Option<u64>,
 }
 
@@ -1037,17 +1104,35 @@ impl PeakMemory {
                     .join("memory.max_usage_in_bytes"),
             );
         }
-        let file = candidates.into_iter().find(|f| f.is_file());
-        let mut peak = Self { file, max: None };
+        let (file, kept) = candidates
+            .into_iter()
+            .find_map(|f| {
+                let kept = !f.ends_with("memory.current");
+                Some((std::fs::File::open(f).ok()?, kept))
+            })
+            .map_or((None, false), |(f, k)| (Some(f), k));
+        let mut peak = Self { file, kept, max: None };
         peak.sample();
         peak
     }
 
+    /// How often to sample while the container runs.
+    pub(super) fn interval(&self) -> std::time::Duration {
+        if self.kept {
+            PEAK_SAMPLING
+        } else {
+            MEMORY_SAMPLING
+        }
+    }
+
     pub(super) fn sample(&mut self) {
+        use std::os::unix::fs::FileExt as _;
         let Some(file) = &self.file else { return };
-        if let Some(v) = std::fs::read_to_string(file)
+        let mut buf = [0u8; 32];
+        if let Some(v) = file
+            .read_at(&mut buf, 0)
             .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok()?.trim().parse::<u64>().ok())
         {
             self.max = Some(self.max.map_or(v, |m| m.max(v)));
         }
@@ -1077,8 +1162,10 @@ const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Removing every container and the network of a case (or of a run), which are removed side by side.
 const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-/// How often a running container's memory use is read.
+/// How often a running container's memory use is read where the cgroup gives only the current use; a cgroup that
+/// keeps its own peak is read less often (at 200 peers, reads four times a second were a twentieth of the runner).
 const MEMORY_SAMPLING: std::time::Duration = std::time::Duration::from_millis(250);
+const PEAK_SAMPLING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Case networks are /22 blocks of 10.216.0.0/13, a private range no other project is known to use: 512 of them,
 /// each with room for 1020 peers (the bridge takes `.1`, the case's participant the last host).

@@ -11,6 +11,7 @@ pub mod netfault;
 mod session;
 mod netns;
 mod owner;
+mod pipes;
 pub mod sockets;
 pub mod swarm;
 

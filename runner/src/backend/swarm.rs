@@ -828,7 +828,8 @@ async fn pump(
         .map(|c| PeakMemory::find(c, watch.pid));
     if let Some(control) = control {
         let mut lines = BufReader::new(control).lines();
-        let mut sampling = tokio::time::interval(MEMORY_SAMPLING);
+        // Without a cgroup to read here (the task runs on another node), there is nothing to sample.
+        let mut sampling = tokio::time::interval(peak.as_ref().map_or(Duration::from_secs(1), PeakMemory::interval));
         sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -948,7 +949,6 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 /// How long a task's log may go on after the task ended.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
-const MEMORY_SAMPLING: Duration = Duration::from_millis(250);
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,8 @@ pub fn for_peer(case: &Case, i: usize) -> PeerConfig {
         }),
         // The backend sets it where it cannot give the peer a stdin (the swarm backend).
         control_port: None,
+        // The backend sets it where it gives the peer a pipe for its events (the Docker backend).
+        events_path: None,
         swarm: peer.roles.swarm.as_ref().map(|s| wire::Swarm {
             handler_queue: s.handler_queue.map(std::num::NonZeroU32::get),
         }),

@@ -988,6 +988,10 @@ impl<'a, B: Backend> Driver<'a, B> {
         if let Some(why) = self.gateway.as_mut().and_then(|g| g.failed.take()) {
             bail!("{why}");
         }
+        // The case folder's logs stay at most a tick behind what was read (for whoever watches them).
+        for output in &mut self.outputs {
+            output.flush();
+        }
         let peers = self.peer_reports();
         self.rec.watch(self.case, &peers)?;
         Ok(())

@@ -14,8 +14,9 @@ use super::host::Sampler;
 use super::world::World;
 use super::Watch;
 
-/// A live check is asked again after this many times what its last answer took: watching takes at most about a
-/// twentieth of the runner's time, whatever the size of the case; small cases are asked at every tick.
+/// A live check is asked again after this many times what its last answer took, times the number of live checks:
+/// watching, all checks together, takes at most about a twentieth of the runner's time, whatever the size of the
+/// case; small cases are asked at every tick.
 pub const LOOK_SHARE: u32 = 20;
 
 /// A check failed while the case ran, and the run was asked to stop there.
@@ -153,6 +154,7 @@ impl<'a> Recorder<'a> {
     pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {
         self.take_host();
         let now = now_micros();
+        let checks = self.live.len() as u32;
         for (check, next_look) in self.live.iter().zip(&mut self.next_look) {
             if self.announced.contains(&check.name()) || Instant::now() < *next_look {
                 continue;
@@ -161,7 +163,7 @@ impl<'a> Recorder<'a> {
             let failing = check.failing(case, peers, now);
             let took = asked.elapsed();
             tracing::trace!(check = check.name(), took_us = took.as_micros() as u64, "look");
-            *next_look = asked + took * LOOK_SHARE;
+            *next_look = asked + took * LOOK_SHARE * checks;
             if let Some(message) = failing {
                 self.announced.push(check.name());
                 let line = format!("[{}] {message}", check.name());
