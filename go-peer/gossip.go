@@ -120,6 +120,13 @@ func (g *gossip) join(name string) (*joinedTopic, error) {
 	return jt, nil
 }
 
+// subscriptionBuffer is how many received messages wait for readMessages.
+// go-libp2p-pubsub drops a message it cannot hand to a full subscription
+// ("subscriber too slow"); at its default of 32, a burst of 50 publications on
+// a busy host overflowed it while this peer wrote its events, and the runner
+// saw messages missed that the network had delivered.
+const subscriptionBuffer = 4096
+
 func (g *gossip) subscribe(name string) error {
 	jt, err := g.join(name)
 	if err != nil {
@@ -128,7 +135,7 @@ func (g *gossip) subscribe(name string) error {
 	if jt.sub != nil {
 		return nil // already subscribed: nothing to announce
 	}
-	sub, err := jt.topic.Subscribe()
+	sub, err := jt.topic.Subscribe(pubsub.WithBufferSize(subscriptionBuffer))
 	if err != nil {
 		return err
 	}

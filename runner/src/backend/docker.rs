@@ -57,8 +57,9 @@ pub struct DockerBackend {
     cases: Mutex<HashMap<usize, CaseNet>>,
     /// Every container started in this run, by id: what restarting it needs.
     lives: Mutex<HashMap<String, Life>>,
-    /// The named pipes the peers write their events to.
-    pipes: Pipes,
+    /// The named pipes the peers write their events to, made at the first peer's start where the engine sees
+    /// them ([`DockerBackend::pipes`]).
+    pipes: std::sync::OnceLock<Option<Pipes>>,
 }
 
 struct CaseNet {
@@ -109,17 +110,32 @@ impl DockerBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(run_id.to_owned());
-        let owner = owner_of(std::process::id()).unwrap_or_default();
-        let pipes = Pipes::new(run_id, &owner)
-            .map_err(|e| anyhow!("making the directory of the peers' event pipes: {e}"))?;
         Ok(Self {
             api,
             run_id: run_id.to_owned(),
-            owner,
+            owner: owner_of(std::process::id()).unwrap_or_default(),
             cases: Mutex::default(),
             lives: Mutex::default(),
-            pipes,
+            pipes: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The run's event pipes, made when first asked for; none where the engine cannot see them (the events then
+    /// come through the attach stream, as from a peer that ignores `events_path`).
+    fn pipes(&self) -> Option<&Pipes> {
+        self.pipes
+            .get_or_init(|| {
+                let pipes = Pipes::new(&self.run_id, &self.owner)
+                    .map_err(|e| tracing::warn!("no event pipes, events come through the attach stream: {e}"))
+                    .ok()?;
+                if pipes.seen_by_engine() {
+                    return Some(pipes);
+                }
+                tracing::debug!("the engine does not see this runner's files: events come through the attach stream");
+                let _ = pipes.remove();
+                None
+            })
+            .as_ref()
     }
 
     /// The engine, for what measures it beside the runner (`meshgate bench`'s bare containers).
@@ -223,12 +239,19 @@ impl DockerBackend {
                 Some((id, name))
             })
             .collect();
-        let results = futures_util::future::join_all(
-            doomed
-                .iter()
-                .map(|(id, _)| self.api.remove_container(id, Some(opts.clone()))),
-        )
-        .await;
+        // A few at a time: hundreds removed at once from one network sometimes leave it an endpoint the engine
+        // never lets go (moby#42119; seen after 200-peer cases), and the engine does them one by one anyway.
+        let removals: Vec<_> = doomed
+            .iter()
+            .map(|(id, _)| {
+                let (api, id, opts) = (self.api.clone(), id.to_string(), opts.clone());
+                async move { api.remove_container(&id, Some(opts)).await }
+            })
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(removals)
+            .buffered(REMOVALS_AT_ONCE)
+            .collect()
+            .await;
         for ((_, name), r) in doomed.iter().zip(results) {
             match r {
                 Ok(()) => removed += 1,
@@ -462,11 +485,12 @@ impl Backend for DockerBackend {
             peer_address(net.subnet, net.started - 1)?
         };
         let events = self
-            .pipes
-            .make(&format!("c{case}-{}", launch.name))
+            .pipes()
+            .map(|p| p.make(&format!("c{case}-{}", launch.name)))
+            .transpose()
             .map_err(|e| anyhow!("making the event pipe of {}: {e}", launch.name))?;
         let mut config = launch.config;
-        config.events_path = Some(pipes::IN_CONTAINER.into());
+        config.events_path = events.as_ref().map(|_| pipes::IN_CONTAINER.into());
         let env = format!("MESHGATE_PEER_CONFIG={}", config.to_json());
         let port = config.listen_port;
         let container = Container {
@@ -476,7 +500,7 @@ impl Backend for DockerBackend {
             ip,
             port,
             limits: launch.limits,
-            events: Some(events),
+            events,
             cancel: &launch.cancel,
         };
         self.create_and_run(case, container).await
@@ -637,7 +661,9 @@ impl Backend for DockerBackend {
         );
         bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
         self.pipes
-            .remove()
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(Ok(()), Pipes::remove)
             .map_err(|e| anyhow!("removing the peers' event pipes: {e}"))
     }
 
@@ -1280,6 +1306,8 @@ pub(super) fn is_not_running(e: &bollard::errors::Error) -> bool {
 
 /// How often removing an overlay network is tried while its services' endpoints go (every 500 ms)...
 const NETWORK_TRIES: u32 = 60;
+/// Containers removed side by side.
+const REMOVALS_AT_ONCE: usize = 16;
 /// ...and a bridge network's, after its containers (a few seconds at most when hundreds were removed at once).
 const BRIDGE_NETWORK_TRIES: u32 = 10;
 

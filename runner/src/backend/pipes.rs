@@ -40,6 +40,28 @@ impl Pipes {
         Ok(Self { dir })
     }
 
+    /// Whether the engine sees this very directory: the engine's daemon runs on this machine and resolves the
+    /// directory's path to the same one. Not so with a remote engine (`DOCKER_HOST=tcp://...`), a runner in a
+    /// container of its own beside the engine, rootless Docker, or a private /tmp; the events then stay on the
+    /// attach stream. Decided by the daemon's view through `/proc/<pid>/root`, which needs the right to look into
+    /// the daemon's process (root has it): without it, no pipes either.
+    pub fn seen_by_engine(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(ours) = std::fs::metadata(&self.dir) else {
+            return false;
+        };
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            let is_daemon = std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "dockerd");
+            let root = p.path().join("root");
+            let theirs = root.join(self.dir.strip_prefix("/").unwrap_or(&self.dir));
+            is_daemon
+                && std::fs::metadata(theirs).is_ok_and(|m| m.dev() == ours.dev() && m.ino() == ours.ino())
+        })
+    }
+
     /// A new pipe for a container: writable by the peer's user, read only by the runner.
     pub fn make(&self, container: &str) -> io::Result<PathBuf> {
         let path = self.dir.join(format!("{container}.events"));
@@ -130,7 +152,9 @@ mod tests {
     #[tokio::test]
     async fn a_pipe_carries_lines_across_writers_and_keeps_what_was_left_after_the_writer_closed() {
         let run = format!("test-{}", std::process::id());
-        let pipes = Pipes::new(&run, "").unwrap();
+        // Owned by this process, so that a failed run's directory is swept by a later one.
+        let owner = super::super::owner::owner_of(std::process::id()).unwrap();
+        let pipes = Pipes::new(&run, &owner).unwrap();
         let path = pipes.make("rust-1").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o622, "the peer's user may write, only the runner reads");
@@ -151,8 +175,8 @@ mod tests {
         // This process's place (boot, pid namespace) with a pid that cannot run: seen, and dead.
         let mut parts: Vec<&str> = mine.split(':').collect();
         parts[2] = "4294967295";
-        let dead = Pipes::new("test-dead-owner", &parts.join(":")).unwrap();
-        let live = Pipes::new("test-live-owner", &mine).unwrap();
+        let dead = Pipes::new(&format!("test-dead-{}", std::process::id()), &parts.join(":")).unwrap();
+        let live = Pipes::new(&format!("test-live-{}", std::process::id()), &mine).unwrap();
         sweep_stale("none");
         assert!(!dead.dir.exists(), "a dead owner's pipes are removed");
         assert!(live.dir.exists(), "a live owner's pipes stay");
