@@ -35,7 +35,7 @@ fn owner_pid(owner: &str) -> Option<u32> {
     owner.rsplit(':').nth(1)?.parse().ok()
 }
 
-/// Containers and networks on the engine whose owner label names this process id.
+/// Containers and networks on the engine whose owner label names this process id, and its peers' event pipes.
 fn objects_owned_by(pid: u32) -> Vec<String> {
     let mut found = Vec::new();
     for args in [
@@ -67,6 +67,14 @@ fn objects_owned_by(pid: u32) -> Vec<String> {
                     found.push(name.to_owned());
                 }
             }
+        }
+    }
+    // The peers' event pipes: a directory per run, naming its owner.
+    for dir in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        let owner = std::fs::read_to_string(dir.path().join("owner")).unwrap_or_default();
+        if name.starts_with("meshgate-pipes-") && owner_pid(owner.trim()) == Some(pid) {
+            found.push(dir.path().display().to_string());
         }
     }
     found

@@ -660,11 +660,7 @@ impl Backend for DockerBackend {
             self.run_id
         );
         bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
-        self.pipes
-            .get()
-            .and_then(Option::as_ref)
-            .map_or(Ok(()), Pipes::remove)
-            .map_err(|e| anyhow!("removing the peers' event pipes: {e}"))
+        pipes::remove_run(&self.run_id).map_err(|e| anyhow!("removing the peers' event pipes: {e}"))
     }
 
     /// Removes what runs whose owner is gone left behind; objects of live runs stay. Runs are judged whole, by

@@ -33,7 +33,7 @@ impl Pipes {
     /// Makes the run's directory: readable by nobody else, passable by the peers (they run as another user and
     /// reach their pipe through the bind mount, by its inode, but the engine resolves the path as root).
     pub fn new(run_id: &str, owner: &str) -> io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("{PREFIX}{run_id}"));
+        let dir = dir_of(run_id);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
         std::fs::write(dir.join(OWNER_FILE), owner)?;
@@ -81,10 +81,25 @@ impl Pipes {
 
     /// Removes the directory and its pipes (what a reader still holds open stays readable).
     pub fn remove(&self) -> io::Result<()> {
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_dir(&self.dir)
+    }
+}
+
+/// The directory of a run's pipes.
+fn dir_of(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{PREFIX}{run_id}"))
+}
+
+/// Removes a run's pipes, if it made any: what the run's clean-up does, which may not have the backend that made
+/// them (`session::clean_up` connects anew).
+pub fn remove_run(run_id: &str) -> io::Result<()> {
+    remove_dir(&dir_of(run_id))
+}
+
+fn remove_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -282,7 +282,8 @@ impl Default for Limits {
 
 impl Limits {
     /// The environment that tells each implementation's runtime how many threads to run on: go reads
-    /// `GOMAXPROCS` and tokio's `#[tokio::main]` reads `TOKIO_WORKER_THREADS`, so no peer needs to know.
+    /// `GOMAXPROCS` and tokio's multi-threaded runtime reads `TOKIO_WORKER_THREADS` (the rust peer takes 1 to mean
+    /// its current-thread runtime), so no peer needs a setting of its own.
     pub fn runtime_env(&self) -> Vec<String> {
         self.threads
             .map(|n| vec![format!("GOMAXPROCS={n}"), format!("TOKIO_WORKER_THREADS={n}")])
