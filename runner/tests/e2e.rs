@@ -37,6 +37,20 @@ fn owner_pid(owner: &str) -> Option<u32> {
 
 /// Containers and networks on the engine whose owner label names this process id, and its peers' event pipes.
 fn objects_owned_by(pid: u32) -> Vec<String> {
+    let mut found = engine_objects_owned_by(pid);
+    // The peers' event pipes: a directory per run, naming its owner.
+    for dir in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        let owner = std::fs::read_to_string(dir.path().join("owner")).unwrap_or_default();
+        if name.starts_with("meshgate-pipes-") && owner_pid(owner.trim()) == Some(pid) {
+            found.push(dir.path().display().to_string());
+        }
+    }
+    found
+}
+
+/// Containers and networks on the engine whose owner label names this process id.
+fn engine_objects_owned_by(pid: u32) -> Vec<String> {
     let mut found = Vec::new();
     for args in [
         &[
@@ -67,14 +81,6 @@ fn objects_owned_by(pid: u32) -> Vec<String> {
                     found.push(name.to_owned());
                 }
             }
-        }
-    }
-    // The peers' event pipes: a directory per run, naming its owner.
-    for dir in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        let name = dir.file_name().to_string_lossy().into_owned();
-        let owner = std::fs::read_to_string(dir.path().join("owner")).unwrap_or_default();
-        if name.starts_with("meshgate-pipes-") && owner_pid(owner.trim()) == Some(pid) {
-            found.push(dir.path().display().to_string());
         }
     }
     found
@@ -1049,7 +1055,7 @@ fn peers_run_as_nobody_without_capabilities_on_a_read_only_root_within_their_lim
     // The peers are up once every one of them runs.
     let deadline = Instant::now() + Duration::from_secs(60);
     let containers = loop {
-        let peers: Vec<String> = objects_owned_by(pid)
+        let peers: Vec<String> = engine_objects_owned_by(pid)
             .into_iter()
             .filter(|n| inspect(n)["State"]["Running"] == true)
             .filter(|n| ["rust-1", "go-1", "go-2"].iter().any(|p| n.ends_with(p)))
