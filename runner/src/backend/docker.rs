@@ -659,8 +659,11 @@ impl Backend for DockerBackend {
             "removing the containers and networks of run {}",
             self.run_id
         );
-        bounded(&what, SWEEP_TIMEOUT, None, sweep).await?;
-        pipes::remove_run(&self.run_id).map_err(|e| anyhow!("removing the peers' event pipes: {e}"))
+        let swept = bounded(&what, SWEEP_TIMEOUT, None, sweep).await;
+        // Whatever the engine kept (a network it will not let go), the pipes go.
+        let pipes = pipes::remove_run(&self.run_id).map_err(|e| anyhow!("removing the peers' event pipes: {e}"));
+        swept?;
+        pipes
     }
 
     /// Removes what runs whose owner is gone left behind; objects of live runs stay. Runs are judged whole, by
