@@ -3,6 +3,7 @@
 //! The record also holds what the runner itself sees of a peer from outside (stderr lines, exit), so that
 //! checks judge from one time-ordered stream.
 
+use crate::backend::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use contract::commands::{Command, CommandLine};
@@ -110,19 +111,23 @@ fn events_schema() -> &'static EventsSchema {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Observation {
-    /// An event the peer reported on stdout.
+    /// An event the peer reported (on stdout, or in its events file).
     Event { line: EventLine },
     /// A line the peer wrote to stderr.
     Stderr { line: String },
-    /// A stdout line that is not a contract event: a violation of the contract, `error` says why.
+    /// A line on an event stream that is not a contract event: a violation of the contract, `error` says why.
     Malformed {
+        #[serde(default, skip_serializing_if = "Stream::is_stdout")]
+        stream: Stream,
         line_no: u64,
         line: String,
         error: String,
     },
-    /// A stdout line beyond the contract this runner knows (`what`: an unknown event, or unknown fields of a known
+    /// An event line beyond the contract this runner knows (`what`: an unknown event, or unknown fields of a known
     /// one): a newer peer's, recorded and not judged, so that pinned older runners keep working with it.
     Unknown {
+        #[serde(default, skip_serializing_if = "Stream::is_stdout")]
+        stream: Stream,
         line_no: u64,
         line: String,
         what: String,

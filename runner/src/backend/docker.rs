@@ -951,7 +951,7 @@ struct Watch {
     exited: CancellationToken,
 }
 
-/// Splits the attached stream into lines per channel, and the event pipe's into stdout lines; then reports the
+/// Splits the attached stream into lines per channel, and the event pipe's into events file lines; then reports the
 /// exit: status, whether the kernel killed it for memory, and the most memory it used.
 async fn pump_output(
     watch: Watch,
@@ -980,7 +980,7 @@ async fn pump_output(
                     Some(0) | None => events = None,
                     Some(n) => {
                         for line in piped.push(&buf[..n]) {
-                            if tx.send(Output::Stdout(line)).await.is_err() {
+                            if tx.send(Output::EventsFile(line)).await.is_err() {
                                 return;
                             }
                         }
@@ -1015,7 +1015,7 @@ async fn pump_output(
         let mut rest = Vec::new();
         pipes::drain(rx, &mut rest);
         for line in piped.push(&rest).into_iter().chain(piped.finish()) {
-            let _ = tx.send(Output::Stdout(line)).await;
+            let _ = tx.send(Output::EventsFile(line)).await;
         }
     }
     if let Some(line) = out.finish() {

@@ -55,13 +55,40 @@ pub struct ParticipantLaunch {
     pub cancel: CancellationToken,
 }
 
-/// What a peer produces, in order, as the backend sees it.
+/// What a peer produces, in order within each stream, as the backend sees it.
 #[derive(Debug)]
 pub enum Output {
     Stdout(String),
+    /// A line of the file `events_path` names (docs/peer-contract.md §1): the peer's events, read apart from
+    /// stdout. Which of two streams' lines came first is not known, so each stream's lines are numbered apart.
+    EventsFile(String),
     Stderr(String),
     /// The process ended.
     Exited(Exit),
+}
+
+/// The stream an event line came on, to name where a line is: `stdout line 3`, `events file line 1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    #[default]
+    Stdout,
+    EventsFile,
+}
+
+impl Stream {
+    pub fn is_stdout(&self) -> bool {
+        *self == Stream::Stdout
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Stdout => "stdout",
+            Stream::EventsFile => "events file",
+        })
+    }
 }
 
 /// How a peer's process ended, as far as the backend could learn.

@@ -168,11 +168,12 @@ impl Check for Liveness {
             }
             Observation::Killed { reason } => Some(format!("{reason}: killed")),
             Observation::Malformed {
+                stream,
                 line_no,
                 line,
                 error,
             } => Some(format!(
-                "broke the event contract on stdout line {line_no} ({error}): {line}"
+                "broke the event contract on {stream} line {line_no} ({error}): {line}"
             )),
             _ => None,
         };
@@ -253,6 +254,7 @@ impl Check for Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Stream;
     use crate::testkit::Kit;
     use crate::results::Status;
 
@@ -326,6 +328,7 @@ mod tests {
         let line = |what: Observation| Recorded { at: 1, peer: "go-1".into(), what };
         let mut ev = vec![
             line(Observation::Unknown {
+                stream: Stream::Stdout,
                 line_no: 3,
                 line: r#"{"ts":1,"peer":"A","event":"teleported"}"#.into(),
                 what: "an event it does not know: `teleported`".into(),
@@ -337,6 +340,7 @@ mod tests {
         ev.insert(
             0,
             line(Observation::Malformed {
+                stream: Stream::Stdout,
                 line_no: 2,
                 line: r#"{"ts":1,"peer":"A","event":"message"}"#.into(),
                 error: "\"topic\" is a required property".into(),
@@ -445,18 +449,25 @@ mod tests {
     }
 
     #[test]
-    fn garbage_on_stdout_fails() {
+    fn garbage_on_an_event_stream_fails_naming_the_stream_and_line() {
         let kit = Kit::new(&["rust-1"]);
-        let ev = [Recorded {
-            at: 1,
-            peer: "rust-1".into(),
-            what: Observation::Malformed {
-                line_no: 7,
-                line: "hello".into(),
-                error: "expected".into(),
-            },
-        }];
-        let r = run(&ev, &kit);
-        assert!(r.message.unwrap().contains("stdout line 7"));
+        for (stream, named) in [
+            (Stream::Stdout, "stdout line 7"),
+            (Stream::EventsFile, "events file line 7"),
+        ] {
+            let ev = [Recorded {
+                at: 1,
+                peer: "rust-1".into(),
+                what: Observation::Malformed {
+                    stream,
+                    line_no: 7,
+                    line: "hello".into(),
+                    error: "expected".into(),
+                },
+            }];
+            let r = run(&ev, &kit);
+            assert_eq!(r.status, Status::Failed);
+            assert!(r.message.unwrap().contains(named), "{named}");
+        }
     }
 }

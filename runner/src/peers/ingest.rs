@@ -1,19 +1,20 @@
-//! What the peers say, turned into observations: every stdout line judged against the contract (and kept in
-//! `<peer>.events.jsonl`), stderr lines (kept in `<peer>.stderr`), exits. Nothing here decides what the case does
-//! next.
+//! What the peers say, turned into observations: every line of stdout and of the events file judged against the
+//! contract (and kept in `<peer>.events.jsonl`), stderr lines (kept in `<peer>.stderr`), exits. Nothing here
+//! decides what the case does next.
 
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
 
-use crate::backend::Output;
+use crate::backend::{Output, Stream};
 use crate::events::{Line, Observation};
 
-/// One peer's output as it is read: its log files and how many stdout lines it wrote. The files are buffered (the
-/// events of 200 peers are over two thousand lines a second, a write each took a twelfth of the runner's time)
-/// and written out at every sampling tick, when the peer exits, and when its output is dropped (a panic's
+/// One peer's output as it is read: its log files and how many lines it wrote on each event stream. The files are
+/// buffered (the events of 200 peers are over two thousand lines a second, a write each took a twelfth of the
+/// runner's time) and written out at every sampling tick, when the peer exits, and when its output is dropped (a panic's
 /// unwinding included).
 pub struct PeerOutput {
     stdout_lines: u64,
+    events_file_lines: u64,
     events_log: BufWriter<std::fs::File>,
     stderr_log: BufWriter<std::fs::File>,
 }
@@ -22,7 +23,10 @@ impl PeerOutput {
     pub fn create(dir: &Path, name: &str) -> std::io::Result<Self> {
         Ok(Self {
             stdout_lines: 0,
-            events_log: BufWriter::new(std::fs::File::create(dir.join(format!("{name}.events.jsonl")))?),
+            events_file_lines: 0,
+            events_log: BufWriter::new(std::fs::File::create(
+                dir.join(format!("{name}.events.jsonl")),
+            )?),
             stderr_log: BufWriter::new(std::fs::File::create(dir.join(format!("{name}.stderr")))?),
         })
     }
@@ -37,31 +41,8 @@ impl PeerOutput {
     /// is expected. A line beyond the contract gives two observations: the note, then the event.
     pub fn observations(&mut self, output: Output, stop_sent: bool) -> Vec<Observation> {
         match output {
-            Output::Stdout(line) => {
-                self.stdout_lines += 1;
-                let _ = writeln!(self.events_log, "{line}");
-                let line_no = self.stdout_lines;
-                match Line::parse(&line) {
-                    Line::Event {
-                        line: event,
-                        unknown_fields,
-                    } => {
-                        let mut out = Vec::new();
-                        if !unknown_fields.is_empty() {
-                            let what = format!("fields it does not know: {}", unknown_fields.join(", "));
-                            out.push(Observation::Unknown { line_no, line, what });
-                        }
-                        out.push(Observation::Event { line: event });
-                        out
-                    }
-                    Line::UnknownEvent { name } => vec![Observation::Unknown {
-                        line_no,
-                        line,
-                        what: format!("an event it does not know: `{name}`"),
-                    }],
-                    Line::Violation(error) => vec![Observation::Malformed { line_no, line, error }],
-                }
-            }
+            Output::Stdout(line) => self.event_line(Stream::Stdout, line),
+            Output::EventsFile(line) => self.event_line(Stream::EventsFile, line),
             Output::Stderr(line) => {
                 let _ = writeln!(self.stderr_log, "{line}");
                 vec![Observation::Stderr { line }]
@@ -69,13 +50,54 @@ impl PeerOutput {
             Output::Exited(exit) => {
                 self.flush();
                 vec![Observation::Exited {
-                code: exit.code,
-                expected: stop_sent,
-                oom_killed: exit.oom_killed,
-                peak_memory_bytes: exit.peak_memory_bytes,
-                memory_limit_bytes: exit.memory_limit_bytes,
+                    code: exit.code,
+                    expected: stop_sent,
+                    oom_killed: exit.oom_killed,
+                    peak_memory_bytes: exit.peak_memory_bytes,
+                    memory_limit_bytes: exit.memory_limit_bytes,
                 }]
             }
+        }
+    }
+
+    fn event_line(&mut self, stream: Stream, line: String) -> Vec<Observation> {
+        let _ = writeln!(self.events_log, "{line}");
+        let counted = match stream {
+            Stream::Stdout => &mut self.stdout_lines,
+            Stream::EventsFile => &mut self.events_file_lines,
+        };
+        *counted += 1;
+        let line_no = *counted;
+        match Line::parse(&line) {
+            Line::Event {
+                line: event,
+                unknown_fields,
+            } => {
+                let mut out = Vec::new();
+                if !unknown_fields.is_empty() {
+                    let what = format!("fields it does not know: {}", unknown_fields.join(", "));
+                    out.push(Observation::Unknown {
+                        stream,
+                        line_no,
+                        line,
+                        what,
+                    });
+                }
+                out.push(Observation::Event { line: event });
+                out
+            }
+            Line::UnknownEvent { name } => vec![Observation::Unknown {
+                stream,
+                line_no,
+                line,
+                what: format!("an event it does not know: `{name}`"),
+            }],
+            Line::Violation(error) => vec![Observation::Malformed {
+                stream,
+                line_no,
+                line,
+                error,
+            }],
         }
     }
 }
@@ -100,7 +122,8 @@ impl ParticipantOutput {
     /// What one piece of output is. `stop_sent`: the runner told it to stop, so an exit is expected.
     pub fn observation(&mut self, output: Output, stop_sent: bool) -> Observation {
         match output {
-            Output::Stdout(line) => {
+            // A participant is given no events file; a line of one would be read as stdout's.
+            Output::Stdout(line) | Output::EventsFile(line) => {
                 self.stdout_lines += 1;
                 let _ = writeln!(self.events_log, "{line}");
                 match crate::events::parse_participant_line(&line) {

@@ -1208,10 +1208,15 @@ fn beyond_the_contract(record: &[Recorded]) -> Vec<String> {
     let mut revisions: BTreeMap<&str, u32> = BTreeMap::new();
     for rec in record {
         match &rec.what {
-            Observation::Unknown { line_no, what, .. } => {
+            Observation::Unknown {
+                stream,
+                line_no,
+                what,
+                ..
+            } => {
                 let seen = by_peer
                     .entry(&rec.peer)
-                    .or_insert_with(|| (0, format!("line {line_no}: {what}")));
+                    .or_insert_with(|| (0, format!("{stream} line {line_no}: {what}")));
                 seen.0 += 1;
             }
             Observation::Event { line } => {
@@ -1254,6 +1259,7 @@ mod tests {
             at: 1,
             peer: "go-1".into(),
             what: Observation::Unknown {
+                stream: crate::backend::Stream::EventsFile,
                 line_no,
                 line: String::new(),
                 what: "fields it does not know: hops".into(),
@@ -1274,7 +1280,7 @@ mod tests {
         let n = &notes[0];
         assert!(n.starts_with("go-1 wrote 2 line(s) beyond the peer contract"), "{n}");
         assert!(n.contains(&format!("it speaks revision {}", contract::VERSION + 1)), "{n}");
-        assert!(n.contains("line 4: fields it does not know: hops"), "{n}");
+        assert!(n.contains("events file line 4: fields it does not know: hops"), "{n}");
         assert!(beyond_the_contract(&[]).is_empty());
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! | step | passes when | skipped when |
 //! | --- | --- | --- |
-//! | `started` | the first stdout line is `started`, with `implementation` and `versions` (its `contract_version` is noted) |  |
+//! | `started` | the first line on its event stream (stdout, or the events file) is `started`, with `implementation` and `versions` (its `contract_version` is noted) |  |
 //! | `listening` | the next event is `listening`, with the listen port among its addresses |  |
 //! | `unknown-command` | an unknown command is answered with an `error` naming it and its `cmd_id` |  |
 //! | `malformed-line` | a line that is not JSON is answered with an `error` whose `cmd` and `cmd_id` are null |  |
@@ -17,7 +17,7 @@
 //! | `subscribe` | both subscribe to a topic; each reports the other's subscription |  |
 //! | `message` | one publishes a message; the other reports it (id, source, size and `sent_us` from the payload) |  |
 //! | `request-response` | the second requests 64 bytes of the first (`request`, id `p10`): `request_sent`, then `response_received` of 64 bytes there, `request_received` at the first | it does not list `request-response` (the pair is configured with the role only when it does) |
-//! | `events` | every stdout line of every start is a contract event |  |
+//! | `events` | every line on stdout and in the events file, of every start, is a contract event |  |
 //!
 //! `meshgate run` probes every `language: image` implementation of a matrix before its cases ([`probe_images`]).
 

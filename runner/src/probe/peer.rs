@@ -1,5 +1,5 @@
-//! One peer the probe started: its output read as the contract has it (every stdout line an event), kept on
-//! disk, and waited on with deadlines. Nothing here judges but the lines themselves.
+//! One peer the probe started: its output read as the contract has it (every line of stdout and of the events
+//! file an event), kept on disk, and waited on with deadlines. Nothing here judges but the lines themselves.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Exit, Output, PeerProcess};
+use crate::backend::{Exit, Output, PeerProcess, Stream};
 
 /// Longest a write of one line to a peer may take: a peer reads its commands at once.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,18 +31,28 @@ pub enum Waited {
     TimedOut,
 }
 
+/// An event as it was read: where (its stream, and its line number there), the line as written, and the event.
+#[derive(Debug)]
+pub struct Read {
+    pub stream: Stream,
+    pub line_no: u64,
+    pub raw: String,
+    pub line: EventLine,
+}
+
 pub struct ProbePeer {
     /// Its name in the probe (`alone`, `probe-1`); the container's name ends in it.
     pub name: String,
     pub process: PeerProcess,
-    /// Stdout lines read so far.
-    lines: u64,
-    /// The first stdout line, as written.
-    pub first_line: Option<String>,
-    /// Every event, with its stdout line number and the line as written.
-    pub events: Vec<(u64, String, EventLine)>,
+    /// Lines read so far on stdout and in the events file: each stream is numbered apart, since which of two
+    /// streams' lines came first is not known.
+    stdout_lines: u64,
+    events_file_lines: u64,
+    /// The first line of each stream, as written, in the order they were read.
+    pub first_lines: Vec<(Stream, String)>,
+    pub events: Vec<Read>,
     pub exit: Option<Exit>,
-    /// `line N: ...` for every stdout line that is not a contract event.
+    /// `stdout line N ...` for every line that is not a contract event.
     pub violations: Vec<String>,
     stderr_tail: VecDeque<String>,
     events_log: std::fs::File,
@@ -54,8 +64,9 @@ impl ProbePeer {
         Ok(Self {
             name: name.to_owned(),
             process,
-            lines: 0,
-            first_line: None,
+            stdout_lines: 0,
+            events_file_lines: 0,
+            first_lines: Vec::new(),
             events: Vec::new(),
             exit: None,
             violations: Vec::new(),
@@ -65,18 +76,26 @@ impl ProbePeer {
         })
     }
 
-    /// Stdout lines read so far.
+    /// Event lines (stdout's and the events file's) read so far.
     pub fn lines(&self) -> u64 {
-        self.lines
+        self.stdout_lines + self.events_file_lines
+    }
+
+    /// The first line written on `stream`.
+    pub fn first_line(&self, stream: Stream) -> Option<&str> {
+        self.first_lines
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map(|(_, l)| l.as_str())
     }
 
     /// The peer id it said in its first event.
     pub fn peer_id(&self) -> Option<&str> {
-        self.events.first().map(|(_, _, e)| e.peer.as_str())
+        self.events.first().map(|r| r.line.peer.as_str())
     }
 
     pub fn event(&self, i: usize) -> &Event {
-        &self.events[i].2.event
+        &self.events[i].line.event
     }
 
     pub fn exited(&self) -> bool {
@@ -97,23 +116,8 @@ impl ProbePeer {
 
     fn record(&mut self, output: Output) {
         match output {
-            Output::Stdout(line) => {
-                self.lines += 1;
-                let _ = writeln!(self.events_log, "{line}");
-                if self.first_line.is_none() {
-                    self.first_line = Some(line.clone());
-                }
-                // Judged as a run judges it (the contract's schema); what is beyond the contract is no violation.
-                match Line::parse(&line) {
-                    Line::Event { line: event, .. } => self.events.push((self.lines, line, event)),
-                    Line::UnknownEvent { .. } => {}
-                    Line::Violation(e) => self.violations.push(format!(
-                        "line {} `{}` is not a contract event: {e}",
-                        self.lines,
-                        clip(&line, 120)
-                    )),
-                }
-            }
+            Output::Stdout(line) => self.record_line(Stream::Stdout, line),
+            Output::EventsFile(line) => self.record_line(Stream::EventsFile, line),
             Output::Stderr(line) => {
                 let _ = writeln!(self.stderr_log, "{line}");
                 if self.stderr_tail.len() == STDERR_TAIL {
@@ -122,6 +126,33 @@ impl ProbePeer {
                 self.stderr_tail.push_back(line);
             }
             Output::Exited(exit) => self.exit = Some(exit),
+        }
+    }
+
+    fn record_line(&mut self, stream: Stream, raw: String) {
+        let _ = writeln!(self.events_log, "{raw}");
+        let counted = match stream {
+            Stream::Stdout => &mut self.stdout_lines,
+            Stream::EventsFile => &mut self.events_file_lines,
+        };
+        *counted += 1;
+        let line_no = *counted;
+        if line_no == 1 {
+            self.first_lines.push((stream, raw.clone()));
+        }
+        // Judged as a run judges it (the contract's schema); what is beyond the contract is no violation.
+        match Line::parse(&raw) {
+            Line::Event { line, .. } => self.events.push(Read {
+                stream,
+                line_no,
+                raw,
+                line,
+            }),
+            Line::UnknownEvent { .. } => {}
+            Line::Violation(e) => self.violations.push(format!(
+                "{stream} line {line_no} `{}` is not a contract event: {e}",
+                clip(&raw, 120)
+            )),
         }
     }
 
@@ -138,7 +169,7 @@ impl ProbePeer {
         let mut next = from;
         loop {
             while next < self.events.len() {
-                if matches(&self.events[next].2.event) {
+                if matches(&self.events[next].line.event) {
                     return Ok(Waited::Event(next));
                 }
                 next += 1;
@@ -242,17 +273,17 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(waited, Waited::Event(1)), "{waited:?}");
-        assert_eq!(p.events[1].0, 4, "stdout line numbers count every line");
-        assert_eq!(p.first_line.as_deref(), Some("hello"));
+        assert_eq!(p.events[1].line_no, 4, "stdout line numbers count every line");
+        assert_eq!(p.first_line(Stream::Stdout), Some("hello"));
         assert_eq!(p.peer_id(), Some("12D3KooWA"));
         assert_eq!(p.violations.len(), 2, "{:?}", p.violations);
         assert!(
-            p.violations[0].starts_with("line 1 `hello` is not a contract event"),
+            p.violations[0].starts_with("stdout line 1 `hello` is not a contract event"),
             "{:?}",
             p.violations
         );
         assert!(
-            p.violations[1].starts_with("line 3 ") && p.violations[1].contains("\"id\" is a required property"),
+            p.violations[1].starts_with("stdout line 3 ") && p.violations[1].contains("\"id\" is a required property"),
             "{:?}",
             p.violations
         );
@@ -269,6 +300,37 @@ mod tests {
         // Everything written is kept as written.
         let kept = std::fs::read_to_string(dir.path().join("alone.events.jsonl")).unwrap();
         assert_eq!(kept.lines().count(), 4);
+    }
+
+    #[tokio::test]
+    async fn stdout_and_the_events_file_are_numbered_apart_whichever_is_read_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, tx) = fake(dir.path());
+        let started =
+            r#"{"ts":1,"peer":"12D3KooWA","event":"started","implementation":"x","versions":{}}"#;
+        let listening =
+            r#"{"ts":2,"peer":"12D3KooWA","event":"listening","addrs":["/ip4/10.0.0.2/tcp/4001"]}"#;
+        tx.send(Output::EventsFile(started.into())).await.unwrap();
+        tx.send(Output::Stdout("hello".into())).await.unwrap();
+        tx.send(Output::EventsFile(listening.into())).await.unwrap();
+        let cancel = CancellationToken::new();
+        let is_listening = |e: &Event| matches!(e, Event::Listening { .. });
+        let waited = p
+            .wait(0, Duration::from_secs(5), &cancel, is_listening)
+            .await
+            .unwrap();
+        assert!(matches!(waited, Waited::Event(1)), "{waited:?}");
+        let at: Vec<_> = p.events.iter().map(|r| (r.stream, r.line_no)).collect();
+        assert_eq!(at, [(Stream::EventsFile, 1), (Stream::EventsFile, 2)]);
+        assert_eq!(p.first_line(Stream::EventsFile), Some(started));
+        assert_eq!(p.first_line(Stream::Stdout), Some("hello"));
+        assert_eq!(p.lines(), 3);
+        assert_eq!(p.violations.len(), 1, "{:?}", p.violations);
+        assert!(
+            p.violations[0].starts_with("stdout line 1 `hello` is not a contract event"),
+            "{:?}",
+            p.violations
+        );
     }
 
     #[tokio::test]

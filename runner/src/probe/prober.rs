@@ -296,7 +296,12 @@ impl<B: Backend> Prober<'_, B> {
     }
 
     fn judge_started(&mut self, a: &ProbePeer, i: usize) -> Outcome {
-        let (line_no, raw, line) = &a.events[i];
+        let crate::probe::peer::Read {
+            stream,
+            line_no,
+            raw,
+            line,
+        } = &a.events[i];
         let Event::Started {
             implementation,
             versions,
@@ -313,8 +318,8 @@ impl<B: Backend> Prober<'_, B> {
         let mut problems = Vec::new();
         if *line_no != 1 {
             problems.push(format!(
-                "the first stdout line is not `started`: line 1 is `{}` (`started` is line {line_no})",
-                clip(a.first_line.as_deref().unwrap_or_default(), 120)
+                "the first {stream} line is not `started`: line 1 is `{}` (`started` is line {line_no})",
+                clip(a.first_line(*stream).unwrap_or_default(), 120)
             ));
         }
         if implementation.is_empty() {
@@ -893,7 +898,7 @@ impl<B: Backend> Prober<'_, B> {
             )
             .await?
         );
-        let ts = d.events[mi].2.ts;
+        let ts = d.events[mi].line.ts;
         let Event::Message {
             topic,
             source,
@@ -1101,15 +1106,11 @@ impl<B: Backend> Prober<'_, B> {
         let violations: Vec<String> = self
             .done
             .iter()
-            .flat_map(|p| {
-                p.violations
-                    .iter()
-                    .map(move |v| format!("{} stdout {v}", p.name))
-            })
+            .flat_map(|p| p.violations.iter().map(move |v| format!("{} {v}", p.name)))
             .collect();
         let verdict = if violations.is_empty() {
             Ok(format!(
-                "{lines} stdout lines of {} peers, each a contract event",
+                "{lines} event lines of {} peers, each a contract event",
                 self.done.len()
             ))
         } else {
@@ -1210,7 +1211,7 @@ async fn expect(
 fn started_features(p: &ProbePeer) -> Vec<&str> {
     p.events
         .iter()
-        .find_map(|(_, _, line)| match &line.event {
+        .find_map(|r| match &r.line.event {
             Event::Started {
                 features: Some(f), ..
             } => Some(f.iter().map(String::as_str).collect()),
@@ -1240,12 +1241,15 @@ fn event_name(e: &Event) -> String {
         .unwrap_or_default()
 }
 
-/// `; its first stdout line is ...`, when there is one.
+/// `; its first stdout line is ...`, for each stream it wrote on.
 fn first_line_note(p: &ProbePeer) -> String {
-    match &p.first_line {
-        Some(l) => format!("; its first stdout line is `{}`", clip(l, 120)),
-        None => "; it wrote nothing on stdout".to_owned(),
+    if p.first_lines.is_empty() {
+        return "; it wrote nothing on stdout or in its events file".to_owned();
     }
+    p.first_lines
+        .iter()
+        .map(|(stream, l)| format!("; its first {stream} line is `{}`", clip(l, 120)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 // A wrapper around the go peer (/peer in the same image), for the tests of `meshgate probe`. It behaves like the
 // go peer, which it execs, except:
 //
-//	--hello    it first writes one line that is not a contract event (`hello`) on stdout: a contract violation
-//	           that the probe must name, and that must keep a run from using the image;
+//	--hello    it first writes one line that is not a contract event (`hello`) on its event stream (the file
+//	           `events_path` names when the configuration has one, else stdout), before the go peer writes
+//	           `started` there: a contract violation that the probe must name, and that must keep a run from
+//	           using the image;
 //	--require  it refuses a configuration whose `require` lists a feature the go peer lacks (contract::config's
 //	           `require`: `unsupported`, exit status 3) before the go peer sees it, so that an image exists that
 //	           passes every step of the probe whether or not the go peer of the tree knows `require` yet.
@@ -29,7 +31,7 @@ func main() {
 	for _, arg := range os.Args[1:] {
 		switch arg {
 		case "--hello":
-			fmt.Println("hello")
+			hello()
 		case "--require":
 			refuse()
 		default:
@@ -40,6 +42,26 @@ func main() {
 	err := syscall.Exec("/peer", []string{"/peer"}, os.Environ())
 	fmt.Fprintf(os.Stderr, "chatty-peer: cannot exec /peer: %v\n", err)
 	os.Exit(1)
+}
+
+// hello writes `hello` where the go peer will write its events, so that it is the first line of that stream.
+func hello() {
+	var config struct {
+		EventsPath string `json:"events_path"`
+	}
+	_ = json.Unmarshal([]byte(os.Getenv("MESHGATE_PEER_CONFIG")), &config)
+	if config.EventsPath == "" {
+		fmt.Println("hello")
+		return
+	}
+	// Opened as the go peer opens it: the file is the runner's, never created here.
+	f, err := os.OpenFile(config.EventsPath, os.O_WRONLY, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chatty-peer: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(f, "hello")
+	f.Close()
 }
 
 // refuse exits 3 with `unsupported` when the configuration requires a feature the go peer lacks.
