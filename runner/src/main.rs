@@ -177,7 +177,8 @@ enum Command {
     },
     /// Report what a run needs on this machine (engine, toolchains, namespaces, disk) and what is missing.
     Doctor,
-    /// Remove every container and network meshgate left on the engine, and every local peer and namespace.
+    /// Remove every container and network meshgate left on the engine, every local peer and namespace, and every
+    /// run's event pipes.
     Clean,
 }
 
@@ -424,7 +425,10 @@ async fn dispatch(command: Command) -> u8 {
         }
         Command::Clean => {
             // Local leftovers go whether or not an engine answers; an engine that does not answer holds nothing.
-            let local = meshgate::backend::local::remove_all().await;
+            // The event pipes are this machine's files, whichever engine their peers ran on.
+            let local = meshgate::backend::local::remove_all()
+                .await
+                .map(|n| n + meshgate::backend::pipes::remove_all());
             let docker = async {
                 let backend = meshgate::backend::docker::DockerBackend::connect("clean").await?;
                 backend.remove_all().await
@@ -432,11 +436,11 @@ async fn dispatch(command: Command) -> u8 {
             match (docker.await, local) {
                 (_, Err(e)) => fail(e),
                 (Ok(n), Ok(l)) => {
-                    eprintln!("meshgate: removed {n} container(s) and network(s), {l} local process(es), namespace(s) and state file(s)");
+                    eprintln!("meshgate: removed {n} container(s) and network(s), {l} local process(es), namespace(s), state file(s) and event pipe folder(s)");
                     0
                 }
                 (Err(e), Ok(l)) => {
-                    eprintln!("meshgate: removed {l} local process(es), namespace(s) and state file(s); no Docker engine to clean: {e:#}");
+                    eprintln!("meshgate: removed {l} local process(es), namespace(s), state file(s) and event pipe folder(s); no Docker engine to clean: {e:#}");
                     0
                 }
             }

@@ -11,7 +11,7 @@ pub mod netfault;
 mod session;
 mod netns;
 mod owner;
-mod pipes;
+pub mod pipes;
 pub mod sockets;
 pub mod swarm;
 

@@ -140,6 +140,17 @@ pub fn drain(rx: &pipe::Receiver, into: &mut Vec<u8>) {
 /// Removes the pipe directories of runs whose owner is dead. An owner that cannot be seen from here keeps its
 /// directory: an empty pipe costs nothing, a live run's cannot be told from a dead one's.
 pub fn sweep_stale(own_run: &str) -> usize {
+    sweep(|run, owner| run != own_run && judge(owner) == Verdict::Dead)
+}
+
+/// Removes every run's pipe directory (`meshgate clean`, which removes every run's containers too: a live run's
+/// peers are gone with them, and the runner's open ends outlive the names).
+pub fn remove_all() -> usize {
+    sweep(|_, _| true)
+}
+
+/// Removes the pipe directories for which `remove(run, owner)` holds; returns how many went.
+fn sweep(remove: impl Fn(&str, &str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return 0;
     };
@@ -149,11 +160,8 @@ pub fn sweep_stale(own_run: &str) -> usize {
         let Some(run) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
             continue;
         };
-        if run == own_run {
-            continue;
-        }
         let owner = std::fs::read_to_string(entry.path().join(OWNER_FILE)).unwrap_or_default();
-        if judge(owner.trim()) == Verdict::Dead && std::fs::remove_dir_all(entry.path()).is_ok() {
+        if remove(run, owner.trim()) && std::fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;
         }
     }
