@@ -65,12 +65,13 @@ async fn next(p: &mut PeerProcess, within: Duration) -> Option<Output> {
         .flatten()
 }
 
-/// Reads until the stdout event `event`, within 30 s; returns it and every stdout line read on the way.
+/// Reads until the event `event`, within 30 s; returns it and every event line read on the way.
 async fn until_event(p: &mut PeerProcess, event: &str) -> (Value, Vec<String>) {
     let mut seen = Vec::new();
     loop {
         match next(p, Duration::from_secs(30)).await {
-            Some(Output::Stdout(line)) => {
+            // Events come on stdout or, where the backend gives the peer one, through its events file.
+            Some(Output::Stdout(line) | Output::EventsFile(line)) => {
                 let v: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
                 seen.push(line);
@@ -100,7 +101,7 @@ async fn started(p: &mut PeerProcess) -> (String, Vec<String>, Vec<String>) {
     assert_eq!(
         before.len(),
         1,
-        "`started` is the first stdout line: {before:#?}"
+        "`started` is the first event line: {before:#?}"
     );
     let (listening, mut lines) = until_event(p, "listening").await;
     lines.insert(0, before[0].clone());
@@ -204,7 +205,7 @@ async fn lifecycle<B: Backend>(backend: &B) -> Vec<u32> {
             .await
             .into_iter()
             .filter_map(|o| match o {
-                Output::Stdout(l) => Some(l),
+                Output::Stdout(l) | Output::EventsFile(l) => Some(l),
                 _ => None,
             }),
     );

@@ -257,7 +257,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             }
         }
         // Whatever happened, faults are lifted and paused peers thawed, then peers still running are stopped, then
-        // killed, so their exit is on record.
+        // killed, so their exit is on record; the live checks look no more.
+        self.rec.stop_watching();
         let undone = self.lift_all().await;
         self.resume_all().await;
         self.stop_all().await;

@@ -42,6 +42,8 @@ pub struct Recorder<'a> {
     progress: Option<&'a Progress>,
     /// The machine's samples, taken on a thread of their own while the case runs.
     host: Option<Sampler>,
+    /// The peers were told to stop: the live checks look no more.
+    stopping: bool,
 }
 
 impl<'a> Recorder<'a> {
@@ -57,7 +59,15 @@ impl<'a> Recorder<'a> {
             fail_fast: false,
             progress: None,
             host: None,
+            stopping: false,
         }
+    }
+
+    /// From the first `stop` on, the live checks are not asked: a case stopped early (Ctrl-C, a harness fault)
+    /// would be judged on a time line cut short, and its lines would announce failures no verdict holds. What the
+    /// peers do while stopping is judged at the end, on the whole record.
+    pub fn stop_watching(&mut self) {
+        self.stopping = true;
     }
 
     pub fn with_live(&mut self, live: Vec<Box<dyn Watch>>, progress: &'a Progress, fail_fast: bool) {
@@ -153,6 +163,9 @@ impl<'a> Recorder<'a> {
     /// each failure is announced once, and with `--fail-fast` the first one stops the case.
     pub fn watch(&mut self, case: &Case, peers: &[PeerReport]) -> Result<(), FailFast> {
         self.take_host();
+        if self.stopping {
+            return Ok(());
+        }
         let now = now_micros();
         let checks = self.live.len() as u32;
         for (check, next_look) in self.live.iter().zip(&mut self.next_look) {
@@ -220,5 +233,38 @@ mod tests {
         // Asked at most every 200 ms (20 x 10 ms): 3 looks in 500 ms, not hundreds.
         let n = looks.load(Ordering::Relaxed);
         assert!((1..=3).contains(&n), "{n} looks");
+    }
+
+    /// A check that always fails.
+    struct Failing;
+
+    impl Watch for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn observe(&mut self, _: &Recorded) {}
+        fn failing(&self, _: &Case, _: &[PeerReport], _: Micros) -> Option<String> {
+            Some("always".into())
+        }
+        fn pending(&self, _: &Case, _: &[PeerReport], _: Micros) -> Option<super::super::Pending> {
+            None
+        }
+    }
+
+    #[test]
+    fn nothing_is_announced_once_the_peers_are_told_to_stop() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let progress = Progress::new(1);
+        let mut rec = Recorder::new(vec!["rust-1".into(), "go-1".into()]);
+        rec.with_live(vec![Box::new(Failing)], &progress, true);
+        rec.stop_watching();
+        rec.watch(&kit.case, &[]).expect("no look, so no --fail-fast stop");
+        assert!(rec.live_failures.is_empty());
+
+        // The same check is announced while the case runs.
+        let mut rec = Recorder::new(vec!["rust-1".into(), "go-1".into()]);
+        rec.with_live(vec![Box::new(Failing)], &progress, false);
+        rec.watch(&kit.case, &[]).unwrap();
+        assert_eq!(rec.live_failures.len(), 1);
     }
 }
