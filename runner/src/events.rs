@@ -3,7 +3,6 @@
 //! The record also holds what the runner itself sees of a peer from outside (stderr lines, exit), so that
 //! checks judge from one time-ordered stream.
 
-use crate::backend::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use contract::commands::{Command, CommandLine};
@@ -368,6 +367,30 @@ pub fn now_micros() -> Micros {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     d.as_micros() as Micros
+}
+
+/// The stream an event line came on, to name where a line is: `stdout line 3`, `events file line 1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    #[default]
+    Stdout,
+    EventsFile,
+}
+
+impl Stream {
+    pub fn is_stdout(&self) -> bool {
+        *self == Stream::Stdout
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Stdout => "stdout",
+            Stream::EventsFile => "events file",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -67,30 +67,6 @@ pub enum Output {
     Exited(Exit),
 }
 
-/// The stream an event line came on, to name where a line is: `stdout line 3`, `events file line 1`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    #[default]
-    Stdout,
-    EventsFile,
-}
-
-impl Stream {
-    pub fn is_stdout(&self) -> bool {
-        *self == Stream::Stdout
-    }
-}
-
-impl std::fmt::Display for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Stream::Stdout => "stdout",
-            Stream::EventsFile => "events file",
-        })
-    }
-}
-
 /// How a peer's process ended, as far as the backend could learn.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exit {

@@ -254,7 +254,7 @@ impl Check for Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Stream;
+    use crate::events::Stream;
     use crate::testkit::Kit;
     use crate::results::Status;
 

@@ -5,8 +5,8 @@
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
 
-use crate::backend::{Output, Stream};
-use crate::events::{Line, Observation};
+use crate::backend::Output;
+use crate::events::{Line, Observation, Stream};
 
 /// One peer's output as it is read: its log files and how many lines it wrote on each event stream. The files are
 /// buffered (the events of 200 peers are over two thousand lines a second, a write each took a twelfth of the

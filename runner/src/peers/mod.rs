@@ -1260,7 +1260,7 @@ mod tests {
             at: 1,
             peer: "go-1".into(),
             what: Observation::Unknown {
-                stream: crate::backend::Stream::EventsFile,
+                stream: crate::events::Stream::EventsFile,
                 line_no,
                 line: String::new(),
                 what: "fields it does not know: hops".into(),

@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::bail;
 use contract::events::{Event, EventLine};
 
-use crate::events::Line;
+use crate::events::{Line, Stream};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Exit, Output, PeerProcess, Stream};
+use crate::backend::{Exit, Output, PeerProcess};
 
 /// Longest a write of one line to a peer may take: a peer reads its commands at once.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
