@@ -269,7 +269,7 @@ impl DockerBackend {
             // The engine lets endpoints go a moment after their containers (a swarm service's, or hundreds of
             // containers removed at once): until then the network has active endpoints.
             let mut tries = if objects.services.is_empty() { BRIDGE_NETWORK_TRIES } else { NETWORK_TRIES };
-            let mut outcome = loop {
+            let outcome = loop {
                 tries -= 1;
                 match self.api.remove_network(id).await {
                     Err(e) if tries > 0 && has_endpoints(&e) => {
@@ -278,25 +278,14 @@ impl DockerBackend {
                     r => break r,
                 }
             };
-            if outcome.as_ref().is_err_and(has_endpoints) {
-                // An endpoint whose container is gone but which the engine still counts (moby#42119) is named
-                // after its container: a forced disconnect by that name deletes it, where nothing else but a
-                // restart of the daemon does.
-                let network = n.name.clone().unwrap_or(id.clone());
-                let stale = self.delete_endpoints(&network, doomed.iter().map(|(_, name)| name.as_str())).await;
-                if stale > 0 {
-                    tracing::warn!("network {network}: deleted {stale} stale endpoint(s) of removed containers (moby#42119)");
-                    outcome = self.api.remove_network(id).await;
-                }
-            }
             match outcome {
                 Ok(()) => removed += 1,
                 // A swarm overlay is listed a moment after its removal, and removing it again is a 500 "not found".
                 Err(e) if is_not_found(&e) || network_gone(&e) => {}
                 Err(e) => {
-                    // Every container of ours on it is gone: an endpoint the engine never lets go (moby#42119, seen
-                    // after 200-peer cases) and that is not named after one of the containers just removed (those
-                    // were deleted above) stays until the daemon restarts.
+                    // Every container of ours on it is gone: an endpoint count the engine never lowers (moby#42119,
+                    // seen after 200-peer cases) stays until the daemon restarts. No endpoint is left to delete: a
+                    // forced disconnect by each container's name finds none.
                     let hint = if has_endpoints(&e) {
                         " (no container of meshgate's is left on it: the engine keeps a stale endpoint, moby#42119; restarting the Docker daemon clears it)"
                     } else {
@@ -310,23 +299,6 @@ impl DockerBackend {
             }
         }
         Unremoved::into_result(errors).map(|()| removed)
-    }
-
-    /// Deletes the endpoints on `network` named after `containers` (their containers removed), as
-    /// `docker network disconnect --force` does; returns how many there were.
-    async fn delete_endpoints<'a>(&self, network: &str, containers: impl Iterator<Item = &'a str>) -> usize {
-        // An endpoint is named after its container, and a container of a case after the case's network.
-        let prefix = format!("{network}-");
-        let deletions: Vec<_> = containers
-            .filter(|name| name.starts_with(&prefix))
-            .map(|name| {
-                let request = bollard::models::NetworkDisconnectRequest { container: name.to_owned(), force: Some(true) };
-                self.api.disconnect_network(network, request)
-            })
-            .collect();
-        let results: Vec<_> = futures_util::stream::iter(deletions).buffered(REMOVALS_AT_ONCE).collect().await;
-        // Endpoints the engine had let go answer "not found".
-        results.iter().filter(|r| r.is_ok()).count()
     }
 
     /// Removes containers and networks whose label matches `filter`, and for which `keep` says no.
