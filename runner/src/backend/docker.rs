@@ -287,7 +287,7 @@ impl DockerBackend {
                     // seen after 200-peer cases) stays until the daemon restarts. No endpoint is left to delete: a
                     // forced disconnect by each container's name finds none.
                     let hint = if has_endpoints(&e) {
-                        " (no container of meshgate's is left on it: the engine keeps a stale endpoint, moby#42119; restarting the Docker daemon clears it)"
+                        " (no container of meshgate's is left on it: the engine still counts an endpoint it no longer has, moby#42119; restarting the Docker daemon clears it)"
                     } else {
                         ""
                     };
