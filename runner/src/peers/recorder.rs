@@ -42,7 +42,7 @@ pub struct Recorder<'a> {
     progress: Option<&'a Progress>,
     /// The machine's samples, taken on a thread of their own while the case runs.
     host: Option<Sampler>,
-    /// The peers were told to stop: the live checks look no more.
+    /// The case's script has ended (the peers are about to be stopped): the live checks look no more.
     stopping: bool,
 }
 
@@ -63,9 +63,9 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// From the first `stop` on, the live checks are not asked: a case stopped early (Ctrl-C, a harness fault)
-    /// would be judged on a time line cut short, and its lines would announce failures no verdict holds. What the
-    /// peers do while stopping is judged at the end, on the whole record.
+    /// Once the script has ended, before the peers are stopped, the live checks are not asked: a case ended early
+    /// (Ctrl-C, a harness fault) would be judged on a time line cut short, and its lines would announce failures no
+    /// verdict holds. What the peers do while stopping is judged at the end, on the whole record.
     pub fn stop_watching(&mut self) {
         self.stopping = true;
     }
