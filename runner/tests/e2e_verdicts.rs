@@ -129,3 +129,29 @@ fn a_peer_that_stops_reading_its_commands_cannot_hang_the_case() {
     let m = commands["message"].as_str().unwrap();
     assert!(m.starts_with("deaf-1") && m.contains("stopped reading its commands"), "{m}");
 }
+
+#[test]
+fn a_case_cut_by_its_timeout_still_tells_its_peers_to_stop_and_judges_their_clean_exits() {
+    let out = tempfile::tempdir().unwrap();
+    // 30 s of publishing cut at 12 s: the peers are connected and publishing when the stop comes.
+    let o = run("runner/tests/matrices/long-pair.yaml", out.path(), &["--case-timeout", "12s"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "an errored case beside checks judged: {err}");
+    let r = results_of(out.path());
+    let pair = case(&r, "pair");
+    assert!(pair["error"].as_str().unwrap_or_default().contains("--case-timeout"), "{pair:#}");
+    // Each peer read its stop and exited of its own accord: no kill, no "did not exit".
+    let l = check(pair, "liveness");
+    assert_eq!(l["status"], "passed", "{l:#}");
+    let record = std::fs::read_to_string(
+        out.path().join(pair["logs"].as_str().unwrap()).join("record.jsonl"),
+    )
+    .unwrap();
+    let exits: Vec<Value> = record
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "exited" || v["kind"] == "undelivered" || v["kind"] == "killed")
+        .collect();
+    assert_eq!(exits.len(), 2, "{exits:#?}");
+    assert!(exits.iter().all(|e| e["kind"] == "exited" && e["code"] == 0 && e["expected"] == true), "{exits:#?}");
+}

@@ -31,8 +31,9 @@ pub struct Liveness {
     down: std::collections::BTreeSet<String>,
     /// Peers that exited after they were told to stop, for the coverage line.
     stopped_on_request: std::collections::BTreeSet<String>,
-    /// How many of the problems are silences (failures of time; the others are exits, panics, broken lines).
-    silences: usize,
+    /// How many of the problems are failures of time: silences, and exits that did not come within the stop's
+    /// time (the others are exits, panics, broken lines).
+    of_time: usize,
     /// The span of the record watched.
     first: Option<Micros>,
     last: Micros,
@@ -49,7 +50,7 @@ impl Liveness {
             told_to_stop: Default::default(),
             down: Default::default(),
             stopped_on_request: Default::default(),
-            silences: 0,
+            of_time: 0,
             first: None,
             last: 0,
         }
@@ -118,7 +119,7 @@ impl Check for Liveness {
                     // The message's time says from when.
                     let what = format!("went silent: no event for {:.1} s from", (when - last) as f64 / 1e6);
                     self.problems.push((*last, rec.peer.clone(), what));
-                    self.silences += 1;
+                    self.of_time += 1;
                 }
             }
             if stop {
@@ -179,6 +180,8 @@ impl Check for Liveness {
         };
         if matches!(rec.what, Observation::Killed { .. }) {
             self.killed.push(rec.peer.clone());
+            // A stop not obeyed in time: a hang on a machine that keeps up, the machine's on one that does not.
+            self.of_time += 1;
         }
         if let Some(p) = problem {
             self.problems.push((rec.at, rec.peer.clone(), p));
@@ -241,7 +244,7 @@ impl Check for Liveness {
             }),
             evidence,
         );
-        match self.silences == self.problems.len() {
+        match self.of_time == self.problems.len() {
             true => result.timing(),
             false => result,
         }
@@ -422,6 +425,27 @@ mod tests {
         let mut late = tick(3_000_000);
         late.at = 16_000_000;
         assert_eq!(run(&[opened, tick(2_000_000), late], &kit).status, Status::Passed);
+    }
+
+    #[test]
+    fn a_peer_that_does_not_obey_stop_in_time_fails_of_time() {
+        let kit = Kit::new(&["rust-1", "go-1"]);
+        let killed = |t, peer: &str| crate::events::Recorded {
+            at: t,
+            peer: peer.into(),
+            what: Observation::Killed { reason: "did not exit within 10 s of stop".into() },
+        };
+        let stop = kit.command(1_000_000, "go-1", r#"{"cmd":"stop"}"#);
+        let ev = [stop.clone(), killed(11_000_000, "go-1"), kit.exited(11_100_000, "go-1", Some(137), true)];
+        let r = run(&ev, &kit);
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert!(r.timing, "a stop not obeyed in time is a failure of time");
+        assert!(r.message.unwrap().contains("did not exit within 10 s of stop: killed"));
+        // The SIGKILL's status is the runner's doing, not a second problem.
+        assert_eq!(r.evidence.len(), 1, "{:?}", r.evidence);
+        // Beside a panic it is no longer only a matter of time.
+        let ev = [kit.stderr(500_000, "go-1", "panic: runtime error"), stop, killed(11_000_000, "go-1")];
+        assert!(!run(&ev, &kit).timing);
     }
 
     #[test]

@@ -882,6 +882,10 @@ impl<'a, B: Backend> Driver<'a, B> {
     /// longer when a large case's containers all exit at once (200 of them: about 15 s here), so it is given
     /// `exit_grace` more before it is killed.
     async fn stop_all(&mut self) {
+        // A cancelled run still stops its peers and waits for the exits: they belong in the record. The stops are
+        // written under a token of their own, or a write would end as "cancelled" before it began and the peer,
+        // never told, would be killed for not stopping.
+        let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
         for i in 0..self.peers.len() {
             if self.peers[i].process.is_some() && !self.rec.world.exited(i) {
                 self.rec.world.stop_sent[i] = true;
@@ -893,8 +897,6 @@ impl<'a, B: Backend> Driver<'a, B> {
             .collect();
         let all_exited = |w: &World| started.iter().all(|&i| w.exited(i));
         let all_stopping = |w: &World| started.iter().all(|&i| w.exited(i) || w.said_stopped(i));
-        // A cancelled run still waits for the exits: they belong in the record.
-        let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
         let _ = self.wait_until(STOP_TIMEOUT, "peers to stop", all_stopping).await;
         self.kill_running(&started, |w, i| !w.said_stopped(i), &format!("did not exit within {} s of stop", STOP_TIMEOUT.as_secs()))
             .await;
