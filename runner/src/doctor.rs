@@ -50,6 +50,12 @@ pub async fn examine() -> Vec<Finding> {
         required: false,
     });
     f.push(Finding {
+        what: "real-time priority for the runner's threads",
+        found: crate::priority::permitted().ok().map(|()| "SCHED_RR permitted".into()),
+        hint: "run as root (or with CAP_SYS_NICE, outside a cgroup without a real-time budget); else, on a host the peers saturate, the runner takes their lines in up to seconds late and the verdicts of time turn inconclusive sooner",
+        required: false,
+    });
+    f.push(Finding {
         what: "swarm backend (--backend swarm)",
         found: swarm().await,
         hint: "an engine that manages a swarm: `docker swarm init` makes a one-node one (docs/scale-out.md); the other backends do without",

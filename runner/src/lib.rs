@@ -18,6 +18,7 @@ pub mod issue;
 pub mod judge;
 pub mod matrix;
 pub mod peers;
+pub mod priority;
 pub mod probe;
 pub mod progress;
 pub mod releases;

@@ -193,6 +193,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The threads that take in the peers' output go first on a saturated host (`priority`).
+        .on_thread_start(meshgate::priority::on_thread_start)
         .build()
     {
         Ok(rt) => rt,

@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     // Plain data and small utilities (the peer contract's types come from the `contract` crate, below them all).
     "progress",
+    "priority",
     "events",
     "timeline",
     "cache",

@@ -952,39 +952,47 @@ struct Watch {
     exited: CancellationToken,
 }
 
+/// A ticking interval whose ticks fall on the same instants in every task that asks for one with the same period
+/// (multiples of it from the first call): the runtime then wakes once for all the peers' pumps, not once for each.
+fn in_step(period: std::time::Duration) -> tokio::time::Interval {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    let now = tokio::time::Instant::now();
+    let next = period.as_nanos() * ((now - origin).as_nanos() / period.as_nanos() + 1);
+    let mut interval = tokio::time::interval_at(origin + std::time::Duration::from_nanos(next as u64), period);
+    // A late tick is skipped, not made up, so the instants stay on the grid.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    interval
+}
+
 /// Splits the attached stream into lines per channel, and the event pipe's into events file lines; then reports the
 /// exit: status, whether the kernel killed it for memory, and the most memory it used.
 async fn pump_output(
     watch: Watch,
     mut output: OutputStream,
-    mut events: Option<tokio::net::unix::pipe::Receiver>,
+    events: Option<std::fs::File>,
     tx: mpsc::Sender<Output>,
 ) {
-    use tokio::io::AsyncReadExt as _;
     let mut out = LineBuffer::default();
     let mut err = LineBuffer::default();
     let mut piped = LineBuffer::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = Vec::new();
     // The engine removes a container's cgroup as soon as it exits, so its peak is read while it runs.
     let mut peak = PeakMemory::find(&watch.id, watch.pid);
-    let mut sampling = tokio::time::interval(peak.interval());
-    sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sampling = in_step(peak.interval());
+    let mut reading = in_step(pipes::READ_EVERY);
     loop {
         let chunk = tokio::select! {
             chunk = output.next() => match chunk {
                 Some(Ok(chunk)) => chunk,
                 _ => break,
             },
-            read = async { events.as_mut()?.read(&mut buf).await.ok() }, if events.is_some() => {
-                match read {
-                    // The runner holds a writing end too: no end of file while the container lives.
-                    Some(0) | None => events = None,
-                    Some(n) => {
-                        for line in piped.push(&buf[..n]) {
-                            if tx.send(Output::EventsFile(line)).await.is_err() {
-                                return;
-                            }
-                        }
+            _ = reading.tick(), if events.is_some() => {
+                read.clear();
+                pipes::drain(events.as_ref().expect("read while open"), &mut read);
+                for line in piped.push(&read) {
+                    if tx.send(Output::EventsFile(line)).await.is_err() {
+                        return;
                     }
                 }
                 continue;

@@ -11,8 +11,6 @@ use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use tokio::net::unix::pipe;
-
 use super::owner::{judge, Verdict};
 
 /// Where a peer finds its pipe inside its container.
@@ -106,8 +104,17 @@ fn remove_dir(dir: &Path) -> io::Result<()> {
 /// Opens a pipe's reading end for one life of its container, before the container starts. Opened for writing
 /// too, so that the time before the peer opens its end (and after it closed it) is not an end of file: the life
 /// ends with the container's exit, after which [`drain`] takes what is left.
-pub fn open(path: &Path) -> io::Result<pipe::Receiver> {
-    let rx = pipe::OpenOptions::new().read_write(true).open_receiver(path)?;
+///
+/// Not registered with the async runtime: the pipes are read on a tick ([`READ_EVERY`]), all of them at once.
+/// Woken by every line instead, the runner switched contexts about 4,000 times a second at 200 peers, took 30% of
+/// a core while they published, and took it from peers on a saturated host (docs/benchmarks.md).
+pub fn open(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let rx = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     // A bigger buffer lets a peer write on while the runner is busy for a moment (the default is 64 KiB: about
     // 300 lines). The kernel may refuse beyond /proc/sys/fs/pipe-max-size; the default then stays.
     use std::os::fd::AsRawFd as _;
@@ -116,13 +123,16 @@ pub fn open(path: &Path) -> io::Result<pipe::Receiver> {
     Ok(rx)
 }
 
-/// The buffer each pipe asks for: Linux's default /proc/sys/fs/pipe-max-size.
+/// How often the pipes are read: what it adds to the harness lag at most (its target is 100 ms at the 99th
+/// percentile), for one wake-up of the runner per period whatever the number of peers.
+pub const READ_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The buffer each pipe asks for: Linux's default /proc/sys/fs/pipe-max-size. At [`READ_EVERY`] it holds far more
+/// than a peer writes between two reads.
 const PIPE_BYTES: libc::c_int = 1 << 20;
 
-/// Reads what is in the pipe now, without waiting: after the container's exit, its last lines. Read from the
-/// descriptor itself (non-blocking, as tokio set it): tokio's `try_read` answers from the readiness it last saw,
-/// which may not know yet of what the peer wrote last.
-pub fn drain(rx: &pipe::Receiver, into: &mut Vec<u8>) {
+/// Reads what is in the pipe now, without waiting (the descriptor is non-blocking).
+pub fn drain(rx: &std::fs::File, into: &mut Vec<u8>) {
     use std::os::fd::AsRawFd as _;
     let mut buf = [0u8; 64 * 1024];
     loop {
@@ -172,8 +182,8 @@ fn sweep(remove: impl Fn(&str, &str) -> bool) -> usize {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_pipe_carries_lines_across_writers_and_keeps_what_was_left_after_the_writer_closed() {
+    #[test]
+    fn a_pipe_carries_lines_across_writers_and_keeps_what_was_left_after_the_writer_closed() {
         let run = format!("test-{}", std::process::id());
         // Owned by this process, so that a failed run's directory is swept by a later one.
         let owner = super::super::owner::owner_of(std::process::id()).unwrap();
