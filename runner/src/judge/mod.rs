@@ -12,6 +12,21 @@ use crate::stored::StoredCase;
 
 /// The result of one attempt of a case, from how running it went and its record.
 pub fn case(stored: &StoredCase, record: &[Recorded]) -> CaseResult {
+    // The record is judged in the order things happened. It is kept in the order the runner took them in: the
+    // runner stamps a peer's line as it arrives but records it when it gets to it, and what it does itself (a
+    // command, a kill) when it does it. A runner behind on a large case (18 s at 400 peers on two cores) then
+    // recorded `stop` before lines that arrived seconds earlier, and every peer looked silent until its stop.
+    // Stable, so what shares a time stamp keeps its order.
+    let sorted: Vec<Recorded>;
+    let record = match record.is_sorted_by_key(|r| r.at) {
+        true => record,
+        false => {
+            let mut r = record.to_vec();
+            r.sort_by_key(|r| r.at);
+            sorted = r;
+            &sorted
+        }
+    };
     let case = &stored.case;
     let mut result = CaseResult {
         name: case.name.clone(),
@@ -59,6 +74,25 @@ mod tests {
     use super::*;
     use crate::testkit::Kit;
     use crate::results::{CaseStatus, Status};
+
+    #[test]
+    fn the_record_is_judged_in_the_order_things_happened_not_the_order_they_were_recorded() {
+        let mut kit = Kit::new(&["rust-1", "go-1"]);
+        kit.case.edges = vec![(0, 1)];
+        let s = 1_000_000;
+        let mut record: Vec<Recorded> = kit.connect(s / 2, "rust-1", "go-1").into();
+        let streams = |t, p: &str| kit.streams(t, p, if p == "rust-1" { "go-1" } else { "rust-1" }, "c1", 1, 1);
+        // Both peers count their streams every second until 20 s; the runner, behind, recorded its `stop` at 20 s
+        // before the lines that had arrived from 2 s on.
+        record.extend([streams(s, "rust-1"), streams(s, "go-1")]);
+        record.extend(["rust-1", "go-1"].map(|p| kit.command(20 * s, p, r#"{"cmd":"stop"}"#)));
+        for t in 2..20 {
+            record.extend([streams(t * s, "rust-1"), streams(t * s, "go-1")]);
+        }
+        let judged = case(&crate::stored::tests::stored(&kit), &record);
+        let liveness = judged.checks.iter().find(|c| c.name == "liveness").unwrap();
+        assert_eq!(liveness.status, Status::Passed, "{liveness:?}");
+    }
 
     #[test]
     fn how_the_case_ran_decides_what_is_judged() {

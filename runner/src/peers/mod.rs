@@ -90,6 +90,18 @@ async fn forward(i: usize, mut output: mpsc::Receiver<Output>, inbox: mpsc::Unbo
     }
 }
 
+/// Runs the runner's own work on what it took in (taking lines in, looking over the record: up to hundreds of
+/// milliseconds at 200 peers) at the normal priority (`priority`), and with the runtime told, so that the tasks
+/// waiting on this thread (the peers' output pumps, which stamp their lines) move to another meanwhile instead of
+/// waiting, late, behind it.
+fn working<T>(work: impl FnOnce() -> T) -> T {
+    let work = || crate::priority::normal_while(work);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// How often the live checks and the faults in force are looked at: failures are announced within this.
 const TICK: Duration = Duration::from_millis(500);
 /// Edges of the topology dialed at once during the warm-up. A few hundred handshakes at the same instant (a
@@ -998,7 +1010,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             output.flush();
         }
         let peers = self.peer_reports();
-        self.rec.watch(self.case, &peers)?;
+        let (rec, case) = (&mut self.rec, self.case);
+        working(|| rec.watch(case, &peers))?;
         Ok(())
     }
 
@@ -1051,7 +1064,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             biased;
             _ = self.cancel.cancelled() => bail!("interrupted"),
             msg = self.inbox.recv() => match msg {
-                Some(arrival) => {
+                Some(arrival) => working(|| {
                     self.handle(arrival);
                     // What else arrived meanwhile is taken in one go: a wake-up (and a `select!`) per line costs
                     // the runner more than the line at 200 peers. Bounded, so a tick or the deadline is not
@@ -1060,7 +1073,7 @@ impl<'a, B: Backend> Driver<'a, B> {
                         let Ok(arrival) = self.inbox.try_recv() else { break };
                         self.handle(arrival);
                     }
-                }
+                }),
                 None => bail!("lost every peer's output"),
             },
             Some((i, o)) = self.kernel_reads.recv() => self.observe(i, o),
@@ -1083,7 +1096,8 @@ impl<'a, B: Backend> Driver<'a, B> {
             let now = now_micros();
             let peers = self.peer_reports();
             let asked = std::time::Instant::now();
-            let pending = self.rec.pending(self.case, &peers, now);
+            let (rec, case) = (&self.rec, self.case);
+            let pending = working(|| rec.pending(case, &peers, now));
             // Asking looks over the whole record: a large case is asked less often (see `recorder::LOOK_SHARE`).
             let poll = DRAIN_POLL_US.max((asked.elapsed() * recorder::LOOK_SHARE).as_micros() as Micros);
             tracing::debug!(
