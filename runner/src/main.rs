@@ -193,8 +193,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // The threads that take in the peers' output go first on a saturated host (`priority`).
-        .on_thread_start(meshgate::priority::on_thread_start)
+        // The threads that take in the peers' output go first on a saturated host, where permitted (`priority`;
+        // `meshgate doctor` says whether it is).
+        .on_thread_start(|| {
+            let _ = meshgate::priority::raise_this_thread();
+        })
         .build()
     {
         Ok(rt) => rt,

@@ -4,12 +4,12 @@
 //! On a host its peers saturate, a normal thread waits for a CPU for up to a second and more, and every line it
 //! takes in meanwhile is stamped that late (the harness lag). Measured with 200 peers on two cores: a 10 ms sleep in
 //! the runner's place overslept by up to 1.4 s, by as much at nice -20 (the scheduler's autogroups make nice
-//! count only within a session), and by under 10 ms with a real-time policy. The runner uses a few percent of one
-//! core, so going first costs the peers next to nothing; the kernel's real-time throttling
-//! (`kernel.sched_rt_runtime_us`) bounds it whatever happens.
+//! count only within a session), and by under 10 ms with a real-time policy. Only reading and stamping runs so, a
+//! few percent of one core at 200 peers, which costs the peers next to nothing; the runner's own work on the lines
+//! runs under the normal policy ([`normal_while`]), and the kernel's real-time throttling
+//! (`kernel.sched_rt_runtime_us`) bounds the rest whatever happens.
 
 use std::io;
-use std::sync::OnceLock;
 
 /// The lowest real-time priority: ahead of every normal thread, behind anything that asked for more.
 const PRIORITY: libc::c_int = 1;
@@ -19,6 +19,7 @@ const PRIORITY: libc::c_int = 1;
 pub fn raise_this_thread() -> io::Result<()> {
     let param = libc::sched_param { sched_priority: PRIORITY };
     // On Linux, pid 0 is the calling thread, not the whole process.
+    // SAFETY: sets the calling thread's own policy from a parameter that outlives the call.
     match unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) } {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
@@ -41,20 +42,6 @@ pub fn normal_while<T>(work: impl FnOnce() -> T) -> T {
         let _ = raise_this_thread();
     }
     done
-}
-
-/// For the async runtime's threads as they start: raises each, and remembers whether the first could be raised
-/// (a runner without `CAP_SYS_NICE`, or in a cgroup with no real-time budget, keeps the normal policy).
-pub fn on_thread_start() {
-    let raised = raise_this_thread();
-    FIRST.get_or_init(|| raised.map_err(|e| e.to_string()));
-}
-
-static FIRST: OnceLock<Result<(), String>> = OnceLock::new();
-
-/// Whether the runner's threads run at a real-time priority, and if not why; `None` before any started.
-pub fn status() -> Option<Result<(), String>> {
-    FIRST.get().cloned()
 }
 
 /// Whether a thread of this process could be raised: tried on a throwaway thread, so the caller's stays as it is.
