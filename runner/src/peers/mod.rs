@@ -1010,8 +1010,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             output.flush();
         }
         let peers = self.peer_reports();
-        let (rec, case) = (&mut self.rec, self.case);
-        working(|| rec.watch(case, &peers))?;
+        working(|| self.rec.watch(self.case, &peers))?;
         Ok(())
     }
 
@@ -1096,8 +1095,7 @@ impl<'a, B: Backend> Driver<'a, B> {
             let now = now_micros();
             let peers = self.peer_reports();
             let asked = std::time::Instant::now();
-            let (rec, case) = (&self.rec, self.case);
-            let pending = working(|| rec.pending(case, &peers, now));
+            let pending = working(|| self.rec.pending(self.case, &peers, now));
             // Asking looks over the whole record: a large case is asked less often (see `recorder::LOOK_SHARE`).
             let poll = DRAIN_POLL_US.max((asked.elapsed() * recorder::LOOK_SHARE).as_micros() as Micros);
             tracing::debug!(
